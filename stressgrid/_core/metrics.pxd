@@ -1,0 +1,40 @@
+from libc.stdint cimport int64_t
+
+# One shared bucket layout: 1 us .. 60 s, 3 significant digits, identical to
+# the `hdrhistogram` package's HdrHistogram(1, 60_000_000, 3).
+cdef enum:
+    LOWEST_VALUE = 1
+    HIGHEST_VALUE = 60000000
+    SUB_BUCKET_HALF_COUNT_MAGNITUDE = 10
+    SUB_BUCKET_HALF_COUNT = 1024
+    SUB_BUCKET_MASK = 2047
+    BUCKET_COUNT = 16
+    COUNTS_LEN = 17408
+
+
+cdef class Histogram:
+    cdef int64_t *counts
+    cdef public str name
+    cdef int64_t total
+    cdef int64_t clamped
+    cdef Py_ssize_t min_index
+    cdef Py_ssize_t max_index
+
+    cdef void record_c(self, int64_t value) noexcept
+    cdef void add_histogram(self, Histogram other) noexcept
+    cdef void clear(self) noexcept
+    cdef int64_t value_at_percentile_c(self, double percentile) noexcept
+
+
+cdef class Counter:
+    cdef public str name
+    cdef public int64_t value
+
+
+cdef class Recorder:
+    cdef dict histograms
+    cdef dict counters
+    cdef dict gauges
+
+    cpdef Histogram histogram(self, str name)
+    cpdef Counter counter(self, str name)

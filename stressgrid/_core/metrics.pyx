@@ -1,0 +1,458 @@
+# cython: freethreading_compatible = False
+"""HDR histograms, counters and the per-worker recorder.
+
+The hot path is ``Histogram.record_c`` (a couple of integer operations and one
+array increment) and ``Counter.value += n``; protocol cores hold these objects
+directly so no dictionary lookup happens per event.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.math cimport sqrt
+from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.string cimport memset
+
+import math
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+
+LOWEST = LOWEST_VALUE
+HIGHEST = HIGHEST_VALUE
+SIGNIFICANT_FIGURES = 3
+COUNTS_LENGTH = COUNTS_LEN
+
+# Percentiles every summary reports, in CSV column order.
+PERCENTILES = (
+    ("pc1", 1.0), ("pc10", 10.0), ("pc25", 25.0), ("median", 50.0),
+    ("pc75", 75.0), ("pc90", 90.0), ("pc99", 99.0), ("pc99_9", 99.9),
+)
+
+
+cdef inline Py_ssize_t index_of(int64_t value) noexcept nogil:
+    # Same arithmetic as HdrHistogram._counts_index_for with unit magnitude 0.
+    cdef int bucket = 64 - __builtin_clzll(<unsigned long long>(value | SUB_BUCKET_MASK)) \
+        - (SUB_BUCKET_HALF_COUNT_MAGNITUDE + 1)
+    cdef int64_t sub_bucket = value >> bucket
+    return ((bucket + 1) << SUB_BUCKET_HALF_COUNT_MAGNITUDE) + (sub_bucket - SUB_BUCKET_HALF_COUNT)
+
+
+cdef inline int bucket_of_index(Py_ssize_t index) noexcept nogil:
+    cdef int bucket = (index >> SUB_BUCKET_HALF_COUNT_MAGNITUDE) - 1
+    return bucket if bucket > 0 else 0
+
+
+cdef inline int64_t lowest_value_at(Py_ssize_t index) noexcept nogil:
+    cdef int bucket = (index >> SUB_BUCKET_HALF_COUNT_MAGNITUDE) - 1
+    cdef int64_t sub_bucket = (index & (SUB_BUCKET_HALF_COUNT - 1)) + SUB_BUCKET_HALF_COUNT
+    if bucket < 0:
+        sub_bucket -= SUB_BUCKET_HALF_COUNT
+        bucket = 0
+    return sub_bucket << bucket
+
+
+cdef inline int64_t highest_value_at(Py_ssize_t index) noexcept nogil:
+    return lowest_value_at(index) + (<int64_t>1 << bucket_of_index(index)) - 1
+
+
+cdef inline int64_t median_value_at(Py_ssize_t index) noexcept nogil:
+    return lowest_value_at(index) + ((<int64_t>1 << bucket_of_index(index)) >> 1)
+
+
+def value_range_of_index(Py_ssize_t index):
+    """Lowest and highest value that land in bucket ``index``."""
+    if index < 0 or index >= COUNTS_LEN:
+        raise IndexError(index)
+    return lowest_value_at(index), highest_value_at(index)
+
+
+def index_of_value(int64_t value):
+    """Bucket index of ``value`` after clamping to the recordable range."""
+    if value < LOWEST_VALUE:
+        value = LOWEST_VALUE
+    elif value > HIGHEST_VALUE:
+        value = HIGHEST_VALUE
+    return index_of(value)
+
+
+cdef inline uint8_t *write_varint(uint8_t *out, uint64_t value) noexcept nogil:
+    while value >= 0x80:
+        out[0] = <uint8_t>(value & 0x7f) | 0x80
+        out += 1
+        value >>= 7
+    out[0] = <uint8_t>value
+    return out + 1
+
+
+cdef class Histogram:
+    """Counts of microsecond values in the shared HDR bucket layout.
+
+    Values below 1 us or above 60 s are clamped into range and counted in
+    ``clamped``; nothing recorded is ever dropped.
+    """
+
+    def __cinit__(self, str name=""):
+        self.counts = <int64_t *>PyMem_Malloc(COUNTS_LEN * sizeof(int64_t))
+        if self.counts == NULL:
+            raise MemoryError()
+        memset(self.counts, 0, COUNTS_LEN * sizeof(int64_t))
+        self.name = name
+        self.min_index = COUNTS_LEN
+        self.max_index = -1
+
+    def __dealloc__(self):
+        PyMem_Free(self.counts)
+
+    cdef void record_c(self, int64_t value) noexcept:
+        cdef Py_ssize_t index
+        if value < LOWEST_VALUE:
+            value = LOWEST_VALUE
+            self.clamped += 1
+        elif value > HIGHEST_VALUE:
+            value = HIGHEST_VALUE
+            self.clamped += 1
+        index = index_of(value)
+        self.counts[index] += 1
+        self.total += 1
+        if index < self.min_index:
+            self.min_index = index
+        if index > self.max_index:
+            self.max_index = index
+
+    def record(self, int64_t value):
+        """Record one value in microseconds."""
+        self.record_c(value)
+
+    def record_many(self, values):
+        """Record every value of an iterable (used by tests and tools)."""
+        cdef int64_t value
+        for value in values:
+            self.record_c(value)
+
+    @property
+    def total_count(self):
+        return self.total
+
+    @property
+    def clamped_count(self):
+        return self.clamped
+
+    def __len__(self):
+        return self.total
+
+    cdef void clear(self) noexcept:
+        if self.max_index >= 0:
+            memset(self.counts + self.min_index, 0,
+                   (self.max_index - self.min_index + 1) * sizeof(int64_t))
+        self.total = 0
+        self.clamped = 0
+        self.min_index = COUNTS_LEN
+        self.max_index = -1
+
+    def reset(self):
+        """Forget every recorded value."""
+        self.clear()
+
+    cdef void add_histogram(self, Histogram other) noexcept:
+        cdef Py_ssize_t i
+        for i in range(other.min_index, other.max_index + 1):
+            self.counts[i] += other.counts[i]
+        self.total += other.total
+        self.clamped += other.clamped
+        if other.min_index < self.min_index:
+            self.min_index = other.min_index
+        if other.max_index > self.max_index:
+            self.max_index = other.max_index
+
+    def add(self, Histogram other not None):
+        """Add another histogram's counts to this one (an exact merge)."""
+        self.add_histogram(other)
+
+    def count_at_index(self, Py_ssize_t index):
+        if index < 0 or index >= COUNTS_LEN:
+            raise IndexError(index)
+        return self.counts[index]
+
+    def nonzero(self):
+        """``(index, count)`` for every non-empty bucket, ascending."""
+        cdef Py_ssize_t i
+        return [(i, self.counts[i]) for i in range(self.min_index, self.max_index + 1)
+                if self.counts[i]]
+
+    # -- wire form -------------------------------------------------------
+
+    def encode(self):
+        """Sparse form: varint pairs of (index delta, count), clamped count.
+
+        Returns ``(bytes, clamped)``; ``Histogram.decode`` or ``add_encoded``
+        take it back.
+        """
+        cdef Py_ssize_t i, previous = 0, nonzero = 0
+        if self.max_index < 0:
+            return (b"", self.clamped)
+        for i in range(self.min_index, self.max_index + 1):
+            if self.counts[i]:
+                nonzero += 1
+        buffer = PyBytes_FromStringAndSize(NULL, nonzero * 20)
+        cdef uint8_t *start = <uint8_t *>PyBytes_AS_STRING(buffer)
+        cdef uint8_t *out = start
+        for i in range(self.min_index, self.max_index + 1):
+            if self.counts[i]:
+                out = write_varint(out, <uint64_t>(i - previous))
+                out = write_varint(out, <uint64_t>self.counts[i])
+                previous = i
+        return (buffer[:out - start], self.clamped)
+
+    def add_encoded(self, bytes data not None, int64_t clamped=0):
+        """Add a histogram in its sparse wire form to this one.
+
+        Raises ``ValueError`` on a truncated or out-of-range encoding, leaving
+        this histogram unchanged.
+        """
+        cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
+        cdef const uint8_t *end = p + PyBytes_GET_SIZE(data)
+        cdef uint64_t values[2]
+        cdef uint64_t value
+        cdef int shift, which
+        cdef uint8_t byte
+        cdef Py_ssize_t index = 0, low = COUNTS_LEN, high = -1
+        cdef int64_t added = 0
+        # First pass validates, second applies: a bad message never half-merges.
+        cdef int apply_pass
+        if clamped < 0:
+            raise ValueError("negative clamped count")
+        for apply_pass in range(2):
+            p = <const uint8_t *>PyBytes_AS_STRING(data)
+            index = 0
+            while p < end:
+                for which in range(2):
+                    value = 0
+                    shift = 0
+                    while True:
+                        if p >= end or shift > 63:
+                            raise ValueError("truncated histogram encoding")
+                        byte = p[0]
+                        p += 1
+                        value |= (<uint64_t>(byte & 0x7f)) << shift
+                        shift += 7
+                        if not (byte & 0x80):
+                            break
+                    values[which] = value
+                if values[0] >= COUNTS_LEN or values[1] > 0x7fffffffffffffff:
+                    raise ValueError("histogram bucket out of range")
+                index += <Py_ssize_t>values[0]
+                if index >= COUNTS_LEN:
+                    raise ValueError("histogram bucket out of range")
+                if apply_pass:
+                    self.counts[index] += <int64_t>values[1]
+                    added += <int64_t>values[1]
+                    if index < low:
+                        low = index
+                    if index > high:
+                        high = index
+        self.total += added
+        self.clamped += clamped
+        if low < self.min_index:
+            self.min_index = low
+        if high > self.max_index:
+            self.max_index = high
+
+    @classmethod
+    def decode(cls, encoded, str name=""):
+        """Build a histogram from ``encode()``'s output."""
+        data, clamped = encoded
+        histogram = cls(name)
+        histogram.add_encoded(data, clamped)
+        return histogram
+
+    # -- statistics (same definitions as the hdrhistogram package) -------
+
+    cdef int64_t value_at_percentile_c(self, double percentile) noexcept:
+        cdef int64_t target
+        cdef int64_t running = 0
+        cdef Py_ssize_t i
+        if self.total == 0:
+            return 0
+        if percentile > 100.0:
+            percentile = 100.0
+        target = <int64_t>((percentile * self.total / 100.0) + 0.5)
+        if target < 1:
+            target = 1
+        for i in range(self.min_index, self.max_index + 1):
+            running += self.counts[i]
+            if running >= target:
+                if percentile:
+                    return highest_value_at(i)
+                return lowest_value_at(i)
+        return 0
+
+    def value_at_percentile(self, double percentile):
+        return self.value_at_percentile_c(percentile)
+
+    @property
+    def min(self):
+        return lowest_value_at(self.min_index) if self.total else 0
+
+    @property
+    def max(self):
+        return highest_value_at(self.max_index) if self.total else 0
+
+    @property
+    def mean(self):
+        cdef Py_ssize_t i
+        cdef double total = 0.0
+        if not self.total:
+            return 0.0
+        for i in range(self.min_index, self.max_index + 1):
+            if self.counts[i]:
+                total += <double>self.counts[i] * <double>median_value_at(i)
+        return total / self.total
+
+    @property
+    def stddev(self):
+        cdef Py_ssize_t i
+        cdef double mean, deviation, total = 0.0
+        if not self.total:
+            return 0.0
+        mean = self.mean
+        for i in range(self.min_index, self.max_index + 1):
+            if self.counts[i]:
+                deviation = <double>median_value_at(i) - mean
+                total += deviation * deviation * self.counts[i]
+        return sqrt(total / self.total)
+
+    def summary(self):
+        """Dict of count, mean, min, pc1..pc99, pc99_9, max, stddev, clamped."""
+        cdef int64_t running = 0
+        cdef int64_t target
+        cdef Py_ssize_t i, p = 0
+        cdef double percentile
+        result = {"count": self.total, "mean": self.mean, "min": self.min}
+        # One pass over the buckets for every percentile.
+        values = {}
+        if self.total:
+            i = self.min_index
+            for name, percentile in PERCENTILES:
+                target = <int64_t>((percentile * self.total / 100.0) + 0.5)
+                if target < 1:
+                    target = 1
+                while running < target and i <= self.max_index:
+                    running += self.counts[i]
+                    i += 1
+                values[name] = highest_value_at(i - 1)
+        else:
+            for name, _ in PERCENTILES:
+                values[name] = 0
+        result.update(values)
+        result["max"] = self.max
+        result["stddev"] = self.stddev
+        result["clamped"] = self.clamped
+        return result
+
+    def to_hdrhistogram(self):
+        """The same counts as an ``hdrh.histogram.HdrHistogram``.
+
+        Lets the `hdrhistogram` package's percentile code and log format run
+        on our data.
+        """
+        from hdrh.histogram import HdrHistogram
+        cdef Py_ssize_t i
+        result = HdrHistogram(LOWEST_VALUE, HIGHEST_VALUE, SIGNIFICANT_FIGURES)
+        if self.total:
+            for i in range(self.min_index, self.max_index + 1):
+                if self.counts[i]:
+                    result.counts[i] = self.counts[i]
+            result.set_internal_tacking_values(self.min_index, self.max_index, self.total)
+        return result
+
+    def copy(self):
+        cdef Histogram result = Histogram(self.name)
+        result.add_histogram(self)
+        return result
+
+    def __eq__(self, other):
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return (self.total == (<Histogram>other).total
+                and self.clamped == (<Histogram>other).clamped
+                and self.nonzero() == other.nonzero())
+
+    def __repr__(self):
+        return f"<Histogram {self.name!r} count={self.total}>"
+
+    def __reduce__(self):
+        return (Histogram.decode, (self.encode(), self.name))
+
+
+cdef class Counter:
+    """A cumulative event count; hot paths do ``counter.value += n``."""
+
+    def __cinit__(self, str name=""):
+        self.name = name
+        self.value = 0
+
+    def inc(self, int64_t n=1):
+        self.value += n
+
+    def __repr__(self):
+        return f"<Counter {self.name!r} value={self.value}>"
+
+
+cdef class Recorder:
+    """Every metric of one worker: histograms, counters and gauges by name.
+
+    ``histogram(name)`` / ``counter(name)`` return the same object for a name
+    for the life of the recorder, so callers can keep it. ``snapshot()``
+    returns the deltas since the previous snapshot and resets them.
+    """
+
+    def __cinit__(self):
+        self.histograms = {}
+        self.counters = {}
+        self.gauges = {}
+
+    cpdef Histogram histogram(self, str name):
+        cdef object found = self.histograms.get(name)
+        if found is None:
+            found = Histogram(name)
+            self.histograms[name] = found
+        return <Histogram>found
+
+    cpdef Counter counter(self, str name):
+        cdef object found = self.counters.get(name)
+        if found is None:
+            found = Counter(name)
+            self.counters[name] = found
+        return <Counter>found
+
+    def record(self, str name, int64_t value):
+        """Record ``value`` (us) in histogram ``name``."""
+        self.histogram(name).record_c(value)
+
+    def inc(self, str name, int64_t n=1):
+        """Add ``n`` to counter ``name``."""
+        cdef Counter counter = self.counter(name)
+        counter.value += n
+
+    def set_gauge(self, str name, value):
+        self.gauges[name] = value
+
+    def snapshot(self):
+        """Deltas since the last snapshot in wire form, then reset.
+
+        ``{"histograms": {name: (bytes, clamped)}, "counters": {name: int},
+        "gauges": {name: number}}``; empty histograms and zero counters are
+        left out.
+        """
+        cdef Histogram histogram
+        cdef Counter counter
+        histograms = {}
+        counters = {}
+        for name, histogram in self.histograms.items():
+            if histogram.total:
+                histograms[name] = histogram.encode()
+                histogram.clear()
+        for name, counter in self.counters.items():
+            if counter.value:
+                counters[name] = counter.value
+                counter.value = 0
+        return {"histograms": histograms, "counters": counters, "gauges": dict(self.gauges)}
