@@ -1,0 +1,100 @@
+"""Exceptions raised to device scripts and the metric name each one counts as.
+
+Every failure is counted exactly once as the counter ``<reason>_error_count``:
+either where a protocol raises it (``count_error``) or, when nothing counted it
+yet, by the device runtime when the script lets it escape.
+"""
+import errno
+import re
+import socket
+import ssl
+
+
+class ConnectionClosedError(ConnectionError):
+    """The peer closed the connection while the device still needed it."""
+
+    reason = "closed"
+
+
+class TlsError(ConnectionError):
+    """The TLS handshake or the TLS layer failed."""
+
+    reason = "tls"
+
+
+class ProtocolError(Exception):
+    """The target broke the protocol (a malformed response, frame or datagram)."""
+
+    reason = "protocol"
+
+
+class Http2StreamError(ProtocolError):
+    """The server reset the HTTP/2 stream of a request."""
+
+    reason = "http2_stream"
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "conn_refused",
+    errno.ECONNRESET: "conn_reset",
+    errno.ECONNABORTED: "conn_aborted",
+    errno.ETIMEDOUT: "conn_timedout",
+    errno.EHOSTUNREACH: "host_unreach",
+    errno.ENETUNREACH: "net_unreach",
+    errno.EADDRNOTAVAIL: "addr_not_avail",
+    errno.EADDRINUSE: "addr_in_use",
+    errno.EMFILE: "too_many_open_files",
+    errno.ENFILE: "too_many_open_files",
+    errno.EPIPE: "closed",
+    errno.ENOTCONN: "closed",
+}
+
+_GAI_REASONS = {
+    socket.EAI_NONAME: "nx_domain",
+    getattr(socket, "EAI_NODATA", socket.EAI_NONAME): "nx_domain",
+    socket.EAI_AGAIN: "dns_timeout",
+}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(name):
+    """``KeyError`` -> ``key_error``, ``HTTPStatusError`` -> ``http_status_error``."""
+    return _CAMEL.sub("_", name).lower()
+
+
+def error_reason(exc):
+    """The reason part of the error counter for ``exc`` (without ``_error``)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and isinstance(exc, (ConnectionClosedError, TlsError, ProtocolError)):
+        return reason
+    if isinstance(exc, socket.gaierror):
+        return _GAI_REASONS.get(exc.errno, "dns")
+    if isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    name = snake_case(type(exc).__name__)
+    return name[: -len("_error")] if name.endswith("_error") else name
+
+
+def error_counter_name(exc):
+    """``ConnectionRefusedError()`` -> ``conn_refused_error_count``."""
+    return error_reason(exc) + "_error_count"
+
+
+def count_error(recorder, exc):
+    """Count ``exc`` once in ``recorder`` and mark it as counted; returns ``exc``."""
+    if not getattr(exc, "_stressgrid_counted", False):
+        recorder.counter(error_counter_name(exc)).value += 1
+        try:
+            exc._stressgrid_counted = True
+        except AttributeError:
+            pass
+    return exc
+
+
+def is_counted(exc):
+    return getattr(exc, "_stressgrid_counted", False)

@@ -1,0 +1,54 @@
+"""Names a device script may call, per protocol (DESIGN.md section 4).
+
+This table is what the script checker uses; the runtime binds the same names.
+"""
+
+PROTOCOLS = ("http10", "http10s", "http", "https", "http2", "http2s", "tcp", "udp")
+TLS_PROTOCOLS = frozenset({"http10s", "https", "http2s"})
+HTTP1_PROTOCOLS = frozenset({"http10", "http10s", "http", "https"})
+HTTP2_PROTOCOLS = frozenset({"http2", "http2s"})
+HTTP_PROTOCOLS = HTTP1_PROTOCOLS | HTTP2_PROTOCOLS
+
+COMMON_SYNC = frozenset({
+    "start_timing", "stop_timing", "stop_start_timing", "inc_counter",
+    "random_bits", "random_bytes",
+})
+COMMON_ASYNC = frozenset({"delay"})
+
+HTTP_ASYNC = frozenset({"get", "head", "options", "delete", "post", "put", "patch"})
+WS_ASYNC = frozenset({
+    "ws_upgrade", "ws_send_text", "ws_send_binary", "ws_send_json",
+    "ws_receive_text", "ws_receive_binary", "ws_receive_json",
+})
+WS_SYNC = frozenset({"ws_fetch_text", "ws_fetch_binary", "ws_fetch_json"})
+SOCKET_ASYNC = frozenset({"send", "recv"})
+
+ALL_PROTOCOL_FUNCTIONS = HTTP_ASYNC | WS_ASYNC | WS_SYNC | SOCKET_ASYNC
+
+
+def protocol_async_functions(protocol):
+    """Awaitable functions a script of ``protocol`` has, common ones included."""
+    names = set(COMMON_ASYNC)
+    if protocol in HTTP_PROTOCOLS:
+        names |= HTTP_ASYNC
+    if protocol in HTTP1_PROTOCOLS:
+        names |= WS_ASYNC
+    if protocol in ("tcp", "udp"):
+        names |= SOCKET_ASYNC
+    return frozenset(names)
+
+
+def protocol_sync_functions(protocol):
+    """Plain (never awaited) functions a script of ``protocol`` has."""
+    names = set(COMMON_SYNC)
+    if protocol in HTTP1_PROTOCOLS:
+        names |= WS_SYNC
+    return frozenset(names)
+
+
+def protocol_description(protocol):
+    if protocol in HTTP1_PROTOCOLS:
+        return "HTTP and WebSocket functions"
+    if protocol in HTTP2_PROTOCOLS:
+        return "HTTP functions"
+    return "send/recv"

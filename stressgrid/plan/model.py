@@ -1,0 +1,233 @@
+"""The plan: what to run, against what, for how long (DESIGN.md section 3).
+
+``Plan.from_dict`` validates a plan given as JSON-like data and raises
+``PlanError`` naming the offending field (``blocks[0].size``) on bad input.
+"""
+import dataclasses
+import re
+from typing import Any
+
+from . import api
+from .script import ScriptError, check_script
+
+DEFAULT_OPTS = {
+    "ramp_steps": 1,
+    "rampup_step_ms": 1000,
+    "sustain_ms": 60000,
+    "rampdown_step_ms": 1000,
+    "cooldown_ms": 5000,
+    "report_interval_ms": 60000,
+    "timeout_ms": 5000,
+}
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+MAX_RAMP_STEPS = 100000
+MAX_BLOCK_SIZE = 100_000_000
+
+
+class PlanError(ValueError):
+    """A plan field with a bad value; ``field`` is a path like ``blocks[0].size``."""
+
+    def __init__(self, field, message, line=None, column=None):
+        self.field = field
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"{field}: {message}")
+
+    def to_dict(self):
+        result = {"field": self.field, "message": self.message}
+        if self.line is not None:
+            result["line"] = self.line
+            result["column"] = self.column
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """One target: ``host`` as given, resolved ``ip`` (filled by the coordinator)."""
+
+    host: str
+    port: int
+    protocol: str
+    ip: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(host=data["host"], port=int(data["port"]), protocol=data["protocol"],
+                   ip=data.get("ip", ""))
+
+    @property
+    def connect_host(self):
+        return self.ip or self.host
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    script: str
+    params: Any
+    size: int
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Opts:
+    ramp_steps: int = DEFAULT_OPTS["ramp_steps"]
+    rampup_step_ms: int = DEFAULT_OPTS["rampup_step_ms"]
+    sustain_ms: int = DEFAULT_OPTS["sustain_ms"]
+    rampdown_step_ms: int = DEFAULT_OPTS["rampdown_step_ms"]
+    cooldown_ms: int = DEFAULT_OPTS["cooldown_ms"]
+    report_interval_ms: int = DEFAULT_OPTS["report_interval_ms"]
+    timeout_ms: int = DEFAULT_OPTS["timeout_ms"]
+    tls_verify: bool = False
+    tls_ca_file: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def total_ms(self):
+        """Ramp-up + sustain + ramp-down, cooldown excluded."""
+        return (self.ramp_steps * self.rampup_step_ms + self.sustain_ms
+                + self.ramp_steps * self.rampdown_step_ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    name: str
+    addresses: tuple
+    blocks: tuple
+    opts: Opts
+
+    def to_dict(self):
+        return {"name": self.name,
+                "addresses": [a.to_dict() for a in self.addresses],
+                "blocks": [b.to_dict() for b in self.blocks],
+                "opts": self.opts.to_dict()}
+
+    @property
+    def size(self):
+        return sum(block.size for block in self.blocks)
+
+    @property
+    def protocol(self):
+        return self.addresses[0].protocol
+
+    @classmethod
+    def from_dict(cls, data, check_scripts=True):
+        """Validate ``data`` and build a plan; raises ``PlanError``."""
+        if not isinstance(data, dict):
+            raise PlanError("plan", "must be a JSON object")
+        unknown = set(data) - {"name", "addresses", "blocks", "opts"}
+        if unknown:
+            raise PlanError(sorted(unknown)[0], "unknown field")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise PlanError("name", "must be a non-empty string")
+        if len(name) > 200:
+            raise PlanError("name", "must be at most 200 characters")
+        addresses = _addresses(data.get("addresses"))
+        protocols = {address.protocol for address in addresses}
+        if len(protocols) > 1:
+            raise PlanError("addresses", "every address must use the same protocol")
+        opts = _opts(data.get("opts", {}))
+        blocks = _blocks(data.get("blocks"), addresses[0].protocol, check_scripts)
+        return cls(name=name.strip(), addresses=addresses, blocks=blocks, opts=opts)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _addresses(value):
+    if not isinstance(value, list) or not value:
+        raise PlanError("addresses", "must be a non-empty list of {host, port, protocol}")
+    result = []
+    for i, item in enumerate(value):
+        field = f"addresses[{i}]"
+        if not isinstance(item, dict):
+            raise PlanError(field, "must be an object with host, port and protocol")
+        unknown = set(item) - {"host", "port", "protocol", "ip"}
+        if unknown:
+            raise PlanError(f"{field}.{sorted(unknown)[0]}", "unknown field")
+        host = item.get("host")
+        if not isinstance(host, str) or not host.strip() or re.search(r"\s", host.strip()):
+            raise PlanError(f"{field}.host", "must be a host name or IP address")
+        port = item.get("port")
+        if not _is_int(port) or not 0 < port < 65536:
+            raise PlanError(f"{field}.port", "must be an integer from 1 to 65535")
+        protocol = item.get("protocol")
+        if protocol not in api.PROTOCOLS:
+            raise PlanError(f"{field}.protocol",
+                            f"must be one of {', '.join(api.PROTOCOLS)}")
+        ip = item.get("ip", "")
+        if not isinstance(ip, str):
+            raise PlanError(f"{field}.ip", "must be a string")
+        result.append(Address(host=host.strip(), port=port, protocol=protocol, ip=ip))
+    return tuple(result)
+
+
+def _blocks(value, protocol, check_scripts):
+    if not isinstance(value, list) or not value:
+        raise PlanError("blocks", "must be a non-empty list of {script, params, size}")
+    result = []
+    for i, item in enumerate(value):
+        field = f"blocks[{i}]"
+        if not isinstance(item, dict):
+            raise PlanError(field, "must be an object with script, params and size")
+        unknown = set(item) - {"script", "params", "size"}
+        if unknown:
+            raise PlanError(f"{field}.{sorted(unknown)[0]}", "unknown field")
+        script = item.get("script")
+        if not isinstance(script, str):
+            raise PlanError(f"{field}.script", "must be a string")
+        size = item.get("size")
+        if not _is_int(size) or size < 1 or size > MAX_BLOCK_SIZE:
+            raise PlanError(f"{field}.size", f"must be an integer from 1 to {MAX_BLOCK_SIZE}")
+        params = item.get("params", {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise PlanError(f"{field}.params", "must be a JSON object")
+        if check_scripts:
+            try:
+                check_script(script, protocol)
+            except ScriptError as exc:
+                raise PlanError(f"{field}.script", str(exc), exc.line, exc.column) from None
+        result.append(Block(script=script, params=params, size=size))
+    return tuple(result)
+
+
+def _opts(value):
+    if not isinstance(value, dict):
+        raise PlanError("opts", "must be an object")
+    known = {field.name for field in dataclasses.fields(Opts)}
+    unknown = set(value) - known
+    if unknown:
+        raise PlanError(f"opts.{sorted(unknown)[0]}", "unknown option")
+    values = {}
+    for key, default in DEFAULT_OPTS.items():
+        item = value.get(key, default)
+        if not _is_int(item):
+            raise PlanError(f"opts.{key}", "must be an integer")
+        values[key] = item
+    for key in ("rampup_step_ms", "sustain_ms", "rampdown_step_ms", "cooldown_ms"):
+        if not 0 <= values[key] <= MAX_DURATION_MS:
+            raise PlanError(f"opts.{key}", f"must be from 0 to {MAX_DURATION_MS}")
+    if not 1 <= values["ramp_steps"] <= MAX_RAMP_STEPS:
+        raise PlanError("opts.ramp_steps", f"must be from 1 to {MAX_RAMP_STEPS}")
+    if not 1000 <= values["report_interval_ms"] <= MAX_DURATION_MS:
+        raise PlanError("opts.report_interval_ms", "must be at least 1000")
+    if not 1 <= values["timeout_ms"] <= 3_600_000:
+        raise PlanError("opts.timeout_ms", "must be from 1 to 3600000")
+    tls_verify = value.get("tls_verify", False)
+    if not isinstance(tls_verify, bool):
+        raise PlanError("opts.tls_verify", "must be true or false")
+    tls_ca_file = value.get("tls_ca_file", "")
+    if not isinstance(tls_ca_file, str):
+        raise PlanError("opts.tls_ca_file", "must be a path")
+    return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, **values)
