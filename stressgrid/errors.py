@@ -72,10 +72,10 @@ def error_reason(exc):
         return _GAI_REASONS.get(exc.errno, "dns")
     if isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.CertificateError):
         return "tls"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
     if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
         return _ERRNO_REASONS[exc.errno]
+    if isinstance(exc, TimeoutError):
+        return "timeout"
     name = snake_case(type(exc).__name__)
     return name[: -len("_error")] if name.endswith("_error") else name
 

@@ -1,0 +1,105 @@
+"""Merging metric snapshots and summarizing them (shared by every level).
+
+A snapshot is the wire form a ``Recorder`` produces every second:
+``{"histograms": {name: (bytes, clamped)}, "counters": {name: int},
+"gauges": {name: number}}``. Merging adds bucket counts and counter values, so
+the result is exact at every level (worker, host, coordinator).
+"""
+from stressgrid._core.metrics import PERCENTILES, Histogram
+
+HISTOGRAM_SUFFIX = "_us"
+COUNTER_SUFFIX = "_count"
+RATE_SUFFIX = "_per_second"
+
+
+def rate_name(counter_name):
+    """``response_count`` -> ``response_per_second``."""
+    base = counter_name[: -len(COUNTER_SUFFIX)] if counter_name.endswith(COUNTER_SUFFIX) else counter_name
+    return base + RATE_SUFFIX
+
+
+def is_error(name):
+    return name.endswith("_error_count") or name.endswith("_error")
+
+
+class MetricsAggregate:
+    """Histograms, counters and last gauges summed over any number of snapshots."""
+
+    def __init__(self):
+        self.histograms = {}
+        self.counters = {}
+        self.gauges = {}
+
+    def histogram(self, name):
+        found = self.histograms.get(name)
+        if found is None:
+            found = self.histograms[name] = Histogram(name)
+        return found
+
+    def add_snapshot(self, snapshot):
+        """Merge one wire snapshot; raises ``ValueError`` on a malformed one."""
+        if not isinstance(snapshot, dict):
+            raise ValueError("snapshot must be a map")
+        histograms = snapshot.get("histograms", {})
+        counters = snapshot.get("counters", {})
+        gauges = snapshot.get("gauges", {})
+        if not all(isinstance(x, dict) for x in (histograms, counters, gauges)):
+            raise ValueError("snapshot parts must be maps")
+        decoded = []
+        for name, encoded in histograms.items():
+            if not isinstance(name, str) or not isinstance(encoded, (list, tuple)) or len(encoded) != 2:
+                raise ValueError(f"bad histogram {name!r}")
+            data, clamped = encoded
+            if not isinstance(data, bytes) or not isinstance(clamped, int):
+                raise ValueError(f"bad histogram {name!r}")
+            # Validate everything before merging anything.
+            decoded.append(Histogram.decode((data, clamped), name))
+        for name, value in counters.items():
+            if not isinstance(name, str) or not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"bad counter {name!r}")
+        for histogram in decoded:
+            self.histogram(histogram.name).add(histogram)
+        for name, value in counters.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+        for name, value in gauges.items():
+            if isinstance(name, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.gauges[name] = value
+
+    def add(self, other):
+        """Merge another aggregate into this one."""
+        for name, histogram in other.histograms.items():
+            self.histogram(name).add(histogram)
+        for name, value in other.counters.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+        self.gauges.update(other.gauges)
+
+    def to_snapshot(self):
+        """This aggregate in the wire form (for forwarding upward)."""
+        return {
+            "histograms": {name: h.encode() for name, h in self.histograms.items() if h.total_count},
+            "counters": {name: value for name, value in self.counters.items() if value},
+            "gauges": dict(self.gauges),
+        }
+
+    def counter(self, name):
+        return self.counters.get(name, 0)
+
+    def errors(self):
+        """Error counters with a non-zero count."""
+        return {name: value for name, value in self.counters.items() if is_error(name) and value}
+
+    def summary(self):
+        """``{"histograms": {name: summary}, "counters": {...}, "gauges": {...}}``."""
+        return {
+            "histograms": {name: h.summary() for name, h in sorted(self.histograms.items())},
+            "counters": dict(sorted(self.counters.items())),
+            "gauges": dict(sorted(self.gauges.items())),
+        }
+
+    def clear(self):
+        self.histograms.clear()
+        self.counters.clear()
+        self.gauges.clear()
+
+
+__all__ = ["Histogram", "MetricsAggregate", "PERCENTILES", "rate_name", "is_error"]

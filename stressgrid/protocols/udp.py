@@ -1,0 +1,115 @@
+"""UDP devices: one connected socket per device, opened when the device starts.
+
+Script functions: ``await send(datagram)`` and ``await recv(timeout=5000)``,
+which returns one datagram.
+"""
+import asyncio
+import collections
+
+from stressgrid._core.device import current_device
+from stressgrid.errors import count_error
+
+from .waiting import arm_timeout, as_bytes, timeout_seconds
+
+# Datagrams kept for recv(); the oldest is dropped (and counted) past this.
+RECEIVE_QUEUE_LIMIT = 1024
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    __slots__ = ("device", "transport", "queue", "waiter", "error")
+
+    def __init__(self, device):
+        self.device = device
+        self.transport = None
+        self.queue = None
+        self.waiter = None
+        self.error = None
+
+    async def open(self):
+        device = self.device
+        address = device.address
+        try:
+            await device.loop.create_datagram_endpoint(
+                lambda: self, remote_addr=(address.connect_host, address.port))
+        except OSError as exc:
+            raise count_error(device.recorder, exc)
+
+    def close(self):
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        if self.queue is None:
+            self.queue = collections.deque()
+        elif len(self.queue) >= RECEIVE_QUEUE_LIMIT:
+            self.queue.popleft()
+            self.device.recorder.counter("udp_dropped_datagram_count").value += 1
+        self.queue.append(data)
+        self._wake()
+
+    def error_received(self, exc):
+        # ICMP errors (port unreachable -> ECONNREFUSED) fail the next recv.
+        self.error = exc
+        self._wake()
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+    def _wake(self):
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _raise_error(self):
+        exc, self.error = self.error, None
+        raise count_error(self.device.recorder, exc)
+
+    async def send(self, data):
+        payload = as_bytes(data)
+        if self.error is not None:
+            self._raise_error()
+        if self.transport is None:
+            raise count_error(self.device.recorder, ConnectionResetError("socket closed"))
+        self.transport.sendto(payload)
+        self.device.recorder.counter("send_count").value += 1
+
+    async def recv(self, timeout=None):
+        seconds = timeout_seconds(timeout, self.device)
+        if not self.queue:
+            if self.error is not None:
+                self._raise_error()
+            loop = self.device.loop
+            waiter = self.waiter = loop.create_future()
+            handle = arm_timeout(loop, waiter, seconds)
+            try:
+                await waiter
+            except TimeoutError as exc:
+                raise count_error(self.device.recorder, exc)
+            finally:
+                handle.cancel()
+                self.waiter = None
+            if not self.queue:
+                self._raise_error()
+        self.device.recorder.counter("receive_count").value += 1
+        return self.queue.popleft()
+
+
+def create_client(device):
+    return UdpClient(device)
+
+
+async def send(data):
+    """Send one datagram."""
+    await current_device().client.send(data)
+
+
+async def recv(timeout=None):
+    """The next datagram, waiting up to ``timeout`` ms."""
+    return await current_device().client.recv(timeout)
+
+
+BUILTINS = {"send": send, "recv": recv}

@@ -1,0 +1,1 @@
+"""Running devices on one event loop: the engine of a worker."""

@@ -1,0 +1,191 @@
+"""The device engine of one worker: cohorts of devices on one event loop.
+
+A device runs its block's script over and over: a normal return starts it
+again at once as a new device; an uncaught exception is counted as
+``<reason>_error_count`` (its first traceback line per kind is kept) and the
+device starts again after one second. Stopping a cohort cancels its devices
+and closes their connections.
+"""
+import asyncio
+import builtins
+import traceback
+
+from stressgrid._core.device import COMMON_BUILTINS, Device, set_current_device
+from stressgrid._core.metrics import Recorder
+from stressgrid.errors import count_error, error_counter_name
+from stressgrid.plan.script import SCRIPT_FILENAME, compile_script, script_function
+from stressgrid.protocols import protocol_module
+
+RESTART_AFTER_ERROR_S = 1.0
+# Devices created between two yields to the loop, so telemetry keeps flowing.
+START_BATCH = 2000
+
+
+class CompiledBlock:
+    """A block's script compiled once, with the namespace its devices share."""
+
+    __slots__ = ("function", "params", "module", "source_lines")
+
+    def __init__(self, script, params, protocol):
+        module = protocol_module(protocol)
+        namespace = {"__builtins__": builtins, "__name__": "__stressgrid_script__"}
+        namespace.update(COMMON_BUILTINS)
+        namespace.update(module.BUILTINS)
+        self.function = script_function(compile_script(script, protocol), namespace)
+        self.params = params
+        self.module = module
+        self.source_lines = script.splitlines()
+
+
+class Cohort:
+    __slots__ = ("cohort_id", "tasks")
+
+    def __init__(self, cohort_id):
+        self.cohort_id = cohort_id
+        self.tasks = []
+
+
+class Engine:
+    """Starts and stops cohorts of devices and records their metrics.
+
+    ``snapshot()`` returns the metric deltas since the last call in wire form,
+    with the gauge ``active_device_number`` and any newly seen error kinds.
+    """
+
+    def __init__(self, loop=None):
+        self.loop = loop or asyncio.get_running_loop()
+        self.recorder = Recorder()
+        self.cohorts = {}
+        self.active_devices = 0
+        self.error_lines = {}
+        self._unsent_error_lines = {}
+        self._compiled = {}
+        self._address_cursor = 0
+
+    def compiled_block(self, script, params, protocol):
+        key = (script, protocol)
+        code = self._compiled.get(key)
+        if code is None:
+            code = self._compiled[key] = CompiledBlock(script, {}, protocol)
+        block = CompiledBlock.__new__(CompiledBlock)
+        block.function, block.module, block.source_lines = code.function, code.module, code.source_lines
+        block.params = params
+        return block
+
+    async def start_cohort(self, cohort_id, blocks, addresses, opts, address_offset=None):
+        """Start ``sum(size)`` devices; returns how many were started.
+
+        ``blocks``: ``(script, params, size)`` triples (or objects with those
+        attributes); ``addresses``: resolved ``Address`` objects, assigned
+        round-robin starting at ``address_offset`` (default: where the
+        previous cohort on this engine stopped).
+        """
+        if cohort_id in self.cohorts:
+            raise ValueError(f"cohort {cohort_id!r} is already running")
+        if not addresses:
+            raise ValueError("a cohort needs at least one address")
+        cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
+        cursor = self._address_cursor if address_offset is None else address_offset
+        protocol = addresses[0].protocol
+        loop = self.loop
+        number = 0
+        for block in blocks:
+            script, params, size = _block_fields(block)
+            compiled = self.compiled_block(script, params, protocol)
+            for _ in range(size):
+                address = addresses[cursor % len(addresses)]
+                cursor += 1
+                device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
+                number += 1
+                cohort.tasks.append(loop.create_task(self._run_device(device, compiled)))
+                if number % START_BATCH == 0:
+                    await asyncio.sleep(0)
+                    if cohort_id not in self.cohorts:
+                        break
+        self._address_cursor = cursor
+        return number
+
+    async def stop_cohort(self, cohort_id):
+        """Stop a cohort's devices and wait until their connections are closed."""
+        cohort = self.cohorts.pop(cohort_id, None)
+        if cohort is None:
+            return 0
+        for task in cohort.tasks:
+            task.cancel()
+        if cohort.tasks:
+            await asyncio.wait(cohort.tasks)
+        return len(cohort.tasks)
+
+    async def stop_all(self):
+        for cohort_id in list(self.cohorts):
+            await self.stop_cohort(cohort_id)
+
+    async def _run_device(self, device, block):
+        set_current_device(device)
+        function = block.function
+        params = block.params
+        create_client = block.module.create_client
+        device_id = device.device_id
+        self.active_devices += 1
+        try:
+            while True:
+                client = device.client = create_client(device)
+                failed = False
+                try:
+                    await client.open()
+                    await function(params, device_id)
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
+                    self._record_failure(exc, block)
+                    failed = True
+                finally:
+                    client.close()
+                    device.client = None
+                    device.reset()
+                if failed:
+                    await asyncio.sleep(RESTART_AFTER_ERROR_S)
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            self.active_devices -= 1
+
+    def _record_failure(self, exc, block):
+        count_error(self.recorder, exc)
+        name = error_counter_name(exc)
+        if name not in self.error_lines:
+            line = _first_line(exc, block.source_lines)
+            self.error_lines[name] = line
+            self._unsent_error_lines[name] = line
+
+    def snapshot(self):
+        """Metric deltas since the last snapshot, in wire form."""
+        self.recorder.set_gauge("active_device_number", self.active_devices)
+        snapshot = self.recorder.snapshot()
+        if self._unsent_error_lines:
+            snapshot["errors"] = self._unsent_error_lines
+            self._unsent_error_lines = {}
+        return snapshot
+
+
+def _block_fields(block):
+    if isinstance(block, (tuple, list)):
+        return block
+    if isinstance(block, dict):
+        return block["script"], block.get("params") or {}, block["size"]
+    return block.script, block.params, block.size
+
+
+def _first_line(exc, source_lines):
+    """``line 7: <source> -> KeyError: 'x'`` for the script frame nearest the failure."""
+    description = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    line_number = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SCRIPT_FILENAME:
+            line_number = tb.tb_lineno
+        tb = tb.tb_next
+    if line_number is None:
+        return description
+    source = source_lines[line_number - 1].strip() if 0 < line_number <= len(source_lines) else ""
+    return f"line {line_number}: {source} -> {description}"
+
+

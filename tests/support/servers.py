@@ -1,0 +1,136 @@
+"""Real servers for tests: started on loopback, waited for by port, stopped for sure."""
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+
+def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
+    """A port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, host="127.0.0.1", timeout=15.0, process=None):
+    """Block until a TCP connect to ``host:port`` succeeds (or raise)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+            time.sleep(0.02)
+
+
+def require(binary):
+    """Path of ``binary`` or a clear error: the CI script installs every one."""
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed; run .ci/run or see README")
+    return path
+
+
+@contextlib.contextmanager
+def running(args, port=None, host="127.0.0.1", udp=False, **popen):
+    """Run ``args`` until the block ends; wait for its TCP ``port`` first."""
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+    try:
+        if port is not None and not udp:
+            wait_for_port(port, host, process=process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(tmp_path, host="127.0.0.1"):
+    """A real redis-server on a free port; yields the port."""
+    port = free_port(host=host)
+    args = [require("redis-server"), "--port", str(port), "--bind", host, "--save", "",
+            "--appendonly", "no", "--dir", str(tmp_path), "--maxclients", "20000",
+            "--protected-mode", "no"]
+    with running(args, port, host):
+        yield port
+
+
+@contextlib.contextmanager
+def nginx(tmp_path, server_blocks, modules=()):
+    """A real nginx running ``server_blocks`` (text of ``server { ... }``) in ``tmp_path``.
+
+    ``modules`` are dynamic module file names to load (e.g. the WebDAV extension).
+    The blocks must listen on ports the caller picked with ``free_port``.
+    """
+    binary = require("nginx")
+    root = tmp_path / "nginx"
+    for sub in ("logs", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    loads = "".join(f"load_module {m};\n" for m in modules)
+    config = f"""{loads}
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    keepalive_requests 1000000;
+    {server_blocks}
+}}
+"""
+    (root / "nginx.conf").write_text(config)
+    ports = [int(part.split()[0].split(":")[-1].rstrip(";")) for part in server_blocks.split("listen ")[1:]]
+    process = subprocess.Popen([binary, "-c", str(root / "nginx.conf"), "-p", str(root)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for port in ports:
+            wait_for_port(port, process=process)
+        yield root
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def self_signed_certificate(directory, hostname="localhost"):
+    """A key and self-signed certificate for ``hostname`` (and 127.0.0.1); returns paths."""
+    key = directory / "server.key"
+    cert = directory / "server.crt"
+    subprocess.run(
+        [require("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={hostname}",
+         "-addext", f"subjectAltName=DNS:{hostname},IP:127.0.0.1"],
+        check=True, capture_output=True)
+    return key, cert
+
+
+@contextlib.contextmanager
+def dnsmasq(answers, host="127.0.0.1"):
+    """A real dnsmasq answering ``answers`` ({name: ipv4}) on a free port; yields the port."""
+    port = free_port(host=host)
+    args = [require("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null",
+            f"--port={port}", f"--listen-address={host}", "--bind-interfaces",
+            "--no-resolv", "--no-hosts", "--no-poll", "--pid-file=", "--user=root",
+            "--cache-size=1000", "--dns-forward-max=10000"]
+    args += [f"--address=/{name}/{ip}" for name, ip in answers.items()]
+    with running(args, port, host):  # dnsmasq serves TCP on the same port
+        yield port

@@ -1,0 +1,90 @@
+"""The device runtime: restarts, error counting, cohorts and round-robin, on real sockets."""
+import asyncio
+import socket
+
+import uvloop
+
+from stressgrid.plan import Address, Opts
+from stressgrid.runtime.engine import Engine
+from stressgrid.runtime.local import run_local
+from tests.support.servers import free_port
+
+
+def plan(script, size=1, protocol="tcp", port=9, host="127.0.0.1", **opts):
+    return {"name": "t", "addresses": [{"host": host, "port": port, "protocol": protocol}],
+            "blocks": [{"script": script, "params": {"n": 3}, "size": size}], "opts": opts}
+
+
+def test_normal_return_restarts_at_once(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        script = "inc_counter('run')\nassert params['n'] == 3 and device_id.startswith('0-')"
+        result = run_local(plan(script, size=2, protocol="udp", port=sink.getsockname()[1]), 5,
+                           until=lambda agg: agg.counter("run_count") >= 200)
+    assert result.counters["run_count"] >= 200
+    assert not [name for name in result.counters if name.endswith("_error_count")]
+
+
+def test_uncaught_exception_counted_and_restarted_after_a_second():
+    script = "inc_counter('attempt')\nvalue = {}['missing']"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        result = run_local(plan(script, size=1, protocol="udp", port=sink.getsockname()[1]), 10,
+                           until=lambda agg: agg.counter("key_error_count") >= 2)
+    assert result.counters["key_error_count"] == 2
+    assert result.counters["attempt_count"] == 2
+    # Two attempts of one device are at least a second apart.
+    assert result.duration_s >= 1.0
+    assert result.errors["key_error_count"].startswith("line 2: value = {}['missing'] -> KeyError")
+
+
+def test_custom_exception_name_and_timings():
+    script = ("class QuotaExceeded(Exception):\n    pass\n"
+              "start_timing('step')\nawait delay(5)\nstop_timing('step')\nraise QuotaExceeded()")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 5,
+                           until=lambda agg: agg.counter("quota_exceeded_error_count") >= 1)
+    assert result.counters["quota_exceeded_error_count"] >= 1
+    step = result.histograms["step_us"].summary()
+    assert step["count"] >= 1 and step["min"] >= 5000
+
+
+def test_dead_target_counts_conn_refused_and_keeps_running():
+    port = free_port()
+    result = run_local(plan("await send(b'x')", size=5, port=port), 5,
+                       until=lambda agg: agg.counter("conn_refused_error_count") >= 10)
+    assert result.counters["conn_refused_error_count"] >= 10
+    assert result.peak_active_devices == 5
+    assert "ConnectionRefusedError" in result.errors["conn_refused_error_count"]
+
+
+def test_cohorts_round_robin_across_addresses_and_stop():
+    async def main():
+        engine = Engine()
+        addresses = [Address("a", 1, "udp", f"127.0.0.{i}") for i in (1, 2, 3)]
+        seen = []
+        block = ("import stressgrid._core.device as d\n"
+                 "SEEN.append((device_id, d.current_device().address.ip))\n"
+                 "await delay(60000)", {}, 4)
+        engine.compiled_block(block[0], {}, "udp")
+        # The script namespace is shared per block: expose a list through builtins of the block.
+        code = engine._compiled[(block[0], "udp")]
+        code.function.__globals__["SEEN"] = seen
+        started = await engine.start_cohort("c1", [block], addresses, Opts())
+        started += await engine.start_cohort("c2", [block], addresses, Opts())
+        while len(seen) < 8:
+            await asyncio.sleep(0.01)
+        assert engine.active_devices == 8
+        assert await engine.stop_cohort("c1") == 4
+        assert engine.active_devices == 4
+        await engine.stop_all()
+        assert engine.active_devices == 0
+        return started, seen
+
+    started, seen = uvloop.run(main())
+    assert started == 8
+    by_device = dict(seen)
+    assert [by_device[f"c1-{i}"] for i in range(4)] == ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]
+    # The round-robin continues across cohorts.
+    assert [by_device[f"c2-{i}"] for i in range(4)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]

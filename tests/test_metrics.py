@@ -1,0 +1,173 @@
+"""The recorder's histograms agree with the hdrhistogram package on the same values."""
+import pickle
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stressgrid._core.metrics import (COUNTS_LENGTH, HIGHEST, LOWEST, Histogram, Recorder,
+                                      index_of_value, value_range_of_index)
+from stressgrid.metrics import MetricsAggregate, rate_name
+
+PERCENTILES = {"pc1": 1, "pc10": 10, "pc25": 25, "median": 50, "pc75": 75, "pc90": 90,
+               "pc99": 99, "pc99_9": 99.9}
+
+values_strategy = st.lists(st.integers(min_value=LOWEST, max_value=HIGHEST), min_size=1, max_size=300)
+
+
+def reference(values):
+    histogram = HdrHistogram(LOWEST, HIGHEST, 3)
+    for value in values:
+        histogram.record_value(value)
+    return histogram
+
+
+def assert_same_summary(ours, theirs):
+    summary = ours.summary()
+    assert summary["count"] == theirs.get_total_count()
+    for name, percentile in PERCENTILES.items():
+        assert summary[name] == theirs.get_value_at_percentile(percentile), name
+    assert summary["min"] == theirs.get_min_value()
+    assert summary["max"] == theirs.get_max_value()
+    assert summary["mean"] == pytest.approx(theirs.get_mean_value(), rel=1e-9)
+    assert summary["stddev"] == pytest.approx(theirs.get_stddev(), rel=1e-6, abs=1e-6)
+
+
+def test_layout_matches_hdrhistogram():
+    theirs = HdrHistogram(LOWEST, HIGHEST, 3)
+    assert COUNTS_LENGTH == theirs.counts_len
+    for value in (1, 2, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 65535, 1_000_000, HIGHEST):
+        assert index_of_value(value) == theirs._counts_index_for(value), value
+        low, high = value_range_of_index(index_of_value(value))
+        assert low == theirs.get_lowest_equivalent_value(value)
+        assert high == theirs.get_highest_equivalent_value(value)
+
+
+def test_fixed_values_summary():
+    values = [1, 5, 5, 100, 999, 1000, 1001, 2500, 12345, 250_000, 59_999_999]
+    ours = Histogram("x")
+    ours.record_many(values)
+    assert_same_summary(ours, reference(values))
+
+
+@settings(max_examples=150, deadline=None)
+@given(values_strategy)
+def test_summary_agrees_with_hdrhistogram(values):
+    ours = Histogram("x")
+    ours.record_many(values)
+    assert_same_summary(ours, reference(values))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values_strategy, values_strategy)
+def test_merge_is_exact(first, second):
+    a, b = Histogram("a"), Histogram("b")
+    a.record_many(first)
+    b.record_many(second)
+    merged = Histogram.decode(a.encode())
+    merged.add_encoded(*b.encode())
+    assert_same_summary(merged, reference(first + second))
+    direct = Histogram("all")
+    direct.record_many(first + second)
+    assert merged == direct
+
+
+@settings(max_examples=100, deadline=None)
+@given(values_strategy)
+def test_encoding_round_trip(values):
+    ours = Histogram("x")
+    ours.record_many(values)
+    assert Histogram.decode(ours.encode()) == ours
+    assert pickle.loads(pickle.dumps(ours)) == ours
+
+
+def test_out_of_range_values_are_clamped_and_counted():
+    ours = Histogram("x")
+    ours.record_many([0, -5, HIGHEST + 1, 10**12, 500])
+    summary = ours.summary()
+    assert summary["count"] == 5
+    assert summary["clamped"] == 4
+    assert summary["min"] == LOWEST
+    assert summary["max"] == reference([HIGHEST]).get_max_value()
+    # The clamped count survives the wire.
+    assert Histogram.decode(ours.encode()).clamped_count == 4
+
+
+def test_conversion_to_hdrhistogram_object():
+    values = [3, 17, 17, 900, 45_000]
+    converted = _ours(values).to_hdrhistogram()
+    theirs = reference(values)
+    for percentile in PERCENTILES.values():
+        assert converted.get_value_at_percentile(percentile) == theirs.get_value_at_percentile(percentile)
+    assert converted.get_total_count() == 5
+    assert converted.get_min_value() == theirs.get_min_value()
+    assert converted.get_max_value() == theirs.get_max_value()
+
+
+def _ours(values):
+    histogram = Histogram("x")
+    histogram.record_many(values)
+    return histogram
+
+
+def test_empty_histogram_summary():
+    summary = Histogram("x").summary()
+    assert summary["count"] == 0 and summary["max"] == 0 and summary["median"] == 0
+    assert Histogram("x").encode() == (b"", 0)
+
+
+@pytest.mark.parametrize("data", [b"\x80", b"\x01", b"\xff" * 11, b"\x90\x88\x01\x01"])
+def test_malformed_encoding_is_rejected_without_partial_merge(data):
+    target = _ours([10, 20])
+    before = target.copy()
+    with pytest.raises(ValueError):
+        target.add_encoded(data, 0)
+    assert target == before
+
+
+def test_recorder_snapshot_resets_and_keeps_objects():
+    recorder = Recorder()
+    latency = recorder.histogram("get_us")
+    assert recorder.histogram("get_us") is latency
+    latency.record(120)
+    recorder.inc("response_count", 3)
+    recorder.counter("idle_count")  # registered but never incremented
+    first = recorder.snapshot()
+    assert first["counters"] == {"response_count": 3}
+    assert set(first["histograms"]) == {"get_us"}
+    second = recorder.snapshot()
+    assert second["counters"] == {} and second["histograms"] == {}
+    latency.record(7)
+    assert Histogram.decode(recorder.snapshot()["histograms"]["get_us"]).summary()["max"] == 7
+
+
+def test_aggregate_merges_snapshots_exactly():
+    workers = [Recorder() for _ in range(3)]
+    everything = []
+    for n, recorder in enumerate(workers):
+        values = [n * 100 + i for i in range(1, 50)]
+        everything += values
+        recorder.histogram("conn_us").record_many(values)
+        recorder.inc("conn_count", len(values))
+    aggregate = MetricsAggregate()
+    for recorder in workers:
+        aggregate.add_snapshot(recorder.snapshot())
+    assert aggregate.counter("conn_count") == len(everything)
+    assert_same_summary(aggregate.histograms["conn_us"], reference(everything))
+
+
+@pytest.mark.parametrize("snapshot", [
+    None, [], {"histograms": []}, {"counters": {"x_count": "1"}},
+    {"histograms": {"a_us": (b"\x80", 0)}}, {"histograms": {"a_us": b"abc"}},
+])
+def test_aggregate_rejects_malformed_snapshots(snapshot):
+    aggregate = MetricsAggregate()
+    with pytest.raises(ValueError):
+        aggregate.add_snapshot(snapshot)
+    assert aggregate.counters == {} and aggregate.histograms == {}
+
+
+def test_rate_names():
+    assert rate_name("response_count") == "response_per_second"
+    assert rate_name("conn_refused_error_count") == "conn_refused_error_per_second"

@@ -1,0 +1,71 @@
+"""Scripts are checked before any device starts, with line and column."""
+import pytest
+
+from stressgrid.plan import Plan, PlanError, ScriptError, check_script
+
+
+@pytest.mark.parametrize("source, protocol, line, column, words", [
+    ("x = (", "tcp", 1, 5, "syntax error"),
+    ("a = 1\n  b = 2", "tcp", 2, 2, "syntax error"),
+    ("await get('/')", "tcp", 1, 7, "not available for protocol 'tcp'"),
+    ("await send(b'x')", "http", 1, 7, "not available for protocol 'http'"),
+    ("await ws_upgrade('/')", "http2", 1, 7, "not available"),
+    ("x = 1\nget('/')", "http", 2, 1, "must be awaited"),
+    ("async def f():\n    return recv()\n", "udp", 2, 12, "must be awaited"),
+    ("delay(10)", "udp", 1, 1, "must be awaited"),
+    ("await stop_timing('a')", "tcp", 1, 1, "must not be awaited"),
+    ("yield 3", "tcp", 1, 1, "yield"),
+    ("nonlocal q", "tcp", 1, 1, "nonlocal"),
+])
+def test_rejected_with_line_and_column(source, protocol, line, column, words):
+    with pytest.raises(ScriptError) as caught:
+        check_script(source, protocol)
+    assert (caught.value.line, caught.value.column) == (line, column)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("source, protocol", [
+    ("status, headers, body = await get('/')\nreturn", "http"),
+    ("import asyncio\nawait asyncio.wait_for(recv(), 1)", "tcp"),
+    ("def send(x):\n    return x\nsend(1)", "http"),  # the script's own send
+    ("async def step():\n    await send(b'x')\n    return await recv()\nawait step()", "tcp"),
+    ("frame = ws_fetch_json()\nawait ws_send_text('x')", "https"),
+    ("", "udp"),
+    ("# only a comment", "tcp"),
+])
+def test_accepted(source, protocol):
+    check_script(source, protocol)
+
+
+def test_plan_names_the_script_field():
+    with pytest.raises(PlanError) as caught:
+        Plan.from_dict({"name": "p", "addresses": [{"host": "h", "port": 1, "protocol": "tcp"}],
+                        "blocks": [{"script": "await send(b'')", "size": 1},
+                                   {"script": "\n\nrecv()", "size": 1}]})
+    assert caught.value.field == "blocks[1].script"
+    assert (caught.value.line, caught.value.column) == (3, 1)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda p: p.update(name=""), "name"),
+    (lambda p: p.update(name=5), "name"),
+    (lambda p: p["addresses"][0].update(port=0), "addresses[0].port"),
+    (lambda p: p["addresses"][0].update(port="80"), "addresses[0].port"),
+    (lambda p: p["addresses"][0].update(protocol="gopher"), "addresses[0].protocol"),
+    (lambda p: p["addresses"][0].update(host=""), "addresses[0].host"),
+    (lambda p: p.update(addresses=[]), "addresses"),
+    (lambda p: p["blocks"][0].update(size=-1), "blocks[0].size"),
+    (lambda p: p["blocks"][0].update(size=True), "blocks[0].size"),
+    (lambda p: p["blocks"][0].update(params=[1]), "blocks[0].params"),
+    (lambda p: p.update(opts={"ramp_steps": 0}), "opts.ramp_steps"),
+    (lambda p: p.update(opts={"sustain_ms": -1}), "opts.sustain_ms"),
+    (lambda p: p.update(opts={"bogus": 1}), "opts.bogus"),
+    (lambda p: p.update(extra=1), "extra"),
+])
+def test_plan_errors_name_the_field(mutate, field):
+    plan = {"name": "p", "addresses": [{"host": "localhost", "port": 80, "protocol": "tcp"}],
+            "blocks": [{"script": "await send(b'x')", "params": {}, "size": 10}]}
+    mutate(plan)
+    with pytest.raises(PlanError) as caught:
+        Plan.from_dict(plan)
+    assert caught.value.field == field
