@@ -1,0 +1,164 @@
+"""The wire codec: small typed messages packed as msgpack maps (DESIGN.md section 6).
+
+Every message is a map with its type (``t``), the protocol version (``v``) and
+its fields. The same codec runs coordinator <-> host agent over TCP and
+host agent <-> workers over ``ipc://``. ``decode`` raises ``WireError`` for
+anything it does not understand; receivers answer that with an ``Error``
+message instead of failing.
+"""
+import dataclasses
+import enum
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+
+class WireError(ValueError):
+    """A message that cannot be decoded: bad bytes, type, version or field."""
+
+
+class MessageType(str, enum.Enum):
+    REGISTER = "register"
+    REGISTERED = "registered"
+    HEARTBEAT = "heartbeat"
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    START_COHORT = "start_cohort"
+    STOP_COHORT = "stop_cohort"
+    ABORT = "abort"
+    ERROR = "error"
+    WORKER_READY = "worker_ready"
+
+
+_MESSAGES = {}
+
+
+def message(kind):
+    """Class decorator: a frozen dataclass message of type ``kind``."""
+    def wrap(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.type = kind
+        cls._field_types = {f.name: f.type for f in dataclasses.fields(cls)}
+        _MESSAGES[kind.value] = cls
+        return cls
+    return wrap
+
+
+_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, (list, tuple)),
+}
+
+
+@message(MessageType.REGISTER)
+class Register:
+    generator_id: "str"
+    version: "str"
+    cores: "int"
+    workers: "int"
+    capacity: "int"
+
+
+@message(MessageType.REGISTERED)
+class Registered:
+    coordinator_version: "str"
+
+
+@message(MessageType.HEARTBEAT)
+class Heartbeat:
+    sent_at: "float"
+
+
+@message(MessageType.TELEMETRY)
+class Telemetry:
+    """One second of metric deltas: ``metrics`` is a recorder snapshot."""
+    metrics: "dict"
+    active_device_number: "int"
+    errors: "dict"
+
+
+@message(MessageType.EVENT)
+class Event:
+    kind: "str"
+    message: "str"
+
+
+@message(MessageType.START_COHORT)
+class StartCohort:
+    """Start ``sum(block sizes)`` devices; ``address_offset`` seeds the round-robin."""
+    run_id: "str"
+    cohort_id: "str"
+    blocks: "list"
+    addresses: "list"
+    opts: "dict"
+    address_offset: "int"
+
+
+@message(MessageType.STOP_COHORT)
+class StopCohort:
+    run_id: "str"
+    cohort_id: "str"
+
+
+@message(MessageType.ABORT)
+class Abort:
+    run_id: "str"
+
+
+@message(MessageType.ERROR)
+class Error:
+    """The answer to a message that could not be understood or carried out."""
+    message: "str"
+
+
+@message(MessageType.WORKER_READY)
+class WorkerReady:
+    worker_index: "int"
+    pid: "int"
+
+
+def encode(msg):
+    """Bytes for a message object."""
+    body = {name: getattr(msg, name) for name in msg._field_types}
+    body["t"] = msg.type.value
+    body["v"] = PROTOCOL_VERSION
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode(data):
+    """A message object from bytes; raises ``WireError`` on anything unexpected."""
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise WireError(f"not a msgpack message: {exc}") from None
+    if not isinstance(body, dict):
+        raise WireError("a message must be a map")
+    version = body.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        raise WireError(f"unsupported protocol version {version!r}; this side speaks {PROTOCOL_VERSION}")
+    kind = body.pop("t", None)
+    cls = _MESSAGES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise WireError(f"unknown message type {kind!r}")
+    fields = cls._field_types
+    missing = set(fields) - set(body)
+    if missing:
+        raise WireError(f"{kind}: missing field {sorted(missing)[0]!r}")
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise WireError(f"{kind}: unknown field {sorted(unknown)[0]!r}")
+    for name, type_name in fields.items():
+        if not _CHECKS[type_name](body[name]):
+            raise WireError(f"{kind}: field {name!r} must be {type_name}")
+    return cls(**body)
+
+
+
+__all__ = ["PROTOCOL_VERSION", "MessageType", "WireError", "encode", "decode", "Register",
+           "Registered", "Heartbeat", "Telemetry", "Event", "StartCohort", "StopCohort",
+           "Abort", "Error", "WorkerReady"]
