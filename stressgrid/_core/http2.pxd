@@ -3,7 +3,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from stressgrid._core.metrics cimport Counter, Histogram
 
 
-cdef extern from "nghttp2/nghttp2.h" nogil:
+cdef extern from "nghttp2/nghttp2.h":
     ctypedef struct nghttp2_session:
         pass
     ctypedef struct nghttp2_session_callbacks:
@@ -151,6 +151,7 @@ cdef class Http2Stream:
     cdef readonly bint complete
     cdef readonly bint closed
     cdef readonly bint response_started
+    cdef readonly bint cancelled
     cdef public object user
     cdef public double deadline
     cdef public bint retried
@@ -163,7 +164,7 @@ cdef class Http2Stream:
 
 cdef class Http2Connection:
     cdef nghttp2_session *session
-    cdef dict streams
+    cdef readonly dict streams
     cdef list finished
     cdef object error
     cdef uint8_t *out

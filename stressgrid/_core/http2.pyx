@@ -1,0 +1,522 @@
+# cython: freethreading_compatible = False
+"""A sans-IO HTTP/2 client connection over libnghttp2.
+
+``Http2Connection`` owns one nghttp2 client session. The caller moves bytes:
+``data_to_send()`` returns what must be written to the socket (the connection
+preface first), ``feed(data)`` takes what the socket read and returns the
+streams that finished, if any. The library does the framing, HPACK, flow
+control (WINDOW_UPDATE is sent as received data is consumed), SETTINGS from
+the server and GOAWAY handling; this module turns its callbacks into
+``Http2Stream`` results and records ``headers_us``, ``body_us`` and
+``response_count`` as it goes.
+
+No nghttp2 callback lets a Python exception escape into C: a failure is stored
+and ``feed`` raises it after the library returns.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.string cimport memcpy, memcmp
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from stressgrid._core.metrics cimport Counter, Histogram
+
+from stressgrid.errors import Http2StreamError, ProtocolError
+
+# Our receive windows: large, so a big response streams without waiting for
+# WINDOW_UPDATE round trips. The library sends WINDOW_UPDATE as data is read.
+DEFAULT_WINDOW = 1 << 24
+MAX_HEADER_LIST = 1 << 20
+
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+                         b"transfer-encoding", b"upgrade", b"host"})
+
+ERROR_NAMES = {
+    0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR",
+    0x3: "FLOW_CONTROL_ERROR", 0x4: "SETTINGS_TIMEOUT", 0x5: "STREAM_CLOSED",
+    0x6: "FRAME_SIZE_ERROR", 0x7: "REFUSED_STREAM", 0x8: "CANCEL",
+    0x9: "COMPRESSION_ERROR", 0xa: "CONNECT_ERROR", 0xb: "ENHANCE_YOUR_CALM",
+    0xc: "INADEQUATE_SECURITY", 0xd: "HTTP_1_1_REQUIRED",
+}
+REFUSED_STREAM = NGHTTP2_REFUSED_STREAM
+CANCEL = NGHTTP2_CANCEL
+NO_ERROR = NGHTTP2_NO_ERROR
+
+
+def error_name(uint32_t code):
+    """``7`` -> ``"REFUSED_STREAM"``."""
+    return ERROR_NAMES.get(code, f"0x{code:x}")
+
+
+cdef inline int64_t _now_us() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <int64_t>now.tv_sec * 1000000 + now.tv_nsec // 1000
+
+
+cdef class Http2Stream:
+    """One request and, as it arrives, its response.
+
+    ``status``, ``headers`` (a list of ``(name, value)`` strings), ``body``
+    (bytes, once ``complete``) and ``content_type``; a stream that ended
+    without a whole response has ``complete`` false and the server's
+    ``error_code``. ``user``, ``deadline`` and ``retried`` belong to the caller.
+    """
+
+    def __cinit__(self):
+        self.headers = []
+        self.chunks = None
+        self.content_type = None
+        self.deadline = 0.0
+
+    @property
+    def body(self):
+        if self.chunks is None:
+            return b""
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return b"".join(self.chunks)
+
+    @property
+    def refused(self):
+        """The server did not process the request: it may be sent again."""
+        return not self.response_started and self.error_code == NGHTTP2_REFUSED_STREAM
+
+    def exception(self):
+        """The error a caller raises for a stream that ended without a response."""
+        return Http2StreamError(
+            f"HTTP/2 stream {self.stream_id} reset by the server: {error_name(self.error_code)}")
+
+    def __repr__(self):
+        return (f"<Http2Stream {self.stream_id} status={self.status} complete={self.complete} "
+                f"error={error_name(self.error_code)}>")
+
+
+# ---------------------------------------------------------------------------
+# nghttp2 callbacks. user_data is the Http2Connection, alive for as long as the
+# library runs (only inside feed/data_to_send/request of that object).
+
+cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                   const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen,
+                   uint8_t flags, void *user_data) noexcept:
+    cdef Http2Connection conn = <Http2Connection>user_data
+    cdef void *ptr
+    cdef Http2Stream stream
+    cdef int status = 0
+    cdef size_t i
+    if frame.hd.type != NGHTTP2_HEADERS:
+        return 0
+    ptr = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+    if ptr == NULL:
+        return 0
+    stream = <Http2Stream>ptr
+    try:
+        if namelen == 7 and memcmp(name, b":status", 7) == 0:
+            if valuelen != 3:
+                raise ProtocolError(f"HTTP/2 response with a bad :status")
+            for i in range(3):
+                if value[i] < 48 or value[i] > 57:
+                    raise ProtocolError(f"HTTP/2 response with a bad :status")
+                status = status * 10 + (value[i] - 48)
+            stream.status = status
+            if status < 200:
+                # An interim response: its fields are dropped with it.
+                stream.headers = []
+            return 0
+        header_name = PyUnicode_DecodeLatin1(<const char *>name, namelen, NULL)
+        header_value = PyUnicode_DecodeLatin1(<const char *>value, valuelen, NULL)
+        if namelen == 12 and memcmp(name, b"content-type", 12) == 0:
+            stream.content_type = header_value
+        stream.headers.append((header_name, header_value))
+        return 0
+    except BaseException as exc:
+        conn.error = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
+                       void *user_data) noexcept:
+    cdef Http2Connection conn = <Http2Connection>user_data
+    cdef void *ptr
+    cdef Http2Stream stream
+    cdef uint8_t kind = frame.hd.type
+    try:
+        if kind == NGHTTP2_HEADERS or kind == NGHTTP2_DATA:
+            ptr = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+            if ptr == NULL:
+                return 0
+            stream = <Http2Stream>ptr
+            if kind == NGHTTP2_HEADERS and not stream.response_started and stream.status >= 200:
+                stream.response_started = True
+                stream.headers_at_us = _now_us()
+                if conn.headers_histogram is not None:
+                    conn.headers_histogram.record_c(stream.headers_at_us - stream.started_us)
+            if (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) and stream.response_started:
+                stream.complete = True
+                conn._finish(stream)
+        elif kind == NGHTTP2_GOAWAY:
+            conn.goaway_received = True
+            conn.goaway_last_stream_id = frame.goaway.last_stream_id
+            conn.goaway_error_code = frame.goaway.error_code
+        return 0
+    except BaseException as exc:
+        conn.error = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                            const uint8_t *data, size_t length, void *user_data) noexcept:
+    cdef Http2Connection conn = <Http2Connection>user_data
+    cdef void *ptr = nghttp2_session_get_stream_user_data(session, stream_id)
+    cdef Http2Stream stream
+    if ptr == NULL or length == 0:
+        return 0
+    stream = <Http2Stream>ptr
+    try:
+        chunk = PyBytes_FromStringAndSize(<const char *>data, length)
+        if stream.chunks is None:
+            stream.chunks = [chunk]
+        else:
+            stream.chunks.append(chunk)
+        return 0
+    except BaseException as exc:
+        conn.error = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                         void *user_data) noexcept:
+    cdef Http2Connection conn = <Http2Connection>user_data
+    cdef void *ptr = nghttp2_session_get_stream_user_data(session, stream_id)
+    cdef Http2Stream stream
+    if ptr == NULL:
+        return 0
+    stream = <Http2Stream>ptr
+    try:
+        stream.closed = True
+        if not stream.complete:
+            stream.error_code = error_code if error_code != NGHTTP2_NO_ERROR else NGHTTP2_INTERNAL_ERROR
+            conn._finish(stream)
+        if conn.streams is not None:
+            conn.streams.pop(stream_id, None)
+        return 0
+    except BaseException as exc:
+        conn.error = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef ssize_t read_request_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                               size_t length, uint32_t *data_flags,
+                               nghttp2_data_source *source, void *user_data) noexcept:
+    cdef Http2Stream stream = <Http2Stream>source.ptr
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(stream.request_body)
+    cdef Py_ssize_t n = size - stream.body_offset
+    if n > <Py_ssize_t>length:
+        n = <Py_ssize_t>length
+    memcpy(buf, PyBytes_AS_STRING(stream.request_body) + stream.body_offset, n)
+    stream.body_offset += n
+    if stream.body_offset >= size:
+        data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
+    return n
+
+
+cdef nghttp2_session_callbacks *_callbacks = NULL
+
+
+cdef nghttp2_session_callbacks *shared_callbacks() except NULL:
+    global _callbacks
+    if _callbacks == NULL:
+        if nghttp2_session_callbacks_new(&_callbacks) != 0:
+            raise MemoryError()
+        nghttp2_session_callbacks_set_on_header_callback(_callbacks, on_header)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(_callbacks, on_frame_recv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(_callbacks, on_data_chunk_recv)
+        nghttp2_session_callbacks_set_on_stream_close_callback(_callbacks, on_stream_close)
+    return _callbacks
+
+
+cdef inline bytes _as_header_bytes(object text, bint lower):
+    if isinstance(text, str):
+        if lower:
+            text = (<str>text).lower()
+        return (<str>text).encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        data = bytes(text)
+        return data.lower() if lower else data
+    if isinstance(text, int) and not lower:
+        return str(text).encode()
+    raise TypeError(f"header names and values must be str or bytes, not {type(text).__name__}")
+
+
+cdef class Http2Connection:
+    """One HTTP/2 client connection, sans-IO (see the module docstring).
+
+    ``authority`` and ``scheme`` fill the ``:authority`` and ``:scheme`` of
+    every request (a ``host`` header given to a request overrides the
+    authority). The histograms and the counter are optional; when given they
+    get ``headers_us`` (request submitted to response headers), ``body_us``
+    (headers to the end of the body) and one count per whole response.
+    """
+
+    def __cinit__(self, authority, scheme="http", Histogram headers_histogram=None,
+                  Histogram body_histogram=None, Counter response_counter=None,
+                  uint32_t window_size=DEFAULT_WINDOW):
+        cdef nghttp2_settings_entry settings[4]
+        cdef int rv
+        self.authority = _as_header_bytes(authority, False)
+        self.scheme = _as_header_bytes(scheme, False)
+        self.streams = {}
+        self.finished = None
+        self.headers_histogram = headers_histogram
+        self.body_histogram = body_histogram
+        self.response_counter = response_counter
+        self.out_cap = 16384
+        self.out = <uint8_t *>PyMem_Malloc(self.out_cap)
+        if self.out == NULL:
+            raise MemoryError()
+        rv = nghttp2_session_client_new(&self.session, shared_callbacks(), <void *>self)
+        if rv != 0:
+            raise MemoryError(nghttp2_strerror(rv).decode())
+        settings[0].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH
+        settings[0].value = 0
+        settings[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
+        settings[1].value = window_size
+        settings[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
+        settings[2].value = MAX_HEADER_LIST
+        settings[3].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
+        settings[3].value = 100
+        rv = nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, settings, 4)
+        if rv != 0:
+            raise ProtocolError(nghttp2_strerror(rv).decode())
+        if window_size > 65535:
+            rv = nghttp2_session_set_local_window_size(self.session, NGHTTP2_FLAG_NONE, 0,
+                                                       <int32_t>window_size)
+            if rv != 0:
+                raise ProtocolError(nghttp2_strerror(rv).decode())
+
+    def __dealloc__(self):
+        if self.session != NULL:
+            nghttp2_session_del(self.session)
+            self.session = NULL
+        PyMem_Free(self.out)
+
+    # -- requests -----------------------------------------------------------
+
+    cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body,
+                              object user):
+        """Queue a request; returns its stream, or ``None`` when this connection
+        takes no more requests (GOAWAY, stream ids used up): open a new one."""
+        cdef Py_ssize_t count, i, n
+        cdef nghttp2_nv *nva
+        cdef nghttp2_data_provider provider
+        cdef nghttp2_data_provider *provider_ptr = NULL
+        cdef int32_t stream_id
+        cdef bytes name, value
+        cdef bytes authority = self.authority
+        cdef bint has_length = False
+        cdef list extra = None
+        cdef Http2Stream stream
+        if self.session == NULL or not nghttp2_session_check_request_allowed(self.session):
+            return None
+        if headers:
+            extra = []
+            for pair in headers:
+                name, value = _as_header_bytes(pair[0], True), _as_header_bytes(pair[1], False)
+                if name in _HOP_BY_HOP:
+                    if name == b"host":
+                        authority = value
+                    continue
+                if name == b"te" and value.lower() != b"trailers":
+                    continue
+                if name == b"content-length":
+                    has_length = True
+                extra.append(name)
+                extra.append(value)
+        if body and not has_length:
+            if extra is None:
+                extra = []
+            extra.append(b"content-length")
+            extra.append(str(len(body)).encode())
+        count = 4 + (len(extra) // 2 if extra is not None else 0)
+        nva = <nghttp2_nv *>PyMem_Malloc(count * sizeof(nghttp2_nv))
+        if nva == NULL:
+            raise MemoryError()
+        try:
+            _set_nv(&nva[0], b":method", method)
+            _set_nv(&nva[1], b":scheme", self.scheme)
+            _set_nv(&nva[2], b":authority", authority)
+            _set_nv(&nva[3], b":path", path)
+            if extra is not None:
+                n = len(extra)
+                i = 0
+                while i < n:
+                    _set_nv(&nva[4 + i // 2], <bytes>extra[i], <bytes>extra[i + 1])
+                    i += 2
+            stream = Http2Stream.__new__(Http2Stream)
+            stream.user = user
+            stream.started_us = _now_us()
+            if body:
+                stream.request_body = body
+                provider.source.ptr = <void *>stream
+                provider.read_callback = read_request_body
+                provider_ptr = &provider
+            # nghttp2 copies the name/value pairs before this returns.
+            stream_id = nghttp2_submit_request(self.session, NULL, nva, count, provider_ptr,
+                                               <void *>stream)
+        finally:
+            PyMem_Free(nva)
+        if stream_id < 0:
+            if stream_id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE:
+                return None
+            raise ProtocolError(f"HTTP/2 request refused locally: {nghttp2_strerror(stream_id).decode()}")
+        stream.stream_id = stream_id
+        self.streams[stream_id] = stream
+        return stream
+
+    def reset_stream(self, int32_t stream_id, uint32_t error_code=NGHTTP2_CANCEL):
+        """Give up on a stream (RST_STREAM); it is not reported by ``feed``."""
+        # The stream stays in ``streams`` until the library closes it: the
+        # library still holds a pointer to it until then.
+        stream = self.streams.get(stream_id)
+        if stream is not None and self.session != NULL:
+            (<Http2Stream>stream).cancelled = True
+            nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream_id, error_code)
+
+    def terminate(self, uint32_t error_code=NGHTTP2_NO_ERROR):
+        """Queue a GOAWAY; the connection takes no more requests."""
+        if self.session != NULL:
+            nghttp2_session_terminate_session(self.session, error_code)
+
+    # -- bytes in and out ---------------------------------------------------
+
+    cdef void _finish(self, Http2Stream stream) noexcept:
+        cdef int64_t now
+        if stream.cancelled:
+            return
+        if stream.complete:
+            now = _now_us()
+            if self.body_histogram is not None:
+                self.body_histogram.record_c(now - stream.headers_at_us)
+            if self.response_counter is not None:
+                self.response_counter.value += 1
+            if stream.request_body is not None and \
+                    stream.body_offset < PyBytes_GET_SIZE(stream.request_body):
+                # The server answered before reading the whole body: stop sending it.
+                nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream.stream_id,
+                                          NGHTTP2_NO_ERROR)
+        if self.finished is None:
+            self.finished = [stream]
+        else:
+            self.finished.append(stream)
+
+    cpdef object feed(self, object data):
+        """Take bytes read from the socket; returns the list of streams that
+        finished (whole responses and resets), or ``None``.
+
+        Raises ``ProtocolError`` when the server broke the protocol; the
+        connection is then unusable (``data_to_send`` has its GOAWAY)."""
+        cdef const uint8_t *ptr
+        cdef Py_ssize_t size
+        cdef ssize_t rv
+        cdef list finished
+        if self.session == NULL:
+            raise ProtocolError("HTTP/2 connection is closed")
+        if type(data) is not bytes:
+            data = bytes(data)
+        ptr = <const uint8_t *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+        rv = nghttp2_session_mem_recv(self.session, ptr, size)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if rv < 0:
+            raise ProtocolError(f"HTTP/2 protocol error: {nghttp2_strerror(<int>rv).decode()}")
+        finished = self.finished
+        self.finished = None
+        return finished
+
+    cpdef bytes data_to_send(self):
+        """Bytes to write to the socket now (``b""`` when there are none)."""
+        cdef const uint8_t *chunk
+        cdef ssize_t n
+        cdef size_t cap
+        cdef uint8_t *grown
+        if self.session == NULL:
+            return b""
+        self.out_len = 0
+        while True:
+            n = nghttp2_session_mem_send(self.session, &chunk)
+            if n <= 0:
+                break
+            if self.out_len + n > self.out_cap:
+                cap = self.out_cap * 2
+                while cap < self.out_len + n:
+                    cap *= 2
+                grown = <uint8_t *>PyMem_Realloc(self.out, cap)
+                if grown == NULL:
+                    raise MemoryError()
+                self.out = grown
+                self.out_cap = cap
+            memcpy(self.out + self.out_len, chunk, n)
+            self.out_len += n
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if n < 0:
+            raise ProtocolError(f"HTTP/2 send failed: {nghttp2_strerror(<int>n).decode()}")
+        if self.out_len == 0:
+            return b""
+        return PyBytes_FromStringAndSize(<const char *>self.out, self.out_len)
+
+    def connection_lost(self):
+        """The socket is gone: returns the streams still waiting, and frees the session."""
+        pending = [s for s in self.streams.values() if not (<Http2Stream>s).cancelled]
+        if self.session != NULL:
+            nghttp2_session_del(self.session)
+            self.session = NULL
+        self.streams.clear()
+        return pending
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def request_allowed(self):
+        """True while new requests may go on this connection."""
+        return self.session != NULL and nghttp2_session_check_request_allowed(self.session) != 0
+
+    @property
+    def want_read(self):
+        return self.session != NULL and nghttp2_session_want_read(self.session) != 0
+
+    @property
+    def want_write(self):
+        return self.session != NULL and nghttp2_session_want_write(self.session) != 0
+
+    @property
+    def open_streams(self):
+        return len(self.streams)
+
+    def remote_setting(self, int setting_id):
+        """A SETTINGS value the server sent (or the protocol default)."""
+        if self.session == NULL:
+            return None
+        return nghttp2_session_get_remote_settings(self.session, setting_id)
+
+    def stream(self, int32_t stream_id):
+        return self.streams.get(stream_id)
+
+
+cdef inline void _set_nv(nghttp2_nv *nv, bytes name, bytes value) noexcept:
+    nv.name = <uint8_t *>PyBytes_AS_STRING(name)
+    nv.namelen = PyBytes_GET_SIZE(name)
+    nv.value = <uint8_t *>PyBytes_AS_STRING(value)
+    nv.valuelen = PyBytes_GET_SIZE(value)
+    nv.flags = NGHTTP2_NV_FLAG_NONE
+
+
+SETTINGS_HEADER_TABLE_SIZE = NGHTTP2_SETTINGS_HEADER_TABLE_SIZE
+SETTINGS_ENABLE_PUSH = NGHTTP2_SETTINGS_ENABLE_PUSH
+SETTINGS_MAX_CONCURRENT_STREAMS = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
+SETTINGS_INITIAL_WINDOW_SIZE = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
+SETTINGS_MAX_FRAME_SIZE = NGHTTP2_SETTINGS_MAX_FRAME_SIZE
