@@ -1,0 +1,78 @@
+from libc.stdint cimport int64_t
+
+from stressgrid._core.metrics cimport Counter, Histogram
+
+
+# Where one connection stands in its current request/response exchange.
+cdef enum ExchangeState:
+    IDLE = 0        # no request in flight; the connection may be reused
+    WAITING = 1     # request sent, status line and headers not complete yet
+    BODY = 2        # headers complete, reading the body
+    DONE = 3        # response complete; result() hands it over
+    UPGRADED = 4    # 101 Switching Protocols: the bytes now belong to another protocol
+    FAILED = 5      # the response was malformed; the connection is unusable
+
+# What feed() and eof() report.
+cdef enum FeedEvent:
+    NEED_MORE = 0
+    COMPLETE = 1
+    SWITCHED = 2
+
+# How the response body is decoded, from its content type.
+cdef enum BodyKind:
+    BODY_BYTES = 0
+    BODY_JSON = 1
+    BODY_MSGPACK = 2
+
+
+cdef class Http1Core:
+    # llhttp through httptools; replaced after a HEAD response (see on_headers_complete).
+    cdef object parser
+    cdef public int state
+    # Request facts the response depends on.
+    cdef bint head
+    cdef bint close_after
+    cdef bint measured
+    # Response framing, from its headers.
+    cdef bint has_length
+    cdef bint chunked
+    cdef public bint reusable   # the connection may carry another request after this one
+    cdef bint drop_parser
+    cdef public int status
+    cdef list headers
+    cdef object body            # None, one bytes chunk, or a list of chunks
+    cdef int body_kind
+    # Bytes of this response seen so far: 0 at EOF means the server never answered.
+    cdef public Py_ssize_t received
+    # Responses completed on this connection (a reused connection has at least one).
+    cdef public Py_ssize_t completed
+    cdef object error           # raised inside a parser callback, re-raised by feed()
+    cdef public bytes leftover  # bytes after a 101 response
+    cdef int64_t sent_at
+    cdef int64_t headers_at
+    cdef Histogram headers_us
+    cdef Histogram body_us
+    cdef Counter response_count
+
+    cpdef start(self, bint head, bint close_after, bint measured=*)
+    cpdef int feed(self, data) except -1
+    cpdef int eof(self) except -1
+    cpdef tuple result(self)
+    cpdef void release(self)
+    cdef inline void _reset_response(self)
+    cdef inline void _finish(self)
+    cdef inline void _store(self, exc)
+
+
+cdef class RequestWriter:
+    cdef bytes version          # b" HTTP/1.1\r\n"
+    cdef bytes host_line        # b"Host: example.com\r\n"
+    cdef bytes version_host     # both, plus the blank line: the tail of a header-less request
+    cdef public bint http10
+    cdef public bint close_after
+    # The last header-less, bodiless request, reused while a script repeats it.
+    cdef object last_path
+    cdef bytes last_method
+    cdef bytes last_request
+
+    cpdef bytes build(self, bytes method, path, headers=*, body=*, bytes content_type=*)

@@ -1,0 +1,421 @@
+# cython: freethreading_compatible = False
+"""HTTP/1.0 and 1.1 client protocol core, without I/O.
+
+``RequestWriter`` turns a script's request into bytes; ``Http1Core`` follows one
+connection's responses through httptools (llhttp) and records the built-in
+metrics. Neither touches a socket or an event loop: the asyncio layer in
+``stressgrid.protocols.http1`` writes what ``RequestWriter`` builds, feeds what
+it reads to ``Http1Core.feed`` and reports ``Http1Core.eof`` when the peer
+closes. The unit tests drive both directly with bytes.
+
+Errors: a malformed response raises ``ProtocolError`` (the server's fault); a
+request the script built wrong raises ``ValueError``/``TypeError`` (the
+script's fault); a connection that closes before the response is complete
+raises ``ConnectionClosedError``.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.stdint cimport int64_t
+
+from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.metrics cimport Counter, Histogram, Recorder
+
+from json import loads as _json_loads
+from urllib.parse import quote as _quote
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from msgpack import unpackb as _msgpack_unpackb
+
+from stressgrid.errors import ConnectionClosedError, ProtocolError
+
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char *s1, const char *s2, size_t n)
+
+# Exported so the asyncio layer and tests can name the states and events.
+STATE_IDLE = IDLE
+STATE_WAITING = WAITING
+STATE_BODY = BODY
+STATE_DONE = DONE
+STATE_UPGRADED = UPGRADED
+STATE_FAILED = FAILED
+EVENT_NEED_MORE = NEED_MORE
+EVENT_COMPLETE = COMPLETE
+EVENT_SWITCHED = SWITCHED
+
+# Everything printable but space: what may stand in a request target unescaped.
+_PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))
+
+
+cdef inline str latin1(bytes data):
+    # Header bytes map 1:1 onto code points 0-255: lossless, and the cheapest decode.
+    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+
+
+cdef inline bint named(bytes name, const char *lower, Py_ssize_t length):
+    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
+
+
+cdef int content_kind(bytes value):
+    cdef bytes media = value.split(b";", 1)[0].strip().lower()
+    if media == b"application/json" or media.endswith(b"+json"):
+        return BODY_JSON
+    if media == b"application/msgpack" or media == b"application/x-msgpack" \
+            or media == b"application/vnd.msgpack":
+        return BODY_MSGPACK
+    return BODY_BYTES
+
+
+cdef class Http1Core:
+    """One connection's response parser and built-in response metrics.
+
+    Usage per request: ``start()`` right after the request bytes are written,
+    ``feed()`` every chunk read until it returns ``EVENT_COMPLETE`` (or
+    ``EVENT_SWITCHED`` after a 101), then ``result()``. ``eof()`` when the
+    peer closes: it completes a close-delimited body or raises.
+    """
+
+    def __cinit__(self, Recorder recorder not None):
+        self.state = IDLE
+        self.headers_us = recorder.histogram("headers_us")
+        self.body_us = recorder.histogram("body_us")
+        self.response_count = recorder.counter("response_count")
+        self.reusable = True
+
+    cpdef start(self, bint head, bint close_after, bint measured=True):
+        """A request was just written: expect its response."""
+        if self.state != IDLE:
+            raise RuntimeError(f"connection is not idle (state {self.state}); "
+                               "one request at a time per connection")
+        if self.parser is None:
+            # Created lazily: an idle device that never sent a request holds none.
+            self.parser = HttpResponseParser(self)
+        self.head = head
+        self.close_after = close_after
+        self.measured = measured
+        self.received = 0
+        self._reset_response()
+        self.headers = []
+        self.state = WAITING
+        self.sent_at = monotonic_us()
+
+    cdef inline void _reset_response(self):
+        self.has_length = False
+        self.chunked = False
+        self.status = 0
+        self.headers = None
+        self.body = None
+        self.body_kind = BODY_BYTES
+
+    cpdef int feed(self, data) except -1:
+        """Parse ``data``; returns ``EVENT_NEED_MORE``, ``EVENT_COMPLETE`` or ``EVENT_SWITCHED``."""
+        cdef int state = self.state
+        if state != WAITING and state != BODY:
+            if state == UPGRADED:
+                self.leftover += data
+                return SWITCHED
+            if state == FAILED:
+                raise ProtocolError("connection already failed")
+            # IDLE or DONE: the server talks although nothing was asked.
+            self.reusable = False
+            raise ProtocolError("unexpected data from the server while no request was in flight")
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            # llhttp stops at the end of the 101 head: the rest is the new protocol's.
+            if self.state == UPGRADED:
+                self.leftover = data[exc.args[0]:]
+        except HttpParserError as exc:
+            if self.error is None:
+                if self.state == DONE:
+                    # Junk after a complete response: keep the response, drop the connection.
+                    self.reusable = False
+                elif self.state == UPGRADED:
+                    # A 101 without Upgrade/Connection headers; where its head ends is unknown.
+                    self.leftover = b""
+                else:
+                    self.state = FAILED
+                    self.reusable = False
+                    raise ProtocolError(f"malformed HTTP response: {exc}") from None
+        if self.error is not None:
+            error = self.error
+            self.error = None
+            self.state = FAILED
+            self.reusable = False
+            raise error
+        if self.drop_parser:
+            # After HEAD llhttp still waits for the body the headers announced.
+            self.parser = None
+            self.drop_parser = False
+        state = self.state
+        if state == DONE:
+            return COMPLETE
+        if state == UPGRADED:
+            return SWITCHED
+        return NEED_MORE
+
+    cpdef int eof(self) except -1:
+        """The peer closed: finish a close-delimited body, else raise ``ConnectionClosedError``."""
+        cdef int state = self.state
+        self.reusable = False
+        if state == BODY and not self.has_length and not self.chunked and self.status != 101:
+            self._finish()
+            return COMPLETE
+        if state == WAITING or state == BODY:
+            self.state = FAILED
+            if self.received == 0:
+                raise ConnectionClosedError("server closed the connection before responding")
+            raise ConnectionClosedError(
+                f"server closed the connection after {self.received} bytes of an incomplete response")
+        if state == DONE:
+            return COMPLETE
+        return NEED_MORE
+
+    cpdef tuple result(self):
+        """``(status, headers, body)`` of the completed response; the core is idle again.
+
+        ``body`` is decoded when the content type says JSON or msgpack; after
+        a 101 it is the bytes that followed the response head.
+        """
+        cdef object body
+        cdef int kind = self.body_kind
+        if self.state == UPGRADED:
+            return (self.status, self.headers, self.leftover)
+        if self.state != DONE:
+            raise RuntimeError(f"no complete response (state {self.state})")
+        body = self.body
+        if body is None:
+            body = b""
+        elif type(body) is list:
+            body = b"".join(body)   # joined once: large bodies cost one copy
+        result_status = self.status
+        result_headers = self.headers
+        self._reset_response()
+        self.state = IDLE
+        if kind != BODY_BYTES and PyBytes_GET_SIZE(body):
+            try:
+                if kind == BODY_JSON:
+                    body = _json_loads(body)
+                else:
+                    body = _msgpack_unpackb(body)
+            except Exception as exc:
+                what = "JSON" if kind == BODY_JSON else "msgpack"
+                raise ProtocolError(f"response body is not valid {what}: {exc}") from None
+        return (result_status, result_headers, body)
+
+    cpdef void release(self):
+        """Forget the parser (it refers back to this core) and any response."""
+        self.parser = None
+        self._reset_response()
+        self.state = FAILED
+
+    cdef inline void _finish(self):
+        self.state = DONE
+        self.completed += 1
+        self.response_count.value += 1
+        if self.measured:
+            self.body_us.record_c(monotonic_us() - self.headers_at)
+
+    cdef inline void _store(self, exc):
+        # httptools-style: never let an exception cross llhttp; feed() re-raises it.
+        if self.error is None:
+            self.error = exc
+
+    # ---- httptools callbacks -------------------------------------------------
+
+    def on_header(self, bytes name, bytes value):
+        if self.state != WAITING:
+            self.reusable = False   # a second message after ours
+            return
+        try:
+            self.headers.append((latin1(name), latin1(value)))
+            if named(name, b"content-length", 14):
+                self.has_length = True
+            elif named(name, b"content-type", 12):
+                self.body_kind = content_kind(value)
+            elif named(name, b"transfer-encoding", 17):
+                self.chunked = b"chunked" in value.lower()
+        except BaseException as exc:
+            self._store(exc)
+
+    def on_headers_complete(self):
+        cdef int status
+        if self.state != WAITING:
+            self.reusable = False
+            return
+        try:
+            status = self.parser.get_status_code()
+            self.status = status
+            if status < 200 and status != 101:
+                return   # informational: the final response follows
+            self.headers_at = monotonic_us()
+            if self.measured:
+                self.headers_us.record_c(self.headers_at - self.sent_at)
+            if self.head:
+                # A HEAD response has no body whatever its headers announce.
+                self.reusable = self.parser.should_keep_alive() and not self.close_after
+                self.drop_parser = True
+                self._finish()
+                return
+            self.state = BODY
+        except BaseException as exc:
+            self._store(exc)
+
+    def on_body(self, bytes chunk):
+        cdef object body
+        if self.state != BODY:
+            return
+        body = self.body
+        if body is None:
+            self.body = chunk
+        elif type(body) is list:
+            (<list>body).append(chunk)
+        else:
+            self.body = [body, chunk]
+
+    def on_message_complete(self):
+        cdef int state = self.state
+        if state == WAITING:
+            # The end of a 1xx: forget its headers, wait for the final response.
+            self.headers = []
+            self.has_length = False
+            self.chunked = False
+            self.body_kind = BODY_BYTES
+            return
+        if state != BODY:
+            if state != UPGRADED:
+                self.reusable = False
+            return
+        try:
+            if self.status == 101:
+                self.state = UPGRADED
+                self.leftover = b""
+                self.reusable = False
+                return
+            self.reusable = self.parser.should_keep_alive() and not self.close_after
+            self._finish()
+        except BaseException as exc:
+            self._store(exc)
+
+
+cdef bytes encode_path(path):
+    cdef bytes encoded
+    cdef const unsigned char *p
+    cdef Py_ssize_t i, n
+    if isinstance(path, str):
+        if not path:
+            return b"/"
+        encoded = (<str>path).encode("utf-8")
+    elif isinstance(path, (bytes, bytearray)):
+        if not path:
+            return b"/"
+        encoded = bytes(path)
+    else:
+        raise TypeError(f"path must be a string, not {type(path).__name__}")
+    p = <const unsigned char *>PyBytes_AS_STRING(encoded)
+    n = PyBytes_GET_SIZE(encoded)
+    for i in range(n):
+        if p[i] <= 0x20 or p[i] >= 0x7f:
+            # Spaces, controls and non-ASCII travel percent-encoded (UTF-8).
+            return _quote(encoded, safe=_PATH_SAFE).encode("ascii")
+    return encoded
+
+
+cdef bytes header_bytes(value, str what):
+    cdef bytes encoded
+    if isinstance(value, str):
+        try:
+            encoded = (<str>value).encode("latin-1")
+        except UnicodeEncodeError:
+            encoded = (<str>value).encode("utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        encoded = bytes(value)
+    elif isinstance(value, int) and what == "value":
+        encoded = str(value).encode("ascii")
+    else:
+        raise TypeError(f"header {what} must be a string, not {type(value).__name__}")
+    if b"\r" in encoded or b"\n" in encoded or b"\0" in encoded:
+        raise ValueError(f"header {what} {value!r} contains CR, LF or NUL")
+    return encoded
+
+
+cdef inline bint is_token(bytes name):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
+    cdef unsigned char c
+    if n == 0:
+        return False
+    for i in range(n):
+        c = p[i]
+        if c <= 0x20 or c >= 0x7f or c in b'"(),/:;<=>?@[\\]{}':
+            return False
+    return True
+
+
+cdef class RequestWriter:
+    """Serializes one device's requests to its target.
+
+    ``host`` goes in the Host header (the plan's host name, not the address
+    connected to); ``http10`` writes HTTP/1.0 requests, which the server closes
+    after answering. After ``build()``, ``close_after`` says whether the
+    connection ends with this request (HTTP/1.0 or a ``Connection: close``).
+    """
+
+    def __cinit__(self, str host, int port, bint tls, bint http10):
+        cdef str authority = f"[{host}]" if ":" in host else host
+        if port != (443 if tls else 80):
+            authority = f"{authority}:{port}"
+        self.http10 = http10
+        self.version = b" HTTP/1.0\r\n" if http10 else b" HTTP/1.1\r\n"
+        self.host_line = b"Host: " + authority.encode("idna" if not authority.isascii() else "ascii") + b"\r\n"
+        self.version_host = self.version + self.host_line + b"\r\n"
+        self.close_after = http10
+
+    cpdef bytes build(self, bytes method, path, headers=(), body=None, bytes content_type=None):
+        """The request's bytes. ``body`` None sends no body and no Content-Length."""
+        cdef list parts
+        cdef bint has_host = False, has_type = False, close_after = self.http10
+        cdef bytes name, value, lowered
+        if not headers and body is None:
+            # Scripts repeat the same GET: reuse its bytes when method and path are the same objects.
+            if path is self.last_path and method is self.last_method:
+                self.close_after = close_after
+                return self.last_request
+            request = method + b" " + encode_path(path) + self.version_host
+            self.last_method = method
+            self.last_path = path
+            self.last_request = request
+            self.close_after = close_after
+            return request
+        parts = [method, b" ", encode_path(path), self.version, None]
+        if headers:
+            if isinstance(headers, dict):
+                headers = headers.items()
+            for pair in headers:
+                if len(pair) != 2:
+                    raise ValueError(f"a header must be a (name, value) pair, not {pair!r}")
+                name = header_bytes(pair[0], "name")
+                if not is_token(name):
+                    raise ValueError(f"invalid header name {pair[0]!r}")
+                value = header_bytes(pair[1], "value")
+                lowered = name.lower()
+                if lowered == b"host":
+                    has_host = True
+                elif lowered == b"content-length":
+                    continue   # always computed from the body
+                elif lowered == b"transfer-encoding":
+                    raise ValueError("transfer-encoding is not supported in requests; pass the whole body")
+                elif lowered == b"content-type":
+                    has_type = True
+                elif lowered == b"connection" and b"close" in value.lower():
+                    close_after = True
+                parts += (name, b": ", value, b"\r\n")
+        parts[4] = b"" if has_host else self.host_line
+        if body is not None:
+            if content_type is not None and not has_type:
+                parts += (b"Content-Type: ", content_type, b"\r\n")
+            parts += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
+        else:
+            parts.append(b"\r\n")
+        self.close_after = close_after
+        return b"".join(parts)
