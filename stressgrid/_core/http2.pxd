@@ -64,6 +64,9 @@ cdef extern from "nghttp2/nghttp2.h":
         const uint8_t *data, size_t len, void *user_data)
     ctypedef int (*nghttp2_on_stream_close_callback)(
         nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data)
+    ctypedef int (*nghttp2_error_callback2)(
+        nghttp2_session *session, int lib_error_code, const char *msg, size_t len,
+        void *user_data)
     ctypedef int (*nghttp2_on_header_callback)(
         nghttp2_session *session, const nghttp2_frame *frame,
         const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen,
@@ -116,6 +119,8 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_session_callbacks *cbs, nghttp2_on_stream_close_callback cb)
     void nghttp2_session_callbacks_set_on_header_callback(
         nghttp2_session_callbacks *cbs, nghttp2_on_header_callback cb)
+    void nghttp2_session_callbacks_set_error_callback2(
+        nghttp2_session_callbacks *cbs, nghttp2_error_callback2 cb)
 
     int nghttp2_session_client_new(nghttp2_session **session_ptr,
                                    const nghttp2_session_callbacks *callbacks, void *user_data)
@@ -154,7 +159,6 @@ cdef class Http2Stream:
     cdef readonly bint cancelled
     cdef public object user
     cdef public double deadline
-    cdef public bint retried
     cdef list chunks
     cdef bytes request_body
     cdef Py_ssize_t body_offset
@@ -172,6 +176,8 @@ cdef class Http2Connection:
     cdef size_t out_cap
     cdef readonly bytes authority
     cdef readonly bytes scheme
+    cdef readonly bint terminated
+    cdef readonly str library_error
     cdef readonly bint goaway_received
     cdef readonly int32_t goaway_last_stream_id
     cdef readonly uint32_t goaway_error_code
@@ -182,4 +188,6 @@ cdef class Http2Connection:
     cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user)
     cpdef object feed(self, object data)
     cpdef bytes data_to_send(self)
+    cpdef object take_finished(self)
+    cdef int _drain(self) except -1
     cdef void _finish(self, Http2Stream stream) noexcept

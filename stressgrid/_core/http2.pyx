@@ -61,7 +61,7 @@ cdef class Http2Stream:
     ``status``, ``headers`` (a list of ``(name, value)`` strings), ``body``
     (bytes, once ``complete``) and ``content_type``; a stream that ended
     without a whole response has ``complete`` false and the server's
-    ``error_code``. ``user``, ``deadline`` and ``retried`` belong to the caller.
+    ``error_code``. ``user`` and ``deadline`` belong to the caller.
     """
 
     def __cinit__(self):
@@ -120,10 +120,12 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
                     raise ProtocolError(f"HTTP/2 response with a bad :status")
                 status = status * 10 + (value[i] - 48)
             stream.status = status
-            if status < 200:
-                # An interim response: its fields are dropped with it.
-                stream.headers = []
+            # A new header block: fields of an interim (1xx) block before it are dropped.
+            stream.headers = []
+            stream.content_type = None
             return 0
+        if stream.status < 200:
+            return 0  # a field of an interim response
         header_name = PyUnicode_DecodeLatin1(<const char *>name, namelen, NULL)
         header_value = PyUnicode_DecodeLatin1(<const char *>value, valuelen, NULL)
         if namelen == 12 and memcmp(name, b"content-type", 12) == 0:
@@ -206,6 +208,17 @@ cdef int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t e
         return NGHTTP2_ERR_CALLBACK_FAILURE
 
 
+cdef int on_library_error(nghttp2_session *session, int lib_error_code, const char *msg,
+                          size_t length, void *user_data) noexcept:
+    cdef Http2Connection conn = <Http2Connection>user_data
+    try:
+        conn.library_error = msg[:length].decode("utf-8", "replace")
+        return 0
+    except BaseException as exc:
+        conn.error = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
 cdef ssize_t read_request_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
                                size_t length, uint32_t *data_flags,
                                nghttp2_data_source *source, void *user_data) noexcept:
@@ -233,6 +246,7 @@ cdef nghttp2_session_callbacks *shared_callbacks() except NULL:
         nghttp2_session_callbacks_set_on_frame_recv_callback(_callbacks, on_frame_recv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(_callbacks, on_data_chunk_recv)
         nghttp2_session_callbacks_set_on_stream_close_callback(_callbacks, on_stream_close)
+        nghttp2_session_callbacks_set_error_callback2(_callbacks, on_library_error)
     return _callbacks
 
 
@@ -385,6 +399,7 @@ cdef class Http2Connection:
 
     def terminate(self, uint32_t error_code=NGHTTP2_NO_ERROR):
         """Queue a GOAWAY; the connection takes no more requests."""
+        self.terminated = True
         if self.session != NULL:
             nghttp2_session_terminate_session(self.session, error_code)
 
@@ -412,14 +427,14 @@ cdef class Http2Connection:
 
     cpdef object feed(self, object data):
         """Take bytes read from the socket; returns the list of streams that
-        finished (whole responses and resets), or ``None``.
+        finished (whole responses and resets), or ``None``. What the library
+        answers (acknowledgements, WINDOW_UPDATE) waits in ``data_to_send``.
 
         Raises ``ProtocolError`` when the server broke the protocol; the
         connection is then unusable (``data_to_send`` has its GOAWAY)."""
         cdef const uint8_t *ptr
         cdef Py_ssize_t size
         cdef ssize_t rv
-        cdef list finished
         if self.session == NULL:
             raise ProtocolError("HTTP/2 connection is closed")
         if type(data) is not bytes:
@@ -429,22 +444,33 @@ cdef class Http2Connection:
         rv = nghttp2_session_mem_recv(self.session, ptr, size)
         if self.error is not None:
             error, self.error = self.error, None
+            self.terminated = True
+            nghttp2_session_terminate_session(self.session, NGHTTP2_INTERNAL_ERROR)
             raise error
         if rv < 0:
+            self.terminated = True
             raise ProtocolError(f"HTTP/2 protocol error: {nghttp2_strerror(<int>rv).decode()}")
-        finished = self.finished
+        # Sending can close streams too (a reset of a malformed response):
+        # serialize now so they are reported with this read.
+        self._drain()
+        if not self.terminated and not self.goaway_received and \
+                not nghttp2_session_want_read(self.session):
+            # The library found a connection error and queued its GOAWAY.
+            self.terminated = True
+            raise ProtocolError(f"HTTP/2 connection error: {self.library_error or 'unknown'}")
+        return self.take_finished()
+
+    cpdef object take_finished(self):
+        """Streams finished since the last ``feed`` (or ``None``)."""
+        cdef list finished = self.finished
         self.finished = None
         return finished
 
-    cpdef bytes data_to_send(self):
-        """Bytes to write to the socket now (``b""`` when there are none)."""
+    cdef int _drain(self) except -1:
         cdef const uint8_t *chunk
         cdef ssize_t n
         cdef size_t cap
         cdef uint8_t *grown
-        if self.session == NULL:
-            return b""
-        self.out_len = 0
         while True:
             n = nghttp2_session_mem_send(self.session, &chunk)
             if n <= 0:
@@ -465,13 +491,26 @@ cdef class Http2Connection:
             raise error
         if n < 0:
             raise ProtocolError(f"HTTP/2 send failed: {nghttp2_strerror(<int>n).decode()}")
+        return 0
+
+    cpdef bytes data_to_send(self):
+        """Bytes to write to the socket now (``b""`` when there are none).
+
+        Streams this closes are kept for ``take_finished`` (or the next ``feed``)."""
+        cdef bytes out
+        if self.session == NULL:
+            return b""
+        self._drain()
         if self.out_len == 0:
             return b""
-        return PyBytes_FromStringAndSize(<const char *>self.out, self.out_len)
+        out = PyBytes_FromStringAndSize(<const char *>self.out, self.out_len)
+        self.out_len = 0
+        return out
 
     def connection_lost(self):
         """The socket is gone: returns the streams still waiting, and frees the session."""
         pending = [s for s in self.streams.values() if not (<Http2Stream>s).cancelled]
+        self.out_len = 0
         if self.session != NULL:
             nghttp2_session_del(self.session)
             self.session = NULL

@@ -1,0 +1,486 @@
+"""HTTP/2 devices: protocols ``http2`` (h2c, prior knowledge) and ``http2s`` (TLS, ALPN ``h2``).
+
+Each device has one connection, opened on its first request. Requests a
+script issues concurrently (``asyncio.gather``) share it as parallel streams,
+within the server's ``SETTINGS_MAX_CONCURRENT_STREAMS``. The protocol work is
+done by the Cython core (``stressgrid._core.http2``, over libnghttp2); this
+module moves its bytes over an asyncio transport, wakes the waiting scripts
+and turns failures into counted exceptions:
+
+- a GOAWAY from the server lets streams in flight finish; the next request
+  opens a new connection, and a request the server refused unprocessed
+  (``REFUSED_STREAM`` before any response) is sent again there once;
+- a stream reset by the server raises ``Http2StreamError``
+  (``http2_stream_error_count``);
+- a connection lost with requests in flight raises ``ConnectionClosedError``.
+
+A request that waits for a connection or a response longer than its timeout
+raises ``TimeoutError``. One timer per connection keeps the deadlines: it is
+re-armed when it fires, not per request.
+"""
+import asyncio
+import errno
+import json as _json
+import ssl
+
+import msgpack as _msgpack
+
+from stressgrid._core.device import current_device
+from stressgrid._core.http2 import Http2Connection
+from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
+
+ALPN_PROTOCOLS = ["h2"]
+
+
+# -- bodies -------------------------------------------------------------------
+
+def encode_body(headers, body, json, msgpack):
+    """The request body as bytes and the headers to send with it."""
+    if json is not None or msgpack is not None:
+        if json is not None and msgpack is not None:
+            raise ValueError("pass json= or msgpack=, not both")
+        if body:
+            raise ValueError("pass body= or json=/msgpack=, not both")
+        if json is not None:
+            body, content_type = _json.dumps(json, separators=(",", ":")).encode(), "application/json"
+        else:
+            body, content_type = _msgpack.packb(msgpack), "application/msgpack"
+        if not any(_header_name(pair[0]) == "content-type" for pair in headers):
+            headers = (*headers, ("content-type", content_type))
+        return headers, body
+    if body is None:
+        return headers, b""
+    if isinstance(body, bytes):
+        return headers, body
+    if isinstance(body, str):
+        return headers, body.encode()
+    if isinstance(body, (bytearray, memoryview)):
+        return headers, bytes(body)
+    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+
+
+def _header_name(name):
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
+    return str(name).lower()
+
+
+def _media_type(content_type):
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def decode_body(content_type, body):
+    """JSON or msgpack bodies decoded, by content type; anything else as bytes."""
+    if not body or content_type is None:
+        return body
+    media = _media_type(content_type)
+    try:
+        if media == "application/json" or media.endswith("+json") or media == "text/json":
+            return _json.loads(body)
+        if media in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack") \
+                or media.endswith("+msgpack"):
+            return _msgpack.unpackb(body)
+    except (ValueError, _msgpack.ExtraData, _msgpack.FormatError, _msgpack.StackError) as exc:
+        raise ProtocolError(f"response body is not valid {media}: {exc}") from None
+    return body
+
+
+def path_bytes(path):
+    if isinstance(path, str):
+        path = path.encode()
+    elif not isinstance(path, bytes):
+        raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
+    if not path:
+        raise ValueError("path must not be empty (use '/')")
+    return path
+
+
+def timeout_s(timeout, device):
+    """A script's ``timeout=`` in milliseconds as seconds; ``None``: the plan's default."""
+    if timeout is None:
+        return device.timeout_s
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout!r}")
+    return timeout / 1000.0
+
+
+# -- TLS ------------------------------------------------------------------------
+
+_contexts = {}
+
+
+def tls_context(opts, alpn=ALPN_PROTOCOLS):
+    """A client context, shared by every device with the same settings."""
+    verify = bool(getattr(opts, "tls_verify", False))
+    ca_file = getattr(opts, "tls_ca_file", "") or None
+    key = (verify, ca_file, tuple(alpn))
+    context = _contexts.get(key)
+    if context is None:
+        if verify:
+            context = ssl.create_default_context(cafile=ca_file)
+        else:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(list(alpn))
+        _contexts[key] = context
+    return context
+
+
+# -- the connection -----------------------------------------------------------
+
+class _Http2Protocol(asyncio.Protocol):
+    """Moves one connection's bytes between its transport and its core."""
+
+    def __init__(self, client, core):
+        self.client = client
+        self.core = core
+        self.transport = None
+        self.lost = False
+        self.timer = None
+        self.timer_at = 0.0
+
+    # asyncio callbacks
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.flush()
+
+    def data_received(self, data):
+        core = self.core
+        try:
+            finished = core.feed(data)
+            out = core.data_to_send()
+        except Exception as exc:  # noqa: BLE001 - ProtocolError, or a failure the core stored
+            self.fail(exc)
+            return
+        if out:
+            self.transport.write(out)
+        if finished is not None:
+            complete = self.complete
+            for stream in finished:
+                complete(stream)
+        if core.goaway_received and not core.streams:
+            self.transport.close()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.lost = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        pending = self.core.connection_lost()
+        if self.client.protocol is self:
+            self.client.protocol = None
+        recorder = self.client.recorder
+        for stream in pending:
+            future = stream.user[0]
+            if not future.done():
+                error = ConnectionClosedError(
+                    "HTTP/2 connection closed with the request in flight"
+                    + (f": {exc}" if exc is not None else ""))
+                future.set_exception(count_error(recorder, error))
+
+    # requests
+
+    def submit(self, method, path, headers, body, timeout_s, retried=False):
+        """Send a request; its future, or ``None`` when this connection takes no more."""
+        loop = self.client.loop
+        future = loop.create_future()
+        stream = self.core.request(method, path, headers, body,
+                                   (future, method, path, headers, body, timeout_s, retried))
+        if stream is None:
+            return None
+        deadline = stream.deadline = loop.time() + timeout_s
+        if self.timer is None:
+            self.timer_at = deadline
+            self.timer = loop.call_at(deadline, self.expire)
+        elif deadline < self.timer_at:
+            self.timer.cancel()
+            self.timer_at = deadline
+            self.timer = loop.call_at(deadline, self.expire)
+        self.flush()
+        return future
+
+    def flush(self):
+        core = self.core
+        try:
+            out = core.data_to_send()
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc)
+            return
+        if out and not self.lost:
+            self.transport.write(out)
+        finished = core.take_finished()
+        if finished is not None:
+            for stream in finished:
+                self.complete(stream)
+
+    def complete(self, stream):
+        user = stream.user
+        future = user[0]
+        if future.done():
+            return
+        if stream.complete:
+            body = stream.body
+            content_type = stream.content_type
+            if content_type is not None and body:
+                try:
+                    body = decode_body(content_type, body)
+                except ProtocolError as exc:
+                    future.set_exception(count_error(self.client.recorder, exc))
+                    return
+            future.set_result((stream.status, stream.headers, body))
+        elif stream.refused and not user[6]:
+            self.client.resend(user)
+        else:
+            future.set_exception(count_error(self.client.recorder, stream.exception()))
+
+    def expire(self):
+        """The deadline timer: fail the requests past their deadline, re-arm for the rest."""
+        self.timer = None
+        loop = self.client.loop
+        now = loop.time()
+        earliest = None
+        expired = []
+        for stream in self.core.streams.values():
+            if stream.cancelled:
+                continue
+            if stream.deadline <= now:
+                expired.append(stream)
+            elif earliest is None or stream.deadline < earliest:
+                earliest = stream.deadline
+        recorder = self.client.recorder
+        for stream in expired:
+            self.core.reset_stream(stream.stream_id)
+            future = stream.user[0]
+            if not future.done():
+                future.set_exception(count_error(recorder, TimeoutError(
+                    f"no HTTP/2 response within {stream.user[5] * 1000:.0f} ms")))
+        if expired:
+            self.flush()
+        if earliest is not None and not self.lost:
+            self.timer_at = earliest
+            self.timer = loop.call_at(earliest, self.expire)
+
+    def fail(self, exc):
+        """The connection is broken: fail every request on it, count it once, close."""
+        recorder = self.client.recorder
+        count_error(recorder, exc)
+        try:
+            out = self.core.data_to_send()  # the GOAWAY the library queued
+            if out and not self.lost:
+                self.transport.write(out)
+        except Exception:  # noqa: BLE001 - the connection is going away anyway
+            pass
+        pending = self.core.connection_lost()
+        self.lost = True
+        if self.client.protocol is self:
+            self.client.protocol = None
+        for stream in pending:
+            future = stream.user[0]
+            if not future.done():
+                future.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Http2Client:
+    """A device's HTTP/2 connection, opened on the first request."""
+
+    def __init__(self, device):
+        self.device = device
+        self.loop = device.loop
+        self.address = device.address
+        self.tls = self.address.protocol == "http2s"
+        recorder = self.recorder = device.recorder
+        self.headers_histogram = recorder.histogram("headers_us")
+        self.body_histogram = recorder.histogram("body_us")
+        self.response_counter = recorder.counter("response_count")
+        self.conn_histogram = recorder.histogram("conn_us")
+        self.conn_counter = recorder.counter("conn_count")
+        self.protocol = None
+        self.connecting = None
+        self.closed = False
+        port = self.address.port
+        default_port = 443 if self.tls else 80
+        host = self.address.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        self.authority = host if port == default_port else f"{host}:{port}"
+        self.scheme = "https" if self.tls else "http"
+
+    async def open(self):
+        """Nothing to do: the connection opens on the first request."""
+
+    def close(self):
+        self.closed = True
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None and protocol.transport is not None and not protocol.lost:
+            try:
+                protocol.core.terminate()
+                protocol.flush()
+                protocol.transport.close()
+            except Exception:  # noqa: BLE001 - close never raises
+                pass
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+
+    # requests
+
+    def request(self, method, path, headers, body, timeout):
+        """An awaitable of ``(status, headers, body)``."""
+        seconds = timeout_s(timeout, self.device)
+        path = path_bytes(path)
+        protocol = self.protocol
+        if protocol is not None:
+            future = protocol.submit(method, path, headers, body, seconds)
+            if future is not None:
+                return future
+        return self._request_on_new_connection(method, path, headers, body, seconds)
+
+    async def _request_on_new_connection(self, method, path, headers, body, seconds):
+        deadline = self.loop.time() + seconds
+        protocol = await self.connected(seconds)
+        future = protocol.submit(method, path, headers, body, max(0.0, deadline - self.loop.time()))
+        if future is None:
+            raise count_error(self.recorder, ProtocolError("a new HTTP/2 connection refused a request"))
+        return await future
+
+    def resend(self, user):
+        """Send a request the server refused unprocessed again, on a new connection."""
+        future, method, path, headers, body, seconds, _ = user
+
+        async def again():
+            try:
+                protocol = self.protocol
+                if protocol is None or not protocol.core.request_allowed:
+                    protocol = await self.connected(seconds)
+                retry = protocol.submit(method, path, headers, body, seconds, True)
+                if retry is None:
+                    raise count_error(self.recorder, ProtocolError(
+                        "HTTP/2 request refused by the server twice"))
+                result = await retry
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting script
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            if not future.done():
+                future.set_result(result)
+
+        self.loop.create_task(again())
+
+    # connecting
+
+    async def connected(self, seconds):
+        """The open protocol, connecting first if needed (requests share one attempt)."""
+        if self.closed:
+            raise count_error(self.recorder, ConnectionClosedError("the device's client is closed"))
+        protocol = self.protocol
+        if protocol is not None and protocol.core.request_allowed:
+            return protocol
+        if self.connecting is None:
+            self.connecting = self.loop.create_task(self._connect(seconds))
+        task = self.connecting
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self.connecting is task and task.done():
+                self.connecting = None
+
+    async def _connect(self, seconds):
+        address = self.address
+        loop = self.loop
+        started = loop.time()
+        core = Http2Connection(self.authority, self.scheme, self.headers_histogram,
+                               self.body_histogram, self.response_counter)
+        protocol = _Http2Protocol(self, core)
+        kwargs = {}
+        if self.tls:
+            kwargs = {"ssl": tls_context(self.device.opts), "server_hostname": address.host,
+                      "ssl_handshake_timeout": max(seconds, 0.001)}
+        try:
+            transport, _ = await asyncio.wait_for(loop.create_connection(
+                lambda: protocol, address.connect_host, address.port, **kwargs), seconds)
+        except TimeoutError:
+            raise count_error(self.recorder, TimeoutError(
+                errno.ETIMEDOUT, f"connecting to {address.host}:{address.port} timed out")) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise count_error(self.recorder, exc)
+        if self.tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if selected != "h2":
+                transport.abort()
+                raise count_error(self.recorder, TlsError(
+                    f"{address.host}:{address.port} did not select h2 by ALPN (got {selected!r})"))
+        self.conn_histogram.record(int((loop.time() - started) * 1e6))
+        self.conn_counter.value += 1
+        if self.closed:
+            transport.abort()
+            raise count_error(self.recorder, ConnectionClosedError("the device's client is closed"))
+        self.protocol = protocol
+        return protocol
+
+
+def create_client(device):
+    return Http2Client(device)
+
+
+# -- script functions ---------------------------------------------------------
+
+def _client():
+    client = current_device().client
+    if not isinstance(client, Http2Client):
+        raise RuntimeError("HTTP/2 functions need an http2 or http2s target")
+    return client
+
+
+def get(path, headers=(), *, timeout=None):
+    """``GET path``; returns ``(status, headers, body)``."""
+    return _client().request(b"GET", path, headers, None, timeout)
+
+
+def head(path, headers=(), *, timeout=None):
+    return _client().request(b"HEAD", path, headers, None, timeout)
+
+
+def options(path, headers=(), *, timeout=None):
+    return _client().request(b"OPTIONS", path, headers, None, timeout)
+
+
+def delete(path, headers=(), *, timeout=None):
+    return _client().request(b"DELETE", path, headers, None, timeout)
+
+
+def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    """``POST path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
+    headers, body = encode_body(headers, body, json, msgpack)
+    return _client().request(b"POST", path, headers, body, timeout)
+
+
+def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    headers, body = encode_body(headers, body, json, msgpack)
+    return _client().request(b"PUT", path, headers, body, timeout)
+
+
+def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    headers, body = encode_body(headers, body, json, msgpack)
+    return _client().request(b"PATCH", path, headers, body, timeout)
+
+
+BUILTINS = {
+    "get": get,
+    "head": head,
+    "options": options,
+    "delete": delete,
+    "post": post,
+    "put": put,
+    "patch": patch,
+}
