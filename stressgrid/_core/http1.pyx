@@ -223,6 +223,10 @@ cdef class Http1Core:
 
     # ---- httptools callbacks -------------------------------------------------
 
+    def on_message_begin(self):
+        if self.state != WAITING:
+            self.reusable = False   # the server starts another message nobody asked for
+
     def on_header(self, bytes name, bytes value):
         if self.state != WAITING:
             self.reusable = False   # a second message after ours

@@ -269,7 +269,8 @@ class Http1Client:
         conn = self.conn
         if conn is not None:
             if conn.waiter is None and not conn.upgraded:
-                return self._send(conn, self.loop.create_future(), data, head, timeout_s)
+                return self._send(conn, self.loop.create_future(), data, head,
+                                  self.loop.time() + timeout_s, timeout_s)
             if conn.upgraded:
                 raise RuntimeError("the connection was upgraded to another protocol; "
                                    "HTTP functions cannot use it any more")
@@ -306,7 +307,7 @@ class Http1Client:
             protocol.connection_lost(conn.lost_exc)
         return transport
 
-    def _send(self, conn, waiter, data, head, timeout_s):
+    def _send(self, conn, waiter, data, head, deadline, timeout_s):
         core = conn.core
         conn.reused = core.completed > 0
         core.start(head, self.writer.close_after)
@@ -315,7 +316,6 @@ class Http1Client:
         conn.head = head
         conn.transport.write(data)
         self.inflight = conn
-        deadline = self.loop.time() + timeout_s
         self.deadline = deadline
         self.budget_s = timeout_s
         if self.timer is None:
@@ -333,8 +333,7 @@ class Http1Client:
         if self.closed:
             conn._discard(abort=True)
             raise RuntimeError("the device's HTTP client is closed")
-        remaining = max(deadline - self.loop.time(), 0.001)
-        return await self._send(conn, self.loop.create_future(), data, head, remaining)
+        return await self._send(conn, self.loop.create_future(), data, head, deadline, timeout_s)
 
     def _resend(self, waiter, data, head):
         self.loop.create_task(self._resend_task(waiter, data, head))
@@ -354,7 +353,7 @@ class Http1Client:
         if waiter.done() or self.closed:
             conn._discard(abort=True)
             return
-        self._send(conn, waiter, data, head, max(self.deadline - self.loop.time(), 0.001))
+        self._send(conn, waiter, data, head, self.deadline, self.budget_s)
 
     async def _connect(self, timeout_s):
         loop = self.loop

@@ -1,0 +1,338 @@
+"""The sans-IO HTTP/1 core: request bytes and response parsing, fed bytes directly."""
+import json
+import random
+
+import msgpack
+import pytest
+
+from stressgrid._core.http1 import (EVENT_COMPLETE, EVENT_NEED_MORE, EVENT_SWITCHED, STATE_FAILED,
+                                    STATE_IDLE, Http1Core, RequestWriter)
+from stressgrid._core.metrics import Recorder
+from stressgrid.errors import ConnectionClosedError, ProtocolError
+
+
+# ---- requests ---------------------------------------------------------------------
+
+def test_get_request_bytes_and_reuse():
+    writer = RequestWriter("example.com", 80, False, False)
+    path = "/index.html"
+    first = writer.build(b"GET", path)
+    assert first == b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    assert writer.build(b"GET", path) is first          # same method and path: same bytes
+    assert writer.build(b"GET", "/other") == b"GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    assert writer.close_after is False
+
+
+def test_host_header_carries_port_and_brackets():
+    assert b"Host: example.com:8080\r\n" in RequestWriter("example.com", 8080, False, False).build(b"GET", "/")
+    assert b"Host: example.com\r\n" in RequestWriter("example.com", 443, True, False).build(b"GET", "/")
+    assert b"Host: example.com:80\r\n" in RequestWriter("example.com", 80, True, False).build(b"GET", "/")
+    assert b"Host: [::1]:8080\r\n" in RequestWriter("::1", 8080, False, False).build(b"GET", "/")
+
+
+def test_request_with_headers_and_body():
+    writer = RequestWriter("h", 80, False, False)
+    data = writer.build(b"POST", "/p", [("X-One", "1"), ("Content-Length", "999")], b"{}", b"application/json")
+    assert data == (b"POST /p HTTP/1.1\r\nHost: h\r\nX-One: 1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    # The script's own Host and Content-Type win; dict headers work.
+    data = writer.build(b"PUT", "/p", {"Host": "other", "Content-Type": "text/plain"}, b"abc", b"application/json")
+    assert data == b"PUT /p HTTP/1.1\r\nHost: other\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc"
+    assert writer.build(b"POST", "/e", (), b"").endswith(b"Content-Length: 0\r\n\r\n")
+
+
+def test_connection_close_and_http10():
+    writer = RequestWriter("h", 80, False, False)
+    writer.build(b"GET", "/", [("Connection", "close")])
+    assert writer.close_after is True
+    writer.build(b"GET", "/")
+    assert writer.close_after is False
+    old = RequestWriter("h", 80, False, True)
+    assert old.build(b"GET", "/") == b"GET / HTTP/1.0\r\nHost: h\r\n\r\n"
+    assert old.close_after is True
+
+
+def test_paths_are_percent_encoded():
+    writer = RequestWriter("h", 80, False, False)
+    assert writer.build(b"GET", "").startswith(b"GET / HTTP")
+    assert writer.build(b"GET", "/a b/é?q=1").startswith(b"GET /a%20b/%C3%A9?q=1 HTTP/1.1\r\n")
+    assert writer.build(b"GET", "/x\r\nEvil: 1").startswith(b"GET /x%0D%0AEvil:%201 HTTP/1.1\r\n")
+    assert writer.build(b"GET", "/already%20encoded").startswith(b"GET /already%20encoded ")
+
+
+@pytest.mark.parametrize("headers, error", [
+    ([("Bad Name", "v")], ValueError),
+    ([("X", "a\r\nInjected: 1")], ValueError),
+    ([("X",)], ValueError),
+    ([(1, "v")], TypeError),
+    ([("Transfer-Encoding", "chunked")], ValueError),
+])
+def test_bad_request_headers_are_local_errors(headers, error):
+    with pytest.raises(error):
+        RequestWriter("h", 80, False, False).build(b"GET", "/", headers)
+
+
+def test_bad_path_type():
+    with pytest.raises(TypeError):
+        RequestWriter("h", 80, False, False).build(b"GET", 42)
+
+
+# ---- responses --------------------------------------------------------------------
+
+def split_whole(data):
+    return [data]
+
+
+def split_bytes(data):
+    return [data[i:i + 1] for i in range(len(data))]
+
+
+def split_random(data, seed=7):
+    rng = random.Random(seed)
+    parts, i = [], 0
+    while i < len(data):
+        n = rng.randint(1, 9)
+        parts.append(data[i:i + n])
+        i += n
+    return parts
+
+
+SPLITS = [split_whole, split_bytes, split_random]
+
+
+def new_core():
+    recorder = Recorder()
+    return Http1Core(recorder), recorder
+
+
+def exchange(core, data, split, head=False, close_after=False):
+    """Start a request and feed ``data``; returns the last event."""
+    core.start(head, close_after)
+    event = EVENT_NEED_MORE
+    for part in split(data):
+        assert event == EVENT_NEED_MORE, "the response completed before all its bytes were fed"
+        event = core.feed(part)
+    return event
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_content_length_response(split):
+    core, recorder = new_core()
+    data = b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\n\r\nhello"
+    assert exchange(core, data, split) == EVENT_COMPLETE
+    assert core.result() == (200, [("Server", "t"), ("Content-Length", "5")], b"hello")
+    assert core.reusable and core.state == STATE_IDLE
+    assert recorder.counter("response_count").value == 1
+    assert recorder.histogram("headers_us").total_count == 1
+    assert recorder.histogram("body_us").total_count == 1
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_chunked_response(split):
+    core, _ = new_core()
+    data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+    assert exchange(core, data, split) == EVENT_COMPLETE
+    status, headers, body = core.result()
+    assert (status, body) == (200, b"hello world")
+    assert core.reusable
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_close_delimited_body_finishes_on_eof(split):
+    core, recorder = new_core()
+    data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+    assert exchange(core, data, split) == EVENT_NEED_MORE
+    assert core.eof() == EVENT_COMPLETE
+    assert core.result() == (200, [("Content-Type", "text/plain")], b"until the end")
+    assert not core.reusable
+    assert recorder.counter("response_count").value == 1
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_head_response_has_no_body_and_core_goes_on(split):
+    core, _ = new_core()
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: application/json\r\n\r\n"
+    assert exchange(core, data, split, head=True) == EVENT_COMPLETE
+    assert core.result() == (200, [("Content-Length", "1234"), ("Content-Type", "application/json")], b"")
+    assert core.reusable
+    # The next exchange on the same connection parses from a clean state.
+    assert exchange(core, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", split) == EVENT_COMPLETE
+    assert core.result()[::2] == (201, b"ok")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_informational_responses_are_skipped(split):
+    core, recorder = new_core()
+    data = (b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert exchange(core, data, split) == EVENT_COMPLETE
+    assert core.result() == (200, [("Content-Length", "2")], b"ok")
+    assert recorder.counter("response_count").value == 1
+    assert recorder.histogram("headers_us").total_count == 1
+
+
+def test_no_content_and_not_modified_have_no_body():
+    core, _ = new_core()
+    for status in (204, 304):
+        assert exchange(core, f"HTTP/1.1 {status} X\r\n\r\n".encode(), split_whole) == EVENT_COMPLETE
+        assert core.result()[::2] == (status, b"")
+        assert core.reusable
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "application/problem+json", "APPLICATION/JSON"])
+def test_json_bodies_are_decoded(content_type):
+    core, _ = new_core()
+    doc = {"a": [1, 2, {"b": "ü"}]}
+    body = json.dumps(doc).encode()
+    data = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+            .encode() + body)
+    exchange(core, data, split_whole)
+    assert core.result()[2] == doc
+
+
+@pytest.mark.parametrize("content_type", ["application/msgpack", "application/x-msgpack"])
+def test_msgpack_bodies_are_decoded(content_type):
+    core, _ = new_core()
+    body = msgpack.packb({"n": 1, "s": "x"})
+    data = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+            .encode() + body)
+    exchange(core, data, split_whole)
+    assert core.result()[2] == {"n": 1, "s": "x"}
+
+
+def test_empty_json_body_stays_bytes_and_invalid_json_is_protocol_error():
+    core, _ = new_core()
+    exchange(core, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+             split_whole)
+    assert core.result()[2] == b""
+    exchange(core, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}",
+             split_whole)
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        core.result()
+    # The framing was fine: the connection carries on.
+    assert core.state == STATE_IDLE and core.reusable
+
+
+def test_large_body_in_many_chunks():
+    core, _ = new_core()
+    body = bytes(random.Random(1).getrandbits(8) for _ in range(4096)) * 300   # 1.2 MB
+    data = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    core.start(False, False)
+    chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+    events = [core.feed(chunk) for chunk in chunks]
+    assert events[-1] == EVENT_COMPLETE and set(events[:-1]) == {EVENT_NEED_MORE}
+    result = core.result()[2]
+    assert len(result) == len(body) and result == body
+
+
+@pytest.mark.parametrize("response, reusable", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", True),
+])
+def test_keep_alive_follows_the_response(response, reusable):
+    core, _ = new_core()
+    exchange(core, response, split_whole)
+    core.result()
+    assert core.reusable is reusable
+
+
+def test_request_close_makes_connection_single_use():
+    core, _ = new_core()
+    exchange(core, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", split_whole, close_after=True)
+    assert core.reusable is False
+
+
+@pytest.mark.parametrize("trailing", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",       # a pipelined second response
+    b"HTTP/1.1 408 Request Timeout\r\n",                      # the start of one
+    b"\x00garbage",                                           # junk
+])
+def test_trailing_data_keeps_the_response_but_not_the_connection(trailing):
+    core, recorder = new_core()
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + trailing
+    assert exchange(core, data, split_whole) == EVENT_COMPLETE
+    assert core.result() == (200, [("Content-Length", "5")], b"first")
+    assert core.reusable is False
+    assert recorder.counter("response_count").value == 1
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_switching_protocols_hands_over_leftover(split):
+    core, recorder = new_core()
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    frames = b"\x81\x05hello\x81\x02hi"
+    core.start(False, False)
+    events = [core.feed(part) for part in split(head + frames)]
+    assert events[-1] == EVENT_SWITCHED
+    status, headers, leftover = core.result()
+    assert status == 101
+    assert ("Upgrade", "websocket") in headers
+    assert leftover == frames
+    assert not core.reusable
+    assert recorder.counter("response_count").value == 0
+
+
+@pytest.mark.parametrize("data", [
+    b"HTTP/1.1 abc OK\r\n\r\n",
+    b"HTCPCP/1.0 418 I'm a teapot\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+])
+def test_malformed_responses_are_protocol_errors(data):
+    core, recorder = new_core()
+    core.start(False, False)
+    with pytest.raises(ProtocolError, match="malformed HTTP response"):
+        for part in split_bytes(data):
+            core.feed(part)
+    assert core.state == STATE_FAILED and not core.reusable
+    with pytest.raises(ProtocolError):
+        core.feed(b"more")
+    assert recorder.counter("response_count").value == 0
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "before responding"),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", "incomplete"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "incomplete"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "incomplete"),
+])
+def test_eof_before_the_end_is_connection_closed(data, message):
+    core, recorder = new_core()
+    core.start(False, False)
+    if data:
+        assert core.feed(data) == EVENT_NEED_MORE
+    with pytest.raises(ConnectionClosedError, match=message):
+        core.eof()
+    assert recorder.counter("response_count").value == 0
+
+
+def test_eof_while_idle_is_quiet_and_unsolicited_data_is_an_error():
+    core, _ = new_core()
+    assert core.eof() == EVENT_NEED_MORE
+    core, _ = new_core()
+    with pytest.raises(ProtocolError, match="no request"):
+        core.feed(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+
+
+def test_one_request_at_a_time():
+    core, _ = new_core()
+    core.start(False, False)
+    with pytest.raises(RuntimeError, match="one request at a time"):
+        core.start(False, False)
+
+
+def test_many_exchanges_on_one_core():
+    core, recorder = new_core()
+    for i in range(100):
+        body = str(i).encode()
+        data = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        assert exchange(core, data, split_random if i % 2 else split_whole) == EVENT_COMPLETE
+        assert core.result()[2] == body
+    assert recorder.counter("response_count").value == 100
+    assert core.completed == 100
