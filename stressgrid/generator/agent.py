@@ -1,0 +1,351 @@
+"""The host agent: one process per machine between the coordinator and the workers.
+
+It runs one single-threaded loop over ZeroMQ sockets (``zmq.Poller``):
+
+- the coordinator DEALER (``CoordinatorLink``): registration, heartbeats and
+  the coordinator's commands;
+- a ROUTER on ``ipc://`` in a private temporary directory, where every worker
+  connects a DEALER;
+- a self-pipe woken by signals: SIGTERM/SIGINT stop the agent, SIGCHLD means
+  a worker may have died.
+
+Every second it merges the workers' metric deltas exactly
+(``MetricsAggregate``), adds the host's utilization (``HostSampler``) and the
+sum of the workers' active devices, and sends one ``Telemetry``.
+"""
+import contextlib
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+
+import zmq
+
+from stressgrid import wire
+from stressgrid.metrics import MetricsAggregate
+
+from .cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
+from .coordinator_link import CoordinatorLink
+from .host_metrics import HostSampler
+from .limits import device_capacity, raise_open_file_limit, report_capacity
+from .supervisor import WorkerPool
+from .worker import worker_identity
+
+ACTIVE_DEVICES_GAUGE = "active_device_number"
+# Messages read from one socket before the others get a turn.
+RECEIVE_BATCH = 1000
+
+log = logging.getLogger(__name__)
+
+
+class HostAgent:
+    """Registers with the coordinator, runs the workers and reports for the host."""
+
+    def __init__(self, config, clock=time.monotonic):
+        self.config = config
+        self._clock = clock
+        self.book = CohortBook()
+        self.pending = MetricsAggregate()
+        self._pending_errors = {}
+        self._reported_error_kinds = set()
+        self._remainder_cursor = 0
+        self._stop_requested = False
+        self._identities = {worker_identity(i): i for i in range(config.workers)}
+        self._restart_reasons = {}
+        self._coordinator_handlers = {
+            wire.Registered: self._on_registered,
+            wire.Heartbeat: self._on_coordinator_heartbeat,
+            wire.StartCohort: self._on_start_cohort,
+            wire.StopCohort: self._on_stop_cohort,
+            wire.Abort: self._on_abort,
+            wire.Error: self._on_coordinator_error,
+        }
+        self._worker_handlers = {
+            wire.WorkerReady: self._on_worker_ready,
+            wire.Telemetry: self._on_worker_telemetry,
+            wire.Error: self._on_worker_error,
+        }
+        self.link = None
+        self.pool = None
+        self.router = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def run(self):
+        """Serve until SIGTERM or SIGINT; returns the exit status (0 on a clean stop)."""
+        limit = raise_open_file_limit()
+        capacity = device_capacity(limit, self.config.workers)
+        report_capacity(limit, self.config.workers, capacity)
+        context = zmq.Context()
+        wake_reader, wake_writer = socket.socketpair()
+        with tempfile.TemporaryDirectory(prefix="stressgrid-agent-") as socket_dir, \
+                _signals_to(wake_writer, self._request_stop):
+            self.router = context.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            self.router.setsockopt(zmq.LINGER, 0)
+            endpoint = f"ipc://{socket_dir}/workers"
+            self.router.bind(endpoint)
+            self.pool = WorkerPool(self.config.workers, endpoint, self.config.log_level)
+            self.link = CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
+                                        workers=self.config.workers, capacity=capacity)
+            log.info("generator %s: %d workers, coordinator %s", self.config.generator_id,
+                     self.config.workers, self.config.coordinator_url)
+            try:
+                self.pool.start_all()
+                self._serve(wake_reader)
+            finally:
+                log.info("stopping %d workers", len(self.pool))
+                self.pool.stop_all()
+                self.link.close()
+                self.router.close(linger=0)
+                wake_reader.close()
+                wake_writer.close()
+                context.term()
+        log.info("stopped")
+        return 0
+
+    def _request_stop(self):
+        self._stop_requested = True
+
+    def _serve(self, wake_reader):
+        poller = zmq.Poller()
+        poller.register(self.link.socket, zmq.POLLIN)
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(wake_reader, zmq.POLLIN)
+        sampler = HostSampler()
+        next_report = self._clock() + self.config.telemetry_interval_s
+        while not self._stop_requested:
+            deadlines = [next_report, self.link.next_due()]
+            restart_at = self.pool.next_restart_at()
+            if restart_at is not None:
+                deadlines.append(restart_at)
+            timeout_ms = max(0.0, min(deadlines) - self._clock()) * 1000
+            ready = dict(poller.poll(timeout_ms))
+            if wake_reader in ready:
+                _drain(wake_reader)
+            if self._stop_requested:
+                break
+            if self.link.socket in ready:
+                self._read_coordinator()
+            if self.router in ready:
+                self._read_workers()
+            self._supervise()
+            self.link.tick()
+            now = self._clock()
+            if now >= next_report:
+                self._check_coordinator_grace()
+                self._report(sampler)
+                next_report += self.config.telemetry_interval_s
+                if next_report < now:  # fell behind (suspended): do not burst
+                    next_report = now + self.config.telemetry_interval_s
+
+    # -- coordinator side ------------------------------------------------------------
+
+    def _read_coordinator(self):
+        for _ in range(RECEIVE_BATCH):
+            data = self.link.receive()
+            if data is None:
+                return
+            self.link.heard()
+            try:
+                message = wire.decode(data)
+            except wire.WireError as exc:
+                log.warning("bad message from the coordinator: %s", exc)
+                self.link.send(wire.Error(message=str(exc)))
+                continue
+            handler = self._coordinator_handlers.get(type(message))
+            if handler is None:
+                log.warning("unexpected %s message from the coordinator", message.type.value)
+                self.link.send(wire.Error(
+                    message=f"a generator does not accept {message.type.value!r} messages"))
+                continue
+            handler(message)
+
+    def _on_registered(self, message):
+        if self.link.on_registered(message) and self.book:
+            self._stop_everything("the coordinator registered this generator anew")
+
+    def _on_coordinator_heartbeat(self, message):
+        pass  # hearing it is all that matters
+
+    def _on_coordinator_error(self, message):
+        self.link.on_error(message)
+
+    def _on_start_cohort(self, start):
+        try:
+            check_start_cohort(start)
+            shares, cursor = split_cohort(start, len(self.pool), self._remainder_cursor)
+            self.book.add(start, shares)
+        except CohortError as exc:
+            log.warning("cannot start cohort %s: %s", start.cohort_id, exc)
+            self.link.send(wire.Error(message=f"start_cohort {start.cohort_id!r}: {exc}"))
+            return
+        self._remainder_cursor = cursor
+        for share in shares:
+            self._send_to_worker(share.worker_index, share.start)
+        log.info("cohort %s of run %s: %s devices over workers %s", start.cohort_id, start.run_id,
+                 sum(share.devices for share in shares),
+                 ", ".join(f"{share.worker_index}:{share.devices}" for share in shares))
+
+    def _on_stop_cohort(self, stop):
+        shares = self.book.remove(stop.run_id, stop.cohort_id)
+        for share in shares:
+            self._send_to_worker(share.worker_index, stop)
+        if shares:
+            log.info("cohort %s of run %s stopping", stop.cohort_id, stop.run_id)
+        self._forget_errors_when_idle()
+
+    def _on_abort(self, abort):
+        self.book.remove_run(abort.run_id)
+        for slot in self.pool.slots:
+            self._send_to_worker(slot.index, abort)
+        log.info("run %s aborted", abort.run_id)
+        self._forget_errors_when_idle()
+
+    def _stop_everything(self, reason):
+        runs = self.book.runs()
+        devices = self.book.devices()
+        for run_id in runs:
+            self.book.remove_run(run_id)
+            for slot in self.pool.slots:
+                self._send_to_worker(slot.index, wire.Abort(run_id=run_id))
+        log.warning("%s: stopped %d devices of run(s) %s", reason, devices, ", ".join(runs))
+        self._forget_errors_when_idle()
+
+    def _check_coordinator_grace(self):
+        silent = self.link.silent_for()
+        if self.book and silent >= self.config.coordinator_grace_s:
+            self._stop_everything(f"no word from the coordinator for {silent:.1f} s")
+
+    def _forget_errors_when_idle(self):
+        if not self.book:
+            self._reported_error_kinds.clear()
+
+    def _send_event(self, kind, text):
+        log.info("event %s: %s", kind, text)
+        if self.link.registered:
+            self.link.send(wire.Event(kind=kind, message=text))
+
+    # -- worker side -------------------------------------------------------------------
+
+    def _send_to_worker(self, index, message):
+        slot = self.pool.slot_of(index)
+        if slot is None or not slot.ready:
+            return False  # a worker that becomes ready gets its shares from the book
+        try:
+            self.router.send_multipart([worker_identity(index), wire.encode(message)], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # gone (EHOSTUNREACH) or full (EAGAIN)
+            log.warning("could not send %s to worker %d: %s", message.type.value, index, exc)
+            return False
+
+    def _read_workers(self):
+        for _ in range(RECEIVE_BATCH):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                log.warning("a worker message with %d frames ignored", len(frames))
+                continue
+            identity, data = frames
+            index = self._identities.get(identity)
+            try:
+                message = wire.decode(data)
+            except wire.WireError as exc:
+                log.warning("bad message from worker %s: %s", index, exc)
+                self._reply_to_worker(identity, wire.Error(message=str(exc)))
+                continue
+            handler = self._worker_handlers.get(type(message))
+            if index is None or handler is None:
+                log.warning("unexpected %s message from %r", message.type.value, identity)
+                self._reply_to_worker(identity, wire.Error(
+                    message=f"the agent does not accept {message.type.value!r} messages from {identity!r}"))
+                continue
+            handler(self.pool.slot_of(index), message)
+
+    def _reply_to_worker(self, identity, message):
+        try:
+            self.router.send_multipart([identity, wire.encode(message)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _on_worker_ready(self, slot, ready):
+        if ready.pid != slot.pid or ready.worker_index != slot.index:
+            log.warning("ignoring WorkerReady from pid %d for worker %d (its process is pid %s)",
+                        ready.pid, ready.worker_index, slot.pid)
+            return
+        slot.ready = True
+        shares = self.book.shares_of(slot.index)
+        for start in shares:
+            self._send_to_worker(slot.index, start)
+        reason = self._restart_reasons.pop(slot.index, None)
+        if reason is not None:
+            self._send_event("worker_restarted",
+                             f"{reason}; restarted as pid {slot.pid}, re-creating "
+                             f"{self.book.devices(slot.index)} devices in {len(shares)} cohorts")
+        else:
+            log.info("worker %d ready (pid %d)", slot.index, slot.pid)
+
+    def _on_worker_telemetry(self, slot, telemetry):
+        try:
+            self.pending.add_snapshot(telemetry.metrics)
+        except ValueError as exc:
+            log.warning("bad telemetry from worker %d: %s", slot.index, exc)
+            self._reply_to_worker(worker_identity(slot.index), wire.Error(message=f"bad telemetry: {exc}"))
+            return
+        if slot.ready:
+            slot.active_devices = telemetry.active_device_number
+        for kind, line in telemetry.errors.items():
+            if kind not in self._reported_error_kinds:
+                self._reported_error_kinds.add(kind)
+                self._pending_errors[kind] = line
+
+    def _on_worker_error(self, slot, error):
+        self._send_event("worker_error", error.message)
+
+    def _supervise(self):
+        for exit_ in self.pool.reap():
+            description = exit_.describe()
+            self._restart_reasons[exit_.index] = description
+            log.warning("%s with %d devices; restarting it", description, self.book.devices(exit_.index))
+        self.pool.restart_due()
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    def _report(self, sampler):
+        sampler.sample_into(self.pending)
+        active = sum(slot.active_devices for slot in self.pool.slots)
+        snapshot = self.pending.to_snapshot()
+        snapshot["gauges"][ACTIVE_DEVICES_GAUGE] = active
+        if self.link.registered:
+            self.link.send(wire.Telemetry(metrics=snapshot, active_device_number=active,
+                                          errors=self._pending_errors))
+        self.pending.clear()
+        self._pending_errors = {}
+
+
+@contextlib.contextmanager
+def _signals_to(wake_writer, on_stop):
+    """Route SIGTERM/SIGINT to ``on_stop`` and wake the loop on them and on SIGCHLD."""
+    wake_writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(wake_writer.fileno(), warn_on_full_buffer=False)
+    handlers = {signal.SIGTERM: lambda *_: on_stop(), signal.SIGINT: lambda *_: on_stop(),
+                signal.SIGCHLD: lambda *_: None}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_fd)
+
+
+def _drain(sock):
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(4096):
+            pass

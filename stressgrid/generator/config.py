@@ -1,0 +1,104 @@
+"""Configuration of the host agent: command-line flags over environment over defaults."""
+import argparse
+import dataclasses
+import logging
+import os
+import socket
+
+DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
+DEFAULT_GRACE_S = 10.0
+GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Everything the host agent needs to know at start.
+
+    ``coordinator_grace_s``: how long the coordinator may stay silent during a
+    run before the agent stops every device (no orphaned load).
+    ``silence_reregister_s``: how long the coordinator may stay silent before
+    the agent registers again (the coordinator heartbeats every second).
+    """
+
+    coordinator_url: str = DEFAULT_COORDINATOR_URL
+    generator_id: str = ""
+    workers: int = 1
+    coordinator_grace_s: float = DEFAULT_GRACE_S
+    silence_reregister_s: float = 3.0
+    heartbeat_interval_s: float = 1.0
+    telemetry_interval_s: float = 1.0
+    log_level: str = "INFO"
+
+
+def short_hostname():
+    """The host name up to its first dot (the default generator id)."""
+    return socket.gethostname().split(".", 1)[0] or "generator"
+
+
+def default_workers():
+    """One worker per core the process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not every platform has affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def _positive_float(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m stressgrid.generator",
+        description="Stressgrid generator host agent: registers with a coordinator and "
+                    "runs one worker process per core.")
+    parser.add_argument("--coordinator", metavar="URL",
+                        help=f"coordinator ZeroMQ address (env COORDINATOR_URL, "
+                             f"default {DEFAULT_COORDINATOR_URL})")
+    parser.add_argument("--id", dest="generator_id", metavar="ID",
+                        help="generator id (env GENERATOR_ID, default the short host name)")
+    parser.add_argument("--workers", type=_positive_int, metavar="N",
+                        help="worker processes (default one per core)")
+    parser.add_argument("--coordinator-grace", type=_positive_float, metavar="SECONDS",
+                        help=f"stop every device after the coordinator was silent this long "
+                             f"(env {GRACE_ENV}, default {DEFAULT_GRACE_S:g})")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        type=str.upper, help="log level (default INFO)")
+    return parser
+
+
+def config_from(argv=None, environ=None):
+    """An ``AgentConfig`` from command-line ``argv`` and ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    args = argument_parser().parse_args(argv)
+    grace = args.coordinator_grace
+    if grace is None and environ.get(GRACE_ENV):
+        try:
+            grace = _positive_float(environ[GRACE_ENV])
+        except (ValueError, argparse.ArgumentTypeError):
+            raise SystemExit(f"{GRACE_ENV} must be a positive number of seconds, "
+                             f"not {environ[GRACE_ENV]!r}") from None
+    return AgentConfig(
+        coordinator_url=args.coordinator or environ.get("COORDINATOR_URL") or DEFAULT_COORDINATOR_URL,
+        generator_id=args.generator_id or environ.get("GENERATOR_ID") or short_hostname(),
+        workers=args.workers or default_workers(),
+        coordinator_grace_s=grace if grace is not None else DEFAULT_GRACE_S,
+        log_level=args.log_level,
+    )
+
+
+def configure_logging(level, name):
+    """Log lines to stderr as ``time level name: message``."""
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format=f"%(asctime)s %(levelname)s {name}: %(message)s")

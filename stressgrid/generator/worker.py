@@ -1,0 +1,197 @@
+"""A worker process: one uvloop loop running one ``Engine``, driven by the host agent.
+
+    python -m stressgrid.generator.worker --index N --endpoint ipc://...
+
+The worker connects a ZeroMQ DEALER (identity ``worker_identity(N)``) to the
+agent's ROUTER and speaks the wire codec: it announces itself with
+``WorkerReady``, carries out ``StartCohort`` / ``StopCohort`` / ``Abort`` in
+the order they arrive, and sends its engine's metric deltas as ``Telemetry``
+every second. Anything it cannot understand or carry out is answered with
+``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
+exit with status 0; so does the agent going away (the worker's parent changes).
+"""
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+import zmq
+import zmq.asyncio
+
+from stressgrid import wire
+from stressgrid.plan import Address, Opts
+from stressgrid.runtime.engine import Engine
+
+from .config import configure_logging
+
+TELEMETRY_INTERVAL_S = 1.0
+# How long a last message may wait to be delivered when the worker exits.
+EXIT_LINGER_MS = 2000
+_OPTS_FIELDS = {field.name for field in dataclasses.fields(Opts)}
+
+log = logging.getLogger(__name__)
+
+
+def worker_identity(index):
+    """The ZeroMQ identity of worker ``index`` (the agent routes by it)."""
+    return f"worker-{index}".encode()
+
+
+def opts_from_wire(opts):
+    """``Opts`` from the wire's map, ignoring fields this version does not know."""
+    return Opts(**{name: value for name, value in opts.items() if name in _OPTS_FIELDS})
+
+
+class Worker:
+    """The engine of one worker process and its link to the host agent."""
+
+    def __init__(self, index, endpoint, parent_pid, telemetry_interval_s=TELEMETRY_INTERVAL_S):
+        self.index = index
+        self.endpoint = endpoint
+        self.parent_pid = parent_pid
+        self.telemetry_interval_s = telemetry_interval_s
+        self.engine = None
+        self.socket = None
+        self._run_cohorts = {}  # run_id -> set of cohort ids
+        self._stopping = None
+
+    async def run(self):
+        """Serve the agent until told to stop; returns the exit status."""
+        loop = asyncio.get_running_loop()
+        self.engine = Engine(loop)
+        self._stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        context = zmq.asyncio.Context()
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, worker_identity(self.index))
+        self.socket.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
+        self.socket.connect(self.endpoint)
+        try:
+            await self._send(wire.WorkerReady(worker_index=self.index, pid=os.getpid()))
+            log.info("ready (pid %d)", os.getpid())
+            commands = loop.create_task(self._serve_commands())
+            telemetry = loop.create_task(self._send_telemetry())
+            stop = loop.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait({commands, telemetry, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (commands, telemetry, stop):
+                task.cancel()
+            await asyncio.gather(commands, telemetry, stop, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            await self.engine.stop_all()
+            await self._send(self._telemetry())
+            log.info("stopped")
+            return 0
+        finally:
+            self.socket.close()
+            context.term()
+
+    async def _send(self, message):
+        await self.socket.send(wire.encode(message))
+
+    async def _serve_commands(self):
+        while True:
+            data = await self.socket.recv()
+            try:
+                message = wire.decode(data)
+            except wire.WireError as exc:
+                log.warning("bad message from the agent: %s", exc)
+                await self._send(wire.Error(message=f"worker {self.index}: {exc}"))
+                continue
+            reply = await self.handle(message)
+            if reply is not None:
+                await self._send(reply)
+
+    async def handle(self, message):
+        """Carry out one message from the agent; returns a reply or ``None``."""
+        if isinstance(message, wire.StartCohort):
+            return await self._start_cohort(message)
+        if isinstance(message, wire.StopCohort):
+            await self._stop_cohort(message.run_id, message.cohort_id)
+            return None
+        if isinstance(message, wire.Abort):
+            for cohort_id in list(self._run_cohorts.get(message.run_id, ())):
+                await self._stop_cohort(message.run_id, cohort_id)
+            return None
+        log.warning("unexpected %s message from the agent", message.type.value)
+        return wire.Error(message=f"worker {self.index}: unexpected message type {message.type.value!r}")
+
+    async def _start_cohort(self, start):
+        try:
+            addresses = [Address.from_dict(address) for address in start.addresses]
+            opts = opts_from_wire(start.opts)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r}: "
+                                      f"bad addresses or opts: {exc}")
+        if start.cohort_id in self.engine.cohorts:
+            return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} is already running")
+        self._run_cohorts.setdefault(start.run_id, set()).add(start.cohort_id)
+        try:
+            started = await self.engine.start_cohort(start.cohort_id, start.blocks, addresses, opts,
+                                                     start.address_offset)
+        except Exception as exc:  # noqa: BLE001 - a script that fails to compile, a bad block
+            await self._stop_cohort(start.run_id, start.cohort_id)
+            log.warning("cohort %s did not start: %s", start.cohort_id, exc)
+            return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} did not start: {exc}")
+        log.info("cohort %s of run %s: %d devices started", start.cohort_id, start.run_id, started)
+        return None
+
+    async def _stop_cohort(self, run_id, cohort_id):
+        cohorts = self._run_cohorts.get(run_id)
+        if cohorts is None or cohort_id not in cohorts:
+            return
+        cohorts.discard(cohort_id)
+        if not cohorts:
+            del self._run_cohorts[run_id]
+        stopped = await self.engine.stop_cohort(cohort_id)
+        log.info("cohort %s of run %s: %d devices stopped", cohort_id, run_id, stopped)
+        if not self.engine.cohorts:
+            # The next run reports its own first error lines again.
+            self.engine.error_lines.clear()
+
+    def _telemetry(self):
+        snapshot = self.engine.snapshot()
+        errors = snapshot.pop("errors", {})
+        return wire.Telemetry(metrics=snapshot, active_device_number=self.engine.active_devices,
+                              errors=errors)
+
+    async def _send_telemetry(self):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            deadline += self.telemetry_interval_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if os.getppid() != self.parent_pid:
+                log.warning("the host agent (pid %d) is gone; stopping", self.parent_pid)
+                return
+            await self._send(self._telemetry())
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(prog="python -m stressgrid.generator.worker",
+                                     description="A Stressgrid worker process (started by the host agent).")
+    parser.add_argument("--index", type=int, required=True, help="this worker's index")
+    parser.add_argument("--endpoint", required=True, help="the agent's ZeroMQ ROUTER address")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="exit when this process is no longer the parent (default: the parent)")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    configure_logging(args.log_level, f"worker {args.index}")
+    worker = Worker(args.index, args.endpoint, args.parent_pid or os.getppid())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(worker.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
