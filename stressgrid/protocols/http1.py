@@ -217,7 +217,7 @@ class Http1Client:
     """A device's HTTP/1 client: one connection at a time, opened on demand."""
 
     __slots__ = ("recorder", "loop", "writer", "host", "port", "sni", "tls", "conn", "inflight",
-                 "deadline", "budget_s", "timer", "timer_at", "timeout_s", "ws", "closed", "conn_count",
+                 "deadline", "budget_s", "timer", "timer_at", "timeout_s", "ws", "closed", "connecting", "conn_count",
                  "conn_us", "__weakref__")
 
     def __init__(self, device):
@@ -247,6 +247,7 @@ class Http1Client:
         self.timeout_s = device.timeout_s
         self.ws = None
         self.closed = False
+        self.connecting = False
         self.conn_count = self.recorder.counter("conn_count")
         self.conn_us = self.recorder.histogram("conn_us")
 
@@ -279,8 +280,14 @@ class Http1Client:
             # The previous call was cancelled mid-response: that connection is no use.
             conn.waiter = None
             conn._discard(abort=True)
+        if self.connecting:
+            raise RuntimeError("one HTTP request at a time per device: await the previous one first")
+        if self.ws is not None:
+            raise RuntimeError("this device upgraded its connection to WebSocket (ws_upgrade): "
+                               "HTTP functions cannot be used on it any more")
         if self.closed:
             raise RuntimeError("the device's HTTP client is closed")
+        self.connecting = True
         return self._connect_and_send(data, head, timeout_s)
 
     def upgrade(self, path, headers=(), *, timeout=None):
@@ -329,20 +336,25 @@ class Http1Client:
 
     async def _connect_and_send(self, data, head, timeout_s):
         deadline = self.loop.time() + timeout_s
-        conn = await self._connect(timeout_s)
+        try:
+            conn = await self._connect(timeout_s)
+        finally:
+            self.connecting = False
         if self.closed:
             conn._discard(abort=True)
             raise RuntimeError("the device's HTTP client is closed")
         return await self._send(conn, self.loop.create_future(), data, head, deadline, timeout_s)
 
     def _resend(self, waiter, data, head):
+        self.connecting = True
         self.loop.create_task(self._resend_task(waiter, data, head))
 
     async def _resend_task(self, waiter, data, head):
         remaining = self.deadline - self.loop.time()
         try:
             if remaining <= 0:
-                raise count_error(self.recorder, TimeoutError("no response before the deadline"))
+                raise count_error(self.recorder, TimeoutError(
+                    f"no complete response within {self.budget_s * 1000:.0f} ms"))
             conn = await self._connect(remaining)
         except BaseException as exc:  # handed to the script, counted already
             if not waiter.done():
@@ -350,6 +362,8 @@ class Http1Client:
             if not isinstance(exc, Exception):
                 raise
             return
+        finally:
+            self.connecting = False
         if waiter.done() or self.closed:
             conn._discard(abort=True)
             return
@@ -490,3 +504,9 @@ BUILTINS = {
     "put": put,
     "patch": patch,
 }
+
+
+# ---- WebSocket over an upgraded connection: stressgrid.protocols.websocket ----
+from stressgrid.protocols.websocket import BUILTINS as _WS_BUILTINS  # noqa: E402
+
+BUILTINS.update(_WS_BUILTINS)

@@ -33,9 +33,9 @@ def web_root():
     (root / "index.html").write_bytes(INDEX)
     (root / "big.bin").write_bytes(BIG)
     (root / "doc.json").write_text(json.dumps(DOC))
-    dav = root / "dav"
-    dav.mkdir()
-    dav.chmod(0o777)
+    for name in ("dav", "dav-tmp"):
+        (root / name).mkdir()
+        (root / name).chmod(0o777)
     for path in root.iterdir():
         if path.is_file():
             path.chmod(0o644)
@@ -75,6 +75,8 @@ def nginx_servers(tmp_path_factory, web_root):
     server {{
         listen 127.0.0.1:{dav};
         root {web_root}/dav;
+        # PUT bodies land in a temporary file first; workers must be able to write it.
+        client_body_temp_path {web_root}/dav-tmp;
         client_max_body_size 16m;
         client_body_buffer_size 1m;
         location / {{
@@ -109,7 +111,9 @@ class EdgeServer:
     ends with the connection; ``/idle-close``: answers, then closes the
     connection after 30 ms idle; ``/race``: answers the first request of a
     connection, closes on the second without a byte; ``/echo``: the request as
-    JSON; ``/echo-msgpack``: as msgpack; ``/upgrade``: 101 and raw bytes;
+    JSON; ``/echo-msgpack``: as msgpack; ``/upgrade``: 101 with raw bytes after it,
+    more raw bytes, then "more" once it reads 4 bytes;
+    ``/stress/_doc/<id>``: ElasticSearch's PUT and GET of a document;
     ``/malformed``: a broken status line; ``/status/N``: status N.
     HTTP/1.0 requests are answered and closed.
     """
@@ -119,6 +123,7 @@ class EdgeServer:
         self.connections = 0
         self.closed_by_client = 0
         self.idle_closes = 0
+        self.documents = {}
         self._loop = None
         self._thread = None
         self._ready = threading.Event()
@@ -243,11 +248,28 @@ class EdgeServer:
             writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n"
                          b"leftover")
             await writer.drain()
+            await asyncio.sleep(0.01)
+            writer.write(b"early")                   # before the client hands the connection over
+            await writer.drain()
             await reader.readexactly(4)              # the client's "ping" over the raw transport
             writer.write(b"more")
             await writer.drain()
             await reader.read()
             return False
+        elif path.startswith("/stress/_doc/"):
+            # ElasticSearch's document API, as far as the example uses it.
+            key = path.rsplit("/", 1)[1]
+            kind = [(b"Content-Type", b"application/json; charset=UTF-8")]
+            if method == "PUT":
+                created = key not in self.documents
+                self.documents[key] = json.loads(body)
+                reply = {"_index": "stress", "_id": key, "result": "created" if created else "updated"}
+                writer.write(response(201 if created else 200, json.dumps(reply).encode(), kind))
+            elif key in self.documents:
+                reply = {"_index": "stress", "_id": key, "found": True, "_source": self.documents[key]}
+                writer.write(response(200, json.dumps(reply).encode(), kind))
+            else:
+                writer.write(response(404, b'{"found":false}', kind))
         elif path == "/malformed":
             writer.write(b"HTTP/1.1 two hundred OK\r\n\r\n")
         elif path.startswith("/status/"):
