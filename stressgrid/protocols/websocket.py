@@ -1,0 +1,445 @@
+"""WebSocket script functions, on the connection of an HTTP/1.x device.
+
+``await ws_upgrade(path, headers=())`` sends the opening handshake (a GET with
+``Upgrade: websocket`` and a fresh ``Sec-WebSocket-Key``) over the device's
+HTTP/1 connection. On ``101`` it checks ``Sec-WebSocket-Accept`` (and that no
+extension or unoffered subprotocol was forced on us), records
+``ws_upgrade_us``, takes the connection over and returns ``(101, headers,
+b"")``; any other status is returned as the response it is. From then on the
+connection speaks WebSocket and HTTP functions refuse to run.
+
+The frames are handled by the Cython core ``stressgrid._core.websocket``:
+fragmented messages arrive whole, pings are answered, a close from the server
+is answered and ends the connection. Received messages wait in a bounded queue
+(1024 messages); when it is full the oldest is dropped and counted as
+``ws_dropped_frame_count``.
+
+- ``ws_send_text(s)``, ``ws_send_binary(b)``, ``ws_send_json(obj)``: send one
+  message (awaited: they wait while the socket's send buffer is full).
+- ``ws_receive_text/binary/json(timeout=5000)``: the next message, waiting up to
+  ``timeout`` ms (``TimeoutError``). A text message asked for as binary comes
+  as its UTF-8 bytes, a binary one asked for as text is decoded as UTF-8;
+  ``json`` parses either.
+- ``ws_fetch_text/binary/json()``: the next message if one is queued, else
+  ``None``; never waits.
+
+Once the server closed the connection and the queue is empty, receiving and
+fetching raise ``ConnectionClosedError`` (``closed_error_count``) carrying
+``close_code`` and ``close_reason``; a server that breaks the protocol raises
+``ProtocolError`` (``protocol_error_count``) and is sent the matching close code.
+"""
+import asyncio
+import json as _json
+
+from stressgrid._core.device import current_device, now_us
+from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
+from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
+
+MAX_QUEUED_MESSAGES = 1024
+CLOSE_GOING_AWAY = 1001
+_TIMER_SLACK_S = 0.0005
+
+# Headers of the opening handshake the client writes itself (a script's own
+# value for one of them replaces ours).
+_HANDSHAKE_NAMES = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """A device's connection after the upgrade: bytes to the core, messages to the script."""
+
+    def __init__(self, device):
+        self.loop = device.loop
+        self.recorder = device.recorder
+        self.core = WebSocketCore(MAX_QUEUED_MESSAGES,
+                                  dropped_counter=device.recorder.counter("ws_dropped_frame_count"))
+        self.transport = None
+        self.waiter = None
+        self.deadline = 0.0
+        self.budget_s = 0.0
+        self.timer = None
+        self.timer_at = 0.0
+        self.lost = False
+        self.lost_exc = None
+        self.failure = None      # the ProtocolError that ended the connection, until raised
+        self.paused = False
+        self.drain_waiters = None
+        self.sent = self.loop.create_future()
+        self.sent.set_result(None)
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        core = self.core
+        try:
+            queued = core.feed(data)
+        except ProtocolError as exc:
+            self.failure = count_error(self.recorder, exc)
+            self._write(core.data_to_send())
+            self._shut()
+            self._wake()
+            return
+        out = core.data_to_send()
+        if out:
+            self._write(out)
+        if core.close_received:
+            self._shut()
+            self._wake()
+        elif queued and self.waiter is not None:
+            self._wake()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.lost = True
+        self.lost_exc = exc
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._wake()
+        self._release_drain_waiters()
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self._release_drain_waiters()
+
+    # -- internals ------------------------------------------------------------
+
+    def _write(self, data):
+        if data and not self.lost and self.transport is not None:
+            self.transport.write(data)
+
+    def _shut(self):
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+
+    def _wake(self):
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _release_drain_waiters(self):
+        waiters, self.drain_waiters = self.drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _closed_error(self):
+        """The exception for a use of the connection after it ended."""
+        failure = self.failure
+        if failure is not None:
+            self.failure = None
+            return failure   # raised once: counted where the frame was read
+        core = self.core
+        if core.close_received:
+            message = f"WebSocket closed by the server with code {core.close_code}"
+            if core.close_reason:
+                message += f" ({core.close_reason})"
+        elif core.failed:
+            message = "WebSocket connection failed earlier"
+        elif core.close_sent:
+            message = "WebSocket closed by this device"
+        elif self.lost_exc is not None:
+            message = f"WebSocket connection lost: {self.lost_exc}"
+        else:
+            message = "WebSocket connection closed by the server without a close frame"
+        error = ConnectionClosedError(message)
+        error.close_code = core.close_code or None
+        error.close_reason = core.close_reason
+        return count_error(self.recorder, error)
+
+    @property
+    def ended(self):
+        core = self.core
+        return self.lost or core.close_received or core.failed or core.close_sent
+
+    def _on_timer(self):
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None:
+            return
+        now = self.loop.time()
+        if now + _TIMER_SLACK_S < self.deadline:
+            self.timer_at = self.deadline
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            return
+        self.waiter = None
+        if not waiter.done():
+            waiter.set_exception(count_error(self.recorder, TimeoutError(
+                f"no WebSocket message within {self.budget_s * 1000:.0f} ms")))
+
+    # -- used by the script functions -----------------------------------------
+
+    def send(self, frame):
+        """Write one encoded frame; an awaitable that waits while the send buffer is full."""
+        if self.ended:
+            raise self._closed_error()
+        self.transport.write(frame)
+        if not self.paused:
+            return self.sent
+        waiter = self.loop.create_future()
+        if self.drain_waiters is None:
+            self.drain_waiters = [waiter]
+        else:
+            self.drain_waiters.append(waiter)
+        return waiter
+
+    async def receive(self, timeout_s):
+        """The next message, waiting up to ``timeout_s``."""
+        core = self.core
+        message = core.next_message()
+        if message is not None:
+            return message
+        if self.waiter is not None and not self.waiter.done():
+            raise RuntimeError("one WebSocket receive at a time per device")
+        loop = self.loop
+        deadline = loop.time() + timeout_s
+        while True:
+            if self.ended:
+                raise self._closed_error()
+            waiter = self.waiter = loop.create_future()
+            self.deadline = deadline
+            self.budget_s = timeout_s
+            if self.timer is None:
+                self.timer_at = deadline
+                self.timer = loop.call_at(deadline, self._on_timer)
+            elif deadline < self.timer_at:
+                self.timer.cancel()
+                self.timer_at = deadline
+                self.timer = loop.call_at(deadline, self._on_timer)
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+            message = core.next_message()
+            if message is not None:
+                return message
+
+    def fetch(self):
+        """The next queued message or ``None``; raises once the connection ended and nothing is left."""
+        message = self.core.next_message()
+        if message is None and self.ended:
+            raise self._closed_error()
+        return message
+
+    def close(self):
+        """Say goodbye (close frame 1001) and close; never raises."""
+        try:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if not self.lost and self.transport is not None:
+                core = self.core
+                if not core.close_sent and not core.failed:
+                    self.transport.write(core.encode_close(CLOSE_GOING_AWAY))
+                self.transport.close()
+        except Exception:  # noqa: BLE001 - close must not raise
+            pass
+
+
+# -- the opening handshake ----------------------------------------------------
+
+def _header(headers, name):
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _handshake_headers(headers):
+    """Our handshake headers with the script's own merged in; returns them and the key."""
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    own = {}
+    extra = []
+    for pair in headers:
+        name = pair[0].decode("latin-1") if isinstance(pair[0], bytes) else str(pair[0])
+        if name.lower() in _HANDSHAKE_NAMES:
+            value = pair[1].decode("latin-1") if isinstance(pair[1], bytes) else str(pair[1])
+            own[name.lower()] = value
+        else:
+            extra.append(pair)
+    key = own.get("sec-websocket-key") or new_key()
+    result = [("Upgrade", own.get("upgrade", "websocket")),
+              ("Connection", own.get("connection", "Upgrade")),
+              ("Sec-WebSocket-Key", key),
+              ("Sec-WebSocket-Version", own.get("sec-websocket-version", "13"))]
+    result.extend(extra)
+    return result, key
+
+
+def _check_handshake(response_headers, key, offered_protocols):
+    upgrade = _header(response_headers, "upgrade")
+    if upgrade is None or upgrade.strip().lower() != "websocket":
+        return f"101 response without 'Upgrade: websocket' (got {upgrade!r})"
+    connection = _header(response_headers, "connection") or ""
+    if "upgrade" not in [token.strip().lower() for token in connection.split(",")]:
+        return f"101 response without 'Connection: Upgrade' (got {connection!r})"
+    accept = _header(response_headers, "sec-websocket-accept")
+    if accept is None or accept.strip() != accept_key(key):
+        return f"101 response with a wrong Sec-WebSocket-Accept ({accept!r})"
+    extensions = _header(response_headers, "sec-websocket-extensions")
+    if extensions:
+        return f"server forced WebSocket extensions that were not offered: {extensions}"
+    protocol = _header(response_headers, "sec-websocket-protocol")
+    if protocol and protocol.strip() not in offered_protocols:
+        return f"server chose subprotocol {protocol!r}, which was not offered"
+    return None
+
+
+def _http1_writer_for_upgrade(client):
+    """The handshake is an HTTP/1.1 request also on http10 targets."""
+    writer = getattr(client, "writer", None)
+    if writer is None or not writer.http10:
+        return None
+    from stressgrid._core.http1 import RequestWriter
+    device = current_device()
+    address = device.address
+    return RequestWriter(address.host, address.port, address.protocol.endswith("s"), False)
+
+
+async def ws_upgrade(path, headers=(), *, timeout=None):
+    """Upgrade the device's HTTP/1 connection to WebSocket; ``(101, headers, b"")`` on success."""
+    device = current_device()
+    client = device.client
+    if not hasattr(client, "upgrade") or not hasattr(client, "detach"):
+        raise RuntimeError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
+    if getattr(client, "ws", None) is not None:
+        raise RuntimeError("ws_upgrade was already called on this device's connection")
+    request_headers, key = _handshake_headers(headers)
+    offered = set()
+    for name, value in request_headers:
+        if str(name).lower() == "sec-websocket-protocol":
+            offered.update(token.strip() for token in str(value).split(","))
+    started = now_us()
+    writer = _http1_writer_for_upgrade(client)
+    if writer is not None:
+        saved, client.writer = client.writer, writer
+        try:
+            status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout)
+        finally:
+            client.writer = saved
+    else:
+        status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout)
+    if status != 101:
+        return status, response_headers, rest
+    problem = _check_handshake(response_headers, key, offered)
+    if problem is not None:
+        transport = client.detach(asyncio.Protocol())
+        transport.abort()
+        raise count_error(device.recorder, ProtocolError(problem))
+    connection = WebSocketConnection(device)
+    connection.transport = client.transport
+    client.ws = connection
+    device.recorder.histogram("ws_upgrade_us").record(now_us() - started)
+    if rest:
+        # Frames that came with the 101 go first, then whatever arrived since.
+        connection.data_received(rest)
+    client.detach(connection)
+    return 101, response_headers, b""
+
+
+# -- script functions ---------------------------------------------------------
+
+def _ws():
+    ws = getattr(current_device().client, "ws", None)
+    if ws is None:
+        raise RuntimeError("no WebSocket on this device: call await ws_upgrade(path) first")
+    return ws
+
+
+def _timeout_s(timeout):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout!r}")
+    return timeout / 1000.0
+
+
+def ws_send_text(text):
+    """Send ``text`` as one text message (await it)."""
+    ws = _ws()
+    if not isinstance(text, str):
+        raise TypeError(f"ws_send_text takes str, not {type(text).__name__}")
+    return ws.send(ws.core.encode_text(text))
+
+
+def ws_send_binary(data):
+    """Send ``data`` as one binary message (await it)."""
+    ws = _ws()
+    if not isinstance(data, bytes):
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif isinstance(data, str):
+            data = data.encode()
+        else:
+            raise TypeError(f"ws_send_binary takes bytes, not {type(data).__name__}")
+    return ws.send(ws.core.encode_binary(data))
+
+
+def ws_send_json(obj):
+    """Send ``obj`` as JSON in one text message (await it)."""
+    ws = _ws()
+    return ws.send(ws.core.encode_text(_json.dumps(obj, separators=(",", ":"))))
+
+
+def _as_text(message):
+    return message if isinstance(message, str) else message.decode("utf-8")
+
+
+def _as_binary(message):
+    return message if isinstance(message, bytes) else message.encode("utf-8")
+
+
+async def ws_receive_text(timeout=5000):
+    """The next message as ``str``, waiting up to ``timeout`` ms."""
+    return _as_text(await _ws().receive(_timeout_s(timeout)))
+
+
+async def ws_receive_binary(timeout=5000):
+    """The next message as ``bytes``, waiting up to ``timeout`` ms."""
+    return _as_binary(await _ws().receive(_timeout_s(timeout)))
+
+
+async def ws_receive_json(timeout=5000):
+    """The next message parsed as JSON, waiting up to ``timeout`` ms."""
+    return _json.loads(await _ws().receive(_timeout_s(timeout)))
+
+
+def ws_fetch_text():
+    """The next queued message as ``str``, or ``None``."""
+    message = _ws().fetch()
+    return None if message is None else _as_text(message)
+
+
+def ws_fetch_binary():
+    """The next queued message as ``bytes``, or ``None``."""
+    message = _ws().fetch()
+    return None if message is None else _as_binary(message)
+
+
+def ws_fetch_json():
+    """The next queued message parsed as JSON, or ``None``."""
+    message = _ws().fetch()
+    return None if message is None else _json.loads(message)
+
+
+BUILTINS = {
+    "ws_upgrade": ws_upgrade,
+    "ws_send_text": ws_send_text,
+    "ws_send_binary": ws_send_binary,
+    "ws_send_json": ws_send_json,
+    "ws_receive_text": ws_receive_text,
+    "ws_receive_binary": ws_receive_binary,
+    "ws_receive_json": ws_receive_json,
+    "ws_fetch_text": ws_fetch_text,
+    "ws_fetch_binary": ws_fetch_binary,
+    "ws_fetch_json": ws_fetch_json,
+}
