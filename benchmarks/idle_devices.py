@@ -1,0 +1,117 @@
+"""Memory and start rate of idle devices in one worker.
+
+    python benchmarks/idle_devices.py [--tcp-devices 15000] [--delay-devices 200000]
+
+1. TCP: devices connected to a local redis-server whose script only waits in
+   ``delay``: worker RSS per device (goal: at most 6 KB).
+2. Delay only: devices of a lazily connecting protocol (HTTP) whose script only
+   waits in ``delay``: RSS per device (goal: at most 3 KB) and how many start
+   per second (goal: at least 50,000).
+Each part runs in a fresh process so the RSS figures are its own.
+"""
+import argparse
+import asyncio
+import json
+import multiprocessing
+import pathlib
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+IDLE_SCRIPT = "await delay(600000)"
+
+
+def _measure(protocol, port, devices, queue):
+    import gc
+    import resource
+
+    import psutil
+    import uvloop
+
+    from stressgrid.plan import Address, Opts
+    from stressgrid.runtime.engine import Engine
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    process = psutil.Process()
+
+    async def main():
+        engine = Engine()
+        address = Address("127.0.0.1", port, protocol, "127.0.0.1")
+        # Warm up: compile the script, import the protocol, touch allocator paths.
+        await engine.start_cohort("warm", [(IDLE_SCRIPT, {}, 10)], [address], Opts())
+        await asyncio.sleep(0.2)
+        await engine.stop_cohort("warm")
+        engine.snapshot()
+        gc.collect()
+        before = process.memory_info().rss
+        started = time.perf_counter()
+        await engine.start_cohort("idle", [(IDLE_SCRIPT, {}, devices)], [address], Opts(timeout_ms=30000))
+        created = time.perf_counter()
+        # Every device is running when each has reached its delay (and connected, for TCP).
+        while True:
+            await asyncio.sleep(0)
+            snapshot = engine.snapshot()
+            if protocol != "tcp":
+                break
+            connected = engine.recorder.counter("conn_count").value + snapshot["counters"].get("conn_count", 0)
+            engine.recorder.counter("conn_count").value = connected
+            errors = {k: v for k, v in snapshot["counters"].items() if k.endswith("_error_count")}
+            if errors:
+                raise SystemExit(f"errors while connecting: {errors}")
+            if connected >= devices:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        ready = time.perf_counter()
+        gc.collect()
+        after = process.memory_info().rss
+        active = engine.active_devices
+        await engine.stop_all()
+        return {"devices": devices, "active": active, "rss_per_device": (after - before) / devices,
+                "create_s": created - started, "ready_s": ready - started}
+
+    queue.put(uvloop.run(main()))
+
+
+def measure(protocol, port, devices):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure, args=(protocol, port, devices, queue))
+    process.start()
+    result = queue.get(timeout=600)
+    process.join(60)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tcp-devices", type=int, default=15000)
+    parser.add_argument("--delay-devices", type=int, default=200000)
+    args = parser.parse_args()
+
+    from tests.support.servers import redis_server
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, redis_server(pathlib.Path(tmp)) as port:
+        tcp = measure("tcp", port, args.tcp_devices)
+    results["tcp"] = tcp
+    print(f"TCP idle: {tcp['active']} devices connected to redis-server, "
+          f"{tcp['rss_per_device'] / 1024:.2f} KB RSS each")
+    delay = measure("http", 9, args.delay_devices)
+    results["delay"] = delay
+    rate = delay["devices"] / delay["create_s"]
+    print(f"Delay only: {delay['active']} devices, {delay['rss_per_device'] / 1024:.2f} KB RSS each, "
+          f"started at {rate:,.0f} per second")
+    print(f"RESULT tcp_kb_per_device={tcp['rss_per_device'] / 1024:.2f} "
+          f"delay_kb_per_device={delay['rss_per_device'] / 1024:.2f} start_per_s={rate:.0f}")
+    ok = tcp["rss_per_device"] <= 6 * 1024 and delay["rss_per_device"] <= 3 * 1024 and rate >= 50000
+    print(json.dumps(results))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
