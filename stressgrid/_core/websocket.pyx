@@ -228,7 +228,10 @@ cdef class WebSocketCore:
                 break  # the rest of the frame has not arrived
             if masked:
                 memcpy(&key, data + pos + header - 4, 4)
-                unmasked = PyBytes_FromStringAndSize(<const char *>data + pos + header, <Py_ssize_t>size)
+                # A fresh object (NULL source): short bytes from a copy may be
+                # shared interpreter singletons, which must never be written to.
+                unmasked = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>size)
+                memcpy(PyBytes_AS_STRING(unmasked), data + pos + header, <size_t>size)
                 _apply_mask(<uint8_t *>PyBytes_AS_STRING(unmasked), <Py_ssize_t>size, key)
                 self._frame((b0 & 0x80) != 0, opcode, <const uint8_t *>PyBytes_AS_STRING(unmasked),
                             <Py_ssize_t>size)

@@ -289,10 +289,10 @@ def _check_handshake(response_headers, key, offered_protocols):
         return f"101 response with a wrong Sec-WebSocket-Accept ({accept!r})"
     extensions = _header(response_headers, "sec-websocket-extensions")
     if extensions:
-        return f"server forced WebSocket extensions that were not offered: {extensions}"
+        return f"101 response with Sec-WebSocket-Extensions that were not offered: {extensions}"
     protocol = _header(response_headers, "sec-websocket-protocol")
     if protocol and protocol.strip() not in offered_protocols:
-        return f"server chose subprotocol {protocol!r}, which was not offered"
+        return f"101 response with Sec-WebSocket-Protocol {protocol!r}, which was not offered"
     return None
 
 

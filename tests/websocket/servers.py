@@ -97,11 +97,24 @@ class ScriptServer(_ThreadedServer):
     - ``/large/<n>``: one binary message of ``n`` bytes, then echo.
     - ``/bad-utf8``: a text frame that is not UTF-8.
     - ``/flood/<n>``: ``n`` text messages ``"0"``..``"n-1"`` then ``"done"``.
-    - ``/subprotocol``: accepts with subprotocol ``chat`` (if offered).
+    - ``/forbidden``: refuses the upgrade with a 403.
+
+    The subprotocol ``chat`` is chosen when a client offers it.
     """
 
-    def __init__(self):
-        super().__init__(subprotocols=None, max_size=64 * 1024 * 1024)
+    def __init__(self, **serve_options):
+        super().__init__(select_subprotocol=self._select_subprotocol, max_size=64 * 1024 * 1024,
+                         process_request=self._process_request, **serve_options)
+
+    @staticmethod
+    def _select_subprotocol(connection, offered):
+        return "chat" if "chat" in offered else None
+
+    @staticmethod
+    def _process_request(connection, request):
+        if request.path.startswith("/forbidden"):
+            return connection.respond(403, "no websockets here\n")
+        return None
 
     async def handler(self, connection):
         path = connection.request.path

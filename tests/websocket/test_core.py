@@ -225,3 +225,12 @@ def test_handshake_keys():
     # The example of RFC 6455 section 1.3.
     assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert new_key() != new_key() and len(new_key()) == 24
+
+
+def test_unmasking_never_writes_into_shared_bytes():
+    client, server = WebSocketCore(), WebSocketCore(client=False)
+    for value in range(256):
+        server.feed(client.encode_binary(bytes([value])))
+    assert drain(server) == [bytes([value]) for value in range(256)]
+    # One-byte bytes objects are interpreter-wide singletons: still intact.
+    assert [bytes([value]) for value in range(256)] == [b"%c" % value for value in range(256)]
