@@ -1,0 +1,64 @@
+"""``python -m coordinator_app``: the coordinator served by waitress.
+
+See ``python -m coordinator_app --help`` and ``coordinator_app.config`` for
+flags and environment variables. SIGTERM and Ctrl-C stop it cleanly: an
+active run is aborted and its report and archive are still written.
+"""
+import logging
+import signal
+import sys
+
+import waitress
+
+from .app import create_app
+from .config import config_from_args
+
+log = logging.getLogger("coordinator_app")
+
+_OPEN_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: the coordinator listens on {bind} WITHOUT A TOKEN.
+!! Anyone who can reach port {port} can submit plans, and plan scripts run with
+!! the generators' rights. Set STRESSGRID_TOKEN (clients then send
+!! 'Authorization: Bearer <token>'), or bind to 127.0.0.1.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+
+def _stop(signum, frame):
+    raise SystemExit(0)
+
+
+def main(argv=None):
+    """Parse flags, start the coordinator and serve HTTP until stopped."""
+    config = config_from_args(argv)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not config.token and not config.is_loopback:
+        sys.stderr.write(_OPEN_WARNING.format(bind=config.bind, port=config.management_port))
+        log.warning("management API on %s:%d is open to anyone: no STRESSGRID_TOKEN",
+                    config.bind, config.management_port)
+    app = create_app(config)
+    coordinator = app.extensions["stressgrid"]
+    try:
+        server = waitress.create_server(app, host=config.bind, port=config.management_port,
+                                        threads=config.http_threads, ident="stressgrid",
+                                        clear_untrusted_proxy_headers=True)
+    except OSError:
+        coordinator.stop()
+        raise
+    signal.signal(signal.SIGTERM, _stop)
+    log.info("management API on http://%s:%s, generators connect to %s, data in %s",
+             config.bind, server.effective_port, coordinator.generator_endpoint, config.data_dir)
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("stopping")
+    finally:
+        server.close()
+        coordinator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Aggregation of generator telemetry (DESIGN.md sections 5 and 7).
+
+``TelemetryAggregator`` is owned by the coordinator's socket thread. Its hot
+path is ``ingest``: every message's histograms are validated and merged as
+sparse bucket counts straight into one pending aggregate (Cython, no
+per-message histogram allocation) and its counters added to a dict. Every
+second ``tick`` folds the pending aggregate once into the per-second view,
+the current report interval and the run totals, and returns the telemetry
+the UI and CLI show. ``cut_interval`` hands a finished interval to the
+writers; ``finish_run`` the last, partial one and the run's totals.
+
+All merges add bucket counts, so every figure is exact at every level.
+"""
+import dataclasses
+import time
+
+from stressgrid._core.metrics import Histogram
+from stressgrid.metrics import MetricsAggregate, is_error, rate_name
+
+CPU_HISTOGRAM = "cpu_percent"
+CPU_WARNING_PERCENT = 80.0
+ACTIVE_DEVICES = "active_device_number"
+_EMPTY = {}
+
+
+@dataclasses.dataclass
+class IntervalReport:
+    """One report interval of a run, handed over to the writers (which own it after).
+
+    ``histograms`` and ``counters`` are this interval's merged values;
+    ``totals`` the run's cumulative counters at its end; ``gauges`` hold
+    ``active_device_number`` (sum over generators at the end of the interval).
+    ``started_at``/``ended_at`` are wall-clock times; ``duration_s`` is
+    measured on the monotonic clock.
+    """
+
+    clock: int
+    started_at: float
+    ended_at: float
+    duration_s: float
+    histograms: dict
+    counters: dict
+    totals: dict
+    gauges: dict
+
+    def rates(self):
+        """``<name>_per_second`` of every counter over this interval."""
+        duration = self.duration_s
+        return {rate_name(name): value / duration for name, value in self.counters.items()}
+
+    @property
+    def empty(self):
+        return not any(h.total_count for h in self.histograms.values()) and not any(self.counters.values())
+
+
+@dataclasses.dataclass
+class RunTotals:
+    """What a run adds up to: cumulative counters, run-wide histograms, maxima, error lines."""
+
+    totals: dict
+    histograms: dict
+    maxima: dict
+    errors: dict
+
+    def error_report(self):
+        """``{error counter: {"count": n, "line": first traceback line or ""}}``."""
+        names = {name for name in self.totals if is_error(name)} | set(self.errors)
+        return {name: {"count": self.totals.get(name, 0), "line": self.errors.get(name, "")}
+                for name in sorted(names)}
+
+    def to_dict(self):
+        return {
+            "totals": dict(sorted(self.totals.items())),
+            "histograms": {name: h.summary() for name, h in sorted(self.histograms.items())
+                           if h.total_count},
+            "maxima": dict(sorted(self.maxima.items())),
+            "errors": self.error_report(),
+        }
+
+
+class TelemetryAggregator:
+    """Per-second, per-interval and per-run aggregates of generator telemetry.
+
+    Generators are passed in as objects with writable ``active_devices`` and
+    ``cpu_percent`` attributes (the registry's records), so ingest needs no
+    lookups of its own.
+    """
+
+    def __init__(self, clock=time.monotonic, wall_clock=time.time):
+        self._clock = clock
+        self._wall = wall_clock
+        self._scratch = Histogram("validation")
+        self.pending = MetricsAggregate()
+        self.second = MetricsAggregate()
+        self.interval = None
+        self.run_histograms = None
+        self.totals = {}
+        self.errors = {}
+        self.maxima = {}
+        self.clock_index = 0
+        self.interval_started = 0.0
+        self.interval_started_wall = 0.0
+        self.last_tick = clock()
+        self.messages = 0
+        self.rejected = 0
+        self.latest = {}
+
+    # -- hot path ----------------------------------------------------------
+
+    def ingest(self, generator, telemetry):
+        """Merge one ``wire.Telemetry`` from ``generator``.
+
+        Raises ``ValueError`` for a malformed snapshot; then nothing of the
+        message is merged.
+        """
+        metrics = telemetry.metrics
+        histograms = metrics.get("histograms", _EMPTY)
+        counters = metrics.get("counters", _EMPTY)
+        if type(histograms) is not dict or type(counters) is not dict:
+            self.rejected += 1
+            raise ValueError("metrics.histograms and metrics.counters must be maps")
+        scratch = self._scratch
+        cpu = None
+        try:
+            # Validate every part first: a bad message is never half-merged.
+            for name, encoded in histograms.items():
+                if type(name) is not str or type(encoded) not in (list, tuple) or len(encoded) != 2:
+                    raise ValueError(f"bad histogram {name!r}")
+                data, clamped = encoded
+                if type(data) is not bytes or type(clamped) is not int:
+                    raise ValueError(f"bad histogram {name!r}")
+                if name == CPU_HISTOGRAM:
+                    scratch.reset()
+                    scratch.add_encoded(data, clamped)
+                    cpu = scratch.max
+                    scratch.reset()
+                else:
+                    scratch.add_encoded(data, clamped)
+            for name, value in counters.items():
+                if type(name) is not str or type(value) is not int or value < 0:
+                    raise ValueError(f"bad counter {name!r}")
+        except ValueError:
+            self.rejected += 1
+            raise
+        finally:
+            scratch.reset()
+        pending = self.pending
+        for name, (data, clamped) in histograms.items():
+            pending.histogram(name).add_encoded(data, clamped)
+        merged = pending.counters
+        for name, value in counters.items():
+            merged[name] = merged.get(name, 0) + value
+        generator.active_devices = telemetry.active_device_number
+        if cpu is not None:
+            generator.cpu_percent = cpu
+        if telemetry.errors:
+            for name, line in telemetry.errors.items():
+                if type(name) is str and type(line) is str and name not in self.errors:
+                    self.errors[name] = line
+        self.messages += 1
+
+    # -- once a second -----------------------------------------------------
+
+    def _flush(self):
+        pending = self.pending
+        if not pending.histograms and not pending.counters:
+            return
+        self.second.add(pending)
+        if self.interval is not None:
+            self.interval.add(pending)
+        totals = self.totals
+        for name, value in pending.counters.items():
+            totals[name] = totals.get(name, 0) + value
+        pending.clear()
+
+    def tick(self, generators):
+        """Close the current second; returns the telemetry dict for the UI and CLI.
+
+        ``generators``: the registered generator records.
+        """
+        now = self._clock()
+        elapsed = max(now - self.last_tick, 1e-3)
+        self.last_tick = now
+        self._flush()
+        second = self.second
+        active = sum(g.active_devices for g in generators)
+        cpu = max((g.cpu_percent for g in generators), default=0.0)
+        counters = {}
+        for name in sorted(set(self.totals) | set(second.counters)):
+            counters[name] = {"per_second": round(second.counters.get(name, 0) / elapsed, 3),
+                              "total": self.totals.get(name, 0)}
+        histograms = {}
+        for name, histogram in sorted(second.histograms.items()):
+            if histogram.total_count:
+                summary = histogram.summary()
+                histograms[name] = {"count": summary["count"], "p50": summary["median"],
+                                    "p90": summary["pc90"], "p99": summary["pc99"],
+                                    "max": summary["max"]}
+        telemetry = {
+            "time": self._wall(),
+            "generator_count": len(generators),
+            ACTIVE_DEVICES: active,
+            "max_cpu_percent": cpu,
+            "cpu_warning": cpu > CPU_WARNING_PERCENT,
+            "counters": counters,
+            "histograms": histograms,
+            "errors": RunTotals(self.totals, {}, {}, self.errors).error_report(),
+        }
+        if self.interval is not None:
+            self._update_maxima(telemetry, second, elapsed)
+        second.clear()
+        self.latest = telemetry
+        return telemetry
+
+    def _update_maxima(self, telemetry, second, elapsed):
+        maxima = self.maxima
+
+        def bump(key, value):
+            if value > maxima.get(key, 0):
+                maxima[key] = value
+
+        bump(ACTIVE_DEVICES, telemetry[ACTIVE_DEVICES])
+        bump("generator_count", telemetry["generator_count"])
+        bump("max_cpu_percent", telemetry["max_cpu_percent"])
+        for name, value in second.counters.items():
+            bump(rate_name(name), round(value / elapsed, 3))
+
+    # -- runs ----------------------------------------------------------------
+
+    def start_run(self):
+        """Begin a run: totals, errors and maxima start from zero."""
+        self._flush()  # what arrived before the run is not the run's
+        now = self._clock()
+        self.interval = MetricsAggregate()
+        self.run_histograms = MetricsAggregate()
+        self.totals = {}
+        self.errors = {}
+        self.maxima = {}
+        self.clock_index = 0
+        self.interval_started = now
+        self.interval_started_wall = self._wall()
+
+    @property
+    def in_run(self):
+        return self.interval is not None
+
+    def cut_interval(self, generators):
+        """Close the current report interval and return it as an ``IntervalReport``."""
+        self._flush()
+        now, wall = self._clock(), self._wall()
+        interval = self.interval
+        self.run_histograms.add(interval)
+        report = IntervalReport(
+            clock=self.clock_index, started_at=self.interval_started_wall, ended_at=wall,
+            duration_s=max(now - self.interval_started, 1e-3),
+            histograms=interval.histograms, counters=interval.counters, totals=dict(self.totals),
+            gauges={ACTIVE_DEVICES: sum(g.active_devices for g in generators)})
+        self.interval = MetricsAggregate()
+        self.clock_index += 1
+        self.interval_started = now
+        self.interval_started_wall = wall
+        return report
+
+    def finish_run(self, generators):
+        """End the run: ``(last partial IntervalReport or None, RunTotals)``.
+
+        The last interval is returned when it holds any data, or when it is the
+        run's only one, so a short run still has every value in its reports.
+        """
+        last = self.cut_interval(generators)
+        if last.empty and last.clock > 0:
+            last = None
+        result = RunTotals(totals=dict(self.totals), histograms=self.run_histograms.histograms,
+                           maxima=dict(self.maxima), errors=dict(self.errors))
+        self.interval = None
+        self.run_histograms = None
+        return last, result

@@ -1,0 +1,173 @@
+"""The JSON API (DESIGN.md section 8), used by the website and the CLI alike.
+
+Errors are ``{"error": {"message": ..., ...}}``: plan errors add ``field``
+(``blocks[0].size``) and, for scripts, ``line`` and ``column``; conflicts add
+a ``code`` (``run_active``, ``no_generators``, ``not_active``).
+"""
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.resolve import resolve_addresses
+
+from . import schedule
+from .auth import protect
+from .service import Conflict
+
+blueprint = protect(Blueprint("api", __name__, url_prefix="/api"))
+
+STREAM_KEEPALIVE_S = 15.0
+
+
+def coordinator():
+    """The ``Coordinator`` this app serves."""
+    return current_app.extensions["stressgrid"]
+
+
+def error(status, message, **fields):
+    """A JSON error response."""
+    response = jsonify(error={"message": message, **fields})
+    response.status_code = status
+    return response
+
+
+def _plan_from_request():
+    """``(Plan, resolved addresses)`` from the request body; raises ``PlanError``."""
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise PlanError("plan", "the body must be a plan as a JSON object")
+    plan = Plan.from_dict(data)
+    return plan, resolve_addresses(plan.addresses)
+
+
+def run_json(row, detail=False):
+    """The API form of a stored run (``detail`` adds its plan and summary)."""
+    result = {key: row.get(key) for key in ("id", "name", "state", "created_at", "finished_at",
+                                             "devices", "note")}
+    archive = row.get("archive")
+    result["result_url"] = url_for("results.download", filename=archive) if archive else None
+    if detail:
+        result["plan"] = row.get("plan")
+        result["summary"] = row.get("summary")
+    return result
+
+
+def _active_run():
+    """The live state of the active run, or ``None``."""
+    return (coordinator().state() or {}).get("run")
+
+
+def _live(run_id):
+    run = _active_run()
+    return run if run and run["id"] == run_id else None
+
+
+@blueprint.errorhandler(PlanError)
+def plan_error(exc):
+    return error(400, exc.message, **{k: v for k, v in exc.to_dict().items() if k != "message"})
+
+
+@blueprint.errorhandler(Conflict)
+def conflict(exc):
+    return error(409, exc.message, code=exc.code)
+
+
+@blueprint.post("/runs")
+def create_run():
+    """Start a run of the plan in the body; 201 with the run, 409 if one is active."""
+    plan, addresses = _plan_from_request()
+    run = coordinator().submit(plan, addresses)
+    response = jsonify(run)
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_run", run_id=run["id"])
+    return response
+
+
+@blueprint.get("/runs")
+def list_runs():
+    """Every run in the history, newest first."""
+    active = _active_run()
+    runs = []
+    for row in coordinator().store.list():
+        item = run_json(row)
+        if active and active["id"] == row["id"]:
+            item["live"] = active
+        runs.append(item)
+    return jsonify(runs=runs)
+
+
+@blueprint.get("/runs/<run_id>")
+def get_run(run_id):
+    """One run with its plan, summary and (while active) live state."""
+    row = coordinator().store.get(run_id)
+    if row is None:
+        return error(404, f"no run {run_id}")
+    result = run_json(row, detail=True)
+    live = _live(run_id)
+    if live is not None:
+        result["live"] = live
+    return jsonify(result)
+
+
+@blueprint.post("/runs/<run_id>/abort")
+def abort_run(run_id):
+    """Abort the active run at once; its report and archive are still written."""
+    if coordinator().store.get(run_id) is None:
+        return error(404, f"no run {run_id}")
+    run = coordinator().abort(run_id)
+    response = jsonify(run)
+    response.status_code = 202
+    return response
+
+
+@blueprint.delete("/runs/<run_id>")
+def delete_run(run_id):
+    """Forget a finished run and delete its archive."""
+    if _live(run_id) is not None:
+        raise Conflict("run_active", f"run {run_id} is in progress; abort it first")
+    row = coordinator().store.delete(run_id)
+    if row is None:
+        return error(404, f"no run {run_id}")
+    coordinator().archive.delete(run_id, row.get("archive"))
+    return Response(status=204)
+
+
+@blueprint.get("/state")
+def state():
+    """Generators, the active run (state and remaining time) and the latest telemetry."""
+    return jsonify(coordinator().state())
+
+
+@blueprint.get("/stream")
+def stream():
+    """Server-sent events: one ``state`` event (as ``/api/state``) every second and on changes."""
+    engine = coordinator()
+
+    def events():
+        yield "retry: 2000\n\n"
+        seq = -1
+        while True:
+            got = engine.wait_state(seq, STREAM_KEEPALIVE_S)
+            if got is None:
+                if engine.publisher.closed:
+                    return
+                yield ": keepalive\n\n"
+                continue
+            seq, value = got
+            yield f"event: state\nid: {seq}\ndata: {json.dumps(value, separators=(',', ':'))}\n\n"
+
+    return Response(events(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@blueprint.post("/plans/check")
+def check_plan():
+    """Validate a plan (scripts and host names included) without running it."""
+    plan, addresses = _plan_from_request()
+    generators = len((coordinator().state() or {}).get("generators", []))
+    opts = plan.opts
+    return jsonify(ok=True, plan=plan.to_dict(), devices=plan.size, generators=generators,
+                   effective_devices=schedule.effective_devices(plan.size, generators),
+                   addresses=[address.to_dict() for address in addresses],
+                   duration_ms=opts.total_ms + opts.cooldown_ms)

@@ -1,0 +1,98 @@
+"""Which generators are registered, and which have gone silent.
+
+Pure bookkeeping with no sockets: the coordinator's socket thread calls it
+with the routing id of each message and the current (monotonic) time.
+"""
+import dataclasses
+import time
+
+
+@dataclasses.dataclass(eq=False)
+class Generator:
+    """One registered generator host.
+
+    ``routing_id`` is its ZeroMQ identity (the generator id as bytes);
+    ``active_devices`` and ``cpu_percent`` are from its latest telemetry.
+    """
+
+    routing_id: bytes
+    generator_id: str
+    version: str
+    cores: int
+    workers: int
+    capacity: int
+    registered_at: float
+    last_seen: float
+    active_devices: int = 0
+    cpu_percent: float = 0.0
+    registrations: int = 1
+
+    def to_dict(self, now):
+        """The JSON form the API shows (``now``: the registry's monotonic time)."""
+        return {"id": self.generator_id, "version": self.version, "cores": self.cores,
+                "workers": self.workers, "capacity": self.capacity,
+                "registered_at": self.registered_at,
+                "last_seen_s": round(max(now - self.last_seen, 0.0), 3),
+                "active_device_number": self.active_devices,
+                "cpu_percent": self.cpu_percent, "cpu_warning": self.cpu_percent > 80.0,
+                "registrations": self.registrations}
+
+
+class Registry:
+    """Registered generators in registration order, dropped after ``timeout_s`` of silence."""
+
+    def __init__(self, timeout_s=5.0, wall_clock=time.time):
+        self.timeout_s = timeout_s
+        self._wall = wall_clock
+        self._generators = {}
+
+    def __len__(self):
+        return len(self._generators)
+
+    def __iter__(self):
+        return iter(list(self._generators.values()))
+
+    def get(self, routing_id):
+        return self._generators.get(routing_id)
+
+    def register(self, routing_id, message, now):
+        """Add or refresh the generator of a ``wire.Register``; returns ``(generator, new)``.
+
+        A generator that registers again (its link saw silence, or its host
+        agent restarted) keeps its place and its share of the current run.
+        """
+        found = self._generators.get(routing_id)
+        if found is not None:
+            found.version, found.cores = message.version, message.cores
+            found.workers, found.capacity = message.workers, message.capacity
+            found.generator_id = message.generator_id
+            found.last_seen = now
+            found.registrations += 1
+            return found, False
+        generator = Generator(routing_id=routing_id, generator_id=message.generator_id,
+                              version=message.version, cores=message.cores,
+                              workers=message.workers, capacity=message.capacity,
+                              registered_at=self._wall(), last_seen=now)
+        self._generators[routing_id] = generator
+        return generator, True
+
+    def seen(self, routing_id, now):
+        """Note a message from ``routing_id``; the generator, or ``None`` if not registered."""
+        generator = self._generators.get(routing_id)
+        if generator is not None:
+            generator.last_seen = now
+        return generator
+
+    def expire(self, now):
+        """Drop and return the generators silent for longer than ``timeout_s``."""
+        limit = now - self.timeout_s
+        gone = [g for g in self._generators.values() if g.last_seen < limit]
+        for generator in gone:
+            del self._generators[generator.routing_id]
+        return gone
+
+    def remove(self, routing_id):
+        return self._generators.pop(routing_id, None)
+
+    def to_list(self, now):
+        return [g.to_dict(now) for g in self._generators.values()]

@@ -1,0 +1,141 @@
+"""The run timeline and how cohorts are divided (DESIGN.md section 3), as pure functions.
+
+A run is a list of timed steps computed up front from the plan's options:
+cohort ``i`` starts at ``i * rampup_step_ms``; after sustain the cohorts stop
+in reverse order, one per ``rampdown_step_ms``; cooldown follows; then the
+run ends. Nothing here touches sockets or clocks, so every rule is testable
+on its own.
+"""
+import dataclasses
+import datetime
+import re
+
+from stressgrid.plan.split import ramp_cohorts, split_blocks
+
+RAMPUP = "rampup"
+SUSTAIN = "sustain"
+RAMPDOWN = "rampdown"
+COOLDOWN = "cooldown"
+DONE = "done"
+ABORTED = "aborted"
+ACTIVE_STATES = (RAMPUP, SUSTAIN, RAMPDOWN, COOLDOWN)
+FINAL_STATES = (DONE, ABORTED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One thing to do ``at_ms`` after the run started.
+
+    ``action`` is ``"start"`` or ``"stop"`` (of cohort ``cohort``), ``"phase"``
+    (enter ``phase``) or ``"end"``.
+    """
+
+    at_ms: int
+    action: str
+    phase: str
+    cohort: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """Every step of a run in order, and where each phase begins and ends."""
+
+    steps: tuple
+    phases: tuple  # (phase, start_ms, end_ms)
+    total_ms: int
+
+    def phase_at(self, elapsed_ms):
+        """``(phase, ms left in it)`` at ``elapsed_ms`` into the run."""
+        for phase, start, end in self.phases:
+            if start <= elapsed_ms < end:
+                return phase, end - elapsed_ms
+        return DONE, 0
+
+
+def build_timeline(opts):
+    """The ``Timeline`` of a plan's ``Opts``.
+
+    Phases of zero length are skipped; a cohort stop in ramp-down comes at the
+    beginning of its step, as the original does.
+    """
+    n = opts.ramp_steps
+    steps = []
+    phases = []
+    at = 0
+    spans = (
+        (RAMPUP, n * opts.rampup_step_ms),
+        (SUSTAIN, opts.sustain_ms),
+        (RAMPDOWN, n * opts.rampdown_step_ms),
+        (COOLDOWN, opts.cooldown_ms),
+    )
+    for phase, length in spans:
+        phase_start = at
+        if length > 0 or phase in (RAMPUP, RAMPDOWN):
+            if length > 0:
+                phases.append((phase, phase_start, phase_start + length))
+            steps.append(Step(at, "phase", phase))
+        if phase == RAMPUP:
+            steps.extend(Step(at + i * opts.rampup_step_ms, "start", RAMPUP, i) for i in range(n))
+        elif phase == RAMPDOWN:
+            steps.extend(Step(at + j * opts.rampdown_step_ms, "stop", RAMPDOWN, n - 1 - j)
+                         for j in range(n))
+        at += length
+    steps.append(Step(at, "end", DONE))
+    return Timeline(steps=tuple(steps), phases=tuple(phases), total_ms=at)
+
+
+def cohort_blocks(blocks, ramp_steps, index):
+    """Blocks (dicts) of cohort ``index``: its share of every block, empty shares left out."""
+    result = []
+    for block in blocks:
+        size = ramp_cohorts(block["size"], ramp_steps)[index]
+        if size:
+            result.append(dict(block, size=size))
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Assignment:
+    """One generator's part of a cohort: its blocks and first round-robin address."""
+
+    generator: bytes
+    blocks: list
+    address_offset: int
+
+    @property
+    def size(self):
+        return sum(block["size"] for block in self.blocks)
+
+
+def assign_cohort(blocks, generators, index, cursor):
+    """Split cohort blocks over ``generators`` (routing ids) exactly.
+
+    Returns ``(assignments, cursor)``: generators with an empty share get no
+    assignment; ``address_offset`` of each is the run-wide round-robin cursor,
+    advanced by each assignment's size so targets are used in strict rotation
+    across generators and cohorts. ``index`` rotates which generators receive
+    the remainders so small cohorts spread evenly.
+    """
+    if not generators:
+        return [], cursor
+    shares = split_blocks(blocks, len(generators), rotate=index)
+    assignments = []
+    for generator, share in zip(generators, shares):
+        if not share:
+            continue
+        assignment = Assignment(generator, share, cursor)
+        cursor += assignment.size
+        assignments.append(assignment)
+    return assignments, cursor
+
+
+def run_id(name, now=None):
+    """``<name with non-alphanumerics as ->-<UTC YYYYMMDDHHMMSS>``."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{re.sub(r'[^A-Za-z0-9]', '-', name)}-{now.strftime('%Y%m%d%H%M%S')}"
+
+
+def effective_devices(desired, generators, per_generator_step=10):
+    """The UI/CLI helper: ``desired`` rounded down to a multiple of 10 x generators."""
+    step = per_generator_step * max(1, generators)
+    return (desired // step) * step

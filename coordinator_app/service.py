@@ -1,0 +1,586 @@
+"""The coordinator engine: generator socket, registry, run scheduler, aggregation.
+
+One thread (``stressgrid-coordinator``) owns the ZeroMQ ROUTER socket, the
+registry, the active run and the aggregator; nothing else touches them, so
+none of them needs a lock. HTTP request threads talk to it in two ways:
+
+* commands (submit a run, abort it) go through a queue, with a wake-up
+  message on an in-process socket, and wait for the thread's answer;
+* reads (``state()``, ``wait_state()``) get the snapshot the thread
+  publishes every second and on every change, never the live objects.
+
+Reports go to the writer pipeline's own thread, so writing files or calling
+CloudWatch never stalls ingest.
+"""
+import concurrent.futures
+import dataclasses
+import itertools
+import logging
+import pathlib
+import queue
+import threading
+import time
+
+import zmq
+
+from stressgrid import __version__, wire
+
+from . import schedule
+from .aggregate import TelemetryAggregator
+from .registry import Registry
+from .store import RunStore
+from .writers import FinalReport, RunInfo, WriterPipeline
+from .writers.archive import ArchiveWriter
+
+log = logging.getLogger(__name__)
+
+NOT_REGISTERED = "not registered: register first"
+# Messages handled per socket drain before timers get their turn.
+DRAIN_LIMIT = 20000
+RECENT_EVENTS = 50
+
+
+class Conflict(Exception):
+    """A request that cannot be carried out in the coordinator's current state.
+
+    ``code``: ``run_active``, ``no_generators``, ``not_active`` or ``finishing``.
+    """
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass
+class _Command:
+    kind: str
+    args: tuple
+    future: concurrent.futures.Future
+
+
+class Publisher:
+    """The latest published state, with waiting for the next one (for event streams)."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._seq = 0
+        self._value = None
+        self._closed = False
+
+    def publish(self, value):
+        with self._condition:
+            self._seq += 1
+            self._value = value
+            self._condition.notify_all()
+
+    def latest(self):
+        with self._condition:
+            return self._seq, self._value
+
+    def wait(self, after_seq, timeout):
+        """``(seq, value)`` once ``seq > after_seq``; ``None`` on timeout or close."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: self._closed or self._seq > after_seq, timeout):
+                return None
+            if self._closed:
+                return None
+            return self._seq, self._value
+
+    def close(self):
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    @property
+    def closed(self):
+        return self._closed
+
+
+class ActiveRun:
+    """The run in progress, as the scheduler sees it."""
+
+    def __init__(self, run_id, plan, addresses, started, started_wall):
+        self.id = run_id
+        self.plan = plan
+        self.plan_dict = plan.to_dict()
+        self.addresses = [address.to_dict() for address in addresses]
+        self.opts = plan.opts.to_dict()
+        self.blocks = [block.to_dict() for block in plan.blocks]
+        self.timeline = schedule.build_timeline(plan.opts)
+        self.started = started
+        self.started_wall = started_wall
+        self.step_index = 0
+        self.phase = schedule.RAMPUP
+        self.cursor = 0
+        self.cohorts = {}  # cohort index -> {routing id: devices}
+        self.devices_started = 0
+        self.generator_devices = {}  # generator id -> devices started there
+        self.events = []
+        self.interval_s = plan.opts.report_interval_ms / 1000.0
+        self.next_cut = started + self.interval_s
+        self.finishing = None  # final state once the run has ended and is being written
+        self.note = ""
+        self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=started_wall,
+                            report_interval_ms=plan.opts.report_interval_ms)
+
+    def next_step_at(self):
+        if self.finishing or self.step_index >= len(self.timeline.steps):
+            return None
+        return self.started + self.timeline.steps[self.step_index].at_ms / 1000.0
+
+    def to_dict(self, now):
+        elapsed_ms = int((now - self.started) * 1000)
+        phase, phase_left = self.timeline.phase_at(elapsed_ms)
+        if self.finishing:
+            phase_left = 0
+        return {"id": self.id, "name": self.plan.name,
+                "state": self.phase, "finishing": self.finishing,
+                "elapsed_ms": elapsed_ms,
+                "remaining_ms": 0 if self.finishing else max(self.timeline.total_ms - elapsed_ms, 0),
+                "phase_remaining_ms": phase_left if phase == self.phase else 0,
+                "devices": self.plan.size, "devices_started": self.devices_started,
+                "started_at": self.started_wall}
+
+
+class Coordinator:
+    """Owns the generator socket thread; the API's only way into the running system."""
+
+    def __init__(self, config, writers=None, clock=time.monotonic, wall_clock=time.time):
+        """``writers``: extra ``Writer`` objects (the CloudWatch one) called before the archive."""
+        self.config = config
+        self._clock = clock
+        self._wall = wall_clock
+        data_dir = pathlib.Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = RunStore(data_dir / "runs.db")
+        self.archive = ArchiveWriter(data_dir)
+        self.results_dir = self.archive.results_dir
+        self.pipeline = WriterPipeline(list(writers or ()) + [self.archive], self._run_written)
+        self.registry = Registry(config.generator_timeout_s, wall_clock)
+        self.aggregator = TelemetryAggregator(clock, wall_clock)
+        self.publisher = Publisher()
+        self.run = None
+        self.events = []
+        self.bad_messages = 0
+        self._commands = queue.SimpleQueue()
+        self._context = zmq.Context()
+        self._wake_address = f"inproc://stressgrid-wake-{id(self)}"
+        self._wake_lock = threading.Lock()
+        self._wake = None
+        self._router = None
+        self._thread = None
+        self._stopping = False
+        self.generator_endpoint = None
+        self._heartbeat = wire.encode(wire.Heartbeat(sent_at=0.0))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self):
+        """Recover interrupted runs, bind the generator port and start the thread.
+
+        Raises ``zmq.ZMQError`` when the port cannot be bound.
+        """
+        self._recover()
+        router = self._context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        router.setsockopt(zmq.RCVHWM, 100000)
+        router.setsockopt(zmq.SNDHWM, 1000)
+        router.bind(self.config.generator_url)
+        self.generator_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        wake_in = self._context.socket(zmq.PULL)
+        wake_in.bind(self._wake_address)
+        self._wake = self._context.socket(zmq.PUSH)
+        self._wake.connect(self._wake_address)
+        self._router = router
+        self._publish()
+        self._thread = threading.Thread(target=self._loop, args=(router, wake_in),
+                                        name="stressgrid-coordinator", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def generator_port(self):
+        """The bound generator port (useful when configured as 0)."""
+        return int(self.generator_endpoint.rsplit(":", 1)[1]) if self.generator_endpoint else None
+
+    def stop(self, timeout=30.0):
+        """Abort any active run (its report is still written) and stop every thread."""
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self._call("stop", timeout=timeout)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                log.warning("coordinator thread did not stop in time")
+            self._thread.join(timeout)
+        self.pipeline.close(timeout)
+        self.publisher.close()
+        with self._wake_lock:
+            if self._wake is not None:
+                self._wake.close(0)
+        self._context.term()
+
+    def _recover(self):
+        for row in self.store.interrupted():
+            note = "the coordinator stopped during the run"
+            try:
+                archive = self.archive.recover(row["id"], note)
+            except OSError:
+                log.exception("could not archive interrupted run %s", row["id"])
+                archive = None
+            self.store.mark_aborted(row["id"], self._wall(), archive, note)
+            log.warning("run %s was in progress when the coordinator stopped: marked aborted", row["id"])
+
+    # -- thread-safe API -------------------------------------------------------
+
+    def _post(self, kind, *args):
+        """Queue a command for the coordinator thread; returns its future."""
+        future = concurrent.futures.Future()
+        with self._wake_lock:
+            if self._wake is None or self._wake.closed:
+                raise RuntimeError("coordinator is not running")
+            self._commands.put(_Command(kind, args, future))
+            self._wake.send(b"", zmq.NOBLOCK)
+        return future
+
+    def _call(self, kind, *args, timeout=30.0):
+        return self._post(kind, *args).result(timeout)
+
+    def submit(self, plan, addresses):
+        """Start ``plan`` against resolved ``addresses``; returns the run's state dict.
+
+        Raises ``Conflict`` when a run is active or no generator is registered.
+        """
+        return self._call("submit", plan, addresses)
+
+    def abort(self, run_id):
+        """Abort the active run ``run_id``; raises ``Conflict`` if it is not the active one."""
+        return self._call("abort", run_id)
+
+    def state(self):
+        """The latest published state: generators, active run, latest telemetry."""
+        return self.publisher.latest()[1]
+
+    def wait_state(self, after_seq, timeout):
+        """Block until a state newer than ``after_seq``: ``(seq, state)``, or ``None``."""
+        return self.publisher.wait(after_seq, timeout)
+
+    def active_run_id(self):
+        state = self.state()
+        run = state and state.get("run")
+        return run["id"] if run else None
+
+    # -- the thread ------------------------------------------------------------
+
+    def _loop(self, router, wake_in):
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(wake_in, zmq.POLLIN)
+        interval = self.config.heartbeat_interval_s
+        next_tick = self._clock() + interval
+        try:
+            while not self._stopping:
+                deadline = next_tick
+                if self.run is not None:
+                    for at in (self.run.next_step_at(), None if self.run.finishing else self.run.next_cut):
+                        if at is not None and at < deadline:
+                            deadline = at
+                timeout_ms = max(0.0, (deadline - self._clock()) * 1000.0)
+                ready = dict(poller.poll(timeout_ms))
+                if router in ready:
+                    self._drain(router)
+                if wake_in in ready:
+                    while True:
+                        try:
+                            wake_in.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                    self._run_commands()
+                now = self._clock()
+                if self.run is not None and not self.run.finishing:
+                    self._advance(now)
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick += interval
+                    if next_tick < now:
+                        next_tick = now + interval
+        except Exception:  # noqa: BLE001 - log what killed the thread, then fail loudly
+            log.exception("coordinator thread failed")
+            raise
+        finally:
+            if self.run is not None and not self.run.finishing:
+                self._finish(schedule.ABORTED, "the coordinator stopped")
+            router.close(0)
+            wake_in.close(0)
+            self._fail_pending_commands()
+
+    def _fail_pending_commands(self):
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not command.future.done():
+                command.future.set_exception(RuntimeError("coordinator stopped"))
+
+    def _run_commands(self):
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                handler = getattr(self, f"_command_{command.kind}")
+                command.future.set_result(handler(*command.args))
+            except Exception as exc:  # noqa: BLE001 - the caller gets the exception
+                command.future.set_exception(exc)
+
+    # -- wire ------------------------------------------------------------------
+
+    def _send(self, routing_id, message):
+        return self._send_raw(routing_id, wire.encode(message))
+
+    def _send_raw(self, routing_id, payload):
+        try:
+            self._router.send_multipart((routing_id, payload), zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (gone) or EAGAIN (queue full)
+            log.debug("cannot send to %r: %s", routing_id, exc)
+            return False
+
+    def _drain(self, router):
+        handlers = self._handlers()
+        for _ in range(DRAIN_LIMIT):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.bad_messages += 1
+                self._send(frames[0], wire.Error(message="expected exactly one message frame"))
+                continue
+            routing_id, payload = frames
+            try:
+                message = wire.decode(payload)
+            except wire.WireError as exc:
+                self.bad_messages += 1
+                self._send(routing_id, wire.Error(message=str(exc)))
+                continue
+            handler = handlers.get(type(message))
+            if handler is None:
+                self.bad_messages += 1
+                self._send(routing_id, wire.Error(
+                    message=f"unexpected message {message.type.value!r} from a generator"))
+                continue
+            handler(routing_id, message)
+
+    def _handlers(self):
+        return {wire.Telemetry: self._on_telemetry, wire.Heartbeat: self._on_heartbeat,
+                wire.Register: self._on_register, wire.Event: self._on_event}
+
+    def _on_register(self, routing_id, message):
+        now = self._clock()
+        generator, new = self.registry.register(routing_id, message, now)
+        self._send(routing_id, wire.Registered(coordinator_version=__version__))
+        kind = "generator_registered" if new else "generator_reregistered"
+        self._event(kind, f"{generator.generator_id} ({message.workers} workers, "
+                          f"{message.cores} cores, version {message.version})", generator)
+
+    def _on_heartbeat(self, routing_id, message):
+        if self.registry.seen(routing_id, self._clock()) is None:
+            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+
+    def _on_telemetry(self, routing_id, message):
+        generator = self.registry.seen(routing_id, self._clock())
+        if generator is None:
+            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+            return
+        try:
+            self.aggregator.ingest(generator, message)
+        except ValueError as exc:
+            self.bad_messages += 1
+            self._send(routing_id, wire.Error(message=f"bad telemetry: {exc}"))
+
+    def _on_event(self, routing_id, message):
+        generator = self.registry.seen(routing_id, self._clock())
+        if generator is None:
+            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+            return
+        self._event(message.kind, message.message, generator)
+
+    # -- timers ------------------------------------------------------------------
+
+    def _tick(self, now):
+        for generator in self.registry.expire(now):
+            log.warning("generator %s silent for %.1f s: dropped", generator.generator_id,
+                        now - generator.last_seen)
+            self._event("generator_lost", f"{generator.generator_id} went silent for more than "
+                                          f"{self.registry.timeout_s:g} s and was dropped", generator)
+        heartbeat = wire.encode(wire.Heartbeat(sent_at=self._wall()))
+        for generator in self.registry:
+            self._send_raw(generator.routing_id, heartbeat)
+        self.aggregator.tick(list(self.registry))
+        self._publish()
+
+    def _publish(self):
+        now = self._clock()
+        aggregator = self.aggregator
+        self.publisher.publish({
+            "time": self._wall(),
+            "coordinator": {"version": __version__, "generator_endpoint": self.generator_endpoint},
+            "generators": self.registry.to_list(now),
+            "run": self.run.to_dict(now) if self.run is not None else None,
+            "telemetry": aggregator.latest,
+            "events": list(self.events[-RECENT_EVENTS:]),
+            "ingest": {"messages": aggregator.messages, "rejected": self.bad_messages},
+        })
+
+    def _event(self, kind, message, generator=None):
+        event = {"time": self._wall(), "kind": kind, "message": message}
+        if generator is not None:
+            event["generator"] = generator.generator_id
+        run = self.run
+        if run is not None and not run.finishing:
+            event["elapsed_s"] = round(self._clock() - run.started, 3)
+            run.events.append(event)
+            self.pipeline.event(run.info, event)
+        self.events.append(event)
+        del self.events[:-RECENT_EVENTS]
+        log.info("%s: %s", kind, message)
+
+    # -- commands ------------------------------------------------------------------
+
+    def _command_stop(self):
+        self._stopping = True
+        if self.run is not None and not self.run.finishing:
+            self._finish(schedule.ABORTED, "the coordinator stopped")
+
+    def _command_submit(self, plan, addresses):
+        if self.run is not None:
+            raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
+        generators = list(self.registry)
+        if not generators:
+            raise Conflict("no_generators", "no generator is registered; start one "
+                                            "(python -m stressgrid.generator) and try again")
+        base = schedule.run_id(plan.name)
+        run_id = base
+        for n in itertools.count(2):
+            if not self.store.exists(run_id):
+                break
+            run_id = f"{base}-{n}"
+        now = self._clock()
+        run = ActiveRun(run_id, plan, addresses, now, self._wall())
+        self.store.insert(run_id, plan.name, schedule.RAMPUP, run.started_wall, plan.size, run.plan_dict)
+        self.aggregator.start_run()
+        self.run = run
+        self.pipeline.start(run.info)
+        self._event("run_started", f"{plan.size} devices on {len(generators)} generators")
+        self._advance(now)
+        self._publish()
+        return run.to_dict(now)
+
+    def _command_abort(self, run_id):
+        run = self.run
+        if run is None or run.id != run_id:
+            raise Conflict("not_active", f"run {run_id} is not in progress")
+        if run.finishing:
+            return run.to_dict(self._clock())
+        self._finish(schedule.ABORTED, "aborted on request")
+        return run.to_dict(self._clock())
+
+    def _command_finished(self, run_id):
+        if self.run is not None and self.run.id == run_id:
+            self.run = None
+            self._publish()
+
+    # -- the scheduler ---------------------------------------------------------------
+
+    def _advance(self, now):
+        run = self.run
+        steps = run.timeline.steps
+        elapsed_ms = (now - run.started) * 1000.0
+        while run.step_index < len(steps) and steps[run.step_index].at_ms <= elapsed_ms:
+            step = steps[run.step_index]
+            run.step_index += 1
+            if step.action == "start":
+                self._start_cohort(run, step.cohort)
+            elif step.action == "stop":
+                self._stop_cohort(run, step.cohort)
+            elif step.action == "phase":
+                if step.phase != run.phase:
+                    run.phase = step.phase
+                    self.store.set_state(run.id, step.phase)
+                    self._event("phase", step.phase)
+                    self._publish()
+            elif step.action == "end":
+                self._finish(schedule.DONE, "")
+                return
+        if now >= run.next_cut:
+            report = self.aggregator.cut_interval(list(self.registry))
+            self.pipeline.interval(run.info, report)
+            run.next_cut += run.interval_s
+            if run.next_cut <= now:
+                run.next_cut = now + run.interval_s
+
+    def _start_cohort(self, run, index):
+        blocks = schedule.cohort_blocks(run.blocks, run.plan.opts.ramp_steps, index)
+        if not blocks:
+            return
+        generators = list(self.registry)
+        size = sum(block["size"] for block in blocks)
+        if not generators:
+            self._event("cohort_skipped", f"cohort {index} ({size} devices): no generator registered")
+            return
+        by_id = {g.routing_id: g for g in generators}
+        assignments, run.cursor = schedule.assign_cohort(
+            blocks, [g.routing_id for g in generators], index, run.cursor)
+        started = run.cohorts.setdefault(index, {})
+        for assignment in assignments:
+            message = wire.StartCohort(run_id=run.id, cohort_id=str(index), blocks=assignment.blocks,
+                                       addresses=run.addresses, opts=run.opts,
+                                       address_offset=assignment.address_offset)
+            if not self._send(assignment.generator, message):
+                self._event("cohort_not_sent", f"cohort {index}: could not reach generator",
+                            by_id[assignment.generator])
+                continue
+            started[assignment.generator] = assignment.size
+            run.devices_started += assignment.size
+            generator_id = by_id[assignment.generator].generator_id
+            run.generator_devices[generator_id] = run.generator_devices.get(generator_id, 0) + assignment.size
+
+    def _stop_cohort(self, run, index):
+        for routing_id in run.cohorts.get(index, {}):
+            if self.registry.get(routing_id) is not None:
+                self._send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
+
+    def _finish(self, state, note):
+        """End the active run now: abort generators if needed and hand the report to writers."""
+        run = self.run
+        if state == schedule.ABORTED:
+            abort = wire.Abort(run_id=run.id)
+            for generator in self.registry:
+                self._send(generator.routing_id, abort)
+            self._event("run_aborted", note)
+        else:
+            self._event("run_done", "")
+        run.note = note
+        last, totals = self.aggregator.finish_run(list(self.registry))
+        final = FinalReport(state=state, started_at=run.started_wall, finished_at=self._wall(),
+                            devices_requested=run.plan.size, devices_started=run.devices_started,
+                            generators=dict(run.generator_devices), events=list(run.events),
+                            totals=totals, note=note)
+        run.finishing = state
+        self.pipeline.finish(run.info, last, final)
+        self._publish()
+
+    def _run_written(self, info, result):
+        """Writer thread: the run's reports and archive are written; record and release it."""
+        summary = result.get("summary") or {}
+        self.store.finish(info.id, summary.get("state", schedule.ABORTED), summary.get("finished_at"),
+                          result.get("archive"), summary, summary.get("note", ""))
+        if not self._stopping:
+            try:
+                self._post("finished", info.id)
+            except (RuntimeError, zmq.ZMQError):
+                pass

@@ -1,0 +1,180 @@
+"""Report writers behind one small interface, run on their own thread.
+
+A ``Writer`` receives, in order, for each run: ``start``, any number of
+``event`` and ``interval`` calls, then ``finish``. The ``WriterPipeline``
+calls every writer from a single thread fed by a queue, so a slow
+destination (a CloudWatch call, packing an archive) never holds up the
+coordinator's socket thread. A writer that raises is logged and its error
+recorded in the run's report; the other writers carry on.
+"""
+import dataclasses
+import logging
+import queue
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunInfo:
+    """What writers know about a run from its start."""
+
+    id: str
+    name: str
+    plan: dict
+    started_at: float
+    report_interval_ms: int
+    writer_errors: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class FinalReport:
+    """A run's end: its final state and everything it added up to."""
+
+    state: str
+    started_at: float
+    finished_at: float
+    devices_requested: int
+    devices_started: int
+    generators: dict
+    events: list
+    totals: object  # aggregate.RunTotals
+    note: str = ""
+
+    def to_dict(self, writer_errors=()):
+        result = {
+            "state": self.state, "started_at": self.started_at, "finished_at": self.finished_at,
+            "duration_s": round(self.finished_at - self.started_at, 3),
+            "devices_requested": self.devices_requested, "devices_started": self.devices_started,
+            "generators": dict(self.generators), "events": list(self.events), "note": self.note,
+        }
+        result.update(self.totals.to_dict())
+        if writer_errors:
+            result["writer_errors"] = list(writer_errors)
+        return result
+
+
+class Writer:
+    """A destination for run reports. Every method runs on the writer thread.
+
+    Subclasses override what they need; ``finish`` may return a dict that is
+    merged into the result handed to the pipeline's ``on_finished`` (the
+    archive writer returns ``{"archive": file name}``).
+    """
+
+    name = "writer"
+
+    def start(self, run):
+        """A run began (``run``: ``RunInfo``)."""
+
+    def event(self, run, event):
+        """Something happened during the run (a dict with time, kind, message)."""
+
+    def interval(self, run, report):
+        """A report interval closed (``report``: ``aggregate.IntervalReport``)."""
+
+    def finish(self, run, final):
+        """The run ended (its last, partial interval was already passed to ``interval``)."""
+        return None
+
+    def close(self):
+        """The coordinator is stopping."""
+
+
+class WriterPipeline:
+    """Calls every writer from one thread, in submission order.
+
+    ``on_finished(run, result)`` is called on the writer thread after every
+    writer's ``finish``; ``result`` holds the final report dict
+    (``"summary"``) and whatever the writers returned.
+    """
+
+    def __init__(self, writers, on_finished=None):
+        self.writers = list(writers)
+        self.on_finished = on_finished
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="stressgrid-writers", daemon=True)
+        self._thread.start()
+
+    def start(self, run):
+        self._queue.put(("start", run, ()))
+
+    def event(self, run, event):
+        self._queue.put(("event", run, (event,)))
+
+    def interval(self, run, report):
+        self._queue.put(("interval", run, (report,)))
+
+    def finish(self, run, last, final):
+        """Queue the run's last partial interval (or ``None``) and its final report."""
+        self._queue.put(("finish", run, (last, final)))
+
+    def close(self, timeout=60.0):
+        """Finish everything queued, then stop the thread and close the writers."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def drained(self, timeout=30.0):
+        """Block until everything queued so far was written (used by tests)."""
+        done = threading.Event()
+        self._queue.put(("_mark", None, (done,)))
+        return done.wait(timeout)
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            kind, run, args = item
+            if kind == "_mark":
+                args[0].set()
+                continue
+            try:
+                self._dispatch(kind, run, args)
+            except Exception:  # noqa: BLE001 - the writer thread must survive anything
+                log.exception("writer pipeline failed on %s", kind)
+        for writer in self.writers:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing writer %s failed", writer.name)
+
+    def _dispatch(self, kind, run, args):
+        if kind == "interval" and args[0] is None:
+            return
+        if kind == "finish":
+            self._finish(run, *args)
+            return
+        for writer in self.writers:
+            self._call(writer, kind, run, args)
+
+    def _call(self, writer, kind, run, args):
+        started = time.monotonic()
+        try:
+            return getattr(writer, kind)(run, *args)
+        except Exception as exc:  # noqa: BLE001 - one writer's failure must not stop the others
+            log.exception("%s writer failed in %s for run %s", writer.name, kind, run.id)
+            run.writer_errors.append({"writer": writer.name, "stage": kind,
+                                      "error": f"{type(exc).__name__}: {exc}"})
+            return None
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > 5:
+                log.warning("%s writer took %.1f s in %s", writer.name, elapsed, kind)
+
+    def _finish(self, run, last, final):
+        result = {}
+        if last is not None:
+            for writer in self.writers:
+                self._call(writer, "interval", run, (last,))
+        for writer in self.writers:
+            returned = self._call(writer, "finish", run, (final,))
+            if returned:
+                result.update(returned)
+        result["summary"] = final.to_dict(run.writer_errors)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(run, result)
+            except Exception:  # noqa: BLE001
+                log.exception("recording the end of run %s failed", run.id)
