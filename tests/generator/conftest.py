@@ -1,0 +1,302 @@
+"""Fixtures for the generator host: a fake coordinator, a real agent process, redis probes.
+
+``FakeCoordinator`` is a ZeroMQ ROUTER in the test process that speaks the
+wire protocol like the coordinator does (including its one-second heartbeat),
+so every test drives a real ``python -m stressgrid.generator`` over real
+sockets. Waiting is always on messages: ``FakeCoordinator.wait_until`` checks
+a condition each time a message arrives (the agent sends several a second),
+bounded by a timeout.
+"""
+import errno
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import zmq
+
+from stressgrid import wire
+from stressgrid.metrics import MetricsAggregate
+from tests.conftest import ROOT, example
+from tests.support.servers import free_port
+
+GENERATOR_ID = "test-generator"
+
+
+class FakeCoordinator:
+    """A coordinator's ROUTER: records what generators send, heartbeats the registered ones."""
+
+    def __init__(self, context, port=None):
+        self.context = context
+        self.port = port or free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        # A port just released by a closed ROUTER (a coordinator restart) frees up
+        # once ZeroMQ's I/O thread has closed it.
+        assert wait_for(self._bind, timeout=5), f"cannot bind {self.url}"
+        self.heartbeating = True
+        self.registered = set()
+        self.received = []  # (monotonic time, identity, message or WireError)
+        self.last_sent_at = None
+        self._next_heartbeat = 0.0
+
+    def _bind(self):
+        try:
+            self.socket.bind(self.url)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, message, identity=GENERATOR_ID.encode()):
+        self.send_raw(wire.encode(message), identity)
+
+    def send_raw(self, data, identity=GENERATOR_ID.encode()):
+        self.socket.send_multipart([identity, data])
+        self.last_sent_at = time.monotonic()
+
+    def _pump_heartbeats(self):
+        now = time.monotonic()
+        if self.heartbeating and self.registered and now >= self._next_heartbeat:
+            for identity in self.registered:
+                self.send(wire.Heartbeat(sent_at=time.time()), identity)
+            self._next_heartbeat = now + 1.0
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive(self, timeout):
+        """The next ``(identity, message)`` within ``timeout`` s, or ``None``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump_heartbeats()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            wait = min(remaining, max(0.0, self._next_heartbeat - time.monotonic())) \
+                if self.heartbeating and self.registered else remaining
+            if not self.socket.poll(max(1, int(wait * 1000))):
+                continue
+            identity, data = self.socket.recv_multipart()
+            try:
+                message = wire.decode(data)
+            except wire.WireError as exc:
+                message = exc
+            self.received.append((time.monotonic(), identity, message))
+            return identity, message
+
+    def wait_until(self, condition, timeout, what="the condition"):
+        """Receive until ``condition(message)`` is true; returns that message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            got = self.receive(remaining) if remaining > 0 else None
+            if got is None:
+                kinds = [type(m).__name__ for _, _, m in self.received[-20:]]
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
+                                     f"last messages: {kinds}")
+            if condition(got[1]):
+                return got[1]
+
+    def expect(self, kind, timeout=10.0, where=lambda message: True):
+        """The next message of class ``kind`` (for which ``where`` holds)."""
+        return self.wait_until(lambda m: isinstance(m, kind) and where(m), timeout, kind.__name__)
+
+    def register(self, timeout=15.0):
+        """Wait for ``Register``, answer ``Registered``; returns the Register message."""
+        register = self.expect(wire.Register, timeout)
+        identity = register.generator_id.encode()
+        self.send(wire.Registered(coordinator_version="test"), identity)
+        self.registered.add(identity)
+        self._next_heartbeat = 0.0
+        return register
+
+    def telemetry_since(self, moment):
+        return [m for at, _, m in self.received if at >= moment and isinstance(m, wire.Telemetry)]
+
+    def close(self):
+        self.socket.close(linger=0)
+
+
+class AgentProcess:
+    """A real host agent process, its log in a file."""
+
+    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=()):
+        self.log_path = log_path
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+        environment.pop("GENERATOR_ID", None)
+        if grace_s is not None:
+            environment["STRESSGRID_COORDINATOR_GRACE_S"] = str(grace_s)
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stressgrid.generator", "--workers", str(workers),
+             "--coordinator", coordinator_url, "--id", GENERATOR_ID, *extra_args],
+            cwd=str(ROOT), env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+
+    def worker_pids(self):
+        """Pids of the agent's live worker processes."""
+        try:
+            children = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        return sorted(child.pid for child in children if child.status() != psutil.STATUS_ZOMBIE)
+
+    def log(self):
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    def stop(self):
+        workers = self.worker_pids()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in workers:  # never leave load behind, whatever the test did
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+@pytest.fixture
+def zmq_context():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def coordinator(zmq_context):
+    fake = FakeCoordinator(zmq_context)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def start_agent(tmp_path, request):
+    """``start_agent(coordinator_url, workers=2, grace_s=None)`` -> a running ``AgentProcess``."""
+    agents = []
+
+    def start(coordinator_url, **options):
+        agent = AgentProcess(coordinator_url, tmp_path / f"agent-{len(agents)}.log", **options)
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is None or failed.failed:
+            print(f"--- agent log ({agent.log_path}) ---\n{agent.log()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def agent(coordinator, start_agent):
+    """An agent with two workers, registered with ``coordinator``, both workers ready."""
+    process = start_agent(coordinator.url)
+    coordinator.register()
+    return process
+
+
+class Redis:
+    """One connection to a redis-server for reading its counters."""
+
+    def __init__(self, port):
+        self.port = port
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self._buffer = b""
+
+    def info(self, section):
+        """``INFO <section>`` as a dict of strings."""
+        self.socket.sendall(f"INFO {section}\r\n".encode())
+        while b"\r\n" not in self._buffer:
+            self._buffer += self.socket.recv(65536)
+        header, self._buffer = self._buffer.split(b"\r\n", 1)
+        length = int(header[1:])
+        while len(self._buffer) < length + 2:
+            self._buffer += self.socket.recv(65536)
+        body, self._buffer = self._buffer[:length], self._buffer[length + 2:]
+        return dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
+
+    def device_connections(self):
+        """Connected clients other than this probe."""
+        return int(self.info("clients")["connected_clients"]) - 1
+
+    def command_calls(self, command):
+        stats = self.info("commandstats").get(f"cmdstat_{command}")
+        if stats is None:
+            return 0
+        return int(dict(part.split("=") for part in stats.split(","))["calls"])
+
+    def connections_received(self):
+        return int(self.info("stats")["total_connections_received"])
+
+    def close(self):
+        self.socket.close()
+
+
+def redis_cohort(port, size, cohort_id="1", run_id="run-1", address_offset=0, ports=None,
+                 iterations=100000, delay_ms=1000):
+    """A ``StartCohort`` running ``examples/redis_tcp.py`` against redis at ``port`` (or ``ports``)."""
+    addresses = [{"host": "127.0.0.1", "ip": "127.0.0.1", "port": p, "protocol": "tcp"}
+                 for p in (ports or [port])]
+    return wire.StartCohort(run_id=run_id, cohort_id=cohort_id,
+                            blocks=[{"script": example("redis_tcp.py"),
+                                     "params": {"iterations": iterations, "delay_ms": delay_ms},
+                                     "size": size}],
+                            addresses=addresses, opts={"timeout_ms": 5000}, address_offset=address_offset)
+
+
+def merged(telemetry):
+    """One ``MetricsAggregate`` of a list of ``Telemetry`` messages."""
+    aggregate = MetricsAggregate()
+    for message in telemetry:
+        aggregate.add_snapshot(message.metrics)
+    return aggregate
+
+
+def wait_for(condition, timeout, interval=0.02):
+    """Check ``condition`` until it holds or ``timeout`` s pass; returns whether it held.
+
+    For state outside any message stream (a server's client count after a
+    process exited): a bounded poll, not a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def connections_to(pid, ports):
+    """Established TCP connections of process ``pid`` to any of ``ports`` on loopback."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return 0
+    return sum(1 for c in connections
+               if c.raddr and c.raddr.port in ports and c.status == psutil.CONN_ESTABLISHED)

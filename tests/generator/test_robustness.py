@@ -1,0 +1,100 @@
+"""A worker killed mid-run, a coordinator that vanishes, and stopping by signal."""
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from stressgrid import wire
+from tests.support.servers import redis_server
+
+from .conftest import Redis, connections_to, redis_cohort, wait_for
+
+
+def test_killed_worker_is_restarted_with_its_devices(coordinator, agent, tmp_path):
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 6, cohort_id="1"))
+        coordinator.send(redis_cohort(port, 3, cohort_id="2", address_offset=6))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 9)
+        coordinator.wait_until(lambda m: redis.device_connections() == 9, 10, "9 connections")
+        before = agent.worker_pids()
+        victim = before[0]
+        victim_devices = connections_to(victim, {port})
+        assert victim_devices in (4, 5)
+
+        os.kill(victim, signal.SIGKILL)
+        event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_restarted")
+        assert f"pid {victim}" in event.message and "SIGKILL" in event.message
+        assert f"re-creating {victim_devices} devices in 2 cohorts" in event.message
+        # Telemetry went on, and the full population is back, on a new process.
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 9)
+        coordinator.wait_until(lambda m: redis.device_connections() == 9, 10, "9 connections again")
+        after = agent.worker_pids()
+        assert len(after) == 2 and victim not in after and before[1] in after
+        assert sorted(connections_to(pid, {port}) for pid in after) == [4, 5]
+        # The restarted worker's cohorts are the live ones: stopping them empties it too.
+        coordinator.send(wire.StopCohort(run_id="run-1", cohort_id="1"))
+        coordinator.send(wire.StopCohort(run_id="run-1", cohort_id="2"))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
+        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "no connections")
+        redis.close()
+    assert agent.process.poll() is None
+
+
+def test_devices_stop_when_the_coordinator_vanishes(coordinator, start_agent, tmp_path):
+    grace_s = 2.0
+    agent = start_agent(coordinator.url, grace_s=grace_s)
+    coordinator.register()
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 4))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 4)
+        coordinator.wait_until(lambda m: redis.device_connections() == 4, 10, "4 connections")
+        # The coordinator goes quiet: no heartbeats, no answers.
+        coordinator.heartbeating = False
+        silent_since = coordinator.last_sent_at
+        coordinator.wait_until(lambda m: redis.device_connections() == 0, 15, "devices stopped")
+        stopped_after = time.monotonic() - silent_since
+        redis.close()
+    assert stopped_after >= grace_s
+    assert "no word from the coordinator" in agent.log()
+    # The agent itself keeps going, trying to register again.
+    coordinator.expect(wire.Register, timeout=10)
+    assert agent.process.poll() is None and len(agent.worker_pids()) == 2
+
+
+def test_devices_keep_running_while_the_coordinator_talks(coordinator, start_agent, tmp_path):
+    agent = start_agent(coordinator.url, grace_s=2.0)
+    coordinator.register()
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 4))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 4)
+        since = time.monotonic()
+        # Well past the grace period, heartbeats keep the devices alive.
+        telemetry = coordinator.wait_until(
+            lambda m: isinstance(m, wire.Telemetry) and time.monotonic() - since > 4.5, 10, "4.5 s")
+        assert telemetry.active_device_number == 4
+        assert redis.device_connections() == 4
+        redis.close()
+    assert "no word from the coordinator" not in agent.log()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_devices_workers_and_exits_cleanly(coordinator, agent, tmp_path, signum):
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 5))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 5)
+        coordinator.wait_until(lambda m: redis.device_connections() == 5, 10, "5 connections")
+        workers = [psutil.Process(pid) for pid in agent.worker_pids()]
+        agent.signal(signum)
+        assert agent.process.wait(20) == 0
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive
+        # The workers closed their sockets; redis sees the last close within moments.
+        assert wait_for(lambda: redis.device_connections() == 0, timeout=5)
+        redis.close()
+    assert "Traceback" not in agent.log()

@@ -1,0 +1,135 @@
+"""A worker process alone, driven over ipc:// by a ROUTER in the test, as the agent does."""
+import os
+import signal
+import subprocess
+import sys
+
+import msgpack
+import pytest
+import zmq
+
+from stressgrid import wire
+from stressgrid.generator.worker import worker_identity
+from stressgrid.metrics import MetricsAggregate
+from tests.conftest import ROOT
+
+
+class WorkerUnderTest:
+    def __init__(self, context, tmp_path, index=3):
+        self.identity = worker_identity(index)
+        self.router = context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        endpoint = f"ipc://{tmp_path}/worker.sock"
+        self.router.bind(endpoint)
+        environment = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stressgrid.generator.worker", "--index", str(index),
+             "--endpoint", endpoint, "--parent-pid", str(os.getpid())],
+            env=environment, stderr=subprocess.PIPE)
+
+    def send(self, message):
+        self.send_raw(wire.encode(message))
+
+    def send_raw(self, data):
+        self.router.send_multipart([self.identity, data])
+
+    def expect(self, kind, timeout=10.0, where=lambda m: True):
+        while True:
+            assert self.router.poll(int(timeout * 1000)), f"no {kind.__name__} within {timeout} s"
+            identity, data = self.router.recv_multipart()
+            assert identity == self.identity
+            message = wire.decode(data)
+            if isinstance(message, kind) and where(message):
+                return message
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stderr.close()
+        self.router.close()
+
+
+@pytest.fixture
+def worker(zmq_context, tmp_path):
+    under_test = WorkerUnderTest(zmq_context, tmp_path)
+    yield under_test
+    under_test.stop()
+
+
+def udp_cohort(port, size, cohort_id="1", script="inc_counter('tick')\nawait delay(20)"):
+    return wire.StartCohort(run_id="r", cohort_id=cohort_id,
+                            blocks=[{"script": script, "params": {}, "size": size}],
+                            addresses=[{"host": "127.0.0.1", "port": port, "protocol": "udp"}],
+                            opts={"timeout_ms": 1000, "a_future_option": True}, address_offset=0)
+
+
+def test_ready_then_telemetry_every_second(worker):
+    ready = worker.expect(wire.WorkerReady)
+    assert ready.worker_index == 3 and ready.pid == worker.process.pid
+    first = worker.expect(wire.Telemetry)
+    assert first.active_device_number == 0 and first.errors == {}
+
+
+def test_runs_a_cohort_and_reports_its_metrics(worker):
+    worker.expect(wire.WorkerReady)
+    worker.send(udp_cohort(9, 5))
+    totals = MetricsAggregate()
+    telemetry = worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 5)
+    totals.add_snapshot(telemetry.metrics)
+    worker.send(wire.StopCohort(run_id="r", cohort_id="1"))
+    last = worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 0)
+    totals.add_snapshot(last.metrics)
+    assert totals.counter("tick_count") >= 5
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00garbage",
+    msgpack.packb({"t": "no_such_type", "v": wire.PROTOCOL_VERSION}),
+    msgpack.packb({"t": "abort", "v": 0, "run_id": "r"}),
+    wire.encode(wire.Heartbeat(sent_at=1.0)),
+    wire.encode(wire.StartCohort(run_id="r", cohort_id="x", blocks=[{"script": "await delay(1)", "size": 1}],
+                                 addresses=[{"nothing": 1}], opts={}, address_offset=0)),
+], ids=["garbage", "unknown type", "wrong version", "unexpected type", "bad address"])
+def test_bad_messages_are_answered_with_error(worker, data):
+    worker.expect(wire.WorkerReady)
+    worker.send_raw(data)
+    error = worker.expect(wire.Error)
+    assert error.message.startswith("worker 3: ")
+    worker.expect(wire.Telemetry)
+    assert worker.process.poll() is None
+
+
+def test_script_errors_and_duplicate_cohorts_are_errors(worker):
+    worker.expect(wire.WorkerReady)
+    worker.send(udp_cohort(9, 1, cohort_id="broken", script="await (\n"))
+    assert "did not start" in worker.expect(wire.Error).message
+    worker.send(udp_cohort(9, 2, cohort_id="1"))
+    worker.send(udp_cohort(9, 2, cohort_id="1"))
+    assert "already running" in worker.expect(wire.Error).message
+    worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 2)
+
+
+def test_first_error_lines_come_once_per_run(worker):
+    worker.expect(wire.WorkerReady)
+    worker.send(udp_cohort(9, 3, script="raise KeyError('k')"))
+    with_errors = worker.expect(wire.Telemetry, where=lambda m: m.errors)
+    assert list(with_errors.errors) == ["key_error_count"]
+    assert "KeyError" in with_errors.errors["key_error_count"]
+    later = worker.expect(wire.Telemetry, where=lambda m: m.metrics["counters"].get("key_error_count"))
+    assert later.errors == {}
+    worker.send(wire.Abort(run_id="r"))
+    worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 0)
+    # A new run reports the line again.
+    worker.send(udp_cohort(9, 1, cohort_id="again", script="raise KeyError('k')"))
+    assert "KeyError" in worker.expect(wire.Telemetry, where=lambda m: m.errors).errors["key_error_count"]
+
+
+def test_sigterm_stops_devices_and_flushes_telemetry(worker):
+    worker.expect(wire.WorkerReady)
+    worker.send(udp_cohort(9, 4))
+    worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 4)
+    worker.process.send_signal(signal.SIGTERM)
+    final = worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 0)
+    assert final.metrics["gauges"]["active_device_number"] == 0
+    assert worker.process.wait(10) == 0
