@@ -411,7 +411,10 @@ class Http2Client:
         except TimeoutError:
             raise count_error(self.recorder, TimeoutError(
                 errno.ETIMEDOUT, f"connecting to {address.host}:{address.port} timed out")) from None
-        except (OSError, ssl.SSLError) as exc:
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            error = TlsError(f"TLS handshake with {address.host}:{address.port} failed: {exc}")
+            raise count_error(self.recorder, error) from exc
+        except OSError as exc:
             raise count_error(self.recorder, exc)
         if self.tls:
             ssl_object = transport.get_extra_info("ssl_object")
