@@ -76,3 +76,42 @@ cdef class RequestWriter:
     cdef bytes last_request
 
     cpdef bytes build(self, bytes method, path, headers=*, body=*, bytes content_type=*)
+
+
+cdef class ConnectionBase
+
+# The per-request path of the asyncio layer (stressgrid.protocols.http1), compiled:
+# sending on an open connection and completing a response. Connecting, timeouts,
+# losses, retries and upgrades are in the Python subclasses.
+cdef class ClientBase:
+    cdef public object recorder
+    cdef public object loop
+    cdef public RequestWriter writer
+    cdef public ConnectionBase conn      # the open connection, if any
+    cdef public ConnectionBase inflight  # the connection whose response is due
+    cdef public object timer             # one lazily moved timer per device
+    cdef public double timer_at
+    cdef public double deadline
+    cdef public double budget_s
+    cdef public double timeout_s
+    cdef public bint closed
+    cdef public bint connecting
+    cdef public object ws
+    cdef object __weakref__
+
+    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, bint head,
+                      double deadline, double budget_s)
+
+
+cdef class ConnectionBase:
+    cdef public Http1Core core
+    cdef public ClientBase client
+    cdef public object transport
+    cdef public object waiter            # the script's future while a response is due
+    cdef public bytes request            # a request that may go out once more
+    cdef public bint head
+    cdef public bint reused
+    cdef public bint upgraded
+    cdef public bint lost
+
+    cpdef complete(self, int event)

@@ -8,6 +8,10 @@ metrics. Neither touches a socket or an event loop: the asyncio layer in
 it reads to ``Http1Core.feed`` and reports ``Http1Core.eof`` when the peer
 closes. The unit tests drive both directly with bytes.
 
+``ClientBase`` and ``ConnectionBase`` are the compiled per-request path of that
+asyncio layer (send on an open connection, complete a response); everything
+rarer lives in their Python subclasses there.
+
 Errors: a malformed response raises ``ProtocolError`` (the server's fault); a
 request the script built wrong raises ``ValueError``/``TypeError`` (the
 script's fault); a connection that closes before the response is complete
@@ -26,7 +30,7 @@ from urllib.parse import quote as _quote
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from msgpack import unpackb as _msgpack_unpackb
 
-from stressgrid.errors import ConnectionClosedError, ProtocolError
+from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
 cdef extern from "strings.h" nogil:
     int strncasecmp(const char *s1, const char *s2, size_t n)
@@ -55,12 +59,28 @@ cdef inline bint named(bytes name, const char *lower, Py_ssize_t length):
     return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
 
 
-cdef int content_kind(bytes value):
-    cdef bytes media = value.split(b";", 1)[0].strip().lower()
-    if media == b"application/json" or media.endswith(b"+json"):
+cdef int content_kind(bytes value) noexcept:
+    # Byte-level and case-insensitive: "application/json; charset=utf-8" -> JSON.
+    cdef const char *p = PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), start = 0, end
+    while start < n and (p[start] == b' ' or p[start] == b'\t'):
+        start += 1
+    end = start
+    while end < n and p[end] != b';':
+        end += 1
+    while end > start and (p[end - 1] == b' ' or p[end - 1] == b'\t'):
+        end -= 1
+    p += start
+    n = end - start
+    if n < 5 or (p[0] != b'a' and p[0] != b'A'):
+        return BODY_BYTES   # text/html and the like: decided at the first byte
+    if n == 16 and strncasecmp(p, b"application/json", 16) == 0:
         return BODY_JSON
-    if media == b"application/msgpack" or media == b"application/x-msgpack" \
-            or media == b"application/vnd.msgpack":
+    if n > 17 and strncasecmp(p, b"application/", 12) == 0 and strncasecmp(p + n - 5, b"+json", 5) == 0:
+        return BODY_JSON
+    if (n == 19 and strncasecmp(p, b"application/msgpack", 19) == 0) \
+            or (n == 21 and strncasecmp(p, b"application/x-msgpack", 21) == 0) \
+            or (n == 23 and strncasecmp(p, b"application/vnd.msgpack", 23) == 0):
         return BODY_MSGPACK
     return BODY_BYTES
 
@@ -423,3 +443,90 @@ cdef class RequestWriter:
             parts.append(b"\r\n")
         self.close_after = close_after
         return b"".join(parts)
+
+
+cdef inline double timeout_seconds(timeout) except -1.0:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of milliseconds, not {timeout!r}")
+    return timeout / 1000.0
+
+
+cdef class ClientBase:
+    """A device's HTTP/1 client: the steady-state request path (see the Python subclass)."""
+
+    def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
+                timeout=None):
+        """Send a request; returns an awaitable of ``(status, headers, body)``."""
+        cdef double budget_s = self.timeout_s if timeout is None else timeout_seconds(timeout)
+        cdef bytes data = self.writer.build(method, path, headers, body, content_type)
+        cdef bint head = method == b"HEAD"
+        cdef ConnectionBase conn = self.conn
+        if conn is not None and conn.waiter is None and not conn.upgraded:
+            return self.send(conn, self.loop.create_future(), data, head,
+                             self.loop.time() + budget_s, budget_s)
+        return self.request_slow(data, head, budget_s)
+
+    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, bint head,
+                      double deadline, double budget_s):
+        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline`` (loop time)."""
+        cdef Http1Core core = conn.core
+        conn.reused = core.completed > 0
+        core.start(head, self.writer.close_after)
+        conn.waiter = waiter
+        conn.request = data if conn.reused else None
+        conn.head = head
+        conn.transport.write(data)
+        self.inflight = conn
+        self.deadline = deadline
+        self.budget_s = budget_s
+        # Back-to-back requests share one timer: it is only moved when it fires
+        # early (see on_timer) or a shorter deadline comes.
+        if self.timer is None:
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self.on_timer)
+        elif deadline < self.timer_at:
+            self.timer.cancel()
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self.on_timer)
+        return waiter
+
+
+cdef class ConnectionBase:
+    """One connection's per-response path (see ``_Connection`` in the Python layer)."""
+
+    def data_received(self, data):
+        if self.waiter is None:
+            self.idle_data(data)
+            return
+        cdef int event
+        try:
+            event = self.core.feed(data)
+        except Exception as exc:   # a ProtocolError: the server broke HTTP
+            self.fail(exc)
+            return
+        if event != NEED_MORE:
+            self.complete(event)
+
+    cpdef complete(self, int event):
+        """Hand the finished response (or a 101's leftover) to the waiting script."""
+        cdef object waiter = self.waiter
+        cdef ClientBase client = self.client
+        cdef Http1Core core = self.core
+        self.waiter = None
+        self.request = None
+        if client is not None:
+            client.inflight = None
+        if event == SWITCHED:
+            self.upgraded = True
+        elif not core.reusable:
+            self.discard(False)
+        try:
+            result = core.result()
+        except ProtocolError as exc:
+            if client is not None:
+                count_error(client.recorder, exc)
+            if not waiter.done():
+                waiter.set_exception(exc)
+            return
+        if not waiter.done():
+            waiter.set_result(result)

@@ -27,7 +27,7 @@ from json import dumps as _json_dumps
 from msgpack import packb as _msgpack_packb
 
 from stressgrid._core.device import current_device, now_us
-from stressgrid._core.http1 import EVENT_COMPLETE, EVENT_SWITCHED, Http1Core, RequestWriter
+from stressgrid._core.http1 import ClientBase, ConnectionBase, Http1Core, RequestWriter
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
@@ -80,77 +80,45 @@ def _connection_error(exc):
     return exc
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection of a device, driving an ``Http1Core``."""
+class _Connection(ConnectionBase, asyncio.Protocol):
+    """One TCP (or TLS) connection of a device, driving an ``Http1Core``.
 
-    __slots__ = ("client", "core", "transport", "waiter", "request", "head", "reused",
-                 "upgraded", "buffered", "lost", "lost_exc")
+    ``data_received`` and the completion of a response are compiled
+    (``ConnectionBase``); the rest of the protocol is here.
+    """
+
+    __slots__ = ("buffered", "lost_exc")
 
     def __init__(self, client):
         self.client = client
         self.core = Http1Core(client.recorder)
-        self.transport = None
-        self.waiter = None       # the script's future while a response is due
-        self.request = None      # bytes of a request that may be sent again once
-        self.head = False
-        self.reused = False
-        self.upgraded = False
-        self.buffered = None
-        self.lost = False
+        self.buffered = None     # bytes after a 101 that nobody took yet
         self.lost_exc = None
 
     def connection_made(self, transport):
         self.transport = transport
 
-    def data_received(self, data):
-        waiter = self.waiter
-        if waiter is None:
-            if self.upgraded:
-                self.buffered = data if self.buffered is None else self.buffered + data
-            else:
-                # The server speaks while no request is due (often a 408 before an
-                # idle close): the connection is no use; the next request opens another.
-                self._discard()
-            return
-        try:
-            event = self.core.feed(data)
-        except Exception as exc:  # ProtocolError from the core
-            self._fail(exc)
-            return
-        if event:
-            self._complete(event)
+    def idle_data(self, data):
+        if self.upgraded:
+            self.buffered = data if self.buffered is None else self.buffered + data
+        else:
+            # The server speaks while no request is due (often a 408 before an
+            # idle close): the connection is no use; the next request opens another.
+            self.discard(False)
 
-    def _complete(self, event):
+    def fail(self, exc):
         waiter = self.waiter
+        self.waiter = None
+        self.request = None
         client = self.client
-        self.waiter = None
-        self.request = None
-        client.inflight = None
-        core = self.core
-        if event == EVENT_SWITCHED:
-            self.upgraded = True
-        elif not core.reusable:
-            self._discard()
-        try:
-            result = core.result()
-        except ProtocolError as exc:
-            if not waiter.done():
-                waiter.set_exception(count_error(client.recorder, exc))
-            return
-        if not waiter.done():
-            waiter.set_result(result)
-
-    def _fail(self, exc):
-        waiter = self.waiter
-        self.waiter = None
-        self.request = None
-        self.client.inflight = None
-        count_error(self.client.recorder, exc)
-        self._discard(abort=True)
+        if client is not None:
+            client.inflight = None
+            count_error(client.recorder, exc)
+        self.discard(True)
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def _discard(self, abort=False):
+    def discard(self, abort):
         """Stop using this connection; it is closed and no longer the device's."""
         client = self.client
         if client is not None and client.conn is self:
@@ -169,8 +137,9 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         self.lost_exc = exc
         client = self.client
+        core = self.core
         if client is None:
-            self.core.release()
+            core.release()
             return
         if client.conn is self:
             client.conn = None
@@ -178,9 +147,8 @@ class _Connection(asyncio.Protocol):
         if waiter is None:
             # Idle (or upgraded and not yet detached): a quiet close.
             if not self.upgraded:
-                self.core.release()
+                core.release()
             return
-        core = self.core
         try:
             if exc is not None:
                 # A reset or TLS failure: even a close-delimited body is cut short.
@@ -196,29 +164,26 @@ class _Connection(asyncio.Protocol):
             if request is not None and self.reused and received == 0 and not waiter.done():
                 # The server closed a kept-alive connection as we reused it and
                 # never answered: the request is sent again on a new connection.
-                client._resend(waiter, request, self.head)
+                client.resend(waiter, request, self.head)
                 return
             error = closed if exc is None else _connection_error(exc)
             if not waiter.done():
                 waiter.set_exception(count_error(client.recorder, error))
             return
         if event:
-            self._complete(event)   # a body that ends with the connection
+            self.complete(event)   # a body that ends with the connection
         core.release()
 
 
-def _timeout_s(timeout):
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of milliseconds, not {timeout!r}")
-    return timeout / 1000.0
+class Http1Client(ClientBase):
+    """A device's HTTP/1 client: one connection at a time, opened on demand.
 
+    ``request()`` and ``send()`` (compiled, in ``ClientBase``) are the path of a
+    request on an open connection; here are connecting, retrying, timeouts,
+    the upgrade hand-over and closing.
+    """
 
-class Http1Client:
-    """A device's HTTP/1 client: one connection at a time, opened on demand."""
-
-    __slots__ = ("recorder", "loop", "writer", "host", "port", "sni", "tls", "conn", "inflight",
-                 "deadline", "budget_s", "timer", "timer_at", "timeout_s", "ws", "closed", "connecting", "conn_count",
-                 "conn_us", "__weakref__")
+    __slots__ = ("host", "port", "sni", "tls", "conn_count", "conn_us", "detached")
 
     def __init__(self, device):
         address = device.address
@@ -238,18 +203,10 @@ class Http1Client:
         else:
             self.tls = None
             self.sni = None
-        self.conn = None
-        self.inflight = None
-        self.deadline = 0.0
-        self.budget_s = 0.0
-        self.timer = None
-        self.timer_at = 0.0
         self.timeout_s = device.timeout_s
-        self.ws = None
-        self.closed = False
-        self.connecting = False
         self.conn_count = self.recorder.counter("conn_count")
         self.conn_us = self.recorder.histogram("conn_us")
+        self.detached = False
 
     async def open(self):
         """Nothing to do: HTTP connects on the first request."""
@@ -262,33 +219,24 @@ class Http1Client:
 
     # ---- requests -------------------------------------------------------------
 
-    def request(self, method, path, headers=(), body=None, content_type=None, timeout=None):
-        """Send a request; returns an awaitable of ``(status, headers, body)``."""
-        timeout_s = self.timeout_s if timeout is None else _timeout_s(timeout)
-        data = self.writer.build(method, path, headers, body, content_type)
-        head = method == b"HEAD"
+    def request_slow(self, data, head, budget_s):
+        """``request()`` when there is no idle open connection."""
         conn = self.conn
+        if self.detached or (conn is not None and conn.upgraded):
+            raise RuntimeError("the connection was upgraded (to WebSocket, by ws_upgrade); "
+                               "HTTP functions cannot use it any more")
         if conn is not None:
-            if conn.waiter is None and not conn.upgraded:
-                return self._send(conn, self.loop.create_future(), data, head,
-                                  self.loop.time() + timeout_s, timeout_s)
-            if conn.upgraded:
-                raise RuntimeError("the connection was upgraded to another protocol; "
-                                   "HTTP functions cannot use it any more")
             if not conn.waiter.done():
                 raise RuntimeError("one HTTP request at a time per device: await the previous one first")
             # The previous call was cancelled mid-response: that connection is no use.
             conn.waiter = None
-            conn._discard(abort=True)
+            conn.discard(True)
         if self.connecting:
             raise RuntimeError("one HTTP request at a time per device: await the previous one first")
-        if self.ws is not None:
-            raise RuntimeError("this device upgraded its connection to WebSocket (ws_upgrade): "
-                               "HTTP functions cannot be used on it any more")
         if self.closed:
             raise RuntimeError("the device's HTTP client is closed")
         self.connecting = True
-        return self._connect_and_send(data, head, timeout_s)
+        return self._connect_and_send(data, head, budget_s)
 
     def upgrade(self, path, headers=(), *, timeout=None):
         """GET ``path`` with the caller's upgrade headers: ``(status, headers, leftover)`` on 101.
@@ -304,6 +252,7 @@ class Http1Client:
         if conn is None or not conn.upgraded:
             raise RuntimeError("no upgraded connection to detach")
         self.conn = None
+        self.detached = True
         conn.client = None
         transport = conn.transport
         transport.set_protocol(protocol)
@@ -314,42 +263,23 @@ class Http1Client:
             protocol.connection_lost(conn.lost_exc)
         return transport
 
-    def _send(self, conn, waiter, data, head, deadline, timeout_s):
-        core = conn.core
-        conn.reused = core.completed > 0
-        core.start(head, self.writer.close_after)
-        conn.waiter = waiter
-        conn.request = data if conn.reused else None
-        conn.head = head
-        conn.transport.write(data)
-        self.inflight = conn
-        self.deadline = deadline
-        self.budget_s = timeout_s
-        if self.timer is None:
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._on_timer)
-        elif deadline < self.timer_at:
-            self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._on_timer)
-        return waiter
-
-    async def _connect_and_send(self, data, head, timeout_s):
-        deadline = self.loop.time() + timeout_s
+    async def _connect_and_send(self, data, head, budget_s):
+        deadline = self.loop.time() + budget_s
         try:
-            conn = await self._connect(timeout_s)
+            conn = await self._connect(budget_s)
         finally:
             self.connecting = False
         if self.closed:
-            conn._discard(abort=True)
+            conn.discard(True)
             raise RuntimeError("the device's HTTP client is closed")
-        return await self._send(conn, self.loop.create_future(), data, head, deadline, timeout_s)
+        return await self.send(conn, self.loop.create_future(), data, head, deadline, budget_s)
 
-    def _resend(self, waiter, data, head):
+    def resend(self, waiter, data, head):
+        """Send ``data`` again on a new connection; ``waiter`` gets the outcome."""
         self.connecting = True
-        self.loop.create_task(self._resend_task(waiter, data, head))
+        self.loop.create_task(self._resend(waiter, data, head))
 
-    async def _resend_task(self, waiter, data, head):
+    async def _resend(self, waiter, data, head):
         remaining = self.deadline - self.loop.time()
         try:
             if remaining <= 0:
@@ -365,9 +295,9 @@ class Http1Client:
         finally:
             self.connecting = False
         if waiter.done() or self.closed:
-            conn._discard(abort=True)
+            conn.discard(True)
             return
-        self._send(conn, waiter, data, head, self.deadline, self.budget_s)
+        self.send(conn, waiter, data, head, self.deadline, self.budget_s)
 
     async def _connect(self, timeout_s):
         loop = self.loop
@@ -391,22 +321,21 @@ class Http1Client:
         self.conn = conn
         return conn
 
-    def _on_timer(self):
+    def on_timer(self):
         self.timer = None
         conn = self.inflight
         if conn is None:
             return   # nothing due: the timer lapses until the next request
-        now = self.loop.time()
-        if now + _TIMER_SLACK_S < self.deadline:
+        if self.loop.time() + _TIMER_SLACK_S < self.deadline:
             # Armed for an earlier request: move it to the current deadline.
             self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.timer = self.loop.call_at(self.deadline, self.on_timer)
             return
         waiter = conn.waiter
         self.inflight = None
         conn.waiter = None
         conn.request = None
-        conn._discard(abort=True)
+        conn.discard(True)
         if waiter is not None and not waiter.done():
             error = TimeoutError(f"no complete response within {self.budget_s * 1000:.0f} ms")
             waiter.set_exception(count_error(self.recorder, error))
@@ -424,7 +353,10 @@ class Http1Client:
                 if each is not None and each.client is self:
                     each.client = None
                     if each.transport is not None and not each.lost:
-                        each.transport.abort() if each.waiter is not None else each.transport.close()
+                        if each.waiter is not None:
+                            each.transport.abort()
+                        else:
+                            each.transport.close()
                     each.waiter = None
             ws, self.ws = self.ws, None
             if ws is not None:

@@ -58,6 +58,8 @@ def test_upgrade_hands_the_connection_over(edge):
         collector = Collector()
         assert client.detach(collector) is transport
         assert collector.data == b"early"
+        with pytest.raises(RuntimeError, match="upgraded"):
+            client.request(b"GET", "/hello")               # not even on a new connection
         transport.write(b"ping")
         await asyncio.wait_for(collector.more, 5)
         assert collector.data == b"earlymore"
