@@ -1,0 +1,30 @@
+output "coordinator_url" {
+  description = "Management website and API of the coordinator."
+  value       = "http://${aws_instance.coordinator.public_ip}:${local.management_port}"
+}
+
+output "management_token" {
+  description = "Bearer token for the management website and API (terraform output -raw management_token)."
+  value       = random_password.management_token.result
+  sensitive   = true
+}
+
+output "coordinator_private_ip" {
+  description = "Private address of the coordinator inside the VPC."
+  value       = aws_instance.coordinator.private_ip
+}
+
+output "generator_coordinator_url" {
+  description = "COORDINATOR_URL given to the generators."
+  value       = local.generator_coordinator_url
+}
+
+output "generator_group" {
+  description = "Name of the generators' auto scaling group."
+  value       = aws_autoscaling_group.generators.name
+}
+
+output "management_cidr_blocks" {
+  description = "Addresses allowed to reach the management port."
+  value       = local.management_cidr_blocks
+}

@@ -1,0 +1,163 @@
+"""Aggregation and the CSV layout, driven with real recorder snapshots."""
+import csv
+import io
+import random
+
+import pytest
+
+from coordinator_app.aggregate import TelemetryAggregator
+from coordinator_app.writers import csv_format
+from stressgrid import wire
+from stressgrid._core.metrics import Histogram
+from tests.coordinator.support import snapshot
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Gen:
+    active_devices = 0
+    cpu_percent = 0.0
+
+
+def telemetry(snap, active=0, errors=None):
+    # Through the real codec, as the coordinator receives it.
+    return wire.decode(wire.encode(wire.Telemetry(metrics=snap, active_device_number=active,
+                                                  errors=errors or {})))
+
+
+def test_merges_are_exact_across_generators_seconds_and_intervals():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    generators = [Gen(), Gen(), Gen()]
+    rng = random.Random(7)
+    expected = Histogram()
+    expected_count = 0
+    aggregator.start_run()
+    reports = []
+    for second in range(5):
+        for g in generators:
+            values = [rng.randint(1, 5_000_000) for _ in range(rng.randint(0, 300))]
+            expected.record_many(values)
+            n = rng.randint(0, 50)
+            expected_count += n
+            aggregator.ingest(g, telemetry(snapshot({"body_us": values}, {"response_count": n}),
+                                           active=10))
+        clock.now += 1
+        tick = aggregator.tick(generators)
+        assert tick["active_device_number"] == 30 and tick["generator_count"] == 3
+        if second == 2:
+            reports.append(aggregator.cut_interval(generators))
+    last, totals = aggregator.finish_run(generators)
+    reports.append(last)
+    merged = Histogram()
+    for report in reports:
+        merged.add(report.histograms["body_us"])
+    assert merged == expected
+    assert totals.histograms["body_us"] == expected
+    assert sum(r.counters.get("response_count", 0) for r in reports) == expected_count
+    assert totals.totals["response_count"] == expected_count == reports[-1].totals["response_count"]
+    assert [r.clock for r in reports] == [0, 1]
+
+
+def test_a_malformed_message_is_rejected_whole():
+    aggregator = TelemetryAggregator()
+    gen = Gen()
+    good = snapshot({"conn_us": [10, 20]}, {"conn_count": 2})
+    bad = dict(good)
+    bad["histograms"] = dict(good["histograms"])
+    bad["histograms"]["zz_us"] = (b"\xff\xff", 0)  # truncated varint, after a good histogram
+    with pytest.raises(ValueError):
+        aggregator.ingest(gen, telemetry(bad))
+    for broken in ({"histograms": {"x": "nope"}}, {"counters": {"c": -1}}, {"counters": {"c": 1.5}},
+                   {"histograms": []}, {"histograms": {"x": (b"", -1)}}):
+        with pytest.raises(ValueError):
+            aggregator.ingest(gen, telemetry(broken))
+    assert aggregator.rejected == 6
+    assert not aggregator.pending.histograms and not aggregator.pending.counters
+    aggregator.ingest(gen, telemetry(good))
+    tick = aggregator.tick([gen])
+    assert tick["histograms"]["conn_us"]["count"] == 2
+    assert tick["counters"]["conn_count"]["total"] == 2
+
+
+def test_cpu_max_per_generator_flags_over_80_percent():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    cool, hot = Gen(), Gen()
+    aggregator.ingest(cool, telemetry(snapshot({"cpu_percent": [20, 30]})))
+    aggregator.ingest(hot, telemetry(snapshot({"cpu_percent": [50, 91]})))
+    clock.now += 1
+    tick = aggregator.tick([cool, hot])
+    assert cool.cpu_percent == 30 and hot.cpu_percent == 91
+    assert tick["max_cpu_percent"] == 91 and tick["cpu_warning"] is True
+    assert tick["histograms"]["cpu_percent"]["count"] == 4
+
+
+def test_error_lines_keep_the_first_of_each_kind_with_counts():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    gen = Gen()
+    aggregator.start_run()
+    aggregator.ingest(gen, telemetry(snapshot(counters={"key_error_count": 2}),
+                                     errors={"key_error_count": "line 3: x['a'] -> KeyError: 'a'"}))
+    aggregator.ingest(gen, telemetry(snapshot(counters={"key_error_count": 1}),
+                                     errors={"key_error_count": "a later line"}))
+    clock.now += 1
+    tick = aggregator.tick([gen])
+    assert tick["errors"] == {"key_error_count": {"count": 3, "line": "line 3: x['a'] -> KeyError: 'a'"}}
+    _, totals = aggregator.finish_run([gen])
+    assert totals.error_report()["key_error_count"]["count"] == 3
+
+
+def test_per_second_rates_and_run_maxima():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    gen = Gen()
+    aggregator.start_run()
+    for n in (10, 40, 20):
+        aggregator.ingest(gen, telemetry(snapshot(counters={"response_count": n}), active=n))
+        clock.now += 2  # two-second ticks: rates are per second
+        tick = aggregator.tick([gen])
+        assert tick["counters"]["response_count"]["per_second"] == n / 2
+    _, totals = aggregator.finish_run([gen])
+    assert totals.maxima["response_per_second"] == 20
+    assert totals.maxima["active_device_number"] == 40
+    assert totals.totals == {"response_count": 70}
+
+
+def test_csv_has_clock_then_sorted_keys_with_histograms_expanded_in_place():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    gen = Gen()
+    aggregator.start_run()
+    aggregator.ingest(gen, telemetry(snapshot({"conn_us": [100, 300], "body_us": [5]},
+                                              {"response_count": 4, "conn_count": 2}), active=3))
+    clock.now += 2
+    first = aggregator.cut_interval([gen])
+    aggregator.ingest(gen, telemetry(snapshot({"conn_us": [200]}, {"zzz_count": 1}), active=3))
+    clock.now += 1
+    last, _ = aggregator.finish_run([gen])
+    rows = [csv_format.interval_row(first), csv_format.interval_row(last)]
+    table = list(csv.reader(io.StringIO(csv_format.render(rows))))
+    suffixes = ["", "_min", "_pc1", "_pc10", "_pc25", "_median", "_pc75", "_pc90", "_pc99",
+                "_max", "_stddev"]
+    assert table[0] == (["clock", "active_device_number"] + ["body_us" + s for s in suffixes]
+                        + ["conn_count", "conn_per_second"] + ["conn_us" + s for s in suffixes]
+                        + ["response_count", "response_per_second", "zzz_count", "zzz_per_second"])
+    row0 = dict(zip(table[0], table[1]))
+    row1 = dict(zip(table[0], table[2]))
+    assert row0["clock"] == "0" and row1["clock"] == "1"
+    assert row0["conn_us"] == "200.0" and row0["conn_us_min"] == "100" and row0["conn_us_max"] == "300"
+    assert row0["conn_count"] == "2" and float(row0["conn_per_second"]) == 1.0
+    assert row0["response_count"] == "4" and float(row0["response_per_second"]) == 2.0
+    assert row0["zzz_count"] == "0"
+    # Cumulative counters carry over; a histogram absent from an interval is empty.
+    assert row1["response_count"] == "4" and float(row1["response_per_second"]) == 0.0
+    assert row1["zzz_count"] == "1" and row1["body_us"] == ""
+    assert row1["conn_us_median"] == "200" and row0["active_device_number"] == "3"

@@ -1,0 +1,269 @@
+"""The JSON API of a real coordinator process, with generators played over real sockets."""
+import json
+import socket
+import subprocess
+import sys
+import tarfile
+import io
+import time
+import urllib.request
+
+import pytest
+
+from stressgrid import wire
+from tests.coordinator.support import (ROOT, Api, FakeGenerator, coordinator_env, coordinator_process,
+                                       snapshot, wait_until)
+from tests.support.servers import free_port, wait_for_port
+
+SCRIPT = "await send(b'PING\\r\\n')\nawait recv()\n"
+
+
+def plan(name="api test", size=4, steps=1, sustain_ms=60000, **opts):
+    return {"name": name,
+            "addresses": [{"host": "127.0.0.1", "port": 6379, "protocol": "tcp"}],
+            "blocks": [{"script": SCRIPT, "params": {}, "size": size}],
+            "opts": {"ramp_steps": steps, "rampup_step_ms": 100, "sustain_ms": sustain_ms,
+                     "rampdown_step_ms": 100, "cooldown_ms": 100, "report_interval_ms": 1000, **opts}}
+
+
+@pytest.fixture
+def coordinator(tmp_path):
+    with coordinator_process(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def generator(coordinator):
+    fake = FakeGenerator(coordinator.generator_url, "gen-a")
+    coordinator.api.wait_generators(1)
+    yield fake
+    fake.close()
+
+
+def test_submitting_without_generators_is_a_clear_conflict(coordinator):
+    status, body, _ = coordinator.api.post("/api/runs", plan())
+    assert status == 409
+    assert body["error"]["code"] == "no_generators"
+    assert "no generator" in body["error"]["message"]
+    status, body, _ = coordinator.api.get("/api/runs")
+    assert status == 200 and body["runs"] == []
+
+
+@pytest.mark.parametrize("mutate,field,words", [
+    (lambda p: p.update(name=7), "name", "string"),
+    (lambda p: p["blocks"][0].update(size=-5), "blocks[0].size", "integer"),
+    (lambda p: p["blocks"][0].update(size="10"), "blocks[0].size", "integer"),
+    (lambda p: p["addresses"][0].update(protocol="gopher"), "addresses[0].protocol", "one of"),
+    (lambda p: p["addresses"][0].update(port=70000), "addresses[0].port", "65535"),
+    (lambda p: p["opts"].update(ramp_steps=0), "opts.ramp_steps", "from 1"),
+    (lambda p: p["opts"].update(sustain_ms=-1), "opts.sustain_ms", "from 0"),
+    (lambda p: p["opts"].update(bogus=1), "opts.bogus", "unknown"),
+    (lambda p: p.update(blocks=[]), "blocks", "non-empty"),
+    (lambda p: p["addresses"][0].update(host="no-such-host.invalid"), "addresses[0].host", "resolve"),
+])
+def test_bad_plans_get_400_naming_the_field(coordinator, generator, mutate, field, words):
+    body = plan()
+    mutate(body)
+    for path in ("/api/runs", "/api/plans/check"):
+        status, answer, _ = coordinator.api.post(path, body)
+        assert status == 400, answer
+        assert answer["error"]["field"] == field
+        assert words in answer["error"]["message"]
+    assert coordinator.api.get("/api/runs")[1]["runs"] == []
+
+
+def test_script_errors_carry_line_and_column(coordinator, generator):
+    body = plan()
+    body["blocks"][0]["script"] = "x = 1\nawait send(b'a')\nget('/')\n"
+    status, answer, _ = coordinator.api.post("/api/runs", body)
+    assert status == 400
+    error = answer["error"]
+    assert error["field"] == "blocks[0].script"
+    assert error["line"] == 3 and isinstance(error["column"], int)
+    body["blocks"][0]["script"] = "def broken(:\n"
+    status, answer, _ = coordinator.api.post("/api/plans/check", body)
+    assert status == 400 and answer["error"]["line"] == 1
+
+
+def test_a_body_that_is_not_a_json_object_is_rejected(coordinator, generator):
+    for raw in (b"not json", b"[1, 2]", b""):
+        status, answer, _ = coordinator.api.request("POST", "/api/runs", raw_body=raw)
+        assert status == 400, raw
+        assert answer["error"]["field"] == "plan"
+
+
+def test_plan_check_validates_without_running(coordinator, generator):
+    status, answer, _ = coordinator.api.post("/api/plans/check", plan(size=57))
+    assert status == 200
+    assert answer["ok"] is True and answer["devices"] == 57
+    assert answer["effective_devices"] == 50 and answer["generators"] == 1
+    assert answer["addresses"][0]["ip"] == "127.0.0.1"
+    assert coordinator.api.get("/api/runs")[1]["runs"] == []
+    assert not generator.messages(wire.StartCohort)
+
+
+def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, generator):
+    api = coordinator.api
+    status, run, headers = api.post("/api/runs", plan(size=6, steps=2))
+    assert status == 201, run
+    assert headers["Location"].endswith(f"/api/runs/{run['id']}")
+    assert run["state"] == "rampup" and run["devices"] == 6
+    assert run["id"].startswith("api-test-") and len(run["id"]) == len("api-test-") + 14
+    status, answer, _ = api.post("/api/runs", plan(name="second"))
+    assert status == 409 and answer["error"]["code"] == "run_active"
+    # Both cohorts reach the generator, then the run sits in sustain.
+    starts = generator.wait_for(wire.StartCohort, count=2)
+    assert sorted(m.cohort_id for m in starts) == ["0", "1"]
+    generator.telemetry(snapshot({"conn_us": [150, 250]}, {"conn_count": 2}), active=6)
+    state = wait_until(lambda: (s := api.state())["run"]["state"] == "sustain" and s)
+    assert state["run"]["id"] == run["id"] and state["run"]["remaining_ms"] > 50000
+    status, live, _ = api.get(f"/api/runs/{run['id']}")
+    assert status == 200 and live["live"]["state"] == "sustain" and live["result_url"] is None
+
+    status, answer, _ = api.post(f"/api/runs/{run['id']}/abort")
+    assert status == 202
+    aborts = generator.wait_for(wire.Abort, timeout=5)
+    assert aborts[0].run_id == run["id"]
+    detail = api.wait_run_finished(run["id"], timeout=15)
+    assert detail["state"] == "aborted"
+    summary = detail["summary"]
+    assert summary["devices_started"] == 6 and summary["generators"] == {"gen-a": 6}
+    assert summary["totals"] == {"conn_count": 2}
+    assert any(e["kind"] == "run_aborted" for e in summary["events"])
+    status, data, headers = api.get(detail["result_url"])
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        names = set(archive.getnames())
+        assert {f"{run['id']}/results.csv", f"{run['id']}/plan.json", f"{run['id']}/summary.json",
+                f"{run['id']}/events.jsonl", f"{run['id']}/hdr/conn_us.hlog"} <= names
+        text = archive.extractfile(f"{run['id']}/results.csv").read().decode()
+        assert json.load(archive.extractfile(f"{run['id']}/plan.json"))["name"] == "api test"
+    header, *rows = text.strip().splitlines()
+    assert header.startswith("clock,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
+    assert rows and rows[-1].split(",")[2] == "2"
+    # Once finished, a new run may start; aborting the old one again is a conflict.
+    assert api.post(f"/api/runs/{run['id']}/abort")[0] == 409
+    status, second, _ = api.post("/api/runs", plan(name="second"))
+    assert status == 201
+    assert api.post(f"/api/runs/{second['id']}/abort")[0] == 202
+    api.wait_run_finished(second["id"])
+    assert [r["id"] for r in api.get("/api/runs")[1]["runs"]] == [second["id"], run["id"]]
+
+
+def test_delete_forgets_a_run_and_its_archive(coordinator, generator):
+    api = coordinator.api
+    status, run, _ = api.post("/api/runs", plan(sustain_ms=60000))
+    assert status == 201
+    assert api.delete(f"/api/runs/{run['id']}")[0] == 409
+    api.post(f"/api/runs/{run['id']}/abort")
+    detail = api.wait_run_finished(run["id"])
+    assert api.get(detail["result_url"])[0] == 200
+    assert api.delete(f"/api/runs/{run['id']}")[0] == 204
+    assert api.get(f"/api/runs/{run['id']}")[0] == 404
+    assert api.get(detail["result_url"])[0] == 404
+    assert api.delete(f"/api/runs/{run['id']}")[0] == 404
+    assert api.post(f"/api/runs/{run['id']}/abort")[0] == 404
+
+
+def test_unknown_paths_and_files_are_json_404s(coordinator):
+    status, body, _ = coordinator.api.get("/api/nothing-here")
+    assert status == 404 and "error" in body
+    status, body, _ = coordinator.api.get("/results/../runs.db")
+    assert status == 404
+    status, body, _ = coordinator.api.get("/results/missing.tar.gz")
+    assert status == 404
+    status, body, _ = coordinator.api.request("PUT", "/api/state")
+    assert status == 405 and "error" in body
+
+
+def test_state_lists_generators_and_latest_telemetry(coordinator, generator):
+    generator.telemetry(snapshot({"cpu_percent": [40, 95]}, {"network_rx_bytes": 1000}), active=0)
+    state = wait_until(lambda: (s := coordinator.api.state())["telemetry"].get("max_cpu_percent") and s)
+    assert state["generators"][0]["id"] == "gen-a"
+    assert state["generators"][0]["cpu_warning"] is True
+    assert state["telemetry"]["cpu_warning"] is True
+    assert state["telemetry"]["counters"]["network_rx_bytes"]["total"] == 1000
+    assert state["run"] is None
+    assert coordinator.api.get("/")[0] == 200
+
+
+def test_stream_sends_a_state_event_every_second(coordinator, generator):
+    request = urllib.request.Request(coordinator.api.base_url + "/api/stream")
+    events = []
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        event = {}
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in event:
+                    events.append(event)
+                event = {}
+                if len(events) == 3:
+                    break
+                continue
+            key, _, value = line.partition(": ")
+            event[key] = value
+    elapsed = time.monotonic() - started
+    assert [e["event"] for e in events] == ["state"] * 3
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    data = json.loads(events[-1]["data"])
+    assert data["generators"][0]["id"] == "gen-a" and "telemetry" in data
+    assert elapsed < 5
+
+
+def test_token_guards_every_management_endpoint(tmp_path):
+    with coordinator_process(tmp_path, token="s3cret-token") as running:
+        anonymous = Api(running.api.base_url)
+        wrong = Api(running.api.base_url, "s3cret-tokeN")
+        for client in (anonymous, wrong):
+            for method, path in (("GET", "/api/state"), ("GET", "/api/runs"), ("POST", "/api/runs"),
+                                 ("GET", "/api/stream"), ("POST", "/api/plans/check"),
+                                 ("DELETE", "/api/runs/x"), ("POST", "/api/runs/x/abort"),
+                                 ("GET", "/results/x.tar.gz"), ("GET", "/api/runs/x")):
+                status, body, headers = client.request(method, path, body={} if method == "POST" else None)
+                assert status == 401, (method, path)
+                assert headers["WWW-Authenticate"].startswith("Bearer")
+        status, _, _ = anonymous.request("GET", "/api/state", headers={"Authorization": "Basic czNjcmV0"})
+        assert status == 401
+        assert running.api.get("/api/state")[0] == 200
+        assert running.api.get("/api/runs/x")[0] == 404
+
+
+def _start_coordinator(tmp_path, bind, token=None):
+    port = free_port()
+    env = {"STRESSGRID_TOKEN": token} if token else {}
+    log = tmp_path / f"bind-{port}.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coordinator_app", "--bind", bind, "--management-port", str(port),
+             "--generator-port", str(free_port()), "--data-dir", str(tmp_path / f"d{port}")],
+            cwd=ROOT, env=coordinator_env(env), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for_port(port, process=process)
+    finally:
+        process.terminate()
+        process.wait(15)
+    return log.read_text()
+
+
+def test_open_bind_without_token_warns_loudly(tmp_path):
+    warned = _start_coordinator(tmp_path, "0.0.0.0")
+    assert "WITHOUT A TOKEN" in warned
+    assert "WITHOUT A TOKEN" not in _start_coordinator(tmp_path, "0.0.0.0", token="t")
+    assert "WITHOUT A TOKEN" not in _start_coordinator(tmp_path, "127.0.0.1")
+
+
+def test_env_ports_are_used(tmp_path):
+    management, generators = free_port(), free_port()
+    env = coordinator_env({"MANAGEMENT_PORT": str(management), "GENERATORS_PORT": str(generators)})
+    process = subprocess.Popen([sys.executable, "-m", "coordinator_app", "--data-dir", str(tmp_path / "d")],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(management, process=process)
+        wait_for_port(generators, process=process)
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0

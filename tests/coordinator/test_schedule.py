@@ -1,0 +1,95 @@
+"""The run timeline and cohort division as pure functions."""
+import datetime
+
+import pytest
+
+from coordinator_app import schedule
+from stressgrid.plan import Opts
+
+
+def test_timeline_orders_starts_then_sustain_then_reverse_stops_then_cooldown():
+    opts = Opts(ramp_steps=3, rampup_step_ms=100, sustain_ms=1000, rampdown_step_ms=50, cooldown_ms=200)
+    timeline = schedule.build_timeline(opts)
+    actions = [(s.at_ms, s.action, s.phase if s.action in ("phase", "end") else s.cohort)
+               for s in timeline.steps]
+    assert actions == [
+        (0, "phase", "rampup"), (0, "start", 0), (100, "start", 1), (200, "start", 2),
+        (300, "phase", "sustain"),
+        (1300, "phase", "rampdown"), (1300, "stop", 2), (1350, "stop", 1), (1400, "stop", 0),
+        (1450, "phase", "cooldown"),
+        (1650, "end", "done"),
+    ]
+    assert timeline.total_ms == 1650 == opts.total_ms + opts.cooldown_ms
+    assert timeline.phase_at(0) == ("rampup", 300)
+    assert timeline.phase_at(299) == ("rampup", 1)
+    assert timeline.phase_at(300) == ("sustain", 1000)
+    assert timeline.phase_at(1449) == ("rampdown", 1)
+    assert timeline.phase_at(1500) == ("cooldown", 150)
+    assert timeline.phase_at(1650) == ("done", 0)
+
+
+def test_zero_length_phases_are_skipped_but_cohorts_still_start_and_stop():
+    opts = Opts(ramp_steps=2, rampup_step_ms=0, sustain_ms=0, rampdown_step_ms=0, cooldown_ms=0)
+    timeline = schedule.build_timeline(opts)
+    assert [s.action for s in timeline.steps if s.action in ("start", "stop")] == \
+        ["start", "start", "stop", "stop"]
+    assert [s.cohort for s in timeline.steps if s.action == "stop"] == [1, 0]
+    assert timeline.phases == ()
+    assert timeline.steps[-1].action == "end" and timeline.total_ms == 0
+
+
+@pytest.mark.parametrize("sizes,steps,generators", [
+    ([10], 1, 1), ([17, 3], 4, 3), ([1], 5, 7), ([1000, 999, 1], 7, 4), ([5], 10, 2),
+])
+def test_cohorts_split_over_generators_lose_nothing_and_rotate_round_robin_exactly(sizes, steps, generators):
+    blocks = [{"script": f"s{i}", "params": {"i": i}, "size": size} for i, size in enumerate(sizes)]
+    routing_ids = [f"g{i}".encode() for i in range(generators)]
+    cursor = 0
+    started = {i: 0 for i in range(len(sizes))}
+    offsets = []
+    for index in range(steps):
+        cohort = schedule.cohort_blocks(blocks, steps, index)
+        assert all(block["size"] > 0 for block in cohort)
+        assignments, cursor = schedule.assign_cohort(cohort, routing_ids, index, cursor)
+        assert sum(a.size for a in assignments) == sum(b["size"] for b in cohort)
+        for assignment in assignments:
+            assert assignment.size > 0 and assignment.generator in routing_ids
+            offsets.append((assignment.address_offset, assignment.size))
+            for block in assignment.blocks:
+                started[block["params"]["i"]] += block["size"]
+    assert [started[i] for i in range(len(sizes))] == sizes
+    # Offsets tile 0..total without gaps or overlaps: strict round-robin over the run.
+    position = 0
+    for offset, size in offsets:
+        assert offset == position
+        position += size
+    assert position == cursor == sum(sizes)
+
+
+def test_small_cohorts_rotate_their_remainder_over_generators():
+    blocks = [{"script": "", "params": {}, "size": 4}]
+    per_generator = {b"a": 0, b"b": 0, b"c": 0, b"d": 0}
+    cursor = 0
+    for index in range(4):
+        cohort = schedule.cohort_blocks(blocks, 4, index)
+        assignments, cursor = schedule.assign_cohort(cohort, list(per_generator), index, cursor)
+        for assignment in assignments:
+            per_generator[assignment.generator] += assignment.size
+    assert per_generator == {b"a": 1, b"b": 1, b"c": 1, b"d": 1}
+
+
+def test_no_generators_get_no_assignments():
+    assert schedule.assign_cohort([{"size": 3}], [], 0, 5) == ([], 5)
+
+
+def test_run_id_replaces_non_alphanumerics_and_stamps_utc():
+    now = datetime.datetime(2024, 2, 29, 23, 59, 58, tzinfo=datetime.timezone.utc)
+    assert schedule.run_id("10k browsing/photos_c5.2xlarge", now) == \
+        "10k-browsing-photos-c5-2xlarge-20240229235958"
+    assert schedule.run_id("ok", None).startswith("ok-20")
+
+
+def test_effective_devices_rounds_down_to_ten_per_generator():
+    assert schedule.effective_devices(1234, 3) == 1230
+    assert schedule.effective_devices(29, 3) == 0
+    assert schedule.effective_devices(100, 0) == 100
