@@ -27,6 +27,8 @@ from stressgrid.errors import Http2StreamError, ProtocolError
 # Our receive windows: large, so a big response streams without waiting for
 # WINDOW_UPDATE round trips. The library sends WINDOW_UPDATE as data is read.
 DEFAULT_WINDOW = 1 << 24
+cdef enum:
+    NV_ON_STACK = 16  # request headers up to this many need no allocation
 MAX_HEADER_LIST = 1 << 20
 
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
@@ -323,6 +325,7 @@ cdef class Http2Connection:
         takes no more requests (GOAWAY, stream ids used up): open a new one."""
         cdef Py_ssize_t count, i, n
         cdef nghttp2_nv *nva
+        cdef nghttp2_nv nva_stack[NV_ON_STACK]
         cdef nghttp2_data_provider provider
         cdef nghttp2_data_provider *provider_ptr = NULL
         cdef int32_t stream_id
@@ -334,6 +337,8 @@ cdef class Http2Connection:
         if self.session == NULL or not nghttp2_session_check_request_allowed(self.session):
             return None
         if headers:
+            if isinstance(headers, dict):
+                headers = headers.items()
             extra = []
             for pair in headers:
                 name, value = _as_header_bytes(pair[0], True), _as_header_bytes(pair[1], False)
@@ -353,9 +358,12 @@ cdef class Http2Connection:
             extra.append(b"content-length")
             extra.append(str(len(body)).encode())
         count = 4 + (len(extra) // 2 if extra is not None else 0)
-        nva = <nghttp2_nv *>PyMem_Malloc(count * sizeof(nghttp2_nv))
-        if nva == NULL:
-            raise MemoryError()
+        if count <= NV_ON_STACK:
+            nva = nva_stack
+        else:
+            nva = <nghttp2_nv *>PyMem_Malloc(count * sizeof(nghttp2_nv))
+            if nva == NULL:
+                raise MemoryError()
         try:
             _set_nv(&nva[0], b":method", method)
             _set_nv(&nva[1], b":scheme", self.scheme)
@@ -379,7 +387,8 @@ cdef class Http2Connection:
             stream_id = nghttp2_submit_request(self.session, NULL, nva, count, provider_ptr,
                                                <void *>stream)
         finally:
-            PyMem_Free(nva)
+            if nva != nva_stack:
+                PyMem_Free(nva)
         if stream_id < 0:
             if stream_id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE:
                 return None

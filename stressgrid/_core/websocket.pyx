@@ -47,7 +47,8 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # shared by every connection of the process.
 cdef bytes _mask_pool = b""
 cdef Py_ssize_t _mask_offset = 0
-DEF MASK_POOL_SIZE = 8192
+cdef enum:
+    MASK_POOL_SIZE = 8192
 
 
 cdef inline uint32_t _next_mask() except? 0:

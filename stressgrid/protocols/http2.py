@@ -65,24 +65,41 @@ def _header_name(name):
     return str(name).lower()
 
 
-def _media_type(content_type):
-    return content_type.split(";", 1)[0].strip().lower()
+_JSON, _MSGPACK, _BYTES = 1, 2, 0
+_kinds = {}
+
+
+def _body_kind(content_type):
+    """How a content type's bodies are decoded (cached: targets repeat a few types)."""
+    kind = _kinds.get(content_type)
+    if kind is None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media == "application/json" or media.endswith("+json") or media == "text/json":
+            kind = _JSON
+        elif media in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack") \
+                or media.endswith("+msgpack"):
+            kind = _MSGPACK
+        else:
+            kind = _BYTES
+        if len(_kinds) < 1024:
+            _kinds[content_type] = kind
+    return kind
 
 
 def decode_body(content_type, body):
     """JSON or msgpack bodies decoded, by content type; anything else as bytes."""
     if not body or content_type is None:
         return body
-    media = _media_type(content_type)
+    kind = _body_kind(content_type)
+    if kind == _BYTES:
+        return body
     try:
-        if media == "application/json" or media.endswith("+json") or media == "text/json":
+        if kind == _JSON:
             return _json.loads(body)
-        if media in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack") \
-                or media.endswith("+msgpack"):
-            return _msgpack.unpackb(body)
+        return _msgpack.unpackb(body)
     except (ValueError, _msgpack.ExtraData, _msgpack.FormatError, _msgpack.StackError) as exc:
+        media = content_type.split(";", 1)[0].strip()
         raise ProtocolError(f"response body is not valid {media}: {exc}") from None
-    return body
 
 
 def path_bytes(path):

@@ -106,7 +106,8 @@ class EdgeServer:
     answers; ``/close``: closes the connection without answering; ``/goaway``:
     answers, then GOAWAY; ``/refuse-once``: the first time, GOAWAY that leaves the
     stream unprocessed (the client may send it again), then 200; ``/concurrent``:
-    200 after 20 ms, counting streams open at once (``max_concurrent``). Every
+    200 after 20 ms, counting streams open at once (``max_concurrent``);
+    ``/bad-json``: a JSON content type over a body that is not JSON. Every
     connection announces ``SETTINGS_MAX_CONCURRENT_STREAMS`` 2.
     """
 
@@ -168,6 +169,9 @@ class EdgeServer:
             return
         if path == "/reset":
             conn.reset_stream(stream_id, error_code=2)
+        elif path == "/bad-json":
+            conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/json")])
+            conn.send_data(stream_id, b"{not json", end_stream=True)
         elif path == "/refuse-once" and self.refused == 0:
             self.refused += 1
             conn.close_connection(last_stream_id=stream_id - 2 if stream_id > 1 else 0)

@@ -171,6 +171,20 @@ inc_counter("done")
     assert result.counters["conn_count"] == 1
 
 
+def test_undecodable_body_is_a_protocol_error(edge):
+    script = """
+try:
+    await get("/bad-json")
+except Exception as exc:
+    assert type(exc).__name__ == "ProtocolError" and "application/json" in str(exc), exc
+    inc_counter("rejected")
+inc_counter("done")
+""" + LINGER
+    result = run_until(plan(edge.port, script), "done_count", 1)
+    assert result.counters["rejected_count"] == 1
+    assert errors(result) == {"protocol_error_count": 1}
+
+
 def test_goaway_and_refused_stream_are_retried_on_a_new_connection(edge):
     script = """
 status, _, _ = await get("/goaway")
