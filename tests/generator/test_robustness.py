@@ -98,3 +98,19 @@ def test_signal_stops_devices_workers_and_exits_cleanly(coordinator, agent, tmp_
         assert wait_for(lambda: redis.device_connections() == 0, timeout=5)
         redis.close()
     assert "Traceback" not in agent.log()
+
+
+def test_workers_exit_when_the_agent_is_killed(coordinator, agent, tmp_path):
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 4))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 4)
+        workers = [psutil.Process(pid) for pid in agent.worker_pids()]
+        assert len(workers) == 2
+        agent.signal(signal.SIGKILL)
+        agent.process.wait(5)
+        # No orphaned load: each worker notices its parent is gone within a second or two.
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive
+        assert wait_for(lambda: redis.device_connections() == 0, timeout=5)
+        redis.close()
