@@ -164,6 +164,8 @@ class _Http2Protocol(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data):
+        if self.lost:
+            return  # failed already: what still arrives is not read
         core = self.core
         try:
             finished = core.feed(data)
