@@ -49,7 +49,8 @@ def web_root():
 
 class NginxServers:
     """Ports of one nginx: ``h2c``; ``tls`` (h2 by ALPN, certificate for localhost);
-    ``tls_http1`` (TLS without h2); ``goaway`` (h2c, GOAWAY after 10 requests)."""
+    ``tls_http1`` (TLS without h2); ``goaway`` (h2c, GOAWAY after 10 requests);
+    ``plain`` (HTTP/1 only)."""
 
     def __init__(self, **ports):
         self.__dict__.update(ports)
@@ -59,7 +60,7 @@ class NginxServers:
 def nginx_servers(tmp_path_factory, web_root):
     directory = tmp_path_factory.mktemp("nginx-h2")
     key, cert = self_signed_certificate(directory, "localhost")
-    h2c, tls, tls_http1, goaway = free_port(), free_port(), free_port(), free_port()
+    h2c, tls, tls_http1, goaway, plain = free_port(), free_port(), free_port(), free_port(), free_port()
     common = f"""
         root {web_root};
         types {{ text/html html; application/json json; application/msgpack msgpack;
@@ -91,9 +92,10 @@ def nginx_servers(tmp_path_factory, web_root):
         {common}
     }}
     server {{ listen 127.0.0.1:{goaway} http2; keepalive_requests 10; {common} }}
+    server {{ listen 127.0.0.1:{plain}; {common} }}
     """
     with nginx(directory, blocks):
-        yield NginxServers(h2c=h2c, tls=tls, tls_http1=tls_http1, goaway=goaway,
+        yield NginxServers(h2c=h2c, tls=tls, tls_http1=tls_http1, goaway=goaway, plain=plain,
                            certificate=str(cert), root=web_root)
 
 

@@ -145,6 +145,15 @@ inc_counter("unexpected")
     assert "no application protocol" in line or "did not select h2" in line, line
 
 
+def test_a_server_that_does_not_speak_http2_is_a_protocol_error(nginx_servers):
+    script = "await get('/index.html')\n"
+    result = run_local(plan(nginx_servers.plain, script), 5,
+                       until=lambda agg: agg.counters.get("protocol_error_count", 0) >= 2)
+    assert result.counters["protocol_error_count"] >= 2
+    assert set(errors(result)) == {"protocol_error_count"}  # counted once per failure
+    assert "HTTP/2" in result.errors["protocol_error_count"]
+
+
 def test_connection_refused_is_counted():
     script = "await get('/')\n"
     result = run_local(plan(free_port(), script), 3,
