@@ -38,6 +38,9 @@ NOT_REGISTERED = "not registered: register first"
 # Messages handled per socket drain before timers get their turn.
 DRAIN_LIMIT = 20000
 RECENT_EVENTS = 50
+# After an abort, devices stop at once; telemetry already on its way (generators
+# report every second) is still collected for this long before the report.
+ABORT_DRAIN_S = 1.5
 
 
 class Conflict(Exception):
@@ -120,24 +123,33 @@ class ActiveRun:
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = started + self.interval_s
         self.finishing = None  # final state once the run has ended and is being written
+        self.abort_deadline = None  # set when aborted: when to stop collecting telemetry
         self.note = ""
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=started_wall,
                             report_interval_ms=plan.opts.report_interval_ms)
 
-    def next_step_at(self):
-        if self.finishing or self.step_index >= len(self.timeline.steps):
+    def next_deadline(self):
+        """When the scheduler next has something to do (monotonic), or ``None``."""
+        if self.finishing:
             return None
-        return self.started + self.timeline.steps[self.step_index].at_ms / 1000.0
+        if self.abort_deadline is not None:
+            return self.abort_deadline
+        if self.step_index < len(self.timeline.steps):
+            step_at = self.started + self.timeline.steps[self.step_index].at_ms / 1000.0
+            return min(step_at, self.next_cut)
+        return self.next_cut
 
     def to_dict(self, now):
         elapsed_ms = int((now - self.started) * 1000)
         phase, phase_left = self.timeline.phase_at(elapsed_ms)
         if self.finishing:
             phase_left = 0
+        ending = self.finishing or self.abort_deadline is not None
         return {"id": self.id, "name": self.plan.name,
                 "state": self.phase, "finishing": self.finishing,
+                "aborting": self.abort_deadline is not None,
                 "elapsed_ms": elapsed_ms,
-                "remaining_ms": 0 if self.finishing else max(self.timeline.total_ms - elapsed_ms, 0),
+                "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
                 "phase_remaining_ms": phase_left if phase == self.phase else 0,
                 "devices": self.plan.size, "devices_started": self.devices_started,
                 "started_at": self.started_wall}
@@ -283,9 +295,9 @@ class Coordinator:
             while not self._stopping:
                 deadline = next_tick
                 if self.run is not None:
-                    for at in (self.run.next_step_at(), None if self.run.finishing else self.run.next_cut):
-                        if at is not None and at < deadline:
-                            deadline = at
+                    at = self.run.next_deadline()
+                    if at is not None and at < deadline:
+                        deadline = at
                 timeout_ms = max(0.0, (deadline - self._clock()) * 1000.0)
                 ready = dict(poller.poll(timeout_ms))
                 if router in ready:
@@ -484,9 +496,11 @@ class Coordinator:
         run = self.run
         if run is None or run.id != run_id:
             raise Conflict("not_active", f"run {run_id} is not in progress")
-        if run.finishing:
+        if run.finishing or run.abort_deadline is not None:
             return run.to_dict(self._clock())
-        self._finish(schedule.ABORTED, "aborted on request")
+        self._abort_generators(run, "aborted on request")
+        run.abort_deadline = self._clock() + ABORT_DRAIN_S
+        self._publish()
         return run.to_dict(self._clock())
 
     def _command_finished(self, run_id):
@@ -498,6 +512,10 @@ class Coordinator:
 
     def _advance(self, now):
         run = self.run
+        if run.abort_deadline is not None:
+            if now >= run.abort_deadline:
+                self._finish(schedule.ABORTED, run.note)
+            return
         steps = run.timeline.steps
         elapsed_ms = (now - run.started) * 1000.0
         while run.step_index < len(steps) and steps[run.step_index].at_ms <= elapsed_ms:
@@ -554,15 +572,19 @@ class Coordinator:
             if self.registry.get(routing_id) is not None:
                 self._send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
 
+    def _abort_generators(self, run, note):
+        abort = wire.Abort(run_id=run.id)
+        for generator in self.registry:
+            self._send(generator.routing_id, abort)
+        run.note = note
+        self._event("run_aborted", note)
+
     def _finish(self, state, note):
-        """End the active run now: abort generators if needed and hand the report to writers."""
+        """End the active run now and hand its last interval and report to the writers."""
         run = self.run
-        if state == schedule.ABORTED:
-            abort = wire.Abort(run_id=run.id)
-            for generator in self.registry:
-                self._send(generator.routing_id, abort)
-            self._event("run_aborted", note)
-        else:
+        if state == schedule.ABORTED and run.abort_deadline is None:
+            self._abort_generators(run, note)
+        elif state == schedule.DONE:
             self._event("run_done", "")
         run.note = note
         last, totals = self.aggregator.finish_run(list(self.registry))

@@ -254,3 +254,62 @@ def snapshot(histograms=None, counters=None, gauges=None):
     for name, value in (gauges or {}).items():
         recorder.set_gauge(name, value)
     return recorder.snapshot()
+
+
+class GeneratorProcess:
+    """A real ``python -m stressgrid.generator`` host agent."""
+
+    def __init__(self, coordinator_url, generator_id, log_path, workers=1, prefix=()):
+        self.generator_id = generator_id
+        self.log_path = log_path
+        env = coordinator_env({"COORDINATOR_URL": coordinator_url, "GENERATOR_ID": generator_id})
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "stressgrid.generator", "--workers", str(workers)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    def log(self):
+        return pathlib.Path(self.log_path).read_text()
+
+    def stop(self, timeout=20):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+
+@contextlib.contextmanager
+def generator_processes(coordinator_url, tmp_path, ids, workers=1, prefix=lambda generator_id: ()):
+    """Start one real generator per id; stop them all when the block ends."""
+    started = []
+    try:
+        for generator_id in ids:
+            started.append(GeneratorProcess(coordinator_url, generator_id,
+                                            tmp_path / f"generator-{generator_id}.log", workers,
+                                            prefix(generator_id)))
+        yield started
+    finally:
+        for generator in started:
+            generator.stop()
+
+
+def redis_info(port, section="clients", host="127.0.0.1"):
+    """A redis INFO section as a dict, read over a plain socket."""
+    import socket
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"INFO {section}\r\n".encode())
+        data = b""
+        while True:
+            data += sock.recv(65536)
+            header, _, rest = data.partition(b"\r\n")
+            if header.startswith(b"$") and len(rest) >= int(header[1:]):
+                break
+    lines = rest.decode().splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line)
