@@ -9,7 +9,7 @@ import errno
 from stressgrid._core.device import current_device, now_us
 from stressgrid.errors import ConnectionClosedError, count_error
 
-from .waiting import arm_timeout, as_bytes, timeout_seconds
+from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
 
 # Reading pauses when this much is buffered and not yet taken by recv().
 RECEIVE_BUFFER_LIMIT = 1 << 20
@@ -116,16 +116,7 @@ class TcpClient(asyncio.Protocol):
         if not self.buffer:
             if self.closed_exc is not None:
                 self._raise_closed()
-            loop = self.device.loop
-            waiter = self.waiter = loop.create_future()
-            handle = arm_timeout(loop, waiter, seconds)
-            try:
-                await waiter
-            except TimeoutError as exc:
-                raise count_error(self.device.recorder, exc)
-            finally:
-                handle.cancel()
-                self.waiter = None
+            await wait_for_wakeup(self, seconds)
             if not self.buffer:
                 self._raise_closed()
         data = bytes(self.buffer)

@@ -9,7 +9,7 @@ import collections
 from stressgrid._core.device import current_device
 from stressgrid.errors import count_error
 
-from .waiting import arm_timeout, as_bytes, timeout_seconds
+from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
 
 # Datagrams kept for recv(); the oldest is dropped (and counted) past this.
 RECEIVE_QUEUE_LIMIT = 1024
@@ -82,16 +82,7 @@ class UdpClient(asyncio.DatagramProtocol):
         if not self.queue:
             if self.error is not None:
                 self._raise_error()
-            loop = self.device.loop
-            waiter = self.waiter = loop.create_future()
-            handle = arm_timeout(loop, waiter, seconds)
-            try:
-                await waiter
-            except TimeoutError as exc:
-                raise count_error(self.device.recorder, exc)
-            finally:
-                handle.cancel()
-                self.waiter = None
+            await wait_for_wakeup(self, seconds)
             if not self.queue:
                 self._raise_error()
         self.device.recorder.counter("receive_count").value += 1

@@ -1,4 +1,5 @@
-"""Waiting on a future with a deadline, without a coroutine per wait."""
+"""Waiting on a future with a deadline, without a task per wait."""
+from stressgrid.errors import count_error
 
 
 def _expire(future):
@@ -31,3 +32,22 @@ def as_bytes(data):
     if isinstance(data, (list, tuple)):
         return b"".join(as_bytes(part) for part in data)
     raise TypeError(f"data must be bytes, str or a list of them, not {type(data).__name__}")
+
+
+async def wait_for_wakeup(owner, seconds):
+    """Park until ``owner.waiter`` is resolved, or raise a counted ``TimeoutError``.
+
+    ``owner`` is a protocol client with ``waiter`` and ``device`` attributes;
+    its callbacks resolve ``owner.waiter`` when data or an error arrives.
+    """
+    device = owner.device
+    loop = device.loop
+    waiter = owner.waiter = loop.create_future()
+    handle = arm_timeout(loop, waiter, seconds)
+    try:
+        await waiter
+    except TimeoutError as exc:
+        raise count_error(device.recorder, exc)
+    finally:
+        handle.cancel()
+        owner.waiter = None

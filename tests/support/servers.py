@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -38,20 +39,32 @@ def require(binary):
 
 
 @contextlib.contextmanager
-def running(args, port=None, host="127.0.0.1", udp=False, **popen):
-    """Run ``args`` until the block ends; wait for its TCP ``port`` first."""
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
-    try:
-        if port is not None and not udp:
-            wait_for_port(port, host, process=process)
-        yield process
-    finally:
-        process.terminate()
+def running(args, ports=(), host="127.0.0.1", **popen):
+    """Run ``args`` until the block ends; wait for each TCP port in ``ports`` first.
+
+    The server's stderr goes to a temporary file whose tail is shown if it
+    exits before listening.
+    """
+    if isinstance(ports, int):
+        ports = (ports,)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors, **popen)
         try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            for port in ports:
+                try:
+                    wait_for_port(port, host, process=process)
+                except RuntimeError as exc:
+                    errors.seek(0)
+                    tail = errors.read()[-2000:].decode(errors="replace")
+                    raise RuntimeError(f"{exc}: {args[0]} said: {tail}") from None
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextlib.contextmanager
@@ -96,19 +109,8 @@ http {{
 """
     (root / "nginx.conf").write_text(config)
     ports = [int(part.split()[0].split(":")[-1].rstrip(";")) for part in server_blocks.split("listen ")[1:]]
-    process = subprocess.Popen([binary, "-c", str(root / "nginx.conf"), "-p", str(root)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for port in ports:
-            wait_for_port(port, process=process)
+    with running([binary, "-c", str(root / "nginx.conf"), "-p", str(root)], ports):
         yield root
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def self_signed_certificate(directory, hostname="localhost"):
