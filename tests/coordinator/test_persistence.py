@@ -1,0 +1,95 @@
+"""Run history and archives across coordinator restarts and crashes."""
+import csv
+import io
+import signal
+import tarfile
+
+from stressgrid import wire
+from tests.coordinator.support import (FakeGenerator, coordinator_process, generator_processes, snapshot,
+                                       wait_until)
+from tests.support.servers import free_port
+
+
+def plan(name, sustain_ms):
+    return {"name": name,
+            "addresses": [{"host": "127.0.0.1", "port": 9, "protocol": "udp"}],
+            "blocks": [{"script": "await send(b'x')", "params": {}, "size": 3}],
+            "opts": {"ramp_steps": 1, "rampup_step_ms": 100, "sustain_ms": sustain_ms,
+                     "rampdown_step_ms": 100, "cooldown_ms": 100, "report_interval_ms": 1000}}
+
+
+def csv_rows(api, detail):
+    status, data, _ = api.get(detail["result_url"])
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        text = archive.extractfile(f"{detail['id']}/results.csv").read().decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_history_and_archives_survive_a_restart_and_a_crash_mid_run_is_marked_aborted(tmp_path):
+    data_dir = tmp_path / "data"
+    ports = {"management_port": free_port(), "generator_port": free_port()}
+    with coordinator_process(tmp_path, data_dir=data_dir, **ports) as first:
+        fake = FakeGenerator(first.generator_url, "persist")
+        first.api.wait_generators(1)
+        status, done_run, _ = first.api.post("/api/runs", plan("finished", 300))
+        assert status == 201
+        fake.telemetry(snapshot(counters={"response_count": 7}), active=3)
+        finished = first.api.wait_run_finished(done_run["id"])
+        status, crashed_run, _ = first.api.post("/api/runs", plan("crashed", 60000))
+        assert status == 201
+        # Let two report intervals reach the disk, then kill the coordinator outright.
+        for _ in range(3):
+            fake.telemetry(snapshot(counters={"response_count": 5}), active=3)
+            fake.wait_for(wire.Heartbeat, count=len(fake.messages(wire.Heartbeat)) + 1)
+        written = data_dir / "runs" / crashed_run["id"] / "results.csv"
+        wait_until(lambda: written.exists() and len(written.read_text().splitlines()) >= 3, timeout=10)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        fake.close()
+    with coordinator_process(tmp_path, data_dir=data_dir, **ports) as second:
+        runs = {r["id"]: r for r in second.api.get("/api/runs")[1]["runs"]}
+        assert runs[done_run["id"]]["state"] == "done"
+        assert runs[crashed_run["id"]]["state"] == "aborted"
+        assert "coordinator stopped" in runs[crashed_run["id"]]["note"]
+        detail = second.api.get(f"/api/runs/{done_run['id']}")[1]
+        assert detail["summary"]["totals"] == finished["summary"]["totals"] == {"response_count": 7}
+        assert int(csv_rows(second.api, detail)[-1]["response_count"]) == 7
+        crashed = second.api.get(f"/api/runs/{crashed_run['id']}")[1]
+        rows = csv_rows(second.api, crashed)
+        assert len(rows) >= 2 and int(rows[-1]["response_count"]) >= 5
+        assert second.api.state()["run"] is None
+
+
+def test_sigterm_during_a_run_aborts_it_and_still_writes_the_archive(tmp_path):
+    data_dir = tmp_path / "data"
+    ports = {"management_port": free_port(), "generator_port": free_port()}
+    with coordinator_process(tmp_path, data_dir=data_dir, **ports) as first:
+        fake = FakeGenerator(first.generator_url, "term")
+        first.api.wait_generators(1)
+        status, run, _ = first.api.post("/api/runs", plan("terminated", 60000))
+        assert status == 201
+        fake.telemetry(snapshot(counters={"response_count": 4}), active=3)
+        fake.wait_for(wire.StartCohort)
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(30) == 0
+        assert fake.wait_for(wire.Abort, timeout=5)[0].run_id == run["id"]
+        fake.close()
+    assert (data_dir / "results" / f"{run['id']}.tar.gz").exists()
+    with coordinator_process(tmp_path, data_dir=data_dir, **ports) as second:
+        detail = second.api.get(f"/api/runs/{run['id']}")[1]
+        assert detail["state"] == "aborted" and detail["summary"]["note"] == "the coordinator stopped"
+        assert second.api.get(detail["result_url"])[0] == 200
+
+
+def test_real_generators_register_again_with_a_restarted_coordinator(tmp_path):
+    ports = {"management_port": free_port(), "generator_port": free_port()}
+    with coordinator_process(tmp_path, data_dir=tmp_path / "a", **ports) as first:
+        url = first.generator_url
+        with generator_processes(url, tmp_path, ["phoenix"]) as generators:
+            first.api.wait_generators(1)
+            first.stop()
+            with coordinator_process(tmp_path, data_dir=tmp_path / "b", **ports) as second:
+                state = second.api.wait_generators(1, timeout=20)
+                assert state["generators"][0]["id"] == "phoenix"
+                assert generators[0].process.poll() is None
