@@ -86,11 +86,17 @@ class HostAgent:
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             self.router.setsockopt(zmq.LINGER, 0)
+            self.router.setsockopt(zmq.SNDHWM, 0)  # commands to a live worker are never dropped
             endpoint = f"ipc://{socket_dir}/workers"
             self.router.bind(endpoint)
             self.pool = WorkerPool(self.config.workers, endpoint, self.config.log_level)
-            self.link = CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
-                                        workers=self.config.workers, capacity=capacity)
+            try:
+                self.link = CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
+                                            workers=self.config.workers, capacity=capacity)
+            except zmq.ZMQError as exc:
+                self.router.close(linger=0)
+                context.term()
+                raise SystemExit(f"cannot use coordinator address {self.config.coordinator_url!r}: {exc}") from None
             log.info("generator %s: %d workers, coordinator %s", self.config.generator_id,
                      self.config.workers, self.config.coordinator_url)
             try:

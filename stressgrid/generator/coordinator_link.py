@@ -45,7 +45,11 @@ class CoordinatorLink:
         self.socket.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 200)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        self.socket.connect(config.coordinator_url)
+        try:
+            self.socket.connect(config.coordinator_url)
+        except zmq.ZMQError:
+            self.socket.close(linger=0)
+            raise
         self.state = LinkState.REGISTERING
         self.registrations = 0
         now = clock()

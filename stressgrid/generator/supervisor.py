@@ -82,6 +82,7 @@ class WorkerPool:
         return len(self.slots)
 
     def start_all(self):
+        """Start a process for every slot."""
         for slot in self.slots:
             self._spawn(slot)
 
@@ -98,6 +99,7 @@ class WorkerPool:
         log.debug("worker %d started as pid %d", slot.index, slot.process.pid)
 
     def slot_of(self, index):
+        """The slot of worker ``index``, or ``None`` for an index this pool does not have."""
         return self.slots[index] if 0 <= index < len(self.slots) else None
 
     def reap(self):
@@ -130,6 +132,7 @@ class WorkerPool:
         return restarted
 
     def next_restart_at(self):
+        """The clock time of the earliest pending restart, or ``None``."""
         pending = [slot.restart_at for slot in self.slots if slot.restart_at is not None]
         return min(pending) if pending else None
 

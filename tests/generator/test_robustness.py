@@ -114,3 +114,26 @@ def test_workers_exit_when_the_agent_is_killed(coordinator, agent, tmp_path):
         assert not alive
         assert wait_for(lambda: redis.device_connections() == 0, timeout=5)
         redis.close()
+
+
+def test_a_fresh_registration_stops_devices_the_coordinator_no_longer_knows(coordinator, agent, tmp_path):
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 3))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 3)
+        # A coordinator that lost its state says it does not know this generator.
+        coordinator.send(wire.Error(message="generator 'test-generator' is not registered"))
+        coordinator.register(timeout=5)
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
+        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "devices stopped")
+        # New cohorts run as usual.
+        coordinator.send(redis_cohort(port, 2, run_id="run-2"))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 2)
+        redis.close()
+
+
+def test_bad_coordinator_address_is_a_clear_error(start_agent, tmp_path):
+    agent = start_agent("localhost:9696")
+    assert agent.process.wait(20) != 0
+    assert "cannot use coordinator address 'localhost:9696'" in agent.log()
+    assert "Traceback" not in agent.log()
