@@ -212,7 +212,7 @@ def run_ours(port, seconds):
         print("errors:", errors, result.errors, file=sys.stderr)
 
 
-def run_idle(port, devices, queue_path):
+def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
     """A fresh worker: ``devices`` devices each GET once then wait; RSS growth per device."""
     import asyncio
     import gc
@@ -226,6 +226,7 @@ def run_idle(port, devices, queue_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     process = psutil.Process()
+    expected = devices if "get(" in script else 0
 
     async def main():
         engine = Engine()
@@ -239,12 +240,12 @@ def run_idle(port, devices, queue_path):
         await asyncio.sleep(0.2)
         before = process.memory_info().rss
         base = responses.value
-        await engine.start_cohort("idle", [(IDLE_SCRIPT, {}, devices)], [address], Opts(timeout_ms=30000))
+        await engine.start_cohort("idle", [(script, {}, devices)], [address], Opts(timeout_ms=1000))
         deadline = time.monotonic() + 60
-        while responses.value - base < devices and time.monotonic() < deadline:
+        while responses.value - base < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         done = responses.value - base
-        await asyncio.sleep(0.5)      # timers of the last requests lapse
+        await asyncio.sleep(1.5)      # the request timers lapse: the devices are idle now
         gc.collect()
         after = process.memory_info().rss
         errors = {k: v for k, v in engine.snapshot()["counters"].items() if k.endswith("_error_count")}

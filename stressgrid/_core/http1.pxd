@@ -12,6 +12,11 @@ cdef enum ExchangeState:
     UPGRADED = 4    # 101 Switching Protocols: the bytes now belong to another protocol
     FAILED = 5      # the response was malformed; the connection is unusable
 
+# Flags of a request (ClientBase.send).
+cdef enum:
+    REQUEST_HEAD = 1      # a HEAD: its response has no body
+    REQUEST_CLOSE = 2     # the connection ends with this request
+
 # What feed() and eof() report.
 cdef enum FeedEvent:
     NEED_MORE = 0
@@ -58,6 +63,7 @@ cdef class Http1Core:
     cpdef int feed(self, data) except -1
     cpdef int eof(self) except -1
     cpdef tuple result(self)
+    cpdef void shrink(self)
     cpdef void release(self)
     cdef inline void _reset_response(self)
     cdef inline void _finish(self)
@@ -90,8 +96,8 @@ cdef class ClientBase:
     cdef public ConnectionBase conn      # the open connection, if any
     cdef public ConnectionBase inflight  # the connection whose response is due
     cdef public object timer             # one lazily moved timer per device
-    cdef public double timer_at
-    cdef public double deadline
+    cdef public int64_t timer_at_us     # when the timer fires (monotonic us)
+    cdef public int64_t deadline_us     # when the response in flight is due
     cdef public double budget_s
     cdef public double timeout_s
     cdef public bint closed
@@ -99,8 +105,10 @@ cdef class ClientBase:
     cdef public object ws
     cdef object __weakref__
 
-    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, bint head,
-                      double deadline, double budget_s)
+    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout)
+    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
+                      int64_t deadline_us, double budget_s)
+    cpdef arm(self, int64_t deadline_us)
 
 
 cdef class ConnectionBase:
@@ -109,7 +117,7 @@ cdef class ConnectionBase:
     cdef public object transport
     cdef public object waiter            # the script's future while a response is due
     cdef public bytes request            # a request that may go out once more
-    cdef public bint head
+    cdef public int flags                # REQUEST_HEAD, REQUEST_CLOSE of the request in flight
     cdef public bint reused
     cdef public bint upgraded
     cdef public bint lost

@@ -18,18 +18,22 @@ script's fault); a connection that closes before the response is complete
 raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
 
-from json import loads as _json_loads
+from json import dumps as _json_dumps, loads as _json_loads
 from urllib.parse import quote as _quote
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
-from msgpack import unpackb as _msgpack_unpackb
+from asyncio import InvalidStateError
 
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from msgpack import packb as _msgpack_packb, unpackb as _msgpack_unpackb
+
+from stressgrid._core import device as _device_module
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
 cdef extern from "strings.h" nogil:
@@ -223,6 +227,11 @@ cdef class Http1Core:
                 raise ProtocolError(f"response body is not valid {what}: {exc}") from None
         return (result_status, result_headers, body)
 
+    cpdef void shrink(self):
+        """Idle for a while: drop the parser (made again by the next ``start``)."""
+        if self.state == IDLE:
+            self.parser = None
+
     cpdef void release(self):
         """Forget the parser (it refers back to this core) and any response."""
         self.parser = None
@@ -376,6 +385,18 @@ cdef inline bint is_token(bytes name):
     return True
 
 
+_writers = {}
+
+
+def request_writer(str host, int port, bint tls, bint http10):
+    """The process's ``RequestWriter`` for a target: devices of one target share it."""
+    key = (host, port, tls, http10)
+    writer = _writers.get(key)
+    if writer is None:
+        writer = _writers[key] = RequestWriter(host, port, tls, http10)
+    return writer
+
+
 cdef class RequestWriter:
     """Serializes one device's requests to its target.
 
@@ -457,38 +478,52 @@ cdef class ClientBase:
     def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
                 timeout=None):
         """Send a request; returns an awaitable of ``(status, headers, body)``."""
+        return self.request_c(method, path, headers, body, content_type, timeout)
+
+    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout):
         cdef double budget_s = self.timeout_s if timeout is None else timeout_seconds(timeout)
-        cdef bytes data = self.writer.build(method, path, headers, body, content_type)
-        cdef bint head = method == b"HEAD"
+        cdef RequestWriter writer = self.writer
+        cdef bytes data = writer.build(method, path, headers, body, content_type)
+        # Read right after build(): writers are shared by the devices of a target.
+        cdef int flags = (REQUEST_HEAD if method == b"HEAD" else 0) \
+            | (REQUEST_CLOSE if writer.close_after else 0)
         cdef ConnectionBase conn = self.conn
         if conn is not None and conn.waiter is None and not conn.upgraded:
-            return self.send(conn, self.loop.create_future(), data, head,
-                             self.loop.time() + budget_s, budget_s)
-        return self.request_slow(data, head, budget_s)
+            return self.send(conn, self.loop.create_future(), data, flags, 0, budget_s)
+        return self.request_slow(data, flags, budget_s)
 
-    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, bint head,
-                      double deadline, double budget_s):
-        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline`` (loop time)."""
+    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
+                      int64_t deadline_us, double budget_s):
+        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline_us``.
+
+        ``flags``: ``REQUEST_HEAD`` and/or ``REQUEST_CLOSE``. ``deadline_us`` is
+        on the monotonic microsecond clock; 0 means ``budget_s`` from now.
+        """
         cdef Http1Core core = conn.core
         conn.reused = core.completed > 0
-        core.start(head, self.writer.close_after)
+        core.start(flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
         conn.waiter = waiter
         conn.request = data if conn.reused else None
-        conn.head = head
+        conn.flags = flags
         conn.transport.write(data)
         self.inflight = conn
-        self.deadline = deadline
+        if deadline_us == 0:
+            deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
+        self.deadline_us = deadline_us
         self.budget_s = budget_s
         # Back-to-back requests share one timer: it is only moved when it fires
         # early (see on_timer) or a shorter deadline comes.
         if self.timer is None:
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self.on_timer)
-        elif deadline < self.timer_at:
+            self.arm(deadline_us)
+        elif deadline_us < self.timer_at_us:
             self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self.on_timer)
+            self.arm(deadline_us)
         return waiter
+
+    cpdef arm(self, int64_t deadline_us):
+        """(Re)start the device's timer for ``deadline_us``."""
+        self.timer_at_us = deadline_us
+        self.timer = self.loop.call_later((deadline_us - monotonic_us()) / 1e6, self.on_timer)
 
 
 cdef class ConnectionBase:
@@ -528,5 +563,85 @@ cdef class ConnectionBase:
             if not waiter.done():
                 waiter.set_exception(exc)
             return
-        if not waiter.done():
+        try:
             waiter.set_result(result)
+        except InvalidStateError:
+            pass    # the script stopped waiting (cancelled)
+
+
+# ---- script functions -----------------------------------------------------------
+# Compiled so that a script's ``await get(path)`` reaches the client without a
+# Python frame: the device comes from the task's context variable directly.
+
+cdef object _device_var = getattr(_device_module, "_current", None)
+cdef bytes _JSON = b"application/json"
+cdef bytes _MSGPACK = b"application/msgpack"
+
+
+cdef ClientBase task_client():
+    cdef object device
+    if _device_var is not None:
+        device = get_value(_device_var)
+        if device is None:
+            raise RuntimeError("HTTP functions run inside a device script")
+    else:
+        device = _device_module.current_device()
+    client = (<Device?>device).client
+    if not isinstance(client, ClientBase):
+        raise RuntimeError("HTTP/1 functions need an http, https, http10 or http10s target")
+    return <ClientBase>client
+
+
+cdef bytes body_bytes(body):
+    if isinstance(body, bytes):
+        return <bytes>body
+    if isinstance(body, str):
+        return (<str>body).encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+
+
+cdef object with_body(bytes method, path, headers, body, json, msgpack, timeout):
+    cdef ClientBase client = task_client()
+    if json is not None:
+        return client.request_c(method, path, headers,
+                                _json_dumps(json, separators=(",", ":")).encode("utf-8"), _JSON, timeout)
+    if msgpack is not None:
+        return client.request_c(method, path, headers, _msgpack_packb(msgpack), _MSGPACK, timeout)
+    return client.request_c(method, path, headers, body_bytes(body), None, timeout)
+
+
+def get(path, headers=(), *, timeout=None):
+    """GET ``path``; await it for ``(status, headers, body)``."""
+    return task_client().request_c(b"GET", path, headers, None, None, timeout)
+
+
+def head(path, headers=(), *, timeout=None):
+    """HEAD ``path``; the body is always ``b""``."""
+    return task_client().request_c(b"HEAD", path, headers, None, None, timeout)
+
+
+def options(path, headers=(), *, timeout=None):
+    """OPTIONS ``path``."""
+    return task_client().request_c(b"OPTIONS", path, headers, None, None, timeout)
+
+
+def delete(path, headers=(), *, timeout=None):
+    """DELETE ``path``."""
+    return task_client().request_c(b"DELETE", path, headers, None, None, timeout)
+
+
+def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
+    return with_body(b"POST", path, headers, body, json, msgpack, timeout)
+
+
+def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
+    return with_body(b"PUT", path, headers, body, json, msgpack, timeout)
+
+
+def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+    """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
+    return with_body(b"PATCH", path, headers, body, json, msgpack, timeout)

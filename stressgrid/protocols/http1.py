@@ -21,21 +21,16 @@ after the response head, and ``client.detach(protocol)`` hands the transport to
 """
 import asyncio
 import ssl
-import sys
-from json import dumps as _json_dumps
 
-from msgpack import packb as _msgpack_packb
-
-from stressgrid._core.device import current_device, now_us
-from stressgrid._core.http1 import ClientBase, ConnectionBase, Http1Core, RequestWriter
-from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
+from stressgrid._core.device import now_us
+from stressgrid._core.http1 import (ClientBase, ConnectionBase, Http1Core, delete, get, head, options, patch,
+                                    post, put, request_writer)
+from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
 HTTP10_PROTOCOLS = frozenset({"http10", "http10s"})
 
-_JSON = b"application/json"
-_MSGPACK = b"application/msgpack"
-_TIMER_SLACK_S = 0.0005  # the loop clock has millisecond steps
+_TIMER_SLACK_US = 500  # the loop's timers have millisecond steps
 
 _tls_contexts = {}
 
@@ -58,15 +53,6 @@ def tls_context(verify=False, ca_file="", alpn="http/1.1"):
             context.set_alpn_protocols([alpn])
         _tls_contexts[key] = context
     return context
-
-
-if sys.version_info >= (3, 11):
-    async def _within(awaitable, seconds):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-else:  # pragma: no cover - 3.10
-    def _within(awaitable, seconds):
-        return asyncio.wait_for(awaitable, seconds)
 
 
 def _connection_error(exc):
@@ -164,7 +150,7 @@ class _Connection(ConnectionBase, asyncio.Protocol):
             if request is not None and self.reused and received == 0 and not waiter.done():
                 # The server closed a kept-alive connection as we reused it and
                 # never answered: the request is sent again on a new connection.
-                client.resend(waiter, request, self.head)
+                client.resend(waiter, request, self.flags)
                 return
             error = closed if exc is None else _connection_error(exc)
             if not waiter.done():
@@ -183,7 +169,8 @@ class Http1Client(ClientBase):
     the upgrade hand-over and closing.
     """
 
-    __slots__ = ("host", "port", "sni", "tls", "conn_count", "conn_us", "detached")
+    __slots__ = ("host", "port", "sni", "tls", "conn_count", "conn_us", "detached", "connect_task",
+                 "connect_timed_out")
 
     def __init__(self, device):
         address = device.address
@@ -195,7 +182,7 @@ class Http1Client(ClientBase):
         self.port = address.port
         tls = protocol in TLS_PROTOCOLS
         http10 = protocol in HTTP10_PROTOCOLS
-        self.writer = RequestWriter(address.host, address.port, tls, http10)
+        self.writer = request_writer(address.host, address.port, tls, http10)
         if tls:
             self.tls = tls_context(getattr(opts, "tls_verify", False), getattr(opts, "tls_ca_file", ""),
                                    "http/1.0" if http10 else "http/1.1")
@@ -207,6 +194,8 @@ class Http1Client(ClientBase):
         self.conn_count = self.recorder.counter("conn_count")
         self.conn_us = self.recorder.histogram("conn_us")
         self.detached = False
+        self.connect_task = None
+        self.connect_timed_out = False
 
     async def open(self):
         """Nothing to do: HTTP connects on the first request."""
@@ -219,7 +208,7 @@ class Http1Client(ClientBase):
 
     # ---- requests -------------------------------------------------------------
 
-    def request_slow(self, data, head, budget_s):
+    def request_slow(self, data, flags, budget_s):
         """``request()`` when there is no idle open connection."""
         conn = self.conn
         if self.detached or (conn is not None and conn.upgraded):
@@ -236,7 +225,7 @@ class Http1Client(ClientBase):
         if self.closed:
             raise RuntimeError("the device's HTTP client is closed")
         self.connecting = True
-        return self._connect_and_send(data, head, budget_s)
+        return self._connect_and_send(data, flags, budget_s)
 
     def upgrade(self, path, headers=(), *, timeout=None):
         """GET ``path`` with the caller's upgrade headers: ``(status, headers, leftover)`` on 101.
@@ -263,29 +252,29 @@ class Http1Client(ClientBase):
             protocol.connection_lost(conn.lost_exc)
         return transport
 
-    async def _connect_and_send(self, data, head, budget_s):
-        deadline = self.loop.time() + budget_s
+    async def _connect_and_send(self, data, flags, budget_s):
+        deadline_us = now_us() + int(budget_s * 1e6)
         try:
-            conn = await self._connect(budget_s)
+            conn = await self._connect(deadline_us, budget_s)
         finally:
             self.connecting = False
         if self.closed:
             conn.discard(True)
             raise RuntimeError("the device's HTTP client is closed")
-        return await self.send(conn, self.loop.create_future(), data, head, deadline, budget_s)
+        return await self.send(conn, self.loop.create_future(), data, flags, deadline_us, budget_s)
 
-    def resend(self, waiter, data, head):
+    def resend(self, waiter, data, flags):
         """Send ``data`` again on a new connection; ``waiter`` gets the outcome."""
         self.connecting = True
-        self.loop.create_task(self._resend(waiter, data, head))
+        self.loop.create_task(self._resend(waiter, data, flags))
 
-    async def _resend(self, waiter, data, head):
-        remaining = self.deadline - self.loop.time()
+    async def _resend(self, waiter, data, flags):
+        remaining = (self.deadline_us - now_us()) / 1e6
         try:
             if remaining <= 0:
                 raise count_error(self.recorder, TimeoutError(
                     f"no complete response within {self.budget_s * 1000:.0f} ms"))
-            conn = await self._connect(remaining)
+            conn = await self._connect(self.deadline_us, self.budget_s)
         except BaseException as exc:  # handed to the script, counted already
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -297,25 +286,41 @@ class Http1Client(ClientBase):
         if waiter.done() or self.closed:
             conn.discard(True)
             return
-        self.send(conn, waiter, data, head, self.deadline, self.budget_s)
+        self.send(conn, waiter, data, flags, self.deadline_us, self.budget_s)
 
-    async def _connect(self, timeout_s):
+    async def _connect(self, deadline_us, budget_s):
+        """Open a connection by ``deadline_us``; counts it, or its failure."""
         loop = self.loop
         started = now_us()
+        # The device's one timer also bounds the connect: at the deadline
+        # on_timer cancels this task, and the cancellation becomes a TimeoutError.
+        task = asyncio.current_task(loop)
+        self.connect_task = task
+        self.deadline_us = deadline_us
+        self.budget_s = budget_s
+        if self.timer is None or deadline_us < self.timer_at_us:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.arm(deadline_us)
         try:
-            _, conn = await _within(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port,
-                                       ssl=self.tls, server_hostname=self.sni),
-                timeout_s)
+            _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port,
+                                                   ssl=self.tls, server_hostname=self.sni)
+        except asyncio.CancelledError:
+            if not self.connect_timed_out:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()    # our cancellation, not the caller's
+            error = TimeoutError(f"connecting to {self.host}:{self.port} took over "
+                                 f"{budget_s * 1000:.0f} ms")
+            raise count_error(self.recorder, error) from None
         except (ssl.SSLError, ssl.CertificateError) as exc:
             error = TlsError(f"TLS handshake with {self.sni}:{self.port} failed: {exc}")
             raise count_error(self.recorder, error) from exc
-        except TimeoutError:
-            error = TimeoutError(f"connecting to {self.host}:{self.port} took over "
-                                 f"{timeout_s * 1000:.0f} ms")
-            raise count_error(self.recorder, error) from None
         except OSError as exc:
             raise count_error(self.recorder, exc)
+        finally:
+            self.connect_task = None
+            self.connect_timed_out = False
         self.conn_us.record(now_us() - started)
         self.conn_count.value += 1
         self.conn = conn
@@ -325,11 +330,23 @@ class Http1Client(ClientBase):
         self.timer = None
         conn = self.inflight
         if conn is None:
-            return   # nothing due: the timer lapses until the next request
-        if self.loop.time() + _TIMER_SLACK_S < self.deadline:
+            task = self.connect_task
+            if task is not None:
+                if now_us() + _TIMER_SLACK_US < self.deadline_us:
+                    self.arm(self.deadline_us)
+                else:
+                    self.connect_timed_out = True
+                    task.cancel()
+                return
+            # Nothing due: the timer lapses until the next request, and an idle
+            # connection gives its parser back (made again when needed).
+            idle = self.conn
+            if idle is not None:
+                idle.core.shrink()
+            return
+        if now_us() + _TIMER_SLACK_US < self.deadline_us:
             # Armed for an earlier request: move it to the current deadline.
-            self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self.on_timer)
+            self.arm(self.deadline_us)
             return
         waiter = conn.waiter
         self.inflight = None
@@ -369,63 +386,7 @@ def create_client(device):
     return Http1Client(device)
 
 
-# ---- script functions ------------------------------------------------------------
-
-def _body_bytes(body):
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    if isinstance(body, (bytearray, memoryview)):
-        return bytes(body)
-    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
-
-
-def _with_body(method, path, headers, body, json, msgpack, timeout):
-    if json is not None:
-        return current_device().client.request(method, path, headers,
-                                               _json_dumps(json, separators=(",", ":")).encode("utf-8"),
-                                               _JSON, timeout)
-    if msgpack is not None:
-        return current_device().client.request(method, path, headers, _msgpack_packb(msgpack),
-                                               _MSGPACK, timeout)
-    return current_device().client.request(method, path, headers, _body_bytes(body), None, timeout)
-
-
-def get(path, headers=(), *, timeout=None):
-    """GET ``path``; await it for ``(status, headers, body)``."""
-    return current_device().client.request(b"GET", path, headers, None, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    """HEAD ``path``; the body is always ``b""``."""
-    return current_device().client.request(b"HEAD", path, headers, None, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    """OPTIONS ``path``."""
-    return current_device().client.request(b"OPTIONS", path, headers, None, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    """DELETE ``path``."""
-    return current_device().client.request(b"DELETE", path, headers, None, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
-    return _with_body(b"POST", path, headers, body, json, msgpack, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
-    return _with_body(b"PUT", path, headers, body, json, msgpack, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
-    return _with_body(b"PATCH", path, headers, body, json, msgpack, timeout)
-
+# ---- script functions: compiled, in stressgrid._core.http1 ------------------------
 
 BUILTINS = {
     "get": get,

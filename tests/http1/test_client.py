@@ -110,6 +110,21 @@ def test_cancelled_request_leaves_no_trace(edge):
     edge.wait_for(lambda s: s.closed_by_client >= 2)
 
 
+def test_connect_timeout_leaves_the_task_usable(edge):
+    async def main():
+        client, recorder = new_client(edge.port, protocol="https")
+        with pytest.raises(TimeoutError, match="connecting"):
+            await client.request(b"GET", "/hello", timeout=100)
+        assert recorder.counter("timeout_error_count").value == 1
+        # The cancellation that timed the connect out is not left on the task.
+        await asyncio.sleep(0.01)
+        plain, _ = new_client(edge.port)
+        assert (await plain.request(b"GET", "/hello"))[0] == 200
+        client.close()
+        plain.close()
+    run(main)
+
+
 def test_close_closes_and_never_raises(edge):
     async def main():
         client, _ = new_client(edge.port)
