@@ -31,6 +31,7 @@ class _ThreadedServer:
         self.ready = threading.Event()
         self.lock = threading.Lock()
         self.close_codes = []
+        self.closes = []
         self.stop_event = None
         self.failure = None
 
@@ -57,6 +58,8 @@ class _ThreadedServer:
             await connection.wait_closed()
             with self.lock:
                 self.close_codes.append(connection.close_code)
+                self.closes.append((connection.request.path if connection.request else None,
+                                    connection.close_code))
 
     def start(self):
         self.thread.start()
@@ -68,6 +71,17 @@ class _ThreadedServer:
         if self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(10)
+
+    def wait_for_close(self, path, timeout=10.0):
+        """Block until a connection to ``path`` has closed; returns its close code."""
+        waiter = threading.Event()
+        for _ in range(int(timeout / 0.01)):
+            with self.lock:
+                for seen, code in self.closes:
+                    if seen == path:
+                        return code
+            waiter.wait(0.01)
+        raise AssertionError(f"no connection to {path} closed within {timeout} s")
 
     def wait_for_close_codes(self, count, timeout=10.0):
         """Block until ``count`` connections have closed; returns their codes."""
