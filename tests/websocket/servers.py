@@ -30,7 +30,6 @@ class _ThreadedServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.ready = threading.Event()
         self.lock = threading.Lock()
-        self.close_codes = []
         self.closes = []
         self.stop_event = None
         self.failure = None
@@ -57,7 +56,6 @@ class _ThreadedServer:
         finally:
             await connection.wait_closed()
             with self.lock:
-                self.close_codes.append(connection.close_code)
                 self.closes.append((connection.request.path if connection.request else None,
                                     connection.close_code))
 
@@ -82,17 +80,6 @@ class _ThreadedServer:
                         return code
             waiter.wait(0.01)
         raise AssertionError(f"no connection to {path} closed within {timeout} s")
-
-    def wait_for_close_codes(self, count, timeout=10.0):
-        """Block until ``count`` connections have closed; returns their codes."""
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.01)):
-            with self.lock:
-                if len(self.close_codes) >= count:
-                    return list(self.close_codes)
-            deadline.wait(0.01)
-        with self.lock:
-            return list(self.close_codes)
 
 
 def _raw_text_frame(payload):
