@@ -78,40 +78,48 @@ class HostAgent:
         limit = raise_open_file_limit()
         capacity = device_capacity(limit, self.config.workers)
         report_capacity(limit, self.config.workers, capacity)
-        context = zmq.Context()
-        wake_reader, wake_writer = socket.socketpair()
-        with tempfile.TemporaryDirectory(prefix="stressgrid-agent-") as socket_dir, \
-                _signals_to(wake_writer, self._request_stop):
-            self.router = context.socket(zmq.ROUTER)
-            self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            self.router.setsockopt(zmq.LINGER, 0)
-            self.router.setsockopt(zmq.SNDHWM, 0)  # commands to a live worker are never dropped
-            endpoint = f"ipc://{socket_dir}/workers"
-            self.router.bind(endpoint)
-            self.pool = WorkerPool(self.config.workers, endpoint, self.config.log_level)
-            try:
-                self.link = CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
-                                            workers=self.config.workers, capacity=capacity)
-            except zmq.ZMQError as exc:
-                self.router.close(linger=0)
-                context.term()
-                raise SystemExit(f"cannot use coordinator address {self.config.coordinator_url!r}: {exc}") from None
+        with contextlib.ExitStack() as stack:  # unwinds in reverse: workers first, context last
+            context = zmq.Context()
+            stack.callback(context.term)
+            wake_reader, wake_writer = socket.socketpair()
+            stack.callback(wake_reader.close)
+            stack.callback(wake_writer.close)
+            socket_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="stressgrid-agent-"))
+            stack.enter_context(_signals_to(wake_writer, self._request_stop))
+            self.router = self._bind_worker_router(context, f"ipc://{socket_dir}/workers")
+            stack.callback(self.router.close, linger=0)
+            self.link = self._connect_coordinator(context, capacity)
+            stack.callback(self.link.close)
+            self.pool = WorkerPool(self.config.workers, self.router.getsockopt_string(zmq.LAST_ENDPOINT),
+                                   self.config.log_level)
+            stack.callback(self._stop_workers)
             log.info("generator %s: %d workers, coordinator %s", self.config.generator_id,
                      self.config.workers, self.config.coordinator_url)
-            try:
-                self.pool.start_all()
-                self._serve(wake_reader)
-            finally:
-                log.info("stopping %d workers", len(self.pool))
-                self.pool.stop_all()
-                self.link.close()
-                self.router.close(linger=0)
-                wake_reader.close()
-                wake_writer.close()
-                context.term()
+            self.pool.start_all()
+            self._serve(wake_reader)
         log.info("stopped")
         return 0
+
+    @staticmethod
+    def _bind_worker_router(context, endpoint):
+        router = context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker fails, not vanishes
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its identity
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.SNDHWM, 0)  # commands to a live worker are never dropped
+        router.bind(endpoint)
+        return router
+
+    def _connect_coordinator(self, context, capacity):
+        try:
+            return CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
+                                   workers=self.config.workers, capacity=capacity)
+        except zmq.ZMQError as exc:
+            raise SystemExit(f"cannot use coordinator address {self.config.coordinator_url!r}: {exc}") from None
+
+    def _stop_workers(self):
+        log.info("stopping %d workers", len(self.pool))
+        self.pool.stop_all()
 
     def _request_stop(self):
         self._stop_requested = True
