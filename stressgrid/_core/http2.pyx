@@ -287,7 +287,7 @@ cdef class Http2Connection:
         self.headers_histogram = headers_histogram
         self.body_histogram = body_histogram
         self.response_counter = response_counter
-        self.out_cap = 16384
+        self.out_cap = 1024  # grows with what one flush carries; idle devices stay small
         self.out = <uint8_t *>PyMem_Malloc(self.out_cap)
         if self.out == NULL:
             raise MemoryError()
@@ -507,6 +507,7 @@ cdef class Http2Connection:
 
         Streams this closes are kept for ``take_finished`` (or the next ``feed``)."""
         cdef bytes out
+        cdef uint8_t *grown
         if self.session == NULL:
             return b""
         self._drain()
@@ -514,6 +515,12 @@ cdef class Http2Connection:
             return b""
         out = PyBytes_FromStringAndSize(<const char *>self.out, self.out_len)
         self.out_len = 0
+        if self.out_cap > 65536:
+            # A large upload went through: give its buffer back.
+            grown = <uint8_t *>PyMem_Realloc(self.out, 1024)
+            if grown != NULL:
+                self.out = grown
+                self.out_cap = 1024
         return out
 
     def connection_lost(self):
