@@ -58,6 +58,8 @@ class Worker:
         self.socket = None
         self._run_cohorts = {}  # run_id -> set of cohort ids
         self._stopping = None
+        self._handlers = {wire.StartCohort: self._start_cohort, wire.StopCohort: self._stop,
+                          wire.Abort: self._abort}
 
     async def run(self):
         """Serve the agent until told to stop; returns the exit status."""
@@ -110,17 +112,18 @@ class Worker:
 
     async def handle(self, message):
         """Carry out one message from the agent; returns a reply or ``None``."""
-        if isinstance(message, wire.StartCohort):
-            return await self._start_cohort(message)
-        if isinstance(message, wire.StopCohort):
-            await self._stop_cohort(message.run_id, message.cohort_id)
-            return None
-        if isinstance(message, wire.Abort):
-            for cohort_id in list(self._run_cohorts.get(message.run_id, ())):
-                await self._stop_cohort(message.run_id, cohort_id)
-            return None
-        log.warning("unexpected %s message from the agent", message.type.value)
-        return wire.Error(message=f"worker {self.index}: unexpected message type {message.type.value!r}")
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            log.warning("unexpected %s message from the agent", message.type.value)
+            return wire.Error(message=f"worker {self.index}: unexpected message type {message.type.value!r}")
+        return await handler(message)
+
+    async def _abort(self, abort):
+        for cohort_id in list(self._run_cohorts.get(abort.run_id, ())):
+            await self._stop_cohort(abort.run_id, cohort_id)
+
+    async def _stop(self, stop):
+        await self._stop_cohort(stop.run_id, stop.cohort_id)
 
     async def _start_cohort(self, start):
         try:
