@@ -43,7 +43,10 @@ def main(argv=None):
     try:
         server = waitress.create_server(app, host=config.bind, port=config.management_port,
                                         threads=config.http_threads, ident="stressgrid",
-                                        clear_untrusted_proxy_headers=True)
+                                        clear_untrusted_proxy_headers=True,
+                                        # poll(), not select(): a big fleet's generator
+                                        # connections push descriptors past 1024.
+                                        asyncore_use_poll=True)
     except OSError:
         coordinator.stop()
         raise

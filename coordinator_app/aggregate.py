@@ -1,10 +1,10 @@
 """Aggregation of generator telemetry (DESIGN.md sections 5 and 7).
 
 ``TelemetryAggregator`` is owned by the coordinator's socket thread. Its hot
-path is ``ingest``: every message's histograms are validated and merged as
-sparse bucket counts straight into one pending aggregate (Cython, no
-per-message histogram allocation) and its counters added to a dict. Every
-second ``tick`` folds the pending aggregate once into the per-second view,
+path is ``ingest``: every message's histograms are merged as sparse bucket
+counts straight into one pending aggregate (Cython, no per-message histogram
+allocation; ``ingest`` explains how a bad message is kept out) and its
+counters added to a dict. Every second ``tick`` folds the pending aggregate once into the per-second view,
 the current report interval and the run totals, and returns the telemetry
 the UI and CLI show. ``cut_interval`` hands a finished interval to the
 writers; ``finish_run`` the last, partial one and the run's totals.
@@ -81,8 +81,8 @@ class RunTotals:
 class TelemetryAggregator:
     """Per-second, per-interval and per-run aggregates of generator telemetry.
 
-    Generators are passed in as objects with writable ``active_devices`` and
-    ``cpu_percent`` attributes (the registry's records), so ingest needs no
+    Generators are passed in as objects with writable ``active_devices``,
+    ``cpu_percent`` and ``suspect`` attributes (the registry's records), so ingest needs no
     lookups of its own.
     """
 
@@ -91,6 +91,7 @@ class TelemetryAggregator:
         self._wall = wall_clock
         self._scratch = Histogram("validation")
         self.pending = MetricsAggregate()
+        self._accepted = []  # histogram maps merged into ``pending`` since the last flush
         self.second = MetricsAggregate()
         self.interval = None
         self.run_histograms = None
@@ -111,58 +112,76 @@ class TelemetryAggregator:
         """Merge one ``wire.Telemetry`` from ``generator``.
 
         Raises ``ValueError`` for a malformed snapshot; then nothing of the
-        message is merged.
+        message is merged. Histograms are merged optimistically, straight
+        from their wire form; a bad encoding part-way through a message is
+        undone by rebuilding this second's pending histograms from the
+        messages accepted since the last flush. A generator that sent one bad
+        message has every later message validated first, so that rebuild
+        happens at most once per generator.
         """
         metrics = telemetry.metrics
         histograms = metrics.get("histograms", _EMPTY)
         counters = metrics.get("counters", _EMPTY)
-        if type(histograms) is not dict or type(counters) is not dict:
-            self.rejected += 1
-            raise ValueError("metrics.histograms and metrics.counters must be maps")
-        scratch = self._scratch
-        cpu = None
         try:
-            # Validate every part first: a bad message is never half-merged.
+            if type(histograms) is not dict or type(counters) is not dict:
+                raise ValueError("metrics.histograms and metrics.counters must be maps")
             for name, encoded in histograms.items():
-                if type(name) is not str or type(encoded) not in (list, tuple) or len(encoded) != 2:
+                if (type(name) is not str or type(encoded) not in (list, tuple) or len(encoded) != 2
+                        or type(encoded[0]) is not bytes or type(encoded[1]) is not int):
                     raise ValueError(f"bad histogram {name!r}")
-                data, clamped = encoded
-                if type(data) is not bytes or type(clamped) is not int:
-                    raise ValueError(f"bad histogram {name!r}")
-                if name == CPU_HISTOGRAM:
-                    scratch.reset()
-                    scratch.add_encoded(data, clamped)
-                    cpu = scratch.max
-                    scratch.reset()
-                else:
-                    scratch.add_encoded(data, clamped)
             for name, value in counters.items():
                 if type(name) is not str or type(value) is not int or value < 0:
                     raise ValueError(f"bad counter {name!r}")
+            if generator.suspect:
+                self._validate(histograms)
+            self._merge(histograms)
         except ValueError:
             self.rejected += 1
+            generator.suspect = True
             raise
-        finally:
-            scratch.reset()
-        pending = self.pending
-        for name, (data, clamped) in histograms.items():
-            pending.histogram(name).add_encoded(data, clamped)
-        merged = pending.counters
+        self._accepted.append(histograms)
+        merged = self.pending.counters
         for name, value in counters.items():
             merged[name] = merged.get(name, 0) + value
         generator.active_devices = telemetry.active_device_number
+        cpu = histograms.get(CPU_HISTOGRAM)
         if cpu is not None:
-            generator.cpu_percent = cpu
+            scratch = self._scratch
+            scratch.add_encoded(*cpu)
+            generator.cpu_percent = scratch.max
+            scratch.reset()
         if telemetry.errors:
             for name, line in telemetry.errors.items():
                 if type(name) is str and type(line) is str and name not in self.errors:
                     self.errors[name] = line
         self.messages += 1
 
+    def _validate(self, histograms):
+        scratch = self._scratch
+        try:
+            for data, clamped in histograms.values():
+                scratch.add_encoded(data, clamped)
+        finally:
+            scratch.reset()
+
+    def _merge(self, histograms):
+        pending = self.pending
+        try:
+            for name, (data, clamped) in histograms.items():
+                pending.histogram(name).add_encoded(data, clamped)
+        except ValueError:
+            # Undo the part of this message that was merged: rebuild from the accepted ones.
+            pending.histograms.clear()
+            for accepted in self._accepted:
+                for name, (data, clamped) in accepted.items():
+                    pending.histogram(name).add_encoded(data, clamped)
+            raise
+
     # -- once a second -----------------------------------------------------
 
     def _flush(self):
         pending = self.pending
+        self._accepted = []
         if not pending.histograms and not pending.counters:
             return
         self.second.add(pending)

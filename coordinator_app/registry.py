@@ -26,6 +26,7 @@ class Generator:
     active_devices: int = 0
     cpu_percent: float = 0.0
     registrations: int = 1
+    suspect: bool = False  # sent a malformed message: validate its telemetry before merging
 
     def to_dict(self, now):
         """The JSON form the API shows (``now``: the registry's monotonic time)."""

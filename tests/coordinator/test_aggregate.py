@@ -21,8 +21,10 @@ class Clock:
 
 
 class Gen:
-    active_devices = 0
-    cpu_percent = 0.0
+    def __init__(self):
+        self.active_devices = 0
+        self.cpu_percent = 0.0
+        self.suspect = False
 
 
 def telemetry(snap, active=0, errors=None):
@@ -161,3 +163,31 @@ def test_csv_has_clock_then_sorted_keys_with_histograms_expanded_in_place():
     assert row1["response_count"] == "4" and float(row1["response_per_second"]) == 0.0
     assert row1["zzz_count"] == "1" and row1["body_us"] == ""
     assert row1["conn_us_median"] == "200" and row0["active_device_number"] == "3"
+
+
+def test_a_bad_histogram_mid_message_is_undone_and_its_sender_validated_from_then_on():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    honest, broken = Gen(), Gen()
+    expected = Histogram()
+    for values in ([10, 20, 30], [40_000, 50]):
+        expected.record_many(values)
+        aggregator.ingest(honest, telemetry(snapshot({"a_us": values, "b_us": values}, {"n_count": 1})))
+    bad = snapshot({"a_us": [999_999], "b_us": [7]}, {"n_count": 100})
+    bad["histograms"]["b_us"] = (b"\x01", 0)  # a_us merges, then b_us turns out truncated
+    with pytest.raises(ValueError):
+        aggregator.ingest(broken, telemetry(bad))
+    assert broken.suspect and not honest.suspect
+    bad2 = snapshot({"a_us": [123]})
+    bad2["histograms"]["z_us"] = (b"\x80\x80", 0)
+    with pytest.raises(ValueError):
+        aggregator.ingest(broken, telemetry(bad2))  # validated first: nothing to undo
+    aggregator.ingest(broken, telemetry(snapshot({"a_us": [5]}, {"n_count": 1})))
+    expected.record(5)
+    clock.now += 1
+    tick = aggregator.tick([honest, broken])
+    assert tick["histograms"]["a_us"]["count"] == expected.total_count == 6
+    assert tick["histograms"]["a_us"]["max"] == expected.max
+    assert tick["histograms"]["b_us"]["count"] == 5
+    assert tick["counters"]["n_count"]["total"] == 3
+    assert aggregator.rejected == 2 and aggregator.messages == 3
