@@ -12,7 +12,7 @@ import pytest
 from stressgrid._core.websocket import accept_key
 from stressgrid.protocols import websocket as ws_protocol
 from stressgrid.runtime.local import run_local
-from tests.support.servers import free_port, self_signed_certificate
+from tests.support.servers import self_signed_certificate
 from tests.websocket.servers import ScriptServer, running
 
 LINGER = "\nawait delay(60000)\n"  # keep the device (and its connection) until the run stops
