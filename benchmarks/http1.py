@@ -50,6 +50,11 @@ while True:
     await get("/")
     stop_timing("get")
 """
+# The same without the script's own timing: what the HTTP path alone costs.
+UNTIMED_SCRIPT = """
+while True:
+    await get("/")
+"""
 
 LOCUSTFILE = """
 from locust import FastHttpUser, constant, task
@@ -195,16 +200,18 @@ def measure(name, command, status_port, warmup, window, env=None):
     return rps, cpu_us
 
 
-def ours_command(port, seconds):
-    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds)]
+def ours_command(port, seconds, untimed=False):
+    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds)] + \
+        (["--untimed"] if untimed else [])
 
 
-def run_ours(port, seconds):
+def run_ours(port, seconds, untimed=False):
     """The worker side: 50 devices timing every GET, for ``seconds``."""
     from stressgrid.runtime.local import run_local
     plan = {"name": "bench-http1",
             "addresses": [{"host": "127.0.0.1", "port": port, "protocol": "http"}],
-            "blocks": [{"script": OUR_SCRIPT, "params": {}, "size": CONNECTIONS}],
+            "blocks": [{"script": UNTIMED_SCRIPT if untimed else OUR_SCRIPT, "params": {},
+                        "size": CONNECTIONS}],
             "opts": {"timeout_ms": 5000}}
     result = run_local(plan, seconds)
     errors = {k: v for k, v in result.counters.items() if k.endswith("_error_count")}
@@ -274,15 +281,17 @@ def main():
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
     parser.add_argument("--window", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--idle-devices", type=int, default=5000)
-    parser.add_argument("--only", choices=["ours", "wrk", "locust"], action="append")
+    parser.add_argument("--only", choices=["ours", "untimed", "wrk", "locust"], action="append",
+                        help="run only these (repeatable); 'untimed' is ours without the script's timing")
     parser.add_argument("--run-ours", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-idle", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--untimed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_ours:
-        return run_ours(args.run_ours, args.seconds)
+        return run_ours(args.run_ours, args.seconds, args.untimed)
     if args.run_idle:
         return run_idle(args.run_idle, args.devices, args.out)
     if (os.cpu_count() or 1) < 2:
@@ -299,6 +308,7 @@ def main():
             url = f"http://127.0.0.1:{port}/"
             commands = {
                 "ours": ours_command(port, seconds),
+                "untimed": ours_command(port, seconds, untimed=True),
                 "wrk": [which("wrk"), "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", url],
                 "locust": [which("locust"), "-f", str(locustfile), "--headless", "-u", str(CONNECTIONS),
                            "-r", str(CONNECTIONS), "-t", f"{int(seconds)}s", "--host", url.rstrip("/"),

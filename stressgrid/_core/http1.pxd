@@ -68,6 +68,11 @@ cdef class Http1Core:
     cdef inline void _reset_response(self)
     cdef inline void _finish(self)
     cdef inline void _store(self, exc)
+    cdef void message_begin(self)
+    cdef void header(self, bytes name, bytes value)
+    cdef void headers_complete(self)
+    cdef void body_chunk(self, bytes chunk)
+    cdef void message_complete(self)
 
 
 cdef class RequestWriter:

@@ -112,7 +112,7 @@ cdef class Http1Core:
                                "one request at a time per connection")
         if self.parser is None:
             # Created lazily: an idle device that never sent a request holds none.
-            self.parser = HttpResponseParser(self)
+            self.parser = HttpResponseParser(_CALLBACKS)
         self.head = head
         self.close_after = close_after
         self.measured = measured
@@ -143,6 +143,9 @@ cdef class Http1Core:
             self.reusable = False
             raise ProtocolError("unexpected data from the server while no request was in flight")
         self.received += len(data)
+        global _feeding
+        cdef Http1Core outer = _feeding
+        _feeding = self
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -161,6 +164,8 @@ cdef class Http1Core:
                     self.state = FAILED
                     self.reusable = False
                     raise ProtocolError(f"malformed HTTP response: {exc}") from None
+        finally:
+            _feeding = outer
         if self.error is not None:
             error = self.error
             self.error = None
@@ -250,13 +255,13 @@ cdef class Http1Core:
         if self.error is None:
             self.error = exc
 
-    # ---- httptools callbacks -------------------------------------------------
+    # ---- httptools callbacks (through the module functions below) ------------
 
-    def on_message_begin(self):
+    cdef void message_begin(self):
         if self.state != WAITING:
             self.reusable = False   # the server starts another message nobody asked for
 
-    def on_header(self, bytes name, bytes value):
+    cdef void header(self, bytes name, bytes value):
         if self.state != WAITING:
             self.reusable = False   # a second message after ours
             return
@@ -271,7 +276,7 @@ cdef class Http1Core:
         except BaseException as exc:
             self._store(exc)
 
-    def on_headers_complete(self):
+    cdef void headers_complete(self):
         cdef int status
         if self.state != WAITING:
             self.reusable = False
@@ -294,7 +299,7 @@ cdef class Http1Core:
         except BaseException as exc:
             self._store(exc)
 
-    def on_body(self, bytes chunk):
+    cdef void body_chunk(self, bytes chunk):
         cdef object body
         if self.state != BODY:
             return
@@ -306,7 +311,7 @@ cdef class Http1Core:
         else:
             self.body = [body, chunk]
 
-    def on_message_complete(self):
+    cdef void message_complete(self):
         cdef int state = self.state
         if state == WAITING:
             # The end of a 1xx: forget its headers, wait for the final response.
@@ -329,6 +334,52 @@ cdef class Http1Core:
             self._finish()
         except BaseException as exc:
             self._store(exc)
+
+
+# The core whose feed() is running. httptools calls the callbacks of the object
+# given to its parser; giving every parser the same object of shared functions
+# (instead of the core, whose methods would be bound anew for each parser)
+# keeps five bound methods out of every connection.
+cdef Http1Core _feeding = None
+
+
+def _on_message_begin():
+    if _feeding is not None:
+        _feeding.message_begin()
+
+
+def _on_header(bytes name, bytes value):
+    if _feeding is not None:
+        _feeding.header(name, value)
+
+
+def _on_headers_complete():
+    if _feeding is not None:
+        _feeding.headers_complete()
+
+
+def _on_body(bytes chunk):
+    if _feeding is not None:
+        _feeding.body_chunk(chunk)
+
+
+def _on_message_complete():
+    if _feeding is not None:
+        _feeding.message_complete()
+
+
+cdef class _Callbacks:
+    cdef public object on_message_begin, on_header, on_headers_complete, on_body, on_message_complete
+
+    def __cinit__(self):
+        self.on_message_begin = _on_message_begin
+        self.on_header = _on_header
+        self.on_headers_complete = _on_headers_complete
+        self.on_body = _on_body
+        self.on_message_complete = _on_message_complete
+
+
+cdef _Callbacks _CALLBACKS = _Callbacks()
 
 
 cdef bytes encode_path(path):

@@ -225,7 +225,7 @@ class Http1Client(ClientBase):
         if self.closed:
             raise RuntimeError("the device's HTTP client is closed")
         self.connecting = True
-        return self._connect_and_send(data, flags, budget_s)
+        return self._open_then_send(None, data, flags, now_us() + int(budget_s * 1e6), budget_s)
 
     def upgrade(self, path, headers=(), *, timeout=None):
         """GET ``path`` with the caller's upgrade headers: ``(status, headers, leftover)`` on 101.
@@ -252,44 +252,17 @@ class Http1Client(ClientBase):
             protocol.connection_lost(conn.lost_exc)
         return transport
 
-    async def _connect_and_send(self, data, flags, budget_s):
-        deadline_us = now_us() + int(budget_s * 1e6)
-        try:
-            conn = await self._connect(deadline_us, budget_s)
-        finally:
-            self.connecting = False
-        if self.closed:
-            conn.discard(True)
-            raise RuntimeError("the device's HTTP client is closed")
-        return await self.send(conn, self.loop.create_future(), data, flags, deadline_us, budget_s)
-
     def resend(self, waiter, data, flags):
-        """Send ``data`` again on a new connection; ``waiter`` gets the outcome."""
+        """Send ``data`` again on a new connection, in a task; ``waiter`` gets the outcome."""
         self.connecting = True
-        self.loop.create_task(self._resend(waiter, data, flags))
+        self.loop.create_task(self._open_then_send(waiter, data, flags, self.deadline_us, self.budget_s))
 
-    async def _resend(self, waiter, data, flags):
-        remaining = (self.deadline_us - now_us()) / 1e6
-        try:
-            if remaining <= 0:
-                raise count_error(self.recorder, TimeoutError(
-                    f"no complete response within {self.budget_s * 1000:.0f} ms"))
-            conn = await self._connect(self.deadline_us, self.budget_s)
-        except BaseException as exc:  # handed to the script, counted already
-            if not waiter.done():
-                waiter.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        finally:
-            self.connecting = False
-        if waiter.done() or self.closed:
-            conn.discard(True)
-            return
-        self.send(conn, waiter, data, flags, self.deadline_us, self.budget_s)
+    async def _open_then_send(self, waiter, data, flags, deadline_us, budget_s):
+        """Connect, then send ``data``.
 
-    async def _connect(self, deadline_us, budget_s):
-        """Open a connection by ``deadline_us``; counts it, or its failure."""
+        Awaited by the script (``waiter`` None): returns the response or
+        raises. Run as a task for a retry: ``waiter`` gets the outcome.
+        """
         loop = self.loop
         started = now_us()
         # The device's one timer also bounds the connect: at the deadline
@@ -303,28 +276,50 @@ class Http1Client(ClientBase):
                 self.timer.cancel()
             self.arm(deadline_us)
         try:
+            if started >= deadline_us:
+                raise TimeoutError(f"no complete response within {budget_s * 1000:.0f} ms")
             _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port,
                                                    ssl=self.tls, server_hostname=self.sni)
         except asyncio.CancelledError:
             if not self.connect_timed_out:
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
                 raise
             if hasattr(task, "uncancel"):
                 task.uncancel()    # our cancellation, not the caller's
             error = TimeoutError(f"connecting to {self.host}:{self.port} took over "
                                  f"{budget_s * 1000:.0f} ms")
-            raise count_error(self.recorder, error) from None
         except (ssl.SSLError, ssl.CertificateError) as exc:
             error = TlsError(f"TLS handshake with {self.sni}:{self.port} failed: {exc}")
-            raise count_error(self.recorder, error) from exc
-        except OSError as exc:
-            raise count_error(self.recorder, exc)
+            error.__cause__ = exc
+        except (OSError, TimeoutError) as exc:
+            error = exc
+        else:
+            error = None
         finally:
             self.connect_task = None
             self.connect_timed_out = False
+            self.connecting = False
+        if error is not None:
+            count_error(self.recorder, error)
+            if waiter is None:
+                raise error
+            if not waiter.done():
+                waiter.set_exception(error)
+            return None
         self.conn_us.record(now_us() - started)
         self.conn_count.value += 1
         self.conn = conn
-        return conn
+        if waiter is None:
+            if self.closed:
+                conn.discard(True)
+                raise RuntimeError("the device's HTTP client is closed")
+            return await self.send(conn, loop.create_future(), data, flags, deadline_us, budget_s)
+        if waiter.done() or self.closed:
+            conn.discard(True)   # the script gave up or the device is closing
+            return None
+        self.send(conn, waiter, data, flags, deadline_us, budget_s)
+        return None
 
     def on_timer(self):
         self.timer = None
@@ -364,6 +359,9 @@ class Http1Client(ClientBase):
             timer, self.timer = self.timer, None
             if timer is not None:
                 timer.cancel()
+            task, self.connect_task = self.connect_task, None
+            if task is not None:
+                task.cancel()
             conn, self.conn = self.conn, None
             inflight, self.inflight = self.inflight, None
             for each in (conn, inflight):
