@@ -25,10 +25,6 @@ _OPEN_WARNING = """
 """
 
 
-def _stop(signum, frame):
-    raise SystemExit(0)
-
-
 def main(argv=None):
     """Parse flags, start the coordinator and serve HTTP until stopped."""
     config = config_from_args(argv)
@@ -50,14 +46,23 @@ def main(argv=None):
     except OSError:
         coordinator.stop()
         raise
-    signal.signal(signal.SIGTERM, _stop)
+
+    def stop(signum, frame):
+        # End event streams first: waitress waits for its request threads when it closes.
+        coordinator.publisher.close()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     log.info("management API on http://%s:%s, generators connect to %s, data in %s",
              config.bind, server.effective_port, coordinator.generator_endpoint, config.data_dir)
     try:
-        server.run()
+        server.run()  # returns (or raises) on SIGTERM / Ctrl-C
     except (KeyboardInterrupt, SystemExit):
-        log.info("stopping")
+        pass
     finally:
+        log.info("stopping")
+        coordinator.publisher.close()
         server.close()
         coordinator.stop()
     return 0

@@ -83,7 +83,7 @@ def test_abort_stops_real_devices_at_once(setup):
 def test_a_generator_killed_mid_run_is_dropped_and_the_run_completes(setup):
     coordinator, generators, redis_port = setup
     api = coordinator.api
-    status, run, _ = api.post("/api/runs", redis_plan(redis_port, size=10, steps=1, sustain_ms=5000))
+    status, run, _ = api.post("/api/runs", redis_plan(redis_port, size=10, steps=1, sustain_ms=3000))
     assert status == 201
     wait_until(lambda: connected_clients(redis_port) == 10, timeout=10)
     victim = generators[1]
