@@ -20,7 +20,7 @@ raises ``ConnectionClosedError``.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
 
 from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
@@ -57,6 +57,40 @@ _PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))
 cdef inline str latin1(bytes data):
     # Header bytes map 1:1 onto code points 0-255: lossless, and the cheapest decode.
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+
+
+# Responses repeat their headers ("Server: nginx", "Content-Type: text/html"...):
+# a small direct-mapped cache of decoded (name, value) pairs, shared by every
+# connection of the process, saves two decodes and a tuple per header.
+cdef enum:
+    HEADER_CACHE_SIZE = 1024        # a power of two
+    HEADER_CACHE_MAX_BYTES = 256    # longer headers are decoded every time
+cdef list _header_cache = [None] * HEADER_CACHE_SIZE
+
+
+cdef inline tuple header_pair(bytes name, bytes value):
+    cdef const unsigned char *p
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name), m = PyBytes_GET_SIZE(value)
+    cdef uint32_t h = 2166136261u   # FNV-1a over name, a separator and value
+    cdef tuple entry, pair
+    if n + m > HEADER_CACHE_MAX_BYTES:
+        return (latin1(name), latin1(value))
+    p = <const unsigned char *>PyBytes_AS_STRING(name)
+    for i in range(n):
+        h = (h ^ p[i]) * 16777619u
+    h = (h ^ 0xff) * 16777619u
+    p = <const unsigned char *>PyBytes_AS_STRING(value)
+    for i in range(m):
+        h = (h ^ p[i]) * 16777619u
+    i = h & (HEADER_CACHE_SIZE - 1)
+    cached = _header_cache[i]
+    if cached is not None:
+        entry = <tuple>cached
+        if <bytes>entry[0] == name and <bytes>entry[1] == value:
+            return <tuple>entry[2]
+    pair = (latin1(name), latin1(value))
+    _header_cache[i] = (name, value, pair)
+    return pair
 
 
 cdef inline bint named(bytes name, const char *lower, Py_ssize_t length):
@@ -266,7 +300,7 @@ cdef class Http1Core:
             self.reusable = False   # a second message after ours
             return
         try:
-            self.headers.append((latin1(name), latin1(value)))
+            self.headers.append(header_pair(name, value))
             if named(name, b"content-length", 14):
                 self.has_length = True
             elif named(name, b"content-type", 12):

@@ -336,3 +336,16 @@ def test_many_exchanges_on_one_core():
         assert core.result()[2] == body
     assert recorder.counter("response_count").value == 100
     assert core.completed == 100
+
+
+def test_repeated_and_colliding_headers_decode_right():
+    # Decoded header pairs are cached per process; every lookup must still match exactly.
+    core, _ = new_core()
+    for i in range(3000):
+        value = f"v{i}-é".encode("latin-1")
+        data = (b"HTTP/1.1 200 OK\r\nServer: same\r\nX-Index: " + value +
+                b"\r\nX-Long: " + b"y" * (300 + i % 3) + b"\r\nContent-Length: 0\r\n\r\n")
+        exchange(core, data, split_whole)
+        _, headers, _ = core.result()
+        assert headers == [("Server", "same"), ("X-Index", f"v{i}-é"), ("X-Long", "y" * (300 + i % 3)),
+                           ("Content-Length", "0")]
