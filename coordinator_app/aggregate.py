@@ -82,7 +82,7 @@ class TelemetryAggregator:
     """Per-second, per-interval and per-run aggregates of generator telemetry.
 
     Generators are passed in as objects with writable ``active_devices``,
-    ``cpu_percent`` and ``suspect`` attributes (the registry's records), so ingest needs no
+    ``cpu_percent``, ``cpu_pending`` and ``suspect`` attributes (the registry's records), so ingest needs no
     lookups of its own.
     """
 
@@ -148,8 +148,10 @@ class TelemetryAggregator:
         if cpu is not None:
             scratch = self._scratch
             scratch.add_encoded(*cpu)
-            generator.cpu_percent = scratch.max
+            peak = scratch.max
             scratch.reset()
+            if generator.cpu_pending is None or peak > generator.cpu_pending:
+                generator.cpu_pending = peak
         if telemetry.errors:
             for name, line in telemetry.errors.items():
                 if type(name) is str and type(line) is str and name not in self.errors:
@@ -202,6 +204,9 @@ class TelemetryAggregator:
         self.last_tick = now
         self._flush()
         second = self.second
+        for g in generators:  # a generator's CPU is its peak over the second just closed
+            if g.cpu_pending is not None:
+                g.cpu_percent, g.cpu_pending = g.cpu_pending, None
         active = sum(g.active_devices for g in generators)
         cpu = max((g.cpu_percent for g in generators), default=0.0)
         counters = {}

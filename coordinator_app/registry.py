@@ -24,7 +24,8 @@ class Generator:
     registered_at: float
     last_seen: float
     active_devices: int = 0
-    cpu_percent: float = 0.0
+    cpu_percent: float = 0.0  # peak CPU over the last complete second
+    cpu_pending: object = None  # peak so far in the current second (None: no report yet)
     registrations: int = 1
     suspect: bool = False  # sent a malformed message: validate its telemetry before merging
 

@@ -26,7 +26,7 @@ import zmq
 from stressgrid import __version__, wire
 
 from . import schedule
-from .aggregate import TelemetryAggregator
+from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
 from .registry import Registry
 from .store import RunStore
 from .writers import FinalReport, RunInfo, WriterPipeline
@@ -119,6 +119,7 @@ class ActiveRun:
         self.cohorts = {}  # cohort index -> {routing id: devices}
         self.devices_started = 0
         self.generator_devices = {}  # generator id -> devices started there
+        self.cpu_flagged = set()  # generators already reported over the CPU warning level
         self.events = []
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = started + self.interval_s
@@ -433,6 +434,14 @@ class Coordinator:
         for generator in self.registry:
             self._send_raw(generator.routing_id, heartbeat)
         self.aggregator.tick(list(self.registry))
+        run = self.run
+        if run is not None and not run.finishing:
+            for generator in self.registry:
+                if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
+                    run.cpu_flagged.add(generator.routing_id)
+                    self._event("generator_cpu_high",
+                                f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
+                                f"may be limited by the generator, not the target", generator)
         self._publish()
 
     def _publish(self):

@@ -24,6 +24,7 @@ class Gen:
     def __init__(self):
         self.active_devices = 0
         self.cpu_percent = 0.0
+        self.cpu_pending = None
         self.suspect = False
 
 
@@ -94,11 +95,18 @@ def test_cpu_max_per_generator_flags_over_80_percent():
     cool, hot = Gen(), Gen()
     aggregator.ingest(cool, telemetry(snapshot({"cpu_percent": [20, 30]})))
     aggregator.ingest(hot, telemetry(snapshot({"cpu_percent": [50, 91]})))
+    aggregator.ingest(hot, telemetry(snapshot({"cpu_percent": [60]})))  # peak of the second counts
     clock.now += 1
     tick = aggregator.tick([cool, hot])
     assert cool.cpu_percent == 30 and hot.cpu_percent == 91
     assert tick["max_cpu_percent"] == 91 and tick["cpu_warning"] is True
-    assert tick["histograms"]["cpu_percent"]["count"] == 4
+    assert tick["histograms"]["cpu_percent"]["count"] == 5
+    clock.now += 1
+    aggregator.ingest(hot, telemetry(snapshot({"cpu_percent": [12]})))
+    clock.now += 1
+    tick = aggregator.tick([cool, hot])
+    assert hot.cpu_percent == 12 and cool.cpu_percent == 30  # no report: last value stays
+    assert tick["cpu_warning"] is False
 
 
 def test_error_lines_keep_the_first_of_each_kind_with_counts():

@@ -267,3 +267,15 @@ def test_env_ports_are_used(tmp_path):
     finally:
         process.terminate()
         assert process.wait(15) == 0
+
+
+def test_the_coordinator_never_loads_the_worker_side():
+    # DESIGN.md boundary: the coordinator shares only plan, wire and metrics with generators.
+    code = ("import sys, coordinator_app.__main__, coordinator_app.app; "
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('stressgrid') or 'uvloop' in m)))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=coordinator_env(),
+                            capture_output=True, text=True, check=True).stdout.strip().split(",")
+    assert not [m for m in loaded if "uvloop" in m or m.startswith(("stressgrid.runtime",
+                                                                    "stressgrid.protocols",
+                                                                    "stressgrid.generator"))]
+    assert "stressgrid._core.device" not in loaded and "stressgrid.wire" in loaded

@@ -206,13 +206,19 @@ def test_a_short_run_keeps_every_value_exact_in_csv_summary_and_hdr_logs(coordin
             values = [100 + 37 * k + 1000 * i + round_ for k in range(50)]
             expected.record_many(values)
             sent += 3
-            fake.telemetry(snapshot({"headers_us": values}, {"response_count": 3}), active=2)
+            cpu = [97] if (i, round_) == (1, 2) else [30]
+            fake.telemetry(snapshot({"headers_us": values, "cpu_percent": cpu}, {"response_count": 3}),
+                           active=2)
         time.sleep(0.25)
     detail = coordinator.api.wait_run_finished(run["id"])
     summary = detail["summary"]
     assert summary["totals"]["response_count"] == sent == 24
     assert summary["histograms"]["headers_us"]["count"] == expected.total_count == 400
     assert summary["histograms"]["headers_us"]["max"] == expected.max
+    # A generator over 80% CPU is flagged once in the report and kept in it.
+    hot = [e for e in summary["events"] if e["kind"] == "generator_cpu_high"]
+    assert [e["generator"] for e in hot] == [fakes[1].generator_id] and "97%" in hot[0]["message"]
+    assert summary["maxima"]["max_cpu_percent"] == 97
     files = archive_files(coordinator.api, detail)
     rows = list(csv.DictReader(io.StringIO(files["results.csv"].decode())))
     assert [int(r["clock"]) for r in rows] == list(range(len(rows))) and len(rows) >= 2
