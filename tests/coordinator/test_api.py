@@ -1,10 +1,9 @@
 """The JSON API of a real coordinator process, with generators played over real sockets."""
+import io
 import json
-import socket
 import subprocess
 import sys
 import tarfile
-import io
 import time
 import urllib.request
 
