@@ -108,7 +108,6 @@ cdef class ClientBase:
     cdef public bint closed
     cdef public bint connecting
     cdef public object ws
-    cdef object __weakref__
 
     cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout)
     cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,

@@ -33,6 +33,7 @@ HTTP10_PROTOCOLS = frozenset({"http10", "http10s"})
 _TIMER_SLACK_US = 500  # the loop's timers have millisecond steps
 
 _tls_contexts = {}
+_targets = {}
 
 
 def tls_context(verify=False, ca_file="", alpn="http/1.1"):
@@ -53,6 +54,39 @@ def tls_context(verify=False, ca_file="", alpn="http/1.1"):
             context.set_alpn_protocols([alpn])
         _tls_contexts[key] = context
     return context
+
+
+class _Target:
+    """What the devices of one address share: where to connect, TLS, the request writer."""
+
+    __slots__ = ("host", "port", "sni", "tls", "tls_problem", "writer")
+
+    def __init__(self, address, opts):
+        protocol = address.protocol
+        tls = protocol in TLS_PROTOCOLS
+        http10 = protocol in HTTP10_PROTOCOLS
+        self.host = address.connect_host
+        self.port = address.port
+        self.writer = request_writer(address.host, address.port, tls, http10)
+        self.sni = address.host if tls else None
+        self.tls = None
+        self.tls_problem = None
+        if tls:
+            try:
+                self.tls = tls_context(getattr(opts, "tls_verify", False), getattr(opts, "tls_ca_file", ""),
+                                       "http/1.0" if http10 else "http/1.1")
+            except (OSError, ssl.SSLError) as exc:
+                # A missing or bad CA file: every connect fails with a counted TLS error.
+                self.tls_problem = f"cannot use the TLS settings: {exc}"
+
+
+def _target(address, opts):
+    key = (address.host, address.connect_host, address.port, address.protocol,
+           getattr(opts, "tls_verify", False), getattr(opts, "tls_ca_file", ""))
+    target = _targets.get(key)
+    if target is None:
+        target = _targets[key] = _Target(address, opts)
+    return target
 
 
 def _connection_error(exc):
@@ -169,30 +203,14 @@ class Http1Client(ClientBase):
     the upgrade hand-over and closing.
     """
 
-    __slots__ = ("host", "port", "sni", "tls", "conn_count", "conn_us", "detached", "connect_task",
-                 "connect_timed_out")
+    __slots__ = ("target", "detached", "connect_task", "connect_timed_out")
 
     def __init__(self, device):
-        address = device.address
-        protocol = address.protocol
-        opts = device.opts
+        self.target = target = _target(device.address, device.opts)
         self.recorder = device.recorder
         self.loop = device.loop
-        self.host = address.connect_host
-        self.port = address.port
-        tls = protocol in TLS_PROTOCOLS
-        http10 = protocol in HTTP10_PROTOCOLS
-        self.writer = request_writer(address.host, address.port, tls, http10)
-        if tls:
-            self.tls = tls_context(getattr(opts, "tls_verify", False), getattr(opts, "tls_ca_file", ""),
-                                   "http/1.0" if http10 else "http/1.1")
-            self.sni = address.host
-        else:
-            self.tls = None
-            self.sni = None
+        self.writer = target.writer
         self.timeout_s = device.timeout_s
-        self.conn_count = self.recorder.counter("conn_count")
-        self.conn_us = self.recorder.histogram("conn_us")
         self.detached = False
         self.connect_task = None
         self.connect_timed_out = False
@@ -275,11 +293,14 @@ class Http1Client(ClientBase):
             if self.timer is not None:
                 self.timer.cancel()
             self.arm(deadline_us)
+        target = self.target
         try:
             if started >= deadline_us:
                 raise TimeoutError(f"no complete response within {budget_s * 1000:.0f} ms")
-            _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port,
-                                                   ssl=self.tls, server_hostname=self.sni)
+            if target.tls_problem is not None:
+                raise TlsError(target.tls_problem)
+            _, conn = await loop.create_connection(lambda: _Connection(self), target.host, target.port,
+                                                   ssl=target.tls, server_hostname=target.sni)
         except asyncio.CancelledError:
             if not self.connect_timed_out:
                 if waiter is not None and not waiter.done():
@@ -287,12 +308,12 @@ class Http1Client(ClientBase):
                 raise
             if hasattr(task, "uncancel"):
                 task.uncancel()    # our cancellation, not the caller's
-            error = TimeoutError(f"connecting to {self.host}:{self.port} took over "
+            error = TimeoutError(f"connecting to {target.host}:{target.port} took over "
                                  f"{budget_s * 1000:.0f} ms")
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            error = TlsError(f"TLS handshake with {self.sni}:{self.port} failed: {exc}")
+            error = TlsError(f"TLS handshake with {target.sni}:{target.port} failed: {exc}")
             error.__cause__ = exc
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, TlsError) as exc:
             error = exc
         else:
             error = None
@@ -307,8 +328,9 @@ class Http1Client(ClientBase):
             if not waiter.done():
                 waiter.set_exception(error)
             return None
-        self.conn_us.record(now_us() - started)
-        self.conn_count.value += 1
+        recorder = self.recorder
+        recorder.histogram("conn_us").record(now_us() - started)
+        recorder.counter("conn_count").value += 1
         self.conn = conn
         if waiter is None:
             if self.closed:

@@ -172,9 +172,21 @@ def test_tls_contexts_are_shared_per_setting(nginx_servers):
         second, _ = new_client(nginx_servers.tls, host="localhost", protocol="https")
         verified, _ = new_client(nginx_servers.tls, host="localhost", protocol="https",
                                  tls_verify=True, tls_ca_file=nginx_servers.certificate)
-        assert first.tls is second.tls is tls_context(False, "", "http/1.1")
-        assert verified.tls is not first.tls
+        assert first.target.tls is second.target.tls is tls_context(False, "", "http/1.1")
+        assert verified.target.tls is not first.target.tls
         assert (await verified.request(b"GET", "/index.html"))[0] == 200
         for client in (first, second, verified):
             client.close()
+    run(main)
+
+
+def test_unusable_ca_file_fails_each_connect_as_tls_error(nginx_servers, tmp_path):
+    async def main():
+        client, recorder = new_client(nginx_servers.tls, host="localhost", protocol="https",
+                                      tls_verify=True, tls_ca_file=str(tmp_path / "missing.pem"))
+        for _ in range(2):
+            with pytest.raises(ConnectionError, match="TLS settings"):
+                await client.request(b"GET", "/index.html")
+        assert recorder.counter("tls_error_count").value == 2
+        client.close()
     run(main)
