@@ -185,7 +185,6 @@ class Coordinator:
         self._thread = None
         self._stopping = False
         self.generator_endpoint = None
-        self._heartbeat = wire.encode(wire.Heartbeat(sent_at=0.0))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -251,10 +250,13 @@ class Coordinator:
         """Queue a command for the coordinator thread; returns its future."""
         future = concurrent.futures.Future()
         with self._wake_lock:
-            if self._wake is None or self._wake.closed:
+            if self._wake is None or self._wake.closed or not self._thread.is_alive():
                 raise RuntimeError("coordinator is not running")
             self._commands.put(_Command(kind, args, future))
-            self._wake.send(b"", zmq.NOBLOCK)
+            try:
+                self._wake.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # wake-ups are already queued; the thread will see this command too
         return future
 
     def _call(self, kind, *args, timeout=30.0):
@@ -278,11 +280,6 @@ class Coordinator:
     def wait_state(self, after_seq, timeout):
         """Block until a state newer than ``after_seq``: ``(seq, state)``, or ``None``."""
         return self.publisher.wait(after_seq, timeout)
-
-    def active_run_id(self):
-        state = self.state()
-        run = state and state.get("run")
-        return run["id"] if run else None
 
     # -- the thread ------------------------------------------------------------
 
@@ -386,7 +383,11 @@ class Coordinator:
                 self._send(routing_id, wire.Error(
                     message=f"unexpected message {message.type.value!r} from a generator"))
                 continue
-            handler(routing_id, message)
+            try:
+                handler(routing_id, message)
+            except Exception:  # noqa: BLE001 - one message must never stop the coordinator
+                log.exception("handling %s from %r failed", message.type.value, routing_id)
+                self._send(routing_id, wire.Error(message=f"coordinator failed on {message.type.value}"))
 
     def _handlers(self):
         return {wire.Telemetry: self._on_telemetry, wire.Heartbeat: self._on_heartbeat,
