@@ -50,6 +50,7 @@ class IntervalReport:
 
     @property
     def empty(self):
+        """True when the interval holds no histogram value and no count."""
         return not any(h.total_count for h in self.histograms.values()) and not any(self.counters.values())
 
 
@@ -69,6 +70,7 @@ class RunTotals:
                 for name in sorted(names)}
 
     def to_dict(self):
+        """The JSON form that goes into the run's summary."""
         return {
             "totals": dict(sorted(self.totals.items())),
             "histograms": {name: h.summary() for name, h in sorted(self.histograms.items())
@@ -266,6 +268,7 @@ class TelemetryAggregator:
 
     @property
     def in_run(self):
+        """True while a run is being aggregated."""
         return self.interval is not None
 
     def cut_interval(self, generators):

@@ -65,11 +65,13 @@ def _live(run_id):
 
 @blueprint.errorhandler(PlanError)
 def plan_error(exc):
+    """A bad plan: 400 naming the field (and line/column for scripts)."""
     return error(400, exc.message, **{k: v for k, v in exc.to_dict().items() if k != "message"})
 
 
 @blueprint.errorhandler(Conflict)
 def conflict(exc):
+    """Not possible right now (a run is active, no generators...): 409 with a code."""
     return error(409, exc.message, code=exc.code)
 
 

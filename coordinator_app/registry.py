@@ -55,6 +55,7 @@ class Registry:
         return iter(list(self._generators.values()))
 
     def get(self, routing_id):
+        """The generator with this routing id, or ``None``."""
         return self._generators.get(routing_id)
 
     def register(self, routing_id, message, now):
@@ -94,7 +95,9 @@ class Registry:
         return gone
 
     def remove(self, routing_id):
+        """Forget a generator; returns it (or ``None``)."""
         return self._generators.pop(routing_id, None)
 
     def to_list(self, now):
+        """Every generator's JSON form, in registration order."""
         return [g.to_dict(now) for g in self._generators.values()]

@@ -104,6 +104,7 @@ class Assignment:
 
     @property
     def size(self):
+        """Devices in this assignment."""
         return sum(block["size"] for block in self.blocks)
 
 

@@ -72,12 +72,14 @@ class Publisher:
         self._closed = False
 
     def publish(self, value):
+        """Make ``value`` the latest state and wake every waiter."""
         with self._condition:
             self._seq += 1
             self._value = value
             self._condition.notify_all()
 
     def latest(self):
+        """``(seq, value)`` of the latest publication."""
         with self._condition:
             return self._seq, self._value
 
@@ -91,12 +93,14 @@ class Publisher:
             return self._seq, self._value
 
     def close(self):
+        """Wake every waiter for good: streams end."""
         with self._condition:
             self._closed = True
             self._condition.notify_all()
 
     @property
     def closed(self):
+        """True once closed."""
         return self._closed
 
 
@@ -141,6 +145,7 @@ class ActiveRun:
         return self.next_cut
 
     def to_dict(self, now):
+        """The run's live state: phase, elapsed and remaining time, devices."""
         elapsed_ms = int((now - self.started) * 1000)
         phase, phase_left = self.timeline.phase_at(elapsed_ms)
         if self.finishing:

@@ -56,16 +56,19 @@ class RunStore:
         return result
 
     def insert(self, run_id, name, state, created_at, devices, plan):
+        """Record a new run."""
         with self._lock, self._connect() as conn:
             conn.execute("INSERT INTO runs (id, name, state, created_at, devices, plan) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (run_id, name, state, created_at, devices, json.dumps(plan)))
 
     def exists(self, run_id):
+        """True when a run with this id is recorded."""
         with self._connect() as conn:
             return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
 
     def set_state(self, run_id, state):
+        """Record a run's current phase."""
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
 
@@ -78,6 +81,7 @@ class RunStore:
                           note, run_id))
 
     def get(self, run_id):
+        """One run with its plan and summary, or ``None``."""
         with self._connect() as conn:
             return self._row(conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 
@@ -106,4 +110,5 @@ class RunStore:
         return [self._row(row) for row in rows]
 
     def mark_aborted(self, run_id, finished_at, archive, note):
+        """Record a run as aborted (e.g. cut short by a crash)."""
         self.finish(run_id, ABORTED, finished_at, archive, None, note)

@@ -43,6 +43,7 @@ class FinalReport:
     note: str = ""
 
     def to_dict(self, writer_errors=()):
+        """The run summary as JSON data (``summary.json`` and the API)."""
         result = {
             "state": self.state, "started_at": self.started_at, "finished_at": self.finished_at,
             "duration_s": round(self.finished_at - self.started_at, 3),
@@ -98,12 +99,15 @@ class WriterPipeline:
         self._thread.start()
 
     def start(self, run):
+        """Queue the start of ``run`` for every writer."""
         self._queue.put(("start", run, ()))
 
     def event(self, run, event):
+        """Queue a run event for every writer."""
         self._queue.put(("event", run, (event,)))
 
     def interval(self, run, report):
+        """Queue a closed report interval for every writer."""
         self._queue.put(("interval", run, (report,)))
 
     def finish(self, run, last, final):

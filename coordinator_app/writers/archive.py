@@ -54,6 +54,7 @@ class _HdrLogs:
         return log
 
     def write(self, report):
+        """Append ``report``'s histograms, one interval line per log."""
         start = report.started_at - self.started_at
         end = report.ended_at - self.started_at
         for name, histogram in sorted(report.histograms.items()):
@@ -68,6 +69,7 @@ class _HdrLogs:
             log.log.flush()
 
     def close(self):
+        """Close every open log file."""
         for log in self.logs.values():
             log.close()
         self.logs.clear()
@@ -87,9 +89,11 @@ class ArchiveWriter(Writer):
         self._runs = {}
 
     def work_dir(self, run_id):
+        """Where a run's files are written while it goes on."""
         return self.work_root / run_id
 
     def start(self, run):
+        """Create the run's directory and write ``plan.json``."""
         directory = self.work_dir(run.id)
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomically(directory / "plan.json", json.dumps(run.plan, indent=2, sort_keys=True) + "\n")
@@ -103,16 +107,19 @@ class ArchiveWriter(Writer):
         return state
 
     def event(self, run, event):
+        """Append one event line to ``events.jsonl``."""
         with open(self.work_dir(run.id) / "events.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
 
     def interval(self, run, report):
+        """Add a CSV row (rewriting ``results.csv``) and HdrHistogram intervals."""
         state = self._state(run)
         state["rows"].append(csv_format.interval_row(report))
         _write_atomically(self.work_dir(run.id) / "results.csv", csv_format.render(state["rows"]))
         state["hdr"].write(report)
 
     def finish(self, run, final):
+        """Write errors and summary, then pack the archive; returns its file name."""
         state = self._state(run)
         state["hdr"].close()
         directory = self.work_dir(run.id)
@@ -160,6 +167,7 @@ class ArchiveWriter(Writer):
         shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
 
     def close(self):
+        """The coordinator is stopping: close the logs of any run still open."""
         for state in self._runs.values():
             state["hdr"].close()
         self._runs.clear()

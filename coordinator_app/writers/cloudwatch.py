@@ -19,6 +19,7 @@ BATCH = 150
 
 
 def histogram_unit(name):
+    """CloudWatch unit of a histogram: ``*_us`` Microseconds, ``*_percent`` Percent."""
     if name.endswith("_us"):
         return "Microseconds"
     if name.endswith("_percent"):
@@ -75,6 +76,7 @@ class CloudWatchWriter(Writer):
         self.namespace = namespace
 
     def interval(self, run, report):
+        """Put one interval's metrics, in batches."""
         data = metric_data(run.id, report)
         for start in range(0, len(data), BATCH):
             self.client.put_metric_data(Namespace=self.namespace, MetricData=data[start:start + BATCH])
