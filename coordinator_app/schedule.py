@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import re
 
-from stressgrid.plan.split import ramp_cohorts, split_blocks
+from stressgrid.plan.split import split_blocks
 
 RAMPUP = "rampup"
 SUSTAIN = "sustain"
@@ -88,7 +88,9 @@ def cohort_blocks(blocks, ramp_steps, index):
     """Blocks (dicts) of cohort ``index``: its share of every block, empty shares left out."""
     result = []
     for block in blocks:
-        size = ramp_cohorts(block["size"], ramp_steps)[index]
+        # Element ``index`` of ramp_cohorts(size, ramp_steps), without building the list.
+        share, extra = divmod(block["size"], ramp_steps)
+        size = share + (1 if index < extra else 0)
         if size:
             result.append(dict(block, size=size))
     return result

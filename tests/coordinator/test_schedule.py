@@ -5,6 +5,7 @@ import pytest
 
 from coordinator_app import schedule
 from stressgrid.plan import Opts
+from stressgrid.plan.split import ramp_cohorts
 
 
 def test_timeline_orders_starts_then_sustain_then_reverse_stops_then_cooldown():
@@ -76,6 +77,13 @@ def test_small_cohorts_rotate_their_remainder_over_generators():
         for assignment in assignments:
             per_generator[assignment.generator] += assignment.size
     assert per_generator == {b"a": 1, b"b": 1, b"c": 1, b"d": 1}
+
+
+@pytest.mark.parametrize("size,steps", [(10, 3), (3, 10), (100000, 7), (1, 1)])
+def test_cohort_sizes_are_the_plan_ramp_cohorts(size, steps):
+    blocks = [{"script": "", "params": {}, "size": size}]
+    sizes = [sum(b["size"] for b in schedule.cohort_blocks(blocks, steps, i)) for i in range(steps)]
+    assert sizes == ramp_cohorts(size, steps)
 
 
 def test_no_generators_get_no_assignments():
