@@ -126,7 +126,8 @@ def test_a_silent_generator_is_dropped_from_the_run_with_an_event(coordinator, g
     detail = coordinator.api.wait_run_finished(run["id"], timeout=30)
     lost = [e for e in detail["summary"]["events"] if e["kind"] == "generator_lost"]
     assert [e["generator"] for e in lost] == [flaky.generator_id]
-    assert lost[0]["elapsed_s"] == pytest.approx(1.5, abs=1.1)
+    # Silent for the 1.5 s timeout, noticed at the next one-second tick.
+    assert 1.0 <= lost[0]["elapsed_s"] <= 3.5
     # Cohorts after the drop all went to the remaining generator; none were lost to rounding.
     later = [m for m in steady.messages(wire.StartCohort) if int(m.cohort_id) >= 3]
     assert sum(b["size"] for m in later for b in m.blocks) == 5
