@@ -25,10 +25,9 @@ from libc.stdint cimport int64_t, uint32_t
 from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
 
+from asyncio import InvalidStateError
 from json import dumps as _json_dumps, loads as _json_loads
 from urllib.parse import quote as _quote
-
-from asyncio import InvalidStateError
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from msgpack import packb as _msgpack_packb, unpackb as _msgpack_unpackb

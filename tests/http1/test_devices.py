@@ -82,6 +82,22 @@ def test_http10_opens_a_connection_per_request(nginx_servers):
     assert responses <= conns <= responses + 5
 
 
+def test_connection_close_header_reconnects_transparently(nginx_servers):
+    script = """
+while True:
+    status, headers, body = await get("/index.html", [("Connection", "close")])
+    assert status == 200 and len(body) == params["length"]
+    assert ("Connection", "close") in headers, headers
+    inc_counter("ok")
+"""
+    result = run_local(plan(script, nginx_servers.plain, size=3, params={"length": len(INDEX)}), 20,
+                       until=lambda agg: agg.counter("ok_count") >= 150)
+    assert errors(result) == {}
+    responses, conns = result.counters["response_count"], result.counters["conn_count"]
+    assert responses >= 150
+    assert responses <= conns <= responses + 3            # one connection per request, no error
+
+
 TLS_CHECK = """
 status, headers, body = await get("/index.html")
 assert status == 200 and len(body) == params["length"]
