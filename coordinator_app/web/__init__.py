@@ -31,7 +31,7 @@ CONTENT_SECURITY_POLICY = "; ".join((
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
-    "form-action 'none'",
+    "form-action 'self'",
     "frame-ancestors 'none'",
 ))
 

@@ -1,0 +1,178 @@
+// A small SVG time-series chart: a few lines over the last minutes, a y axis with
+// round ticks, and a hover read-out. No dependencies.
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function el(name, attributes = {}, parent = null) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+/** Round tick values from 0 to at least ``max``: [0, 25, 50, 75, 100]. */
+export function niceTicks(max, count = 4) {
+  if (!(max > 0)) return [0, 1];
+  const raw = max / count;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw);
+  const ticks = [];
+  for (let v = 0; v < max + step * 0.999; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+/**
+ * ``new LineChart(container, {series, format, windowSeconds, height})``.
+ * ``series``: [{key, label, className}]; ``update(points)`` with points
+ * [{t: unix seconds, <key>: value}] oldest first (a missing value is a gap).
+ */
+export class LineChart {
+  constructor(container, { series, format = String, windowSeconds = 300, height = 120 }) {
+    this.container = container;
+    this.series = series;
+    this.format = format;
+    this.windowSeconds = windowSeconds;
+    this.height = height;
+    this.points = [];
+    this.width = 0;
+    this.svg = el("svg", { class: "chart", role: "img", height: String(height) });
+    this.svg.setAttribute("aria-label", series.map((s) => s.label).join(", "));
+    container.appendChild(this.svg);
+    this.readout = document.createElement("div");
+    this.readout.className = "chart-readout";
+    this.readout.hidden = true;
+    container.appendChild(this.readout);
+    this.hoverX = null;
+    this.svg.addEventListener("pointermove", (event) => {
+      const box = this.svg.getBoundingClientRect();
+      this.hoverX = event.clientX - box.left;
+      this.drawHover();
+    });
+    this.svg.addEventListener("pointerleave", () => {
+      this.hoverX = null;
+      this.drawHover();
+    });
+    if (typeof ResizeObserver !== "undefined") {
+      this.observer = new ResizeObserver(() => this.render());
+      this.observer.observe(container);
+    }
+  }
+
+  update(points) {
+    this.points = points;
+    this.render();
+  }
+
+  layout() {
+    const width = Math.max(120, Math.floor(this.container.clientWidth || 300));
+    const left = 46;
+    const right = 8;
+    const top = 8;
+    const bottom = 18;
+    const points = this.points;
+    const last = points.length ? points[points.length - 1].t : Date.now() / 1000;
+    const t0 = last - this.windowSeconds;
+    const visible = points.filter((p) => p.t >= t0);
+    let max = 0;
+    for (const p of visible) {
+      for (const s of this.series) {
+        const v = p[s.key];
+        if (Number.isFinite(v) && v > max) max = v;
+      }
+    }
+    const ticks = niceTicks(max);
+    const top_value = ticks[ticks.length - 1];
+    const plotW = width - left - right;
+    const plotH = this.height - top - bottom;
+    return {
+      width, left, top, plotW, plotH, ticks, visible, t0, last,
+      x: (t) => left + ((t - t0) / this.windowSeconds) * plotW,
+      y: (v) => top + plotH - (v / top_value) * plotH,
+    };
+  }
+
+  render() {
+    const g = this.layout();
+    this.geometry = g;
+    const svg = this.svg;
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    svg.setAttribute("width", String(g.width));
+    svg.setAttribute("viewBox", `0 0 ${g.width} ${this.height}`);
+    const axis = el("g", { class: "chart-axis" }, svg);
+    for (const tick of g.ticks) {
+      const y = Math.round(g.y(tick)) + 0.5;
+      el("line", { x1: g.left, x2: g.left + g.plotW, y1: y, y2: y, class: tick ? "grid" : "base" }, axis);
+      const label = el("text", { x: g.left - 6, y: y + 3.5, "text-anchor": "end" }, axis);
+      label.textContent = this.format(tick);
+    }
+    const minutes = this.windowSeconds / 60;
+    for (let m = 0; m <= minutes; m += minutes > 6 ? 5 : 1) {
+      const x = g.x(g.last - m * 60);
+      const label = el("text", { x, y: this.height - 4, "text-anchor": m === 0 ? "end" : "middle" }, axis);
+      label.textContent = m === 0 ? "now" : `-${m}m`;
+    }
+    for (const s of this.series) {
+      let d = "";
+      let pen = false;
+      for (const p of g.visible) {
+        const v = p[s.key];
+        if (!Number.isFinite(v)) {
+          pen = false;
+          continue;
+        }
+        d += `${pen ? "L" : "M"}${g.x(p.t).toFixed(1)},${g.y(v).toFixed(1)}`;
+        pen = true;
+      }
+      if (s.area && d && g.visible.length > 1) {
+        const first = g.visible.find((p) => Number.isFinite(p[s.key]));
+        const lastPoint = [...g.visible].reverse().find((p) => Number.isFinite(p[s.key]));
+        const base = g.y(0).toFixed(1);
+        el("path", {
+          d: `${d}L${g.x(lastPoint.t).toFixed(1)},${base}L${g.x(first.t).toFixed(1)},${base}Z`,
+          class: `area ${s.className}`,
+        }, svg);
+      }
+      if (d) el("path", { d, class: `line ${s.className}`, "data-series": s.key }, svg);
+    }
+    this.hoverLayer = el("g", { class: "chart-hover" }, svg);
+    this.drawHover();
+  }
+
+  drawHover() {
+    const g = this.geometry;
+    if (!g || !this.hoverLayer) return;
+    while (this.hoverLayer.firstChild) this.hoverLayer.removeChild(this.hoverLayer.firstChild);
+    if (this.hoverX === null || !g.visible.length) {
+      this.readout.hidden = true;
+      return;
+    }
+    let best = null;
+    for (const p of g.visible) {
+      if (!best || Math.abs(g.x(p.t) - this.hoverX) < Math.abs(g.x(best.t) - this.hoverX)) best = p;
+    }
+    const x = g.x(best.t);
+    el("line", { x1: x, x2: x, y1: g.top, y2: g.top + g.plotH }, this.hoverLayer);
+    for (const s of this.series) {
+      const v = best[s.key];
+      if (Number.isFinite(v)) el("circle", { cx: x, cy: g.y(v), r: 3, class: s.className }, this.hoverLayer);
+    }
+    const ago = Math.round(g.last - best.t);
+    this.readout.textContent = "";
+    const when = document.createElement("span");
+    when.className = "muted";
+    when.textContent = ago ? `${ago}s ago` : "now";
+    this.readout.appendChild(when);
+    for (const s of this.series) {
+      const item = document.createElement("span");
+      item.className = `key ${s.className}`;
+      item.textContent = `${s.label} ${this.format(best[s.key])}`;
+      this.readout.appendChild(item);
+    }
+    this.readout.hidden = false;
+  }
+
+  destroy() {
+    if (this.observer) this.observer.disconnect();
+    this.container.textContent = "";
+  }
+}

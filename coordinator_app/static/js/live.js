@@ -1,0 +1,443 @@
+// The live view: the active run (phase, time left, abort), its telemetry as numbers and
+// charts of the last minutes, errors, generators and events.
+
+import { api } from "./api.js";
+import { LineChart } from "./chart.js";
+import {
+  clock, compact, duration, formatterFor, integer, metricLabel, percent,
+} from "./format.js";
+
+const WINDOW_SECONDS = 300;
+const PHASES = ["rampup", "sustain", "rampdown", "cooldown"];
+const PHASE_LABELS = {
+  rampup: "Ramp-up", sustain: "Sustain", rampdown: "Ramp-down", cooldown: "Cooldown",
+  done: "Done", aborted: "Aborted",
+};
+const CPU_WARNING = 80;
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function isErrorCounter(name) {
+  return name.endsWith("_error_count") || name.endsWith("_error");
+}
+
+/** Time series of telemetry values, one point per telemetry second, for the charts. */
+export class Series {
+  constructor(windowSeconds = WINDOW_SECONDS) {
+    this.windowSeconds = windowSeconds;
+    this.points = new Map(); // name -> [{t, ...values}]
+    this.lastTime = null;
+  }
+
+  clear() {
+    this.points.clear();
+    this.lastTime = null;
+  }
+
+  push(name, t, values) {
+    let list = this.points.get(name);
+    if (!list) {
+      list = [];
+      this.points.set(name, list);
+    }
+    list.push({ t, ...values });
+    const cutoff = t - this.windowSeconds - 5;
+    while (list.length && list[0].t < cutoff) list.shift();
+  }
+
+  /** Add one telemetry second; false when it was already added. */
+  add(telemetry) {
+    const t = telemetry.time;
+    if (!Number.isFinite(t) || (this.lastTime !== null && t <= this.lastTime)) return false;
+    this.lastTime = t;
+    for (const [name, value] of Object.entries(telemetry.counters || {})) {
+      this.push(`rate:${name}`, t, { v: value.per_second });
+    }
+    for (const [name, value] of Object.entries(telemetry.histograms || {})) {
+      this.push(`hist:${name}`, t, { p50: value.p50, p90: value.p90, p99: value.p99, max: value.max });
+    }
+    this.push("active", t, { v: telemetry.active_device_number });
+    this.push("cpu", t, { v: telemetry.max_cpu_percent });
+    return true;
+  }
+
+  get(name) {
+    return this.points.get(name) || [];
+  }
+}
+
+export class LiveView {
+  /** ``onRunEnded(runId)`` when the active run is gone; ``cloudwatch()`` the region or "". */
+  constructor({ onRunEnded }) {
+    this.onRunEnded = onRunEnded;
+    this.series = new Series();
+    this.cards = new Map();
+    this.runId = null;
+    this.shownRunId = null;
+    this.plan = null;
+    this.lastRun = null;
+    this.idle = document.getElementById("live-idle");
+    this.idleText = document.getElementById("idle-text");
+    this.runPanel = document.getElementById("live-run");
+    this.abortButton = document.getElementById("abort-button");
+    this.dismissButton = document.getElementById("dismiss-button");
+    this.abortButton.addEventListener("click", () => this.abortClicked());
+    this.dismissButton.addEventListener("click", () => {
+      this.shownRunId = null;
+      this.render(this.state);
+    });
+  }
+
+  /** A new state from the coordinator (stream or poll). */
+  update(state) {
+    this.state = state;
+    const run = state.run;
+    if (run && run.id !== this.runId) {
+      // A new run: start its charts from nothing and fetch its plan for the timeline.
+      this.series.clear();
+      this.clearCards();
+      this.runId = run.id;
+      this.shownRunId = run.id;
+      this.ended = null;
+      this.plan = null;
+      this.armAbort(false);
+      api.run(run.id).then((detail) => {
+        if (detail.id === this.runId) {
+          this.plan = detail.plan;
+          this.render(this.state);
+        }
+      }).catch(() => {});
+    }
+    if (run) {
+      this.lastRun = run;
+      if (state.telemetry) this.series.add(state.telemetry);
+    } else if (this.runId) {
+      const ended = this.runId;
+      this.runId = null;
+      this.ended = null;
+      this.onRunEnded(ended);
+      this.fetchEnded(ended);
+    }
+    this.render(state);
+  }
+
+  render(state) {
+    if (!state) return;
+    this.renderGenerators(state);
+    this.renderEvents(state.events || []);
+    const showing = this.shownRunId;
+    this.idle.hidden = Boolean(showing);
+    this.runPanel.hidden = !showing;
+    if (!showing) {
+      const count = (state.generators || []).length;
+      this.idleText.textContent = count
+        ? `No run in progress. ${count} generator${count > 1 ? "s" : ""} ready.`
+        : "No run in progress, and no generator registered yet.";
+      return;
+    }
+    const run = state.run && state.run.id === showing ? state.run : null;
+    this.renderHead(run);
+    if (run) {
+      this.renderTiles(state.telemetry || {}, run);
+      this.renderMetrics(state.telemetry || {});
+    }
+  }
+
+  /** The final record of a run that just ended (its report may take a moment). */
+  async fetchEnded(runId, attempt = 0) {
+    try {
+      const detail = await api.run(runId);
+      if (this.shownRunId !== runId) return;
+      if (detail.state === "done" || detail.state === "aborted") {
+        this.ended = detail;
+        this.render(this.state);
+        return;
+      }
+    } catch (error) {
+      if (error.status === 404) return;
+    }
+    if (attempt < 60) setTimeout(() => this.fetchEnded(runId, attempt + 1), 1000);
+  }
+
+  // -- run head ------------------------------------------------------------
+
+  renderHead(run) {
+    const last = this.lastRun || {};
+    document.getElementById("run-id").textContent = this.shownRunId;
+    const phase = document.getElementById("run-phase");
+    let label;
+    let kind;
+    if (!run) {
+      const final = (this.ended && this.ended.state) || last.finishing || (last.aborting ? "aborted" : "done");
+      label = PHASE_LABELS[final] || final;
+      kind = final;
+    } else if (run.finishing) {
+      label = `${PHASE_LABELS[run.finishing] || run.finishing} · writing report`;
+      kind = run.finishing;
+    } else if (run.aborting) {
+      label = "Aborting";
+      kind = "aborted";
+    } else {
+      label = PHASE_LABELS[run.state] || run.state;
+      kind = run.state;
+    }
+    phase.textContent = label;
+    phase.className = `badge phase-${kind}`;
+    document.getElementById("run-remaining").textContent = run ? duration(run.remaining_ms) : "—";
+    const ending = !run || run.finishing || run.aborting;
+    this.abortButton.hidden = Boolean(ending);
+    this.dismissButton.hidden = Boolean(run);
+    const results = document.getElementById("run-results");
+    const url = !run && this.ended && this.ended.result_url;
+    results.hidden = !url;
+    if (url) {
+      results.href = url;
+      results.dataset.filename = `${this.shownRunId}.tar.gz`;
+    }
+    this.renderTimeline(run);
+  }
+
+  renderTimeline(run) {
+    const bar = document.getElementById("run-timeline");
+    const opts = this.plan && this.plan.opts;
+    bar.textContent = "";
+    if (!opts) return;
+    const spans = [
+      ["rampup", opts.ramp_steps * opts.rampup_step_ms],
+      ["sustain", opts.sustain_ms],
+      ["rampdown", opts.ramp_steps * opts.rampdown_step_ms],
+      ["cooldown", opts.cooldown_ms],
+    ].filter(([, ms]) => ms > 0);
+    const total = spans.reduce((sum, [, ms]) => sum + ms, 0) || 1;
+    const elapsed = run ? run.elapsed_ms : total;
+    let start = 0;
+    for (const [phase, ms] of spans) {
+      const part = element("div", `segment phase-${phase}${elapsed >= start ? " reached" : ""}`);
+      start += ms;
+      part.style.flexGrow = String(ms);
+      part.title = `${PHASE_LABELS[phase]} ${duration(ms)}`;
+      const text = element("span", "", `${PHASE_LABELS[phase]} ${duration(ms)}`);
+      part.appendChild(text);
+      bar.appendChild(part);
+    }
+    const marker = element("div", "marker");
+    marker.style.left = `${Math.min(100, (100 * elapsed) / total)}%`;
+    bar.appendChild(marker);
+  }
+
+  armAbort(armed) {
+    this.abortArmed = armed;
+    clearTimeout(this.abortTimer);
+    this.abortButton.textContent = armed ? "Click again to abort" : "Abort run";
+    this.abortButton.classList.toggle("armed", armed);
+    if (armed) this.abortTimer = setTimeout(() => this.armAbort(false), 4000);
+  }
+
+  async abortClicked() {
+    if (!this.abortArmed) {
+      this.armAbort(true);
+      return;
+    }
+    this.armAbort(false);
+    this.abortButton.disabled = true;
+    try {
+      await api.abort(this.runId);
+    } catch (error) {
+      this.abortButton.textContent = `Abort failed: ${error.message}`;
+    } finally {
+      this.abortButton.disabled = false;
+    }
+  }
+
+  // -- tiles -----------------------------------------------------------------
+
+  renderTiles(telemetry, run) {
+    const tiles = document.getElementById("run-tiles");
+    const counters = telemetry.counters || {};
+    let errorRate = 0;
+    let errorTotal = 0;
+    for (const [name, value] of Object.entries(counters)) {
+      if (isErrorCounter(name)) {
+        errorRate += value.per_second;
+        errorTotal += value.total;
+      }
+    }
+    const cpu = telemetry.max_cpu_percent;
+    const items = [
+      ["generators", "Generators", integer(telemetry.generator_count), ""],
+      ["devices", "Active devices", integer(telemetry.active_device_number),
+        `of ${integer(run.devices)} planned`],
+      ["cpu", "Generator CPU", percent(cpu), cpu > CPU_WARNING ? "over 80%: results suspect" : "busiest generator",
+        cpu > CPU_WARNING],
+      ["errors", "Errors", `${compact(errorRate)}/s`, `${integer(errorTotal)} in total`, errorTotal > 0],
+      ["elapsed", "Elapsed", duration(run.elapsed_ms), `started ${clock(run.started_at)}`],
+    ];
+    if (tiles.childElementCount !== items.length) {
+      tiles.textContent = "";
+      for (const [key] of items) {
+        const tile = element("div", "tile");
+        tile.dataset.tile = key;
+        tile.append(element("div", "tile-label"), element("div", "tile-value"), element("div", "tile-note"));
+        tiles.appendChild(tile);
+      }
+    }
+    items.forEach(([key, label, value, note, alarm], i) => {
+      const tile = tiles.children[i];
+      tile.dataset.tile = key;
+      tile.children[0].textContent = label;
+      tile.children[1].textContent = value;
+      tile.children[2].textContent = note;
+      tile.classList.toggle("alarm", Boolean(alarm));
+    });
+  }
+
+  // -- metric cards ------------------------------------------------------------
+
+  clearCards() {
+    for (const card of this.cards.values()) card.chart.destroy();
+    this.cards.clear();
+    document.getElementById("histogram-grid").textContent = "";
+    document.getElementById("rate-grid").textContent = "";
+    document.getElementById("error-list").textContent = "";
+  }
+
+  card(key, grid, title, series, format) {
+    let card = this.cards.get(key);
+    if (card) return card;
+    const root = element("article", "metric");
+    root.dataset.metric = key;
+    const head = element("div", "metric-head");
+    const name = element("h4", "metric-name", title);
+    name.title = key.replace(/^\w+:/, "");
+    const values = element("div", "metric-values");
+    head.append(name, values);
+    const plot = element("div", "metric-chart");
+    root.append(head, plot);
+    // Keep cards sorted by name.
+    const after = [...grid.children].find((node) => node.dataset.metric > key);
+    grid.insertBefore(root, after || null);
+    const chart = new LineChart(plot, { series, format, windowSeconds: WINDOW_SECONDS, height: 110 });
+    card = { root, values, chart };
+    this.cards.set(key, card);
+    return card;
+  }
+
+  renderMetrics(telemetry) {
+    const histograms = telemetry.histograms || {};
+    const counters = telemetry.counters || {};
+    const histogramGrid = document.getElementById("histogram-grid");
+    const rateGrid = document.getElementById("rate-grid");
+    for (const [name, value] of Object.entries(histograms)) {
+      const format = formatterFor(name);
+      const card = this.card(`hist:${name}`, histogramGrid, metricLabel(name), [
+        { key: "p50", label: "p50", className: "s-p50" },
+        { key: "p90", label: "p90", className: "s-p90" },
+        { key: "p99", label: "p99", className: "s-p99" },
+        { key: "max", label: "max", className: "s-max" },
+      ], format);
+      card.values.textContent = "";
+      for (const key of ["p50", "p90", "p99", "max"]) {
+        const item = element("span", `stat s-${key}`);
+        item.dataset.stat = key;
+        item.append(element("span", "stat-key", key), element("span", "stat-value", format(value[key])));
+        card.values.appendChild(item);
+      }
+      card.chart.update(this.series.get(`hist:${name}`));
+      card.root.classList.toggle("alarm", name === "cpu_percent" && value.max > CPU_WARNING);
+    }
+    for (const [name, value] of Object.entries(counters)) {
+      const error = isErrorCounter(name);
+      const format = formatterFor(name, true);
+      const card = this.card(`rate:${name}`, rateGrid, metricLabel(name), [
+        { key: "v", label: "per second", className: error ? "s-error" : "s-rate", area: true },
+      ], format);
+      card.root.classList.toggle("alarm", error && value.total > 0);
+      card.values.textContent = "";
+      const rate = element("span", "stat big");
+      rate.dataset.stat = "per_second";
+      rate.append(element("span", "stat-value", format(value.per_second)));
+      const total = element("span", "stat");
+      total.dataset.stat = "total";
+      total.append(element("span", "stat-key", "total"),
+        element("span", "stat-value", formatterFor(name)(value.total)));
+      card.values.append(rate, total);
+      card.chart.update(this.series.get(`rate:${name}`));
+    }
+    this.renderErrors(telemetry);
+  }
+
+  renderErrors(telemetry) {
+    const section = document.getElementById("run-errors");
+    const list = document.getElementById("error-list");
+    const errors = Object.entries(telemetry.errors || {}).filter(([, e]) => e.count > 0);
+    section.hidden = !errors.length;
+    list.textContent = "";
+    for (const [name, info] of errors) {
+      const rate = (telemetry.counters || {})[name];
+      const item = element("div", "error-item");
+      item.dataset.error = name;
+      const head = element("div", "error-head");
+      head.append(element("strong", "", metricLabel(name)),
+        element("span", "", `${integer(info.count)} total${rate ? ` · ${compact(rate.per_second)}/s` : ""}`));
+      item.appendChild(head);
+      if (info.line) item.appendChild(element("code", "error-line", info.line));
+      list.appendChild(item);
+    }
+  }
+
+  // -- generators and events -----------------------------------------------------
+
+  renderGenerators(state) {
+    const generators = state.generators || [];
+    const body = document.querySelector("#generator-table tbody");
+    body.textContent = "";
+    for (const g of generators) {
+      const row = document.createElement("tr");
+      row.dataset.generator = g.id;
+      const cpu = element("td", "cpu-cell");
+      const bar = element("div", "cpu-bar");
+      const fill = element("div", g.cpu_warning ? "cpu-fill hot" : "cpu-fill");
+      fill.style.width = `${Math.min(100, g.cpu_percent || 0)}%`;
+      bar.appendChild(fill);
+      cpu.append(bar, element("span", g.cpu_warning ? "danger-text" : "", percent(g.cpu_percent)));
+      if (g.cpu_warning) cpu.title = "Over 80%: this generator may limit the load it can make.";
+      row.append(element("td", "", g.id), element("td", "", `${g.workers} / ${g.cores} cores`),
+        element("td", "num", integer(g.active_device_number)), cpu,
+        element("td", "num muted", `${(g.last_seen_s || 0).toFixed(1)}s ago`),
+        element("td", "muted", g.version));
+      body.appendChild(row);
+    }
+    document.getElementById("generator-table").hidden = !generators.length;
+    document.getElementById("no-generators").hidden = generators.length > 0;
+    const endpoint = state.coordinator && state.coordinator.generator_endpoint;
+    if (endpoint) {
+      const port = endpoint.split(":").pop();
+      document.getElementById("generator-host").textContent = `${location.hostname}:${port}`;
+    }
+    const summary = document.getElementById("live-generators-summary");
+    const hot = generators.filter((g) => g.cpu_warning).length;
+    summary.textContent = `${generators.length} generator${generators.length === 1 ? "" : "s"}` +
+      (hot ? ` · ${hot} over 80% CPU` : "");
+    summary.classList.toggle("danger-text", hot > 0);
+  }
+
+  renderEvents(events) {
+    const list = document.getElementById("event-list");
+    const key = events.length ? `${events.length}:${events[events.length - 1].time}` : "";
+    if (key === this.eventsKey) return;
+    this.eventsKey = key;
+    list.textContent = "";
+    for (const event of [...events].reverse()) {
+      const item = element("li", `event event-${event.kind}`);
+      item.append(element("time", "muted", clock(event.time)), element("span", "event-kind", event.kind.replace(/_/g, " ")),
+        element("span", "", event.message || ""));
+      list.appendChild(item);
+    }
+    document.querySelector("#events summary").textContent = `Events (${events.length})`;
+  }
+}

@@ -1,0 +1,575 @@
+// The "New run" form: fields, script blocks, live device arithmetic, checks and submit.
+
+import { api, ApiError } from "./api.js";
+import { CodeEditor } from "./editor.js";
+import { duration, integer } from "./format.js";
+import {
+  DEFAULT_PORTS, bareMessage, buildPlan, effectiveDevices, exampleParams, exampleScript, formTarget,
+  jsonErrorPosition, planToValues, rampStepSize,
+} from "./plan.js";
+
+const DRAFT_KEY = "stressgrid.draft";
+const SIMPLE_FIELDS = ["name", "protocol", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
+  "report_interval", "timeout", "tls_ca_file"];
+
+const COMMON_HELP = [
+  ["params, device_id", "this block's params; this device's id"],
+  ["await delay(ms, random_ratio=0)", "pause, optionally randomized"],
+  ["start_timing(key) / stop_timing(key)", "histogram <key>_us"],
+  ["stop_start_timing(stop, start)", "end one timing, begin the next"],
+  ["inc_counter(key, value=1)", "counter <key>_count and its rate"],
+  ["random_bits(n) / random_bytes(n)", "random bytes"],
+];
+const HTTP_HELP = [
+  ["await get/head/options/delete(path, headers=())", "→ (status, headers, body)"],
+  ["await post/put/patch(path, headers=(), body=b\"\", json=…)", "→ (status, headers, body)"],
+  ["await ws_upgrade(path)", "then ws_send_text/binary/json, ws_receive_*, ws_fetch_*"],
+];
+const SOCKET_HELP = [
+  ["await send(data)", "str or bytes"],
+  ["await recv(timeout=5000)", "TCP: the bytes buffered; UDP: one datagram"],
+];
+
+function helpFor(protocol) {
+  const own = protocol === "tcp" || protocol === "udp" ? SOCKET_HELP : HTTP_HELP;
+  return [...own, ...COMMON_HELP];
+}
+
+export class PlanForm {
+  /** ``onStarted(run)`` after a run was accepted. */
+  constructor({ onStarted }) {
+    this.onStarted = onStarted;
+    this.form = document.getElementById("plan-form");
+    this.generators = 0;
+    this.runActive = false;
+    this.mode = "form";
+    this.blocks = [];
+    this.portTouched = false;
+    this.checkTimer = null;
+    this.checkController = null;
+    this.checkSeq = 0;
+    this.blocksRoot = document.getElementById("blocks");
+    this.summary = document.getElementById("devices-summary");
+    this.totalDuration = document.getElementById("total-duration");
+    this.formError = document.getElementById("form-error");
+    this.checkResult = document.getElementById("check-result");
+    this.startButton = document.getElementById("start-button");
+    this.jsonEditor = new CodeEditor(document.getElementById("json-editor"), {
+      label: "Plan JSON", minLines: 18, maxLines: 40, className: "json",
+      onChange: () => this.scheduleCheck(),
+    });
+
+    document.getElementById("add-block").addEventListener("click", () => {
+      const protocol = this.field("protocol").value;
+      const block = this.addBlock({ script: exampleScript(protocol), params: exampleParams(protocol),
+        size: String(rampStepSize(this.generators) * 10) });
+      block.editor.focus();
+      this.changed();
+    });
+    document.getElementById("mode-form").addEventListener("click", () => this.setMode("form"));
+    document.getElementById("mode-json").addEventListener("click", () => this.setMode("json"));
+    document.getElementById("check-button").addEventListener("click", () => this.check(true));
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.field("port").addEventListener("input", () => { this.portTouched = true; });
+    this.field("protocol").addEventListener("change", () => this.protocolChanged());
+    this.form.addEventListener("input", (event) => {
+      if (event.target.closest(".editor")) return; // editors report through onChange
+      this.clearFieldError(event.target.closest("[data-field]"));
+      this.changed(false);
+    });
+    this.form.addEventListener("change", (event) => {
+      if (!event.target.closest(".editor")) this.changed(true);
+    });
+
+    if (!this.restoreDraft()) this.reset();
+    this.update();
+  }
+
+  field(name) {
+    return this.form.elements.namedItem(name);
+  }
+
+  reset() {
+    this.field("name").value = "";
+    this.field("protocol").value = "http";
+    this.field("hosts").value = "";
+    this.field("port").value = "80";
+    this.blocksRoot.textContent = "";
+    this.blocks = [];
+    this.addBlock({ script: exampleScript("http"), params: exampleParams("http"), size: "100" });
+  }
+
+  // -- blocks ------------------------------------------------------------
+
+  addBlock({ script = "", params = "{}", size = "10" } = {}) {
+    const root = document.createElement("div");
+    root.className = "block";
+    const head = document.createElement("div");
+    head.className = "block-head";
+    const title = document.createElement("h3");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link-button remove-block";
+    remove.textContent = "Remove";
+    head.append(title, remove);
+
+    const grid = document.createElement("div");
+    grid.className = "block-grid";
+    const scriptField = document.createElement("div");
+    scriptField.className = "field script-field";
+    scriptField.dataset.field = "script";
+    const scriptHint = document.createElement("span");
+    scriptHint.className = "hint";
+    scriptHint.textContent = "Python: the body of an async function that every device runs. " +
+      "Tab indents; Esc then Tab leaves the editor.";
+    scriptField.append(scriptHint);
+
+    const side = document.createElement("div");
+    side.className = "block-side";
+    const sizeField = document.createElement("label");
+    sizeField.className = "field";
+    sizeField.dataset.field = "size";
+    const sizeLabel = document.createElement("span");
+    sizeLabel.className = "label";
+    sizeLabel.textContent = "Desired devices";
+    const sizeInput = document.createElement("input");
+    sizeInput.type = "number";
+    sizeInput.min = "1";
+    sizeInput.step = "1";
+    sizeInput.className = "block-size";
+    sizeInput.value = size;
+    const effective = document.createElement("span");
+    effective.className = "effective";
+    const sizeError = document.createElement("span");
+    sizeError.className = "field-error";
+    sizeField.append(sizeLabel, sizeInput, effective, sizeError);
+
+    const paramsField = document.createElement("div");
+    paramsField.className = "field";
+    paramsField.dataset.field = "params";
+    const paramsLabel = document.createElement("span");
+    paramsLabel.className = "label";
+    paramsLabel.textContent = "Params (JSON object)";
+    paramsField.append(paramsLabel);
+
+    const help = document.createElement("details");
+    help.className = "script-help";
+    const helpSummary = document.createElement("summary");
+    helpSummary.textContent = "Script functions";
+    const helpList = document.createElement("dl");
+    help.append(helpSummary, helpList);
+
+    side.append(sizeField, paramsField, help);
+    grid.append(scriptField, side);
+    root.append(head, grid);
+    this.blocksRoot.appendChild(root);
+
+    const block = { root, title, remove, sizeInput, effective, helpList };
+    block.editor = new CodeEditor(scriptField, {
+      value: script, label: "Script", minLines: 12, maxLines: 32, className: "script",
+      onChange: () => {
+        this.changed(false);
+        this.scheduleCheck();
+      },
+    });
+    block.params = new CodeEditor(paramsField, {
+      value: params, label: "Params", minLines: 3, maxLines: 12, className: "params",
+      onChange: () => {
+        this.changed(false);
+        this.scheduleCheck();
+      },
+    });
+    remove.addEventListener("click", () => {
+      this.blocks.splice(this.blocks.indexOf(block), 1);
+      root.remove();
+      this.changed(true);
+    });
+    this.blocks.push(block);
+    this.renumber();
+    return block;
+  }
+
+  renumber() {
+    this.blocks.forEach((block, i) => {
+      block.root.dataset.block = String(i);
+      block.title.textContent = this.blocks.length > 1 ? `Script block ${i + 1}` : "Script";
+      block.remove.hidden = this.blocks.length < 2;
+    });
+    const protocol = this.field("protocol").value;
+    for (const block of this.blocks) {
+      block.helpList.textContent = "";
+      for (const [term, text] of helpFor(protocol)) {
+        const dt = document.createElement("dt");
+        const code = document.createElement("code");
+        code.textContent = term;
+        dt.appendChild(code);
+        const dd = document.createElement("dd");
+        dd.textContent = text;
+        block.helpList.append(dt, dd);
+      }
+    }
+  }
+
+  protocolChanged() {
+    const protocol = this.field("protocol").value;
+    if (!this.portTouched || !this.field("port").value) {
+      this.field("port").value = String(DEFAULT_PORTS[protocol]);
+    }
+    // Swap an untouched example script for the new protocol's.
+    const examples = new Set(["http", "tcp", "udp"].map(exampleScript));
+    const paramExamples = new Set(["http", "tcp"].map(exampleParams));
+    for (const block of this.blocks) {
+      if (examples.has(block.editor.value)) block.editor.value = exampleScript(protocol);
+      if (paramExamples.has(block.params.value)) block.params.value = exampleParams(protocol);
+    }
+    this.renumber();
+  }
+
+  // -- values --------------------------------------------------------------
+
+  values() {
+    const values = {};
+    for (const name of SIMPLE_FIELDS) values[name] = this.field(name).value;
+    values.tls_verify = this.field("tls_verify").checked;
+    values.blocks = this.blocks.map((block) => ({
+      script: block.editor.value, params: block.params.value, size: block.sizeInput.value,
+    }));
+    return values;
+  }
+
+  setValues(values) {
+    for (const name of SIMPLE_FIELDS) {
+      if (values[name] !== undefined) this.field(name).value = values[name];
+    }
+    this.field("tls_verify").checked = Boolean(values.tls_verify);
+    this.portTouched = true;
+    this.blocksRoot.textContent = "";
+    this.blocks = [];
+    const blocks = values.blocks && values.blocks.length ? values.blocks : [{}];
+    for (const block of blocks) this.addBlock(block);
+    if (values.tls_verify || values.tls_ca_file || values.cooldown !== "5" || values.timeout !== "5000") {
+      document.getElementById("advanced-options").open = true;
+    }
+  }
+
+  /** Fill the form from a plan (a past run's, or the JSON view's). */
+  loadPlan(plan) {
+    const { values, warnings } = planToValues(plan);
+    this.setMode("form", { skipConvert: true });
+    this.setValues(values);
+    this.clearErrors();
+    this.update();
+    this.saveDraft();
+    this.showFormError(warnings.join(" "), "warning");
+  }
+
+  setGenerators(count) {
+    if (count !== this.generators) {
+      this.generators = count;
+      this.update();
+    }
+  }
+
+  setRunActive(active) {
+    this.runActive = active;
+    this.startButton.disabled = active || this.submitting;
+    this.startButton.textContent = active ? "A run is in progress" : "Start run";
+  }
+
+  changed(check) {
+    this.update();
+    this.saveDraftSoon();
+    if (check) this.scheduleCheck();
+  }
+
+  /** Recompute what derives from the fields: effective devices, steps, durations. */
+  update() {
+    const { derived } = buildPlan(this.values(), this.generators);
+    const generators = this.generators;
+    const step = rampStepSize(generators);
+    for (const block of this.blocks) {
+      const desired = Number(block.sizeInput.value);
+      const effective = effectiveDevices(desired, generators);
+      block.effective.textContent = Number.isFinite(desired) && desired > 0
+        ? `→ ${integer(effective)} effective` : "";
+      block.effective.classList.toggle("rounded", effective !== desired);
+    }
+    this.summary.textContent = "";
+    const strong = (text) => {
+      const node = document.createElement("strong");
+      node.textContent = text;
+      return node;
+    };
+    const line = document.createElement("div");
+    line.append("Effective devices ", strong(integer(derived.total)));
+    line.append(` · ramp step ${integer(step)} devices (10 × ${Math.max(1, generators)} generator` +
+      `${Math.max(1, generators) > 1 ? "s" : ""})`);
+    if (derived.rampSteps) {
+      line.append(` · ${integer(derived.rampSteps)} ramp step${derived.rampSteps > 1 ? "s" : ""}` +
+        ` of ${duration(derived.rampupStepMs)} up, ${duration(derived.rampdownStepMs)} down`);
+    }
+    this.summary.appendChild(line);
+    if (!generators) {
+      const note = document.createElement("div");
+      note.className = "warning-text";
+      note.textContent = "No generator is registered: counting as one. Start a generator before the run.";
+      this.summary.appendChild(note);
+    }
+    this.totalDuration.value = Number.isFinite(derived.totalMs) ? duration(derived.totalMs) : "—";
+    this.totalDuration.textContent = this.totalDuration.value;
+  }
+
+  // -- modes ---------------------------------------------------------------
+
+  setMode(mode, { skipConvert = false } = {}) {
+    if (mode === this.mode) return;
+    if (mode === "json") {
+      if (!skipConvert) {
+        const { plan } = buildPlan(this.values(), this.generators);
+        this.jsonEditor.value = JSON.stringify(plan, null, 2);
+      }
+    } else if (!skipConvert) {
+      let plan;
+      try {
+        plan = JSON.parse(this.jsonEditor.value);
+      } catch (error) {
+        const at = jsonErrorPosition(this.jsonEditor.value, error);
+        this.jsonEditor.setError({ ...(at || {}), message: `Not valid JSON (${error.message}); fix it to go back to the form.` });
+        return;
+      }
+      const { values, warnings } = planToValues(plan || {});
+      this.setValues(values);
+      this.showFormError(warnings.join(" "), "warning");
+    }
+    this.mode = mode;
+    document.getElementById("form-fields").hidden = mode !== "form";
+    document.getElementById("json-fields").hidden = mode !== "json";
+    document.getElementById("mode-form").setAttribute("aria-selected", String(mode === "form"));
+    document.getElementById("mode-json").setAttribute("aria-selected", String(mode === "json"));
+    this.clearErrors();
+    this.update();
+    this.saveDraftSoon();
+  }
+
+  /** ``{plan, errors}`` of the current mode. */
+  currentPlan() {
+    if (this.mode === "json") {
+      const text = this.jsonEditor.value;
+      try {
+        return { plan: JSON.parse(text), errors: [] };
+      } catch (error) {
+        const at = jsonErrorPosition(text, error);
+        return { plan: null, errors: [{ field: "json", message: `Not valid JSON: ${error.message}`, ...(at || {}) }] };
+      }
+    }
+    const { plan, errors } = buildPlan(this.values(), this.generators);
+    return { plan, errors };
+  }
+
+  // -- errors ----------------------------------------------------------------
+
+  clearFieldError(container) {
+    if (!container) return;
+    container.classList.remove("invalid");
+    const slot = container.querySelector(":scope > .field-error");
+    if (slot) slot.textContent = "";
+  }
+
+  clearErrors() {
+    for (const node of this.form.querySelectorAll(".invalid")) this.clearFieldError(node);
+    for (const block of this.blocks) {
+      block.editor.clearError();
+      block.params.clearError();
+    }
+    this.jsonEditor.clearError();
+    this.showFormError("");
+  }
+
+  showFormError(message, kind = "error") {
+    this.formError.textContent = message || "";
+    this.formError.className = `form-error ${kind}`;
+    this.formError.hidden = !message;
+  }
+
+  /** Show errors ({field, message, line?, column?}) where they belong; returns the first element. */
+  showErrors(errors) {
+    let first = null;
+    const loose = [];
+    for (const error of errors) {
+      if (this.mode === "json") {
+        if (error.field === "json") {
+          this.jsonEditor.setError(error);
+        } else {
+          const where = error.line ? ` (line ${error.line}${error.column ? `, column ${error.column}` : ""})` : "";
+          loose.push(`${error.field ? `${error.field}${where}: ` : ""}${bareMessage(error.message)}`);
+        }
+        first = first || this.jsonEditor.root;
+        continue;
+      }
+      const { target, block } = formTarget(error.field);
+      const owner = block !== undefined ? this.blocks[block] : null;
+      if (target === "script" && owner) {
+        owner.editor.setError({ line: error.line, column: error.column, message: bareMessage(error.message) });
+        first = first || owner.editor.root;
+        continue;
+      }
+      if (target === "params" && owner) {
+        let position = {};
+        if (error.line) position = { line: error.line, column: error.column };
+        owner.params.setError({ ...position, message: error.message });
+        first = first || owner.params.root;
+        continue;
+      }
+      let container = null;
+      if (target === "size" && owner) container = owner.root.querySelector('[data-field="size"]');
+      else if (target) container = this.form.querySelector(`#form-fields [data-field="${target}"]`);
+      if (!container) {
+        loose.push(error.message);
+        continue;
+      }
+      if (container.closest("details")) container.closest("details").open = true;
+      container.classList.add("invalid");
+      const slot = container.querySelector(":scope > .field-error");
+      if (slot && !slot.textContent) slot.textContent = error.message;
+      first = first || container;
+    }
+    if (loose.length) this.showFormError(loose.join(" "));
+    return first || (loose.length ? this.formError : null);
+  }
+
+  // -- server checks -----------------------------------------------------------
+
+  scheduleCheck() {
+    clearTimeout(this.checkTimer);
+    this.checkTimer = setTimeout(() => this.check(false), 700);
+  }
+
+  /** Validate with the coordinator (``explicit``: the user asked; show client errors too). */
+  async check(explicit) {
+    clearTimeout(this.checkTimer);
+    const { plan, errors } = this.currentPlan();
+    if (errors.length) {
+      if (explicit) {
+        this.clearErrors();
+        this.reveal(this.showErrors(errors));
+        this.setCheckResult("Fix the marked fields.", "error");
+      } else {
+        // Show only the errors of what was just edited: scripts and params.
+        this.clearScriptErrors();
+        this.showErrors(errors.filter((e) => /\.(script|params)$/.test(e.field) || e.field === "json"));
+      }
+      return false;
+    }
+    if (this.checkController) this.checkController.abort();
+    this.checkController = new AbortController();
+    const seq = ++this.checkSeq;
+    if (explicit) this.setCheckResult("Checking…", "");
+    try {
+      const result = await api.check(plan, { signal: this.checkController.signal });
+      if (seq !== this.checkSeq) return false;
+      this.clearErrors();
+      const addresses = result.addresses.length;
+      this.setCheckResult(`Plan OK: ${integer(result.devices)} devices on ${addresses} address` +
+        `${addresses > 1 ? "es" : ""}, ${duration(result.duration_ms)}.`, "ok");
+      return true;
+    } catch (error) {
+      if (error.name === "AbortError" || seq !== this.checkSeq) return false;
+      this.clearErrors();
+      if (error instanceof ApiError && error.status === 400) {
+        const shown = this.showErrors([{ field: error.error.field, message: error.error.message,
+          line: error.error.line, column: error.error.column }]);
+        if (explicit) this.reveal(shown);
+        this.setCheckResult("The plan has a problem (marked).", "error");
+      } else {
+        this.setCheckResult(`Could not check the plan: ${error.message}`, "error");
+      }
+      return false;
+    }
+  }
+
+  clearScriptErrors() {
+    for (const block of this.blocks) {
+      block.editor.clearError();
+      block.params.clearError();
+    }
+    this.jsonEditor.clearError();
+  }
+
+  setCheckResult(text, kind) {
+    this.checkResult.textContent = text;
+    this.checkResult.className = `check-result ${kind}`;
+  }
+
+  reveal(element) {
+    if (element && element.scrollIntoView) element.scrollIntoView({ block: "center", behavior: "smooth" });
+  }
+
+  async submit() {
+    clearTimeout(this.checkTimer);
+    this.checkSeq += 1; // a pending background check must not overwrite what follows
+    this.clearErrors();
+    const { plan, errors } = this.currentPlan();
+    if (errors.length) {
+      this.reveal(this.showErrors(errors));
+      this.setCheckResult("Fix the marked fields.", "error");
+      return;
+    }
+    this.submitting = true;
+    this.startButton.disabled = true;
+    this.setCheckResult("Starting…", "");
+    try {
+      const run = await api.start(plan);
+      this.setCheckResult(`Started ${run.id}.`, "ok");
+      this.saveDraft();
+      this.onStarted(run);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 400) {
+        this.reveal(this.showErrors([{ field: error.error.field, message: error.error.message,
+          line: error.error.line, column: error.error.column }]));
+        this.setCheckResult("The plan has a problem (marked).", "error");
+      } else if (error instanceof ApiError && error.status === 409) {
+        this.showFormError(error.message);
+        this.setCheckResult("Not started.", "error");
+      } else {
+        this.showFormError(`Could not start the run: ${error.message}`);
+        this.setCheckResult("Not started.", "error");
+      }
+    } finally {
+      this.submitting = false;
+      this.setRunActive(this.runActive);
+    }
+  }
+
+  // -- draft -------------------------------------------------------------------
+
+  saveDraftSoon() {
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => this.saveDraft(), 400);
+  }
+
+  saveDraft() {
+    try {
+      localStorage.setItem(DRAFT_KEY, JSON.stringify({ mode: this.mode, values: this.values(),
+        json: this.jsonEditor.value }));
+    } catch (error) {
+      // storage full or disabled: the draft is a convenience only
+    }
+  }
+
+  restoreDraft() {
+    let draft;
+    try {
+      draft = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
+    } catch (error) {
+      draft = null;
+    }
+    if (!draft || !draft.values) return false;
+    this.setValues(draft.values);
+    this.jsonEditor.value = draft.json || "";
+    if (draft.mode === "json") this.setMode("json", { skipConvert: true });
+    return true;
+  }
+}
