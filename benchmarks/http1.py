@@ -8,19 +8,23 @@ with 50 kept-alive connections each, interleaved round after round:
 - ours: a worker (``run_local``) of 50 devices whose script times every GET
   with start_timing/stop_timing;
 - ``wrk -t1 -c50``;
-- Locust's ``FastHttpUser``, one process, headless, 50 users, no wait.
+- Locust's ``FastHttpUser``, one process, headless, 50 users, no wait;
+- with ``--only untimed``: ours without the script's start/stop_timing, to
+  tell the HTTP path's cost from the timing's.
 
 Requests are counted by nginx itself (stub_status) over the same measured
 window for all three, and CPU time is the generator process's user + system
 time over that window, so start-up costs are left out of every figure.
 
 Then the memory of idle kept-alive devices: ``--idle-devices`` devices each do
-one GET and wait in ``delay(60000)``; the worker's RSS growth per device.
+one GET and wait in ``delay(60000)``; the worker's RSS growth per device, once
+their request timers have lapsed (a fresh worker process, devices started the
+way a cohort starts them, so the connect storm's peak is included).
 
-The last line is ``RESULT rps=... cpu_per_req_vs_wrk=... rps_vs_locust=...``
-(medians over the rounds). Targets: CPU per request at most 1.5x wrk's, and at
-least 10x Locust's requests per second. Everything runs on loopback and ends
-on its own.
+The last line is ``RESULT rps=... cpu_per_req_vs_wrk=... rps_vs_locust=...
+idle_device_kib=...`` (medians over the rounds). Targets: CPU per request at
+most 1.5x wrk's, at least 10x Locust's requests per second, at most 6 KB per
+idle device. Everything runs on loopback and ends on its own.
 """
 import argparse
 import contextlib
