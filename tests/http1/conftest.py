@@ -43,6 +43,16 @@ def web_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
+def dav_ext_module():
+    """The WebDAV extension module of Debian's libnginx-mod-http-dav-ext."""
+    for directory in ("/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/usr/lib64/nginx/modules"):
+        path = Path(directory) / "ngx_http_dav_ext_module.so"
+        if path.exists():
+            return str(path)
+    raise RuntimeError("ngx_http_dav_ext_module.so not found: install libnginx-mod-http-dav-ext "
+                       "(tests/http1/REQUIREMENTS.txt)")
+
+
 class NginxServers:
     """Ports of one nginx: ``plain``, ``tls`` (certificate for localhost), ``dav``."""
 
@@ -89,7 +99,7 @@ def nginx_servers(tmp_path_factory, web_root):
         }}
     }}
     """
-    with nginx(directory, blocks, modules=["/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"]):
+    with nginx(directory, blocks, modules=[dav_ext_module()]):
         yield NginxServers(plain, tls, dav, str(cert))
 
 
