@@ -699,6 +699,10 @@ class Display:
         if run.get("id") != run_id:
             return
         telemetry = state.get("telemetry") or {}
+        if (telemetry.get("time") or 0) < (run.get("started_at") or 0):
+            # The second before the run started: nothing of it belongs to this run.
+            telemetry = {"time": telemetry.get("time"),
+                         "generator_count": telemetry.get("generator_count", 0)}
         self._events(state, run)
         if self.quiet:
             return
@@ -1192,7 +1196,7 @@ def submit(api, spec, display):
 
 
 def run_and_report(api, spec, display, grid=None):
-    """Submit, follow (Ctrl-C aborts), and return ``(exit code, detail)``."""
+    """Submit, follow (Ctrl-C aborts); returns ``(exit code, reason or None, detail)``."""
     run = submit(api, spec, display)
     run_id = run["id"]
     interrupted = False
@@ -1224,19 +1228,24 @@ def run_and_report(api, spec, display, grid=None):
             interrupted = True
     display.close()
     display.summary(detail)
-    if interrupted:
-        return EXIT_INTERRUPTED, detail
+    return (*verdict(detail, interrupted), detail)
+
+
+def verdict(detail, interrupted=False):
+    """``(exit code, one-line reason or None)`` for a finished run's detail."""
+    run_id = detail.get("id")
     summary = detail.get("summary") or {}
-    errors = {n: e for n, e in (summary.get("errors") or {}).items() if e.get("count")}
+    if interrupted:
+        return EXIT_INTERRUPTED, f"run {run_id} was aborted on request (interrupted)"
     if detail.get("state") != "done":
-        display.error(f"run {run_id} was aborted: {summary.get('note') or detail.get('note') or 'no reason given'}")
-        return EXIT_RUN_ERRORS, detail
+        note = summary.get("note") or detail.get("note") or "no reason given"
+        return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
+    errors = {n: e for n, e in (summary.get("errors") or {}).items() if e.get("count")}
     if errors:
-        total = sum(e.get("count", 0) for e in errors.values())
-        display.error(f"run {run_id} counted {total:,} errors: "
-                      + ", ".join(f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))
-        return EXIT_RUN_ERRORS, detail
-    return EXIT_OK, detail
+        total = sum(e["count"] for e in errors.values())
+        return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(
+            f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))
+    return EXIT_OK, None
 
 
 def _archive_destination(filename):
@@ -1267,33 +1276,36 @@ def command_run(args, display):
         base = coordinator_url(args.coordinator or os.environ.get("STRESSGRID_COORDINATOR")
                                or DEFAULT_COORDINATOR)
         api = Api(base, args.token or os.environ.get("STRESSGRID_TOKEN"))
-        code, detail = run_and_report(api, spec, display)
-        url = detail.get("result_url")
-        if not url:
-            raise CliError(code or EXIT_RUN_ERRORS, f"the coordinator wrote no archive for run "
-                                                    f"{detail.get('id')}")
-        display.message(f"results: {base}{url}")
-        print(base + url, flush=True)
-        return code
-    with LocalGrid(display, args.workers, args.demo_target) as grid:
-        if grid.target:
-            spec.addresses = [{"host": grid.target[0], "port": grid.target[1],
-                               "protocol": grid.target[2]}]
-        api = Api(grid.base_url, grid.token)
-        code, detail = run_and_report(api, spec, display, grid)
-        url = detail.get("result_url")
-        if not url:
-            raise CliError(code or EXIT_RUN_ERRORS, f"the coordinator wrote no archive for run "
-                                                    f"{detail.get('id')}")
-        destination = _archive_destination(url.rsplit("/", 1)[-1])
-        try:
-            api.download(url, destination)
-        except OSError as exc:
-            raise CliError(EXIT_RUN_ERRORS, f"cannot save the archive as {destination}: "
-                                            f"{exc.strerror or exc}") from None
-        display.message(f"results: {destination}")
-    print(destination, flush=True)
+        code, reason, detail = run_and_report(api, spec, display)
+        location = base + _result_url(detail, code, reason)
+    else:
+        with LocalGrid(display, args.workers, args.demo_target) as grid:
+            if grid.target:
+                spec.addresses = [{"host": grid.target[0], "port": grid.target[1],
+                                   "protocol": grid.target[2]}]
+            api = Api(grid.base_url, grid.token)
+            code, reason, detail = run_and_report(api, spec, display, grid)
+            url = _result_url(detail, code, reason)
+            destination = _archive_destination(url.rsplit("/", 1)[-1])
+            try:
+                api.download(url, destination)
+            except OSError as exc:
+                raise CliError(EXIT_RUN_ERRORS, f"cannot save the archive as {destination}: "
+                                                f"{exc.strerror or exc}") from None
+            location = str(destination)
+    display.message(f"results: {location}")
+    if reason:
+        display.error(f"stressgrid: {reason}")
+    print(location, flush=True)
     return code
+
+
+def _result_url(detail, code, reason):
+    url = detail.get("result_url")
+    if not url:
+        raise CliError(code or EXIT_RUN_ERRORS, (f"{reason}; " if reason else "")
+                       + f"the coordinator wrote no archive for run {detail.get('id')}")
+    return url
 
 
 def main(argv=None):
