@@ -34,7 +34,6 @@ from .writers.archive import ArchiveWriter
 
 log = logging.getLogger(__name__)
 
-NOT_REGISTERED = "not registered: register first"
 # Messages handled per socket drain before timers get their turn.
 DRAIN_LIMIT = 20000
 RECENT_EVENTS = 50
@@ -408,12 +407,12 @@ class Coordinator:
 
     def _on_heartbeat(self, routing_id, message):
         if self.registry.seen(routing_id, self._clock()) is None:
-            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
 
     def _on_telemetry(self, routing_id, message):
         generator = self.registry.seen(routing_id, self._clock())
         if generator is None:
-            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
         try:
             self.aggregator.ingest(generator, message)
@@ -424,7 +423,7 @@ class Coordinator:
     def _on_event(self, routing_id, message):
         generator = self.registry.seen(routing_id, self._clock())
         if generator is None:
-            self._send(routing_id, wire.Error(message=NOT_REGISTERED))
+            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
         self._event(message.kind, message.message, generator)
 

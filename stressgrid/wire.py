@@ -13,6 +13,10 @@ import msgpack
 
 PROTOCOL_VERSION = 1
 
+# The text of the Error a coordinator sends to a generator it does not know;
+# a generator that receives it registers again.
+NOT_REGISTERED = "not registered: register first"
+
 
 class WireError(ValueError):
     """A message that cannot be decoded: bad bytes, type, version or field."""
@@ -159,6 +163,6 @@ def decode(data):
 
 
 
-__all__ = ["PROTOCOL_VERSION", "MessageType", "WireError", "encode", "decode", "Register",
+__all__ = ["PROTOCOL_VERSION", "NOT_REGISTERED", "MessageType", "WireError", "encode", "decode", "Register",
            "Registered", "Heartbeat", "Telemetry", "Event", "StartCohort", "StopCohort",
            "Abort", "Error", "WorkerReady"]

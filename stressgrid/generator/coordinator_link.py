@@ -19,7 +19,6 @@ from stressgrid import __version__, wire
 
 REGISTER_RETRY_S = 1.0
 # An Error from the coordinator whose message contains this means: register again.
-NOT_REGISTERED_MARKER = "not registered"
 SEND_HIGH_WATER_MARK = 100
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class CoordinatorLink:
 
     def on_error(self, message):
         """Handle an ``Error`` from the coordinator."""
-        if NOT_REGISTERED_MARKER in message.message.lower():
+        if message.message == wire.NOT_REGISTERED:
             log.warning("the coordinator does not know this generator (%s); registering again",
                         message.message)
             self.register_again()

@@ -162,7 +162,7 @@ def test_malformed_and_unexpected_messages_get_errors_and_change_nothing(coordin
         assert any("version" in m for m in messages)
         assert any("unknown message type" in m for m in messages)
         assert any("start_cohort" in m for m in messages)
-        assert any(m == "not registered: register first" for m in messages)
+        assert any(m == wire.NOT_REGISTERED for m in messages)
         assert any("frame" in m for m in messages)
         # A registered generator's bad telemetry is refused whole, its good telemetry counted.
         bad = snapshot({"conn_us": [5]}, {"x_count": 5})
@@ -183,7 +183,7 @@ def test_unknown_generators_are_told_to_register_and_can(coordinator, generators
     fake = FakeGenerator(coordinator.generator_url, "late", register=False)
     try:
         fake.send(wire.Heartbeat(sent_at=time.time()))
-        assert fake.wait_for(wire.Error)[0].message == "not registered: register first"
+        assert fake.wait_for(wire.Error)[0].message == wire.NOT_REGISTERED
         fake.register()
         coordinator.api.wait_generators(1)
         # The coordinator heartbeats every registered generator every second.

@@ -46,7 +46,7 @@ def test_register_is_repeated_until_answered(coordinator, start_agent):
 
 def test_not_registered_error_makes_it_register_again(coordinator, agent):
     coordinator.expect(wire.Heartbeat)
-    coordinator.send(wire.Error(message="generator 'test-generator' is not registered"))
+    coordinator.send(wire.Error(message=wire.NOT_REGISTERED))
     sent_at = time.monotonic()
     coordinator.expect(wire.Register, timeout=3)
     assert coordinator.received[-1][0] - sent_at < 1.5

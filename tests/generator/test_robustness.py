@@ -122,7 +122,7 @@ def test_a_fresh_registration_stops_devices_the_coordinator_no_longer_knows(coor
         coordinator.send(redis_cohort(port, 3))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 3)
         # A coordinator that lost its state says it does not know this generator.
-        coordinator.send(wire.Error(message="generator 'test-generator' is not registered"))
+        coordinator.send(wire.Error(message=wire.NOT_REGISTERED))
         coordinator.register(timeout=5)
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
         coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "devices stopped")
