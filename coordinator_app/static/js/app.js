@@ -97,6 +97,7 @@ function main() {
     form.setRunActive(Boolean(state.run));
     history.setCloudWatchRegion(cloudWatchRegion(state));
     live.update(state);
+    history.updateLive(state.run);
     const runId = state.run ? state.run.id : null;
     if (runId && runId !== lastRunId) history.refresh().catch(() => {});
     lastRunId = runId;

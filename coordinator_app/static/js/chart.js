@@ -71,7 +71,10 @@ export class LineChart {
     const bottom = 18;
     const points = this.points;
     const last = points.length ? points[points.length - 1].t : Date.now() / 1000;
-    const t0 = last - this.windowSeconds;
+    // The window grows with the data, from a minute to windowSeconds.
+    const span = points.length ? last - points[0].t : 0;
+    const window = Math.min(this.windowSeconds, Math.max(60, Math.ceil(span / 30) * 30));
+    const t0 = last - window;
     const visible = points.filter((p) => p.t >= t0);
     let max = 0;
     for (const p of visible) {
@@ -85,8 +88,8 @@ export class LineChart {
     const plotW = width - left - right;
     const plotH = this.height - top - bottom;
     return {
-      width, left, top, plotW, plotH, ticks, visible, t0, last,
-      x: (t) => left + ((t - t0) / this.windowSeconds) * plotW,
+      width, left, top, plotW, plotH, ticks, visible, t0, last, window,
+      x: (t) => left + ((t - t0) / window) * plotW,
       y: (v) => top + plotH - (v / top_value) * plotH,
     };
   }
@@ -105,11 +108,11 @@ export class LineChart {
       const label = el("text", { x: g.left - 6, y: y + 3.5, "text-anchor": "end" }, axis);
       label.textContent = this.format(tick);
     }
-    const minutes = this.windowSeconds / 60;
-    for (let m = 0; m <= minutes; m += minutes > 6 ? 5 : 1) {
-      const x = g.x(g.last - m * 60);
-      const label = el("text", { x, y: this.height - 4, "text-anchor": m === 0 ? "end" : "middle" }, axis);
-      label.textContent = m === 0 ? "now" : `-${m}m`;
+    const every = [10, 15, 30, 60, 120, 300, 600].find((s) => g.window / s <= 5) || 600;
+    for (let ago = 0; ago <= g.window; ago += every) {
+      const x = g.x(g.last - ago);
+      const label = el("text", { x, y: this.height - 4, "text-anchor": ago === 0 ? "end" : "middle" }, axis);
+      label.textContent = ago === 0 ? "now" : ago % 60 ? `-${ago}s` : `-${ago / 60}m`;
     }
     for (const s of this.series) {
       let d = "";

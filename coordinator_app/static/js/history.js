@@ -67,6 +67,19 @@ export class HistoryView {
     }
   }
 
+  /** Keep the active run's row in step with the live state (its phase). */
+  updateLive(run) {
+    if (!run) return;
+    const known = this.runs.find((r) => r.id === run.id);
+    if (!known || !known.live || known.live.state === run.state) return;
+    known.live = run;
+    const badge = this.body.querySelector(`tr.run-row[data-run="${CSS.escape(run.id)}"] .badge`);
+    if (badge) {
+      badge.textContent = `running · ${run.state}`;
+      badge.className = `badge phase-${run.state}`;
+    }
+  }
+
   async refresh() {
     if (this.loading) return this.loading;
     this.loading = (async () => {

@@ -26,6 +26,19 @@ function isErrorCounter(name) {
   return name.endsWith("_error_count") || name.endsWith("_error");
 }
 
+const FIRST = ["response", "headers_us", "body_us", "conn", "conn_us", "ws_upgrade_us", "send", "receive"];
+const LAST = ["network_rx_bytes", "network_tx_bytes", "network_tcp_retransmit_error", "cpu_percent"];
+
+/** A sort key for a metric card ("hist:conn_us", "rate:send_count"): errors, known, own, host. */
+export function metricOrder(key) {
+  const name = key.replace(/^\w+:/, "");
+  const base = name.replace(/_count$/, "");
+  if (LAST.includes(base)) return `3-${LAST.indexOf(base)}`;
+  if (isErrorCounter(name)) return `0-${base}`;
+  if (FIRST.includes(base)) return `1-${FIRST.indexOf(base)}`;
+  return `2-${base}`;
+}
+
 /** Time series of telemetry values, one point per telemetry second, for the charts. */
 export class Series {
   constructor(windowSeconds = WINDOW_SECONDS) {
@@ -318,8 +331,9 @@ export class LiveView {
     head.append(name, values);
     const plot = element("div", "metric-chart");
     root.append(head, plot);
-    // Keep cards sorted by name.
-    const after = [...grid.children].find((node) => node.dataset.metric > key);
+    // Keep cards in a steady order: protocol metrics, then the script's own, then host ones.
+    root.dataset.order = metricOrder(key);
+    const after = [...grid.children].find((node) => node.dataset.order > root.dataset.order);
     grid.insertBefore(root, after || null);
     const chart = new LineChart(plot, { series, format, windowSeconds: WINDOW_SECONDS, height: 110 });
     card = { root, values, chart };
@@ -338,7 +352,6 @@ export class LiveView {
         { key: "p50", label: "p50", className: "s-p50" },
         { key: "p90", label: "p90", className: "s-p90" },
         { key: "p99", label: "p99", className: "s-p99" },
-        { key: "max", label: "max", className: "s-max" },
       ], format);
       card.values.textContent = "";
       for (const key of ["p50", "p90", "p99", "max"]) {

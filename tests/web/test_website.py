@@ -1,0 +1,334 @@
+"""The management website in Chromium against a real coordinator, generator and redis."""
+import json
+import re
+import tarfile
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import example
+from tests.coordinator.support import wait_until
+
+REDIS_SCRIPT = example("redis_tcp.py")
+FAILING_SCRIPT = "await delay(100)\nassert False, 'boom'\n"
+
+
+def expect(target):
+    from playwright.sync_api import expect as playwright_expect
+    return playwright_expect(target)
+
+
+def fill_plan(page, name, port, *, protocol="tcp", hosts="127.0.0.1", devices="20", script=REDIS_SCRIPT,
+              params='{"delay_ms": 50}', rampup="1", sustain="60", rampdown="1"):
+    page.fill("#plan-name", name)
+    page.select_option("#protocol", protocol)
+    page.fill("#hosts", hosts)
+    page.fill("#port", str(port))
+    page.fill("#rampup", rampup)
+    page.fill("#sustain", sustain)
+    page.fill("#rampdown", rampdown)
+    block = page.locator(".block").first
+    block.locator(".script textarea").fill(script)
+    block.locator(".params textarea").fill(params)
+    block.locator(".block-size").fill(devices)
+
+
+def short_run(stack, name="past-run", sustain_ms=1500):
+    """A small run started through the API and waited for; returns its detail."""
+    plan = {"name": name,
+            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
+            "blocks": [{"script": REDIS_SCRIPT, "params": {"delay_ms": 50}, "size": 10},
+                       {"script": FAILING_SCRIPT, "params": {}, "size": 10}],
+            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": sustain_ms,
+                     "rampdown_step_ms": 200, "cooldown_ms": 1000, "report_interval_ms": 1000}}
+    status, run, _ = stack.api.post("/api/runs", plan)
+    assert status == 201, run
+    detail = stack.api.wait_run_finished(run["id"], timeout=30)
+    wait_until(lambda: stack.api.state()["run"] is None, 15, message="run released")
+    return detail
+
+
+def stat(page, metric, name):
+    return page.locator(f'[data-metric="{metric}"] [data-stat="{name}"] .stat-value')
+
+
+@pytest.fixture(autouse=True)
+def idle_coordinator(stack):
+    """Every test starts and leaves the coordinator without an active run."""
+    stack.idle()
+    yield
+    stack.idle()
+
+
+def test_the_page_is_served_whole_by_the_coordinator(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_have_text("live · 1 generator")
+    expect(page.locator("#idle-text")).to_have_text("No run in progress. 1 generator ready.")
+    expect(page.locator('#generator-table tr[data-generator="web-gen"]')).to_be_visible()
+    # Every script, style and icon came from the coordinator itself (the watch blocks the rest).
+    paths = {re.sub(r"\?.*", "", url[len(stack.url):]) for _, url in page.watch.requests}
+    assert {"/", "/assets/app.css", "/assets/js/app.js", "/assets/js/chart.js",
+            "/assets/js/editor.js", "/assets/js/plan.js"} <= paths
+    with urllib.request.urlopen(stack.url + "/") as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    fonts = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert fonts.startswith("system-ui")
+
+
+def test_effective_devices_round_down_to_ramp_steps_of_the_generators(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    block = page.locator(".block").first
+    block.locator(".block-size").fill("95")
+    page.fill("#rampup", "9")
+    page.fill("#sustain", "60")
+    page.fill("#rampdown", "4.5")
+    expect(block.locator(".effective")).to_have_text("→ 90 effective")
+    summary = page.locator("#devices-summary")
+    expect(summary).to_contain_text("Effective devices 90")
+    expect(summary).to_contain_text("ramp step 10 devices (10 × 1 generator)")
+    expect(summary).to_contain_text("9 ramp steps of 1s up, 1s down")
+    expect(page.locator("#total-duration")).to_have_text("1m 19s")  # 9 + 60 + 4.5 + 5 cooldown
+    # The JSON view holds the plan the form builds: steps and milliseconds.
+    page.click("#mode-json")
+    plan = page.evaluate("JSON.parse(document.querySelector('#json-editor textarea').value)")
+    assert plan["blocks"][0]["size"] == 90
+    assert plan["opts"]["ramp_steps"] == 9
+    assert plan["opts"]["rampup_step_ms"] == 1000 and plan["opts"]["rampdown_step_ms"] == 500
+    assert plan["opts"]["sustain_ms"] == 60000
+    # With more generators the step grows: the same arithmetic for 3 generators.
+    result = page.evaluate("""async () => {
+        const m = await import('/assets/js/plan.js');
+        const values = {name: 'x', protocol: 'http', hosts: 'a, b', port: '80', rampup: '60',
+            sustain: '300', rampdown: '30', cooldown: '5', report_interval: '60', timeout: '5000',
+            blocks: [{script: 'await get("/")', params: '{}', size: '1000'},
+                     {script: 'await get("/x")', params: '{"a": 1}', size: '259'}]};
+        return m.buildPlan(values, 3);
+    }""")
+    assert result["errors"] == []
+    assert [b["size"] for b in result["plan"]["blocks"]] == [990, 240]
+    assert result["plan"]["opts"]["ramp_steps"] == 41  # 1230 / 30
+    assert result["plan"]["opts"]["rampup_step_ms"] == round(60000 / 41)
+    assert [a["host"] for a in result["plan"]["addresses"]] == ["a", "b"]
+
+
+def test_a_run_started_from_the_form_shows_live_telemetry_aborts_and_leaves_its_archive(
+        stack, open_page, tmp_path):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    fill_plan(page, "web redis", stack.redis_port, devices="20")
+    page.click("#add-block")
+    second = page.locator(".block").nth(1)
+    second.locator(".script textarea").fill(FAILING_SCRIPT)
+    second.locator(".params textarea").fill("{}")
+    second.locator(".block-size").fill("10")
+    expect(page.locator("#devices-summary")).to_contain_text("Effective devices 30")
+    page.click("#start-button")
+
+    run_id = page.locator("#run-id")
+    expect(run_id).to_have_text(re.compile(r"^web-redis-\d{14}$"))
+    expect(page.locator("#start-button")).to_be_disabled()
+    expect(page.locator('[data-tile="devices"] .tile-value')).to_have_text("30", timeout=30000)
+    expect(page.locator('[data-tile="generators"] .tile-value')).to_have_text("1")
+    expect(page.locator("#run-phase")).to_have_text("Sustain")
+    expect(page.locator("#run-remaining")).to_have_text(re.compile(r"^(\d+m )?\d+s$"))
+
+    # Numbers move: the running total of sends grows from one second to the next.
+    sends = stat(page, "rate:send_count", "total")
+    expect(sends).to_have_text(re.compile(r"\d"))
+    first = sends.text_content()
+    expect(sends).not_to_have_text(first)
+    # Histograms show percentiles and the maximum, with a chart of them.
+    for key in ("p50", "p90", "p99", "max"):
+        expect(stat(page, "hist:set_us", key)).to_have_text(re.compile(r"^\d+(\.\d+)? (µs|ms|s)$"))
+    page.wait_for_function("""() => {
+        const line = document.querySelector('[data-metric="hist:get_us"] path[data-series="p99"]');
+        return line && (line.getAttribute('d').match(/L/g) || []).length >= 2;
+    }""")
+    # The failing block's errors are flagged red, with the first traceback line.
+    error = page.locator('#error-list [data-error="assertion_error_count"]')
+    expect(error).to_be_visible()
+    expect(error.locator(".error-line")).to_contain_text("line 2: assert False, 'boom'")
+    expect(page.locator('[data-tile="errors"]')).to_have_class(re.compile(r"\balarm\b"))
+    expect(page.locator('[data-metric="rate:assertion_error_count"]')).to_have_class(re.compile(r"\balarm\b"))
+    # The history lists the run while it is going.
+    the_run = run_id.text_content()
+    expect(page.locator(f'#history-table tr[data-run="{the_run}"] .badge')).to_contain_text("running")
+
+    abort = page.locator("#abort-button")
+    abort.click()
+    expect(abort).to_have_text("Click again to abort")
+    abort.click()
+    expect(page.locator("#run-phase")).to_have_text("Aborted", timeout=30000)
+    results = page.locator("#run-results")
+    expect(results).to_be_visible()
+    assert stack.api.get(f"/api/runs/{the_run}")[1]["state"] == "aborted"
+
+    with page.expect_download() as download_info:
+        results.click()
+    download = download_info.value
+    assert download.suggested_filename == f"{the_run}.tar.gz"
+    saved = tmp_path / "archive.tar.gz"
+    download.save_as(saved)
+    with tarfile.open(saved, "r:gz") as archive:
+        text = archive.extractfile(f"{the_run}/results.csv").read().decode()
+    assert text.startswith("clock,") and "set_us_pc99" in text.splitlines()[0]
+
+    row = page.locator(f'#history-table tr[data-run="{the_run}"]')
+    expect(row.locator(".badge")).to_have_text("aborted")
+    expect(row.locator(".flag-error")).to_contain_text("errors")
+    expect(row.locator('[data-col="cpu"]')).to_have_text(re.compile(r"^\d+(\.\d)?%$"))
+    expect(page.locator("#start-button")).to_be_enabled()
+    expect(page.locator("#start-button")).to_have_text("Start run")
+
+
+def test_a_script_error_is_marked_at_its_line_and_nothing_starts(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    fill_plan(page, "bad script", 80, protocol="http", script="x = 1\nget('/')\n", params="{}")
+    page.click("#check-button")
+    block = page.locator(".block").first
+    expect(block.locator('.editor-numbers [data-line="2"]')).to_have_class("error")
+    expect(block.locator(".editor-numbers .error")).to_have_count(1)
+    message = block.locator(".script + .editor-error")
+    expect(message).to_have_text(re.compile(r"^Line 2, column 1: get\(\) must be awaited"))
+    expect(block.locator(".script .editor-mark")).to_be_visible()
+    expect(page.locator("#check-result")).to_have_text("The plan has a problem (marked).")
+
+    page.click("#start-button")
+    expect(message).to_be_visible()
+    assert len(page.watch.posts("/api/runs")) == 1  # tried, and refused by the coordinator
+    assert stack.api.state()["run"] is None
+
+    # Typing a fix clears the mark; a new mistake is found as you type, without a click.
+    block.locator(".script textarea").fill("await get('/')\nfor x in\n")
+    expect(block.locator('.editor-numbers [data-line="2"]')).to_have_class("error")
+    expect(message).to_contain_text("Line 2, column 9: syntax error")
+    block.locator(".script textarea").fill("await get('/')\n")
+    expect(message).to_be_hidden()
+    # Clicking the message puts the cursor on the line.
+    block.locator(".script textarea").fill("a = 1\nb = 2\nsend(b'x')\n")
+    expect(message).to_contain_text("Line 3, column 1: send() is not available for protocol 'http'")
+    message.click()
+    caret = page.evaluate("document.querySelector('.block .script textarea').selectionStart")
+    assert caret == len("a = 1\nb = 2\n")
+
+
+def test_obvious_mistakes_are_caught_in_the_browser(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    fill_plan(page, "  ", stack.redis_port, hosts=" , ", params="{not json", devices="5")
+    page.fill("#port", "70000")
+    page.click("#start-button")
+    expect(page.locator('[data-field="name"] .field-error')).to_have_text("Give the plan a name.")
+    expect(page.locator('[data-field="hosts"] .field-error')).to_have_text("Name at least one target host.")
+    expect(page.locator('[data-field="port"] .field-error')).to_have_text("A port from 1 to 65535.")
+    expect(page.locator('.block [data-field="size"] .field-error')).to_contain_text("At least 10 devices")
+    expect(page.locator(".block .params + .editor-error")).to_contain_text("Not JSON")
+    assert page.watch.posts("/api/runs") == []
+    # Fixing a field clears its message.
+    page.fill("#hosts", "127.0.0.1")
+    expect(page.locator('[data-field="hosts"] .field-error')).to_be_hidden()
+
+
+def test_a_host_that_does_not_resolve_is_named_by_the_coordinator(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    fill_plan(page, "nowhere", stack.redis_port, hosts="127.0.0.1, no-such-host.invalid")
+    page.click("#check-button")
+    expect(page.locator('[data-field="hosts"] .field-error')).to_contain_text("'no-such-host.invalid' does not resolve")
+    page.fill("#hosts", "127.0.0.1")
+    page.click("#check-button")
+    expect(page.locator("#check-result")).to_have_text("Plan OK: 20 devices on 1 address, 1m 07s.")
+
+
+def test_the_json_mode_runs_the_plan_as_written(stack, open_page):
+    page = open_page(stack)
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    fill_plan(page, "json plan", stack.redis_port, devices="10")
+    page.click("#mode-json")
+    editor = page.locator("#json-editor textarea")
+    expect(editor).to_have_value(re.compile(r'"ramp_steps": 1,'))
+    # A JSON mistake is marked at its line, and keeps the JSON view.
+    text = editor.input_value()
+    editor.fill(text.replace('"name": "json plan",', '"name": "json plan",,'))
+    page.click("#mode-form")
+    expect(page.locator("#json-editor .editor-numbers .error")).to_have_attribute("data-line", "2")
+    expect(page.locator("#json-fields")).to_be_visible()
+    # The plan runs as written: 7 devices, no rounding to ramp steps.
+    plan = page.evaluate("JSON.parse(" + repr(text) + ")")
+    plan["blocks"][0]["size"] = 7
+    plan["opts"]["sustain_ms"] = 60000
+    editor.fill(json.dumps(plan, indent=2))
+    page.click("#start-button")
+    expect(page.locator("#run-id")).to_have_text(re.compile(r"^json-plan-"))
+    expect(page.locator('[data-tile="devices"] .tile-note')).to_have_text("of 7 planned")
+    # Back to the form: the fields show the JSON's plan.
+    page.click("#mode-form")
+    expect(page.locator("#plan-name")).to_have_value("json plan")
+    expect(page.locator(".block-size")).to_have_value("7")
+    expect(page.locator(".block .effective")).to_have_text("→ 0 effective")
+
+
+def test_history_loads_a_past_plan_into_the_form_and_deletes_runs(stack, open_page):
+    detail = short_run(stack, name="history-run")
+    page = open_page(stack)
+    row = page.locator(f'#history-table tr[data-run="{detail["id"]}"]')
+    expect(row.locator(".badge")).to_have_text("done")
+    expect(row.locator(".flag-error")).to_contain_text("errors")
+    archive = row.locator("a.download")
+    expect(archive).to_have_attribute("href", f"/results/{detail['id']}.tar.gz")
+    # Details: the summary's errors with their line, and the histograms' percentiles.
+    row.locator("button.expand").click()
+    details = page.locator(f'tr[data-detail="{detail["id"]}"]')
+    expect(details).to_contain_text("assertion error")
+    expect(details).to_contain_text("line 2: assert False, 'boom'")
+    expect(details.locator("table")).to_contain_text("set_us")
+
+    row.locator(".load-plan").click()
+    expect(page.locator("#plan-name")).to_have_value("history-run")
+    expect(page.locator("#protocol")).to_have_value("tcp")
+    expect(page.locator("#hosts")).to_have_value("127.0.0.1")
+    expect(page.locator("#port")).to_have_value(str(stack.redis_port))
+    expect(page.locator(".block")).to_have_count(2)
+    expect(page.locator(".block").nth(1).locator(".script textarea")).to_have_value(FAILING_SCRIPT)
+
+    delete = row.locator(".delete-run")
+    delete.click()
+    expect(delete).to_have_text("Delete for good?")
+    delete.click()
+    expect(row).to_have_count(0)
+    assert stack.api.get(f"/api/runs/{detail['id']}")[0] == 404
+
+
+def test_the_page_polls_when_the_event_stream_is_unavailable(stack, open_page, browser):
+    page = open_page(stack, path="/#live")
+    page.unroute("**/*")
+    page.route("**/api/stream", lambda route: route.abort())
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-feed", "polling")
+    expect(page.locator("#status-text")).to_have_text("live (polling) · 1 generator")
+    expect(page.locator('#generator-table tr[data-generator="web-gen"]')).to_be_visible()
+
+
+def test_history_links_to_cloudwatch_when_the_coordinator_writes_there(stack, open_page):
+    detail = short_run(stack, name="cloudwatch-run")
+    page = open_page(stack)
+    page.unroute("**/*")
+
+    def with_region(route):
+        response = route.fetch()
+        state = response.json()
+        state["coordinator"]["cloudwatch_region"] = "eu-west-1"
+        route.fulfill(response=response, body=json.dumps(state))
+
+    page.route("**/api/stream", lambda route: route.abort())
+    page.route("**/api/state", with_region)
+    page.reload()
+    link = page.locator(f'#history-table tr[data-run="{detail["id"]}"] a.cloudwatch')
+    expect(link).to_have_attribute("href", re.compile(
+        r"^https://eu-west-1\.console\.aws\.amazon\.com/cloudwatch/home\?region=eu-west-1#metricsV2:"))
+    assert detail["id"] in urllib.parse.unquote(link.get_attribute("href"))
+    assert link.get_attribute("target") == "_blank"
