@@ -14,7 +14,10 @@ cdef class Device:
     cdef dict timings
 
     cdef void clear_timings(self)
-    cdef _stop(self, key, int64_t now)
+    cdef _start(self, str key, int64_t now)
+    cdef _stop(self, str key, int64_t now)
 
 
 cdef int64_t monotonic_us() noexcept nogil
+cdef Device running_device()
+cdef str timing_histogram_name(str key)

@@ -5,6 +5,8 @@ runs in its own asyncio task, and a task carries its own context.
 """
 from contextvars import ContextVar
 
+from cpython.contextvars cimport get_value
+
 from libc.stdint cimport int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -28,6 +30,14 @@ def now_us():
     return monotonic_us()
 
 
+cdef inline str _key(key):
+    if type(key) is str:
+        return <str>key
+    if isinstance(key, str):
+        return str(key)
+    raise TypeError(f"metric key must be a string, not {type(key).__name__}")
+
+
 cdef class Device:
     """One simulated device: its id, target, metrics and protocol client."""
 
@@ -48,66 +58,83 @@ cdef class Device:
         """Forget timings: the device starts over as a new one."""
         self.timings = None
 
-    def start_timing(self, key):
+    cdef _start(self, str key, int64_t now):
         if self.timings is None:
             self.timings = {}
-        self.timings[key] = monotonic_us()
+        self.timings[key] = now
+
+    def start_timing(self, key):
+        self._start(_key(key), monotonic_us())
 
     def stop_timing(self, key):
-        cdef int64_t now = monotonic_us()
-        self._stop(key, now)
+        self._stop(_key(key), monotonic_us())
 
-    cdef _stop(self, key, int64_t now):
+    cdef _stop(self, str key, int64_t now):
         if self.timings is None or key not in self.timings:
             raise KeyError(f"stop_timing({key!r}) without start_timing({key!r})")
         cdef int64_t started = self.timings.pop(key)
-        cdef Histogram histogram = self.recorder.histogram(f"{key}_us")
+        cdef Histogram histogram = self.recorder.histogram(timing_histogram_name(key))
         histogram.record_c(now - started)
 
     def stop_start_timing(self, stop_key, start_key):
         cdef int64_t now = monotonic_us()
-        self._stop(stop_key, now)
-        self.timings[start_key] = now
+        self._stop(_key(stop_key), now)
+        self._start(_key(start_key), now)
 
     def __repr__(self):
         return f"<Device {self.device_id} {self.address}>"
 
 
+# Timing key -> histogram name, so a timing builds no string per call.
+cdef dict _timing_names = {}
+
+
+cdef str timing_histogram_name(str key):
+    cdef object name = _timing_names.get(key)
+    if name is None:
+        name = _timing_names[key] = f"{key}_us"
+    return <str>name
+
+
+cdef Device running_device():
+    cdef object device = get_value(_current)
+    if device is None:
+        raise LookupError("no device is running in this task")
+    return <Device>device
+
+
 def current_device():
     """The device whose script is running in this task."""
-    return _current.get()
+    return running_device()
 
 
 def set_current_device(Device device):
     _current.set(device)
 
 
-def _key(key):
-    if isinstance(key, str):
-        return key
-    raise TypeError(f"metric key must be a string, not {type(key).__name__}")
-
-
 def start_timing(key):
     """Start timing ``key``; ``stop_timing(key)`` records histogram ``<key>_us``."""
-    (<Device>_current.get()).start_timing(_key(key))
+    running_device()._start(_key(key), monotonic_us())
 
 
 def stop_timing(key):
     """Record the microseconds since ``start_timing(key)`` in ``<key>_us``."""
-    (<Device>_current.get()).stop_timing(_key(key))
+    running_device()._stop(_key(key), monotonic_us())
 
 
 def stop_start_timing(stop_key, start_key):
     """Stop timing ``stop_key`` and start ``start_key`` at the same instant."""
-    (<Device>_current.get()).stop_start_timing(_key(stop_key), _key(start_key))
+    cdef int64_t now = monotonic_us()
+    cdef Device device = running_device()
+    device._stop(_key(stop_key), now)
+    device._start(_key(start_key), now)
 
 
 def inc_counter(key, value=1):
     """Add ``value`` to counter ``<key>_count``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"inc_counter value must be a non-negative integer, not {value!r}")
-    cdef Counter counter = (<Device>_current.get()).recorder.counter(f"{_key(key)}_count")
+    cdef Counter counter = running_device().recorder.counter(f"{_key(key)}_count")
     counter.value += value
 
 
@@ -157,7 +184,7 @@ def delay(ms, random_ratio=0.0):
     cdef double seconds = ms / 1000.0
     if random_ratio:
         seconds *= 1.0 + random_ratio * (_uniform() * 2.0 - 1.0)
-    return _Delay((<Device>_current.get()).loop, seconds)
+    return _Delay(running_device().loop, seconds)
 
 
 COMMON_BUILTINS = {
