@@ -27,33 +27,14 @@ from stressgrid._core.http1 import (ClientBase, ConnectionBase, Http1Core, delet
                                     post, put, request_writer)
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
+from .tls import context_for
+
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
 HTTP10_PROTOCOLS = frozenset({"http10", "http10s"})
 
 _TIMER_SLACK_US = 500  # the loop's timers have millisecond steps
 
-_tls_contexts = {}
 _targets = {}
-
-
-def tls_context(verify=False, ca_file="", alpn="http/1.1"):
-    """The process-wide client SSLContext for these settings (one per combination)."""
-    key = (bool(verify), ca_file or "", alpn)
-    context = _tls_contexts.get(key)
-    if context is None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if ca_file:
-                context.load_verify_locations(cafile=ca_file)
-            else:
-                context.load_default_certs()
-        else:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if alpn:
-            context.set_alpn_protocols([alpn])
-        _tls_contexts[key] = context
-    return context
 
 
 class _Target:
@@ -73,8 +54,7 @@ class _Target:
         self.tls_problem = None
         if tls:
             try:
-                self.tls = tls_context(getattr(opts, "tls_verify", False), getattr(opts, "tls_ca_file", ""),
-                                       "http/1.0" if http10 else "http/1.1")
+                self.tls = context_for(opts, ("http/1.0",) if http10 else ("http/1.1",))
             except (OSError, ssl.SSLError) as exc:
                 # A missing or bad CA file: every connect fails with a counted TLS error.
                 self.tls_problem = f"cannot use the TLS settings: {exc}"

@@ -29,6 +29,9 @@ from stressgrid._core.device import current_device
 from stressgrid._core.http2 import Http2Connection
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
+from .tls import context_for
+from .waiting import timeout_seconds
+
 ALPN_PROTOCOLS = ["h2"]
 
 
@@ -112,37 +115,7 @@ def path_bytes(path):
     return path
 
 
-def timeout_s(timeout, device):
-    """A script's ``timeout=`` in milliseconds as seconds; ``None``: the plan's default."""
-    if timeout is None:
-        return device.timeout_s
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout!r}")
-    return timeout / 1000.0
-
-
 # -- TLS ------------------------------------------------------------------------
-
-_contexts = {}
-
-
-def tls_context(opts, alpn=ALPN_PROTOCOLS):
-    """A client context, shared by every device with the same settings."""
-    verify = bool(getattr(opts, "tls_verify", False))
-    ca_file = getattr(opts, "tls_ca_file", "") or None
-    key = (verify, ca_file, tuple(alpn))
-    context = _contexts.get(key)
-    if context is None:
-        if verify:
-            context = ssl.create_default_context(cafile=ca_file)
-        else:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        context.set_alpn_protocols(list(alpn))
-        _contexts[key] = context
-    return context
-
 
 # -- the connection -----------------------------------------------------------
 
@@ -352,7 +325,7 @@ class Http2Client:
 
     def request(self, method, path, headers, body, timeout):
         """An awaitable of ``(status, headers, body)``."""
-        seconds = timeout_s(timeout, self.device)
+        seconds = timeout_seconds(timeout, self.device)
         path = path_bytes(path)
         protocol = self.protocol
         if protocol is not None:
@@ -422,7 +395,7 @@ class Http2Client:
         protocol = _Http2Protocol(self, core)
         kwargs = {}
         if self.tls:
-            kwargs = {"ssl": tls_context(self.device.opts), "server_hostname": address.host,
+            kwargs = {"ssl": context_for(self.device.opts, ALPN_PROTOCOLS), "server_hostname": address.host,
                       "ssl_handshake_timeout": max(seconds, 0.001)}
         try:
             transport, _ = await asyncio.wait_for(loop.create_connection(

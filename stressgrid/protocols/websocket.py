@@ -35,6 +35,8 @@ from stressgrid._core.device import current_device, now_us
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
+from .waiting import timeout_seconds
+
 MAX_QUEUED_MESSAGES = 1024
 CLOSE_GOING_AWAY = 1001
 _TIMER_SLACK_S = 0.0005
@@ -357,12 +359,6 @@ def _ws():
     return ws
 
 
-def _timeout_s(timeout):
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout!r}")
-    return timeout / 1000.0
-
-
 def ws_send_text(text):
     """Send ``text`` as one text message (await it)."""
     ws = _ws()
@@ -400,17 +396,17 @@ def _as_binary(message):
 
 async def ws_receive_text(timeout=5000):
     """The next message as ``str``, waiting up to ``timeout`` ms."""
-    return _as_text(await _ws().receive(_timeout_s(timeout)))
+    return _as_text(await _ws().receive(timeout_seconds(timeout, current_device())))
 
 
 async def ws_receive_binary(timeout=5000):
     """The next message as ``bytes``, waiting up to ``timeout`` ms."""
-    return _as_binary(await _ws().receive(_timeout_s(timeout)))
+    return _as_binary(await _ws().receive(timeout_seconds(timeout, current_device())))
 
 
 async def ws_receive_json(timeout=5000):
     """The next message parsed as JSON, waiting up to ``timeout`` ms."""
-    return _json.loads(await _ws().receive(_timeout_s(timeout)))
+    return _json.loads(await _ws().receive(timeout_seconds(timeout, current_device())))
 
 
 def ws_fetch_text():

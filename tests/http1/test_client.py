@@ -9,7 +9,8 @@ from stressgrid._core.device import Device
 from stressgrid._core.metrics import Recorder
 from stressgrid.errors import error_reason
 from stressgrid.plan.model import Address, Opts
-from stressgrid.protocols.http1 import create_client, tls_context
+from stressgrid.protocols.http1 import create_client
+from stressgrid.protocols.tls import client_context
 
 
 def run(coroutine_function, *args):
@@ -172,7 +173,7 @@ def test_tls_contexts_are_shared_per_setting(nginx_servers):
         second, _ = new_client(nginx_servers.tls, host="localhost", protocol="https")
         verified, _ = new_client(nginx_servers.tls, host="localhost", protocol="https",
                                  tls_verify=True, tls_ca_file=nginx_servers.certificate)
-        assert first.target.tls is second.target.tls is tls_context(False, "", "http/1.1")
+        assert first.target.tls is second.target.tls is client_context(False, "", ("http/1.1",))
         assert verified.target.tls is not first.target.tls
         assert (await verified.request(b"GET", "/index.html"))[0] == 200
         for client in (first, second, verified):
