@@ -7,50 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import example
-from tests.coordinator.support import wait_until
-
-REDIS_SCRIPT = example("redis_tcp.py")
-FAILING_SCRIPT = "await delay(100)\nassert False, 'boom'\n"
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-    return playwright_expect(target)
-
-
-def fill_plan(page, name, port, *, protocol="tcp", hosts="127.0.0.1", devices="20", script=REDIS_SCRIPT,
-              params='{"delay_ms": 50}', rampup="1", sustain="60", rampdown="1"):
-    page.fill("#plan-name", name)
-    page.select_option("#protocol", protocol)
-    page.fill("#hosts", hosts)
-    page.fill("#port", str(port))
-    page.fill("#rampup", rampup)
-    page.fill("#sustain", sustain)
-    page.fill("#rampdown", rampdown)
-    block = page.locator(".block").first
-    block.locator(".script textarea").fill(script)
-    block.locator(".params textarea").fill(params)
-    block.locator(".block-size").fill(devices)
-
-
-def short_run(stack, name="past-run", sustain_ms=1500):
-    """A small run started through the API and waited for; returns its detail."""
-    plan = {"name": name,
-            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
-            "blocks": [{"script": REDIS_SCRIPT, "params": {"delay_ms": 50}, "size": 10},
-                       {"script": FAILING_SCRIPT, "params": {}, "size": 10}],
-            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": sustain_ms,
-                     "rampdown_step_ms": 200, "cooldown_ms": 1000, "report_interval_ms": 1000}}
-    status, run, _ = stack.api.post("/api/runs", plan)
-    assert status == 201, run
-    detail = stack.api.wait_run_finished(run["id"], timeout=30)
-    wait_until(lambda: stack.api.state()["run"] is None, 15, message="run released")
-    return detail
-
-
-def stat(page, metric, name):
-    return page.locator(f'[data-metric="{metric}"] [data-stat="{name}"] .stat-value')
+from tests.web.support import FAILING_SCRIPT, expect, fill_plan, short_run, stat
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +46,7 @@ def test_effective_devices_round_down_to_ramp_steps_of_the_generators(stack, ope
     summary = page.locator("#devices-summary")
     expect(summary).to_contain_text("Effective devices 90")
     expect(summary).to_contain_text("ramp step 10 devices (10 × 1 generator)")
-    expect(summary).to_contain_text("9 ramp steps of 1s up, 1s down")
+    expect(summary).to_contain_text("9 ramp steps of 1s up, 500 ms down")
     expect(page.locator("#total-duration")).to_have_text("1m 19s")  # 9 + 60 + 4.5 + 5 cooldown
     # The JSON view holds the plan the form builds: steps and milliseconds.
     page.click("#mode-json")
@@ -226,7 +183,9 @@ def test_obvious_mistakes_are_caught_in_the_browser(stack, open_page):
     expect(page.locator('[data-field="hosts"] .field-error')).to_have_text("Name at least one target host.")
     expect(page.locator('[data-field="port"] .field-error')).to_have_text("A port from 1 to 65535.")
     expect(page.locator('.block [data-field="size"] .field-error')).to_contain_text("At least 10 devices")
-    expect(page.locator(".block .params + .editor-error")).to_contain_text("Not JSON")
+    params_error = page.locator(".block .params + .editor-error")
+    expect(params_error).to_have_text("Line 1, column 2: Not JSON: Expected property name or '}'")
+    expect(page.locator('.block .params .editor-numbers [data-line="1"]')).to_have_class("error")
     assert page.watch.posts("/api/runs") == []
     # Fixing a field clears its message.
     page.fill("#hosts", "127.0.0.1")

@@ -62,6 +62,14 @@ export function duration(ms) {
   return `${s}s`;
 }
 
+/** Milliseconds for short spans: "450 ms", "1.5s", then as ``duration``. */
+export function shortDuration(ms) {
+  if (!Number.isFinite(ms)) return "—";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 10000) return `${trim(ms / 1000, 1)}s`;
+  return duration(ms);
+}
+
 /** A Unix time (seconds) as local "2024-05-01 14:03:22". */
 export function timestamp(seconds) {
   if (!Number.isFinite(seconds)) return "—";

@@ -227,7 +227,9 @@ export class LiveView {
       ["cooldown", opts.cooldown_ms],
     ].filter(([, ms]) => ms > 0);
     const total = spans.reduce((sum, [, ms]) => sum + ms, 0) || 1;
-    const elapsed = run ? run.elapsed_ms : total;
+    // A run that ended keeps its marker where it stopped (an abort stops early).
+    const last = this.lastRun && this.lastRun.id === this.shownRunId ? this.lastRun : null;
+    const elapsed = run ? run.elapsed_ms : last ? last.elapsed_ms : total;
     let start = 0;
     for (const [phase, ms] of spans) {
       const part = element("div", `segment phase-${phase}${elapsed >= start ? " reached" : ""}`);

@@ -149,7 +149,8 @@ export function buildPlan(values, generators) {
       try {
         params = JSON.parse(paramsText);
       } catch (error) {
-        fail(`blocks[${i}].params`, `Not JSON: ${error.message}`);
+        const at = jsonErrorPosition(paramsText, error);
+        errors.push({ field: `blocks[${i}].params`, message: `Not JSON: ${jsonMessage(error)}`, ...(at || {}) });
       }
       if (params === null || typeof params !== "object" || Array.isArray(params)) {
         if (!errors.some((e) => e.field === `blocks[${i}].params`)) {
@@ -290,6 +291,13 @@ export function lineColumn(text, offset) {
   const before = String(text).slice(0, Math.max(0, offset));
   const lines = before.split("\n");
   return { line: lines.length, column: lines[lines.length - 1].length + 1 };
+}
+
+/** JSON.parse's message without the position (shown at the line instead). */
+export function jsonMessage(error) {
+  return String(error && error.message || "bad JSON")
+    .replace(/\s*(in JSON )?at position \d+( \(line \d+ column \d+\))?/, "")
+    .replace(/^JSON\.parse: /, "");
 }
 
 /** Where JSON.parse failed, from its message: {line, column} or null. */

@@ -2,10 +2,10 @@
 
 import { api, ApiError } from "./api.js";
 import { CodeEditor } from "./editor.js";
-import { duration, integer } from "./format.js";
+import { duration, integer, shortDuration } from "./format.js";
 import {
   DEFAULT_PORTS, bareMessage, buildPlan, effectiveDevices, exampleParams, exampleScript, formTarget,
-  jsonErrorPosition, planToValues, rampStepSize,
+  jsonErrorPosition, jsonMessage, planToValues, rampStepSize,
 } from "./plan.js";
 
 const DRAFT_KEY = "stressgrid.draft";
@@ -309,7 +309,7 @@ export class PlanForm {
       `${Math.max(1, generators) > 1 ? "s" : ""})`);
     if (derived.rampSteps) {
       line.append(` · ${integer(derived.rampSteps)} ramp step${derived.rampSteps > 1 ? "s" : ""}` +
-        ` of ${duration(derived.rampupStepMs)} up, ${duration(derived.rampdownStepMs)} down`);
+        ` of ${shortDuration(derived.rampupStepMs)} up, ${shortDuration(derived.rampdownStepMs)} down`);
     }
     this.summary.appendChild(line);
     if (!generators) {
@@ -337,7 +337,7 @@ export class PlanForm {
         plan = JSON.parse(this.jsonEditor.value);
       } catch (error) {
         const at = jsonErrorPosition(this.jsonEditor.value, error);
-        this.jsonEditor.setError({ ...(at || {}), message: `Not valid JSON (${error.message}); fix it to go back to the form.` });
+        this.jsonEditor.setError({ ...(at || {}), message: `Not valid JSON (${jsonMessage(error)}): fix it to go back to the form.` });
         return;
       }
       const { values, warnings } = planToValues(plan || {});
@@ -362,7 +362,7 @@ export class PlanForm {
         return { plan: JSON.parse(text), errors: [] };
       } catch (error) {
         const at = jsonErrorPosition(text, error);
-        return { plan: null, errors: [{ field: "json", message: `Not valid JSON: ${error.message}`, ...(at || {}) }] };
+        return { plan: null, errors: [{ field: "json", message: `Not valid JSON: ${jsonMessage(error)}`, ...(at || {}) }] };
       }
     }
     const { plan, errors } = buildPlan(this.values(), this.generators);
