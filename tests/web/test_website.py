@@ -291,3 +291,23 @@ def test_history_links_to_cloudwatch_when_the_coordinator_writes_there(stack, op
         r"^https://eu-west-1\.console\.aws\.amazon\.com/cloudwatch/home\?region=eu-west-1#metricsV2:"))
     assert detail["id"] in urllib.parse.unquote(link.get_attribute("href"))
     assert link.get_attribute("target") == "_blank"
+
+
+def test_a_generator_over_80_percent_cpu_is_flagged(stack, open_page):
+    page = open_page(stack)
+    page.unroute("**/*")
+
+    def busy(route):
+        response = route.fetch()
+        state = response.json()
+        for generator in state["generators"]:
+            generator.update(cpu_percent=93, cpu_warning=True)
+        route.fulfill(response=response, body=json.dumps(state))
+
+    page.route("**/api/stream", lambda route: route.abort())
+    page.route("**/api/state", busy)
+    page.reload()
+    cell = page.locator('#generator-table tr[data-generator="web-gen"] .cpu-cell')
+    expect(cell).to_contain_text("93%")
+    expect(cell.locator(".cpu-fill")).to_have_class(re.compile(r"\bhot\b"))
+    expect(page.locator("#live-generators-summary")).to_have_text("1 generator · 1 over 80% CPU")

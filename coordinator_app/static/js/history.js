@@ -2,7 +2,7 @@
 // link, a detail view, "load this plan" and delete.
 
 import { api, download, hasToken } from "./api.js";
-import { duration, formatterFor, integer, metricLabel, percent, timestamp } from "./format.js";
+import { duration, formatterFor, integer, metricKind, metricLabel, percent, timestamp } from "./format.js";
 
 const PAGE = 25;
 const CPU_WARNING = 80;
@@ -277,11 +277,17 @@ export class HistoryView {
       root.appendChild(element("p", "muted", "No report (the run is in progress, or it was cut short)."));
     } else {
       const facts = element("dl", "facts");
-      const fact = (term, value) => facts.append(element("dt", "", term), element("dd", "", value));
+      const fact = (term, value) => {
+        const pair = element("div");
+        pair.append(element("dt", "", term), element("dd", "", value));
+        facts.appendChild(pair);
+      };
       fact("Duration", duration(summary.duration_s * 1000));
       fact("Devices started", `${integer(summary.devices_started)} of ${integer(summary.devices_requested)}`);
       fact("Generators", Object.entries(summary.generators || {}).map(([id, n]) => `${id} (${integer(n)})`).join(", ") || "—");
       fact("Peak active devices", integer((summary.maxima || {}).active_device_number));
+      fact("Started", timestamp(summary.started_at));
+      fact("Peak CPU", percent((summary.maxima || {}).max_cpu_percent));
       root.appendChild(facts);
 
       const errors = Object.entries(summary.errors || {});
@@ -322,7 +328,10 @@ export class HistoryView {
       if (totals.length) {
         const list = element("dl", "facts totals");
         for (const [name, value] of totals) {
-          list.append(element("dt", "", name), element("dd", "", formatterFor(name)(value)));
+          const pair = element("div");
+          const format = metricKind(name) === "count" ? integer : formatterFor(name);
+          pair.append(element("dt", "", name), element("dd", "", format(value)));
+          list.appendChild(pair);
         }
         root.appendChild(list);
       }
