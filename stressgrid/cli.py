@@ -36,7 +36,7 @@ from stressgrid.plan.api import PROTOCOLS
 # -- exit codes ------------------------------------------------------------------
 
 EXIT_OK = 0
-EXIT_RUN_ERRORS = 1  # the run ended with errors counted, or was aborted by someone else
+EXIT_RUN_ERRORS = 1  # devices counted errors during the run, or someone else aborted it
 EXIT_USAGE = 2  # bad flags, missing/unreadable file, invalid plan or script, plan rejected
 EXIT_COORDINATOR = 3  # coordinator unreachable, token refused, local processes failed
 EXIT_NO_GENERATORS = 4  # no generator registered (or the local one failed)
@@ -46,9 +46,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: the run was aborted; its archive is 
 EXIT_CODES_HELP = """\
 exit codes:
   0    the run completed and no errors were counted
-  1    the run ended, but errors were counted (see the summary on stderr) or it
-       was aborted by something other than this command; the archive location
-       is still printed
+  1    the run ended, but devices counted errors (connection failures,
+       timeouts, script exceptions; see the summary on stderr) or it was
+       aborted by something other than this command; the archive location is
+       still printed. network_tcp_retransmit_error, a host metric, is shown as
+       a warning only
   2    usage error: bad option, missing script or plan file, invalid plan,
        script error (with its line and column), plan rejected by the coordinator
   3    the coordinator cannot be used: unreachable, token refused, unexpected
@@ -603,6 +605,7 @@ class Api:
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
+HOST_ERRORS = frozenset({"network_tcp_retransmit_error"})
 
 
 def format_us(value, micro="us"):
@@ -642,6 +645,12 @@ def format_duration(ms):
 def error_name(name):
     """``timeout_error_count`` -> ``timeout_error``."""
     return name[:-len("_count")] if name.endswith("_count") else name
+
+
+def is_host_error(name):
+    """Host metrics named like errors (TCP retransmits of the whole generator machine, other
+    traffic included): shown as warnings, not counted as errors of the run."""
+    return error_name(name) in HOST_ERRORS
 
 
 def counter_name(name):
@@ -758,10 +767,12 @@ class Display:
                 continue
             parts.append(f"{name} p50 {format_us(h.get('p50'), self.micro)} "
                          f"p99 {format_us(h.get('p99'), self.micro)}")
-        errors = telemetry.get("errors") or {}
-        if errors:
+        errors = sorted((telemetry.get("errors") or {}).items())
+        device_errors = [(n, e) for n, e in errors if not is_host_error(n)]
+        if device_errors:
             parts.append("errors " + " ".join(f"{error_name(n)}={e.get('count', 0)}"
-                                              for n, e in sorted(errors.items())))
+                                              for n, e in device_errors))
+        parts.extend(f"{error_name(n)} {e.get('count', 0)}" for n, e in errors if is_host_error(n))
         return " | ".join(parts)
 
     def _block(self, run, telemetry, state):
@@ -798,14 +809,15 @@ class Display:
                 lines.append((f"  {name:<24}" + "".join(
                     f"{format_us(h.get(k), self.micro):>10}" for k in ("p50", "p90", "p99", "max"))
                     + f"{h.get('count', 0):>10,}", None))
-        errors = telemetry.get("errors") or {}
+        errors = sorted((telemetry.get("errors") or {}).items())
         if errors:
-            lines.append(("  errors", RED))
-            for name, e in sorted(errors.items()):
+            lines.append(("  errors", RED if any(not is_host_error(n) for n, _ in errors) else YELLOW))
+            for name, e in errors:
                 rate = (counters.get(name) or {}).get("per_second")
                 rate = f" (+{format_rate(rate)}/s)" if rate else ""
                 first = f"  {e['line']}" if e.get("line") else ""
-                lines.append((f"  {error_name(name):<24}{e.get('count', 0):>12,}{rate}{first}", RED))
+                lines.append((f"  {error_name(name):<24}{e.get('count', 0):>12,}{rate}{first}",
+                              YELLOW if is_host_error(name) else RED))
         return lines
 
     def _draw(self, lines):
@@ -859,7 +871,10 @@ class Display:
                          YELLOW if cpu > 80 else None)
         for name, e in sorted((summary.get("errors") or {}).items()):
             line = f"  {e['line']}" if e.get("line") else ""
-            self.error(f"  {error_name(name):<24}{e.get('count', 0):>14,}{line}")
+            if is_host_error(name):
+                line += "  (the generator hosts' TCP retransmits: a warning, not a run error)"
+            self.message(f"  {error_name(name):<24}{e.get('count', 0):>14,}{line}",
+                         YELLOW if is_host_error(name) else RED)
         for event in summary.get("events") or ():
             if event.get("kind") in ("generator_lost", "generator_cpu_high", "cohort_skipped",
                                      "cohort_not_sent"):
@@ -1240,7 +1255,8 @@ def verdict(detail, interrupted=False):
     if detail.get("state") != "done":
         note = summary.get("note") or detail.get("note") or "no reason given"
         return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
-    errors = {n: e for n, e in (summary.get("errors") or {}).items() if e.get("count")}
+    errors = {n: e for n, e in (summary.get("errors") or {}).items()
+              if e.get("count") and not is_host_error(n)}
     if errors:
         total = sum(e["count"] for e in errors.values())
         return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(

@@ -1,15 +1,20 @@
 """``python -m stressgrid.cli run`` end to end: a real coordinator, generator and demo target."""
 import io
 import json
+import os
+import pty
 import re
 import signal
+import subprocess
+import sys
 import tarfile
+import threading
 import time
 import urllib.parse
 
 import pytest
 
-from tests.cli.support import TELEMETRY_LINE, Cli, run_cli
+from tests.cli.support import TELEMETRY_LINE, Cli, cli_env, run_cli
 from tests.conftest import EXAMPLES
 from tests.coordinator.support import coordinator_process, wait_until
 from tests.support.servers import free_port
@@ -249,3 +254,45 @@ def test_block_flags_on_a_plan_with_several_blocks_exit_2(tmp_path):
                                                     "protocol": "http"}]}))
     code, out, err = run_cli(["run", "--plan", plan_file, "-s", "5"], tmp_path)
     assert code == 2 and "--size cannot be applied to a plan with 2 blocks" in err
+
+
+def test_on_a_terminal_telemetry_is_redrawn_in_place_and_errors_are_red(grid, demo_target,
+                                                                        tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text('status, _, _ = await get("/status/500")\n'
+                      'assert status == 200, f"got {status}"\n')
+    controller, terminal = pty.openpty()
+    output = []
+
+    def read_terminal():
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            output.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    env = cli_env({"TERM": "xterm", "COLUMNS": "120"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stressgrid.cli", "run", "tty", str(script),
+         *coordinator_flag(grid), *map(str, target_flags(demo_target)), "-s", "5", *FAST],
+        cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    try:
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(10)
+    os.close(controller)
+    screen = b"".join(output).decode()
+    assert process.returncode == 1
+    assert out.decode().strip().endswith(".tar.gz")
+    assert re.search(r"\x1b\[\d+A\x1b\[J", screen)  # the live block is redrawn in place
+    assert re.search(r"\x1b\[31m\s+assertion_error", screen)  # errors in red
+    assert "\x1b[31mstressgrid: run tty-" in screen  # and the reason line too
