@@ -1,15 +1,20 @@
 // A plain-text code editor: a textarea with a line-number gutter that scrolls with it,
-// Python-friendly indentation, and one marked error line with its message.
+// syntax colouring drawn underneath it, Python-friendly indentation, and one marked
+// error line with its message.
+
+import { HIGHLIGHTERS } from "./highlight.js";
 
 const INDENT = "    ";
 
 /**
- * ``new CodeEditor(parent, {value, label, minLines, maxLines, onChange})``.
+ * ``new CodeEditor(parent, {value, label, language, minLines, maxLines, onChange})``;
+ * ``language``: "python", "json" or none (plain).
  * ``editor.value``, ``editor.setError({line, column, message})``, ``editor.clearError()``.
  */
 export class CodeEditor {
-  constructor(parent, { value = "", label = "Code", minLines = 8, maxLines = 30, onChange = () => {},
-    className = "" } = {}) {
+  constructor(parent, { value = "", label = "Code", language = null, minLines = 8, maxLines = 30,
+    onChange = () => {}, className = "" } = {}) {
+    this.highlighter = HIGHLIGHTERS[language] || null;
     this.minLines = minLines;
     this.maxLines = maxLines;
     this.onChange = onChange;
@@ -34,7 +39,12 @@ export class CodeEditor {
     this.textarea.setAttribute("autocomplete", "off");
     this.textarea.setAttribute("aria-label", label);
     this.textarea.value = value;
-    this.body.append(this.mark, this.textarea);
+    this.code = document.createElement("pre");
+    this.code.className = "editor-code";
+    this.code.setAttribute("aria-hidden", "true");
+    this.code.hidden = !this.highlighter;
+    if (this.highlighter) this.textarea.classList.add("highlighted");
+    this.body.append(this.mark, this.code, this.textarea);
     this.root.append(this.gutter, this.body);
     this.message = document.createElement("button");
     this.message.type = "button";
@@ -82,6 +92,10 @@ export class CodeEditor {
       this.numbers.appendChild(fragment);
       this.gutter.style.width = `${Math.max(2, String(count).length) + 2}ch`;
     }
+    if (this.highlighter) {
+      // The trailing newline keeps a last empty line as tall as the textarea's.
+      this.code.innerHTML = `${this.highlighter(this.textarea.value)}\n`;
+    }
     const rows = Math.min(this.maxLines, Math.max(this.minLines, count + 1));
     this.root.style.setProperty("--rows", String(rows));
     this.markLine();
@@ -91,6 +105,7 @@ export class CodeEditor {
   sync() {
     this.numbers.style.transform = `translateY(${-this.textarea.scrollTop}px)`;
     this.mark.style.transform = `translateY(${-this.textarea.scrollTop}px)`;
+    this.code.style.transform = `translate(${-this.textarea.scrollLeft}px, ${-this.textarea.scrollTop}px)`;
   }
 
   markLine() {

@@ -55,7 +55,7 @@ export class PlanForm {
     this.checkResult = document.getElementById("check-result");
     this.startButton = document.getElementById("start-button");
     this.jsonEditor = new CodeEditor(document.getElementById("json-editor"), {
-      label: "Plan JSON", minLines: 18, maxLines: 40, className: "json",
+      label: "Plan JSON", language: "json", minLines: 18, maxLines: 40, className: "json",
       onChange: () => this.scheduleCheck(),
     });
 
@@ -169,14 +169,14 @@ export class PlanForm {
 
     const block = { root, title, remove, sizeInput, effective, helpList };
     block.editor = new CodeEditor(scriptField, {
-      value: script, label: "Script", minLines: 12, maxLines: 32, className: "script",
+      value: script, label: "Script", language: "python", minLines: 12, maxLines: 32, className: "script",
       onChange: () => {
         this.changed(false);
         this.scheduleCheck();
       },
     });
     block.params = new CodeEditor(paramsField, {
-      value: params, label: "Params", minLines: 3, maxLines: 12, className: "params",
+      value: params, label: "Params", language: "json", minLines: 3, maxLines: 12, className: "params",
       onChange: () => {
         this.changed(false);
         this.scheduleCheck();
