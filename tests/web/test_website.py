@@ -311,3 +311,15 @@ def test_a_generator_over_80_percent_cpu_is_flagged(stack, open_page):
     expect(cell).to_contain_text("93%")
     expect(cell.locator(".cpu-fill")).to_have_class(re.compile(r"\bhot\b"))
     expect(page.locator("#live-generators-summary")).to_have_text("1 generator · 1 over 80% CPU")
+
+
+def test_host_tcp_retransmits_are_a_warning_not_a_run_error(stack, open_page):
+    page = open_page(stack)
+    counts = page.evaluate("""async () => {
+        const h = await import('/assets/js/history.js');
+        const summary = {errors: {
+            network_tcp_retransmit_error_count: {count: 7, line: ''},
+            timeout_error_count: {count: 2, line: 'line 3: await recv() -> TimeoutError'}}};
+        return [h.errorCount(summary), h.retransmits(summary), h.errorCount({errors: {}})];
+    }""")
+    assert counts == [2, 7, 0]

@@ -2,6 +2,7 @@
 // link, a detail view, "load this plan" and delete.
 
 import { api, download, hasToken } from "./api.js";
+import { isHostWarning } from "./live.js";
 import { duration, formatterFor, integer, metricKind, metricLabel, percent, timestamp } from "./format.js";
 
 const PAGE = 25;
@@ -25,7 +26,15 @@ export function cloudWatchUrl(region, runId) {
 /** The number of errors in a run summary (error counters' totals). */
 export function errorCount(summary) {
   if (!summary || !summary.errors) return 0;
-  return Object.values(summary.errors).reduce((sum, e) => sum + (e.count || 0), 0);
+  return Object.entries(summary.errors).filter(([name]) => !isHostWarning(name))
+    .reduce((sum, [, e]) => sum + (e.count || 0), 0);
+}
+
+/** TCP retransmits of the generator hosts: a warning, not an error of the run. */
+export function retransmits(summary) {
+  if (!summary || !summary.errors) return 0;
+  return Object.entries(summary.errors).filter(([name]) => isHostWarning(name))
+    .reduce((sum, [, e]) => sum + (e.count || 0), 0);
 }
 
 /** Save a results archive: a plain link without a token, a fetch with one. */
@@ -241,10 +250,17 @@ export class HistoryView {
     const writerErrors = (summary.writer_errors || []).length;
     if (count) {
       const flag = element("span", "flag flag-error", `${integer(count)} error${count > 1 ? "s" : ""}`);
-      flag.title = Object.entries(summary.errors).map(([name, e]) => `${name}: ${e.count}${e.line ? ` — ${e.line}` : ""}`).join("\n");
+      flag.title = Object.entries(summary.errors).filter(([name]) => !isHostWarning(name))
+        .map(([name, e]) => `${name}: ${e.count}${e.line ? ` — ${e.line}` : ""}`).join("\n");
       errors.appendChild(flag);
     } else {
       errors.appendChild(element("span", "flag flag-ok", "none"));
+    }
+    const resent = retransmits(summary);
+    if (resent) {
+      const flag = element("span", "flag flag-warning", `${integer(resent)} TCP retransmits`);
+      flag.title = "TCP retransmits of the generator hosts (all their traffic): a warning, not an error of the run";
+      errors.appendChild(flag);
     }
     if (writerErrors) errors.appendChild(element("span", "flag flag-warning", "writer failed"));
     const peak = summary.maxima && summary.maxima.max_cpu_percent;
@@ -294,7 +310,7 @@ export class HistoryView {
       if (errors.length) {
         const list = element("div", "error-list");
         for (const [name, info] of errors) {
-          const item = element("div", "error-item");
+          const item = element("div", isHostWarning(name) ? "error-item warning-item" : "error-item");
           item.appendChild(element("div", "error-head", `${metricLabel(name)} · ${integer(info.count)}`));
           if (info.line) item.appendChild(element("code", "error-line", info.line));
           list.appendChild(item);

@@ -22,8 +22,16 @@ function element(tag, className, text) {
   return node;
 }
 
-function isErrorCounter(name) {
-  return name.endsWith("_error_count") || name.endsWith("_error");
+// Host metrics named like errors (TCP retransmits of the whole generator machine, other
+// traffic included): shown as warnings, not counted as errors of the run.
+const HOST_ERRORS = new Set(["network_tcp_retransmit_error"]);
+
+export function isHostWarning(name) {
+  return HOST_ERRORS.has(name.replace(/_count$/, ""));
+}
+
+export function isErrorCounter(name) {
+  return (name.endsWith("_error_count") || name.endsWith("_error")) && !isHostWarning(name);
 }
 
 const FIRST = ["response", "headers_us", "body_us", "conn", "conn_us", "ws_upgrade_us", "send", "receive"];
@@ -367,11 +375,14 @@ export class LiveView {
     }
     for (const [name, value] of Object.entries(counters)) {
       const error = isErrorCounter(name);
+      const warning = isHostWarning(name);
       const format = formatterFor(name, true);
       const card = this.card(`rate:${name}`, rateGrid, metricLabel(name), [
-        { key: "v", label: "per second", className: error ? "s-error" : "s-rate", area: true },
+        { key: "v", label: "per second", className: error ? "s-error" : warning ? "s-warning" : "s-rate", area: true },
       ], format);
       card.root.classList.toggle("alarm", error && value.total > 0);
+      card.root.classList.toggle("warn", warning && value.total > 0);
+      if (warning) card.root.title = "TCP retransmits of the whole generator host (other traffic included): a warning, not an error of the run";
       card.values.textContent = "";
       const rate = element("span", "stat big");
       rate.dataset.stat = "per_second";
@@ -389,7 +400,7 @@ export class LiveView {
   renderErrors(telemetry) {
     const section = document.getElementById("run-errors");
     const list = document.getElementById("error-list");
-    const errors = Object.entries(telemetry.errors || {}).filter(([, e]) => e.count > 0);
+    const errors = Object.entries(telemetry.errors || {}).filter(([name, e]) => e.count > 0 && !isHostWarning(name));
     section.hidden = !errors.length;
     list.textContent = "";
     for (const [name, info] of errors) {
