@@ -13,6 +13,7 @@ stdout, so ``wget $(python -m stressgrid.cli run ...)`` fetches it.
 import argparse
 import contextlib
 import http.client
+import importlib.machinery
 import json
 import math
 import os
@@ -904,15 +905,31 @@ def _die_with_parent():
         pass
 
 
+def _children_import_root():
+    """The directory the local children import ``stressgrid`` and ``coordinator_app`` from.
+
+    The one this CLI was imported from, when its Cython core is compiled there (an
+    installation, or a source tree built in place); otherwise ``None``: the children then
+    import the installed package (``pip install .`` run in a source tree, then the CLI
+    started from that tree with ``python -m``).
+    """
+    root = pathlib.Path(__file__).resolve().parent.parent
+    core = root / "stressgrid" / "_core"
+    if any((core / f"metrics{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+        return str(root)
+    return None
+
+
 class LocalProcess:
     """A child process of local mode, with its output in a log file."""
 
-    def __init__(self, name, args, env, log_path):
+    def __init__(self, name, args, env, log_path, cwd=None):
         self.name = name
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
                 # Its own session: a Ctrl-C at the terminal reaches only the CLI, which aborts
                 # the run through the API and then stops this process itself.
                 start_new_session=True,
@@ -931,7 +948,11 @@ class LocalProcess:
         except OSError:
             return ""
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        return " / ".join(line.strip() for line in tail)
+        result = " / ".join(line.strip() for line in tail)
+        if "No module named 'stressgrid._core" in result:
+            result += (" (the Cython core is not built: 'pip install .', or "
+                       "'python setup.py build_ext --inplace' in a source tree)")
+        return result
 
     def stop(self, timeout):
         if self.process.poll() is None:
@@ -976,15 +997,18 @@ class LocalGrid:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("STRESSGRID_", "AWS_")) and k not in (
                    "COORDINATOR_URL", "GENERATOR_ID", "MANAGEMENT_PORT", "GENERATORS_PORT")}
-        # The children import this very installation (also when run from a source tree).
-        package_root = str(pathlib.Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        root = _children_import_root()
+        if root:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.update(extra)
         return env
 
     def _start(self, name, args, **env):
+        # The children run in the temporary directory, so a source tree in the current
+        # directory cannot shadow the installed (compiled) package.
         process = LocalProcess(name, [sys.executable, "-m", *args], self._environment(**env),
-                               os.path.join(self.directory, f"{name.replace(' ', '-')}.log"))
+                               os.path.join(self.directory, f"{name.replace(' ', '-')}.log"),
+                               cwd=self.directory)
         self.processes.append(process)
         return process
 

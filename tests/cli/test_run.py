@@ -234,8 +234,11 @@ timeout_ms = 2000
 """)
     # The sustain flag overrides the file's ten minutes; the rest comes from the file.
     code, out, err = run_cli(["run", "--plan", plan_file, *coordinator_flag(grid),
-                              "--sustain", "1"], tmp_path)
+                              "--sustain", "1", "--quiet"], tmp_path)
     assert code == 0, err
+    # --quiet: no telemetry lines, still the summary.
+    assert not any(TELEMETRY_LINE.match(line) for line in err.splitlines())
+    assert re.search(r"run from-toml-\d{14} done after", err)
     plan = run_detail(grid, out)["plan"]
     assert plan["name"] == "from-toml"
     assert plan["blocks"] == [{"script": DEMO_SCRIPT.read_text(), "params": {"delay_ms": 50},
