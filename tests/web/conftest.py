@@ -52,9 +52,11 @@ def chromium_path():
 def browser():
     """One headless Chromium per test module (closed before the next module runs)."""
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _missing("pip:playwright")
+    # Page conditions may take a while on a busy two-core machine; they are waited for, not slept on.
+    expect.set_options(timeout=20000)
     path = chromium_path()
     if path is None:
         _missing("apt:chromium")

@@ -17,7 +17,7 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def idle_coordinator(stack):
+def idle_coordinator(browser, stack):
     stack.idle()
     yield
     stack.idle()

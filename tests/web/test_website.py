@@ -11,7 +11,7 @@ from tests.web.support import FAILING_SCRIPT, expect, fill_plan, short_run, stat
 
 
 @pytest.fixture(autouse=True)
-def idle_coordinator(stack):
+def idle_coordinator(browser, stack):
     """Every test starts and leaves the coordinator without an active run."""
     stack.idle()
     yield
@@ -323,3 +323,27 @@ def test_host_tcp_retransmits_are_a_warning_not_a_run_error(stack, open_page):
         return [h.errorCount(summary), h.retransmits(summary), h.errorCount({errors: {}})];
     }""")
     assert counts == [2, 7, 0]
+
+
+def test_a_big_fleet_lists_its_busiest_generators_first(stack, open_page):
+    page = open_page(stack)
+    page.unroute("**/*")
+
+    def fleet(route):
+        response = route.fetch()
+        state = response.json()
+        template = state["generators"][0]
+        state["generators"] = [dict(template, id=f"gen-{n:03d}", cpu_percent=n % 90, cpu_warning=n % 90 > 80)
+                               for n in range(120)]
+        route.fulfill(response=response, body=json.dumps(state))
+
+    page.route("**/api/stream", lambda route: route.abort())
+    page.route("**/api/state", fleet)
+    page.reload()
+    rows = page.locator("#generator-table tbody tr[data-generator]")
+    expect(rows).to_have_count(20)
+    expect(rows.first).to_have_attribute("data-generator", "gen-089")
+    expect(page.locator("#live-generators-summary")).to_have_text("120 generators · 9 over 80% CPU")
+    page.get_by_role("button", name="Show all 120 generators").click()
+    expect(rows).to_have_count(120)
+    expect(page.locator("#status-text")).to_have_text("live (polling) · 120 generators")

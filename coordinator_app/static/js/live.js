@@ -14,6 +14,7 @@ const PHASE_LABELS = {
   done: "Done", aborted: "Aborted",
 };
 const CPU_WARNING = 80;
+const GENERATOR_ROWS = 20;
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -155,6 +156,7 @@ export class LiveView {
     this.idle.hidden = Boolean(showing);
     this.runPanel.hidden = !showing;
     if (!showing) {
+      document.title = "Stressgrid";
       const count = (state.generators || []).length;
       this.idleText.textContent = count
         ? `No run in progress. ${count} generator${count > 1 ? "s" : ""} ready.`
@@ -209,6 +211,7 @@ export class LiveView {
     }
     phase.textContent = label;
     phase.className = `badge phase-${kind}`;
+    document.title = run ? `${label} · ${duration(run.remaining_ms)} left · ${run.name} — Stressgrid` : "Stressgrid";
     document.getElementById("run-remaining").textContent = run ? duration(run.remaining_ms) : "—";
     const ending = !run || run.finishing || run.aborting;
     this.abortButton.hidden = Boolean(ending);
@@ -422,7 +425,12 @@ export class LiveView {
     const generators = state.generators || [];
     const body = document.querySelector("#generator-table tbody");
     body.textContent = "";
-    for (const g of generators) {
+    // A big fleet shows its busiest first and the rest on request.
+    let shown = generators;
+    if (generators.length > GENERATOR_ROWS && !this.allGenerators) {
+      shown = [...generators].sort((a, b) => (b.cpu_percent || 0) - (a.cpu_percent || 0)).slice(0, GENERATOR_ROWS);
+    }
+    for (const g of shown) {
       const row = document.createElement("tr");
       row.dataset.generator = g.id;
       const cpu = element("td", "cpu-cell");
@@ -436,6 +444,21 @@ export class LiveView {
         element("td", "num", integer(g.active_device_number)), cpu,
         element("td", "num muted", `${(g.last_seen_s || 0).toFixed(1)}s ago`),
         element("td", "muted", g.version));
+      body.appendChild(row);
+    }
+    if (generators.length > GENERATOR_ROWS) {
+      const row = element("tr", "more-row");
+      const cell = element("td");
+      cell.colSpan = 6;
+      const toggle = element("button", "link-button",
+        this.allGenerators ? "Show the busiest only" : `Show all ${integer(generators.length)} generators`);
+      toggle.type = "button";
+      toggle.addEventListener("click", () => {
+        this.allGenerators = !this.allGenerators;
+        this.renderGenerators(this.state);
+      });
+      cell.append(this.allGenerators ? "" : `The ${GENERATOR_ROWS} busiest of ${integer(generators.length)}. `, toggle);
+      row.appendChild(cell);
       body.appendChild(row);
     }
     document.getElementById("generator-table").hidden = !generators.length;
