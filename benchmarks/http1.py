@@ -27,26 +27,18 @@ most 1.5x wrk's, at least 10x Locust's requests per second, at most 6 KB per
 idle device. Everything runs on loopback and ends on its own.
 """
 import argparse
-import contextlib
-import os
 import pathlib
-import re
 import resource
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import (CLIENT_CORE, CONNECTIONS, SERVER_CORE, arguments, interleaved, lifetime, measure_window,
+                    median, need_two_cores, pinned, pinned_nginx, print_result, report_medians, require,
+                    requests_line, run_devices, served, versus)
 
-CONNECTIONS = 50
-SERVER_CORE = "0"
-CLIENT_CORE = "1"
-BODY = "x" * 600                        # about the size of nginx's default index page
+REQUIREMENTS = "tests/http1/REQUIREMENTS.txt"
 
 OUR_SCRIPT = """
 while True:
@@ -78,129 +70,16 @@ await delay(60000)
 """
 
 
-def free_port():
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, timeout=15.0):
-    import socket
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def which(binary):
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
-    if path is None:
-        sys.exit(f"{binary} is not installed (see tests/http1/REQUIREMENTS.txt)")
-    return path
-
-
-@contextlib.contextmanager
-def pinned_nginx(directory):
-    """nginx with one worker on core 0; yields (port, status_port)."""
-    port, status_port = free_port(), free_port()
-    for sub in ("logs", "tmp"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    config = f"""
-worker_processes 1;
-worker_rlimit_nofile 65536;
-daemon off;
-pid {directory}/nginx.pid;
-error_log {directory}/logs/error.log warn;
-events {{ worker_connections 20000; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/tmp/body;
-    proxy_temp_path {directory}/tmp/proxy;
-    fastcgi_temp_path {directory}/tmp/fastcgi;
-    uwsgi_temp_path {directory}/tmp/uwsgi;
-    scgi_temp_path {directory}/tmp/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 120s;
-    server {{
-        listen 127.0.0.1:{port} backlog=8192;
-        location / {{ default_type text/html; return 200 "{BODY}"; }}
-    }}
-    server {{
-        listen 127.0.0.1:{status_port};
-        location / {{ stub_status; }}
-    }}
-}}
-"""
-    (directory / "nginx.conf").write_text(config)
-    process = subprocess.Popen(["taskset", "-c", SERVER_CORE, which("nginx"), "-c",
-                                str(directory / "nginx.conf"), "-p", str(directory)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port)
-        wait_for_port(status_port)
-        yield port, status_port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def served(status_port):
-    """Requests nginx has handled so far (this status request included)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/", timeout=5) as reply:
-        text = reply.read().decode()
-    return int(re.search(r"\n\s*\d+\s+\d+\s+(\d+)", text).group(1))
-
-
-def cpu_seconds(process):
-    """User and system CPU seconds of ``process`` so far."""
-    times = process.cpu_times()
-    return times.user, times.system
-
-
-def measure(name, command, status_port, warmup, window, env=None):
+def measure(name, command, status_port, warmup, window):
     """Run ``command`` pinned to the client core; req/s and CPU us/request over the window."""
-    import psutil
-    process = psutil.Popen(["taskset", "-c", CLIENT_CORE, *command], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, env=env)
-    try:
-        # The window opens once requests flow and the warm-up has passed.
-        start = served(status_port)
-        deadline = time.monotonic() + 60
-        while served(status_port) - start < 1000:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} does not send requests: {process.stdout.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        time.sleep(warmup)
-        cpu_0, requests_0, t_0 = cpu_seconds(process), served(status_port), time.monotonic()
-        time.sleep(window)
-        cpu_1, requests_1, t_1 = cpu_seconds(process), served(status_port), time.monotonic()
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} ended inside the measured window")
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(15)
-        except psutil.TimeoutExpired:
-            process.kill()
-            process.wait()
-    requests = requests_1 - requests_0 - 1          # our own status request
-    rps = requests / (t_1 - t_0)
-    user_us = (cpu_1[0] - cpu_0[0]) * 1e6 / requests
-    system_us = (cpu_1[1] - cpu_0[1]) * 1e6 / requests
+    run = measure_window(name, command, lambda: served(status_port), warmup, window)
+    requests = run.count - 1          # our own status request
+    rps = requests / run.seconds
+    user_us = run.user * 1e6 / requests
+    system_us = run.system * 1e6 / requests
     cpu_us = user_us + system_us
-    print(f"{name:7s} {rps:10.0f} req/s  {cpu_us:6.2f} CPU-us/request "
-          f"(user {user_us:5.2f}, system {system_us:5.2f}; client CPU {rps * cpu_us / 1e4:.0f}%)", flush=True)
+    print(f"{requests_line(name, rps, cpu_us)} (user {user_us:5.2f}, system {system_us:5.2f}; "
+          f"client CPU {run.cpu_percent:.0f}%)", flush=True)
     return rps, cpu_us
 
 
@@ -211,16 +90,7 @@ def ours_command(port, seconds, untimed=False):
 
 def run_ours(port, seconds, untimed=False):
     """The worker side: 50 devices timing every GET, for ``seconds``."""
-    from stressgrid.runtime.local import run_local
-    plan = {"name": "bench-http1",
-            "addresses": [{"host": "127.0.0.1", "port": port, "protocol": "http"}],
-            "blocks": [{"script": UNTIMED_SCRIPT if untimed else OUR_SCRIPT, "params": {},
-                        "size": CONNECTIONS}],
-            "opts": {"timeout_ms": 5000}}
-    result = run_local(plan, seconds)
-    errors = {k: v for k, v in result.counters.items() if k.endswith("_error_count")}
-    if errors:
-        print("errors:", errors, result.errors, file=sys.stderr)
+    run_devices("bench-http1", port, "http", UNTIMED_SCRIPT if untimed else OUR_SCRIPT, seconds, file=sys.stderr)
 
 
 def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
@@ -269,8 +139,8 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
 
 def idle_memory(port, devices):
     with tempfile.NamedTemporaryFile("r") as out:
-        subprocess.run(["taskset", "-c", CLIENT_CORE, sys.executable, __file__, "--run-idle", str(port),
-                        "--devices", str(devices), "--out", out.name], check=True, timeout=180)
+        subprocess.run(pinned([sys.executable, __file__, "--run-idle", str(port), "--devices", str(devices),
+                               "--out", out.name]), check=True, timeout=180)
         done, grown, errors = out.read().split(" ", 2)
     done, grown = int(done), int(grown)
     per_device = grown / max(done, 1)
@@ -280,10 +150,7 @@ def idle_memory(port, devices):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
-    parser.add_argument("--window", type=float, default=5.0, help="measured seconds per run")
+    parser = arguments(__doc__)
     parser.add_argument("--idle-devices", type=int, default=5000)
     parser.add_argument("--only", choices=["ours", "untimed", "wrk", "locust"], action="append",
                         help="run only these (repeatable); 'untimed' is ours without the script's timing")
@@ -298,49 +165,35 @@ def main():
         return run_ours(args.run_ours, args.seconds, args.untimed)
     if args.run_idle:
         return run_idle(args.run_idle, args.devices, args.out)
-    if (os.cpu_count() or 1) < 2:
-        sys.exit("needs two cores: nginx on one, the load generator on the other")
+    need_two_cores("nginx on one, the load generator on the other")
 
     generators = args.only or ["ours", "wrk", "locust"]
-    seconds = args.warmup + args.window + 30           # generators are stopped after the window
-    results = {name: [] for name in generators}
+    seconds = lifetime(args.warmup, args.window)
     with tempfile.TemporaryDirectory(prefix="sg-bench-http1-") as directory:
         directory = pathlib.Path(directory)
         locustfile = directory / "locustfile.py"
         locustfile.write_text(LOCUSTFILE)
-        with pinned_nginx(directory / "nginx") as (port, status_port):
+        with pinned_nginx(directory, REQUIREMENTS) as (port, status_port):
             url = f"http://127.0.0.1:{port}/"
             commands = {
                 "ours": ours_command(port, seconds),
                 "untimed": ours_command(port, seconds, untimed=True),
-                "wrk": [which("wrk"), "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", url],
-                "locust": [which("locust"), "-f", str(locustfile), "--headless", "-u", str(CONNECTIONS),
-                           "-r", str(CONNECTIONS), "-t", f"{int(seconds)}s", "--host", url.rstrip("/"),
-                           "--only-summary", "--loglevel", "ERROR"],
+                "wrk": [require("wrk", REQUIREMENTS), "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", url],
+                "locust": [require("locust", REQUIREMENTS), "-f", str(locustfile), "--headless",
+                           "-u", str(CONNECTIONS), "-r", str(CONNECTIONS), "-t", f"{int(seconds)}s",
+                           "--host", url.rstrip("/"), "--only-summary", "--loglevel", "ERROR"],
             }
             print(f"nginx on core {SERVER_CORE}, generators on core {CLIENT_CORE}, "
                   f"{CONNECTIONS} connections, {args.window:.0f} s windows", flush=True)
-            for round_number in range(args.rounds):
-                print(f"-- round {round_number + 1}", flush=True)
-                for name in generators:
-                    results[name].append(measure(name, commands[name], status_port, args.warmup, args.window))
+            results = interleaved(args.rounds, generators, lambda name: measure(
+                name, commands[name], status_port, args.warmup, args.window))
             per_device = idle_memory(port, args.idle_devices) if args.idle_devices else None
 
-    medians = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-               for name, runs in results.items()}
-    print("-- medians")
-    for name, (rps, cpu_us) in medians.items():
-        print(f"{name:7s} {rps:10.0f} req/s  {cpu_us:6.2f} CPU-us/request")
-    line = ["RESULT"]
-    if "ours" in medians:
-        line.append(f"rps={medians['ours'][0]:.0f}")
-        if "wrk" in medians:
-            line.append(f"cpu_per_req_vs_wrk={medians['ours'][1] / medians['wrk'][1]:.2f}")
-        if "locust" in medians:
-            line.append(f"rps_vs_locust={medians['ours'][0] / medians['locust'][0]:.1f}")
-    if per_device is not None:
-        line.append(f"idle_device_kib={per_device / 1024:.2f}")
-    print(" ".join(line))
+    medians = report_medians(results, requests_line)
+    print_result({"rps": median(medians, "ours", 0, ".0f"),
+                  "cpu_per_req_vs_wrk": versus(medians, "wrk", 1, ".2f"),
+                  "rps_vs_locust": versus(medians, "locust", 0, ".1f"),
+                  "idle_device_kib": None if per_device is None else f"{per_device / 1024:.2f}"})
     return 0
 
 

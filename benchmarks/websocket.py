@@ -26,37 +26,11 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import pathlib
-import socket
-import statistics
-import subprocess
 import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-CONNECTIONS = 50
-SERVER_CORE = 0
-CLIENT_CORE = "1"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+from common import (CLIENT_CORE, CONNECTIONS, SERVER_CORE, arguments, free_port, interleaved, lifetime,
+                    measure_window, median, need_two_cores, print_result, report_medians, run_devices, versus,
+                    wait_for_port)
 
 
 # -- the echo server ------------------------------------------------------------
@@ -66,7 +40,7 @@ def serve(port, counter):
     import uvloop
     from picows import WSListener, WSMsgType, ws_create_server
 
-    os.sched_setaffinity(0, {SERVER_CORE})
+    os.sched_setaffinity(0, {int(SERVER_CORE)})
 
     class Echo(WSListener):
         def on_ws_frame(self, transport, frame):
@@ -99,15 +73,7 @@ while True:
 
 
 def client_ours(port, seconds, size):
-    from stressgrid.runtime.local import run_local
-    plan = {"name": "bench-websocket",
-            "addresses": [{"host": "127.0.0.1", "port": port, "protocol": "http"}],
-            "blocks": [{"script": OUR_SCRIPT, "params": {"size": size}, "size": CONNECTIONS}],
-            "opts": {"timeout_ms": 5000}}
-    result = run_local(plan, seconds)
-    errors = {k: v for k, v in result.counters.items() if k.endswith("_error_count")}
-    if errors:
-        print("errors:", errors, result.errors, flush=True)
+    run_devices("bench-websocket", port, "http", OUR_SCRIPT, seconds, params={"size": size})
 
 
 def client_websockets(port, seconds, size):
@@ -159,49 +125,23 @@ CLIENTS = {"ours": client_ours, "websockets": client_websockets, "picows": clien
 # -- measuring ------------------------------------------------------------------
 
 def measure(name, port, counter, warmup, window, size):
-    import psutil
-    seconds = warmup + window + 30
-    command = ["taskset", "-c", CLIENT_CORE, sys.executable, __file__, "--client", name,
-               "--port", str(port), "--seconds", str(seconds), "--size", str(size)]
-    process = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        start = counter.value
-        deadline = time.monotonic() + 60
-        while counter.value - start < 1000:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} does not send messages: {process.stdout.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        time.sleep(warmup)
-        times = process.cpu_times()
-        cpu_0, count_0, t_0 = times.user + times.system, counter.value, time.monotonic()
-        time.sleep(window)
-        times = process.cpu_times()
-        cpu_1, count_1, t_1 = times.user + times.system, counter.value, time.monotonic()
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} ended inside the measured window")
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            output, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-    if output and b"errors:" in output:
-        print(output.decode()[-2000:], flush=True)
-    round_trips = count_1 - count_0
-    rate = round_trips / (t_1 - t_0)
-    per_core = round_trips / max(cpu_1 - cpu_0, 1e-9)
-    print(f"{name:10s} {rate:9.0f} round trips/s  {per_core:9.0f} per CPU-second  "
-          f"(client CPU {100 * (cpu_1 - cpu_0) / (t_1 - t_0):.0f}%)", flush=True)
+    seconds = lifetime(warmup, window)
+    command = [sys.executable, __file__, "--client", name, "--port", str(port), "--seconds", str(seconds),
+               "--size", str(size)]
+    run = measure_window(name, command, lambda: counter.value, warmup, window, what="messages")
+    run.show_errors()
+    rate = run.count / run.seconds
+    per_core = run.count / max(run.cpu, 1e-9)
+    print(f"{rate_line(name, rate, per_core)}  (client CPU {run.cpu_percent:.0f}%)", flush=True)
     return rate, per_core
 
 
+def rate_line(name, rate, per_core):
+    return f"{name:10s} {rate:9.0f} round trips/s  {per_core:9.0f} per CPU-second"
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
-    parser.add_argument("--window", type=float, default=5.0, help="measured seconds per run")
+    parser = arguments(__doc__)
     parser.add_argument("--size", type=int, default=64, help="message size in bytes")
     parser.add_argument("--only", choices=sorted(CLIENTS), action="append")
     parser.add_argument("--client", choices=sorted(CLIENTS), help=argparse.SUPPRESS)
@@ -210,8 +150,7 @@ def main():
     args = parser.parse_args()
     if args.client:
         return CLIENTS[args.client](args.port, args.seconds, args.size)
-    if (os.cpu_count() or 1) < 2:
-        sys.exit("needs two cores: the echo server on one, the client on the other")
+    need_two_cores("the echo server on one, the client on the other")
 
     names = args.only or ["ours", "websockets", "picows"]
     port = free_port()
@@ -219,33 +158,21 @@ def main():
     counter = context.Value("Q", 0, lock=False)
     server = context.Process(target=serve, args=(port, counter), daemon=True)
     server.start()
-    results = {name: [] for name in names}
     try:
         wait_for_port(port)
         print(f"picows echo server on core {SERVER_CORE}, clients on core {CLIENT_CORE}, "
               f"{CONNECTIONS} connections, {args.size}-byte text messages, {args.window:.0f} s windows",
               flush=True)
-        for round_number in range(args.rounds):
-            print(f"-- round {round_number + 1}", flush=True)
-            for name in names:
-                results[name].append(measure(name, port, counter, args.warmup, args.window, args.size))
+        results = interleaved(args.rounds, names, lambda name: measure(
+            name, port, counter, args.warmup, args.window, args.size))
     finally:
         server.terminate()
         server.join(5)
 
-    medians = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-               for name, runs in results.items()}
-    print("-- medians")
-    for name, (rate, per_core) in medians.items():
-        print(f"{name:10s} {rate:9.0f} round trips/s  {per_core:9.0f} per CPU-second")
-    line = ["RESULT"]
-    if "ours" in medians:
-        line.append(f"round_trips_per_s={medians['ours'][0]:.0f}")
-        line.append(f"per_core={medians['ours'][1]:.0f}")
-        for peer in ("websockets", "picows"):
-            if peer in medians:
-                line.append(f"per_core_vs_{peer}={medians['ours'][1] / medians[peer][1]:.2f}")
-    print(" ".join(line))
+    medians = report_medians(results, rate_line)
+    print_result({"round_trips_per_s": median(medians, "ours", 0, ".0f"),
+                  "per_core": median(medians, "ours", 1, ".0f"),
+                  **{f"per_core_vs_{peer}": versus(medians, peer, 1, ".2f") for peer in ("websockets", "picows")}})
     return 0
 
 

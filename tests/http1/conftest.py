@@ -3,44 +3,26 @@ asyncio server whose misbehaviour is chosen by the request path."""
 import asyncio
 import base64
 import json
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from tests.support.servers import free_port, nginx, self_signed_certificate
+from tests.support.servers import free_port, nginx_with_certificate, public_web_root
 
 INDEX = b"<html>" + b"x" * 600 + b"</html>\n"
 BIG = bytes(range(256)) * 8192          # 2 MiB
 DOC = {"kind": "test", "values": [1, 2, 3]}
 
 
-def public_directory():
-    """A directory nginx's unprivileged workers may read and write (pytest's tmp is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="sg-http1-"))
-    path.chmod(0o777)
-    return path
-
-
 @pytest.fixture(scope="session")
 def web_root():
-    root = public_directory()
-    (root / "index.html").write_bytes(INDEX)
-    (root / "big.bin").write_bytes(BIG)
-    (root / "doc.json").write_text(json.dumps(DOC))
-    for name in ("dav", "dav-tmp"):
-        (root / name).mkdir()
-        (root / name).chmod(0o777)
-    for path in root.iterdir():
-        if path.is_file():
-            path.chmod(0o644)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    files = {"index.html": INDEX, "big.bin": BIG, "doc.json": json.dumps(DOC).encode()}
+    with public_web_root("sg-http1-", files) as root:
+        yield root
 
 
 def dav_ext_module():
@@ -65,10 +47,10 @@ class NginxServers:
 
 @pytest.fixture(scope="session")
 def nginx_servers(tmp_path_factory, web_root):
-    directory = tmp_path_factory.mktemp("nginx")
-    key, cert = self_signed_certificate(directory, "localhost")
     plain, tls, dav = free_port(), free_port(), free_port()
-    blocks = f"""
+
+    def blocks(key, cert):
+        return f"""
     server {{
         listen 127.0.0.1:{plain} backlog=4096;
         root {web_root};
@@ -99,7 +81,8 @@ def nginx_servers(tmp_path_factory, web_root):
         }}
     }}
     """
-    with nginx(directory, blocks, modules=[dav_ext_module()]):
+    directory = tmp_path_factory.mktemp("nginx")
+    with nginx_with_certificate(directory, blocks, modules=[dav_ext_module()]) as cert:
         yield NginxServers(plain, tls, dav, str(cert))
 
 

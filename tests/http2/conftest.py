@@ -3,10 +3,7 @@ uploads, a GOAWAY after a few requests) and a small h2-based server whose
 misbehaviour is chosen by the request path."""
 import asyncio
 import json
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -16,35 +13,19 @@ import h2.settings
 import msgpack
 import pytest
 
-from tests.support.servers import free_port, nginx, self_signed_certificate
+from tests.support.servers import free_port, nginx_with_certificate, public_web_root
 
 INDEX = b"<html>" + b"x" * 600 + b"</html>\n"
 BIG = bytes(range(256)) * 12288          # 3 MiB: far over every default window
 DOC = {"kind": "test", "values": [1, 2, 3]}
 
 
-def public_directory():
-    """A directory nginx's unprivileged workers may read and write (pytest's tmp is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="sg-http2-"))
-    path.chmod(0o777)
-    return path
-
-
 @pytest.fixture(scope="session")
 def web_root():
-    root = public_directory()
-    (root / "index.html").write_bytes(INDEX)
-    (root / "big.bin").write_bytes(BIG)
-    (root / "doc.json").write_text(json.dumps(DOC))
-    (root / "doc.msgpack").write_bytes(msgpack.packb(DOC))
-    for name in ("dav", "dav-tmp"):
-        (root / name).mkdir()
-        (root / name).chmod(0o777)
-    for path in root.iterdir():
-        if path.is_file():
-            path.chmod(0o644)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    files = {"index.html": INDEX, "big.bin": BIG, "doc.json": json.dumps(DOC).encode(),
+             "doc.msgpack": msgpack.packb(DOC)}
+    with public_web_root("sg-http2-", files) as root:
+        yield root
 
 
 class NginxServers:
@@ -58,8 +39,6 @@ class NginxServers:
 
 @pytest.fixture(scope="session")
 def nginx_servers(tmp_path_factory, web_root):
-    directory = tmp_path_factory.mktemp("nginx-h2")
-    key, cert = self_signed_certificate(directory, "localhost")
     h2c, tls, tls_http1, goaway, plain = free_port(), free_port(), free_port(), free_port(), free_port()
     common = f"""
         root {web_root};
@@ -77,7 +56,9 @@ def nginx_servers(tmp_path_factory, web_root):
         add_header X-Alpn $ssl_alpn_protocol always;
         add_header X-Sni $ssl_server_name always;
     """
-    blocks = f"""
+
+    def blocks(key, cert):
+        return f"""
     server {{ listen 127.0.0.1:{h2c} http2 backlog=4096; {common} }}
     server {{
         listen 127.0.0.1:{tls} ssl http2;
@@ -94,7 +75,8 @@ def nginx_servers(tmp_path_factory, web_root):
     server {{ listen 127.0.0.1:{goaway} http2; keepalive_requests 10; {common} }}
     server {{ listen 127.0.0.1:{plain}; {common} }}
     """
-    with nginx(directory, blocks):
+    directory = tmp_path_factory.mktemp("nginx-h2")
+    with nginx_with_certificate(directory, blocks) as cert:
         yield NginxServers(h2c=h2c, tls=tls, tls_http1=tls_http1, goaway=goaway, plain=plain,
                            certificate=str(cert), root=web_root)
 

@@ -1,29 +1,18 @@
 """HTTP/2 devices end to end: scripts run by the local runner against nginx
 (h2c and TLS with ALPN) and against a server that misbehaves on purpose."""
+import functools
+
 import pytest
 
 from stressgrid.runtime.local import run_local
 from tests.http2.conftest import BIG, DOC, INDEX
+from tests.support import plans
+from tests.support.plans import LINGER
+from tests.support.plans import error_counters as errors
 from tests.support.servers import free_port
 
-LINGER = "\nawait delay(60000)\n"  # hold the device until the run stops
-
-
-def plan(port, script, size=1, protocol="http2", params=None, host="127.0.0.1", **opts):
-    return {"name": "h2-test",
-            "addresses": [{"host": host, "port": port, "protocol": protocol}],
-            "blocks": [{"script": script, "params": params or {}, "size": size}],
-            "opts": {"timeout_ms": 5000, **opts}}
-
-
-def run_until(plan_dict, counter, value, duration=30):
-    result = run_local(plan_dict, duration, until=lambda agg: agg.counters.get(counter, 0) >= value)
-    assert result.counters.get(counter, 0) >= value, (result.counters, result.errors)
-    return result
-
-
-def errors(result):
-    return {name: value for name, value in result.counters.items() if name.endswith("_error_count")}
+plan = functools.partial(plans.plan, name="h2-test", protocol="http2")
+run_until = functools.partial(plans.run_until, duration=30)
 
 
 def test_requests_and_decoded_bodies(nginx_servers):

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
@@ -79,20 +80,23 @@ def redis_server(tmp_path, host="127.0.0.1"):
 
 
 @contextlib.contextmanager
-def nginx(tmp_path, server_blocks, modules=()):
+def nginx(tmp_path, server_blocks, modules=(), cpu_core=None, directives=()):
     """A real nginx running ``server_blocks`` (text of ``server { ... }``) in ``tmp_path``.
 
     ``modules`` are dynamic module file names to load (e.g. the WebDAV extension).
     The blocks must listen on ports the caller picked with ``free_port``.
+    ``cpu_core`` pins nginx to that core (``taskset -c``); ``directives`` are more
+    top-level directives (e.g. ``worker_rlimit_nofile 65536;``).
     """
     binary = require("nginx")
     root = tmp_path / "nginx"
     for sub in ("logs", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     loads = "".join(f"load_module {m};\n" for m in modules)
+    main = "".join(f"{d}\n" for d in directives)
     config = f"""{loads}
 worker_processes 1;
-daemon off;
+{main}daemon off;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log warn;
 events {{ worker_connections 20000; }}
@@ -109,8 +113,46 @@ http {{
 """
     (root / "nginx.conf").write_text(config)
     ports = [int(part.split()[0].split(":")[-1].rstrip(";")) for part in server_blocks.split("listen ")[1:]]
-    with running([binary, "-c", str(root / "nginx.conf"), "-p", str(root)], ports):
+    pinned = ["taskset", "-c", str(cpu_core)] if cpu_core is not None else []
+    with running([*pinned, binary, "-c", str(root / "nginx.conf"), "-p", str(root)], ports):
         yield root
+
+
+@contextlib.contextmanager
+def nginx_with_certificate(tmp_path, server_blocks, modules=(), hostname="localhost"):
+    """``nginx`` whose TLS servers use a fresh self-signed certificate for ``hostname``.
+
+    ``server_blocks(key, cert)`` gets the paths of the key and the certificate and
+    returns the text of the ``server { ... }`` blocks. Yields the certificate's
+    path: the CA a verifying client needs.
+    """
+    key, cert = self_signed_certificate(tmp_path, hostname)
+    with nginx(tmp_path, server_blocks(key, cert), modules):
+        yield cert
+
+
+@contextlib.contextmanager
+def public_web_root(prefix, files):
+    """A directory nginx's unprivileged workers may read and write (pytest's tmp is 0700).
+
+    It holds ``files`` ({name: bytes}, world-readable) and the world-writable
+    directories ``dav`` (for WebDAV uploads) and ``dav-tmp`` (their temporary
+    bodies); removed when the block ends.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o777)
+    try:
+        for name, content in files.items():
+            (root / name).write_bytes(content)
+        for name in ("dav", "dav-tmp"):
+            (root / name).mkdir()
+            (root / name).chmod(0o777)
+        for path in root.iterdir():
+            if path.is_file():
+                path.chmod(0o644)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def self_signed_certificate(directory, hostname="localhost"):

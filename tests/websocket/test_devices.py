@@ -3,6 +3,7 @@
 The servers are the ``websockets`` library (see ``servers.py``) on loopback,
 plus a raw socket server for handshakes ``websockets`` would never send.
 """
+import functools
 import socket
 import ssl
 import threading
@@ -12,27 +13,13 @@ import pytest
 from stressgrid._core.websocket import accept_key
 from stressgrid.protocols import websocket as ws_protocol
 from stressgrid.runtime.local import run_local
+from tests.support import plans
+from tests.support.plans import LINGER, error_counters
 from tests.support.servers import self_signed_certificate
 from tests.websocket.servers import ScriptServer, running
 
-LINGER = "\nawait delay(60000)\n"  # keep the device (and its connection) until the run stops
-
-
-def plan(port, script, size=1, protocol="http", params=None, **opts):
-    return {"name": "ws-test",
-            "addresses": [{"host": "127.0.0.1", "port": port, "protocol": protocol}],
-            "blocks": [{"script": script, "params": params or {}, "size": size}],
-            "opts": {"timeout_ms": 5000, **opts}}
-
-
-def run_until(plan_dict, counter, value, duration=20):
-    result = run_local(plan_dict, duration, until=lambda agg: agg.counters.get(counter, 0) >= value)
-    assert result.counters.get(counter, 0) >= value, (result.counters, result.errors)
-    return result
-
-
-def error_counters(result):
-    return {name: value for name, value in result.counters.items() if name.endswith("_error_count")}
+plan = functools.partial(plans.plan, name="ws-test", protocol="http")
+run_until = functools.partial(plans.run_until, duration=20)
 
 
 @pytest.fixture(scope="module")
