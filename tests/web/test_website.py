@@ -224,6 +224,11 @@ def test_the_json_mode_runs_the_plan_as_written(stack, open_page):
     page.click("#start-button")
     expect(page.locator("#run-id")).to_have_text(re.compile(r"^json-plan-"))
     expect(page.locator('[data-tile="devices"] .tile-note')).to_have_text("of 7 planned")
+    expect(page.locator('[data-tile="devices"] .tile-value')).to_have_text("7")
+    expect(stat(page, "rate:send_count", "total")).to_be_visible()
+    # Nothing of the run before (its errors, in the last second before this one) shows here.
+    expect(page.locator('[data-metric="rate:assertion_error_count"]')).to_have_count(0)
+    expect(page.locator("#run-errors")).to_be_hidden()
     # Back to the form: the fields show the JSON's plan.
     page.click("#mode-form")
     expect(page.locator("#plan-name")).to_have_value("json plan")

@@ -48,6 +48,17 @@ export function metricOrder(key) {
   return `2-${base}`;
 }
 
+/**
+ * The state's telemetry when it belongs to its run: the state published the moment a
+ * run starts still carries the last second before it (with the totals of the run
+ * before), which must not seed this run's cards and charts.
+ */
+export function runTelemetry(state) {
+  const telemetry = state.telemetry;
+  if (!telemetry || !state.run) return null;
+  return telemetry.time >= state.run.started_at ? telemetry : null;
+}
+
 /** Time series of telemetry values, one point per telemetry second, for the charts. */
 export class Series {
   constructor(windowSeconds = WINDOW_SECONDS) {
@@ -137,7 +148,8 @@ export class LiveView {
     }
     if (run) {
       this.lastRun = run;
-      if (state.telemetry) this.series.add(state.telemetry);
+      const telemetry = runTelemetry(state);
+      if (telemetry) this.series.add(telemetry);
     } else if (this.runId) {
       const ended = this.runId;
       this.runId = null;
@@ -166,8 +178,9 @@ export class LiveView {
     const run = state.run && state.run.id === showing ? state.run : null;
     this.renderHead(run);
     if (run) {
-      this.renderTiles(state.telemetry || {}, run);
-      this.renderMetrics(state.telemetry || {});
+      const telemetry = runTelemetry(state) || { generator_count: (state.generators || []).length };
+      this.renderTiles(telemetry, run);
+      this.renderMetrics(telemetry);
     }
   }
 
