@@ -352,3 +352,30 @@ def test_a_big_fleet_lists_its_busiest_generators_first(stack, open_page):
     page.get_by_role("button", name="Show all 120 generators").click()
     expect(rows).to_have_count(120)
     expect(page.locator("#status-text")).to_have_text("live (polling) · 120 generators")
+
+
+def test_the_script_editor_indents_like_a_python_editor(stack, open_page):
+    page = open_page(stack)
+    editor = page.locator(".block .script textarea").first
+    editor.fill("")
+    editor.focus()
+    page.keyboard.type("for i in range(3):")
+    page.keyboard.press("Enter")
+    page.keyboard.type("x = i")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.type("y = 1")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.type("z = 2")
+    assert editor.input_value() == "for i in range(3):\n    x = i\ny = 1\n    z = 2"
+    numbers = page.locator(".block .script .editor-numbers > div")
+    expect(numbers).to_have_count(4)
+    # Colouring is drawn under the text: the same text, with the keyword marked.
+    code = page.locator(".block .script .editor-code")
+    expect(code.locator(".tok-keyword").first).to_have_text("for")
+    assert code.text_content() == editor.input_value() + "\n"
+    # Esc, then Tab, leaves the editor for the next field.
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.classList.contains('block-size')")
