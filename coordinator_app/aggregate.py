@@ -256,6 +256,8 @@ class TelemetryAggregator:
     def start_run(self):
         """Begin a run: totals, errors and maxima start from zero."""
         self._flush()  # what arrived before the run is not the run's
+        self.second.clear()
+        self.latest = {}
         now = self._clock()
         self.interval = MetricsAggregate()
         self.run_histograms = MetricsAggregate()

@@ -454,7 +454,8 @@ class Coordinator:
         aggregator = self.aggregator
         self.publisher.publish({
             "time": self._wall(),
-            "coordinator": {"version": __version__, "generator_endpoint": self.generator_endpoint},
+            "coordinator": {"version": __version__, "generator_endpoint": self.generator_endpoint,
+                            "cloudwatch_region": self.config.cloudwatch_region},
             "generators": self.registry.to_list(now),
             "run": self.run.to_dict(now) if self.run is not None else None,
             "telemetry": aggregator.latest,

@@ -199,3 +199,19 @@ def test_a_bad_histogram_mid_message_is_undone_and_its_sender_validated_from_the
     assert tick["histograms"]["b_us"]["count"] == 5
     assert tick["counters"]["n_count"]["total"] == 3
     assert aggregator.rejected == 2 and aggregator.messages == 3
+
+
+def test_a_new_run_starts_with_no_telemetry_or_rates_from_before_it():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    generator = Gen()
+    aggregator.ingest(generator, telemetry(snapshot({"body_us": [5]}, {"response_count": 40})))
+    clock.now += 1
+    assert aggregator.tick([generator])["counters"]["response_count"]["total"] == 40
+    # Telemetry that arrives between the last tick and the run's start is not the run's.
+    aggregator.ingest(generator, telemetry(snapshot({"body_us": [7]}, {"response_count": 9})))
+    aggregator.start_run()
+    assert aggregator.latest == {}
+    clock.now += 1
+    tick = aggregator.tick([generator])
+    assert tick["counters"] == {} and tick["histograms"] == {}

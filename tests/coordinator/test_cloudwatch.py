@@ -61,6 +61,8 @@ def test_intervals_reach_cloudwatch_with_statistic_sets_and_units(tmp_path, moto
     with coordinator_process(tmp_path, env=CREDENTIALS,
                              args=("--cloudwatch-region", "us-east-1",
                                    "--cloudwatch-endpoint", moto_endpoint)) as coordinator:
+        # The website links runs to the CloudWatch console of this region.
+        assert coordinator.api.state()["coordinator"]["cloudwatch_region"] == "us-east-1"
         detail, expected = run_with_telemetry(coordinator, "cloud watched")
     assert "writer_errors" not in detail["summary"]
     assert detail["summary"]["histograms"]["conn_us"]["count"] == 6
