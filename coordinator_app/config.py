@@ -14,6 +14,8 @@ import dataclasses
 import ipaddress
 import os
 
+from stressgrid.argtypes import listen_port, positive_float, positive_int
+
 DEFAULT_MANAGEMENT_PORT = 8000
 DEFAULT_GENERATOR_PORT = 9696
 DEFAULT_BIND = "127.0.0.1"
@@ -61,36 +63,6 @@ class Config:
             return False
 
 
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
 def argument_parser(environ=None):
     """The ``python -m coordinator_app`` argument parser (defaults from ``environ``)."""
     env = os.environ if environ is None else environ
@@ -98,11 +70,11 @@ def argument_parser(environ=None):
         prog="python -m coordinator_app",
         description="Stressgrid coordinator: generator registry, run scheduler, results and the "
                     "management website/API.")
-    parser.add_argument("--management-port", type=_port,
-                        default=_port(env.get("MANAGEMENT_PORT", DEFAULT_MANAGEMENT_PORT)),
+    parser.add_argument("--management-port", type=listen_port,
+                        default=listen_port(env.get("MANAGEMENT_PORT", DEFAULT_MANAGEMENT_PORT)),
                         help="HTTP port of the website and JSON API (env MANAGEMENT_PORT, default 8000)")
-    parser.add_argument("--generator-port", type=_port,
-                        default=_port(env.get("GENERATORS_PORT", DEFAULT_GENERATOR_PORT)),
+    parser.add_argument("--generator-port", type=listen_port,
+                        default=listen_port(env.get("GENERATORS_PORT", DEFAULT_GENERATOR_PORT)),
                         help="ZeroMQ port generators connect to (env GENERATORS_PORT, default 9696)")
     parser.add_argument("--bind", default=env.get("STRESSGRID_BIND", DEFAULT_BIND),
                         help="address both ports listen on (default 127.0.0.1; 0.0.0.0 for all)")
@@ -114,9 +86,9 @@ def argument_parser(environ=None):
                              "(env AWS_REGION / AWS_DEFAULT_REGION; off when no region is found)")
     parser.add_argument("--cloudwatch-endpoint", default=env.get("STRESSGRID_CLOUDWATCH_ENDPOINT", ""),
                         help="CloudWatch endpoint URL (for a local mock)")
-    parser.add_argument("--generator-timeout", type=_positive_float, default=5.0,
+    parser.add_argument("--generator-timeout", type=positive_float, default=5.0,
                         help="seconds of silence after which a generator is dropped (default 5)")
-    parser.add_argument("--http-threads", type=_positive_int, default=16,
+    parser.add_argument("--http-threads", type=positive_int, default=16,
                         help="HTTP worker threads; each open event stream holds one (default 16)")
     parser.add_argument("--log-level", default=env.get("STRESSGRID_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -40,6 +40,9 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a package dependency
     uvloop = None
 
+from stressgrid.argtypes import listen_port, positive_int
+from stressgrid.orphans import die_with_parent
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 MAX_SLOW_MS = 60000
@@ -310,23 +313,13 @@ def run_worker(sock):
         pass
 
 
-def _die_with_parent():
-    """Linux: let the kernel SIGTERM this process when its parent dies."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def run_workers(sock, count):
     """Fork ``count`` workers on one shared socket; stop them all on SIGTERM/SIGINT."""
     children = []
     for _ in range(count):
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            die_with_parent()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             run_worker(sock)
             os._exit(0)
@@ -364,17 +357,15 @@ def argument_parser():
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every "
                              f"interface)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=listen_port, default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes sharing the port (default 1)")
     return parser
 
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    if args.workers < 1:
-        raise SystemExit("--workers must be at least 1")
     try:
         sock = listening_socket(args.host, args.port)
     except OSError as exc:

@@ -5,6 +5,8 @@ import logging
 import os
 import socket
 
+from stressgrid.argtypes import positive_float, positive_int
+
 DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
@@ -43,20 +45,6 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
-def _positive_float(text):
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
 def argument_parser():
     parser = argparse.ArgumentParser(
         prog="python -m stressgrid.generator",
@@ -67,9 +55,9 @@ def argument_parser():
                              f"default {DEFAULT_COORDINATOR_URL})")
     parser.add_argument("--id", dest="generator_id", metavar="ID",
                         help="generator id (env GENERATOR_ID, default the short host name)")
-    parser.add_argument("--workers", type=_positive_int, metavar="N",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="worker processes (default one per core)")
-    parser.add_argument("--coordinator-grace", type=_positive_float, metavar="SECONDS",
+    parser.add_argument("--coordinator-grace", type=positive_float, metavar="SECONDS",
                         help=f"stop every device after the coordinator was silent this long "
                              f"(env {GRACE_ENV}, default {DEFAULT_GRACE_S:g})")
     parser.add_argument("--log-level", default="INFO",
@@ -85,8 +73,8 @@ def config_from(argv=None, environ=None):
     grace = args.coordinator_grace
     if grace is None and environ.get(GRACE_ENV):
         try:
-            grace = _positive_float(environ[GRACE_ENV])
-        except (ValueError, argparse.ArgumentTypeError):
+            grace = positive_float(environ[GRACE_ENV])
+        except argparse.ArgumentTypeError:
             raise SystemExit(f"{GRACE_ENV} must be a positive number of seconds, "
                              f"not {environ[GRACE_ENV]!r}") from None
     return AgentConfig(

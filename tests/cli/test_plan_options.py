@@ -3,14 +3,17 @@ import json
 
 import pytest
 
-from stressgrid import cli
+from stressgrid.cli.display import format_bytes, format_duration, format_us
+from stressgrid.cli.exits import EXIT_USAGE, CliError
+from stressgrid.cli.options import argument_parser, coordinator_url
+from stressgrid.cli.plan_spec import PlanSpec, ramp_steps_for
 from tests.conftest import EXAMPLES
 
 SCRIPT = EXAMPLES / "demo_http.py"
 
 
 def spec(*args):
-    return cli.PlanSpec(cli.argument_parser().parse_args(["run", *map(str, args)]))
+    return PlanSpec(argument_parser().parse_args(["run", *map(str, args)]))
 
 
 @pytest.mark.parametrize("given, url", [
@@ -23,14 +26,14 @@ def spec(*args):
     (" http://127.0.0.1:8123 ", "http://127.0.0.1:8123"),
 ])
 def test_coordinator_urls(given, url):
-    assert cli.coordinator_url(given) == url
+    assert coordinator_url(given) == url
 
 
 @pytest.mark.parametrize("given", ["", "ftp://host", "host:notaport", "host/path"])
 def test_bad_coordinator_urls(given):
-    with pytest.raises(cli.CliError) as caught:
-        cli.coordinator_url(given)
-    assert caught.value.code == cli.EXIT_USAGE
+    with pytest.raises(CliError) as caught:
+        coordinator_url(given)
+    assert caught.value.code == EXIT_USAGE
 
 
 @pytest.mark.parametrize("size, generators, up_ms, down_ms, steps", [
@@ -44,7 +47,7 @@ def test_bad_coordinator_urls(given):
     (10000, 1, 0, 0, 1),  # no ramp at all: one step
 ])
 def test_ramp_steps(size, generators, up_ms, down_ms, steps):
-    assert cli.ramp_steps_for(size, generators, up_ms, down_ms) == steps
+    assert ramp_steps_for(size, generators, up_ms, down_ms) == steps
 
 
 def test_defaults_match_the_documented_ones():
@@ -118,18 +121,18 @@ def test_a_plan_error_names_the_field_or_the_script_line(tmp_path):
     script = tmp_path / "bad.py"
     script.write_text("x = 1\n\nsend(b'x')\n")
     bad = spec("n", script, "--target-protocol", "tcp")
-    with pytest.raises(cli.CliError) as caught:
+    with pytest.raises(CliError) as caught:
         bad.check(bad.plan(1))
-    assert caught.value.code == cli.EXIT_USAGE
+    assert caught.value.code == EXIT_USAGE
     assert caught.value.message.startswith(f"script error: {script}:3:1: ")
     wrong = spec("n", SCRIPT, "--target-protocol", "udp")  # HTTP calls on a UDP target
-    with pytest.raises(cli.CliError) as caught:
+    with pytest.raises(CliError) as caught:
         wrong.check(wrong.plan(1))
     assert caught.value.message.startswith(f"script error: {SCRIPT}:")
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps({"name": "p", "blocks": [{"script": "pass\n", "size": 1}],
                                      "opts": {"sustain_ms": "long"}}))
-    with pytest.raises(cli.CliError) as caught:
+    with pytest.raises(CliError) as caught:
         bad = spec("--plan", plan_file)
         bad.check(bad.plan(1))
     assert caught.value.message == f"invalid plan: opts.sustain_ms: must be an integer (in {plan_file})"
@@ -142,9 +145,9 @@ def test_a_plan_error_names_the_field_or_the_script_line(tmp_path):
 def test_bad_toml_plan_files(tmp_path, content, message):
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(content)
-    with pytest.raises(cli.CliError) as caught:
+    with pytest.raises(CliError) as caught:
         spec("--plan", plan_file)
-    assert caught.value.code == cli.EXIT_USAGE and message in caught.value.message
+    assert caught.value.code == EXIT_USAGE and message in caught.value.message
 
 
 def test_script_params_from_a_file(tmp_path):
@@ -154,7 +157,7 @@ def test_script_params_from_a_file(tmp_path):
 
 
 def test_the_display_formats_units():
-    assert [cli.format_us(v) for v in (0, 999, 1500, 123456, 2_500_000)] == \
+    assert [format_us(v) for v in (0, 999, 1500, 123456, 2_500_000)] == \
         ["0us", "999us", "1.5ms", "123ms", "2.50s"]
-    assert [cli.format_duration(ms) for ms in (0, 61_000, 3_723_000)] == ["0:00", "1:01", "1:02:03"]
-    assert cli.format_bytes(1_234_567) == "1.2MB"
+    assert [format_duration(ms) for ms in (0, 61_000, 3_723_000)] == ["0:00", "1:01", "1:02:03"]
+    assert format_bytes(1_234_567) == "1.2MB"

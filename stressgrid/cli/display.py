@@ -1,0 +1,287 @@
+"""Live telemetry and the final summary on stderr: redrawn in place on a terminal, plain
+lines otherwise."""
+import os
+import shutil
+import sys
+
+RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
+QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
+HOST_ERRORS = frozenset({"network_tcp_retransmit_error"})
+
+
+def format_us(value, micro="us"):
+    """A microsecond value for humans: ``850us``, ``12.3ms``, ``1.25s``."""
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value:.0f}{micro}"
+    if value < 1_000_000:
+        ms = value / 1000
+        return f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
+    return f"{value / 1_000_000:.2f}s"
+
+
+def format_rate(value):
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+
+
+def format_bytes(value):
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{value:.1f}TB"
+
+
+def format_duration(ms):
+    seconds = max(0, int(round((ms or 0) / 1000)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def error_name(name):
+    """``timeout_error_count`` -> ``timeout_error``."""
+    return name[:-len("_count")] if name.endswith("_count") else name
+
+
+def is_host_error(name):
+    """Host metrics named like errors (TCP retransmits of the whole generator machine, other
+    traffic included): shown as warnings, not counted as errors of the run."""
+    return error_name(name) in HOST_ERRORS
+
+
+def counter_name(name):
+    return name[:-len("_count")] if name.endswith("_count") else name
+
+
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class Display:
+    """Live telemetry on stderr: redrawn in place on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream=None, quiet=False, color=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if color is None:
+            color = self.tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        self.color = color
+        self.quiet = quiet
+        encoding = (getattr(self.stream, "encoding", "") or "").lower().replace("-", "")
+        self.micro = "\u00b5s" if encoding == "utf8" else "us"
+        self.drawn = 0  # lines of the live block currently on screen
+        self.seen_events = set()
+        self.last_line = None  # (telemetry time, phase) of the last plain line
+
+    # -- output primitives -------------------------------------------------------------
+
+    def _paint(self, text, style):
+        return f"{style}{text}{RESET}" if self.color and style else text
+
+    def _clear(self):
+        if self.drawn:
+            self.stream.write(f"\r\x1b[{self.drawn}A\x1b[J")
+            self.drawn = 0
+
+    def message(self, text, style=None):
+        """A line that stays (above the live block on a terminal)."""
+        self._clear()
+        self.stream.write(self._paint(text, style) + "\n")
+        self.stream.flush()
+
+    def error(self, text):
+        self.message(text, RED)
+
+    def close(self):
+        self._clear()
+        self.stream.flush()
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    def update(self, state, run_id):
+        """Show one published coordinator state for run ``run_id``."""
+        run = state.get("run") or {}
+        if run.get("id") != run_id:
+            return
+        telemetry = state.get("telemetry") or {}
+        if (telemetry.get("time") or 0) < (run.get("started_at") or 0):
+            # The second before the run started: nothing of it belongs to this run.
+            telemetry = {"time": telemetry.get("time"),
+                         "generator_count": telemetry.get("generator_count", 0)}
+        self._events(state, run)
+        if self.quiet:
+            return
+        if self.tty:
+            self._draw(self._block(run, telemetry, state))
+            return
+        # Plain lines: one per second of telemetry (a phase change alone is an event line).
+        key = (telemetry.get("time"), self._phase(run) if run.get("finishing") else None)
+        if key != self.last_line:
+            self.last_line = key
+            self.stream.write(self._line(run, telemetry) + "\n")
+            self.stream.flush()
+
+    def _events(self, state, run):
+        started = run.get("started_at") or 0
+        for event in state.get("events") or ():
+            key = (event.get("time"), event.get("kind"), event.get("message"))
+            if key in self.seen_events or (event.get("time") or 0) < started:
+                continue
+            self.seen_events.add(key)
+            if event.get("kind") in QUIET_EVENTS or (self.quiet and event.get("kind") == "phase"):
+                continue
+            at = event.get("elapsed_s")
+            when = f"[{format_duration(at * 1000)}] " if at is not None else ""
+            style = YELLOW if event.get("kind") in ("generator_cpu_high",) else RED \
+                if event.get("kind") in ("generator_lost", "cohort_skipped", "cohort_not_sent") \
+                else None
+            self.message(f"{when}{event.get('kind')}: {event.get('message')}", style)
+
+    def _phase(self, run):
+        if run.get("aborting"):
+            return "aborting"
+        if run.get("finishing"):
+            return f"{run['finishing']}, writing the report"
+        return run.get("state", "?")
+
+    def _line(self, run, telemetry):
+        parts = [f"[{format_duration(run.get('elapsed_ms'))}] {self._phase(run)}, "
+                 f"{format_duration(run.get('remaining_ms'))} left",
+                 f"generators {telemetry.get('generator_count', 0)}",
+                 f"devices {telemetry.get('active_device_number', 0)}/{run.get('devices', '?')}",
+                 f"cpu {telemetry.get('max_cpu_percent', 0):.0f}%"
+                 + (" (over 80%: results suspect)" if telemetry.get("cpu_warning") else "")]
+        rates = []
+        for name, value in sorted((telemetry.get("counters") or {}).items()):
+            if name.startswith("network_") or "_error" in name:
+                continue
+            rates.append(f"{counter_name(name)} {format_rate(value.get('per_second', 0))}/s")
+        if rates:
+            parts.append(" ".join(rates))
+        for name, h in sorted((telemetry.get("histograms") or {}).items()):
+            if name == "cpu_percent":
+                continue
+            parts.append(f"{name} p50 {format_us(h.get('p50'), self.micro)} "
+                         f"p99 {format_us(h.get('p99'), self.micro)}")
+        errors = sorted((telemetry.get("errors") or {}).items())
+        device_errors = [(n, e) for n, e in errors if not is_host_error(n)]
+        if device_errors:
+            parts.append("errors " + " ".join(f"{error_name(n)}={e.get('count', 0)}"
+                                              for n, e in device_errors))
+        parts.extend(f"{error_name(n)} {e.get('count', 0)}" for n, e in errors if is_host_error(n))
+        return " | ".join(parts)
+
+    def _block(self, run, telemetry, state):
+        lines = []
+        head = (f"{run.get('id')}  {self._phase(run)}  {format_duration(run.get('remaining_ms'))} "
+                f"left  (elapsed {format_duration(run.get('elapsed_ms'))})")
+        lines.append((head, BOLD))
+        counters = telemetry.get("counters") or {}
+        rx = (counters.get("network_rx_bytes") or {}).get("per_second", 0)
+        tx = (counters.get("network_tx_bytes") or {}).get("per_second", 0)
+        cpu = telemetry.get("max_cpu_percent", 0)
+        lines.append((f"generators {telemetry.get('generator_count', 0)}   devices "
+                      f"{telemetry.get('active_device_number', 0):,}/{run.get('devices', 0):,}   "
+                      f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s   "
+                      f"generator cpu {cpu:.0f}%", None))
+        if telemetry.get("cpu_warning"):
+            lines.append(("  a generator is over 80% CPU: results may be limited by the generator",
+                          YELLOW))
+        rows = [(counter_name(name), value) for name, value in sorted(counters.items())
+                if not name.startswith("network_") and "_error" not in name]
+        if rows:
+            lines.append((f"  {'counter':<24}{'per second':>12}{'total':>14}", DIM))
+            for name, value in rows[:12]:
+                lines.append((f"  {name:<24}{format_rate(value.get('per_second', 0)):>12}"
+                              f"{value.get('total', 0):>14,}", None))
+            if len(rows) > 12:
+                lines.append((f"  ... {len(rows) - 12} more counters", DIM))
+        histograms = [(n, h) for n, h in sorted((telemetry.get("histograms") or {}).items())
+                      if n != "cpu_percent"]
+        if histograms:
+            lines.append((f"  {'histogram':<24}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}"
+                          f"{'count/s':>10}", DIM))
+            for name, h in histograms[:12]:
+                lines.append((f"  {name:<24}" + "".join(
+                    f"{format_us(h.get(k), self.micro):>10}" for k in ("p50", "p90", "p99", "max"))
+                    + f"{h.get('count', 0):>10,}", None))
+        errors = sorted((telemetry.get("errors") or {}).items())
+        if errors:
+            lines.append(("  errors", RED if any(not is_host_error(n) for n, _ in errors) else YELLOW))
+            for name, e in errors:
+                rate = (counters.get(name) or {}).get("per_second")
+                rate = f" (+{format_rate(rate)}/s)" if rate else ""
+                first = f"  {e['line']}" if e.get("line") else ""
+                lines.append((f"  {error_name(name):<24}{e.get('count', 0):>12,}{rate}{first}",
+                              YELLOW if is_host_error(name) else RED))
+        return lines
+
+    def _draw(self, lines):
+        width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+        out = []
+        if self.drawn:
+            out.append(f"\r\x1b[{self.drawn}A\x1b[J")
+        for text, style in lines:
+            out.append(self._paint(text[:width], style) + "\n")
+        self.stream.write("".join(out))
+        self.stream.flush()
+        self.drawn = len(lines)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def summary(self, detail):
+        """The run's final report, briefly."""
+        self._clear()
+        summary = detail.get("summary") or {}
+        state = detail.get("state") or summary.get("state")
+        generators = summary.get("generators") or {}
+        head = (f"run {detail.get('id')} {state} after {summary.get('duration_s', 0):.1f} s: "
+                f"{summary.get('devices_started', 0):,} of {summary.get('devices_requested', 0):,} "
+                f"devices started on {plural(len(generators), 'generator')}")
+        if summary.get("note"):
+            head += f" ({summary['note']})"
+        self.message(head, BOLD)
+        totals = summary.get("totals") or {}
+        maxima = summary.get("maxima") or {}
+        for name, total in sorted(totals.items()):
+            if name.startswith("network_") or "_error" in name:
+                continue
+            base = counter_name(name)
+            peak = maxima.get(f"{base}_per_second")
+            peak = f" (peak {format_rate(peak)}/s)" if peak else ""
+            self.message(f"  {base:<24}{total:>14,}{peak}")
+        if "network_rx_bytes" in totals or "network_tx_bytes" in totals:
+            self.message(f"  {'network rx/tx':<24}{format_bytes(totals.get('network_rx_bytes', 0)):>14}"
+                         f" / {format_bytes(totals.get('network_tx_bytes', 0))}")
+        for name, h in sorted((summary.get("histograms") or {}).items()):
+            if name == "cpu_percent":
+                continue
+            self.message(f"  {name:<24}p50 {format_us(h.get('median'), self.micro)}  "
+                         f"p90 {format_us(h.get('pc90'), self.micro)}  "
+                         f"p99 {format_us(h.get('pc99'), self.micro)}  "
+                         f"max {format_us(h.get('max'), self.micro)}  ({h.get('count', 0):,})")
+        cpu = maxima.get("max_cpu_percent")
+        if cpu is not None:
+            self.message(f"  {'peak generator cpu':<24}{cpu:>13.0f}%"
+                         + ("  over 80%: results may be limited by the generator" if cpu > 80 else ""),
+                         YELLOW if cpu > 80 else None)
+        for name, e in sorted((summary.get("errors") or {}).items()):
+            line = f"  {e['line']}" if e.get("line") else ""
+            if is_host_error(name):
+                line += "  (the generator hosts' TCP retransmits: a warning, not a run error)"
+            self.message(f"  {error_name(name):<24}{e.get('count', 0):>14,}{line}",
+                         YELLOW if is_host_error(name) else RED)
+        for event in summary.get("events") or ():
+            if event.get("kind") in ("generator_lost", "generator_cpu_high", "cohort_skipped",
+                                     "cohort_not_sent"):
+                key = (event.get("time"), event.get("kind"), event.get("message"))
+                if key not in self.seen_events:
+                    self.message(f"  {event.get('kind')}: {event.get('message')}", YELLOW)
+        for failure in summary.get("writer_errors") or ():
+            self.error(f"  writer {failure.get('writer')} failed in {failure.get('stage')}: "
+                       f"{failure.get('error')}")

@@ -1,0 +1,156 @@
+"""The command line's flags, their defaults, and the coordinator's address."""
+import argparse
+import os
+import sys
+import urllib.parse
+
+from stressgrid import argtypes
+from stressgrid.plan.api import PROTOCOLS
+
+from .exits import EXIT_CODES_HELP, EXIT_USAGE, CliError
+
+DEFAULT_COORDINATOR = "http://localhost:8000"
+DEFAULT_MANAGEMENT_PORT = 8000
+DEFAULT_TARGET_HOSTS = "localhost"
+DEFAULT_TARGET_PORT = 5000  # the original sgcli's default, and the demo target's
+DEFAULT_PROTOCOL = "http"
+DEFAULT_SIZE = 10
+DEFAULT_RAMPUP_S = 10.0
+DEFAULT_SUSTAIN_S = 60.0
+DEFAULT_RAMPDOWN_S = 10.0
+DEFAULT_COOLDOWN_S = 5.0
+DEFAULT_REPORT_INTERVAL_S = 60.0
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def _prog():
+    name = os.path.basename(sys.argv[0] or "")
+    if name in ("cli", "__main__.py", "-m", "-c", ""):
+        return "python -m stressgrid.cli"
+    return name
+
+
+RUN_DESCRIPTION = """\
+Run a load test: NAME names the run, SCRIPT_FILE is the device script (Python,
+the body of an async function). Each device runs the script with its own
+connection to one of the target hosts (round-robin).
+
+Devices start and stop in ramp steps of 10 per generator, as in the original
+Stressgrid: the number of steps is the size divided by 10 x the generators
+registered (at most 1000, and no step shorter than 100 ms), and --rampup /
+--rampdown are spread over them. All durations are in seconds (fractions
+allowed).
+
+--plan FILE reads a plan as JSON or TOML (.toml) in the API's shape (name,
+addresses, blocks, opts in milliseconds); a block may give "script_file" (a
+path relative to the plan file) instead of "script". Options given on the
+command line override the plan file's values.
+
+While the run goes on, its telemetry is shown on stderr. Ctrl-C aborts the run;
+the command then waits for its report. The results archive's URL is printed as
+the only line on stdout, so this works:
+  wget $(%(prog)s run NAME SCRIPT_FILE ...)
+(with a token, pass it to wget as a header too).
+
+--local runs everything on this machine: a coordinator and a generator (one
+worker per core) start as child processes on free loopback ports, the archive
+is downloaded into the current directory and its path printed; both processes
+stop when the command ends. --demo-target also starts the bundled demo HTTP
+server (python -m stressgrid.demo_target) and points the plan at it:
+  %(prog)s run demo examples/demo_http.py --local --demo-target -s 100 --sustain 20
+"""
+
+
+def argument_parser():
+    prog = _prog()
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Stressgrid command line: run load tests on a Stressgrid coordinator.",
+        epilog=f"Run '{prog} run --help' for the run command's options.\n\n{EXIT_CODES_HELP}")
+    from stressgrid import __version__
+    parser.add_argument("--version", action="version", version=f"stressgrid {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run", help="run a plan and follow its telemetry until it ends",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=RUN_DESCRIPTION % {"prog": prog}, epilog=EXIT_CODES_HELP)
+    run.add_argument("name", nargs="?", metavar="NAME",
+                     help="run name, e.g. 10k-browsing-photos (or the plan file's)")
+    run.add_argument("script_file", nargs="?", metavar="SCRIPT_FILE",
+                     help="device script file (or the plan file's)")
+
+    where = run.add_argument_group("coordinator")
+    where.add_argument("-c", "--coordinator", metavar="URL",
+                       help="coordinator URL or host; a bare host means http://HOST:8000 "
+                            "(env STRESSGRID_COORDINATOR, default http://localhost:8000)")
+    where.add_argument("--token", help="bearer token for the coordinator (env STRESSGRID_TOKEN)")
+    where.add_argument("--local", action="store_true",
+                       help="start a coordinator and a generator on this machine for this run")
+    where.add_argument("--demo-target", action="store_true",
+                       help="with --local: also start the bundled demo HTTP server and "
+                            "target it")
+    where.add_argument("--workers", type=argtypes.positive_int, metavar="N",
+                       help="with --local: generator worker processes (default one per core)")
+
+    target = run.add_argument_group("target")
+    target.add_argument("-t", "--target-hosts", metavar="HOSTS",
+                        help=f"target hosts, comma separated (default {DEFAULT_TARGET_HOSTS})")
+    target.add_argument("--target-port", type=argtypes.port, metavar="PORT",
+                        help=f"target port (default {DEFAULT_TARGET_PORT})")
+    target.add_argument("--target-protocol", choices=PROTOCOLS, metavar="PROTOCOL",
+                        help=f"one of {', '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL})")
+
+    plan = run.add_argument_group("plan")
+    plan.add_argument("--plan", metavar="FILE", help="plan file, JSON or TOML (.toml)")
+    plan.add_argument("-s", "--size", type=argtypes.positive_int, metavar="DEVICES",
+                      help=f"number of devices (default {DEFAULT_SIZE})")
+    plan.add_argument("--script-params", metavar="JSON",
+                      help="script params as a JSON object, or @FILE to read them from a file "
+                           "(default {})")
+    plan.add_argument("--rampup", type=argtypes.seconds, metavar="S",
+                      help=f"ramp-up seconds (default {DEFAULT_RAMPUP_S:g})")
+    plan.add_argument("--sustain", type=argtypes.seconds, metavar="S",
+                      help=f"sustain seconds (default {DEFAULT_SUSTAIN_S:g})")
+    plan.add_argument("--rampdown", type=argtypes.seconds, metavar="S",
+                      help=f"ramp-down seconds (default {DEFAULT_RAMPDOWN_S:g})")
+    plan.add_argument("--cooldown", type=argtypes.seconds, metavar="S",
+                      help=f"seconds after ramp-down before the report "
+                           f"(default {DEFAULT_COOLDOWN_S:g})")
+    plan.add_argument("--ramp-steps", type=argtypes.positive_int, metavar="N",
+                      help="number of ramp steps (default: computed, see above)")
+    plan.add_argument("--report-interval", type=argtypes.seconds, metavar="S",
+                      help=f"seconds between CSV rows / CloudWatch writes "
+                           f"(default {DEFAULT_REPORT_INTERVAL_S:g}, at least 1)")
+    plan.add_argument("--timeout", type=argtypes.seconds, metavar="S",
+                      help=f"default timeout of each request/receive in the scripts "
+                           f"(default {DEFAULT_TIMEOUT_S:g})")
+
+    output = run.add_argument_group("output")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="no live telemetry, only the start, the summary and errors")
+    output.add_argument("--no-color", action="store_true",
+                        help="no colors on the terminal (also: env NO_COLOR)")
+    return parser
+
+
+def coordinator_url(text):
+    """The base URL of a coordinator given as a URL or a bare host (``host[:port]``)."""
+    text = (text or "").strip()
+    if not text:
+        raise CliError(EXIT_USAGE, "--coordinator is empty")
+    if "://" in text:
+        parts = urllib.parse.urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CliError(EXIT_USAGE, f"--coordinator {text!r} is not an http(s) URL or a host")
+    else:
+        parts = urllib.parse.urlsplit("http://" + text)
+        if not parts.hostname or parts.path not in ("", "/"):
+            raise CliError(EXIT_USAGE, f"--coordinator {text!r} is not a host or host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise CliError(EXIT_USAGE, f"--coordinator {text!r} has a bad port") from None
+    netloc = parts.netloc
+    if port is None and "://" not in text:
+        netloc = f"{netloc}:{DEFAULT_MANAGEMENT_PORT}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
