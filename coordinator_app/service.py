@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 # Messages handled per socket drain before timers get their turn.
 DRAIN_LIMIT = 20000
+# Generators report at their own offsets within each second, so under a fleet's load the
+# socket turns readable for nearly every message. Draining at most this often lets one
+# wake-up take many messages (a 1,000-generator fleet: about 10 instead of 1) and saves the
+# per-wake-up cost; a message after a quiet spell is still taken at once.
+DRAIN_INTERVAL_S = 0.005
 RECENT_EVENTS = 50
 # After an abort, devices stop at once; telemetry already on its way (generators
 # report every second) is still collected for this long before the report.
@@ -293,6 +298,7 @@ class Coordinator:
         poller.register(wake_in, zmq.POLLIN)
         interval = self.config.heartbeat_interval_s
         next_tick = self._clock() + interval
+        last_drain = -DRAIN_INTERVAL_S
         try:
             while not self._stopping:
                 deadline = next_tick
@@ -303,7 +309,11 @@ class Coordinator:
                 timeout_ms = max(0.0, (deadline - self._clock()) * 1000.0)
                 ready = dict(poller.poll(timeout_ms))
                 if router in ready:
+                    pause = last_drain + DRAIN_INTERVAL_S - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
                     self._drain(router)
+                    last_drain = time.monotonic()
                 if wake_in in ready:
                     while True:
                         try:

@@ -126,6 +126,29 @@ def test_malformed_encoding_is_rejected_without_partial_merge(data):
     assert target == before
 
 
+@settings(max_examples=200, deadline=None)
+@given(values_strategy, st.data())
+def test_an_encoding_bad_part_way_through_is_taken_back_whole(values, data):
+    """Pairs before the bad one were already added: they are subtracted again."""
+    encoded, _ = _ours(values).encode()
+    cut = data.draw(st.integers(min_value=0, max_value=len(encoded)))
+    # A cut-off varint, or a bucket past the last one, after the good pairs.
+    tail = data.draw(st.sampled_from([b"\x80", b"\x01", b"\x90\x88\x01\x01", b"\xff" * 11]))
+    target = _ours([10, 20, 5_000_000])
+    before = target.copy()
+    with pytest.raises(ValueError):
+        target.add_encoded(_whole_pairs(encoded, cut) + tail, 0)
+    assert target == before
+    assert target.summary() == before.summary()
+
+
+def _whole_pairs(encoded, cut):
+    """``encoded`` up to the last complete (index delta, count) pair before byte ``cut``."""
+    varint_ends = [i + 1 for i, byte in enumerate(encoded) if not byte & 0x80]
+    pair_ends = [0] + varint_ends[1::2]
+    return encoded[:max(end for end in pair_ends if end <= cut)]
+
+
 def test_recorder_snapshot_resets_and_keeps_objects():
     recorder = Recorder()
     latency = recorder.histogram("get_us")

@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 # One shared bucket layout: 1 us .. 60 s, 3 significant digits, identical to
 # the `hdrhistogram` package's HdrHistogram(1, 60_000_000, 3).
@@ -22,6 +22,7 @@ cdef class Histogram:
 
     cdef void record_c(self, int64_t value) noexcept
     cdef void add_histogram(self, Histogram other) noexcept
+    cdef void subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept
     cdef void clear(self) noexcept
     cdef int64_t value_at_percentile_c(self, double percentile) noexcept
 

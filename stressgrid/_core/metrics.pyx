@@ -83,6 +83,27 @@ cdef inline uint8_t *write_varint(uint8_t *out, uint64_t value) noexcept nogil:
     return out + 1
 
 
+cdef inline const uint8_t *read_varint(const uint8_t *p, const uint8_t *end,
+                                       uint64_t *out) noexcept nogil:
+    # NULL when the varint is cut short or longer than 64 bits. Most index deltas and
+    # counts fit one byte, so that case is tested first.
+    cdef uint64_t value = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    if p < end and p[0] < 0x80:
+        out[0] = p[0]
+        return p + 1
+    while p < end and shift <= 63:
+        byte = p[0]
+        p += 1
+        value |= (<uint64_t>(byte & 0x7f)) << shift
+        if not (byte & 0x80):
+            out[0] = value
+            return p
+        shift += 7
+    return NULL
+
+
 cdef class Histogram:
     """Counts of microsecond values in the shared HDR bucket layout.
 
@@ -208,53 +229,52 @@ cdef class Histogram:
         Raises ``ValueError`` on a truncated or out-of-range encoding, leaving
         this histogram unchanged.
         """
-        cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
-        cdef const uint8_t *end = p + PyBytes_GET_SIZE(data)
-        cdef uint64_t values[2]
-        cdef uint64_t value
-        cdef int shift, which
-        cdef uint8_t byte
+        cdef const uint8_t *start = <const uint8_t *>PyBytes_AS_STRING(data)
+        cdef const uint8_t *end = start + PyBytes_GET_SIZE(data)
+        cdef const uint8_t *p = start
+        cdef const uint8_t *applied = start
+        cdef uint64_t delta, count
         cdef Py_ssize_t index = 0, low = COUNTS_LEN, high = -1
         cdef int64_t added = 0
-        # First pass validates, second applies: a bad message never half-merges.
-        cdef int apply_pass
         if clamped < 0:
             raise ValueError("negative clamped count")
-        for apply_pass in range(2):
-            p = <const uint8_t *>PyBytes_AS_STRING(data)
-            index = 0
-            while p < end:
-                for which in range(2):
-                    value = 0
-                    shift = 0
-                    while True:
-                        if p >= end or shift > 63:
-                            raise ValueError("truncated histogram encoding")
-                        byte = p[0]
-                        p += 1
-                        value |= (<uint64_t>(byte & 0x7f)) << shift
-                        shift += 7
-                        if not (byte & 0x80):
-                            break
-                    values[which] = value
-                if values[0] >= COUNTS_LEN or values[1] > 0x7fffffffffffffff:
-                    raise ValueError("histogram bucket out of range")
-                index += <Py_ssize_t>values[0]
-                if index >= COUNTS_LEN:
-                    raise ValueError("histogram bucket out of range")
-                if apply_pass:
-                    self.counts[index] += <int64_t>values[1]
-                    added += <int64_t>values[1]
-                    if index < low:
-                        low = index
-                    if index > high:
-                        high = index
+        # One pass that applies as it decodes (the coordinator's merge is this loop); a bad
+        # pair part-way through is undone below, so a bad message never half-merges.
+        while p < end:
+            p = read_varint(p, end, &delta)
+            if p != NULL:
+                p = read_varint(p, end, &count)
+            if p == NULL:
+                self.subtract_encoded(start, applied)
+                raise ValueError("truncated histogram encoding")
+            if delta >= COUNTS_LEN or count > 0x7fffffffffffffff or \
+                    index + <Py_ssize_t>delta >= COUNTS_LEN:
+                self.subtract_encoded(start, applied)
+                raise ValueError("histogram bucket out of range")
+            index += <Py_ssize_t>delta
+            self.counts[index] += <int64_t>count
+            added += <int64_t>count
+            if index < low:
+                low = index
+            high = index
+            applied = p
         self.total += added
         self.clamped += clamped
         if low < self.min_index:
             self.min_index = low
         if high > self.max_index:
             self.max_index = high
+
+    cdef void subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept:
+        # Takes back the pairs add_encoded applied before it met a bad one; they decoded
+        # cleanly once, so they do again.
+        cdef uint64_t delta, count
+        cdef Py_ssize_t index = 0
+        while p < end:
+            p = read_varint(p, end, &delta)
+            p = read_varint(p, end, &count)
+            index += <Py_ssize_t>delta
+            self.counts[index] -= <int64_t>count
 
     @classmethod
     def decode(cls, encoded, str name=""):

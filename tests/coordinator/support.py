@@ -300,16 +300,20 @@ def generator_processes(coordinator_url, tmp_path, ids, workers=1, prefix=lambda
             generator.stop()
 
 
-def redis_info(port, section="clients", host="127.0.0.1"):
-    """A redis INFO section as a dict, read over a plain socket."""
+def redis_bulk(port, command, host="127.0.0.1"):
+    """The text of a redis command's bulk-string answer (INFO, CLIENT LIST), over a plain socket."""
     import socket
     with socket.create_connection((host, port), timeout=5) as sock:
-        sock.sendall(f"INFO {section}\r\n".encode())
+        sock.sendall(command.encode() + b"\r\n")
         data = b""
         while True:
             data += sock.recv(65536)
             header, _, rest = data.partition(b"\r\n")
             if header.startswith(b"$") and len(rest) >= int(header[1:]):
-                break
-    lines = rest.decode().splitlines()
+                return rest.decode()
+
+
+def redis_info(port, section="clients", host="127.0.0.1"):
+    """A redis INFO section as a dict."""
+    lines = redis_bulk(port, f"INFO {section}", host).splitlines()
     return dict(line.split(":", 1) for line in lines if ":" in line)

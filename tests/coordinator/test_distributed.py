@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from tests.conftest import example
-from tests.coordinator.support import ROOT, Api, coordinator_env, redis_info, wait_until
+from tests.coordinator.support import ROOT, Api, coordinator_env, redis_bulk, redis_info, wait_until
 from tests.support.servers import require, wait_for_port
 
 CLONE_NEWNET = 0x40000000
@@ -169,17 +169,8 @@ def network():
 
 def client_addresses(port):
     """``ip -> connections`` of redis clients (this CLIENT LIST connection left out)."""
-    import socket
-    with socket.create_connection((TARGET_IP, port), timeout=5) as sock:
-        sock.sendall(b"CLIENT LIST\r\n")
-        data = b""
-        while True:
-            data += sock.recv(65536)
-            header, _, rest = data.partition(b"\r\n")
-            if header.startswith(b"$") and len(rest) >= int(header[1:]):
-                break
     counts = {}
-    for line in rest.decode().splitlines():
+    for line in redis_bulk(port, "CLIENT LIST", TARGET_IP).splitlines():
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
         if fields.get("cmd") == "client|list" or fields.get("cmd") == "client":
             continue
