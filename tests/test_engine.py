@@ -1,11 +1,12 @@
 """The device runtime: restarts, error counting, cohorts and round-robin, on real sockets."""
 import asyncio
+import gc
 import socket
 
 import uvloop
 
 from stressgrid.plan import Address, Opts
-from stressgrid.runtime.engine import Engine
+from stressgrid.runtime.engine import START_BATCH, Engine
 from stressgrid.runtime.local import run_local
 from tests.support.servers import free_port
 
@@ -88,3 +89,46 @@ def test_cohorts_round_robin_across_addresses_and_stop():
     assert [by_device[f"c1-{i}"] for i in range(4)] == ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]
     # The round-robin continues across cohorts.
     assert [by_device[f"c2-{i}"] for i in range(4)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
+
+
+IDLE = "await delay(60000)"
+NEVER_CONNECTED = Address("127.0.0.1", 9, "http", "127.0.0.1")  # HTTP connects on first request
+
+
+def test_a_stopped_cohort_leaves_nothing_behind():
+    """Devices are frozen out of the cyclic collector once started; stopping them must still
+    free every object they held, by reference counting alone."""
+    async def main():
+        engine = Engine()
+        await engine.start_cohort("warm", [(IDLE, {}, 10)], [NEVER_CONNECTED], Opts())
+        await engine.stop_cohort("warm")
+        frozen_before = gc.get_freeze_count()
+        await engine.start_cohort("c", [(IDLE, {}, 5000)], [NEVER_CONNECTED], Opts())
+        await asyncio.sleep(0)
+        running = engine.active_devices, gc.get_freeze_count() - frozen_before, gc.isenabled()
+        await engine.stop_cohort("c")
+        return running, gc.get_freeze_count() - frozen_before, gc.isenabled()
+
+    (active, frozen_running, enabled_running), frozen_left, enabled_after = uvloop.run(main())
+    assert active == 5000
+    assert frozen_running > 5000 * 3  # task, coroutine, device and more for each device
+    assert frozen_left < 100  # what a stopped device held is gone, not kept frozen
+    assert enabled_running and enabled_after
+
+
+def test_a_cohort_stopped_while_starting_starts_no_more_devices():
+    async def main():
+        engine = Engine()
+        blocks = [(IDLE, {}, START_BATCH * 2), (IDLE, {}, START_BATCH * 2)]
+        starting = asyncio.ensure_future(engine.start_cohort("c", blocks, [NEVER_CONNECTED], Opts()))
+        while not engine.cohorts.get("c") or not engine.cohorts["c"].tasks:
+            await asyncio.sleep(0)
+        stopped = await engine.stop_cohort("c")
+        started = await starting
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return stopped, started, engine.active_devices, engine.cohorts
+
+    stopped, started, active, cohorts = uvloop.run(main())
+    assert started == stopped < START_BATCH * 4
+    assert active == 0 and cohorts == {}
