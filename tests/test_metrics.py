@@ -117,7 +117,13 @@ def test_empty_histogram_summary():
     assert Histogram("x").encode() == (b"", 0)
 
 
-@pytest.mark.parametrize("data", [b"\x80", b"\x01", b"\xff" * 11, b"\x90\x88\x01\x01"])
+@pytest.mark.parametrize("data", [
+    b"\x80",  # a varint cut short
+    b"\x01",  # an index delta without its count
+    b"\xff" * 11,  # a varint longer than 64 bits
+    b"\x90\x88\x01\x01",  # a bucket past the last one
+    b"\x00" + b"\x80" * 9 + b"\x01",  # a count of 2**63, past int64
+])
 def test_malformed_encoding_is_rejected_without_partial_merge(data):
     target = _ours([10, 20])
     before = target.copy()

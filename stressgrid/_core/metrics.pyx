@@ -8,7 +8,7 @@ directly so no dictionary lookup happens per event.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport sqrt
-from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.stdint cimport INT64_MAX, int64_t, uint64_t, uint8_t
 from libc.string cimport memset
 
 import math
@@ -247,7 +247,7 @@ cdef class Histogram:
             if p == NULL:
                 self.subtract_encoded(start, applied)
                 raise ValueError("truncated histogram encoding")
-            if delta >= COUNTS_LEN or count > 0x7fffffffffffffff or \
+            if delta >= COUNTS_LEN or count > <uint64_t>INT64_MAX or \
                     index + <Py_ssize_t>delta >= COUNTS_LEN:
                 self.subtract_encoded(start, applied)
                 raise ValueError("histogram bucket out of range")
