@@ -132,3 +132,25 @@ def test_a_cohort_stopped_while_starting_starts_no_more_devices():
     stopped, started, active, cohorts = uvloop.run(main())
     assert started == stopped < START_BATCH * 4
     assert active == 0 and cohorts == {}
+
+
+def test_a_device_whose_script_catches_the_stop_is_stopped_all_the_same():
+    """A script that swallows the cancellation is cancelled again, and never restarted."""
+    script = ("import asyncio\n"
+              "try:\n"
+              "    await delay(60000)\n"
+              "except asyncio.CancelledError:\n"
+              "    inc_counter('swallowed')\n"
+              "await delay(60000)\n")
+
+    async def main():
+        engine = Engine()
+        await engine.start_cohort("c", [(script, {}, 3)], [NEVER_CONNECTED], Opts())
+        await asyncio.sleep(0)
+        async with asyncio.timeout(10):  # a hang here is the failure
+            stopped = await engine.stop_cohort("c")
+        return stopped, engine.active_devices, engine.snapshot()["counters"]
+
+    stopped, active, counters = uvloop.run(main())
+    assert stopped == 3 and active == 0
+    assert counters["swallowed_count"] == 3

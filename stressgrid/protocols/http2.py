@@ -30,7 +30,7 @@ from stressgrid._core.http2 import Http2Connection
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
 from .tls import context_for
-from .waiting import timeout_seconds
+from .waiting import time_limit, timeout_seconds
 
 ALPN_PROTOCOLS = ["h2"]
 
@@ -398,8 +398,9 @@ class Http2Client:
             kwargs = {"ssl": context_for(self.device.opts, ALPN_PROTOCOLS), "server_hostname": address.host,
                       "ssl_handshake_timeout": max(seconds, 0.001)}
         try:
-            transport, _ = await asyncio.wait_for(loop.create_connection(
-                lambda: protocol, address.connect_host, address.port, **kwargs), seconds)
+            async with time_limit(seconds):
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, address.connect_host, address.port, **kwargs)
         except TimeoutError:
             raise count_error(self.recorder, TimeoutError(
                 errno.ETIMEDOUT, f"connecting to {address.host}:{address.port} timed out")) from None

@@ -9,7 +9,7 @@ import errno
 from stressgrid._core.device import current_device, now_us
 from stressgrid.errors import ConnectionClosedError, count_error
 
-from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
+from .waiting import as_bytes, time_limit, timeout_seconds, wait_for_wakeup
 
 # Reading pauses when this much is buffered and not yet taken by recv().
 RECEIVE_BUFFER_LIMIT = 1 << 20
@@ -35,9 +35,8 @@ class TcpClient(asyncio.Protocol):
         address = device.address
         started = now_us()
         try:
-            await asyncio.wait_for(
-                device.loop.create_connection(lambda: self, address.connect_host, address.port),
-                device.timeout_s)
+            async with time_limit(device.timeout_s):
+                await device.loop.create_connection(lambda: self, address.connect_host, address.port)
         except TimeoutError:
             raise count_error(recorder, TimeoutError(errno.ETIMEDOUT, "connect timed out")) from None
         except OSError as exc:

@@ -1,4 +1,6 @@
 """Waiting on a future with a deadline, without a task per wait."""
+import asyncio
+
 from stressgrid.errors import count_error
 
 
@@ -10,6 +12,44 @@ def _expire(future):
 def arm_timeout(loop, future, timeout_s):
     """Fail ``future`` with ``TimeoutError`` after ``timeout_s``; cancel the handle when done."""
     return loop.call_later(timeout_s, _expire, future)
+
+
+def time_limit(seconds):
+    """``async with time_limit(s):`` raises ``TimeoutError`` once ``s`` seconds have passed.
+
+    Unlike ``asyncio.wait_for``, which on Python 3.11 and older returns the result when
+    the awaited operation completes in the same instant as a cancellation from outside
+    (and so swallows the cancellation: a stopped device connected and ran on), a
+    cancellation from outside always goes through.
+    """
+    if hasattr(asyncio, "timeout"):
+        return asyncio.timeout(seconds)
+    return _TimeLimit(seconds)
+
+
+class _TimeLimit:
+    # Python 3.10 has no asyncio.timeout: the timer cancels the task, and a cancellation
+    # that the timer made becomes TimeoutError.
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.expired = False
+        self.handle = None
+
+    async def __aenter__(self):
+        self.handle = asyncio.get_running_loop().call_later(
+            self.seconds, self._expire, asyncio.current_task())
+        return self
+
+    def _expire(self, task):
+        self.expired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type, exc, tb):
+        self.handle.cancel()
+        if self.expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError() from exc
+        return False
 
 
 def timeout_seconds(timeout_ms, device):

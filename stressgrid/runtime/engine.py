@@ -18,6 +18,9 @@ from stressgrid.plan.script import SCRIPT_FILENAME, compile_script, script_funct
 from stressgrid.protocols import protocol_module
 
 RESTART_AFTER_ERROR_S = 1.0
+# A device still running this long after it was cancelled (its script caught the
+# cancellation) is cancelled again, until it ends.
+RECANCEL_AFTER_S = 1.0
 # Devices created between two yields to the loop, so telemetry keeps flowing.
 START_BATCH = 2000
 
@@ -38,12 +41,23 @@ class CompiledBlock:
         self.source_lines = script.splitlines()
 
 
+class StopFlag:
+    # Set when a cohort stops; its devices look at it. It holds nothing of them: a
+    # stopped device's traceback keeps its frame, and a reference from there to the
+    # cohort's task list would be a cycle that only the (frozen-out) collector could free.
+    __slots__ = ("is_set",)
+
+    def __init__(self):
+        self.is_set = False
+
+
 class Cohort:
-    __slots__ = ("cohort_id", "tasks")
+    __slots__ = ("cohort_id", "tasks", "stop")
 
     def __init__(self, cohort_id):
         self.cohort_id = cohort_id
         self.tasks = []
+        self.stop = StopFlag()
 
 
 class Engine:
@@ -105,7 +119,7 @@ class Engine:
                     cursor += 1
                     device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
                     number += 1
-                    cohort.tasks.append(loop.create_task(self._run_device(device, block)))
+                    cohort.tasks.append(loop.create_task(self._run_device(device, block, cohort.stop)))
         finally:
             self._address_cursor = cursor
             self._release_collector()
@@ -134,16 +148,22 @@ class Engine:
                 gc.enable()
 
     async def stop_cohort(self, cohort_id):
-        """Stop a cohort's devices and wait until their connections are closed."""
+        """Stop a cohort's devices and wait until their connections are closed.
+
+        A device whose script lets the cancellation pass is not restarted, and is
+        cancelled again every ``RECANCEL_AFTER_S`` until it ends.
+        """
         cohort = self.cohorts.pop(cohort_id, None)
         if cohort is None:
             return 0
+        cohort.stop.is_set = True
         self._hold_collector()
         try:
-            for task in cohort.tasks:
-                task.cancel()
-            if cohort.tasks:
-                await asyncio.wait(cohort.tasks)
+            running = cohort.tasks
+            while running:
+                for task in running:
+                    task.cancel()
+                _, running = await asyncio.wait(running, timeout=RECANCEL_AFTER_S)
         finally:
             self._release_collector()
         return len(cohort.tasks)
@@ -152,7 +172,7 @@ class Engine:
         for cohort_id in list(self.cohorts):
             await self.stop_cohort(cohort_id)
 
-    async def _run_device(self, device, block):
+    async def _run_device(self, device, block, stop):
         set_current_device(device)
         function = block.function
         params = block.params
@@ -160,7 +180,7 @@ class Engine:
         device_id = device.device_id
         self.active_devices += 1
         try:
-            while True:
+            while not stop.is_set:
                 client = device.client = create_client(device)
                 failed = False
                 try:
