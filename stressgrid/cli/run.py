@@ -35,12 +35,8 @@ def follow(api, run_id, display, grid=None):
         try:
             for state in api.states():
                 lost_since = None
-                run = state.get("run")
-                if not run or run.get("id") != run_id:
+                if not _show(state, run_id, display, grid):
                     return
-                display.update(state, run_id)
-                if grid is not None and (failure := grid.died()):
-                    raise CliError(EXIT_COORDINATOR, failure)
             problem = "the coordinator closed the event stream"
         except ApiError as exc:
             if exc.status == 404:  # a coordinator without an event stream
@@ -52,8 +48,7 @@ def follow(api, run_id, display, grid=None):
             problem = exc.message
         except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped, broken event
             problem = f"the event stream broke: {exc}"
-        if grid is not None and (failure := grid.died()):
-            raise CliError(EXIT_COORDINATOR, failure)
+        _check_children(grid)
         now = time.monotonic()
         if lost_since is None:
             lost_since = now
@@ -66,15 +61,24 @@ def follow(api, run_id, display, grid=None):
 
 def poll(api, run_id, display, grid=None):
     """``follow`` for coordinators without an event stream: ``/api/state`` once a second."""
-    while True:
-        state = api.state()
-        run = state.get("run")
-        if not run or run.get("id") != run_id:
-            return
-        display.update(state, run_id)
-        if grid is not None and (failure := grid.died()):
-            raise CliError(EXIT_COORDINATOR, failure)
+    while _show(api.state(), run_id, display, grid):
         time.sleep(1.0)
+
+
+def _show(state, run_id, display, grid):
+    """Show one published state; false once ``run_id`` is no longer the active run."""
+    run = state.get("run")
+    if not run or run.get("id") != run_id:
+        return False
+    display.update(state, run_id)
+    _check_children(grid)
+    return True
+
+
+def _check_children(grid):
+    """In local mode, end the command when a child process has died."""
+    if grid is not None and (failure := grid.died()):
+        raise CliError(EXIT_COORDINATOR, failure)
 
 
 def wait_finished(api, run_id):
