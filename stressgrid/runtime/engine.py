@@ -113,7 +113,7 @@ class Engine:
                 for _ in range(size):
                     if number and number % START_BATCH == 0:
                         await asyncio.sleep(0)
-                        if self.cohorts.get(cohort_id) is not cohort:
+                        if cohort.stop.is_set:
                             return number  # stopped while starting: start no more
                     address = addresses[cursor % len(addresses)]
                     cursor += 1
