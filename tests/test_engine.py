@@ -65,13 +65,10 @@ def test_cohorts_round_robin_across_addresses_and_stop():
         engine = Engine()
         addresses = [Address("a", 1, "udp", f"127.0.0.{i}") for i in (1, 2, 3)]
         seen = []
+        # In process, a block's params reach its devices as they are: the list collects.
         block = ("import stressgrid._core.device as d\n"
-                 "SEEN.append((device_id, d.current_device().address.ip))\n"
-                 "await delay(60000)", {}, 4)
-        engine.compiled_block(block[0], {}, "udp")
-        # The script namespace is shared per block: expose a list through builtins of the block.
-        code = engine._compiled[(block[0], "udp")]
-        code.function.__globals__["SEEN"] = seen
+                 "params['seen'].append((device_id, d.current_device().address.ip))\n"
+                 "await delay(60000)", {"seen": seen}, 4)
         started = await engine.start_cohort("c1", [block], addresses, Opts())
         started += await engine.start_cohort("c2", [block], addresses, Opts())
         while len(seen) < 8:

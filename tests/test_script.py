@@ -16,6 +16,11 @@ from stressgrid.plan import Plan, PlanError, ScriptError, check_script
     ("await stop_timing('a')", "tcp", 1, 1, "must not be awaited"),
     ("yield 3", "tcp", 1, 1, "yield"),
     ("nonlocal q", "tcp", 1, 1, "nonlocal"),
+    ("x = 1\nstatus, _, _ = await gett('/')", "http", 2, 22, "name 'gett' is not defined; did you mean 'get'?"),
+    ("inc_counter(str(lenn(params)))", "udp", 1, 17, "did you mean 'len'?"),
+    ("body = json.dumps({})", "http", 1, 8, "add 'import json' to the script"),
+    ("for path in paths:\n    await get(path)", "http", 1, 13, "name 'paths' is not defined"),
+    ("def step():\n    return counter + 1\nstep()", "tcp", 2, 12, "name 'counter' is not defined"),
 ])
 def test_rejected_with_line_and_column(source, protocol, line, column, words):
     with pytest.raises(ScriptError) as caught:
@@ -32,6 +37,12 @@ def test_rejected_with_line_and_column(source, protocol, line, column, words):
     ("frame = ws_fetch_json()\nawait ws_send_text('x')", "https"),
     ("", "udp"),
     ("# only a comment", "tcp"),
+    # Names bound anywhere count as defined: the checker never rejects a script that can run.
+    ("import json as j\nfor i in range(2):\n    await get(j.dumps(i))\nprint(i, device_id, params)", "http"),
+    ("try:\n    await recv()\nexcept OSError as error:\n    inc_counter(type(error).__name__)", "tcp"),
+    ("class Step:\n    size = 1\n    def twice(self):\n        return Step.size * 2\nStep().twice()", "udp"),
+    ("match params:\n    case {'n': n, **rest}:\n        print(n, rest)", "udp"),
+    ("exec('late = 1')\nprint(late)", "udp"),  # names made at run time are not guessed at
 ])
 def test_accepted(source, protocol):
     check_script(source, protocol)

@@ -3,9 +3,13 @@
 A script is the body of an ``async`` function; it is parsed, checked and
 compiled once per plan block. ``compile_script`` raises ``ScriptError`` with
 the line and column of the first problem: a syntax error, a protocol function
-the plan's protocol does not have, or an I/O function used without ``await``.
+the plan's protocol does not have, an I/O function used without ``await``, or
+a name that nothing defines (a mistyped function, a module not imported).
 """
 import ast
+import builtins
+import difflib
+import sys
 
 from . import api
 
@@ -17,6 +21,12 @@ SCRIPT_ARGUMENTS = ("params", "device_id")
 _AWAITING_WRAPPERS = frozenset({
     "wait_for", "gather", "shield", "create_task", "ensure_future", "timeout",
 })
+
+
+# Names a script may use without defining them besides Python's builtins.
+_MODULE_NAMES = frozenset({"__name__", "__builtins__"})
+# A script calling one of these may define names the checker cannot see.
+_DYNAMIC_NAMESPACE = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
 
 
 class ScriptError(ValueError):
@@ -160,6 +170,36 @@ def _check_sync_builtin_awaits(tree, sync_names):
                               node.lineno, node.col_offset + 1)
 
 
+def _check_names_defined(tree, protocol, bound):
+    """Reject a name that is neither bound by the script nor available to it.
+
+    Conservative: every name bound anywhere in the script counts as defined, and a
+    script that can define names dynamically is not checked.
+    """
+    python_names = frozenset(dir(builtins))
+    available = (python_names | _MODULE_NAMES | set(SCRIPT_ARGUMENTS)
+                 | api.protocol_async_functions(protocol) | api.protocol_sync_functions(protocol))
+    loaded = [node for node in ast.walk(tree)
+              if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)]
+    if any(node.id in _DYNAMIC_NAMESPACE for node in loaded):
+        return
+    known = available | bound
+    unknown = [node for node in loaded if node.id not in known]
+    if not unknown:
+        return
+    first = min(unknown, key=lambda node: (node.lineno, node.col_offset))
+    message = f"name {first.id!r} is not defined"
+    if first.id in sys.stdlib_module_names:
+        message += f"; add 'import {first.id}' to the script"
+    else:
+        # The script's own and Stressgrid's names first: 'gett' means get, not getattr.
+        close = (difflib.get_close_matches(first.id, sorted(known - python_names), n=1)
+                 or difflib.get_close_matches(first.id, sorted(python_names), n=1))
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+    raise ScriptError(message, first.lineno, first.col_offset + 1)
+
+
 def parse_script(source, protocol):
     """Parse and check ``source`` for ``protocol``; returns the wrapped module AST."""
     if not isinstance(source, str):
@@ -176,6 +216,7 @@ def parse_script(source, protocol):
     # Awaits are seen before their calls because ast visits parents first.
     checker.visit(tree)
     _check_sync_builtin_awaits(tree, checker.sync_names)
+    _check_names_defined(tree, protocol, frozenset(bound.names))
 
     arguments = ast.arguments(
         posonlyargs=[], args=[ast.arg(arg=name) for name in SCRIPT_ARGUMENTS],
