@@ -3,12 +3,23 @@ import asyncio
 import gc
 import socket
 
+import pytest
 import uvloop
 
-from stressgrid.plan import Address, Opts
-from stressgrid.runtime.engine import START_BATCH, Engine
+from stressgrid.plan import Address, Opts, api
+from stressgrid.plan.script import SCRIPT_FUNCTION
+from stressgrid.runtime.engine import START_BATCH, CompiledBlock, Engine
 from stressgrid.runtime.local import run_local
 from tests.support.servers import free_port
+
+
+@pytest.mark.parametrize("protocol", api.PROTOCOLS)
+def test_scripts_see_exactly_the_functions_the_checker_allows(protocol):
+    # The checker rejects names outside its table, so a function the runtime binds but the
+    # table lacks would be unusable, and one the table has but the runtime lacks a NameError.
+    namespace = CompiledBlock("", {}, protocol).function.__globals__
+    bound = set(namespace) - {"__builtins__", "__name__", SCRIPT_FUNCTION}
+    assert bound == api.protocol_async_functions(protocol) | api.protocol_sync_functions(protocol)
 
 
 def plan(script, size=1, protocol="tcp", port=9, host="127.0.0.1", **opts):

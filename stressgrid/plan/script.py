@@ -23,8 +23,9 @@ _AWAITING_WRAPPERS = frozenset({
 })
 
 
-# Names a script may use without defining them besides Python's builtins.
-_MODULE_NAMES = frozenset({"__name__", "__builtins__"})
+# Names a script may use without defining them besides Python's builtins (__class__:
+# inside a method).
+_IMPLICIT_NAMES = frozenset({"__name__", "__builtins__", "__class__"})
 # A script calling one of these may define names the checker cannot see.
 _DYNAMIC_NAMESPACE = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
 
@@ -177,7 +178,7 @@ def _check_names_defined(tree, protocol, bound):
     script that can define names dynamically is not checked.
     """
     python_names = frozenset(dir(builtins))
-    available = (python_names | _MODULE_NAMES | set(SCRIPT_ARGUMENTS)
+    available = (python_names | _IMPLICIT_NAMES | set(SCRIPT_ARGUMENTS)
                  | api.protocol_async_functions(protocol) | api.protocol_sync_functions(protocol))
     loaded = [node for node in ast.walk(tree)
               if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)]
