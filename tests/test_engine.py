@@ -19,7 +19,7 @@ def test_scripts_see_exactly_the_functions_the_checker_allows(protocol):
     # table lacks would be unusable, and one the table has but the runtime lacks a NameError.
     namespace = CompiledBlock("", {}, protocol).function.__globals__
     bound = set(namespace) - {"__builtins__", "__name__", SCRIPT_FUNCTION}
-    assert bound == api.protocol_async_functions(protocol) | api.protocol_sync_functions(protocol)
+    assert bound == api.protocol_functions(protocol)
 
 
 def plan(script, size=1, protocol="tcp", port=9, host="127.0.0.1", **opts):

@@ -46,6 +46,11 @@ def protocol_sync_functions(protocol):
     return frozenset(names)
 
 
+def protocol_functions(protocol):
+    """Every function a script of ``protocol`` has, awaitable or not."""
+    return protocol_async_functions(protocol) | protocol_sync_functions(protocol)
+
+
 def protocol_description(protocol):
     if protocol in HTTP1_PROTOCOLS:
         return "HTTP and WebSocket functions"

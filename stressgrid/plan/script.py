@@ -178,8 +178,7 @@ def _check_names_defined(tree, protocol, bound):
     script that can define names dynamically is not checked.
     """
     python_names = frozenset(dir(builtins))
-    available = (python_names | _IMPLICIT_NAMES | set(SCRIPT_ARGUMENTS)
-                 | api.protocol_async_functions(protocol) | api.protocol_sync_functions(protocol))
+    available = python_names | _IMPLICIT_NAMES | set(SCRIPT_ARGUMENTS) | api.protocol_functions(protocol)
     loaded = [node for node in ast.walk(tree)
               if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)]
     if any(node.id in _DYNAMIC_NAMESPACE for node in loaded):
@@ -213,11 +212,12 @@ def parse_script(source, protocol):
         raise ScriptError(f"syntax error: {exc.msg}", exc.lineno, exc.offset) from None
     bound = _BoundNames()
     bound.visit(tree)
-    checker = _Checker(protocol, frozenset(bound.names))
+    bound_names = frozenset(bound.names)
+    checker = _Checker(protocol, bound_names)
     # Awaits are seen before their calls because ast visits parents first.
     checker.visit(tree)
     _check_sync_builtin_awaits(tree, checker.sync_names)
-    _check_names_defined(tree, protocol, frozenset(bound.names))
+    _check_names_defined(tree, protocol, bound_names)
 
     arguments = ast.arguments(
         posonlyargs=[], args=[ast.arg(arg=name) for name in SCRIPT_ARGUMENTS],
