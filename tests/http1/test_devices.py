@@ -2,7 +2,7 @@
 import pytest
 
 from stressgrid.runtime.local import run_local
-from tests.http1.conftest import BIG, DOC, INDEX
+from tests.http1.conftest import BIG, INDEX
 from tests.support.servers import free_port
 
 
