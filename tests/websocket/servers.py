@@ -30,7 +30,9 @@ class _ThreadedServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.ready = threading.Event()
         self.lock = threading.Lock()
+        self.closed = threading.Condition(self.lock)
         self.closes = []
+        self.opened = 0
         self.stop_event = None
         self.failure = None
 
@@ -49,15 +51,18 @@ class _ThreadedServer:
             await self.stop_event.wait()
 
     async def _handle(self, connection):
+        with self.lock:
+            self.opened += 1
         try:
             await self.handler(connection)
         except ConnectionClosed:
             pass
         finally:
             await connection.wait_closed()
-            with self.lock:
+            with self.closed:
                 self.closes.append((connection.request.path if connection.request else None,
                                     connection.close_code))
+                self.closed.notify_all()
 
     def start(self):
         self.thread.start()
@@ -72,14 +77,23 @@ class _ThreadedServer:
 
     def wait_for_close(self, path, timeout=10.0):
         """Block until a connection to ``path`` has closed; returns its close code."""
-        waiter = threading.Event()
-        for _ in range(int(timeout / 0.01)):
-            with self.lock:
-                for seen, code in self.closes:
-                    if seen == path:
-                        return code
-            waiter.wait(0.01)
-        raise AssertionError(f"no connection to {path} closed within {timeout} s")
+        def code():
+            return next((code for seen, code in self.closes if seen == path), None)
+        with self.closed:
+            if not self.closed.wait_for(lambda: code() is not None, timeout):
+                raise AssertionError(f"no connection to {path} closed within {timeout} s")
+            return code()
+
+    def wait_all_closed(self, timeout=10.0):
+        """Block until every connection the server accepted has closed and been handled.
+
+        Once the client side stops, the server may still be reading the last
+        frames; its counters are final only after this returns.
+        """
+        with self.closed:
+            if not self.closed.wait_for(lambda: len(self.closes) == self.opened, timeout):
+                raise AssertionError(
+                    f"{self.opened - len(self.closes)} connections still open after {timeout} s")
 
 
 def _raw_text_frame(payload):

@@ -18,16 +18,23 @@ def test_pusher_example_subscribes_triggers_and_consumes():
         result = run_local(pusher_plan(server.port, devices, channel_bits=1, iterations=iterations,
                                        delay_ms=20), 60,
                            until=lambda agg: agg.counters.get("trigger_count", 0) >= devices * iterations)
+        server.wait_all_closed()
         stats = dict(server.stats)
     errors = {name: value for name, value in result.counters.items() if name.endswith("_error_count")}
     assert errors == {} and result.errors == {}
     triggers = result.counters["trigger_count"]
     assert triggers >= devices * iterations
     assert stats["auth_failures"] == 0 and stats["errors"] == 0
-    assert stats["subscriptions"] == stats["connections"] >= devices
-    assert result.histograms["ws_upgrade_us"].total_count == stats["connections"]
+    # A device that finished its iterations runs the script again on a new
+    # connection; the stop can catch it between the upgrade and the
+    # subscription, so at most one connection per device goes unsubscribed.
+    upgrades = result.histograms["ws_upgrade_us"].total_count
+    assert devices <= stats["subscriptions"] <= upgrades <= stats["connections"]
+    assert stats["connections"] - stats["subscriptions"] <= devices
     # The server saw every event sent before the run stopped, and fanned each out.
-    assert devices * iterations <= stats["client_events"] <= triggers
+    # (A device stopped while its send waits on a full buffer has sent an event it
+    # has not counted yet: at most one per device.)
+    assert devices * iterations <= stats["client_events"] <= triggers + devices
     consumed = result.counters["consume_count"]
     assert 0 < consumed <= stats["deliveries"]
     assert result.counters.get("ws_dropped_frame_count", 0) == 0
