@@ -42,9 +42,6 @@ DRAIN_LIMIT = 20000
 # per-wake-up cost; a message after a quiet spell is still taken at once.
 DRAIN_INTERVAL_S = 0.005
 RECENT_EVENTS = 50
-# After an abort, devices stop at once; telemetry already on its way (generators
-# report every second) is still collected for this long before the report.
-ABORT_DRAIN_S = 1.5
 
 
 class Conflict(Exception):
@@ -132,7 +129,8 @@ class ActiveRun:
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = started + self.interval_s
         self.finishing = None  # final state once the run has ended and is being written
-        self.abort_deadline = None  # set when aborted: when to stop collecting telemetry
+        self.abort_deadline = None  # set when aborted: the latest the report waits for answers
+        self.abort_waiting = set()  # routing ids of the generators yet to answer the Abort
         self.note = ""
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=started_wall,
                             report_interval_ms=plan.opts.report_interval_ms)
@@ -158,6 +156,7 @@ class ActiveRun:
         return {"id": self.id, "name": self.plan.name,
                 "state": self.phase, "finishing": self.finishing,
                 "aborting": self.abort_deadline is not None,
+                "abort_unconfirmed": len(self.abort_waiting) if self.abort_deadline is not None else 0,
                 "elapsed_ms": elapsed_ms,
                 "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
                 "phase_remaining_ms": phase_left if phase == self.phase else 0,
@@ -405,11 +404,15 @@ class Coordinator:
 
     def _handlers(self):
         return {wire.Telemetry: self._on_telemetry, wire.Heartbeat: self._on_heartbeat,
-                wire.Register: self._on_register, wire.Event: self._on_event}
+                wire.Register: self._on_register, wire.Event: self._on_event,
+                wire.RunStopped: self._on_run_stopped}
 
     def _on_register(self, routing_id, message):
         now = self._clock()
         generator, new = self.registry.register(routing_id, message, now)
+        if self.run is not None:
+            # A generator registering anew has stopped everything it ran.
+            self.run.abort_waiting.discard(routing_id)
         self._send(routing_id, wire.Registered(coordinator_version=__version__))
         kind = "generator_registered" if new else "generator_reregistered"
         self._event(kind, f"{generator.generator_id} ({message.workers} workers, "
@@ -430,6 +433,14 @@ class Coordinator:
             self.bad_messages += 1
             self._send(routing_id, wire.Error(message=f"bad telemetry: {exc}"))
 
+    def _on_run_stopped(self, routing_id, message):
+        # Its last Telemetry came before this answer; once every generator has
+        # answered, the aborted run's report holds everything its devices did.
+        # (An answer to an abort the coordinator no longer waits on is ignored.)
+        if self.registry.seen(routing_id, self._clock()) is not None and self.run is not None \
+                and self.run.id == message.run_id:
+            self.run.abort_waiting.discard(routing_id)
+
     def _on_event(self, routing_id, message):
         generator = self.registry.seen(routing_id, self._clock())
         if generator is None:
@@ -441,6 +452,8 @@ class Coordinator:
 
     def _tick(self, now):
         for generator in self.registry.expire(now):
+            if self.run is not None:
+                self.run.abort_waiting.discard(generator.routing_id)
             log.warning("generator %s silent for %.1f s: dropped", generator.generator_id,
                         now - generator.last_seen)
             self._event("generator_lost", f"{generator.generator_id} went silent for more than "
@@ -524,7 +537,9 @@ class Coordinator:
         if run.finishing or run.abort_deadline is not None:
             return run.to_dict(self._clock())
         self._abort_generators(run, "aborted on request")
-        run.abort_deadline = self._clock() + ABORT_DRAIN_S
+        # A generator that does not answer within the generator timeout is
+        # treated as lost; the report does not wait for it any longer.
+        run.abort_deadline = self._clock() + self.config.generator_timeout_s
         self._publish()
         return run.to_dict(self._clock())
 
@@ -538,7 +553,13 @@ class Coordinator:
     def _advance(self, now):
         run = self.run
         if run.abort_deadline is not None:
-            if now >= run.abort_deadline:
+            if not run.abort_waiting:
+                self._finish(schedule.ABORTED, run.note)
+            elif now >= run.abort_deadline:
+                names = sorted(g.generator_id for g in self.registry if g.routing_id in run.abort_waiting)
+                self._event("abort_unanswered",
+                            f"{', '.join(names) or 'a generator'} did not confirm the abort within "
+                            f"{self.config.generator_timeout_s:g} s; its last metrics may be missing")
                 self._finish(schedule.ABORTED, run.note)
             return
         steps = run.timeline.steps
@@ -600,7 +621,8 @@ class Coordinator:
     def _abort_generators(self, run, note):
         abort = wire.Abort(run_id=run.id)
         for generator in self.registry:
-            self._send(generator.routing_id, abort)
+            if self._send(generator.routing_id, abort):
+                run.abort_waiting.add(generator.routing_id)
         run.note = note
         self._event("run_aborted", note)
 

@@ -31,6 +31,7 @@ class MessageType(str, enum.Enum):
     START_COHORT = "start_cohort"
     STOP_COHORT = "stop_cohort"
     ABORT = "abort"
+    RUN_STOPPED = "run_stopped"
     ERROR = "error"
     WORKER_READY = "worker_ready"
 
@@ -111,6 +112,14 @@ class StopCohort:
 
 @message(MessageType.ABORT)
 class Abort:
+    """Stop every device of the run; answered with ``RunStopped``."""
+    run_id: "str"
+
+
+@message(MessageType.RUN_STOPPED)
+class RunStopped:
+    """The answer to ``Abort``: the run's devices have stopped and the ``Telemetry`` sent
+    just before it holds the last of their metrics."""
     run_id: "str"
 
 
@@ -165,4 +174,4 @@ def decode(data):
 
 __all__ = ["PROTOCOL_VERSION", "NOT_REGISTERED", "MessageType", "WireError", "encode", "decode", "Register",
            "Registered", "Heartbeat", "Telemetry", "Event", "StartCohort", "StopCohort",
-           "Abort", "Error", "WorkerReady"]
+           "Abort", "RunStopped", "Error", "WorkerReady"]

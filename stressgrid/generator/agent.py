@@ -12,6 +12,9 @@ It runs one single-threaded loop over ZeroMQ sockets (``zmq.Poller``):
 Every second it merges the workers' metric deltas exactly
 (``MetricsAggregate``), adds the host's utilization (``HostSampler``) and the
 sum of the workers' active devices, and sends one ``Telemetry``.
+
+An ``Abort`` from the coordinator is answered once every worker has answered it:
+a last ``Telemetry`` with what the workers flushed, then ``RunStopped``.
 """
 import contextlib
 import logging
@@ -54,6 +57,8 @@ class HostAgent:
         self._stop_requested = False
         self._identities = {worker_identity(i): i for i in range(config.workers)}
         self._restart_reasons = {}
+        self._aborting = {}  # run id -> indexes of the workers yet to answer its Abort
+        self._sampler = None
         self._coordinator_handlers = {
             wire.Registered: self._on_registered,
             wire.Heartbeat: self._on_coordinator_heartbeat,
@@ -65,6 +70,7 @@ class HostAgent:
         self._worker_handlers = {
             wire.WorkerReady: self._on_worker_ready,
             wire.Telemetry: self._on_worker_telemetry,
+            wire.RunStopped: self._on_worker_run_stopped,
             wire.Error: self._on_worker_error,
         }
         self.link = None
@@ -129,7 +135,7 @@ class HostAgent:
         poller.register(self.link.socket, zmq.POLLIN)
         poller.register(self.router, zmq.POLLIN)
         poller.register(wake_reader, zmq.POLLIN)
-        sampler = HostSampler()
+        self._sampler = HostSampler()
         next_report = self._clock() + self.config.telemetry_interval_s
         while not self._stop_requested:
             deadlines = [next_report, self.link.next_due()]
@@ -151,7 +157,7 @@ class HostAgent:
             now = self._clock()
             if now >= next_report:
                 self._check_coordinator_grace()
-                self._report(sampler)
+                self._report()
                 next_report += self.config.telemetry_interval_s
                 if next_report < now:  # fell behind (suspended): do not burst
                     next_report = now + self.config.telemetry_interval_s
@@ -214,10 +220,27 @@ class HostAgent:
 
     def _on_abort(self, abort):
         self.book.remove_run(abort.run_id)
-        for slot in self.pool.slots:
-            self._send_to_worker(slot.index, abort)
+        waiting = {slot.index for slot in self.pool.slots if self._send_to_worker(slot.index, abort)}
         log.info("run %s aborted", abort.run_id)
         self._forget_errors_when_idle()
+        self._aborting[abort.run_id] = waiting
+        self._answer_abort_when_done(abort.run_id)
+
+    def _answer_abort_when_done(self, run_id):
+        if self._aborting.get(run_id):
+            return
+        del self._aborting[run_id]
+        # Whatever the workers flushed goes out first: the answer means "that was all".
+        self._report()
+        if self.link.registered:
+            self.link.send(wire.RunStopped(run_id=run_id))
+
+    def _forget_worker_answers(self, index):
+        """A worker that died answers no Abort: its devices are gone, stop waiting for it."""
+        for run_id, waiting in list(self._aborting.items()):
+            if index in waiting:
+                waiting.discard(index)
+                self._answer_abort_when_done(run_id)
 
     def _stop_everything(self, reason):
         runs = self.book.runs()
@@ -318,6 +341,12 @@ class HostAgent:
                 self._reported_error_kinds.add(kind)
                 self._pending_errors[kind] = line
 
+    def _on_worker_run_stopped(self, slot, stopped):
+        waiting = self._aborting.get(stopped.run_id)
+        if waiting is not None and slot.index in waiting:
+            waiting.discard(slot.index)
+            self._answer_abort_when_done(stopped.run_id)
+
     def _on_worker_error(self, slot, error):
         self._send_event("worker_error", error.message)
 
@@ -326,12 +355,13 @@ class HostAgent:
             description = exit_.describe()
             self._restart_reasons[exit_.index] = description
             log.warning("%s with %d devices; restarting it", description, self.book.devices(exit_.index))
+            self._forget_worker_answers(exit_.index)
         self.pool.restart_due()
 
     # -- telemetry ---------------------------------------------------------------------
 
-    def _report(self, sampler):
-        sampler.sample_into(self.pending)
+    def _report(self):
+        self._sampler.sample_into(self.pending)
         active = sum(slot.active_devices for slot in self.pool.slots)
         snapshot = self.pending.to_snapshot()
         snapshot["gauges"][ACTIVE_DEVICES_GAUGE] = active

@@ -6,7 +6,8 @@ The worker connects a ZeroMQ DEALER (identity ``worker_identity(N)``) to the
 agent's ROUTER and speaks the wire codec: it announces itself with
 ``WorkerReady``, carries out ``StartCohort`` / ``StopCohort`` / ``Abort`` in
 the order they arrive, and sends its engine's metric deltas as ``Telemetry``
-every second. Anything it cannot understand or carry out is answered with
+every second. An ``Abort`` is answered, once the run's devices have stopped,
+with a last ``Telemetry`` and then ``RunStopped``. Anything it cannot understand or carry out is answered with
 ``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
 exit with status 0; so does the agent going away (the worker's parent changes).
 """
@@ -121,6 +122,10 @@ class Worker:
     async def _abort(self, abort):
         for cohort_id in list(self._run_cohorts.get(abort.run_id, ())):
             await self._stop_cohort(abort.run_id, cohort_id)
+        # The run's last metrics go out now, before the answer, so that the answer
+        # means "nothing more of this run will come" (the socket keeps the order).
+        await self._send(self._telemetry())
+        return wire.RunStopped(run_id=abort.run_id)
 
     async def _stop(self, stop):
         await self._stop_cohort(stop.run_id, stop.cohort_id)

@@ -129,6 +129,9 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
     assert summary["devices_started"] == 6 and summary["generators"] == {"gen-a": 6}
     assert summary["totals"] == {"conn_count": 2}
     assert any(e["kind"] == "run_aborted" for e in summary["events"])
+    # This generator never answered the abort: the report waited the generator timeout, then said so.
+    unanswered = [e for e in summary["events"] if e["kind"] == "abort_unanswered"]
+    assert len(unanswered) == 1 and "gen-a did not confirm the abort" in unanswered[0]["message"]
     status, data, headers = api.get(detail["result_url"])
     assert status == 200
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
@@ -147,6 +150,43 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
     assert api.post(f"/api/runs/{second['id']}/abort")[0] == 202
     api.wait_run_finished(second["id"])
     assert [r["id"] for r in api.get("/api/runs")[1]["runs"]] == [second["id"], run["id"]]
+
+
+def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_path):
+    # A generator timeout far longer than the test: only the answers can end the run.
+    with coordinator_process(tmp_path, generator_timeout=30.0) as coordinator:
+        api = coordinator.api
+        gens = [FakeGenerator(coordinator.generator_url, name) for name in ("gen-a", "gen-b")]
+        try:
+            api.wait_generators(2)
+            status, run, _ = api.post("/api/runs", plan(size=4))
+            assert status == 201, run
+            for gen in gens:
+                gen.wait_for(wire.StartCohort)
+            assert api.post(f"/api/runs/{run['id']}/abort")[0] == 202
+            for gen in gens:
+                assert gen.wait_for(wire.Abort)[0].run_id == run["id"]
+            ingested = api.state()["ingest"]["messages"]
+            # The devices' last metrics, sent after the abort, then the answers.
+            gens[1].telemetry(snapshot(counters={"late_count": 4}))
+            gens[1].send(wire.RunStopped(run_id="not-this-run"))  # some other run's: does not count
+            gens[1].telemetry()  # processed after the answer before it
+            gens[0].telemetry(snapshot({"get_us": [700]}, {"late_count": 3}))
+            gens[0].send(wire.RunStopped(run_id=run["id"]))
+            state = wait_until(lambda: (s := api.state())["ingest"]["messages"] >= ingested + 3
+                               and s["run"]["abort_unconfirmed"] == 1 and s)
+            assert state["run"]["aborting"]
+            assert api.get(f"/api/runs/{run['id']}")[1]["result_url"] is None  # still waiting on gen-b
+            gens[1].send(wire.RunStopped(run_id=run["id"]))
+            detail = api.wait_run_finished(run["id"], timeout=10)
+        finally:
+            for gen in gens:
+                gen.close()
+    summary = detail["summary"]
+    assert detail["state"] == "aborted"
+    assert summary["totals"]["late_count"] == 7
+    assert summary["histograms"]["get_us"]["count"] == 1
+    assert not any(e["kind"] == "abort_unanswered" for e in summary["events"])
 
 
 def test_delete_forgets_a_run_and_its_archive(coordinator, generator):

@@ -77,6 +77,9 @@ def test_abort_stops_real_devices_at_once(setup):
     wait_until(lambda: connected_clients(redis_port) == 0, timeout=5, message="devices to disconnect")
     detail = api.wait_run_finished(run["id"])
     assert detail["state"] == "aborted" and detail["result_url"]
+    # Both generators confirmed with their last metrics; the report did not time out on them.
+    events = {e["kind"] for e in detail["summary"]["events"]}
+    assert "run_aborted" in events and "abort_unanswered" not in events
     assert detail["summary"]["totals"]["send_count"] > 0
 
 

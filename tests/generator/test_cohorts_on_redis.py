@@ -49,6 +49,29 @@ def test_merged_totals_equal_what_the_workers_did(coordinator, agent, tmp_path):
     assert all(m.metrics["gauges"]["active_device_number"] == m.active_device_number for m in telemetry)
 
 
+def test_abort_is_answered_once_the_workers_last_metrics_are_sent(coordinator, agent, tmp_path):
+    devices = 6
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, devices, delay_ms=5))
+        started = coordinator.last_sent_at
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == devices)
+        coordinator.send(wire.Abort(run_id="run-1"))
+        assert coordinator.expect(wire.RunStopped, timeout=10).run_id == "run-1"
+        before_answer = coordinator.telemetry_since(started)
+        redis_sets = redis.command_calls("set")
+        # The next report (a second later) carries nothing of the run: the answer meant "that was all".
+        after_answer = coordinator.expect(wire.Telemetry, timeout=5)
+        redis.close()
+    totals = merged(before_answer)
+    client_sets = totals.histogram("set_us").total_count
+    assert client_sets > 0 and 0 <= redis_sets - client_sets <= devices
+    assert before_answer[-1].active_device_number == 0
+    assert after_answer.active_device_number == 0
+    assert not after_answer.metrics["histograms"].get("set_us")
+    assert not after_answer.metrics["counters"].get("send_count")
+
+
 def test_cohorts_split_exactly_and_continue_the_address_round_robin(coordinator, agent, tmp_path):
     redis_a_dir, redis_b_dir = tmp_path / "a", tmp_path / "b"
     redis_a_dir.mkdir()
@@ -76,7 +99,7 @@ def test_cohorts_split_exactly_and_continue_the_address_round_robin(coordinator,
         coordinator.wait_until(lambda m: state()[:2] == (3, 4), 10, "cohort 2 only")
         # Abort stops every cohort of the run.
         coordinator.send(wire.Abort(run_id="run-1"))
-        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
+        assert coordinator.expect(wire.RunStopped, timeout=15).run_id == "run-1"
         coordinator.wait_until(lambda m: state() == (0, 0, [0, 0]), 10, "no connections")
         redis_a.close()
         redis_b.close()

@@ -43,6 +43,28 @@ def test_killed_worker_is_restarted_with_its_devices(coordinator, agent, tmp_pat
     assert agent.process.poll() is None
 
 
+def test_an_abort_is_answered_even_when_a_worker_dies_before_answering(coordinator, agent, tmp_path):
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 4))
+        coordinator.wait_until(lambda m: redis.device_connections() == 4, 15, "4 connections")
+        frozen, running = agent.worker_pids()
+        os.kill(frozen, signal.SIGSTOP)  # it cannot answer the abort
+        try:
+            coordinator.send(wire.Abort(run_id="run-1"))
+            # The other worker answers; the agent still waits for the frozen one.
+            assert wait_for(lambda: connections_to(running, {port}) == 0, 10)
+        finally:
+            os.kill(frozen, signal.SIGKILL)
+        assert coordinator.expect(wire.RunStopped, timeout=15).run_id == "run-1"
+        # The restarted worker does not bring the aborted run's devices back.
+        event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_restarted")
+        assert f"pid {frozen}" in event.message and "re-creating 0 devices" in event.message
+        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "no connections")
+        coordinator.expect(wire.Telemetry, timeout=5, where=lambda m: m.active_device_number == 0)
+        redis.close()
+
+
 def test_devices_stop_when_the_coordinator_vanishes(coordinator, start_agent, tmp_path):
     grace_s = 2.0
     agent = start_agent(coordinator.url, grace_s=grace_s)

@@ -1,6 +1,7 @@
 """A worker process alone, driven over ipc:// by a ROUTER in the test, as the agent does."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -119,10 +120,40 @@ def test_first_error_lines_come_once_per_run(worker):
     later = worker.expect(wire.Telemetry, where=lambda m: m.metrics["counters"].get("key_error_count"))
     assert later.errors == {}
     worker.send(wire.Abort(run_id="r"))
-    worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 0)
+    assert worker.expect(wire.RunStopped).run_id == "r"
     # A new run reports the line again.
     worker.send(udp_cohort(9, 1, cohort_id="again", script="raise KeyError('k')"))
     assert "KeyError" in worker.expect(wire.Telemetry, where=lambda m: m.errors).errors["key_error_count"]
+
+
+def test_abort_flushes_the_runs_last_metrics_then_answers_run_stopped(worker):
+    worker.expect(wire.WorkerReady)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(10)
+        # Each device counts, then tells the sink, then waits for good.
+        worker.send(udp_cohort(sink.getsockname()[1], 3,
+                               script="inc_counter('once')\nawait send(b'x')\nawait delay(60000)"))
+        for _ in range(3):
+            sink.recv(16)
+    # All three counts are recorded; the next periodic Telemetry is up to a second away.
+    worker.send(wire.Abort(run_id="r"))
+    totals = MetricsAggregate()
+    while True:
+        assert worker.router.poll(10000), "no RunStopped within 10 s"
+        message = wire.decode(worker.router.recv_multipart()[1])
+        if isinstance(message, wire.Telemetry):
+            totals.add_snapshot(message.metrics)
+            last = message
+        elif isinstance(message, wire.RunStopped):
+            break
+    assert message.run_id == "r"
+    # Every count arrived before the answer, and no device runs on.
+    assert totals.counter("once_count") == 3
+    assert last.active_device_number == 0
+    # An abort of a run this worker does not know is answered too.
+    worker.send(wire.Abort(run_id="other"))
+    assert worker.expect(wire.RunStopped).run_id == "other"
 
 
 def test_sigterm_stops_devices_and_flushes_telemetry(worker):
