@@ -316,14 +316,6 @@ def run_worker(sock):
 def run_workers(sock, count):
     """Fork ``count`` workers on one shared socket; stop them all on SIGTERM/SIGINT."""
     children = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:
-            die_with_parent()
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            run_worker(sock)
-            os._exit(0)
-        children.append(pid)
 
     def stop(signum, frame):
         for pid in children:
@@ -332,8 +324,25 @@ def run_workers(sock, count):
             except ProcessLookupError:
                 pass
 
+    # A stop that comes while the workers are being forked is held until every one
+    # exists, then reaches them all.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:
+                die_with_parent()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                run_worker(sock)
+                os._exit(0)
+            children.append(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     status = 0
     for pid in children:
         while True:

@@ -99,6 +99,30 @@ def test_cohorts_round_robin_across_addresses_and_stop():
     assert [by_device[f"c2-{i}"] for i in range(4)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
 
 
+def test_an_error_that_happened_before_the_stop_keeps_its_line():
+    """A timeout fires and wakes its device; the cohort is stopped before the device
+    runs again. The error is counted already, and its line must be recorded too."""
+    async def main():
+        engine = Engine()
+        with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            address = Address("127.0.0.1", silent.getsockname()[1], "http", "127.0.0.1")
+            await engine.start_cohort("c", [("await get('/', timeout=20)", {}, 1)], [address], Opts())
+            timeouts = engine.recorder.counter("timeout_error_count")
+            # Yield one step at a time: the step after the timeout fired comes before
+            # the device's own step, which would record the line.
+            while timeouts.value == 0:
+                await asyncio.sleep(0)
+            await engine.stop_cohort("c")
+        return timeouts.value, dict(engine.error_lines)
+
+    count, lines = uvloop.run(main())
+    assert count == 1
+    assert lines.keys() == {"timeout_error_count"}
+    assert lines["timeout_error_count"].startswith("line 1: await get('/', timeout=20) -> TimeoutError")
+
+
 IDLE = "await delay(60000)"
 NEVER_CONNECTED = Address("127.0.0.1", 9, "http", "127.0.0.1")  # HTTP connects on first request
 

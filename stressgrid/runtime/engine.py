@@ -159,6 +159,10 @@ class Engine:
         cohort.stop.is_set = True
         self._hold_collector()
         try:
+            # A device already woken by something that happened (a timeout counted by its
+            # timer, a closed connection) takes that step before it is cancelled, so the
+            # error it is about to see gets its line, not just its count.
+            await asyncio.sleep(0)
             running = cohort.tasks
             while running:
                 for task in running:

@@ -10,6 +10,7 @@ import time
 import psutil
 
 from tests.cli.support import wait_gone
+from tests.coordinator.support import wait_until
 from tests.support.servers import free_port, running, wait_for_port
 
 
@@ -85,8 +86,9 @@ def test_workers_share_the_port_and_stop_together(tmp_path):
     port = free_port()
     with running([sys.executable, "-m", "stressgrid.demo_target", "--port", str(port),
                   "--workers", "2"], port) as process:
-        workers = psutil.Process(process.pid).children()
-        assert len(workers) == 2
+        # The port listens before the workers are forked: wait for both.
+        workers = wait_until(lambda: len(found := psutil.Process(process.pid).children()) == 2 and found,
+                             timeout=10, message="two workers")
         assert all(request(port, "GET", "/")[0] == 200 for _ in range(20))
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
