@@ -7,8 +7,8 @@ agent's ROUTER and speaks the wire codec: it announces itself with
 ``WorkerReady``, carries out ``StartCohort`` / ``StopCohort`` / ``Abort`` in
 the order they arrive, and sends its engine's metric deltas as ``Telemetry``
 every second. An ``Abort`` is answered, once the run's devices have stopped,
-with a last ``Telemetry`` and then ``RunStopped``. Anything it cannot understand or carry out is answered with
-``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
+with a last ``Telemetry`` and then ``RunStopped``. Anything it cannot
+understand or carry out is answered with ``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
 exit with status 0; so does the agent going away (the worker's parent changes).
 """
 import argparse
