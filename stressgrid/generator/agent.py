@@ -235,12 +235,16 @@ class HostAgent:
         if self.link.registered:
             self.link.send(wire.RunStopped(run_id=run_id))
 
+    def _worker_answered(self, run_id, index):
+        waiting = self._aborting.get(run_id)
+        if waiting is not None and index in waiting:
+            waiting.discard(index)
+            self._answer_abort_when_done(run_id)
+
     def _forget_worker_answers(self, index):
         """A worker that died answers no Abort: its devices are gone, stop waiting for it."""
-        for run_id, waiting in list(self._aborting.items()):
-            if index in waiting:
-                waiting.discard(index)
-                self._answer_abort_when_done(run_id)
+        for run_id in list(self._aborting):
+            self._worker_answered(run_id, index)
 
     def _stop_everything(self, reason):
         runs = self.book.runs()
@@ -342,10 +346,7 @@ class HostAgent:
                 self._pending_errors[kind] = line
 
     def _on_worker_run_stopped(self, slot, stopped):
-        waiting = self._aborting.get(stopped.run_id)
-        if waiting is not None and slot.index in waiting:
-            waiting.discard(slot.index)
-            self._answer_abort_when_done(stopped.run_id)
+        self._worker_answered(stopped.run_id, slot.index)
 
     def _on_worker_error(self, slot, error):
         self._send_event("worker_error", error.message)
