@@ -5,7 +5,8 @@ It runs one single-threaded loop over ZeroMQ sockets (``zmq.Poller``):
 - the coordinator DEALER (``CoordinatorLink``): registration, heartbeats and
   the coordinator's commands;
 - a ROUTER on ``ipc://`` in a private temporary directory, where every worker
-  connects a DEALER;
+  connects a DEALER (``socket_dir``: removed on exit, or by the next agent when
+  this one was killed);
 - a self-pipe woken by signals: SIGTERM/SIGINT stop the agent, SIGCHLD means
   a worker may have died.
 
@@ -21,7 +22,6 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import time
 
 import zmq
@@ -33,6 +33,7 @@ from .cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
 from .coordinator_link import CoordinatorLink
 from .host_metrics import HostSampler
 from .limits import device_capacity, raise_open_file_limit, report_capacity
+from .socket_dir import agent_socket_dir
 from .supervisor import WorkerPool
 from .worker import worker_identity
 
@@ -90,7 +91,7 @@ class HostAgent:
             wake_reader, wake_writer = socket.socketpair()
             stack.callback(wake_reader.close)
             stack.callback(wake_writer.close)
-            socket_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="stressgrid-agent-"))
+            socket_dir = stack.enter_context(agent_socket_dir())
             stack.enter_context(_signals_to(wake_writer, self._request_stop))
             self.router = self._bind_worker_router(context, f"ipc://{socket_dir}/workers")
             stack.callback(self.router.close, linger=0)
@@ -113,7 +114,11 @@ class HostAgent:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its identity
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.SNDHWM, 0)  # commands to a live worker are never dropped
-        router.bind(endpoint)
+        try:
+            router.bind(endpoint)
+        except zmq.ZMQError as exc:  # e.g. a socket path longer than the system allows
+            router.close(linger=0)
+            raise SystemExit(f"cannot bind the workers' socket {endpoint!r}: {exc}") from None
         return router
 
     def _connect_coordinator(self, context, capacity):

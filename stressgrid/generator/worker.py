@@ -8,8 +8,11 @@ agent's ROUTER and speaks the wire codec: it announces itself with
 the order they arrive, and sends its engine's metric deltas as ``Telemetry``
 every second. An ``Abort`` is answered, once the run's devices have stopped,
 with a last ``Telemetry`` and then ``RunStopped``. Anything it cannot
-understand or carry out is answered with ``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
-exit with status 0; so does the agent going away (the worker's parent changes).
+understand or carry out is answered with ``Error``. SIGTERM or SIGINT stop every
+device, flush a last ``Telemetry`` and exit with status 0; so does the agent
+going away (the worker's parent changes), when the loop is free to notice. When
+it is not (a device holding the loop), the kernel kills the worker with its
+parent: the worker asks for SIGKILL on its parent's death first thing.
 """
 import argparse
 import asyncio
@@ -24,6 +27,7 @@ import zmq
 import zmq.asyncio
 
 from stressgrid import wire
+from stressgrid.orphans import die_with_parent
 from stressgrid.plan import Address, Opts
 from stressgrid.runtime.engine import Engine
 
@@ -196,7 +200,11 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     configure_logging(args.log_level, f"worker {args.index}")
-    worker = Worker(args.index, args.endpoint, args.parent_pid or os.getppid())
+    parent_pid = args.parent_pid or os.getppid()
+    if not die_with_parent(signal.SIGKILL, parent_pid):
+        log.warning("the host agent (pid %d) is already gone; not starting", parent_pid)
+        return 1
+    worker = Worker(args.index, args.endpoint, parent_pid)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run())
 

@@ -129,9 +129,9 @@ class FakeCoordinator:
 class AgentProcess:
     """A real host agent process, its log in a file."""
 
-    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=()):
+    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=(), environment=None):
         self.log_path = log_path
-        environment = dict(os.environ)
+        environment = dict(os.environ, **(environment or {}))
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
         environment.pop("GENERATOR_ID", None)
         if grace_s is not None:
@@ -268,6 +268,14 @@ def redis_cohort(port, size, cohort_id="1", run_id="run-1", address_offset=0, po
                                      "params": {"iterations": iterations, "delay_ms": delay_ms},
                                      "size": size}],
                             addresses=addresses, opts={"timeout_ms": 5000}, address_offset=address_offset)
+
+
+def script_cohort(port, script, size, cohort_id="1", run_id="run-1", address_offset=0):
+    """A ``StartCohort`` running ``script`` (source text) over TCP to ``port`` on loopback."""
+    return wire.StartCohort(run_id=run_id, cohort_id=cohort_id,
+                            blocks=[{"script": script, "params": {}, "size": size}],
+                            addresses=[{"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": "tcp"}],
+                            opts={"timeout_ms": 5000}, address_offset=address_offset)
 
 
 def merged(telemetry):
