@@ -15,7 +15,10 @@ Every second it merges the workers' metric deltas exactly
 sum of the workers' active devices, and sends one ``Telemetry``.
 
 An ``Abort`` from the coordinator is answered once every worker has answered it:
-a last ``Telemetry`` with what the workers flushed, then ``RunStopped``.
+a last ``Telemetry`` with what the workers flushed, then ``RunStopped``. A
+worker that has not confirmed a stop or an abort within the stop timeout
+(``StopDeadlines``) is killed, counted as ``worker_killed_error_count`` and
+reported as an event with what it was doing; it is started again empty.
 """
 import contextlib
 import logging
@@ -34,10 +37,12 @@ from .coordinator_link import CoordinatorLink
 from .host_metrics import HostSampler
 from .limits import device_capacity, raise_open_file_limit, report_capacity
 from .socket_dir import agent_socket_dir
+from .stop_deadlines import StopDeadlines, describe_stop, stop_key
 from .supervisor import WorkerPool
-from .worker import worker_identity
+from .worker import watchdog_identity, worker_identity
 
 ACTIVE_DEVICES_GAUGE = "active_device_number"
+WORKER_KILLED_ERROR = "worker_killed_error_count"
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
@@ -56,7 +61,9 @@ class HostAgent:
         self._reported_error_kinds = set()
         self._remainder_cursor = 0
         self._stop_requested = False
-        self._identities = {worker_identity(i): i for i in range(config.workers)}
+        self._identities = {identity(i): i for i in range(config.workers)
+                            for identity in (worker_identity, watchdog_identity)}
+        self.stops = StopDeadlines(config.worker_stop_timeout_s)
         self._restart_reasons = {}
         self._aborting = {}  # run id -> indexes of the workers yet to answer its Abort
         self._sampler = None
@@ -72,6 +79,8 @@ class HostAgent:
             wire.WorkerReady: self._on_worker_ready,
             wire.Telemetry: self._on_worker_telemetry,
             wire.RunStopped: self._on_worker_run_stopped,
+            wire.StopCohort: self._on_worker_cohort_stopped,
+            wire.Event: self._on_worker_event,
             wire.Error: self._on_worker_error,
         }
         self.link = None
@@ -144,9 +153,7 @@ class HostAgent:
         next_report = self._clock() + self.config.telemetry_interval_s
         while not self._stop_requested:
             deadlines = [next_report, self.link.next_due()]
-            restart_at = self.pool.next_restart_at()
-            if restart_at is not None:
-                deadlines.append(restart_at)
+            deadlines.extend(due for due in (self.pool.next_restart_at(), self.stops.next_due()) if due is not None)
             timeout_ms = max(0.0, min(deadlines) - self._clock()) * 1000
             ready = dict(poller.poll(timeout_ms))
             if wake_reader in ready:
@@ -218,14 +225,14 @@ class HostAgent:
     def _on_stop_cohort(self, stop):
         shares = self.book.remove(stop.run_id, stop.cohort_id)
         for share in shares:
-            self._send_to_worker(share.worker_index, stop)
+            self._send_stop(share.worker_index, stop)
         if shares:
             log.info("cohort %s of run %s stopping", stop.cohort_id, stop.run_id)
         self._forget_errors_when_idle()
 
     def _on_abort(self, abort):
         self.book.remove_run(abort.run_id)
-        waiting = {slot.index for slot in self.pool.slots if self._send_to_worker(slot.index, abort)}
+        waiting = {slot.index for slot in self.pool.slots if self._send_stop(slot.index, abort)}
         log.info("run %s aborted", abort.run_id)
         self._forget_errors_when_idle()
         self._aborting[abort.run_id] = waiting
@@ -257,7 +264,7 @@ class HostAgent:
         for run_id in runs:
             self.book.remove_run(run_id)
             for slot in self.pool.slots:
-                self._send_to_worker(slot.index, wire.Abort(run_id=run_id))
+                self._send_stop(slot.index, wire.Abort(run_id=run_id))
         log.warning("%s: stopped %d devices of run(s) %s", reason, devices, ", ".join(runs))
         self._forget_errors_when_idle()
 
@@ -287,6 +294,13 @@ class HostAgent:
         except zmq.ZMQError as exc:  # gone (EHOSTUNREACH) or full (EAGAIN)
             log.warning("could not send %s to worker %d: %s", message.type.value, index, exc)
             return False
+
+    def _send_stop(self, index, message):
+        """Send a ``StopCohort`` or an ``Abort`` and expect its confirmation in time."""
+        sent = self._send_to_worker(index, message)
+        if sent:
+            self.stops.expect(index, stop_key(message), self._clock())
+        return sent
 
     def _read_workers(self):
         for _ in range(RECEIVE_BATCH):
@@ -351,18 +365,44 @@ class HostAgent:
                 self._pending_errors[kind] = line
 
     def _on_worker_run_stopped(self, slot, stopped):
+        self.stops.confirmed(slot.index, stop_key(stopped))
         self._worker_answered(stopped.run_id, slot.index)
+
+    def _on_worker_cohort_stopped(self, slot, stop):
+        self.stops.confirmed(slot.index, stop_key(stop))
+
+    def _on_worker_event(self, slot, event):
+        slot.last_event = event.message
+        self._send_event(event.kind, f"worker {slot.index} (pid {slot.pid}): {event.message}")
 
     def _on_worker_error(self, slot, error):
         self._send_event("worker_error", error.message)
 
     def _supervise(self):
+        for index, key in self.stops.overdue(self._clock()):
+            self._kill_unstoppable(self.pool.slot_of(index), describe_stop(key))
         for exit_ in self.pool.reap():
             description = exit_.describe()
             self._restart_reasons[exit_.index] = description
             log.warning("%s with %d devices; restarting it", description, self.book.devices(exit_.index))
+            self.stops.forget(exit_.index)
             self._forget_worker_answers(exit_.index)
         self.pool.restart_due()
+
+    def _kill_unstoppable(self, slot, what):
+        self.stops.forget(slot.index)
+        doing = f"; its last report: {slot.last_event}" if slot.last_event else ""
+        self._send_event("worker_killed", f"worker {slot.index} (pid {slot.pid}) did not confirm {what} "
+                                          f"within {self.stops.timeout_s:g} s; killed it{doing}")
+        self._count_error(WORKER_KILLED_ERROR, f"worker {slot.index} did not confirm {what}{doing}")
+        self.pool.kill(slot.index)
+
+    def _count_error(self, name, line):
+        """Count one generator-side failure of the run, with its first line."""
+        self.pending.counters[name] = self.pending.counters.get(name, 0) + 1
+        if name not in self._reported_error_kinds:
+            self._reported_error_kinds.add(name)
+            self._pending_errors[name] = line
 
     # -- telemetry ---------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class WorkerSlot:
     restarts: int = 0
     young_deaths: int = 0
     restart_at: float = None
+    last_event: str = None  # what the worker last reported about itself (a stall, a refused stop)
 
     @property
     def pid(self):
@@ -96,11 +97,18 @@ class WorkerPool:
         slot.ready = False
         slot.active_devices = 0
         slot.restart_at = None
+        slot.last_event = None
         log.debug("worker %d started as pid %d", slot.index, slot.process.pid)
 
     def slot_of(self, index):
         """The slot of worker ``index``, or ``None`` for an index this pool does not have."""
         return self.slots[index] if 0 <= index < len(self.slots) else None
+
+    def kill(self, index):
+        """SIGKILL worker ``index``; ``reap`` sees it end and restarts it."""
+        slot = self.slots[index]
+        if slot.alive:
+            _signal(slot.process, signal.SIGKILL)
 
     def reap(self):
         """``WorkerExit`` for every worker that ended since the last call; schedules restarts."""

@@ -147,11 +147,13 @@ class Engine:
             if self._collector_was_enabled:
                 gc.enable()
 
-    async def stop_cohort(self, cohort_id):
+    async def stop_cohort(self, cohort_id, on_refused=None):
         """Stop a cohort's devices and wait until their connections are closed.
 
         A device whose script lets the cancellation pass is not restarted, and is
-        cancelled again every ``RECANCEL_AFTER_S`` until it ends.
+        cancelled again every ``RECANCEL_AFTER_S`` until it ends. A script that
+        catches the cancellation keeps its device running: ``on_refused(tasks)``
+        is called once with those devices' tasks when the first wait ends.
         """
         cohort = self.cohorts.pop(cohort_id, None)
         if cohort is None:
@@ -168,6 +170,9 @@ class Engine:
                 for task in running:
                     task.cancel()
                 _, running = await asyncio.wait(running, timeout=RECANCEL_AFTER_S)
+                if running and on_refused is not None:
+                    on_refused(running)
+                    on_refused = None
         finally:
             self._release_collector()
         return len(cohort.tasks)
@@ -203,6 +208,13 @@ class Engine:
                     await asyncio.sleep(0)
         finally:
             self.active_devices -= 1
+
+    def script_source_lines(self, namespace):
+        """The source lines of the running script whose globals are ``namespace``, or ``None``."""
+        for block in self._compiled.values():
+            if block.function.__globals__ is namespace:
+                return block.source_lines
+        return None
 
     def _record_failure(self, exc, block):
         count_error(self.recorder, exc)

@@ -11,6 +11,7 @@ from stressgrid.generator.config import DEFAULT_COORDINATOR_URL, config_from
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS, HostSampler, read_tcp_retransmits
 from stressgrid.generator.limits import (RESERVED_FILES_PER_WORKER, OpenFileLimit, device_capacity,
                                          raise_open_file_limit)
+from stressgrid.generator.stop_deadlines import StopDeadlines, describe_stop, stop_key
 from stressgrid.metrics import MetricsAggregate
 
 ADDRESS = {"host": "127.0.0.1", "port": 1, "protocol": "udp"}
@@ -112,6 +113,30 @@ def test_config_flags_override_environment():
         config_from([], {"STRESSGRID_COORDINATOR_GRACE_S": "soon"})
     with pytest.raises(SystemExit):
         config_from(["--workers", "0"], {})
+
+
+def test_the_worker_stop_timeout_comes_from_its_flag_or_environment():
+    assert config_from([], {}).worker_stop_timeout_s == 3.0
+    environment = {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "0.5"}
+    assert config_from([], environment).worker_stop_timeout_s == 0.5
+    assert config_from(["--worker-stop-timeout", "7"], environment).worker_stop_timeout_s == 7.0
+    with pytest.raises(SystemExit, match="STRESSGRID_WORKER_STOP_TIMEOUT_S"):
+        config_from([], {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "-1"})
+
+
+def test_stop_deadlines_name_the_oldest_unconfirmed_stop_of_each_worker():
+    deadlines = StopDeadlines(timeout_s=3.0)
+    abort, stop = wire.Abort(run_id="r"), wire.StopCohort(run_id="r", cohort_id="c")
+    deadlines.expect(0, stop_key(stop), now=10.0)
+    deadlines.expect(0, stop_key(abort), now=11.0)
+    deadlines.expect(1, stop_key(abort), now=11.0)
+    assert deadlines.next_due() == 13.0 and deadlines.overdue(12.9) == []
+    assert deadlines.overdue(13.0) == [(0, ("r", "c"))]
+    deadlines.confirmed(0, stop_key(wire.StopCohort(run_id="r", cohort_id="c")))
+    deadlines.confirmed(1, stop_key(wire.RunStopped(run_id="r")))
+    assert deadlines.overdue(14.0) == [(0, ("r", None))] and describe_stop(("r", None)) == "abort of run 'r'"
+    deadlines.forget(0)
+    assert deadlines.next_due() is None and deadlines.overdue(100.0) == []
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit():
