@@ -358,6 +358,8 @@ class HostAgent:
             self._reply_to_worker(worker_identity(slot.index), wire.Error(message=f"bad telemetry: {exc}"))
             return
         if slot.ready:
+            if telemetry.active_device_number < slot.active_devices:
+                self.stops.progressed(slot.index, self._clock())
             slot.active_devices = telemetry.active_device_number
         for kind, line in telemetry.errors.items():
             if kind not in self._reported_error_kinds:

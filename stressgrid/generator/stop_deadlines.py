@@ -3,7 +3,9 @@
 A worker confirms a ``StopCohort`` by sending it back and an ``Abort`` with
 ``RunStopped``. A worker that has not confirmed one within ``timeout_s`` is
 held by something it cannot leave (a device in a CPU loop, a script that
-catches its cancellation): the agent kills it. Sans-IO: time is a parameter.
+catches its cancellation): the agent kills it. A worker whose devices keep
+ending (a large cohort stopping) makes progress: every drop of its active
+devices gives its stops ``timeout_s`` more. Sans-IO: time is a parameter.
 """
 
 
@@ -35,6 +37,13 @@ class StopDeadlines:
             pending.pop(key, None)
             if not pending:
                 del self._pending[index]
+
+    def progressed(self, index, now):
+        """Worker ``index`` is getting on with its stops: each is due ``timeout_s`` from ``now``."""
+        pending = self._pending.get(index)
+        if pending is not None:
+            for key in pending:
+                pending[key] = max(pending[key], now + self.timeout_s)
 
     def forget(self, index):
         """Worker ``index`` ended: it owes nothing any more."""

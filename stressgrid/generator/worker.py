@@ -80,6 +80,7 @@ class Worker:
         self.socket = None
         self._context = None
         self._run_cohorts = {}  # run_id -> set of cohort ids
+        self._queued_starts = {}  # (run_id, cohort_id) of a StartCohort not yet carried out -> go ahead?
         self._stopping = None
         self._handlers = {wire.StartCohort: self._start_cohort, wire.StopCohort: self._stop,
                           wire.Abort: self._abort}
@@ -101,14 +102,17 @@ class Worker:
         try:
             await self._send(wire.WorkerReady(worker_index=self.index, pid=os.getpid()))
             log.info("ready (pid %d)", os.getpid())
-            commands = loop.create_task(self._serve_commands())
+            queue = asyncio.Queue()
+            receiving = loop.create_task(self._receive_commands(queue))
+            commands = loop.create_task(self._carry_out_commands(queue))
             telemetry = loop.create_task(self._send_telemetry())
             stop = loop.create_task(self._stopping.wait())
             lag = loop.create_task(measure_loop_lag(self.engine.recorder.histogram(LOOP_LAG_HISTOGRAM), watchdog))
-            done, _ = await asyncio.wait({commands, telemetry, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (commands, telemetry, stop, lag):
+            tasks = (receiving, commands, telemetry, stop, lag)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(commands, telemetry, stop, lag, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()
@@ -139,7 +143,9 @@ class Worker:
     async def _send(self, message):
         await self.socket.send(wire.encode(message))
 
-    async def _serve_commands(self):
+    async def _receive_commands(self, queue):
+        # Commands are carried out one at a time, in order; a stop is also seen as it
+        # arrives, so that a cohort still starting starts no more devices.
         while True:
             data = await self.socket.recv()
             try:
@@ -148,9 +154,29 @@ class Worker:
                 log.warning("bad message from the agent: %s", exc)
                 await self._send(wire.Error(message=f"worker {self.index}: {exc}"))
                 continue
-            reply = await self.handle(message)
+            if isinstance(message, wire.StartCohort):
+                self._queued_starts[message.run_id, message.cohort_id] = True
+            elif isinstance(message, (wire.StopCohort, wire.Abort)):
+                self._stop_early(message)
+            queue.put_nowait(message)
+
+    async def _carry_out_commands(self, queue):
+        while True:
+            reply = await self.handle(await queue.get())
             if reply is not None:
                 await self._send(reply)
+
+    def _stop_early(self, stop):
+        """A stop just arrived: the cohorts it stops that are starting or yet to start start no more."""
+        def stops(run_id, cohort_id):
+            return run_id == stop.run_id and (isinstance(stop, wire.Abort) or cohort_id == stop.cohort_id)
+
+        for key in self._queued_starts:
+            if stops(*key):
+                self._queued_starts[key] = False
+        for cohort_id in self._run_cohorts.get(stop.run_id, ()):
+            if stops(stop.run_id, cohort_id):
+                self.engine.start_no_more(cohort_id)
 
     async def handle(self, message):
         """Carry out one message from the agent; returns a reply or ``None``."""
@@ -179,6 +205,9 @@ class Worker:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r}: "
                                       f"bad addresses or opts: {exc}")
+        if not self._queued_starts.pop((start.run_id, start.cohort_id), True):
+            log.info("cohort %s of run %s: stopped before it started", start.cohort_id, start.run_id)
+            return None
         if start.cohort_id in self.engine.cohorts:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} is already running")
         self._run_cohorts.setdefault(start.run_id, set()).add(start.cohort_id)

@@ -147,6 +147,12 @@ class Engine:
             if self._collector_was_enabled:
                 gc.enable()
 
+    def start_no_more(self, cohort_id):
+        """Let a cohort that is still starting start no more devices (``stop_cohort`` stops it)."""
+        cohort = self.cohorts.get(cohort_id)
+        if cohort is not None:
+            cohort.stop.is_set = True
+
     async def stop_cohort(self, cohort_id, on_refused=None):
         """Stop a cohort's devices and wait until their connections are closed.
 

@@ -135,6 +135,8 @@ def test_stop_deadlines_name_the_oldest_unconfirmed_stop_of_each_worker():
     deadlines.confirmed(0, stop_key(wire.StopCohort(run_id="r", cohort_id="c")))
     deadlines.confirmed(1, stop_key(wire.RunStopped(run_id="r")))
     assert deadlines.overdue(14.0) == [(0, ("r", None))] and describe_stop(("r", None)) == "abort of run 'r'"
+    deadlines.progressed(0, now=14.0)  # its devices keep ending: it gets more time
+    assert deadlines.overdue(16.9) == [] and deadlines.next_due() == 17.0
     deadlines.forget(0)
     assert deadlines.next_due() is None and deadlines.overdue(100.0) == []
 
