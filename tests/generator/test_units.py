@@ -1,5 +1,7 @@
 """Pure parts of the generator: cohort splitting and bookkeeping, config, limits, host metrics."""
+import queue
 import resource
+import threading
 
 import pytest
 from hypothesis import given
@@ -11,8 +13,10 @@ from stressgrid.generator.config import DEFAULT_COORDINATOR_URL, config_from
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS, HostSampler, read_tcp_retransmits
 from stressgrid.generator.limits import (RESERVED_FILES_PER_WORKER, OpenFileLimit, device_capacity,
                                          raise_open_file_limit)
+from stressgrid.generator.loop_health import LoopWatchdog
 from stressgrid.generator.stop_deadlines import StopDeadlines, describe_stop, stop_key
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.plan.script import SCRIPT_FILENAME
 
 ADDRESS = {"host": "127.0.0.1", "port": 1, "protocol": "udp"}
 
@@ -169,3 +173,33 @@ def test_retransmits_are_read_from_the_snmp_table(tmp_path):
     assert aggregate.counter(TCP_RETRANSMITS) == 7
     assert aggregate.histogram("cpu_percent").total_count == 1
     assert 1 <= aggregate.histogram("cpu_percent").max <= 100
+
+
+def test_the_watchdog_reports_each_stall_once_with_the_main_threads_script_line():
+    now = [100.0]
+    stalls = queue.Queue()
+    reported, held, closed = threading.Event(), threading.Event(), threading.Event()
+    script = "def spin():\n    held.set(); reported.wait(10)\n"
+    namespace = {"held": held, "reported": reported}
+    exec(compile(script, SCRIPT_FILENAME, "exec"), namespace)
+
+    def report(seconds, line):
+        stalls.put((seconds, line))
+        reported.set()
+
+    watchdog = LoopWatchdog(lambda: (report, closed.set),
+                            lambda globals_: script.splitlines() if globals_ is namespace else None,
+                            stall_s=1.0, check_s=0.005, clock=lambda: now[0])
+    watchdog.start()
+    now[0] = 100.5  # not yet a stall
+    # The clock jumps once the main thread is inside the script, which waits for the report.
+    helper = threading.Thread(target=lambda: (held.wait(10), now.__setitem__(0, 102.0)))
+    helper.start()
+    namespace["spin"]()
+    helper.join()
+    assert stalls.get(timeout=10) == (2.0, "line 2: held.set(); reported.wait(10)")
+    watchdog.tick()  # the loop turned: the next stall is a new one
+    now[0] = 104.5
+    assert stalls.get(timeout=10) == (2.5, None)  # the main thread is in no script now
+    watchdog.stop()
+    assert closed.is_set() and stalls.empty()
