@@ -43,6 +43,8 @@ from .worker import watchdog_identity, worker_identity
 
 ACTIVE_DEVICES_GAUGE = "active_device_number"
 WORKER_KILLED_ERROR = "worker_killed_error_count"
+WORKER_CRASHED_ERROR = "worker_crashed_error_count"
+DEVICE_CANCELLED_ERROR = "device_cancelled_error_count"
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
@@ -365,6 +367,9 @@ class HostAgent:
             if kind not in self._reported_error_kinds:
                 self._reported_error_kinds.add(kind)
                 self._pending_errors[kind] = line
+                if kind == DEVICE_CANCELLED_ERROR:
+                    self._send_event("device_cancelled", f"worker {slot.index}: a script cancelled its own "
+                                                         f"device (restarted like any failing one): {line}")
 
     def _on_worker_run_stopped(self, slot, stopped):
         self.stops.confirmed(slot.index, stop_key(stopped))
@@ -386,7 +391,11 @@ class HostAgent:
         for exit_ in self.pool.reap():
             description = exit_.describe()
             self._restart_reasons[exit_.index] = description
-            log.warning("%s with %d devices; restarting it", description, self.book.devices(exit_.index))
+            devices = self.book.devices(exit_.index)
+            log.warning("%s with %d devices; restarting it", description, devices)
+            if not exit_.killed:  # a kill was counted when it was decided
+                self._send_event("worker_crashed", f"{description} with {devices} devices")
+                self._count_error(WORKER_CRASHED_ERROR, description)
             self.stops.forget(exit_.index)
             self._forget_worker_answers(exit_.index)
         self.pool.restart_due()

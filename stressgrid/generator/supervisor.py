@@ -47,6 +47,7 @@ class WorkerSlot:
     young_deaths: int = 0
     restart_at: float = None
     last_event: str = None  # what the worker last reported about itself (a stall, a refused stop)
+    kill_requested: bool = False  # this pool killed it (``kill``)
 
     @property
     def pid(self):
@@ -59,11 +60,12 @@ class WorkerSlot:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerExit:
-    """A worker process that ended: which slot, which process, how."""
+    """A worker process that ended: which slot, which process, how, and whether the pool killed it."""
 
     index: int
     pid: int
     returncode: int
+    killed: bool = False
 
     def describe(self):
         return f"worker {self.index} (pid {self.pid}) {describe_exit(self.returncode)}"
@@ -98,6 +100,7 @@ class WorkerPool:
         slot.active_devices = 0
         slot.restart_at = None
         slot.last_event = None
+        slot.kill_requested = False
         log.debug("worker %d started as pid %d", slot.index, slot.process.pid)
 
     def slot_of(self, index):
@@ -108,6 +111,7 @@ class WorkerPool:
         """SIGKILL worker ``index``; ``reap`` sees it end and restarts it."""
         slot = self.slots[index]
         if slot.alive:
+            slot.kill_requested = True
             _signal(slot.process, signal.SIGKILL)
 
     def reap(self):
@@ -120,7 +124,7 @@ class WorkerPool:
             returncode = slot.process.poll()
             if returncode is None:
                 continue
-            exits.append(WorkerExit(slot.index, slot.process.pid, returncode))
+            exits.append(WorkerExit(slot.index, slot.process.pid, returncode, slot.kill_requested))
             slot.ready = False
             slot.active_devices = 0
             slot.young_deaths = slot.young_deaths + 1 if now - slot.started_at < YOUNG_DEATH_S else 0

@@ -3,7 +3,8 @@
 A device runs its block's script over and over: a normal return starts it
 again at once as a new device; an uncaught exception is counted as
 ``<reason>_error_count`` (its first traceback line per kind is kept) and the
-device starts again after one second. Stopping a cohort cancels its devices
+device starts again after one second. So is a ``CancelledError`` the script
+raises itself (``device_cancelled_error_count``): only a stop ends a device. Stopping a cohort cancels its devices
 and closes their connections.
 """
 import asyncio
@@ -202,6 +203,11 @@ class Engine:
                     await client.open()
                     await function(params, device_id)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
+                    self._record_failure(exc, block)
+                    failed = True
+                except asyncio.CancelledError as exc:
+                    if stop.is_set or asyncio.current_task().cancelling():
+                        raise  # a stop
                     self._record_failure(exc, block)
                     failed = True
                 finally:
