@@ -32,10 +32,10 @@ import zmq
 from stressgrid import wire
 from stressgrid.metrics import MetricsAggregate
 
-from .cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
+from .cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
 from .coordinator_link import CoordinatorLink
 from .host_metrics import HostSampler
-from .limits import device_capacity, raise_open_file_limit, report_capacity
+from .limits import device_capacity, raise_open_file_limit, report_capacity, worker_capacities
 from .socket_dir import agent_socket_dir
 from .stop_deadlines import StopDeadlines, describe_stop, stop_key
 from .supervisor import WorkerPool
@@ -45,6 +45,7 @@ ACTIVE_DEVICES_GAUGE = "active_device_number"
 WORKER_KILLED_ERROR = "worker_killed_error_count"
 WORKER_CRASHED_ERROR = "worker_crashed_error_count"
 DEVICE_CANCELLED_ERROR = "device_cancelled_error_count"
+DEVICE_UNPLACED_ERROR = "device_unplaced_error_count"
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
@@ -69,6 +70,7 @@ class HostAgent:
         self._restart_reasons = {}
         self._aborting = {}  # run id -> indexes of the workers yet to answer its Abort
         self._sampler = None
+        self._worker_capacities = None
         self._coordinator_handlers = {
             wire.Registered: self._on_registered,
             wire.Heartbeat: self._on_coordinator_heartbeat,
@@ -96,6 +98,7 @@ class HostAgent:
         limit = raise_open_file_limit()
         capacity = device_capacity(limit, self.config.workers)
         report_capacity(limit, self.config.workers, capacity)
+        self._worker_capacities = worker_capacities(capacity, self.config.workers)
         with contextlib.ExitStack() as stack:  # unwinds in reverse: workers first, context last
             context = zmq.Context()
             stack.callback(context.term)
@@ -212,12 +215,20 @@ class HostAgent:
         try:
             check_start_cohort(start)
             shares, cursor = split_cohort(start, len(self.pool), self._remainder_cursor)
+            room = [capacity - self.book.devices(index) for index, capacity in enumerate(self._worker_capacities)]
+            shares, unplaced = fit_shares(start, shares, room)
             self.book.add(start, shares)
         except CohortError as exc:
             log.warning("cannot start cohort %s: %s", start.cohort_id, exc)
             self.link.send(wire.Error(message=f"start_cohort {start.cohort_id!r}: {exc}"))
             return
         self._remainder_cursor = cursor
+        if unplaced:
+            text = (f"cohort {start.cohort_id!r} of run {start.run_id!r} cut short: {unplaced} of "
+                    f"{unplaced + sum(share.devices for share in shares)} devices found no room "
+                    f"(this generator holds at most {sum(self._worker_capacities)})")
+            self._send_event("cohort_cut_short", text)
+            self._count_error(DEVICE_UNPLACED_ERROR, text, unplaced)
         for share in shares:
             self._send_to_worker(share.worker_index, share.start)
         log.info("cohort %s of run %s: %s devices over workers %s", start.cohort_id, start.run_id,
@@ -408,9 +419,9 @@ class HostAgent:
         self._count_error(WORKER_KILLED_ERROR, f"worker {slot.index} did not confirm {what}{doing}")
         self.pool.kill(slot.index)
 
-    def _count_error(self, name, line):
-        """Count one generator-side failure of the run, with its first line."""
-        self.pending.counters[name] = self.pending.counters.get(name, 0) + 1
+    def _count_error(self, name, line, count=1):
+        """Count a generator-side failure of the run, with its first line."""
+        self.pending.counters[name] = self.pending.counters.get(name, 0) + count
         if name not in self._reported_error_kinds:
             self._reported_error_kinds.add(name)
             self._pending_errors[name] = line

@@ -10,6 +10,7 @@ bounded by a timeout.
 import errno
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -129,7 +130,8 @@ class FakeCoordinator:
 class AgentProcess:
     """A real host agent process, its log in a file."""
 
-    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=(), environment=None):
+    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=(), environment=None,
+                 open_files=None):
         self.log_path = log_path
         environment = dict(os.environ, **(environment or {}))
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
@@ -140,7 +142,9 @@ class AgentProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stressgrid.generator", "--workers", str(workers),
              "--coordinator", coordinator_url, "--id", GENERATOR_ID, *extra_args],
-            cwd=str(ROOT), env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=str(ROOT), env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
         self.pid = self.process.pid
 
     def worker_pids(self):

@@ -10,7 +10,6 @@ import tempfile
 import psutil
 import pytest
 
-from stressgrid import wire
 from stressgrid.generator.socket_dir import PREFIX, owner_is_gone, process_start, remove_stale
 from tests.support.servers import redis_server
 

@@ -21,7 +21,8 @@ STOP_TIMEOUT_S = 2.0
 
 
 def start_stopping_agent(coordinator, start_agent):
-    agent = start_agent(coordinator.url, workers=2, environment={"STRESSGRID_WORKER_STOP_TIMEOUT_S": str(STOP_TIMEOUT_S)})
+    agent = start_agent(coordinator.url, workers=2,
+                        environment={"STRESSGRID_WORKER_STOP_TIMEOUT_S": str(STOP_TIMEOUT_S)})
     coordinator.register()
     return agent
 

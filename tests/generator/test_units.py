@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stressgrid import wire
-from stressgrid.generator.cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
+from stressgrid.generator.cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
 from stressgrid.generator.config import DEFAULT_COORDINATOR_URL, config_from
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS, HostSampler, read_tcp_retransmits
 from stressgrid.generator.limits import (RESERVED_FILES_PER_WORKER, OpenFileLimit, device_capacity,
-                                         raise_open_file_limit)
+                                         raise_open_file_limit, worker_capacities)
 from stressgrid.generator.loop_health import LoopWatchdog
 from stressgrid.generator.stop_deadlines import StopDeadlines, describe_stop, stop_key
 from stressgrid.metrics import MetricsAggregate
@@ -68,6 +68,31 @@ def test_splits_are_exact_and_cover_consecutive_addresses(cohorts, workers):
         offset = position
     # Dealing remainders in turn keeps workers within one device of each other per block.
     assert max(per_worker) - min(per_worker) <= sum(len(sizes) for sizes in cohorts)
+
+
+def test_shares_are_cut_to_the_room_of_their_worker():
+    shares, _ = split_cohort(start([3, 4], offset=10), 2)  # worker 0: 2+2, worker 1: 1+2
+    fitted, unplaced = fit_shares(start([3, 4], offset=10), shares, room=[3, 0])
+    assert unplaced == 4
+    assert [(s.worker_index, s.devices, s.start.address_offset) for s in fitted] == [(0, 3, 10)]
+    assert [(b["script"], b["size"]) for b in fitted[0].start.blocks] == [("# block 0", 2), ("# block 1", 1)]
+    assert worker_capacities(10, 3) == [4, 3, 3]
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=4), st.integers(1, 6),
+       st.lists(st.integers(-5, 60), min_size=6, max_size=6))
+def test_fitting_places_what_fits_and_counts_the_rest(sizes, workers, room):
+    cohort = start(sizes, offset=7)
+    shares, _ = split_cohort(cohort, workers)
+    fitted, unplaced = fit_shares(cohort, shares, room)
+    placed = {s.worker_index: s.devices for s in fitted}
+    for share in shares:
+        assert placed.get(share.worker_index, 0) == min(share.devices, max(0, room[share.worker_index]))
+    assert sum(placed.values()) + unplaced == sum(sizes)
+    position = 7
+    for share in fitted:
+        assert share.start.address_offset == position and share.devices > 0
+        position += share.devices
 
 
 def test_book_tracks_shares_per_worker_and_run():
