@@ -7,6 +7,7 @@ sockets. Waiting is always on messages: ``FakeCoordinator.wait_until`` checks
 a condition each time a message arrives (the agent sends several a second),
 bounded by a timeout.
 """
+import contextlib
 import errno
 import os
 import pathlib
@@ -24,7 +25,7 @@ import zmq
 from stressgrid import wire
 from stressgrid.metrics import MetricsAggregate
 from tests.conftest import ROOT, example
-from tests.support.servers import free_port
+from tests.support.servers import free_port, redis_server
 
 GENERATOR_ID = "test-generator"
 
@@ -280,6 +281,29 @@ def script_cohort(port, script, size, cohort_id="1", run_id="run-1", address_off
                             blocks=[{"script": script, "params": {}, "size": size}],
                             addresses=[{"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": "tcp"}],
                             opts={"timeout_ms": 5000}, address_offset=address_offset)
+
+
+@contextlib.contextmanager
+def one_device_on_redis(coordinator, start_agent, tmp_path, script):
+    """An agent with one worker running one device of ``script`` against a fresh redis.
+
+    Yields ``(redis, since)``: a ``Redis`` probe and the monotonic time just before the start.
+    """
+    start_agent(coordinator.url, workers=1)
+    coordinator.register()
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        since = time.monotonic()
+        coordinator.send(script_cohort(port, script, 1))
+        try:
+            yield redis, since
+        finally:
+            redis.close()
+
+
+def error_lines_since(coordinator, since):
+    """The first error lines the agent sent since ``since``, by counter name."""
+    return {name: line for message in coordinator.telemetry_since(since) for name, line in message.errors.items()}
 
 
 def merged(telemetry):

@@ -5,7 +5,7 @@ from stressgrid import wire
 from stressgrid.generator.limits import RESERVED_FILES_PER_WORKER
 from tests.support.servers import redis_server
 
-from .conftest import Redis, merged, script_cohort
+from .conftest import Redis, error_lines_since, merged, script_cohort
 
 PER_WORKER = 20
 IDLE = "await delay(60000)\n"
@@ -33,8 +33,8 @@ def test_a_cohort_larger_than_the_room_left_is_cut_short_and_its_unplaced_device
         coordinator.wait_until(
             lambda m: merged(coordinator.telemetry_since(since)).counter("device_unplaced_error_count") == 7,
             15, "7 unplaced devices counted")
-        lines = {k: v for m in coordinator.telemetry_since(since) for k, v in m.errors.items()}
-        assert "cohort '2' of run 'run-1' cut short" in lines["device_unplaced_error_count"]
+        line = error_lines_since(coordinator, since)["device_unplaced_error_count"]
+        assert "cohort '2' of run 'run-1' cut short" in line
         assert redis.device_connections() == 2 * PER_WORKER
         # Stopping frees the room again.
         for cohort_id in ("1", "2", "3"):

@@ -1,44 +1,31 @@
 """Every failure reaches the verdict: a crashing worker and a device cancelled by its script are errors."""
 import re
-import time
 
 from stressgrid import wire
-from tests.support.servers import redis_server
 
-from .conftest import Redis, merged, script_cohort
+from .conftest import error_lines_since, merged, one_device_on_redis
 
 CRASH = "import os\nawait send('PING\\r\\n')\nos._exit(3)\n"
 SELF_CANCEL = "import asyncio\nawait send('INCR hits\\r\\n')\nawait recv()\nraise asyncio.CancelledError()\n"
 
 
 def test_a_worker_crash_loop_is_counted_as_errors(coordinator, start_agent, tmp_path):
-    start_agent(coordinator.url, workers=1)
-    coordinator.register()
-    with redis_server(tmp_path) as port:
-        redis = Redis(port)
-        since = time.monotonic()
-        coordinator.send(script_cohort(port, CRASH, 1))
+    with one_device_on_redis(coordinator, start_agent, tmp_path, CRASH) as (redis, since):
         crash = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_crashed")
         assert re.fullmatch(r"worker 0 \(pid \d+\) exited with status 3 with 1 devices", crash.message)
         # It is restarted with its device, which crashes it again: each time is an error.
         coordinator.wait_until(
             lambda m: merged(coordinator.telemetry_since(since)).counter("worker_crashed_error_count") >= 2,
             20, "two crashes counted")
-        lines = {k: v for m in coordinator.telemetry_since(since) for k, v in m.errors.items()}
-        assert re.fullmatch(r"worker 0 \(pid \d+\) exited with status 3", lines["worker_crashed_error_count"])
+        line = error_lines_since(coordinator, since)["worker_crashed_error_count"]
+        assert re.fullmatch(r"worker 0 \(pid \d+\) exited with status 3", line)
         assert redis.command_calls("ping") >= 2
         coordinator.send(wire.Abort(run_id="run-1"))
         assert coordinator.expect(wire.RunStopped, timeout=15).run_id == "run-1"
-        redis.close()
 
 
 def test_a_device_its_script_cancels_is_counted_and_restarted(coordinator, start_agent, tmp_path):
-    start_agent(coordinator.url, workers=1)
-    coordinator.register()
-    with redis_server(tmp_path) as port:
-        redis = Redis(port)
-        since = time.monotonic()
-        coordinator.send(script_cohort(port, SELF_CANCEL, 1))
+    with one_device_on_redis(coordinator, start_agent, tmp_path, SELF_CANCEL) as (redis, since):
         event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "device_cancelled")
         assert "line 4: raise asyncio.CancelledError() -> asyncio.exceptions.CancelledError" in event.message
         coordinator.wait_until(
@@ -52,4 +39,3 @@ def test_a_device_its_script_cancels_is_counted_and_restarted(coordinator, start
         assert coordinator.expect(wire.RunStopped, timeout=10).run_id == "run-1"
         assert not [m for _, _, m in coordinator.received if isinstance(m, wire.Event) and m.kind == "worker_killed"]
         coordinator.expect(wire.Telemetry, timeout=5, where=lambda m: m.active_device_number == 0)
-        redis.close()

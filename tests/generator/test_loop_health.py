@@ -3,21 +3,15 @@ import time
 
 from stressgrid import wire
 from stressgrid.generator.loop_health import LOOP_LAG_HISTOGRAM
-from tests.support.servers import redis_server
 
-from .conftest import Redis, merged, script_cohort
+from .conftest import merged, one_device_on_redis
 
 BLOCKING = "import time\nawait send('PING\\r\\n')\ntime.sleep(2)\nawait delay(60000)\n"
 
 
 def test_a_script_that_blocks_the_loop_is_an_event_with_its_line_and_a_lag_sample(coordinator, start_agent,
                                                                                   tmp_path):
-    start_agent(coordinator.url, workers=1)
-    coordinator.register()
-    with redis_server(tmp_path) as port:
-        redis = Redis(port)
-        since = time.monotonic()
-        coordinator.send(script_cohort(port, BLOCKING, 1))
+    with one_device_on_redis(coordinator, start_agent, tmp_path, BLOCKING) as (redis, since):
         stall = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_loop_stalled")
         assert stall.message.startswith("worker 0 (pid ")
         assert "a device holds it at line 3: time.sleep(2)" in stall.message
@@ -27,7 +21,6 @@ def test_a_script_that_blocks_the_loop_is_an_event_with_its_line_and_a_lag_sampl
             15, "a loop lag sample of a second or more")
         assert merged(coordinator.telemetry_since(since)).histogram(LOOP_LAG_HISTOGRAM).max < 3_000_000
         assert redis.command_calls("ping") == 1
-        redis.close()
 
 
 def test_an_idle_worker_reports_a_small_loop_lag_and_no_stall(coordinator, start_agent):
