@@ -23,13 +23,6 @@ cdef enum FeedEvent:
     COMPLETE = 1
     SWITCHED = 2
 
-# How the response body is decoded, from its content type.
-cdef enum BodyKind:
-    BODY_BYTES = 0
-    BODY_JSON = 1
-    BODY_MSGPACK = 2
-
-
 cdef class Http1Core:
     # llhttp through httptools; replaced after a HEAD response (see on_headers_complete).
     cdef object parser
@@ -46,7 +39,8 @@ cdef class Http1Core:
     cdef public int status
     cdef list headers
     cdef object body            # None, one bytes chunk, or a list of chunks
-    cdef int body_kind
+    cdef int body_kind          # a request.BodyKind
+    cdef object content_type    # its Content-Type, for the error of a body that does not decode
     # Bytes of this response seen so far: 0 at EOF means the server never answered.
     cdef public Py_ssize_t received
     # Responses completed on this connection (a reused connection has at least one).

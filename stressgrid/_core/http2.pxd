@@ -152,6 +152,7 @@ cdef class Http2Stream:
     cdef readonly int status
     cdef readonly list headers
     cdef readonly object content_type
+    cdef int body_kind
     cdef readonly uint32_t error_code
     cdef readonly bint complete
     cdef readonly bint closed
@@ -185,7 +186,8 @@ cdef class Http2Connection:
     cdef Histogram body_histogram
     cdef Counter response_counter
 
-    cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user)
+    cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user,
+                              bytes content_type=*)
     cpdef object feed(self, object data)
     cpdef bytes data_to_send(self)
     cpdef object take_finished(self)

@@ -21,8 +21,9 @@ from libc.string cimport memcpy, memcmp
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from stressgrid._core.metrics cimport Counter, Histogram
+from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
-from stressgrid.errors import Http2StreamError, ProtocolError
+from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
 
 # Our receive windows: large, so a big response streams without waiting for
 # WINDOW_UPDATE round trips. The library sends WINDOW_UPDATE as data is read.
@@ -31,8 +32,8 @@ cdef enum:
     NV_ON_STACK = 16  # request headers up to this many need no allocation
 MAX_HEADER_LIST = 1 << 20
 
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
-                         b"transfer-encoding", b"upgrade", b"host"})
+# Connection-specific headers (RFC 9113 8.2.2): HTTP/1 means, not sent on HTTP/2.
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 ERROR_NAMES = {
     0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR",
@@ -61,7 +62,8 @@ cdef class Http2Stream:
     """One request and, as it arrives, its response.
 
     ``status``, ``headers`` (a list of ``(name, value)`` strings), ``body``
-    (bytes, once ``complete``) and ``content_type``; a stream that ended
+    (bytes, once ``complete``; ``decoded_body()`` as its content type says)
+    and ``content_type``; a stream that ended
     without a whole response has ``complete`` false and the server's
     ``error_code``. ``user`` and ``deadline`` belong to the caller.
     """
@@ -70,6 +72,7 @@ cdef class Http2Stream:
         self.headers = []
         self.chunks = None
         self.content_type = None
+        self.body_kind = BODY_BYTES
         self.deadline = 0.0
 
     @property
@@ -79,6 +82,10 @@ cdef class Http2Stream:
         if len(self.chunks) == 1:
             return self.chunks[0]
         return b"".join(self.chunks)
+
+    def decoded_body(self):
+        """The body, decoded when its content type is JSON or msgpack (else bytes)."""
+        return decode_body(self.body_kind, self.body, self.content_type)
 
     @property
     def refused(self):
@@ -125,6 +132,7 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
             # A new header block: fields of an interim (1xx) block before it are dropped.
             stream.headers = []
             stream.content_type = None
+            stream.body_kind = BODY_BYTES
             return 0
         if stream.status < 200:
             return 0  # a field of an interim response
@@ -132,6 +140,7 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         header_value = PyUnicode_DecodeLatin1(<const char *>value, valuelen, NULL)
         if namelen == 12 and memcmp(name, b"content-type", 12) == 0:
             stream.content_type = header_value
+            stream.body_kind = content_kind(<const char *>value, valuelen)
         stream.headers.append((header_name, header_value))
         return 0
     except BaseException as exc:
@@ -252,19 +261,6 @@ cdef nghttp2_session_callbacks *shared_callbacks() except NULL:
     return _callbacks
 
 
-cdef inline bytes _as_header_bytes(object text, bint lower):
-    if isinstance(text, str):
-        if lower:
-            text = (<str>text).lower()
-        return (<str>text).encode("utf-8")
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        data = bytes(text)
-        return data.lower() if lower else data
-    if isinstance(text, int) and not lower:
-        return str(text).encode()
-    raise TypeError(f"header names and values must be str or bytes, not {type(text).__name__}")
-
-
 cdef class Http2Connection:
     """One HTTP/2 client connection, sans-IO (see the module docstring).
 
@@ -280,8 +276,8 @@ cdef class Http2Connection:
                   uint32_t window_size=DEFAULT_WINDOW):
         cdef nghttp2_settings_entry settings[4]
         cdef int rv
-        self.authority = _as_header_bytes(authority, False)
-        self.scheme = _as_header_bytes(scheme, False)
+        self.authority = authority.encode("ascii") if isinstance(authority, str) else bytes(authority)
+        self.scheme = scheme.encode("ascii") if isinstance(scheme, str) else bytes(scheme)
         self.streams = {}
         self.finished = None
         self.headers_histogram = headers_histogram
@@ -320,9 +316,16 @@ cdef class Http2Connection:
     # -- requests -----------------------------------------------------------
 
     cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body,
-                              object user):
+                              object user, bytes content_type=None):
         """Queue a request; returns its stream, or ``None`` when this connection
-        takes no more requests (GOAWAY, stream ids used up): open a new one."""
+        takes no more requests (GOAWAY, stream ids used up): open a new one.
+
+        ``path`` is sent as given (``stressgrid._core.request.request_path``
+        makes a script's path one); ``headers`` are checked and normalised by
+        ``stressgrid._core.request`` like HTTP/1's, then HTTP/1's
+        connection-specific ones are left out and a ``host`` becomes the
+        ``:authority``. ``body`` None sends no body and no ``content-length``;
+        ``content_type`` goes with it unless ``headers`` have their own."""
         cdef Py_ssize_t count, i, n
         cdef nghttp2_nv *nva
         cdef nghttp2_nv nva_stack[NV_ON_STACK]
@@ -331,30 +334,34 @@ cdef class Http2Connection:
         cdef int32_t stream_id
         cdef bytes name, value
         cdef bytes authority = self.authority
-        cdef bint has_length = False
-        cdef list extra = None
+        cdef int flags = 0
+        cdef list given, extra = None
         cdef Http2Stream stream
         if self.session == NULL or not nghttp2_session_check_request_allowed(self.session):
             return None
         if headers:
-            if isinstance(headers, dict):
-                headers = headers.items()
+            given = normalise_headers(headers, True, &flags)
             extra = []
-            for pair in headers:
-                name, value = _as_header_bytes(pair[0], True), _as_header_bytes(pair[1], False)
-                if name in _HOP_BY_HOP:
-                    if name == b"host":
-                        authority = value
+            for i in range(0, len(given), 2):
+                name = <bytes>given[i]
+                value = <bytes>given[i + 1]
+                if name in _CONNECTION_SPECIFIC:
+                    continue
+                if name == b"host":
+                    authority = value
                     continue
                 if name == b"te" and value.lower() != b"trailers":
                     continue
-                if name == b"content-length":
-                    has_length = True
+                if name == b"content-type":
+                    content_type = None     # the script's own wins
                 extra.append(name)
                 extra.append(value)
-        if body and not has_length:
+        if body is not None:
             if extra is None:
                 extra = []
+            if content_type is not None:
+                extra.append(b"content-type")
+                extra.append(content_type)
             extra.append(b"content-length")
             extra.append(str(len(body)).encode())
         count = 4 + (len(extra) // 2 if extra is not None else 0)
@@ -392,7 +399,8 @@ cdef class Http2Connection:
         if stream_id < 0:
             if stream_id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE:
                 return None
-            raise ProtocolError(f"HTTP/2 request refused locally: {nghttp2_strerror(stream_id).decode()}")
+            # nghttp2 refuses what the script asked for (a malformed request).
+            raise RequestArgumentError(f"HTTP/2 request refused locally: {nghttp2_strerror(stream_id).decode()}")
         stream.stream_id = stream_id
         self.streams[stream_id] = stream
         return stream

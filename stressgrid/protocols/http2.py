@@ -20,102 +20,18 @@ re-armed when it fires, not per request.
 """
 import asyncio
 import errno
-import json as _json
 import ssl
-
-import msgpack as _msgpack
 
 from stressgrid._core.device import current_device
 from stressgrid._core.http2 import Http2Connection
+from stressgrid._core.request import authority, check_headers, request_body, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
 from .tls import context_for
-from .waiting import time_limit, timeout_seconds
+from .waiting import time_limit
 
 ALPN_PROTOCOLS = ["h2"]
 
-
-# -- bodies -------------------------------------------------------------------
-
-def encode_body(headers, body, json, msgpack):
-    """The request body as bytes and the headers to send with it."""
-    if json is not None or msgpack is not None:
-        if json is not None and msgpack is not None:
-            raise ValueError("pass json= or msgpack=, not both")
-        if body:
-            raise ValueError("pass body= or json=/msgpack=, not both")
-        if json is not None:
-            body, content_type = _json.dumps(json, separators=(",", ":")).encode(), "application/json"
-        else:
-            body, content_type = _msgpack.packb(msgpack), "application/msgpack"
-        if not any(_header_name(pair[0]) == "content-type" for pair in headers):
-            headers = (*headers, ("content-type", content_type))
-        return headers, body
-    if body is None:
-        return headers, b""
-    if isinstance(body, bytes):
-        return headers, body
-    if isinstance(body, str):
-        return headers, body.encode()
-    if isinstance(body, (bytearray, memoryview)):
-        return headers, bytes(body)
-    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
-
-
-def _header_name(name):
-    if isinstance(name, bytes):
-        name = name.decode("latin-1")
-    return str(name).lower()
-
-
-_JSON, _MSGPACK, _BYTES = 1, 2, 0
-_kinds = {}
-
-
-def _body_kind(content_type):
-    """How a content type's bodies are decoded (cached: targets repeat a few types)."""
-    kind = _kinds.get(content_type)
-    if kind is None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media == "application/json" or media.endswith("+json") or media == "text/json":
-            kind = _JSON
-        elif media in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack") \
-                or media.endswith("+msgpack"):
-            kind = _MSGPACK
-        else:
-            kind = _BYTES
-        if len(_kinds) < 1024:
-            _kinds[content_type] = kind
-    return kind
-
-
-def decode_body(content_type, body):
-    """JSON or msgpack bodies decoded, by content type; anything else as bytes."""
-    if not body or content_type is None:
-        return body
-    kind = _body_kind(content_type)
-    if kind == _BYTES:
-        return body
-    try:
-        if kind == _JSON:
-            return _json.loads(body)
-        return _msgpack.unpackb(body)
-    except (ValueError, _msgpack.ExtraData, _msgpack.FormatError, _msgpack.StackError) as exc:
-        media = content_type.split(";", 1)[0].strip()
-        raise ProtocolError(f"response body is not valid {media}: {exc}") from None
-
-
-def path_bytes(path):
-    if isinstance(path, str):
-        path = path.encode()
-    elif not isinstance(path, bytes):
-        raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
-    if not path:
-        raise ValueError("path must not be empty (use '/')")
-    return path
-
-
-# -- TLS ------------------------------------------------------------------------
 
 # -- the connection -----------------------------------------------------------
 
@@ -177,12 +93,13 @@ class _Http2Protocol(asyncio.Protocol):
 
     # requests
 
-    def submit(self, method, path, headers, body, timeout_s, retried=False):
+    def submit(self, method, path, headers, body, content_type, timeout_s, retried=False):
         """Send a request; its future, or ``None`` when this connection takes no more."""
         loop = self.client.loop
         future = loop.create_future()
         stream = self.core.request(method, path, headers, body,
-                                   (future, method, path, headers, body, timeout_s, retried))
+                                   (future, method, path, headers, body, content_type, timeout_s, retried),
+                                   content_type)
         if stream is None:
             return None
         deadline = stream.deadline = loop.time() + timeout_s
@@ -216,16 +133,13 @@ class _Http2Protocol(asyncio.Protocol):
         if future.done():
             return
         if stream.complete:
-            body = stream.body
-            content_type = stream.content_type
-            if content_type is not None and body:
-                try:
-                    body = decode_body(content_type, body)
-                except ProtocolError as exc:
-                    future.set_exception(count_error(self.client.recorder, exc))
-                    return
+            try:
+                body = stream.decoded_body()
+            except ProtocolError as exc:
+                future.set_exception(count_error(self.client.recorder, exc))
+                return
             future.set_result((stream.status, stream.headers, body))
-        elif stream.refused and not user[6]:
+        elif stream.refused and not user[7]:
             self.client.resend(user)
         else:
             future.set_exception(count_error(self.client.recorder, stream.exception()))
@@ -250,7 +164,7 @@ class _Http2Protocol(asyncio.Protocol):
             future = stream.user[0]
             if not future.done():
                 future.set_exception(count_error(recorder, TimeoutError(
-                    f"no HTTP/2 response within {stream.user[5] * 1000:.0f} ms")))
+                    f"no HTTP/2 response within {stream.user[6] * 1000:.0f} ms")))
         if expired:
             self.flush()
         if earliest is not None and not self.lost:
@@ -296,12 +210,7 @@ class Http2Client:
         self.protocol = None
         self.connecting = None
         self.closed = False
-        port = self.address.port
-        default_port = 443 if self.tls else 80
-        host = self.address.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        self.authority = host if port == default_port else f"{host}:{port}"
+        self.authority = authority(self.address.host, self.address.port, self.tls)
         self.scheme = "https" if self.tls else "http"
 
     async def open(self):
@@ -323,35 +232,43 @@ class Http2Client:
 
     # requests
 
-    def request(self, method, path, headers, body, timeout):
-        """An awaitable of ``(status, headers, body)``."""
-        seconds = timeout_seconds(timeout, self.device)
-        path = path_bytes(path)
+    def request(self, method, path, headers, body, content_type, timeout):
+        """An awaitable of ``(status, headers, body)``.
+
+        Checked before anything is sent (``RequestArgumentError``): the
+        path, the timeout, and the headers (by the core's ``request`` on an
+        open connection, else by a check of their own here).
+        """
+        seconds = timeout_seconds(timeout, self.device.timeout_s)
+        path = request_path(path)
         protocol = self.protocol
         if protocol is not None:
-            future = protocol.submit(method, path, headers, body, seconds)
+            future = protocol.submit(method, path, headers, body, content_type, seconds)
             if future is not None:
                 return future
-        return self._request_on_new_connection(method, path, headers, body, seconds)
+        if headers:
+            check_headers(headers)
+        return self._request_on_new_connection(method, path, headers, body, content_type, seconds)
 
-    async def _request_on_new_connection(self, method, path, headers, body, seconds):
+    async def _request_on_new_connection(self, method, path, headers, body, content_type, seconds):
         deadline = self.loop.time() + seconds
         protocol = await self.connected(seconds)
-        future = protocol.submit(method, path, headers, body, max(0.0, deadline - self.loop.time()))
+        future = protocol.submit(method, path, headers, body, content_type,
+                                 max(0.0, deadline - self.loop.time()))
         if future is None:
             raise count_error(self.recorder, ProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 
     def resend(self, user):
         """Send a request the server refused unprocessed again, on a new connection."""
-        future, method, path, headers, body, seconds, _ = user
+        future, method, path, headers, body, content_type, seconds, _ = user
 
         async def again():
             try:
                 protocol = self.protocol
                 if protocol is None or not protocol.core.request_allowed:
                     protocol = await self.connected(seconds)
-                retry = protocol.submit(method, path, headers, body, seconds, True)
+                retry = protocol.submit(method, path, headers, body, content_type, seconds, True)
                 if retry is None:
                     raise count_error(self.recorder, ProtocolError(
                         "HTTP/2 request refused by the server twice"))
@@ -440,35 +357,40 @@ def _client():
 
 def get(path, headers=(), *, timeout=None):
     """``GET path``; returns ``(status, headers, body)``."""
-    return _client().request(b"GET", path, headers, None, timeout)
+    return _client().request(b"GET", path, headers, None, None, timeout)
 
 
 def head(path, headers=(), *, timeout=None):
-    return _client().request(b"HEAD", path, headers, None, timeout)
+    """``HEAD path``; the body is always ``b""``."""
+    return _client().request(b"HEAD", path, headers, None, None, timeout)
 
 
 def options(path, headers=(), *, timeout=None):
-    return _client().request(b"OPTIONS", path, headers, None, timeout)
+    """``OPTIONS path``."""
+    return _client().request(b"OPTIONS", path, headers, None, None, timeout)
 
 
 def delete(path, headers=(), *, timeout=None):
-    return _client().request(b"DELETE", path, headers, None, timeout)
+    """``DELETE path``."""
+    return _client().request(b"DELETE", path, headers, None, None, timeout)
 
 
 def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """``POST path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"POST", path, headers, body, timeout)
+    """``POST path`` with ``body`` (or ``json=`` / ``msgpack=`` with their content type)."""
+    body, content_type = request_body(body, json, msgpack)
+    return _client().request(b"POST", path, headers, body, content_type, timeout)
 
 
 def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"PUT", path, headers, body, timeout)
+    """``PUT path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
+    body, content_type = request_body(body, json, msgpack)
+    return _client().request(b"PUT", path, headers, body, content_type, timeout)
 
 
 def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"PATCH", path, headers, body, timeout)
+    """``PATCH path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
+    body, content_type = request_body(body, json, msgpack)
+    return _client().request(b"PATCH", path, headers, body, content_type, timeout)
 
 
 BUILTINS = {
