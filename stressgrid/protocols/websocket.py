@@ -32,6 +32,7 @@ import asyncio
 import json as _json
 
 from stressgrid._core.device import current_device, now_us
+from stressgrid._core.request import check_headers
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
@@ -317,6 +318,8 @@ async def ws_upgrade(path, headers=(), *, timeout=None):
         raise RuntimeError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
     if getattr(client, "ws", None) is not None:
         raise RuntimeError("ws_upgrade was already called on this device's connection")
+    if headers:
+        check_headers(headers)   # a script's bad header is its own error, before anything is sent
     request_headers, key = _handshake_headers(headers)
     offered = set()
     for name, value in request_headers:
