@@ -1,5 +1,6 @@
 from libc.stdint cimport int64_t
 
+from stressgrid._core.deadline cimport DeadlineTimer
 from stressgrid._core.metrics cimport Counter, Histogram
 
 
@@ -94,8 +95,7 @@ cdef class ClientBase:
     cdef public RequestWriter writer
     cdef public ConnectionBase conn      # the open connection, if any
     cdef public ConnectionBase inflight  # the connection whose response is due
-    cdef public object timer             # one lazily moved timer per device
-    cdef public int64_t timer_at_us     # when the timer fires (monotonic us)
+    cdef public DeadlineTimer timer      # the device's one deadline timer, made on its first request
     cdef public int64_t deadline_us     # when the response in flight is due
     cdef public double budget_s
     cdef public double timeout_s

@@ -25,6 +25,7 @@ from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint32_t
 
+from stressgrid._core.deadline cimport DeadlineTimer
 from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
@@ -488,21 +489,20 @@ cdef class ClientBase:
         self.inflight = conn
         if deadline_us == 0:
             deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
-        self.deadline_us = deadline_us
         self.budget_s = budget_s
-        # Back-to-back requests share one timer: it is only moved when it fires
-        # early (see on_timer) or a shorter deadline comes.
-        if self.timer is None:
-            self.arm(deadline_us)
-        elif deadline_us < self.timer_at_us:
-            self.timer.cancel()
-            self.arm(deadline_us)
+        self.arm(deadline_us)
         return waiter
 
     cpdef arm(self, int64_t deadline_us):
-        """(Re)start the device's timer for ``deadline_us``."""
-        self.timer_at_us = deadline_us
-        self.timer = self.loop.call_later((deadline_us - monotonic_us()) / 1e6, self.on_timer)
+        """The response in flight (or the connect) is due at ``deadline_us``: ``on_timer`` then.
+
+        Back-to-back requests share the device's one timer (see ``DeadlineTimer``).
+        """
+        cdef DeadlineTimer timer = self.timer
+        self.deadline_us = deadline_us
+        if timer is None:
+            timer = self.timer = DeadlineTimer(self.loop, self.on_timer)
+        timer.arm(deadline_us)
 
 
 cdef class ConnectionBase:

@@ -159,7 +159,7 @@ cdef class Http2Stream:
     cdef readonly bint response_started
     cdef readonly bint cancelled
     cdef public object user
-    cdef public double deadline
+    cdef public int64_t deadline_us
     cdef list chunks
     cdef bytes request_body
     cdef Py_ssize_t body_offset

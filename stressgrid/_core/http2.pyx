@@ -65,7 +65,7 @@ cdef class Http2Stream:
     (bytes, once ``complete``; ``decoded_body()`` as its content type says)
     and ``content_type``; a stream that ended
     without a whole response has ``complete`` false and the server's
-    ``error_code``. ``user`` and ``deadline`` belong to the caller.
+    ``error_code``. ``user`` and ``deadline_us`` belong to the caller.
     """
 
     def __cinit__(self):
@@ -73,7 +73,7 @@ cdef class Http2Stream:
         self.chunks = None
         self.content_type = None
         self.body_kind = BODY_BYTES
-        self.deadline = 0.0
+        self.deadline_us = 0
 
     @property
     def body(self):

@@ -8,9 +8,9 @@ connection just make the next request open a new one. The byte-level work
 ``stressgrid._core.http1``; this module adds sockets, TLS, timeouts and retries.
 
 Timeouts: each call has a deadline (``timeout=`` in ms, default the plan's
-``timeout_ms``). Instead of a timer per request, a device keeps one timer that
-is moved only when it fires early or a shorter deadline comes: back-to-back
-requests cost no timer work.
+``timeout_ms``). Instead of a timer per request, a device keeps one
+``DeadlineTimer`` (``stressgrid._core.deadline``), moved only when it fires
+early or a shorter deadline comes: back-to-back requests cost no timer work.
 
 WebSocket hook: ``await client.upgrade(path, headers)`` sends a GET with the
 caller's upgrade headers and returns ``(status, headers, leftover)``. After a
@@ -31,8 +31,6 @@ from .tls import context_for
 
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
 HTTP10_PROTOCOLS = frozenset({"http10", "http10s"})
-
-_TIMER_SLACK_US = 500  # the loop's timers have millisecond steps
 
 _targets = {}
 
@@ -267,12 +265,8 @@ class Http1Client(ClientBase):
         # on_timer cancels this task, and the cancellation becomes a TimeoutError.
         task = asyncio.current_task(loop)
         self.connect_task = task
-        self.deadline_us = deadline_us
         self.budget_s = budget_s
-        if self.timer is None or deadline_us < self.timer_at_us:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.arm(deadline_us)
+        self.arm(deadline_us)
         target = self.target
         try:
             if started >= deadline_us:
@@ -324,26 +318,19 @@ class Http1Client(ClientBase):
         return None
 
     def on_timer(self):
-        self.timer = None
+        """The deadline of the last request (or connect) passed."""
         conn = self.inflight
         if conn is None:
             task = self.connect_task
             if task is not None:
-                if now_us() + _TIMER_SLACK_US < self.deadline_us:
-                    self.arm(self.deadline_us)
-                else:
-                    self.connect_timed_out = True
-                    task.cancel()
+                self.connect_timed_out = True
+                task.cancel()
                 return
             # Nothing due: the timer lapses until the next request, and an idle
             # connection gives its parser back (made again when needed).
             idle = self.conn
             if idle is not None:
                 idle.core.shrink()
-            return
-        if now_us() + _TIMER_SLACK_US < self.deadline_us:
-            # Armed for an earlier request: move it to the current deadline.
-            self.arm(self.deadline_us)
             return
         waiter = conn.waiter
         self.inflight = None
@@ -358,7 +345,7 @@ class Http1Client(ClientBase):
         """Close the connection and forget everything; never raises."""
         self.closed = True
         try:
-            timer, self.timer = self.timer, None
+            timer, self.timer = self.timer, None   # it refers back to this client
             if timer is not None:
                 timer.cancel()
             task, self.connect_task = self.connect_task, None

@@ -15,14 +15,16 @@ and turns failures into counted exceptions:
 - a connection lost with requests in flight raises ``ConnectionClosedError``.
 
 A request that waits for a connection or a response longer than its timeout
-raises ``TimeoutError``. One timer per connection keeps the deadlines: it is
-re-armed when it fires, not per request.
+raises ``TimeoutError``. One ``DeadlineTimer`` per connection keeps the
+deadlines: it is set for the earliest, and re-armed when it fires, not per
+request.
 """
 import asyncio
 import errno
 import ssl
 
-from stressgrid._core.device import current_device
+from stressgrid._core.deadline import DeadlineTimer, passed
+from stressgrid._core.device import current_device, now_us
 from stressgrid._core.http2 import Http2Connection
 from stressgrid._core.request import authority, check_headers, request_body, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
@@ -43,8 +45,7 @@ class _Http2Protocol(asyncio.Protocol):
         self.core = core
         self.transport = None
         self.lost = False
-        self.timer = None
-        self.timer_at = 0.0
+        self.timer = None     # made with the first request
 
     # asyncio callbacks
 
@@ -76,9 +77,7 @@ class _Http2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.lost = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._drop_timer()
         pending = self.core.connection_lost()
         if self.client.protocol is self:
             self.client.protocol = None
@@ -102,14 +101,12 @@ class _Http2Protocol(asyncio.Protocol):
                                    content_type)
         if stream is None:
             return None
-        deadline = stream.deadline = loop.time() + timeout_s
-        if self.timer is None:
-            self.timer_at = deadline
-            self.timer = loop.call_at(deadline, self.expire)
-        elif deadline < self.timer_at:
-            self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = loop.call_at(deadline, self.expire)
+        deadline = stream.deadline_us = now_us() + int(timeout_s * 1e6)
+        timer = self.timer
+        if timer is None:
+            timer = self.timer = DeadlineTimer(loop, self.expire)
+        if not timer.armed or deadline < timer.deadline_us:
+            timer.arm(deadline)
         self.flush()
         return future
 
@@ -144,20 +141,24 @@ class _Http2Protocol(asyncio.Protocol):
         else:
             future.set_exception(count_error(self.client.recorder, stream.exception()))
 
+    def _drop_timer(self):
+        timer, self.timer = self.timer, None    # it refers back to this protocol
+        if timer is not None:
+            timer.cancel()
+
     def expire(self):
         """The deadline timer: fail the requests past their deadline, re-arm for the rest."""
-        self.timer = None
-        loop = self.client.loop
-        now = loop.time()
+        now = now_us()
         earliest = None
         expired = []
         for stream in self.core.streams.values():
             if stream.cancelled:
                 continue
-            if stream.deadline <= now:
+            deadline = stream.deadline_us
+            if passed(deadline, now):
                 expired.append(stream)
-            elif earliest is None or stream.deadline < earliest:
-                earliest = stream.deadline
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
         recorder = self.client.recorder
         for stream in expired:
             self.core.reset_stream(stream.stream_id)
@@ -167,9 +168,8 @@ class _Http2Protocol(asyncio.Protocol):
                     f"no HTTP/2 response within {stream.user[6] * 1000:.0f} ms")))
         if expired:
             self.flush()
-        if earliest is not None and not self.lost:
-            self.timer_at = earliest
-            self.timer = loop.call_at(earliest, self.expire)
+        if earliest is not None and not self.lost and self.timer is not None:
+            self.timer.arm(earliest)
 
     def fail(self, exc):
         """The connection is broken: fail every request on it, count it once, close."""
@@ -183,6 +183,7 @@ class _Http2Protocol(asyncio.Protocol):
             pass
         pending = self.core.connection_lost()
         self.lost = True
+        self._drop_timer()
         if self.client.protocol is self:
             self.client.protocol = None
         for stream in pending:
