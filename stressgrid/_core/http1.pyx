@@ -3,14 +3,11 @@
 
 ``RequestWriter`` turns a script's request into bytes; ``Http1Core`` follows one
 connection's responses through httptools (llhttp) and records the built-in
-metrics. Neither touches a socket or an event loop: the asyncio layer in
-``stressgrid.protocols.http1`` writes what ``RequestWriter`` builds, feeds what
-it reads to ``Http1Core.feed`` and reports ``Http1Core.eof`` when the peer
-closes. The unit tests drive both directly with bytes.
-
-``ClientBase`` and ``ConnectionBase`` are the compiled per-request path of that
-asyncio layer (send on an open connection, complete a response); everything
-rarer lives in their Python subclasses there.
+metrics. Neither touches a socket or an event loop: the asyncio glue
+(``stressgrid._core.http1_client`` and ``stressgrid.protocols.http1``) writes
+what ``RequestWriter`` builds, feeds what it reads to ``Http1Core.feed`` and
+reports ``Http1Core.eof`` when the peer closes. The unit tests drive both
+directly with bytes.
 
 What a request means (path, headers, body, timeout, the decoded response
 body) is decided in ``stressgrid._core.request``, shared with HTTP/2.
@@ -21,23 +18,18 @@ fault); a connection that closes before the response is complete
 raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport uint32_t
 
-from stressgrid._core.deadline cimport DeadlineTimer
-from stressgrid._core.device cimport Device, monotonic_us
-from stressgrid._core.metrics cimport Counter, Histogram, Recorder
+from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
-                                       content_kind, decode_body, normalise_headers, request_body,
-                                       request_path, timeout_seconds)
+                                       content_kind, decode_body, normalise_headers, request_path)
 
-from asyncio import InvalidStateError
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from stressgrid._core import device as _device_module
 from stressgrid._core.request import authority
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
+from stressgrid.errors import ConnectionClosedError, ProtocolError
 
 cdef extern from "strings.h" nogil:
     int strncasecmp(const char *s1, const char *s2, size_t n)
@@ -450,161 +442,3 @@ cdef class RequestWriter:
             parts.append(b"\r\n")
         self.close_after = close_after
         return b"".join(parts)
-
-
-cdef class ClientBase:
-    """A device's HTTP/1 client: the steady-state request path (see the Python subclass)."""
-
-    def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
-                timeout=None):
-        """Send a request; returns an awaitable of ``(status, headers, body)``."""
-        return self.request_c(method, path, headers, body, content_type, timeout)
-
-    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout):
-        cdef double budget_s = timeout_seconds(timeout, self.timeout_s)
-        cdef RequestWriter writer = self.writer
-        cdef bytes data = writer.build(method, path, headers, body, content_type)
-        # Read right after build(): writers are shared by the devices of a target.
-        cdef int flags = (REQUEST_HEAD if method == b"HEAD" else 0) \
-            | (REQUEST_CLOSE if writer.close_after else 0)
-        cdef ConnectionBase conn = self.conn
-        if conn is not None and conn.waiter is None and not conn.upgraded:
-            return self.send(conn, self.loop.create_future(), data, flags, 0, budget_s)
-        return self.request_slow(data, flags, budget_s)
-
-    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
-                      int64_t deadline_us, double budget_s):
-        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline_us``.
-
-        ``flags``: ``REQUEST_HEAD`` and/or ``REQUEST_CLOSE``. ``deadline_us`` is
-        on the monotonic microsecond clock; 0 means ``budget_s`` from now.
-        """
-        cdef Http1Core core = conn.core
-        conn.reused = core.completed > 0
-        core.start(flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
-        conn.waiter = waiter
-        conn.request = data if conn.reused else None
-        conn.flags = flags
-        conn.transport.write(data)
-        self.inflight = conn
-        if deadline_us == 0:
-            deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
-        self.budget_s = budget_s
-        self.arm(deadline_us)
-        return waiter
-
-    cpdef arm(self, int64_t deadline_us):
-        """The response in flight (or the connect) is due at ``deadline_us``: ``on_timer`` then.
-
-        Back-to-back requests share the device's one timer (see ``DeadlineTimer``).
-        """
-        cdef DeadlineTimer timer = self.timer
-        self.deadline_us = deadline_us
-        if timer is None:
-            timer = self.timer = DeadlineTimer(self.loop, self.on_timer)
-        timer.arm(deadline_us)
-
-
-cdef class ConnectionBase:
-    """One connection's per-response path (see ``_Connection`` in the Python layer)."""
-
-    def data_received(self, data):
-        if self.waiter is None:
-            self.idle_data(data)
-            return
-        cdef int event
-        try:
-            event = self.core.feed(data)
-        except Exception as exc:   # a ProtocolError: the server broke HTTP
-            self.fail(exc)
-            return
-        if event != NEED_MORE:
-            self.complete(event)
-
-    cpdef complete(self, int event):
-        """Hand the finished response (or a 101's leftover) to the waiting script."""
-        cdef object waiter = self.waiter
-        cdef ClientBase client = self.client
-        cdef Http1Core core = self.core
-        self.waiter = None
-        self.request = None
-        if client is not None:
-            client.inflight = None
-        if event == SWITCHED:
-            self.upgraded = True
-        elif not core.reusable:
-            self.discard(False)
-        try:
-            result = core.result()
-        except ProtocolError as exc:
-            if client is not None:
-                count_error(client.recorder, exc)
-            if not waiter.done():
-                waiter.set_exception(exc)
-            return
-        try:
-            waiter.set_result(result)
-        except InvalidStateError:
-            pass    # the script stopped waiting (cancelled)
-
-
-# ---- script functions -----------------------------------------------------------
-# Compiled so that a script's ``await get(path)`` reaches the client without a
-# Python frame: the device comes from the task's context variable directly.
-
-cdef object _device_var = getattr(_device_module, "_current", None)
-
-
-cdef ClientBase task_client():
-    cdef object device
-    if _device_var is not None:
-        device = get_value(_device_var)
-        if device is None:
-            raise RuntimeError("HTTP functions run inside a device script")
-    else:
-        device = _device_module.current_device()
-    client = (<Device?>device).client
-    if not isinstance(client, ClientBase):
-        raise RuntimeError("HTTP/1 functions need an http, https, http10 or http10s target")
-    return <ClientBase>client
-
-
-cdef object with_body(bytes method, path, headers, body, json, msgpack, timeout):
-    cdef ClientBase client = task_client()
-    cdef tuple encoded = request_body(body, json, msgpack)
-    return client.request_c(method, path, headers, <bytes>encoded[0], <bytes>encoded[1], timeout)
-
-
-def get(path, headers=(), *, timeout=None):
-    """GET ``path``; await it for ``(status, headers, body)``."""
-    return task_client().request_c(b"GET", path, headers, None, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    """HEAD ``path``; the body is always ``b""``."""
-    return task_client().request_c(b"HEAD", path, headers, None, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    """OPTIONS ``path``."""
-    return task_client().request_c(b"OPTIONS", path, headers, None, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    """DELETE ``path``."""
-    return task_client().request_c(b"DELETE", path, headers, None, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
-    return with_body(b"POST", path, headers, body, json, msgpack, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
-    return with_body(b"PUT", path, headers, body, json, msgpack, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
-    return with_body(b"PATCH", path, headers, body, json, msgpack, timeout)

@@ -4,8 +4,10 @@ Each device has one ``Http1Client`` and at most one connection at a time. The
 connection opens lazily on the first request and stays open between requests
 on HTTP/1.1; HTTP/1.0, ``Connection: close`` and a server that closes an idle
 connection just make the next request open a new one. The byte-level work
-(request bytes, response parsing, response metrics) is the Cython core
-``stressgrid._core.http1``; this module adds sockets, TLS, timeouts and retries.
+(request bytes, response parsing, response metrics) is the sans-IO Cython core
+``stressgrid._core.http1``, and the steady-state request path is compiled in
+``stressgrid._core.http1_client``; this module adds sockets, TLS, timeouts and
+retries, as the hooks that path calls.
 
 Timeouts: each call has a deadline (``timeout=`` in ms, default the plan's
 ``timeout_ms``). Instead of a timer per request, a device keeps one
@@ -23,8 +25,9 @@ import asyncio
 import ssl
 
 from stressgrid._core.device import now_us
-from stressgrid._core.http1 import (ClientBase, ConnectionBase, Http1Core, delete, get, head, options, patch,
-                                    post, put, request_writer)
+from stressgrid._core.http1 import Http1Core, request_writer
+from stressgrid._core.http1_client import (ClientBase, ConnectionBase, delete, get, head, options, patch, post,
+                                           put)
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
 from .tls import context_for
@@ -373,7 +376,7 @@ def create_client(device):
     return Http1Client(device)
 
 
-# ---- script functions: compiled, in stressgrid._core.http1 ------------------------
+# ---- script functions: compiled, in stressgrid._core.http1_client -----------------
 
 BUILTINS = {
     "get": get,
