@@ -18,8 +18,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy, memcmp
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from stressgrid._core.device cimport monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram
 from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
@@ -44,18 +44,11 @@ ERROR_NAMES = {
 }
 REFUSED_STREAM = NGHTTP2_REFUSED_STREAM
 CANCEL = NGHTTP2_CANCEL
-NO_ERROR = NGHTTP2_NO_ERROR
 
 
 def error_name(uint32_t code):
     """``7`` -> ``"REFUSED_STREAM"``."""
     return ERROR_NAMES.get(code, f"0x{code:x}")
-
-
-cdef inline int64_t _now_us() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return <int64_t>now.tv_sec * 1000000 + now.tv_nsec // 1000
 
 
 cdef class Http2Stream:
@@ -162,7 +155,7 @@ cdef int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
             stream = <Http2Stream>ptr
             if kind == NGHTTP2_HEADERS and not stream.response_started and stream.status >= 200:
                 stream.response_started = True
-                stream.headers_at_us = _now_us()
+                stream.headers_at_us = monotonic_us()
                 if conn.headers_histogram is not None:
                     conn.headers_histogram.record_c(stream.headers_at_us - stream.started_us)
             if (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) and stream.response_started:
@@ -171,7 +164,6 @@ cdef int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
         elif kind == NGHTTP2_GOAWAY:
             conn.goaway_received = True
             conn.goaway_last_stream_id = frame.goaway.last_stream_id
-            conn.goaway_error_code = frame.goaway.error_code
         return 0
     except BaseException as exc:
         conn.error = exc
@@ -384,7 +376,7 @@ cdef class Http2Connection:
                     i += 2
             stream = Http2Stream.__new__(Http2Stream)
             stream.user = user
-            stream.started_us = _now_us()
+            stream.started_us = monotonic_us()
             if body:
                 stream.request_body = body
                 provider.source.ptr = <void *>stream
@@ -427,7 +419,7 @@ cdef class Http2Connection:
         if stream.cancelled:
             return
         if stream.complete:
-            now = _now_us()
+            now = monotonic_us()
             if self.body_histogram is not None:
                 self.body_histogram.record_c(now - stream.headers_at_us)
             if self.response_counter is not None:
@@ -549,25 +541,8 @@ cdef class Http2Connection:
         return self.session != NULL and nghttp2_session_check_request_allowed(self.session) != 0
 
     @property
-    def want_read(self):
-        return self.session != NULL and nghttp2_session_want_read(self.session) != 0
-
-    @property
-    def want_write(self):
-        return self.session != NULL and nghttp2_session_want_write(self.session) != 0
-
-    @property
     def open_streams(self):
         return len(self.streams)
-
-    def remote_setting(self, int setting_id):
-        """A SETTINGS value the server sent (or the protocol default)."""
-        if self.session == NULL:
-            return None
-        return nghttp2_session_get_remote_settings(self.session, setting_id)
-
-    def stream(self, int32_t stream_id):
-        return self.streams.get(stream_id)
 
 
 cdef inline void _set_nv(nghttp2_nv *nv, bytes name, bytes value) noexcept:
@@ -576,10 +551,3 @@ cdef inline void _set_nv(nghttp2_nv *nv, bytes name, bytes value) noexcept:
     nv.value = <uint8_t *>PyBytes_AS_STRING(value)
     nv.valuelen = PyBytes_GET_SIZE(value)
     nv.flags = NGHTTP2_NV_FLAG_NONE
-
-
-SETTINGS_HEADER_TABLE_SIZE = NGHTTP2_SETTINGS_HEADER_TABLE_SIZE
-SETTINGS_ENABLE_PUSH = NGHTTP2_SETTINGS_ENABLE_PUSH
-SETTINGS_MAX_CONCURRENT_STREAMS = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-SETTINGS_INITIAL_WINDOW_SIZE = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
-SETTINGS_MAX_FRAME_SIZE = NGHTTP2_SETTINGS_MAX_FRAME_SIZE

@@ -217,13 +217,6 @@ cdef inline bint has_type_slash(const char *p, Py_ssize_t n) noexcept:
     return False
 
 
-def body_kind(content_type):
-    """``"application/problem+json"`` -> ``"json"``; ``"msgpack"`` or ``"bytes"`` otherwise."""
-    cdef bytes value = content_type.encode("latin-1") if isinstance(content_type, str) else bytes(content_type)
-    cdef int kind = content_kind(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-    return "json" if kind == BODY_JSON else "msgpack" if kind == BODY_MSGPACK else "bytes"
-
-
 cpdef object decode_body(int kind, object body, object content_type):
     """``body`` decoded as its ``kind`` says; an empty body stays ``b""``."""
     if kind == BODY_BYTES or not body:

@@ -257,8 +257,6 @@ cdef class WebSocketCore:
         return pos
 
     cdef int _frame(self, bint fin, int opcode, const uint8_t *payload, Py_ssize_t size) except -1:
-        cdef int code
-        cdef bytes part
         if opcode == OP_PING:
             self.pings_received += 1
             if not self.close_sent:
@@ -356,11 +354,6 @@ cdef class WebSocketCore:
         if self.messages:
             return self.messages.popleft()
         return None
-
-    @property
-    def pending(self):
-        """Messages waiting in the queue."""
-        return len(self.messages)
 
     cpdef bytes encode(self, int opcode, bytes payload, bint fin=True):
         """One frame; masked when this core is the client."""
