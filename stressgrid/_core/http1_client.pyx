@@ -8,21 +8,18 @@ completing a response, the steady state of a device. Everything rarer
 subclasses in ``stressgrid.protocols.http1``, through the hooks declared in
 ``http1_client.pxd``.
 
-The script functions (``get``, ``post``...) are here too, so that a script's
-``await get(path)`` reaches the client without a Python frame.
+The script functions (``get``, ``post``...) in ``stressgrid._core.http_functions``
+call ``ClientBase.request_c`` directly.
 """
-from cpython.contextvars cimport get_value
 from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
-from stressgrid._core.device cimport Device
 from stressgrid._core.http1 cimport (NEED_MORE, REQUEST_CLOSE, REQUEST_HEAD, SWITCHED, Http1Core,
                                      RequestWriter)
-from stressgrid._core.request cimport request_body, timeout_seconds
+from stressgrid._core.request cimport timeout_seconds
 
 from asyncio import InvalidStateError
 
-from stressgrid._core import device as _device_module
 from stressgrid.errors import ProtocolError, count_error
 
 
@@ -144,64 +141,3 @@ cdef class ConnectionBase:
             waiter.set_result(result)
         except InvalidStateError:
             pass    # the script stopped waiting (cancelled)
-
-
-# ---- script functions -----------------------------------------------------------
-# The device comes from the task's context variable directly.
-
-cdef object _device_var = getattr(_device_module, "_current", None)
-
-
-cdef ClientBase task_client():
-    cdef object device
-    if _device_var is not None:
-        device = get_value(_device_var)
-        if device is None:
-            raise RuntimeError("HTTP functions run inside a device script")
-    else:
-        device = _device_module.current_device()
-    client = (<Device?>device).client
-    if not isinstance(client, ClientBase):
-        raise RuntimeError("HTTP/1 functions need an http, https, http10 or http10s target")
-    return <ClientBase>client
-
-
-cdef object with_body(bytes method, path, headers, body, json, msgpack, timeout):
-    cdef ClientBase client = task_client()
-    cdef tuple encoded = request_body(body, json, msgpack)
-    return client.request_c(method, path, headers, <bytes>encoded[0], <bytes>encoded[1], timeout)
-
-
-def get(path, headers=(), *, timeout=None):
-    """GET ``path``; await it for ``(status, headers, body)``."""
-    return task_client().request_c(b"GET", path, headers, None, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    """HEAD ``path``; the body is always ``b""``."""
-    return task_client().request_c(b"HEAD", path, headers, None, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    """OPTIONS ``path``."""
-    return task_client().request_c(b"OPTIONS", path, headers, None, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    """DELETE ``path``."""
-    return task_client().request_c(b"DELETE", path, headers, None, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
-    return with_body(b"POST", path, headers, body, json, msgpack, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
-    return with_body(b"PUT", path, headers, body, json, msgpack, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
-    return with_body(b"PATCH", path, headers, body, json, msgpack, timeout)

@@ -26,8 +26,8 @@ import ssl
 
 from stressgrid._core.device import now_us
 from stressgrid._core.http1 import Http1Core, request_writer
-from stressgrid._core.http1_client import (ClientBase, ConnectionBase, delete, get, head, options, patch, post,
-                                           put)
+from stressgrid._core.http1_client import ClientBase, ConnectionBase
+from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
 from .tls import context_for
@@ -376,17 +376,9 @@ def create_client(device):
     return Http1Client(device)
 
 
-# ---- script functions: compiled, in stressgrid._core.http1_client -----------------
+# ---- script functions: compiled, in stressgrid._core.http_functions --------------
 
-BUILTINS = {
-    "get": get,
-    "head": head,
-    "options": options,
-    "delete": delete,
-    "post": post,
-    "put": put,
-    "patch": patch,
-}
+BUILTINS = dict(_HTTP_BUILTINS)
 
 
 # ---- WebSocket over an upgraded connection: stressgrid.protocols.websocket ----

@@ -24,9 +24,10 @@ import errno
 import ssl
 
 from stressgrid._core.deadline import DeadlineTimer, passed
-from stressgrid._core.device import current_device, now_us
+from stressgrid._core.device import now_us
 from stressgrid._core.http2 import Http2Connection
-from stressgrid._core.request import authority, check_headers, request_body, request_path, timeout_seconds
+from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
+from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
 from .tls import context_for
@@ -347,59 +348,6 @@ def create_client(device):
     return Http2Client(device)
 
 
-# -- script functions ---------------------------------------------------------
+# -- script functions: compiled, in stressgrid._core.http_functions ----------
 
-def _client():
-    client = current_device().client
-    if not isinstance(client, Http2Client):
-        raise RuntimeError("HTTP/2 functions need an http2 or http2s target")
-    return client
-
-
-def get(path, headers=(), *, timeout=None):
-    """``GET path``; returns ``(status, headers, body)``."""
-    return _client().request(b"GET", path, headers, None, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    """``HEAD path``; the body is always ``b""``."""
-    return _client().request(b"HEAD", path, headers, None, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    """``OPTIONS path``."""
-    return _client().request(b"OPTIONS", path, headers, None, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    """``DELETE path``."""
-    return _client().request(b"DELETE", path, headers, None, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """``POST path`` with ``body`` (or ``json=`` / ``msgpack=`` with their content type)."""
-    body, content_type = request_body(body, json, msgpack)
-    return _client().request(b"POST", path, headers, body, content_type, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """``PUT path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
-    body, content_type = request_body(body, json, msgpack)
-    return _client().request(b"PUT", path, headers, body, content_type, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """``PATCH path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
-    body, content_type = request_body(body, json, msgpack)
-    return _client().request(b"PATCH", path, headers, body, content_type, timeout)
-
-
-BUILTINS = {
-    "get": get,
-    "head": head,
-    "options": options,
-    "delete": delete,
-    "post": post,
-    "put": put,
-    "patch": patch,
-}
+BUILTINS = dict(HTTP_BUILTINS)
