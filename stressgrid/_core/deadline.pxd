@@ -1,3 +1,4 @@
+cimport cython
 from libc.stdint cimport int64_t
 
 # The loop's timers have millisecond steps: a deadline this close is treated as passed.
@@ -5,6 +6,7 @@ cdef enum:
     DEADLINE_SLACK_US = 500
 
 
+@cython.final
 cdef class DeadlineTimer:
     cdef object loop
     cdef object callback

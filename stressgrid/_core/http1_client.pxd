@@ -26,7 +26,7 @@ cdef class ClientBase:
     cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout)
     cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
                       int64_t deadline_us, double budget_s)
-    cpdef arm(self, int64_t deadline_us)
+    cdef int arm_c(self, int64_t deadline_us) except -1
     # Hooks the compiled path calls; Http1Client implements them.
     cpdef object request_slow(self, bytes data, int flags, double budget_s)
     cpdef on_timer(self)

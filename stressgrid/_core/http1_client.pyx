@@ -71,19 +71,23 @@ cdef class ClientBase:
         if deadline_us == 0:
             deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
         self.budget_s = budget_s
-        self.arm(deadline_us)
+        self.arm_c(deadline_us)
         return waiter
 
-    cpdef arm(self, int64_t deadline_us):
+    def arm(self, int64_t deadline_us):
         """The response in flight (or the connect) is due at ``deadline_us``: ``on_timer`` then.
 
         Back-to-back requests share the device's one timer (see ``DeadlineTimer``).
         """
+        self.arm_c(deadline_us)
+
+    cdef int arm_c(self, int64_t deadline_us) except -1:
         cdef DeadlineTimer timer = self.timer
         self.deadline_us = deadline_us
         if timer is None:
             timer = self.timer = DeadlineTimer(self.loop, self.on_timer)
         timer.arm(deadline_us)
+        return 0
 
 
 cdef class ConnectionBase:
