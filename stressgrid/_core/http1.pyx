@@ -24,15 +24,12 @@ from libc.stdint cimport uint32_t
 from stressgrid._core.device cimport monotonic_us
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
-                                       content_kind, decode_body, normalise_headers, request_path)
+                                       content_kind, decode_body, named, normalise_headers, request_path)
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, ProtocolError
-
-cdef extern from "strings.h" nogil:
-    int strncasecmp(const char *s1, const char *s2, size_t n)
 
 # Exported so the asyncio layer and tests can name the states and events.
 STATE_IDLE = IDLE
@@ -83,10 +80,6 @@ cdef inline tuple header_pair(bytes name, bytes value):
     pair = (latin1(name), latin1(value))
     _header_cache[i] = (name, value, pair)
     return pair
-
-
-cdef inline bint named(bytes name, const char *lower, Py_ssize_t length):
-    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
 
 
 cdef class Http1Core:
@@ -411,10 +404,9 @@ cdef class RequestWriter:
 
     cpdef bytes build(self, bytes method, path, headers=(), body=None, bytes content_type=None):
         """The request's bytes. ``body`` None sends no body and no Content-Length."""
-        cdef list parts, pairs
+        cdef list parts
         cdef int flags = 0
         cdef bint close_after = self.http10
-        cdef Py_ssize_t i
         if not headers and body is None:
             # Scripts repeat the same GET: reuse its bytes when method and path are the same objects.
             if path is self.last_path and method is self.last_method:
@@ -428,9 +420,7 @@ cdef class RequestWriter:
             return request
         parts = [method, b" ", request_path(path), self.version, None]
         if headers:
-            pairs = normalise_headers(headers, False, &flags)
-            for i in range(0, len(pairs), 2):
-                parts += (pairs[i], b": ", pairs[i + 1], b"\r\n")
+            flags = normalise_headers(headers, False, parts, True)
             if flags & CONNECTION_CLOSE:
                 close_after = True
         parts[4] = b"" if flags & HAS_HOST else self.host_line

@@ -326,13 +326,13 @@ cdef class Http2Connection:
         cdef int32_t stream_id
         cdef bytes name, value
         cdef bytes authority = self.authority
-        cdef int flags = 0
         cdef list given, extra = None
         cdef Http2Stream stream
         if self.session == NULL or not nghttp2_session_check_request_allowed(self.session):
             return None
         if headers:
-            given = normalise_headers(headers, True, &flags)
+            given = []
+            normalise_headers(headers, True, given, False)
             extra = []
             for i in range(0, len(given), 2):
                 name = <bytes>given[i]

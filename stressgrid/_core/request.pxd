@@ -1,4 +1,9 @@
 # What HTTP/1 and HTTP/2 share about a request and its response body.
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char *s1, const char *s2, size_t n)
 
 # Facts normalise_headers() reports about a request's headers.
 cdef enum HeaderFlag:
@@ -13,8 +18,13 @@ cdef enum BodyKind:
     BODY_MSGPACK = 2
 
 
+cdef inline bint named(bytes name, const char *lower, Py_ssize_t length) noexcept:
+    """``name`` is ``lower`` (``length`` bytes), whatever its case."""
+    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
+
+
 cpdef bytes request_path(path)
-cdef list normalise_headers(object headers, bint lower, int *flags)
+cdef int normalise_headers(object headers, bint lower, list out, bint as_lines) except -1
 cpdef tuple request_body(object body, object json, object msgpack)
 cpdef double timeout_seconds(object timeout, double default_s) except -1.0
 cdef int content_kind(const char *value, Py_ssize_t length) noexcept

@@ -35,9 +35,6 @@ from msgpack import packb as _msgpack_packb, unpackb as _msgpack_unpackb
 
 from stressgrid.errors import ProtocolError, RequestArgumentError
 
-cdef extern from "strings.h" nogil:
-    int strncasecmp(const char *s1, const char *s2, size_t n)
-
 # Everything printable but space: what may stand in a request target unescaped.
 _PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))
 cdef bytes _JSON_TYPE = b"application/json"
@@ -66,24 +63,36 @@ cpdef bytes request_path(path):
 
 
 cdef bytes header_bytes(value, str what):
-    cdef bytes encoded
-    if isinstance(value, str):
+    # str as Latin-1 when it fits (what responses are decoded with), else UTF-8.
+    if type(value) is str:
         try:
-            encoded = (<str>value).encode("latin-1")
+            return (<str>value).encode("latin-1")
         except UnicodeEncodeError:
-            encoded = (<str>value).encode("utf-8")
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        encoded = bytes(value)
-    elif isinstance(value, int) and not isinstance(value, bool) and what == "value":
-        encoded = str(value).encode("ascii")
-    else:
-        raise RequestArgumentError(f"header {what} must be a string, not {type(value).__name__}")
-    if b"\r" in encoded or b"\n" in encoded or b"\0" in encoded:
-        raise RequestArgumentError(f"header {what} {value!r} contains CR, LF or NUL")
-    return encoded
+            return (<str>value).encode("utf-8")
+    if type(value) is bytes:
+        return <bytes>value
+    if isinstance(value, str):
+        return header_bytes(str(value), what)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, int) and not isinstance(value, bool) and what == "value":
+        return str(value).encode("ascii")
+    raise RequestArgumentError(f"header {what} must be a string, not {type(value).__name__}")
 
 
-cdef inline bint is_token(bytes name):
+cdef inline bint has_line_break(bytes data) noexcept:
+    # CR, LF or NUL: what would end a header line early (or confuse a peer).
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(PyBytes_GET_SIZE(data)):
+        c = p[i]
+        if c == 13 or c == 10 or c == 0:
+            return True
+    return False
+
+
+cdef inline bint is_token(bytes name) noexcept:
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(name)
     cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
     cdef unsigned char c
@@ -96,14 +105,14 @@ cdef inline bint is_token(bytes name):
     return True
 
 
-cdef list normalise_headers(object headers, bint lower, int *flags):
-    """A script's headers as ``[name, value, name, value, ...]`` bytes, checked.
+cdef int normalise_headers(object headers, bint lower, list out, bint as_lines) except -1:
+    """Check a script's headers and append them to ``out``; returns their ``HeaderFlag`` facts.
 
-    Names are lowercased when ``lower`` (HTTP/2). ``flags`` gets the
-    ``HeaderFlag`` facts; ``Content-Length`` is left out.
+    Names and values become bytes, names lowercased when ``lower`` (HTTP/2);
+    ``as_lines`` appends ``name, b": ", value, b"\\r\\n"`` (HTTP/1), else
+    ``name, value``. ``Content-Length`` is left out.
     """
-    cdef list out = []
-    cdef bytes name, value, lowered
+    cdef bytes name, value
     cdef int found = 0
     if isinstance(headers, dict):
         headers = headers.items()
@@ -115,27 +124,34 @@ cdef list normalise_headers(object headers, bint lower, int *flags):
         raise RequestArgumentError(
             f"headers must be (name, value) pairs or a dict, not {type(headers).__name__}") from None
     for pair in pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        if not (type(pair) is tuple or isinstance(pair, (tuple, list))) or len(pair) != 2:
             raise RequestArgumentError(f"a header must be a (name, value) pair, not {pair!r}")
         name = header_bytes(pair[0], "name")
         if not is_token(name):
+            if has_line_break(name):
+                raise RequestArgumentError(f"header name {pair[0]!r} contains CR, LF or NUL")
             raise RequestArgumentError(f"invalid header name {pair[0]!r}")
         value = header_bytes(pair[1], "value")
-        lowered = name.lower()
-        if lowered == b"content-length":
+        if has_line_break(value):
+            raise RequestArgumentError(f"header value {pair[1]!r} contains CR, LF or NUL")
+        if named(name, b"content-length", 14):
             continue
-        if lowered == b"host":
+        if named(name, b"host", 4):
             found |= HAS_HOST
-        elif lowered == b"content-type":
+        elif named(name, b"content-type", 12):
             found |= HAS_CONTENT_TYPE
-        elif lowered == b"transfer-encoding":
+        elif named(name, b"transfer-encoding", 17):
             raise RequestArgumentError("transfer-encoding is not supported in requests; pass the whole body")
-        elif lowered == b"connection" and b"close" in value.lower():
+        elif named(name, b"connection", 10) and b"close" in value.lower():
             found |= CONNECTION_CLOSE
-        out.append(lowered if lower else name)
-        out.append(value)
-    flags[0] = found
-    return out
+        if lower:
+            name = name.lower()
+        if as_lines:
+            out += (name, b": ", value, b"\r\n")
+        else:
+            out.append(name)
+            out.append(value)
+    return found
 
 
 cpdef tuple request_body(object body, object json, object msgpack):
@@ -241,5 +257,4 @@ def authority(str host, int port, bint tls):
 
 def check_headers(headers):
     """Raise ``RequestArgumentError`` if ``normalise_headers`` would."""
-    cdef int flags = 0
-    normalise_headers(headers, False, &flags)
+    normalise_headers(headers, False, [], False)
