@@ -150,6 +150,7 @@ def meta():
                     "default_port": constants.DEFAULT_PORTS[protocol],
                     "script_functions": sorted(script_api.protocol_functions(protocol))}
                    for protocol in script_api.PROTOCOLS],
+        default_protocol=constants.DEFAULT_PROTOCOL,
         script_arguments=list(script.SCRIPT_ARGUMENTS),
         devices_per_generator_step=constants.DEVICES_PER_GENERATOR_STEP,
         cpu_warning_percent=constants.CPU_WARNING_PERCENT,

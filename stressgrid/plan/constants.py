@@ -18,6 +18,9 @@ CPU_WARNING_PERCENT = 80
 TCP_RETRANSMIT_METRIC = "network_tcp_retransmit_error"
 HOST_WARNING_METRICS = frozenset({TCP_RETRANSMIT_METRIC})
 
+# The protocol a new plan has unless it says otherwise (the CLI's and the plan form's).
+DEFAULT_PROTOCOL = "http"
+
 # How the plan form names each protocol (api.PROTOCOLS, in that order) and the port it
 # suggests for it.
 PROTOCOL_LABELS = {

@@ -37,6 +37,7 @@ def test_meta_lists_every_protocol_with_its_script_functions(meta):
         assert set(protocol["script_functions"]) == script_api.protocol_functions(protocol["name"])
         assert protocol["label"] and 0 < protocol["default_port"] < 65536
     assert meta["script_arguments"] == list(SCRIPT_ARGUMENTS)
+    assert meta["default_protocol"] in script_api.PROTOCOLS
     assert {"devices_per_generator_step", "cpu_warning_percent", "host_warning_metrics",
             "error_suffixes", "default_opts", "limits"} <= set(meta)
 

@@ -287,7 +287,8 @@ def test_a_plan_without_opts_loads_the_coordinators_defaults(modules):
     assert values["report_interval"] == f"{defaults['report_interval_ms'] / 1000:g}"
     assert values["timeout"] == str(defaults["timeout_ms"])
     assert values["sustain"] == f"{defaults['sustain_ms'] / 1000:g}"
-    assert values["port"] == "1" and values["hosts"] == "h"
+    assert values["port"] == "1" and values["hosts"] == "h" and values["protocol"] == "tcp"
+    assert modules.call("plan.js", "planToValues", {}, META)["values"]["protocol"] == constants.DEFAULT_PROTOCOL
     assert loaded["warnings"] == ["The plan's addresses use several ports; the form keeps the first."]
 
 

@@ -42,8 +42,8 @@ def test_the_form_takes_protocols_defaults_and_script_help_from_the_coordinator(
     expect(options).to_have_count(len(script_api.PROTOCOLS))
     assert options.evaluate_all("(nodes) => nodes.map((o) => [o.value, o.textContent])") == \
         [[name, constants.PROTOCOL_LABELS[name]] for name in script_api.PROTOCOLS]
-    expect(page.locator("#protocol")).to_have_value("http")
-    expect(page.locator("#port")).to_have_value(str(constants.DEFAULT_PORTS["http"]))
+    expect(page.locator("#protocol")).to_have_value(constants.DEFAULT_PROTOCOL)
+    expect(page.locator("#port")).to_have_value(str(constants.DEFAULT_PORTS[constants.DEFAULT_PROTOCOL]))
     defaults = model.DEFAULT_OPTS
     expect(page.locator("#cooldown")).to_have_value(f"{defaults['cooldown_ms'] / 1000:g}")
     expect(page.locator("#report-interval")).to_have_value(f"{defaults['report_interval_ms'] / 1000:g}")

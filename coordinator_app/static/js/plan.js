@@ -251,7 +251,7 @@ export function planToValues(plan, meta) {
   return {
     values: {
       name: plan.name || "",
-      protocol: first.protocol || "http",
+      protocol: first.protocol || meta.default_protocol,
       hosts: parseHosts(addresses.map((a) => a.host).join(",")).join(", "),
       port: first.port !== undefined ? String(first.port) : "",
       rampup: String(seconds(steps * opts.rampup_step_ms)),

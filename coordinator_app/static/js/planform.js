@@ -110,13 +110,14 @@ export class PlanForm {
 
   reset() {
     this.field("name").value = "";
-    this.field("protocol").value = "http";
+    const protocol = this.meta.default_protocol;
+    this.field("protocol").value = protocol;
     this.field("hosts").value = "";
-    this.field("port").value = defaultPort("http", this.meta);
+    this.field("port").value = defaultPort(protocol, this.meta);
     for (const [name, value] of Object.entries(this.planDefaults())) this.field(name).value = value;
     this.blocksRoot.textContent = "";
     this.blocks = [];
-    this.addBlock({ script: exampleScript("http"), params: exampleParams("http"), size: "100" });
+    this.addBlock({ script: exampleScript(protocol), params: exampleParams(protocol), size: "100" });
   }
 
   // -- blocks ------------------------------------------------------------
