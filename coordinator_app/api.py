@@ -10,7 +10,6 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from stressgrid import metrics
 from stressgrid.plan import Plan, PlanError, api as script_api, constants, model, script
-from stressgrid.plan.constants import effective_devices
 from stressgrid.plan.resolve import resolve_addresses
 
 from .auth import protect
@@ -193,6 +192,6 @@ def check_plan():
     generators = len((coordinator().state() or {}).get("generators", []))
     opts = plan.opts
     return jsonify(ok=True, plan=plan.to_dict(), devices=plan.size, generators=generators,
-                   effective_devices=effective_devices(plan.size, generators),
+                   effective_devices=constants.effective_devices(plan.size, generators),
                    addresses=[address.to_dict() for address in addresses],
                    duration_ms=opts.total_ms + opts.cooldown_ms)

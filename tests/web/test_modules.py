@@ -386,3 +386,14 @@ def test_the_cloudwatch_link_searches_the_runs_metrics(modules):
     assert url == ("https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
                    "#metricsV2:graph=~();search=Stressgrid%20Run%3D%22run-1%22;namespace=Stressgrid;"
                    "dimensions=Run")
+
+
+def test_the_dom_helper_builds_html_and_svg_elements(modules):
+    built = modules.run("dom.js", """(m) => {
+        const parent = m.svgElement("svg");
+        const line = m.svgElement("line", {x1: 0, class: "grid"}, parent);
+        return [m.element("span", "stat big", "<b>").outerHTML, m.element("td").outerHTML,
+            m.element("dd", "", "").outerHTML, parent.outerHTML, line.namespaceURI];
+    }""")
+    assert built == ['<span class="stat big">&lt;b&gt;</span>', "<td></td>", "<dd></dd>",
+                     '<svg><line x1="0" class="grid"></line></svg>', "http://www.w3.org/2000/svg"]
