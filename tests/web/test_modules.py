@@ -146,7 +146,7 @@ def test_the_page_tells_errors_from_host_warnings_as_the_coordinator_does(module
     warnings = modules.run("rules.js", "(m, meta, names) => names.map((n) => m.isHostWarning(n, meta))",
                            META, names)
     assert warnings == [False, False, False, False, True, True]
-    assert errors == [is_error(name) and not warning for name, warning in zip(names, warnings)]
+    assert errors == [is_error(name) and not warning for name, warning in zip(names, warnings, strict=True)]
     limit = constants.CPU_WARNING_PERCENT
     assert modules.run("rules.js", "(m, meta, limit) => [m.isCpuOverWarning(limit, meta), "
                        "m.isCpuOverWarning(limit + 0.5, meta), m.isCpuOverWarning(undefined, meta)]",
