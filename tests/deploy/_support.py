@@ -5,6 +5,7 @@ tools that can work offline, and run the provisioning script into a scratch
 directory.
 """
 import base64
+import importlib
 import os
 import pathlib
 import re
@@ -36,15 +37,19 @@ def require_tool(name, package):
     return path
 
 
-def import_hcl2():
+def import_tool_module(module, package):
+    """Python module ``module`` (PyPI package ``package``); skip (or fail when required) if absent."""
     try:
-        import hcl2  # noqa: F401  (python-hcl2)
+        return importlib.import_module(module)
     except ImportError:
-        message = "python module `hcl2` is missing (pip install python-hcl2)"
+        message = f"python module `{module}` is missing (pip install {package})"
         if REQUIRE_TOOLS:
             pytest.fail(message)
         pytest.skip(message)
-    return hcl2
+
+
+def import_hcl2():
+    return import_tool_module("hcl2", "python-hcl2")
 
 
 def run(cmd, *, check=True, **kwargs):
