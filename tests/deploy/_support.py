@@ -26,11 +26,12 @@ TEMPLATES = TERRAFORM / "templates"
 REQUIRE_TOOLS = os.environ.get("STRESSGRID_DEPLOY_REQUIRE_TOOLS") == "1"
 
 
-def require_tool(name, package):
+def require_tool(name, package, *, how_to_install=None):
     """Path of executable ``name``; skip (or fail when required) if absent."""
     path = shutil.which(name)
     if path is None:
-        message = f"`{name}` is not on PATH (install the Debian package `{package}`)"
+        how_to_install = how_to_install or f"install the Debian package `{package}`"
+        message = f"`{name}` is not on PATH ({how_to_install})"
         if REQUIRE_TOOLS:
             pytest.fail(message)
         pytest.skip(message)

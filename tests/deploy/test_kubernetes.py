@@ -78,7 +78,8 @@ def kustomize(directory):
     """The objects ``kubectl kustomize directory`` renders (cached per directory)."""
     key = str(directory)
     if key not in _rendered:
-        kubectl = require_tool("kubectl", "kubectl (Kubernetes' release or Google Cloud's apt repository)")
+        kubectl = require_tool("kubectl", None, how_to_install=(
+            "it is in neither Debian's nor PyPI's archives: install the Kubernetes release"))
         yaml = import_tool_module("yaml", "pyyaml")
         output = run([kubectl, "kustomize", str(directory)], timeout=120).stdout
         _rendered[key] = [doc for doc in yaml.safe_load_all(output) if doc]
@@ -251,7 +252,9 @@ def test_tokens_come_only_from_secrets(overlay):
             assert "envFrom" not in spec, "envFrom would hide which variables are set"
     coordinator_env = env_of(container(the_coordinator(objects), "coordinator"))
     generator_env = env_of(container(the_generators(objects), "generator"))
-    secret = lambda entry: entry["valueFrom"]["secretKeyRef"]  # noqa: E731
+    def secret(entry):
+        return entry["valueFrom"]["secretKeyRef"]
+
     assert secret(coordinator_env["STRESSGRID_TOKEN"]) == {"name": MANAGEMENT_TOKEN_SECRET, "key": "token"}
     # Both ends of the generator link hold the same join token.
     assert secret(coordinator_env["STRESSGRID_JOIN_TOKEN"]) == {"name": JOIN_TOKEN_SECRET, "key": "token"}
