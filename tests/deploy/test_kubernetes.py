@@ -389,6 +389,21 @@ def test_generator_settings(overlay):
     assert not selects({"matchLabels": service["spec"]["selector"]}, labels)
 
 
+def longest_pod_name(workload):
+    """The longest name Kubernetes gives a pod of ``workload`` (GENERATOR_ID is that name)."""
+    name = workload["metadata"]["name"]
+    if workload["kind"] == "Job":  # <job>-<completion index>-<5 random>
+        return f"{name}-{workload['spec']['completions'] - 1}-xxxxx"
+    return f"{name}-{'h' * 10}-xxxxx"  # <deployment>-<pod template hash>-<5 random>
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_generator_ids_from_pod_names_are_ids_the_coordinator_accepts(overlay):
+    # Generator ids: at most 64 characters of [A-Za-z0-9._-].
+    pod_name = longest_pod_name(the_generators(render(overlay)))
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", pod_name), pod_name
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_generators_spread_over_nodes(overlay):
     workload = the_generators(render(overlay))
