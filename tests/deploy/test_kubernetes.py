@@ -56,8 +56,9 @@ SAFE_SYSCTLS = {
     "net.ipv4.tcp_rmem": "1.32",
     "net.ipv4.tcp_wmem": "1.32",
 }
-# Not namespaced: a pod cannot set them at all; they belong to the node.
-NODE_LEVEL_PREFIXES = ("fs.", "vm.", "kernel.", "net.netfilter.", "net.ipv4.tcp_mem",
+# Not namespaced (the IPC ones under fs.mqueue aside, which a generator has no
+# use for): a pod cannot set them at all; they belong to the node.
+NODE_LEVEL_PREFIXES = ("fs.", "vm.", "net.netfilter.", "net.ipv4.tcp_mem",
                        "net.core.netdev_max_backlog")
 
 MANAGEMENT_TOKEN_SECRET = "stressgrid-management-token"
