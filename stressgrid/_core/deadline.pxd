@@ -9,7 +9,7 @@ cdef enum:
 @cython.final
 cdef class DeadlineTimer:
     cdef object loop
-    cdef object callback
+    cdef object owner               # its on_deadline() is the callback
     cdef object handle              # the loop's timer, while one is set
     cdef int64_t handle_at_us       # when that loop timer fires
     cdef readonly int64_t deadline_us   # the deadline armed (0: none)

@@ -1,14 +1,18 @@
 # cython: freethreading_compatible = False
 """One deadline on an event loop, on the monotonic microsecond clock.
 
-``DeadlineTimer(loop, callback)`` calls ``callback()`` once the deadline given
-to ``arm`` has passed (within ``DEADLINE_SLACK_US``). It keeps at most one loop
+``DeadlineTimer(loop, owner)`` calls ``owner.on_deadline()`` once the deadline
+given to ``arm`` has passed (within ``DEADLINE_SLACK_US``). It keeps at most one loop
 timer and moves it only when a deadline comes that is earlier than where that
 timer is set: arming a later deadline (the next request of a device, say)
 costs no timer work, the early timer just sets itself again for the deadline
 when it fires. ``cancel()`` forgets the deadline and the loop timer.
 
-HTTP/1, HTTP/2 and WebSocket keep their deadlines with it.
+HTTP/1, HTTP/2 and WebSocket keep their deadlines with it. It is built to add
+little to a device: the loop's timer calls the timer object itself, and the
+owner is called by name, so no bound method is made per arm or kept. The owner
+refers to its timer and the timer to its owner: an owner drops its timer when
+it closes.
 """
 from libc.stdint cimport int64_t
 
@@ -25,9 +29,9 @@ def passed(int64_t deadline_us, int64_t now_us):
 cdef class DeadlineTimer:
     """See the module docstring."""
 
-    def __cinit__(self, loop, callback):
+    def __cinit__(self, loop, owner):
         self.loop = loop
-        self.callback = callback
+        self.owner = owner
         self.handle = None
         self.handle_at_us = 0
         self.deadline_us = 0
@@ -56,9 +60,10 @@ cdef class DeadlineTimer:
 
     cdef _set_handle(self, int64_t at_us, int64_t now_us):
         self.handle_at_us = at_us
-        self.handle = self.loop.call_later((at_us - now_us) / 1e6 if at_us > now_us else 0.0, self._fire)
+        self.handle = self.loop.call_later((at_us - now_us) / 1e6 if at_us > now_us else 0.0, self)
 
-    def _fire(self):
+    def __call__(self):
+        """The loop's timer fired."""
         cdef int64_t now, deadline = self.deadline_us
         self.handle = None
         if deadline == 0:
@@ -68,4 +73,4 @@ cdef class DeadlineTimer:
             self._set_handle(deadline, now)    # set for an earlier deadline: on to this one
             return
         self.deadline_us = 0
-        self.callback()
+        self.owner.on_deadline()

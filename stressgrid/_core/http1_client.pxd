@@ -15,7 +15,7 @@ cdef class ClientBase:
     cdef public RequestWriter writer
     cdef public ConnectionBase conn      # the open connection, if any
     cdef public ConnectionBase inflight  # the connection whose response is due
-    cdef public DeadlineTimer timer      # the device's one deadline timer, made on its first request
+    cdef public DeadlineTimer timer      # the device's one deadline timer, while requests come
     cdef readonly int64_t deadline_us   # when the response in flight is due
     cdef public double budget_s
     cdef public double timeout_s
@@ -29,7 +29,7 @@ cdef class ClientBase:
     cdef int arm_c(self, int64_t deadline_us) except -1
     # Hooks the compiled path calls; Http1Client implements them.
     cpdef object request_slow(self, bytes data, int flags, double budget_s)
-    cpdef on_timer(self)
+    cpdef on_deadline(self)
 
 
 cdef class ConnectionBase:

@@ -49,7 +49,7 @@ cdef class ClientBase:
         """``request()`` when there is no idle open connection: connect, then send."""
         raise NotImplementedError
 
-    cpdef on_timer(self):
+    cpdef on_deadline(self):
         """The deadline of the last request (or connect) passed."""
         raise NotImplementedError
 
@@ -75,7 +75,7 @@ cdef class ClientBase:
         return waiter
 
     def arm(self, int64_t deadline_us):
-        """The response in flight (or the connect) is due at ``deadline_us``: ``on_timer`` then.
+        """The response in flight (or the connect) is due at ``deadline_us``: ``on_deadline`` then.
 
         Back-to-back requests share the device's one timer (see ``DeadlineTimer``).
         """
@@ -85,7 +85,7 @@ cdef class ClientBase:
         cdef DeadlineTimer timer = self.timer
         self.deadline_us = deadline_us
         if timer is None:
-            timer = self.timer = DeadlineTimer(self.loop, self.on_timer)
+            timer = self.timer = DeadlineTimer(self.loop, self)
         timer.arm(deadline_us)
         return 0
 

@@ -265,7 +265,7 @@ class Http1Client(ClientBase):
         loop = self.loop
         started = now_us()
         # The device's one timer also bounds the connect: at the deadline
-        # on_timer cancels this task, and the cancellation becomes a TimeoutError.
+        # on_deadline cancels this task, and the cancellation becomes a TimeoutError.
         task = asyncio.current_task(loop)
         self.connect_task = task
         self.budget_s = budget_s
@@ -320,7 +320,7 @@ class Http1Client(ClientBase):
         self.send(conn, waiter, data, flags, deadline_us, budget_s)
         return None
 
-    def on_timer(self):
+    def on_deadline(self):
         """The deadline of the last request (or connect) passed."""
         conn = self.inflight
         if conn is None:
@@ -329,8 +329,9 @@ class Http1Client(ClientBase):
                 self.connect_timed_out = True
                 task.cancel()
                 return
-            # Nothing due: the timer lapses until the next request, and an idle
-            # connection gives its parser back (made again when needed).
+            # Nothing due: an idle device gives its timer and its connection's
+            # parser back (both made again by the next request).
+            self.timer = None
             idle = self.conn
             if idle is not None:
                 idle.core.shrink()

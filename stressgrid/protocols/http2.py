@@ -105,7 +105,7 @@ class _Http2Protocol(asyncio.Protocol):
         deadline = stream.deadline_us = now_us() + int(timeout_s * 1e6)
         timer = self.timer
         if timer is None:
-            timer = self.timer = DeadlineTimer(loop, self.expire)
+            timer = self.timer = DeadlineTimer(loop, self)
         if not timer.armed or deadline < timer.deadline_us:
             timer.arm(deadline)
         self.flush()
@@ -147,7 +147,7 @@ class _Http2Protocol(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
 
-    def expire(self):
+    def on_deadline(self):
         """The deadline timer: fail the requests past their deadline, re-arm for the rest."""
         now = now_us()
         earliest = None

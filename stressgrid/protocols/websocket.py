@@ -165,7 +165,7 @@ class WebSocketConnection(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
 
-    def _on_timer(self):
+    def on_deadline(self):
         """The deadline of the receive in progress passed."""
         waiter = self.waiter
         if waiter is None:
@@ -208,7 +208,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.budget_s = timeout_s
             timer = self.timer
             if timer is None:
-                timer = self.timer = DeadlineTimer(loop, self._on_timer)
+                timer = self.timer = DeadlineTimer(loop, self)
             timer.arm(deadline)
             try:
                 await waiter
