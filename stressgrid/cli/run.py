@@ -119,11 +119,9 @@ def submit(api, spec, display):
         if exc.status == 409:
             raise CliError(EXIT_BUSY, f"the coordinator refused the run: {exc.message}") from None
         if 400 <= exc.status < 500:
-            error = exc.error
-            if error.get("field"):
-                raise CliError(EXIT_USAGE, "the coordinator rejected the plan: " + spec.describe_error(
-                    error["field"], error.get("message", ""), error.get("line"),
-                    error.get("column"))) from None
+            if exc.error.get("field"):
+                raise CliError(EXIT_USAGE, "the coordinator rejected the plan: "
+                               + spec.describe_error(exc.error)) from None
             raise CliError(EXIT_USAGE, f"the coordinator rejected the plan: {exc.message}") from None
         raise CliError(EXIT_COORDINATOR, f"the coordinator failed to start the run: {exc}") from None
     opts = plan["opts"]
@@ -265,7 +263,8 @@ def main(argv=None):
         return command_run(args, display)
     except CliError as exc:
         display.close()
-        print(f"stressgrid: {exc.message}", file=sys.stderr, flush=True)
+        print("\n".join(f"stressgrid: {line}" for line in exc.message.splitlines()),
+              file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
         display.close()
