@@ -1,4 +1,5 @@
 """Where stressgrid is imported from, and what it says when its Cython modules are missing."""
+import importlib
 import importlib.machinery
 import os
 import pathlib
@@ -45,12 +46,13 @@ def run_python(args, cwd):
     return result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
 
 
-def test_every_core_module_is_compiled_where_stressgrid_is_imported_from():
+def test_every_core_module_is_compiled_and_loads_from_the_package_under_test():
     assert CORE_SOURCES, PACKAGE
     for source in CORE_SOURCES:
-        assert importlib.machinery.PathFinder.find_spec(
-            source[:-len(".pyx")], [str(PACKAGE / "_core")]).origin.endswith(
-            tuple(importlib.machinery.EXTENSION_SUFFIXES)), source
+        module = importlib.import_module(f"stressgrid._core.{source[:-len('.pyx')]}")
+        location = pathlib.Path(module.__file__)
+        assert location.parent == PACKAGE / "_core", location
+        assert location.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), location
 
 
 def test_the_package_under_test_is_the_one_this_run_is_about():
