@@ -100,7 +100,8 @@ class HostAgent:
                                    self.config.log_level)
             stack.callback(self._stop_workers)
             # Every log line already starts with "generator <id>:" (configure_logging).
-            log.info("%d workers, coordinator %s", self.config.workers, self.config.coordinator_url)
+            log.info("%d worker%s, coordinator %s", self.config.workers,
+                     "" if self.config.workers == 1 else "s", self.config.coordinator_url)
             self.pool.start_all()
             self._serve(wake_reader)
         log.info("stopped")
