@@ -268,11 +268,6 @@ class TelemetryAggregator:
         self.interval_started = now
         self.interval_started_wall = self._wall()
 
-    @property
-    def in_run(self):
-        """True while a run is being aggregated."""
-        return self.interval is not None
-
     def cut_interval(self, generators):
         """Close the current report interval and return it as an ``IntervalReport``."""
         self._flush()

@@ -163,7 +163,7 @@ class Run:
 
     def to_dict(self, now):
         """The run's live state: phase, elapsed and remaining time, devices."""
-        elapsed_ms = int((now - self.started) * 1000)
+        elapsed_ms = round((now - self.started) * 1000)
         phase, phase_left = self.timeline.phase_at(elapsed_ms)
         ending = self.state in (RunState.ABORTING, RunState.FINISHING)
         return {"id": self.id, "name": self.plan.name,

@@ -140,6 +140,8 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
                 f"{run['id']}/events.jsonl", f"{run['id']}/hdr/conn_us.hlog"} <= names
         text = archive.extractfile(f"{run['id']}/results.csv").read().decode()
         assert json.load(archive.extractfile(f"{run['id']}/plan.json"))["name"] == "api test"
+        first_event = json.loads(archive.extractfile(f"{run['id']}/events.jsonl").readline())
+        assert first_event["message"] == "6 devices on 1 generator"
     header, *rows = text.strip().splitlines()
     assert header.startswith("clock,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
     assert rows and rows[-1].split(",")[2] == "2"
