@@ -33,7 +33,6 @@ generator's ``RunStopped`` (at most the generator timeout), then
 Telemetry enters in ``_on_telemetry`` and each second closes in ``_tick``:
 the places for run-scoped filtering and live checks of the aggregates.
 """
-import dataclasses
 import enum
 import typing
 
@@ -101,6 +100,10 @@ class Outbox:
         self.store = []
         self.publish = False
         self.reply = None
+
+    def __bool__(self):
+        """True when there is anything to do (a command's ``reply`` aside)."""
+        return bool(self.messages or self.events or self.writes or self.store or self.publish)
 
     def send(self, routing_id, message):
         self.messages.append((routing_id, message))
@@ -202,6 +205,11 @@ class RunScheduler:
                           wire.Telemetry: self._on_telemetry, wire.Event: self._on_event,
                           wire.RunStopped: self._on_run_stopped}
 
+    def _begin(self, at):
+        """Start handling an input at ``at``: its (empty) outbox."""
+        self._at = at
+        return Outbox()
+
     # -- queries ---------------------------------------------------------------
 
     def next_deadline(self):
@@ -223,8 +231,7 @@ class RunScheduler:
 
     def receive(self, routing_id, message, at):
         """A decoded message from the generator ``routing_id``."""
-        self._at = at
-        out = Outbox()
+        out = self._begin(at)
         handler = self._handlers.get(type(message))
         if handler is None:
             self.rejected += 1
@@ -236,16 +243,14 @@ class RunScheduler:
 
     def malformed(self, routing_id, reason, at):
         """A message from ``routing_id`` that could not be decoded: ``reason`` says why."""
-        self._at = at
+        out = self._begin(at)
         self.rejected += 1
-        out = Outbox()
         out.send(routing_id, wire.Error(message=reason))
         return out
 
     def undelivered(self, routing_id, message, at):
         """``message``, of an earlier outbox, could not be sent to ``routing_id``."""
-        self._at = at
-        out = Outbox()
+        out = self._begin(at)
         run = self.run
         if run is None or run.ended or getattr(message, "run_id", None) != run.id:
             return out
@@ -306,13 +311,12 @@ class RunScheduler:
 
         Raises ``Conflict`` when a run is active or no generator is registered.
         """
-        self._at = at
         if self.run is not None:
             raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
         if not len(self.registry):
             raise Conflict("no_generators", "no generator is registered; start one "
                                             "(python -m stressgrid.generator) and try again")
-        out = Outbox()
+        out = self._begin(at)
         run = Run(run_id, plan, addresses, at)
         out.store.append(("insert", (run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict)))
         self.aggregator.start_run()
@@ -332,25 +336,22 @@ class RunScheduler:
         each has answered ``RunStopped`` or after the generator timeout.
         Raises ``Conflict`` if ``run_id`` is not the active run.
         """
-        self._at = at
         run = self.run
         if run is None or run.id != run_id:
             raise Conflict("not_active", f"run {run_id} is not in progress")
-        out = Outbox()
+        out = self._begin(at)
         if run.state in PHASES:
             self._abort_generators(out, run, "aborted on request")
             run.abort_deadline = at.monotonic + self.generator_timeout_s
             self._enter(out, run, RunState.ABORTING)
-            if not run.abort_waiting:
-                self._finish(out, run, schedule.ABORTED, run.note)
+            self._finish_if_answered(out, run)
         out.publish = True
         out.reply = run.to_dict(at.monotonic)
         return out
 
     def stop(self, at):
         """The coordinator stops: an active run is aborted at once (its report is still written)."""
-        self._at = at
-        out = Outbox()
+        out = self._begin(at)
         run = self.run
         if run is not None and not run.ended:
             self._finish(out, run, schedule.ABORTED, "the coordinator stopped")
@@ -358,8 +359,7 @@ class RunScheduler:
 
     def run_written(self, run_id, at):
         """Every writer has finished run ``run_id``: a new run may start."""
-        self._at = at
-        out = Outbox()
+        out = self._begin(at)
         if self.run is not None and self.run.id == run_id and self.run.ended:
             self.run = None
             out.publish = True
@@ -369,8 +369,7 @@ class RunScheduler:
 
     def advance(self, at):
         """Do what is due by ``at``: the run's steps, report intervals, the one-second tick."""
-        self._at = at
-        out = Outbox()
+        out = self._begin(at)
         run = self.run
         if run is not None and not run.ended:
             self._advance_run(out, run)
@@ -506,6 +505,9 @@ class RunScheduler:
     def _abort_answered(self, out, run, routing_id):
         """``routing_id`` owes the aborting run no answer any more; the last one ends the run."""
         run.abort_waiting.discard(routing_id)
+        self._finish_if_answered(out, run)
+
+    def _finish_if_answered(self, out, run):
         if run.state is RunState.ABORTING and not run.abort_waiting:
             self._finish(out, run, schedule.ABORTED, run.note)
 

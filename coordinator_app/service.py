@@ -331,7 +331,7 @@ class Coordinator:
                 self._send_raw(routing_id, wire.encode(
                     wire.Error(message=f"coordinator failed on {message.type.value}")))
                 continue
-            if out.messages or out.events or out.writes or out.store or out.publish:
+            if out:
                 self._carry_out(out)
 
     def _publish(self):

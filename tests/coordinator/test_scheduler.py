@@ -111,7 +111,7 @@ def test_the_socket_thread_runs_the_timeline_never_early(coordinator, generators
     detail = coordinator.api.wait_run_finished(run["id"])
     phases = [(e["message"], e["elapsed_s"]) for e in detail["summary"]["events"] if e["kind"] == "phase"]
     assert [name for name, _ in phases] == ["sustain", "rampdown", "cooldown"]
-    assert all(elapsed >= planned for (_, elapsed), planned in zip(phases, (0.8, 1.4, 2.0)))
+    assert all(elapsed >= planned for (_, elapsed), planned in zip(phases, (0.8, 1.4, 2.0), strict=True))
     done = detail["summary"]["events"][-1]
     assert done["kind"] == "run_done" and done["elapsed_s"] >= 2.5
     stops = fake.messages(wire.StopCohort)
