@@ -24,7 +24,8 @@ Outputs (``Outbox`` fields, each in order): ``messages`` to send as
 among ``writes``); ``writes``, calls of the ``WriterPipeline`` as
 ``(method, args)``; ``store``, calls of the ``RunStore`` as ``(method, args)``;
 ``publish``, true when the state shown by ``state(at)`` changed; ``reply``,
-a command's answer.
+a command's answer. Carry out the writes and store calls before sending: the
+outbox of an undelivered message (which may end the run) comes after them.
 
 A run goes through ``RunState`` (``_enter`` is the one place it changes):
 the plan's phases, then ``ABORTING`` while an abort waits for every

@@ -281,7 +281,17 @@ class Coordinator:
     # -- carrying out the scheduler's outbox ---------------------------------------
 
     def _carry_out(self, out):
-        """Send, log, write and store what the scheduler asked for; publish if it changed."""
+        """Log, store, write and send what the scheduler asked for; publish if it changed.
+
+        Sending comes last: what the scheduler makes of a message that could not
+        be sent (which may end the run) is carried out after everything before it.
+        """
+        for event in out.events:
+            log.info("%s: %s", event["kind"], event["message"])
+        for method, args in out.store:
+            getattr(self.store, method)(*args)
+        for method, args in out.writes:
+            getattr(self.pipeline, method)(*args)
         payloads = {}  # one encoding of a message sent to many (the heartbeat)
         for routing_id, message in out.messages:
             payload = payloads.get(id(message))
@@ -289,12 +299,6 @@ class Coordinator:
                 payload = payloads[id(message)] = wire.encode(message)
             if not self._send_raw(routing_id, payload):
                 self._carry_out(self.scheduler.undelivered(routing_id, message, self._now()))
-        for event in out.events:
-            log.info("%s: %s", event["kind"], event["message"])
-        for method, args in out.store:
-            getattr(self.store, method)(*args)
-        for method, args in out.writes:
-            getattr(self.pipeline, method)(*args)
         if out.publish:
             self._publish()
         return out.reply

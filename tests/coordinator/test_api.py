@@ -191,6 +191,22 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
     assert not any(e["kind"] == "abort_unanswered" for e in summary["events"])
 
 
+def test_an_abort_no_generator_can_receive_ends_the_run_with_every_event_written(coordinator):
+    gone = FakeGenerator(coordinator.generator_url, "gone")
+    coordinator.api.wait_generators(1)
+    status, run, _ = coordinator.api.post("/api/runs", plan(size=2))
+    assert status == 201
+    gone.wait_for(wire.StartCohort)
+    gone.close()  # the Abort cannot be sent: the run ends at once, not after the generator timeout
+    assert coordinator.api.post(f"/api/runs/{run['id']}/abort")[0] == 202
+    detail = coordinator.api.wait_run_finished(run["id"], timeout=15)
+    assert detail["state"] == "aborted" and "writer_errors" not in detail["summary"]
+    status, data, _ = coordinator.api.get(detail["result_url"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        lines = archive.extractfile(f"{run['id']}/events.jsonl").read().decode().splitlines()
+    assert [json.loads(line)["kind"] for line in lines][-1] == "run_aborted"
+
+
 def test_delete_forgets_a_run_and_its_archive(coordinator, generator):
     api = coordinator.api
     status, run, _ = api.post("/api/runs", plan(sustain_ms=60000))
