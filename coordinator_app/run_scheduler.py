@@ -215,9 +215,8 @@ class RunScheduler:
 
     def next_deadline(self):
         """The monotonic time ``advance`` must be called at, at the latest."""
-        run = self.run
-        at = run.next_deadline() if run is not None else None
-        return self.next_tick if at is None or at > self.next_tick else at
+        run_due = self.run.next_deadline() if self.run is not None else None
+        return self.next_tick if run_due is None or run_due > self.next_tick else run_due
 
     def state(self, at):
         """The state the API shows: generators, the run, the latest telemetry, recent events."""
