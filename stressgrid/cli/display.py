@@ -4,9 +4,10 @@ import os
 import shutil
 import sys
 
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, HOST_WARNING_METRICS
+
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
-HOST_ERRORS = frozenset({"network_tcp_retransmit_error"})
 
 
 def format_us(value, micro="us"):
@@ -51,7 +52,7 @@ def error_name(name):
 def is_host_error(name):
     """Host metrics named like errors (TCP retransmits of the whole generator machine, other
     traffic included): shown as warnings, not counted as errors of the run."""
-    return error_name(name) in HOST_ERRORS
+    return error_name(name) in HOST_WARNING_METRICS
 
 
 def counter_name(name):
@@ -155,7 +156,7 @@ class Display:
                  f"generators {telemetry.get('generator_count', 0)}",
                  f"devices {telemetry.get('active_device_number', 0)}/{run.get('devices', '?')}",
                  f"cpu {telemetry.get('max_cpu_percent', 0):.0f}%"
-                 + (" (over 80%: results suspect)" if telemetry.get("cpu_warning") else "")]
+                 + (f" (over {CPU_WARNING_PERCENT}%: results suspect)" if telemetry.get("cpu_warning") else "")]
         rates = []
         for name, value in sorted((telemetry.get("counters") or {}).items()):
             if name.startswith("network_") or "_error" in name:
@@ -190,7 +191,7 @@ class Display:
                       f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s   "
                       f"generator cpu {cpu:.0f}%", None))
         if telemetry.get("cpu_warning"):
-            lines.append(("  a generator is over 80% CPU: results may be limited by the generator",
+            lines.append((f"  a generator is over {CPU_WARNING_PERCENT}% CPU: results may be limited by the generator",
                           YELLOW))
         rows = [(counter_name(name), value) for name, value in sorted(counters.items())
                 if not name.startswith("network_") and "_error" not in name]
@@ -268,8 +269,9 @@ class Display:
         cpu = maxima.get("max_cpu_percent")
         if cpu is not None:
             self.message(f"  {'peak generator cpu':<24}{cpu:>13.0f}%"
-                         + ("  over 80%: results may be limited by the generator" if cpu > 80 else ""),
-                         YELLOW if cpu > 80 else None)
+                         + (f"  over {CPU_WARNING_PERCENT}%: results may be limited by the generator"
+                            if cpu > CPU_WARNING_PERCENT else ""),
+                         YELLOW if cpu > CPU_WARNING_PERCENT else None)
         for name, e in sorted((summary.get("errors") or {}).items()):
             line = f"  {e['line']}" if e.get("line") else ""
             if is_host_error(name):

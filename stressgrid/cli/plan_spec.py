@@ -4,15 +4,15 @@ import pathlib
 import re
 
 from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
 
 from .exits import EXIT_USAGE, CliError
 from .options import (DEFAULT_COOLDOWN_S, DEFAULT_PROTOCOL, DEFAULT_RAMPDOWN_S, DEFAULT_RAMPUP_S,
                       DEFAULT_REPORT_INTERVAL_S, DEFAULT_SIZE, DEFAULT_SUSTAIN_S,
                       DEFAULT_TARGET_HOSTS, DEFAULT_TARGET_PORT, DEFAULT_TIMEOUT_S)
 
-# Ramp steps: each step starts (or stops) this many devices on every generator, as in the
-# original; never more than MAX_RAMP_STEPS steps, nor steps shorter than MIN_STEP_MS.
-DEVICES_PER_GENERATOR_STEP = 10
+# Ramp steps: each step starts (or stops) DEVICES_PER_GENERATOR_STEP devices on every
+# generator; never more than MAX_RAMP_STEPS steps, nor steps shorter than MIN_STEP_MS.
 MAX_RAMP_STEPS = 1000
 MIN_STEP_MS = 100
 
