@@ -38,9 +38,10 @@ import enum
 import typing
 
 from stressgrid import wire
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
 from . import schedule
-from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
+from .aggregate import TelemetryAggregator
 from .registry import Registry
 from .writers import FinalReport, RunInfo
 
