@@ -63,6 +63,18 @@ def plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _wrap_values(values, width, separator="   "):
+    """``values`` joined by ``separator`` in rows of at most ``width`` characters, each row
+    breaking between two values (a value wider than a row alone is cut)."""
+    rows = []
+    for value in map(str, values):
+        if rows and len(rows[-1]) + len(separator) + len(value) <= width:
+            rows[-1] += separator + value
+        else:
+            rows.append(value[:width])
+    return rows
+
+
 class Display:
     """Live telemetry on stderr: redrawn in place on a terminal, plain lines otherwise."""
 
@@ -178,18 +190,21 @@ class Display:
         return " | ".join(parts)
 
     def _block(self, run, telemetry, state):
+        """The live block: ``(text, style)`` lines; a text given as a tuple of values is
+        wrapped between values to the terminal's width, a plain text is cut at it."""
         lines = []
-        head = (f"{run.get('id')}  {self._phase(run)}  {format_duration(run.get('remaining_ms'))} "
-                f"left  (elapsed {format_duration(run.get('elapsed_ms'))})")
-        lines.append((head, BOLD))
+        lines.append(((run.get("id"), self._phase(run),
+                       f"{format_duration(run.get('remaining_ms'))} left",
+                       f"(elapsed {format_duration(run.get('elapsed_ms'))})"), BOLD))
         counters = telemetry.get("counters") or {}
         rx = (counters.get("network_rx_bytes") or {}).get("per_second", 0)
         tx = (counters.get("network_tx_bytes") or {}).get("per_second", 0)
         cpu = telemetry.get("max_cpu_percent", 0)
-        lines.append((f"generators {telemetry.get('generator_count', 0)}   devices "
-                      f"{telemetry.get('active_device_number', 0):,}/{run.get('devices', 0):,}   "
-                      f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s   "
-                      f"generator cpu {cpu:.0f}%", None))
+        lines.append(((f"generators {telemetry.get('generator_count', 0)}",
+                       f"devices {telemetry.get('active_device_number', 0):,}/"
+                       f"{run.get('devices', 0):,}",
+                       f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s",
+                       f"generator cpu {cpu:.0f}%"), None))
         if telemetry.get("cpu_warning"):
             lines.append((f"  a generator is over {CPU_WARNING_PERCENT}% CPU: results may be limited by the generator",
                           YELLOW))
@@ -223,15 +238,17 @@ class Display:
         return lines
 
     def _draw(self, lines):
+        # One column spare: a line as wide as the terminal would wrap by itself on some.
         width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
-        out = []
-        if self.drawn:
-            out.append(f"\r\x1b[{self.drawn}A\x1b[J")
+        rows = []
         for text, style in lines:
-            out.append(self._paint(text[:width], style) + "\n")
+            rows.extend((row, style) for row in (
+                _wrap_values(text, width) if isinstance(text, tuple) else [text[:width]]))
+        out = [f"\r\x1b[{self.drawn}A\x1b[J"] if self.drawn else []
+        out.extend(self._paint(row, style) + "\n" for row, style in rows)
         self.stream.write("".join(out))
         self.stream.flush()
-        self.drawn = len(lines)
+        self.drawn = len(rows)
 
     # -- the end -------------------------------------------------------------------------
 

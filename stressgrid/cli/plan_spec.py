@@ -232,17 +232,24 @@ class PlanSpec:
         try:
             Plan.from_dict(plan)
         except PlanError as exc:
-            raise CliError(EXIT_USAGE, self.describe_error(exc.field, exc.message, exc.line,
-                                                           exc.column)) from None
+            raise CliError(EXIT_USAGE, self.describe_error(exc.to_dict())) from None
 
-    def describe_error(self, field, message, line=None, column=None):
-        """A one-line error: ``script.py:3:5: message`` for scripts, else the field named."""
-        match = re.fullmatch(r"blocks\[(\d+)\]\.script", field or "")
-        if match and line is not None:
+    def describe_error(self, error):
+        """An error of the plan (``PlanError.to_dict()``, or the API's error answer) for the
+        terminal: ``script error: script.py:3:5: message``, one line per problem of a
+        script, in line order; else one line naming the field."""
+        field = error.get("field") or ""
+        match = re.fullmatch(r"blocks\[(\d+)\]\.script", field)
+        problems = error.get("problems") or (
+            [{"message": error.get("message"), "line": error.get("line"),
+              "column": error.get("column")}] if error.get("line") is not None else [])
+        if match and problems:
             index = int(match.group(1))
             source = self.script_files[index] if index < len(self.script_files) else None
-            message = re.sub(r"^(block \d+, )?line \d+(, column \d+)?: ", "", message or "")
             where = source or (f"{self.plan_file} {field}" if self.plan_file else field)
-            return f"script error: {where}:{line}:{column or 1}: {message}"
+            return "\n".join(
+                f"script error: {where}:{problem.get('line') or 1}:{problem.get('column') or 1}: "
+                + re.sub(r"^line \d+(, column \d+)?: ", "", problem.get("message") or "")
+                for problem in problems)
         origin = f" (in {self.plan_file})" if self.plan_file else ""
-        return f"invalid plan: {field}: {message}{origin}"
+        return f"invalid plan: {field}: {error.get('message', '')}{origin}"

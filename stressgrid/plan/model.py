@@ -28,13 +28,18 @@ MAX_TIMEOUT_MS = 3_600_000
 
 
 class PlanError(ValueError):
-    """A plan field with a bad value; ``field`` is a path like ``blocks[0].size``."""
+    """A plan field with a bad value; ``field`` is a path like ``blocks[0].size``.
 
-    def __init__(self, field, message, line=None, column=None):
+    For a script, ``line`` and ``column`` are those of its first problem, and ``problems``
+    lists every problem (``{message, line, column}``) in line order.
+    """
+
+    def __init__(self, field, message, line=None, column=None, problems=()):
         self.field = field
         self.message = message
         self.line = line
         self.column = column
+        self.problems = list(problems)
         super().__init__(f"{field}: {message}")
 
     def to_dict(self):
@@ -42,6 +47,8 @@ class PlanError(ValueError):
         if self.line is not None:
             result["line"] = self.line
             result["column"] = self.column
+        if self.problems:
+            result["problems"] = self.problems
         return result
 
 
@@ -200,7 +207,8 @@ def _blocks(value, protocol, check_scripts):
             try:
                 check_script(script, protocol)
             except ScriptError as exc:
-                raise PlanError(f"{field}.script", str(exc), exc.line, exc.column) from None
+                raise PlanError(f"{field}.script", str(exc), exc.line, exc.column,
+                                [problem.to_dict() for problem in exc.problems]) from None
         result.append(Block(script=script, params=params, size=size))
     return tuple(result)
 
