@@ -60,6 +60,13 @@ _ERRNO_REASONS = {
     errno.ENOTCONN: "closed",
 }
 
+# The counter of a connection that found no free (source address, port) for its
+# target, and what to do about it.
+ADDR_NOT_AVAIL_ERROR = "addr_not_avail_error_count"
+ADDR_NOT_AVAIL_ADVICE = ("no source address and port left for the target (ephemeral ports exhausted, or a "
+                         "source address not on this machine): add source addresses (--source-addresses) "
+                         "or targets")
+
 _GAI_REASONS = {
     socket.EAI_NONAME: "nx_domain",
     getattr(socket, "EAI_NODATA", socket.EAI_NONAME): "nx_domain",

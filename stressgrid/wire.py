@@ -45,6 +45,7 @@ def message(kind):
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.type = kind
         cls._field_types = {f.name: f.type for f in dataclasses.fields(cls)}
+        cls._required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
         _MESSAGES[kind.value] = cls
         return cls
     return wrap
@@ -67,6 +68,7 @@ class Register:
     cores: "int"
     workers: "int"
     capacity: "int"
+    source_addresses: "int" = 0  # the source-address pool's size (0: none); optional for older peers
 
 
 @message(MessageType.REGISTERED)
@@ -159,14 +161,14 @@ def decode(data):
     if cls is None:
         raise WireError(f"unknown message type {kind!r}")
     fields = cls._field_types
-    missing = set(fields) - set(body)
+    missing = cls._required - set(body)
     if missing:
         raise WireError(f"{kind}: missing field {sorted(missing)[0]!r}")
     unknown = set(body) - set(fields)
     if unknown:
         raise WireError(f"{kind}: unknown field {sorted(unknown)[0]!r}")
     for name, type_name in fields.items():
-        if not _CHECKS[type_name](body[name]):
+        if name in body and not _CHECKS[type_name](body[name]):
             raise WireError(f"{kind}: field {name!r} must be {type_name}")
     return cls(**body)
 

@@ -30,7 +30,9 @@ import time
 import zmq
 
 from stressgrid import wire
+from stressgrid.errors import ADDR_NOT_AVAIL_ADVICE, ADDR_NOT_AVAIL_ERROR
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.protocols.source import parse_pool
 
 from .cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
 from .coordinator_link import CoordinatorLink
@@ -96,8 +98,9 @@ class HostAgent:
     def run(self):
         """Serve until SIGTERM or SIGINT; returns the exit status (0 on a clean stop)."""
         limit = raise_open_file_limit()
-        capacity = device_capacity(limit, self.config.workers)
-        report_capacity(limit, self.config.workers, capacity)
+        source_addresses = parse_pool(self.config.source_addresses).size
+        capacity = device_capacity(limit, self.config.workers, source_addresses=source_addresses)
+        report_capacity(limit, self.config.workers, capacity, source_addresses)
         self._worker_capacities = worker_capacities(capacity, self.config.workers)
         with contextlib.ExitStack() as stack:  # unwinds in reverse: workers first, context last
             context = zmq.Context()
@@ -109,10 +112,10 @@ class HostAgent:
             stack.enter_context(_signals_to(wake_writer, self._request_stop))
             self.router = self._bind_worker_router(context, f"ipc://{socket_dir}/workers")
             stack.callback(self.router.close, linger=0)
-            self.link = self._connect_coordinator(context, capacity)
+            self.link = self._connect_coordinator(context, capacity, source_addresses)
             stack.callback(self.link.close)
             self.pool = WorkerPool(self.config.workers, self.router.getsockopt_string(zmq.LAST_ENDPOINT),
-                                   self.config.log_level)
+                                   self.config.log_level, source_addresses=self.config.source_addresses)
             stack.callback(self._stop_workers)
             # Every log line already starts with "generator <id>:" (configure_logging).
             log.info("%d worker%s, coordinator %s", self.config.workers,
@@ -136,10 +139,11 @@ class HostAgent:
             raise SystemExit(f"cannot bind the workers' socket {endpoint!r}: {exc}") from None
         return router
 
-    def _connect_coordinator(self, context, capacity):
+    def _connect_coordinator(self, context, capacity, source_addresses):
         try:
             return CoordinatorLink(context, self.config, cores=os.cpu_count() or 1,
-                                   workers=self.config.workers, capacity=capacity)
+                                   workers=self.config.workers, capacity=capacity,
+                                   source_addresses=source_addresses)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot use coordinator address {self.config.coordinator_url!r}: {exc}") from None
 
@@ -382,6 +386,8 @@ class HostAgent:
                 if kind == DEVICE_CANCELLED_ERROR:
                     self._send_event("device_cancelled", f"worker {slot.index}: a script cancelled its own "
                                                          f"device (restarted like any failing one): {line}")
+                elif kind == ADDR_NOT_AVAIL_ERROR:
+                    self._send_event("addr_not_avail", f"worker {slot.index}: {ADDR_NOT_AVAIL_ADVICE}: {line}")
 
     def _on_worker_run_stopped(self, slot, stopped):
         self.stops.confirmed(slot.index, stop_key(stopped))

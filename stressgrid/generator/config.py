@@ -6,12 +6,14 @@ import os
 import socket
 
 from stressgrid.argtypes import positive_float, positive_int
+from stressgrid.protocols.source import SourcePoolError, parse_pool
 
 DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
 DEFAULT_STOP_TIMEOUT_S = 3.0
 STOP_TIMEOUT_ENV = "STRESSGRID_WORKER_STOP_TIMEOUT_S"
+SOURCE_ADDRESSES_ENV = "STRESSGRID_SOURCE_ADDRESSES"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,8 @@ class AgentConfig:
     the agent registers again (the coordinator heartbeats every second).
     ``worker_stop_timeout_s``: how long a worker may take to confirm a stop or
     an abort before the agent kills it and starts it again empty.
+    ``source_addresses``: the source-address pool devices connect from
+    (``stressgrid.protocols.source``; empty: the system's choice), checked.
     """
 
     coordinator_url: str = DEFAULT_COORDINATOR_URL
@@ -35,6 +39,7 @@ class AgentConfig:
     heartbeat_interval_s: float = 1.0
     telemetry_interval_s: float = 1.0
     log_level: str = "INFO"
+    source_addresses: str = ""
 
 
 def short_hostname():
@@ -68,6 +73,11 @@ def argument_parser():
     parser.add_argument("--worker-stop-timeout", type=positive_float, metavar="SECONDS",
                         help=f"kill a worker that has not stopped its devices this long after a stop "
                              f"or an abort (env {STOP_TIMEOUT_ENV}, default {DEFAULT_STOP_TIMEOUT_S:g})")
+    parser.add_argument("--source-addresses", metavar="POOL",
+                        help=f"local addresses devices connect from, round-robin: addresses, ranges "
+                             f"(127.0.0.2-127.0.0.9) and networks (10.0.0.0/28), comma-separated, or "
+                             f"'auto' (every address of the interface routing to the target) "
+                             f"(env {SOURCE_ADDRESSES_ENV}, default the system's choice)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper, help="log level (default INFO)")
@@ -87,7 +97,19 @@ def config_from(argv=None, environ=None):
         coordinator_grace_s=grace,
         worker_stop_timeout_s=stop_timeout,
         log_level=args.log_level,
+        source_addresses=_source_addresses(args.source_addresses, environ),
     )
+
+
+def _source_addresses(flag, environ):
+    """The pool specification from the flag or the environment, normalized; exits naming a bad item."""
+    text = flag if flag is not None else environ.get(SOURCE_ADDRESSES_ENV, "")
+    where = "--source-addresses" if flag is not None else SOURCE_ADDRESSES_ENV
+    try:
+        parse_pool(text)
+    except SourcePoolError as exc:
+        raise SystemExit(f"{where}: {exc}") from None
+    return ",".join(item.strip() for item in text.split(",")) if text.strip() else ""
 
 
 def _seconds(flag, environ, variable, default):

@@ -32,10 +32,11 @@ class LinkState(enum.Enum):
 class CoordinatorLink:
     """Registration state and the DEALER socket of one generator."""
 
-    def __init__(self, context, config, cores, workers, capacity, clock=time.monotonic):
+    def __init__(self, context, config, cores, workers, capacity, clock=time.monotonic, source_addresses=0):
         self.config = config
         self.register_message = wire.Register(generator_id=config.generator_id, version=__version__,
-                                              cores=cores, workers=workers, capacity=capacity)
+                                              cores=cores, workers=workers, capacity=capacity,
+                                              source_addresses=source_addresses)
         self._clock = clock
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, config.generator_id.encode())

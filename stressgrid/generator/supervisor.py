@@ -73,9 +73,10 @@ class WorkerExit:
 class WorkerPool:
     """The worker processes of this host, one slot per worker index."""
 
-    def __init__(self, count, endpoint, log_level="INFO", clock=time.monotonic):
+    def __init__(self, count, endpoint, log_level="INFO", clock=time.monotonic, source_addresses=""):
         self.endpoint = endpoint
         self.log_level = log_level
+        self.source_addresses = source_addresses
         self.slots = [WorkerSlot(index) for index in range(count)]
         self._clock = clock
         self._environment = _child_environment()
@@ -91,7 +92,7 @@ class WorkerPool:
     def _spawn(self, slot):
         command = [sys.executable, "-m", "stressgrid.generator.worker", "--index", str(slot.index),
                    "--endpoint", self.endpoint, "--parent-pid", str(os.getpid()),
-                   "--log-level", self.log_level]
+                   "--log-level", self.log_level, "--source-addresses", self.source_addresses]
         slot.process = subprocess.Popen(command, env=self._environment, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         slot.started_at = self._clock()

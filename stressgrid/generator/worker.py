@@ -40,6 +40,7 @@ import zmq.asyncio
 from stressgrid import wire
 from stressgrid.orphans import die_with_parent
 from stressgrid.plan import Address, Opts
+from stressgrid.protocols import source
 from stressgrid.runtime.engine import Engine
 
 from .config import configure_logging
@@ -266,6 +267,8 @@ def argument_parser():
     parser.add_argument("--endpoint", required=True, help="the agent's ZeroMQ ROUTER address")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="exit when this process is no longer the parent (default: the parent)")
+    parser.add_argument("--source-addresses", default="",
+                        help="the source-address pool devices connect from (default the system's choice)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -274,6 +277,11 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     configure_logging(args.log_level, f"worker {args.index}")
+    try:  # each worker starts its round-robin at its own index: together they spread evenly
+        source.install(source.parse_pool(args.source_addresses, start=args.index))
+    except source.SourcePoolError as exc:
+        log.error("--source-addresses: %s", exc)
+        return 2
     parent_pid = args.parent_pid or os.getppid()
     if not die_with_parent(signal.SIGKILL, parent_pid):
         log.warning("the host agent (pid %d) is already gone; not starting", parent_pid)

@@ -30,6 +30,7 @@ from stressgrid._core.http1_client import ClientBase, ConnectionBase
 from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
+from .source import open_connection
 from .tls import context_for
 
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
@@ -276,8 +277,8 @@ class Http1Client(ClientBase):
                 raise TimeoutError(f"no complete response within {budget_s * 1000:.0f} ms")
             if target.tls_problem is not None:
                 raise TlsError(target.tls_problem)
-            _, conn = await loop.create_connection(lambda: _Connection(self), target.host, target.port,
-                                                   ssl=target.tls, server_hostname=target.sni)
+            _, conn = await open_connection(loop, lambda: _Connection(self), target.host, target.port,
+                                             ssl=target.tls, server_hostname=target.sni)
         except asyncio.CancelledError:
             if not self.connect_timed_out:
                 if waiter is not None and not waiter.done():

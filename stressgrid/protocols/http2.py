@@ -30,6 +30,7 @@ from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
+from .source import open_connection
 from .tls import context_for
 from .waiting import time_limit
 
@@ -318,8 +319,8 @@ class Http2Client:
                       "ssl_handshake_timeout": max(seconds, 0.001)}
         try:
             async with time_limit(seconds):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol, address.connect_host, address.port, **kwargs)
+                transport, _ = await open_connection(
+                    loop, lambda: protocol, address.connect_host, address.port, **kwargs)
         except TimeoutError:
             raise count_error(self.recorder, TimeoutError(
                 errno.ETIMEDOUT, f"connecting to {address.host}:{address.port} timed out")) from None

@@ -9,6 +9,7 @@ import errno
 from stressgrid._core.device import current_device, now_us
 from stressgrid.errors import ConnectionClosedError, count_error
 
+from .source import open_connection
 from .waiting import as_bytes, time_limit, timeout_seconds, wait_for_wakeup
 
 # Reading pauses when this much is buffered and not yet taken by recv().
@@ -36,7 +37,7 @@ class TcpClient(asyncio.Protocol):
         started = now_us()
         try:
             async with time_limit(device.timeout_s):
-                await device.loop.create_connection(lambda: self, address.connect_host, address.port)
+                await open_connection(device.loop, lambda: self, address.connect_host, address.port)
         except TimeoutError:
             raise count_error(recorder, TimeoutError(errno.ETIMEDOUT, "connect timed out")) from None
         except OSError as exc:

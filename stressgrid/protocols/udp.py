@@ -9,6 +9,7 @@ import collections
 from stressgrid._core.device import current_device
 from stressgrid.errors import count_error
 
+from .source import open_datagram
 from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
 
 # Datagrams kept for recv(); the oldest is dropped (and counted) past this.
@@ -29,8 +30,7 @@ class UdpClient(asyncio.DatagramProtocol):
         device = self.device
         address = device.address
         try:
-            await device.loop.create_datagram_endpoint(
-                lambda: self, remote_addr=(address.connect_host, address.port))
+            await open_datagram(device.loop, lambda: self, address.connect_host, address.port)
         except OSError as exc:
             raise count_error(device.recorder, exc)
 
