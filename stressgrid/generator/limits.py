@@ -3,7 +3,13 @@
 Every device holds one socket, and each worker process has its own open-file
 limit, so a worker holds at most its limit minus a reserve for the runtime's
 own files (the event loop, ZeroMQ, imported modules). The system-wide file
-limit caps the host as a whole.
+limit caps the host as a whole. Many workers (``--workers`` above the cores)
+add up many per-process limits.
+
+Every connection to one target (address and port) also needs its own
+ephemeral port per source address, shared by all the workers of the host: the
+host holds at most the ephemeral range times the source addresses it connects
+from to any one target (``stressgrid.protocols.source``).
 """
 import dataclasses
 import logging
@@ -18,6 +24,9 @@ RESERVED_FILES_PER_WORKER = 256
 # What deployment images configure (LimitNOFILE); less than this is reported.
 RECOMMENDED_OPEN_FILES = 1_000_000
 SYSTEM_FILE_MAX = "/proc/sys/fs/file-max"
+LOCAL_PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+# Linux's default ephemeral range, 32768-60999, when the range cannot be read.
+DEFAULT_EPHEMERAL_PORTS = 28_232
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +67,28 @@ def _system_file_max():
         return None
 
 
-def device_capacity(limit, workers, system_file_max=None):
-    """How many devices ``workers`` processes with ``limit`` open files can hold."""
+def ephemeral_ports():
+    """How many ephemeral ports the system gives out (its local port range)."""
+    try:
+        with open(LOCAL_PORT_RANGE) as file:
+            low, high = (int(part) for part in file.read().split()[:2])
+        return max(0, high - low + 1)
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_PORTS
+
+
+def device_capacity(limit, workers, system_file_max=None, source_addresses=0, ports=None):
+    """How many devices ``workers`` processes with ``limit`` open files can hold, connecting to
+    one target from ``source_addresses`` addresses (0: the system's one) with ``ports`` each."""
     per_worker = max(0, limit.soft - RESERVED_FILES_PER_WORKER)
     capacity = per_worker * workers
     if system_file_max is None:
         system_file_max = _system_file_max()
     if system_file_max:
         capacity = min(capacity, max(0, system_file_max - RESERVED_FILES_PER_WORKER * workers))
-    return capacity
+    if ports is None:
+        ports = ephemeral_ports()
+    return min(capacity, ports * max(1, source_addresses))
 
 
 def worker_capacities(capacity, workers):
@@ -75,9 +97,14 @@ def worker_capacities(capacity, workers):
     return [share + (1 if index < remainder else 0) for index in range(workers)]
 
 
-def report_capacity(limit, workers, capacity):
-    """Log the capacity, as a warning when the open-file limit is what caps it."""
-    if limit.soft < RECOMMENDED_OPEN_FILES:
+def report_capacity(limit, workers, capacity, source_addresses=0, ports=None):
+    """Log the capacity, as a warning when the open-file limit or the ports are what cap it."""
+    ports = ephemeral_ports() if ports is None else ports
+    if capacity == ports * max(1, source_addresses):
+        log.warning("%d ephemeral ports per source address cap this host at %d connections to one "
+                    "target from %d source address(es); add source addresses (--source-addresses) "
+                    "or targets to hold more", ports, capacity, max(1, source_addresses))
+    elif limit.soft < RECOMMENDED_OPEN_FILES:
         log.warning("open-file limit %d (hard limit %d) caps this host at %d devices "
                     "(%d workers); raise the hard limit (e.g. LimitNOFILE=%d) to hold more",
                     limit.soft, limit.hard, capacity, workers, RECOMMENDED_OPEN_FILES)
