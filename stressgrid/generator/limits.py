@@ -101,9 +101,9 @@ def report_capacity(limit, workers, capacity, source_addresses=0, ports=None):
     """Log the capacity, as a warning when the open-file limit or the ports are what cap it."""
     ports = ephemeral_ports() if ports is None else ports
     if capacity == ports * max(1, source_addresses):
-        log.warning("%d ephemeral ports per source address cap this host at %d connections to one "
-                    "target from %d source address(es); add source addresses (--source-addresses) "
-                    "or targets to hold more", ports, capacity, max(1, source_addresses))
+        log.warning("the ephemeral port range (%d ports per source address, %d source address(es)) "
+                    "caps this host at %d connections to one target; add source addresses "
+                    "(--source-addresses) or targets to hold more", ports, max(1, source_addresses), capacity)
     elif limit.soft < RECOMMENDED_OPEN_FILES:
         log.warning("open-file limit %d (hard limit %d) caps this host at %d devices "
                     "(%d workers); raise the hard limit (e.g. LimitNOFILE=%d) to hold more",
