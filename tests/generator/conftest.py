@@ -7,6 +7,7 @@ sockets. Waiting is always on messages: ``FakeCoordinator.wait_until`` checks
 a condition each time a message arrives (the agent sends several a second),
 bounded by a timeout.
 """
+import collections
 import contextlib
 import errno
 import os
@@ -236,7 +237,18 @@ class Redis:
 
     def info(self, section):
         """``INFO <section>`` as a dict of strings."""
-        self.socket.sendall(f"INFO {section}\r\n".encode())
+        body = self._bulk_reply(f"INFO {section}")
+        return dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
+
+    def client_addresses(self):
+        """``CLIENT LIST``: the source address of every client other than this probe, by count."""
+        probe = "%s:%d" % self.socket.getsockname()
+        peers = [dict(part.split("=", 1) for part in line.split() if "=" in part)["addr"]
+                 for line in self._bulk_reply("CLIENT LIST").decode().splitlines()]
+        return collections.Counter(peer.rsplit(":", 1)[0] for peer in peers if peer != probe)
+
+    def _bulk_reply(self, command):
+        self.socket.sendall(f"{command}\r\n".encode())
         while b"\r\n" not in self._buffer:
             self._buffer += self.socket.recv(65536)
         header, self._buffer = self._buffer.split(b"\r\n", 1)
@@ -244,7 +256,7 @@ class Redis:
         while len(self._buffer) < length + 2:
             self._buffer += self.socket.recv(65536)
         body, self._buffer = self._buffer[:length], self._buffer[length + 2:]
-        return dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
+        return body
 
     def device_connections(self):
         """Connected clients other than this probe."""

@@ -102,22 +102,6 @@ def test_capacity_is_bounded_by_the_ports_of_every_source_address():
 
 # -- a real agent --------------------------------------------------------------------------
 
-def redis_peer_addresses(redis):
-    """The source address of every client of the redis server but the probe, by count."""
-    redis.socket.sendall(b"CLIENT LIST\r\n")
-    while b"\r\n" not in redis._buffer:
-        redis._buffer += redis.socket.recv(65536)
-    header, redis._buffer = redis._buffer.split(b"\r\n", 1)
-    length = int(header[1:])
-    while len(redis._buffer) < length + 2:
-        redis._buffer += redis.socket.recv(65536)
-    body, redis._buffer = redis._buffer[:length], redis._buffer[length + 2:]
-    probe = "%s:%d" % redis.socket.getsockname()
-    peers = [dict(part.split("=", 1) for part in line.split() if "=" in part)["addr"]
-             for line in body.decode().splitlines()]
-    return collections.Counter(peer.rsplit(":", 1)[0] for peer in peers if peer != probe)
-
-
 def established_peers(port):
     """Source addresses of the connections established to ``port``, by count (from ``ss``)."""
     output = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
@@ -133,9 +117,9 @@ def test_tcp_devices_connect_from_every_address_of_the_pool(coordinator, start_a
         redis = Redis(port)
         coordinator.send(script_cohort(port, IDLE, DEVICES))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == DEVICES)
-        coordinator.wait_until(lambda m: sum(redis_peer_addresses(redis).values()) == DEVICES, 15,
+        coordinator.wait_until(lambda m: sum(redis.client_addresses().values()) == DEVICES, 15,
                                "every device connected")
-        assert redis_peer_addresses(redis) == {address: DEVICES // 3 for address in POOL}
+        assert redis.client_addresses() == {address: DEVICES // 3 for address in POOL}
         redis.close()
 
 
@@ -172,7 +156,7 @@ def test_a_source_address_the_machine_does_not_have_counts_addr_not_avail_and_sa
             lambda m: merged(coordinator.telemetry_since(since)).counter("addr_not_avail_error_count") >= 2,
             15, "both devices counted")
         assert "addr_not_avail_error_count" in error_lines_since(coordinator, since)
-        assert redis_peer_addresses(redis) == {}
+        assert redis.client_addresses() == {}
         redis.close()
 
 
