@@ -29,6 +29,7 @@ from . import schedule
 from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
 from .registry import Registry
 from .store import RunStore
+from .verdict import RunJudge
 from .writers import FinalReport, RunInfo, WriterPipeline
 from .writers.archive import ArchiveWriter
 
@@ -132,6 +133,7 @@ class ActiveRun:
         self.abort_deadline = None  # set when aborted: the latest the report waits for answers
         self.abort_waiting = set()  # routing ids of the generators yet to answer the Abort
         self.note = ""
+        self.judge = RunJudge(plan.thresholds, started)
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=started_wall,
                             report_interval_ms=plan.opts.report_interval_ms)
 
@@ -161,7 +163,8 @@ class ActiveRun:
                 "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
                 "phase_remaining_ms": phase_left if phase == self.phase else 0,
                 "devices": self.plan.size, "devices_started": self.devices_started,
-                "started_at": self.started_wall}
+                "started_at": self.started_wall,
+                "summary": self.judge.summary, "verdict": self.judge.verdict.to_dict()}
 
 
 class Coordinator:
@@ -464,6 +467,7 @@ class Coordinator:
         self.aggregator.tick(list(self.registry))
         run = self.run
         if run is not None and not run.finishing:
+            self._judge(run, now)
             for generator in self.registry:
                 if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
                     run.cpu_flagged.add(generator.routing_id)
@@ -536,12 +540,24 @@ class Coordinator:
             raise Conflict("not_active", f"run {run_id} is not in progress")
         if run.finishing or run.abort_deadline is not None:
             return run.to_dict(self._clock())
-        self._abort_generators(run, "aborted on request")
+        self._abort(run, "aborted on request")
+        return run.to_dict(self._clock())
+
+    def _abort(self, run, note):
+        self._abort_generators(run, note)
         # A generator that does not answer within the generator timeout is
         # treated as lost; the report does not wait for it any longer.
         run.abort_deadline = self._clock() + self.config.generator_timeout_s
         self._publish()
-        return run.to_dict(self._clock())
+
+    def _judge(self, run, now):
+        """The run's live summary and thresholds; an ``abort_on_fail`` one failing ends it."""
+        aggregator = self.aggregator
+        run.judge.judge(now, aggregator.run_histograms.histograms, aggregator.totals,
+                        aggregator.maxima)
+        reason = run.judge.abort_reason(run.phase)
+        if reason and run.abort_deadline is None:
+            self._abort(run, reason)
 
     def _command_finished(self, run_id):
         if self.run is not None and self.run.id == run_id:
@@ -573,6 +589,8 @@ class Coordinator:
                 self._stop_cohort(run, step.cohort)
             elif step.action == "phase":
                 if step.phase != run.phase:
+                    run.judge.phase_changed(now, run.phase, step.phase,
+                                            self.aggregator.current_totals())
                     run.phase = step.phase
                     self.store.set_state(run.id, step.phase)
                     self._event("phase", step.phase)
@@ -635,10 +653,13 @@ class Coordinator:
             self._event("run_done", "")
         run.note = note
         last, totals = self.aggregator.finish_run(list(self.registry))
+        summary = run.judge.judge(self._clock(), totals.histograms, totals.totals, totals.maxima,
+                                  final=True)
         final = FinalReport(state=state, started_at=run.started_wall, finished_at=self._wall(),
                             devices_requested=run.plan.size, devices_started=run.devices_started,
                             generators=dict(run.generator_devices), events=list(run.events),
-                            totals=totals, note=note)
+                            totals=totals, note=note, summary=summary,
+                            verdict=run.judge.verdict.to_dict())
         run.finishing = state
         self.pipeline.finish(run.info, last, final)
         self._publish()

@@ -41,6 +41,8 @@ class FinalReport:
     events: list
     totals: object  # aggregate.RunTotals
     note: str = ""
+    summary: dict = None  # summary.summarize() of the whole run
+    verdict: dict = None  # verdict.Verdict.to_dict(): the thresholds' final states
 
     def to_dict(self, writer_errors=()):
         """The run summary as JSON data (``summary.json`` and the API)."""
@@ -51,6 +53,8 @@ class FinalReport:
             "generators": dict(self.generators), "events": list(self.events), "note": self.note,
         }
         result.update(self.totals.to_dict())
+        result["summary"] = self.summary
+        result["verdict"] = self.verdict
         if writer_errors:
             result["writer_errors"] = list(writer_errors)
         return result
