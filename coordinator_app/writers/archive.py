@@ -114,7 +114,7 @@ class ArchiveWriter(Writer):
     def interval(self, run, report):
         """Add a CSV row (rewriting ``results.csv``) and HdrHistogram intervals."""
         state = self._state(run)
-        state["rows"].append(csv_format.interval_row(report))
+        state["rows"].append(csv_format.interval_row(report, run.started_at))
         _write_atomically(self.work_dir(run.id) / "results.csv", csv_format.render(state["rows"]))
         state["hdr"].write(report)
 
