@@ -32,6 +32,7 @@ from .store import RunStore
 from .verdict import RunJudge
 from .writers import FinalReport, RunInfo, WriterPipeline
 from .writers.archive import ArchiveWriter
+from .writers.html_report import HtmlReportWriter
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class Coordinator:
         self.store = RunStore(data_dir / "runs.db")
         self.archive = ArchiveWriter(data_dir)
         self.results_dir = self.archive.results_dir
-        self.pipeline = WriterPipeline(list(writers or ()) + [self.archive], self._run_written)
+        self.pipeline = WriterPipeline(list(writers or ()) + [HtmlReportWriter(self.archive), self.archive],
+                                       self._run_written)
         self.registry = Registry(config.generator_timeout_s, wall_clock)
         self.aggregator = TelemetryAggregator(clock, wall_clock)
         self.publisher = Publisher()
@@ -464,9 +466,10 @@ class Coordinator:
         heartbeat = wire.encode(wire.Heartbeat(sent_at=self._wall()))
         for generator in self.registry:
             self._send_raw(generator.routing_id, heartbeat)
-        self.aggregator.tick(list(self.registry))
+        telemetry = self.aggregator.tick(list(self.registry))
         run = self.run
         if run is not None and not run.finishing:
+            self.pipeline.second(run.info, telemetry)
             self._judge(run, now)
             for generator in self.registry:
                 if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:

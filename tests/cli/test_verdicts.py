@@ -32,7 +32,10 @@ def test_a_failing_threshold_exits_99_and_the_table_shows_the_summary_json_numbe
     assert "failed 1 threshold: headers_us p99 < 1us" in err.splitlines()[-1]
     detail = run_detail(grid, out)
     run_id = detail["id"]
-    archived = json.loads(archive_of(grid, out)[f"{run_id}/summary.json"])
+    files = archive_of(grid, out)
+    archived = json.loads(files[f"{run_id}/summary.json"])
+    # The archive holds the HTML report, the same file the coordinator serves.
+    assert files[f"{run_id}/report.html"] == grid.api.get(detail["report_url"])[1]
     # The archive's summary.json and the API's run hold the same report.
     assert archived == detail["summary"]
     summary = archived["summary"]

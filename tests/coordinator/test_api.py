@@ -141,8 +141,8 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
         text = archive.extractfile(f"{run['id']}/results.csv").read().decode()
         assert json.load(archive.extractfile(f"{run['id']}/plan.json"))["name"] == "api test"
     header, *rows = text.strip().splitlines()
-    assert header.startswith("clock,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
-    assert rows and rows[-1].split(",")[2] == "2"
+    assert header.startswith("clock,elapsed_s,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
+    assert rows and rows[-1].split(",")[3] == "2"
     # Once finished, a new run may start; aborting the old one again is a conflict.
     assert api.post(f"/api/runs/{run['id']}/abort")[0] == 409
     status, second, _ = api.post("/api/runs", plan(name="second"))

@@ -53,3 +53,28 @@ def test_thresholds_are_passing_then_failing_live_and_failed_in_the_run(tmp_path
             assert detail["summary"]["summary"]["error_rate_percent"] == round(100 / 111, 4)
         finally:
             generator.close()
+
+
+def test_the_report_is_served_under_the_token_rules_and_deleted_with_the_run(tmp_path):
+    with coordinator_process(tmp_path, token="secret") as coordinator:
+        generator = FakeGenerator(coordinator.generator_url, "gen-a")
+        try:
+            coordinator.api.wait_generators(1)
+            status, run, _ = coordinator.api.post("/api/runs", plan(sustain_ms=200))
+            assert status == 201, run
+            detail = coordinator.api.wait_run_finished(run["id"])
+            url = detail["report_url"]
+            assert url == f"/results/{run['id']}.html"
+            status, _, _ = coordinator.api.get(url, token="wrong")
+            assert status == 401
+            status, text, headers = coordinator.api.get(url)
+            assert status == 200 and headers["Content-Type"].startswith("text/html")
+            assert "default-src 'none'" in headers["Content-Security-Policy"]
+            assert b"<title>api test - Stressgrid report</title>" in text
+            assert (coordinator.data_dir / "results" / f"{run['id']}.html").is_file()
+            status, _, _ = coordinator.api.delete(f"/api/runs/{run['id']}")
+            assert status == 204
+            assert not (coordinator.data_dir / "results" / f"{run['id']}.html").exists()
+            assert coordinator.api.get(url)[0] == 404
+        finally:
+            generator.close()
