@@ -71,6 +71,7 @@ function main() {
     },
   });
   wireDownload(document.getElementById("run-results"));
+  wireDownload(document.getElementById("run-report"));
 
   const statusDot = document.getElementById("status-dot");
   const statusText = document.getElementById("status-text");

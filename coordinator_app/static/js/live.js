@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { LineChart } from "./chart.js";
+import { runSummary, showVerdictBadge } from "./run_summary.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, percent,
 } from "./format.js";
@@ -177,6 +178,7 @@ export class LiveView {
     }
     const run = state.run && state.run.id === showing ? state.run : null;
     this.renderHead(run);
+    this.renderFinished(run ? null : this.ended);
     if (run) {
       const telemetry = runTelemetry(state) || { generator_count: (state.generators || []).length };
       this.renderTiles(telemetry, run);
@@ -237,6 +239,31 @@ export class LiveView {
       results.dataset.filename = `${this.shownRunId}.tar.gz`;
     }
     this.renderTimeline(run);
+  }
+
+  /** A finished run shows its whole-run summary instead of its last second. */
+  renderFinished(ended) {
+    const report = ended && ended.summary;
+    const panel = document.getElementById("run-summary");
+    document.getElementById("run-live-metrics").hidden = Boolean(report);
+    panel.hidden = !report;
+    const link = document.getElementById("run-report");
+    link.hidden = !(ended && ended.report_url);
+    if (ended && ended.report_url) {
+      link.href = ended.report_url;
+      link.dataset.filename = `${ended.id}.html`;
+    }
+    if (!report) {
+      showVerdictBadge(document.getElementById("run-verdict"), this.lastRun && this.lastRun.verdict);
+      return;
+    }
+    showVerdictBadge(document.getElementById("run-verdict"), report.verdict);
+    if (panel.dataset.run !== ended.id) {
+      panel.dataset.run = ended.id;
+      panel.textContent = "";
+      panel.append(Object.assign(document.createElement("h3"), { textContent: "Whole run" }),
+        runSummary(report));
+    }
   }
 
   renderTimeline(run) {
