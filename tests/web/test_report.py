@@ -62,16 +62,20 @@ def _check_report(page, detail):
     expect(page.locator("pre")).to_contain_text('"report-run"')
 
 
-def test_the_served_report_renders_with_data_and_no_other_request(browser, stack, finished):
-    url = stack.url + finished["report_url"]
-    assert urllib.parse.urlsplit(url).path == f"/results/{finished['id']}.html"
+def _open_and_check(browser, url, detail):
     context, page = _watched_page(browser, url)
     try:
         page.goto(url)
-        _check_report(page, finished)
+        _check_report(page, detail)
         assert page.requests == [url] and page.errors == []
     finally:
         context.close()
+
+
+def test_the_served_report_renders_with_data_and_no_other_request(browser, stack, finished):
+    url = stack.url + finished["report_url"]
+    assert urllib.parse.urlsplit(url).path == f"/results/{finished['id']}.html"
+    _open_and_check(browser, url, finished)
 
 
 def test_the_report_opens_from_disk_as_the_same_file(browser, stack, finished, tmp_path):
@@ -79,11 +83,4 @@ def test_the_report_opens_from_disk_as_the_same_file(browser, stack, finished, t
     assert status == 200
     path = tmp_path / "report.html"
     path.write_bytes(text)
-    url = path.as_uri()
-    context, page = _watched_page(browser, url)
-    try:
-        page.goto(url)
-        _check_report(page, finished)
-        assert page.requests == [url] and page.errors == []
-    finally:
-        context.close()
+    _open_and_check(browser, path.as_uri(), finished)
