@@ -16,9 +16,9 @@ import time
 
 from stressgrid._core.metrics import Histogram
 from stressgrid.metrics import MetricsAggregate, is_error, rate_name
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
 CPU_HISTOGRAM = "cpu_percent"
-CPU_WARNING_PERCENT = 80.0
 ACTIVE_DEVICES = "active_device_number"
 _EMPTY = {}
 

@@ -6,6 +6,8 @@ with the routing id of each message and the current (monotonic) time.
 import dataclasses
 import time
 
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
+
 
 @dataclasses.dataclass(eq=False)
 class Generator:
@@ -36,7 +38,7 @@ class Generator:
                 "registered_at": self.registered_at,
                 "last_seen_s": round(max(now - self.last_seen, 0.0), 3),
                 "active_device_number": self.active_devices,
-                "cpu_percent": self.cpu_percent, "cpu_warning": self.cpu_percent > 80.0,
+                "cpu_percent": self.cpu_percent, "cpu_warning": self.cpu_percent > CPU_WARNING_PERCENT,
                 "registrations": self.registrations}
 
 

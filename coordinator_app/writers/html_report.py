@@ -15,6 +15,7 @@ import math
 import time
 
 from stressgrid.cli.display import format_rate, format_us
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
 from . import Writer
 from .archive import report_name, write_atomically
@@ -190,8 +191,8 @@ def render(info, report, histograms, points):
         "<h2>Generators</h2>" + (_table(("generator", "devices started"), generators, "generators")
                                  if generators else "<p>none</p>")
         + (f"<p>peak generator CPU: {cpu:.0f}%"
-           + (" <span class='fail'>over 80%: results may be limited by the generator</span>"
-              if cpu > 80 else "") + "</p>" if cpu is not None else ""),
+           + (f" <span class='fail'>over {CPU_WARNING_PERCENT}%: results may be limited by the "
+              f"generator</span>" if cpu > CPU_WARNING_PERCENT else "") + "</p>" if cpu is not None else ""),
         "<h2>Plan</h2><pre>" + _e(json.dumps(info.plan, indent=2, sort_keys=True)) + "</pre>",
     ]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

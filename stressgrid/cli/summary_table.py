@@ -6,6 +6,7 @@ mean, p50, p90, p99, p99.9 and max; per counter the total, the mean rate over
 the sustain phase and the peak second; the error rate; each threshold with the
 value it measured. Fits 80 columns.
 """
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
@@ -130,8 +131,9 @@ def summary_rows(detail, micro="us", seen_events=()):
     cpu = (report.get("maxima") or {}).get("max_cpu_percent")
     if cpu is not None:
         rows.append((f"  {'peak generator cpu':<{NAME_WIDTH}}{cpu:>13.0f}%"
-                     + ("  over 80%: results may be limited by the generator" if cpu > 80 else ""),
-                     YELLOW if cpu > 80 else None))
+                     + (f"  over {CPU_WARNING_PERCENT}%: results may be limited by the generator"
+                        if cpu > CPU_WARNING_PERCENT else ""),
+                     YELLOW if cpu > CPU_WARNING_PERCENT else None))
     rows += error_rows(summary, report.get("errors"))
     for event in report.get("events") or ():
         key = (event.get("time"), event.get("kind"), event.get("message"))

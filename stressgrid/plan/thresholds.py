@@ -24,6 +24,8 @@ import dataclasses
 import operator
 import re
 
+from .constants import HOST_WARNING_METRICS
+
 HISTOGRAM_STATS = ("min", "mean", "max", "stddev")
 COUNTER_STATS = ("count", "rate", "peak")
 RATE_STATS = {"mean": "rate", "max": "peak", "peak": "peak"}
@@ -31,7 +33,6 @@ OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operat
              "==": operator.eq, "!=": operator.ne}
 TIME_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 ERROR_RATE = "error_rate"
-HOST_ERRORS = frozenset({"network_tcp_retransmit_error"})
 MAX_EXPRESSION = 200
 
 _TOKEN = re.compile(r"\s*(?:(?P<op><=|>=|==|!=|<|>)|(?P<number>\d+(?:\.\d+)?)|(?P<word>[A-Za-z_%][A-Za-z0-9_.%]*))")
@@ -225,7 +226,7 @@ def error_rate_percent(counter_totals):
     was counted.
     """
     errors = sum(total for name, total in counter_totals.items()
-                 if name.endswith("_error") and name not in HOST_ERRORS)
+                 if name.endswith("_error") and name not in HOST_WARNING_METRICS)
     operations = counter_totals.get("response", 0) + counter_totals.get("receive", 0) + errors
     return 100.0 * errors / operations if operations else 0.0
 

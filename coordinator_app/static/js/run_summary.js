@@ -2,14 +2,8 @@
 // numbers as summary.json, the CLI's table and the HTML report): the finished view of
 // the live panel and a History row's details both show them.
 
+import { element } from "./dom.js";
 import { formatterFor, integer, micros } from "./format.js";
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 const HISTOGRAM_COLUMNS = [["count", "count"], ["mean", "mean"], ["p50", "p50"], ["p90", "p90"],
   ["p99", "p99"], ["p99.9", "p99_9"], ["max", "max"]];
