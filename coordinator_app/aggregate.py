@@ -1,6 +1,6 @@
 """Aggregation of generator telemetry (DESIGN.md sections 5 and 7).
 
-``TelemetryAggregator`` is owned by the coordinator's socket thread. Its hot
+``TelemetryAggregator`` is owned by the run scheduler (on the socket thread). Its hot
 path is ``ingest``: every message's histograms are merged as sparse bucket
 counts straight into one pending aggregate (Cython, no per-message histogram
 allocation; ``ingest`` explains how a bad message is kept out) and its
@@ -42,11 +42,6 @@ class IntervalReport:
     counters: dict
     totals: dict
     gauges: dict
-
-    def rates(self):
-        """``<name>_per_second`` of every counter over this interval."""
-        duration = self.duration_s
-        return {rate_name(name): value / duration for name, value in self.counters.items()}
 
     @property
     def empty(self):
@@ -273,11 +268,6 @@ class TelemetryAggregator:
         """The run's counter totals up to now, what arrived this second included."""
         self._flush()
         return self.totals
-
-    @property
-    def in_run(self):
-        """True while a run is being aggregated."""
-        return self.interval is not None
 
     def cut_interval(self, generators):
         """Close the current report interval and return it as an ``IntervalReport``."""

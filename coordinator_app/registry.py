@@ -1,6 +1,6 @@
 """Which generators are registered, and which have gone silent.
 
-Pure bookkeeping with no sockets: the coordinator's socket thread calls it
+Pure bookkeeping with no sockets: the run scheduler calls it
 with the routing id of each message and the current (monotonic) time.
 """
 import dataclasses
@@ -95,10 +95,6 @@ class Registry:
         for generator in gone:
             del self._generators[generator.routing_id]
         return gone
-
-    def remove(self, routing_id):
-        """Forget a generator; returns it (or ``None``)."""
-        return self._generators.pop(routing_id, None)
 
     def to_list(self, now):
         """Every generator's JSON form, in registration order."""

@@ -130,21 +130,12 @@ class WriterPipeline:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def drained(self, timeout=30.0):
-        """Block until everything queued so far was written (used by tests)."""
-        done = threading.Event()
-        self._queue.put(("_mark", None, (done,)))
-        return done.wait(timeout)
-
     def _run(self):
         while True:
             item = self._queue.get()
             if item is None:
                 break
             kind, run, args = item
-            if kind == "_mark":
-                args[0].set()
-                continue
             try:
                 self._dispatch(kind, run, args)
             except Exception:  # noqa: BLE001 - the writer thread must survive anything

@@ -43,7 +43,6 @@ class WorkerSlot:
     started_at: float = 0.0
     ready: bool = False
     active_devices: int = 0
-    restarts: int = 0
     young_deaths: int = 0
     restart_at: float = None
 
@@ -126,7 +125,6 @@ class WorkerPool:
         restarted = []
         for slot in self.slots:
             if slot.restart_at is not None and slot.restart_at <= now:
-                slot.restarts += 1
                 self._spawn(slot)
                 restarted.append(slot)
         return restarted
