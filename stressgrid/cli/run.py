@@ -7,6 +7,8 @@ import sys
 import time
 import urllib.parse
 
+from stressgrid.plan.constants import FLEET_ERRORS
+
 from .api_client import Api, ApiError
 from .display import BOLD, YELLOW, Display, error_name, is_host_error, plural
 from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENERATORS, EXIT_OK,
@@ -200,7 +202,10 @@ def verdict(detail, interrupted=False):
         return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
     errors = {n: e for n, e in (summary.get("errors") or {}).items()
               if e.get("count") and not is_host_error(n)}
-    if errors and judged.get("outcome") != "passed":  # thresholds, when set, judge the errors
+    # Thresholds, when set, judge the target's errors; the fleet's own failures (a worker
+    # killed or crashed, devices cancelled or not placed) mean the planned load was not made.
+    fleet_failed = any(error_name(n) in FLEET_ERRORS for n in errors)
+    if errors and (judged.get("outcome") != "passed" or fleet_failed):
         total = sum(e["count"] for e in errors.values())
         return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(
             f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))
