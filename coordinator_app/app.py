@@ -6,6 +6,7 @@
 coordinator_app`` uses waitress), never Flask's development server.
 """
 import logging
+import threading
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -44,6 +45,7 @@ def create_app(config=None, coordinator=None):
     app.config["MAX_CONTENT_LENGTH"] = MAX_PLAN_BYTES
     app.json.sort_keys = False
     app.extensions["stressgrid"] = coordinator
+    app.extensions["stressgrid.streams"] = threading.BoundedSemaphore(config.stream_limit)
 
     from .web import blueprint as web_blueprint
     app.register_blueprint(api.blueprint)

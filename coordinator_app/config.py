@@ -49,6 +49,12 @@ class Config:
     metrics_open_on_loopback: bool = False
 
     @property
+    def stream_limit(self):
+        """Event streams open at once: each holds an HTTP thread while it lasts, so half of the
+        threads at most, and the other half always answer requests (an abort among them)."""
+        return max(1, self.http_threads // 2)
+
+    @property
     def generator_url(self):
         """The ZeroMQ endpoint the generator ROUTER binds."""
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
@@ -91,7 +97,8 @@ def argument_parser(environ=None):
     parser.add_argument("--generator-timeout", type=positive_float, default=5.0,
                         help="seconds of silence after which a generator is dropped (default 5)")
     parser.add_argument("--http-threads", type=positive_int, default=16,
-                        help="HTTP worker threads; each open event stream holds one (default 16)")
+                        help="HTTP worker threads (default 16); event streams may hold half of them, and "
+                             "clients beyond that are told (503) to poll /api/state")
     parser.add_argument("--metrics-open-on-loopback", action="store_true",
                         default=env.get("STRESSGRID_METRICS_OPEN_ON_LOOPBACK") == "1",
                         help="serve /metrics without the token to requests from a loopback address, "

@@ -42,7 +42,8 @@ def follow(api, run_id, display, grid=None):
                     return
             problem = "the coordinator closed the event stream"
         except ApiError as exc:
-            if exc.status == 404:  # a coordinator without an event stream
+            # A coordinator without an event stream, or with every stream slot taken.
+            if exc.status in (404, 503):
                 return poll(api, run_id, display, grid)
             problem = f"the event stream failed: {exc}"
         except CliError as exc:
