@@ -24,6 +24,8 @@ _OPEN_WARNING = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
 
+HTTP_CONNECTION_LIMIT = 1000
+
 
 def main(argv=None):
     """Parse flags, start the coordinator and serve HTTP until stopped."""
@@ -42,7 +44,10 @@ def main(argv=None):
                                         clear_untrusted_proxy_headers=True,
                                         # poll(), not select(): a big fleet's generator
                                         # connections push descriptors past 1024.
-                                        asyncore_use_poll=True)
+                                        asyncore_use_poll=True,
+                                        # Browser tabs and CLIs keep connections open (an event
+                                        # stream each): room for many more than waitress's 100.
+                                        connection_limit=HTTP_CONNECTION_LIMIT)
     except OSError:
         coordinator.stop()
         raise

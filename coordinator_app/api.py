@@ -14,6 +14,7 @@ from stressgrid.plan.resolve import resolve_addresses
 
 from .auth import protect
 from .service import Conflict
+from .writers.archive import report_name
 
 blueprint = protect(Blueprint("api", __name__, url_prefix="/api"))
 
@@ -47,6 +48,9 @@ def run_json(row, detail=False):
                                              "devices", "note")}
     archive = row.get("archive")
     result["result_url"] = url_for("results.download", filename=archive) if archive else None
+    report = report_name(row["id"])
+    result["report_url"] = url_for("results.download", filename=report) \
+        if archive and (coordinator().results_dir / report).is_file() else None
     if detail:
         result["plan"] = row.get("plan")
         result["summary"] = row.get("summary")
@@ -165,8 +169,19 @@ def meta():
 
 @blueprint.get("/stream")
 def stream():
-    """Server-sent events: one ``state`` event (as ``/api/state``) every second and on changes."""
+    """Server-sent events: one ``state`` event (as ``/api/state``) every second and on changes.
+
+    A stream holds an HTTP thread while it is open, so only ``Config.stream_limit`` may be open
+    at once; beyond that the answer is 503 with ``code: streams_busy`` at once, and the website
+    and the CLI poll ``/api/state`` instead (the other threads stay free for requests).
+    """
     engine = coordinator()
+    slots = current_app.extensions["stressgrid.streams"]
+    if not slots.acquire(blocking=False):
+        response = error(503, "too many event streams are open; poll /api/state once a second",
+                         code="streams_busy")
+        response.headers["Retry-After"] = "30"
+        return response
 
     def events():
         yield "retry: 2000\n\n"
@@ -181,8 +196,12 @@ def stream():
             seq, value = got
             yield f"event: state\nid: {seq}\ndata: {json.dumps(value, separators=(',', ':'))}\n\n"
 
-    return Response(events(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(events(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # The slot goes back when the server closes the response, started or not; a client that
+    # went away is noticed at the next write (a state each second, the keepalive at the latest).
+    response.call_on_close(slots.release)
+    return response
 
 
 @blueprint.post("/plans/check")

@@ -32,6 +32,7 @@ import zmq
 from stressgrid import wire
 from stressgrid.errors import ADDR_NOT_AVAIL_ADVICE, ADDR_NOT_AVAIL_ERROR
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.plan import constants
 from stressgrid.protocols.source import parse_pool
 
 from .cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
@@ -44,10 +45,10 @@ from .supervisor import WorkerPool
 from .worker import watchdog_identity, worker_identity
 
 ACTIVE_DEVICES_GAUGE = "active_device_number"
-WORKER_KILLED_ERROR = "worker_killed_error_count"
-WORKER_CRASHED_ERROR = "worker_crashed_error_count"
-DEVICE_CANCELLED_ERROR = "device_cancelled_error_count"
-DEVICE_UNPLACED_ERROR = "device_unplaced_error_count"
+WORKER_KILLED_ERROR = constants.WORKER_KILLED_ERROR + "_count"
+WORKER_CRASHED_ERROR = constants.WORKER_CRASHED_ERROR + "_count"
+DEVICE_CANCELLED_ERROR = constants.DEVICE_CANCELLED_ERROR + "_count"
+DEVICE_UNPLACED_ERROR = constants.DEVICE_UNPLACED_ERROR + "_count"
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
