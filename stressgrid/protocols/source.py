@@ -15,14 +15,16 @@ process's; ``open_connection`` and ``open_datagram`` connect through it.
 """
 import ipaddress
 import socket
+import sys
 
 import psutil
 
 AUTO = "auto"
 # More addresses than this in one pool is a typo (a /8), not a plan.
 MAX_POOL_ADDRESSES = 65_536
-# Linux's IP_BIND_ADDRESS_NO_PORT (not exported by the socket module).
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+# Linux's IP_BIND_ADDRESS_NO_PORT (not every Python exports it); elsewhere binds take a port.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT",
+                                  24 if sys.platform.startswith("linux") else None)
 # Any port: a UDP connect only asks the routing table, it sends nothing.
 _ROUTE_PROBE_PORT = 9
 
@@ -176,7 +178,7 @@ def bound_socket(kind, target_ip):
     family = socket.AF_INET6 if ":" in source else socket.AF_INET
     sock = socket.socket(family, kind)
     try:
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM and IP_BIND_ADDRESS_NO_PORT is not None:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         sock.bind((source, 0))
         sock.setblocking(False)
