@@ -195,3 +195,26 @@ def test_a_register_without_the_pool_size_still_decodes():
     assert wire.decode(data).source_addresses == 0
     with pytest.raises(wire.WireError, match="source_addresses"):
         wire.decode(wire.encode(wire.Register("g", "1", 2, 2, 10, source_addresses="three")))
+
+
+def test_http2_devices_connect_from_every_address_of_the_pool(tmp_path):
+    port = free_port()
+    block = f"server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 ok; }} }}"
+    plan = {"name": "h2", "addresses": [{"host": "127.0.0.1", "port": port, "protocol": "http2"}],
+            "blocks": [{"script": "await get('/')\n" + IDLE, "params": {}, "size": 6}], "opts": {}}
+    seen = []
+
+    def every_device_connected(aggregate):
+        if aggregate.counter("response_count") < 6:
+            return False
+        seen.append(established_peers(port))
+        return True
+
+    with nginx(tmp_path, block):
+        source.install(parse_pool(",".join(POOL)))
+        try:
+            result = run_local(plan, 15, until=every_device_connected)
+        finally:
+            source.install(parse_pool(""))
+    assert result.counters["response_count"] == 6
+    assert seen == [{address: 2 for address in POOL}]
