@@ -39,6 +39,7 @@ import typing
 
 from stressgrid import wire
 from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.model import PlanError
 
 from . import schedule
 from .aggregate import TelemetryAggregator
@@ -313,13 +314,20 @@ class RunScheduler:
     def submit(self, run_id, plan, addresses, at):
         """Start ``plan`` as run ``run_id``; ``reply`` is the run's state dict.
 
-        Raises ``Conflict`` when a run is active or no generator is registered.
+        Raises ``Conflict`` when a run is active or no generator is registered, and
+        ``PlanError`` (field ``blocks``) when the plan asks for more devices than the
+        registered fleet can hold.
         """
         if self.run is not None:
             raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
         if not len(self.registry):
             raise Conflict("no_generators", "no generator is registered; start one "
                                             "(python -m stressgrid.generator) and try again")
+        capacity = sum(generator.capacity for generator in self.registry)
+        if plan.size > capacity:
+            raise PlanError("blocks", f"the plan asks for {plan.size:,} devices and the "
+                                      f"{plural(len(self.registry), 'registered generator')} can hold "
+                                      f"{capacity:,}: add generators or lower the blocks' sizes")
         out = self._begin(at)
         run = Run(run_id, plan, addresses, at)
         out.store.append(("insert", (run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict)))

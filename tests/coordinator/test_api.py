@@ -336,3 +336,11 @@ def test_the_coordinator_never_loads_the_worker_side():
                                                                     "stressgrid.protocols",
                                                                     "stressgrid.generator"))]
     assert "stressgrid._core.device" not in loaded and "stressgrid.wire" in loaded
+
+
+def test_a_plan_beyond_the_fleets_capacity_is_a_400_naming_blocks(coordinator, generator):
+    status, body, _ = coordinator.api.post("/api/runs", plan(size=1001))  # the fake holds 1,000
+    assert status == 400
+    assert body["error"]["field"] == "blocks"
+    assert "1,001 devices" in body["error"]["message"] and "can hold 1,000" in body["error"]["message"]
+    assert coordinator.api.state()["run"] is None

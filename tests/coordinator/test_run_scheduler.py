@@ -3,7 +3,7 @@ import pytest
 
 from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
 from stressgrid import wire
-from stressgrid.plan import Plan
+from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.resolve import resolve_addresses
 from tests.coordinator.support import snapshot
 
@@ -368,3 +368,15 @@ def test_the_run_started_event_counts_generators_in_the_singular_and_plural(sche
     assert events(out) == [("run_started", text)]
     (info, event), = writes(out, "event")
     assert event["message"] == text and info.id == "run-1"
+
+
+def test_a_plan_beyond_the_fleets_capacity_is_rejected_naming_both_numbers(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")  # 100 devices each
+    plan, addresses = make_plan(sizes=(150, 51))
+    with pytest.raises(PlanError) as refused:
+        scheduler.submit("run-1", plan, addresses, clock.at())
+    assert refused.value.field == "blocks"
+    assert "201 devices" in refused.value.message and "can hold 200" in refused.value.message
+    assert scheduler.run is None
+    plan, addresses = make_plan(sizes=(150, 50))  # exactly the capacity fits
+    assert scheduler.submit("run-2", plan, addresses, clock.at()).reply["id"] == "run-2"
