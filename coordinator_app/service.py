@@ -25,7 +25,7 @@ import zmq
 
 from stressgrid import __version__, wire
 
-from . import schedule
+from . import schedule, validate
 from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
 from .registry import Registry
 from .store import RunStore
@@ -180,6 +180,7 @@ class Coordinator:
         self.pipeline = WriterPipeline(list(writers or ()) + [self.archive], self._run_written)
         self.registry = Registry(config.generator_timeout_s, wall_clock)
         self.aggregator = TelemetryAggregator(clock, wall_clock)
+        self.telemetry_check = validate.TelemetryCheck()
         self.publisher = Publisher()
         self.run = None
         self.events = []
@@ -408,6 +409,8 @@ class Coordinator:
                 wire.RunStopped: self._on_run_stopped}
 
     def _on_register(self, routing_id, message):
+        if not self._valid(routing_id, validate.check_register, message):
+            return
         now = self._clock()
         generator, new = self.registry.register(routing_id, message, now)
         if self.run is not None:
@@ -428,6 +431,7 @@ class Coordinator:
             self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
         try:
+            message = self.telemetry_check.check(message, generator.capacity)
             self.aggregator.ingest(generator, message)
         except ValueError as exc:
             self.bad_messages += 1
@@ -446,7 +450,18 @@ class Coordinator:
         if generator is None:
             self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
-        self._event(message.kind, message.message, generator)
+        if self._valid(routing_id, validate.check_event, message):
+            self._event(message.kind, message.message, generator)
+
+    def _valid(self, routing_id, check, message):
+        """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
+        try:
+            check(message)
+        except validate.InvalidMessage as exc:
+            self.bad_messages += 1
+            self._send(routing_id, wire.Error(message=str(exc)))
+            return False
+        return True
 
     # -- timers ------------------------------------------------------------------
 
@@ -523,6 +538,7 @@ class Coordinator:
         run = ActiveRun(run_id, plan, addresses, now, self._wall())
         self.store.insert(run_id, plan.name, schedule.RAMPUP, run.started_wall, plan.size, run.plan_dict)
         self.aggregator.start_run()
+        self.telemetry_check.start_run()
         self.run = run
         self.pipeline.start(run.info)
         self._event("run_started", f"{plan.size} devices on {len(generators)} generators")
@@ -634,6 +650,10 @@ class Coordinator:
         elif state == schedule.DONE:
             self._event("run_done", "")
         run.note = note
+        if self.telemetry_check.dropped:
+            self._event("metric_keys_dropped",
+                        f"{self.telemetry_check.dropped} values of metrics beyond the run's first "
+                        f"{self.telemetry_check.max_keys} distinct names were dropped")
         last, totals = self.aggregator.finish_run(list(self.registry))
         final = FinalReport(state=state, started_at=run.started_wall, finished_at=self._wall(),
                             devices_requested=run.plan.size, devices_started=run.devices_started,
