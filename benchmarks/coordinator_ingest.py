@@ -48,7 +48,7 @@ def free_port():
 # -- helper process: a slice of the fleet ------------------------------------------
 
 
-def telemetry_payloads(seed, variants=8):
+def telemetry_payloads(seed, run_id, variants=8):
     """Pre-encoded telemetry messages (the coordinator's work does not depend on who encodes)."""
     from stressgrid import wire
     from stressgrid._core.metrics import Recorder
@@ -62,8 +62,8 @@ def telemetry_payloads(seed, variants=8):
                 recorder.record(name, int(rng.lognormvariate(8, 1.2)))
         for c in range(COUNTERS):
             recorder.inc(f"bench_{c}_count", rng.randint(1, 1000))
-        payloads.append(wire.encode(wire.Telemetry(metrics=recorder.snapshot(), active_device_number=1,
-                                                   errors={})))
+        payloads.append(wire.encode(wire.Telemetry(run_id=run_id, metrics=recorder.snapshot(),
+                                                   active_device_number=1, errors={})))
     return payloads
 
 
@@ -86,18 +86,27 @@ def sender(url, first, count, seed):
     poller = zmq.Poller()
     for dealer in sockets:
         poller.register(dealer, zmq.POLLIN)
-    registered = set()
-    deadline = time.monotonic() + 60
-    while len(registered) < count and time.monotonic() < deadline:
-        for dealer, _ in poller.poll(100):
-            while True:
-                try:
-                    if isinstance(wire.decode(dealer.recv(zmq.NOBLOCK)), wire.Registered):
-                        registered.add(dealer)
-                except zmq.Again:
-                    break
-    print(json.dumps({"registered": len(registered)}), flush=True)
-    payloads = telemetry_payloads(seed)
+    def wait_for_every(kind, timeout_s=60):
+        """The messages of ``kind`` received, one per generator (or fewer on timeout)."""
+        received = {}
+        deadline = time.monotonic() + timeout_s
+        while len(received) < count and time.monotonic() < deadline:
+            for dealer, _ in poller.poll(100):
+                while True:
+                    try:
+                        message = wire.decode(dealer.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if isinstance(message, kind):
+                        received[dealer] = message
+        return received
+
+    print(json.dumps({"registered": len(wait_for_every(wire.Registered))}), flush=True)
+    # Telemetry carries the run id: every generator's comes once its cohort has arrived.
+    starts = wait_for_every(wire.StartCohort)
+    print(json.dumps({"started": len(starts)}), flush=True)
+    run_ids = {start.run_id for start in starts.values()}
+    payloads = telemetry_payloads(seed, run_ids.pop() if len(run_ids) == 1 else "")
     heartbeat = wire.encode(wire.Heartbeat(sent_at=0.0))
     sent = 0
     rng = random.Random(seed)
@@ -213,6 +222,9 @@ def main():
                 "opts": {"ramp_steps": 1, "rampup_step_ms": 1000, "sustain_ms": 3_600_000,
                          "rampdown_step_ms": 1000, "cooldown_ms": 1000, "report_interval_ms": 5000}}
         run = api(base, "POST", "/api/runs", plan)
+        for helper, count in zip(helpers, share):
+            if json.loads(helper.stdout.readline())["started"] != count:
+                raise SystemExit("not every generator received its cohort")
         time.sleep(args.warmup)
         cpu_before, wall_before = cpu_seconds(coordinator.pid), time.monotonic()
         before = api(base, "GET", "/api/state")["ingest"]

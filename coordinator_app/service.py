@@ -25,7 +25,7 @@ import zmq
 
 from stressgrid import __version__, wire
 
-from . import schedule, validate
+from . import run_scope, schedule, validate
 from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
 from .registry import Registry
 from .store import RunStore
@@ -181,6 +181,7 @@ class Coordinator:
         self.registry = Registry(config.generator_timeout_s, wall_clock)
         self.aggregator = TelemetryAggregator(clock, wall_clock)
         self.telemetry_check = validate.TelemetryCheck()
+        self.stale = run_scope.StaleMessages()
         self.publisher = Publisher()
         self.run = None
         self.events = []
@@ -430,6 +431,8 @@ class Coordinator:
         if generator is None:
             self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
+        if not self._in_scope(routing_id, generator, message, message.active_device_number):
+            return
         try:
             message = self.telemetry_check.check(message, generator.capacity)
             self.aggregator.ingest(generator, message)
@@ -450,8 +453,24 @@ class Coordinator:
         if generator is None:
             self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
             return
-        if self._valid(routing_id, validate.check_event, message):
+        if self._valid(routing_id, validate.check_event, message) and \
+                self._in_scope(routing_id, generator, message, 0, fleet_events=True):
             self._event(message.kind, message.message, generator)
+
+    def _in_scope(self, routing_id, generator, message, devices, fleet_events=False):
+        """True when ``message`` is to be merged: of the active run (or of none, while none is
+        active, or an event of a host at rest: ``fleet_events``). One of another run is counted
+        and, when its generator still runs ``devices`` of it, answered with ``Abort``."""
+        active = self.run.id if self.run is not None else None
+        scope = run_scope.scope_of(message.run_id, active)
+        if scope is run_scope.Scope.STALE:
+            text = self.stale.note(generator.generator_id, message.run_id, self._clock())
+            if text is not None:
+                self._event("stale_telemetry", text, generator)
+            if devices > 0:
+                self._send(routing_id, wire.Abort(run_id=message.run_id))
+            return False
+        return fleet_events or run_scope.merges(scope, active is not None)
 
     def _valid(self, routing_id, check, message):
         """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
@@ -498,7 +517,8 @@ class Coordinator:
             "run": self.run.to_dict(now) if self.run is not None else None,
             "telemetry": aggregator.latest,
             "events": list(self.events[-RECENT_EVENTS:]),
-            "ingest": {"messages": aggregator.messages, "rejected": self.bad_messages},
+            "ingest": {"messages": aggregator.messages, "rejected": self.bad_messages,
+                       "other_runs": self.stale.total},
         })
 
     def _event(self, kind, message, generator=None):
@@ -539,6 +559,7 @@ class Coordinator:
         self.store.insert(run_id, plan.name, schedule.RAMPUP, run.started_wall, plan.size, run.plan_dict)
         self.aggregator.start_run()
         self.telemetry_check.start_run()
+        self.stale.start_run()
         self.run = run
         self.pipeline.start(run.info)
         self._event("run_started", f"{plan.size} devices on {len(generators)} generators")
@@ -650,6 +671,9 @@ class Coordinator:
         elif state == schedule.DONE:
             self._event("run_done", "")
         run.note = note
+        stale = self.stale.flush(self._clock())
+        if stale is not None:
+            self._event("stale_telemetry", stale)
         if self.telemetry_check.dropped:
             self._event("metric_keys_dropped",
                         f"{self.telemetry_check.dropped} values of metrics beyond the run's first "

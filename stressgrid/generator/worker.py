@@ -58,6 +58,8 @@ class Worker:
         self.engine = None
         self.socket = None
         self._run_cohorts = {}  # run_id -> set of cohort ids
+        # The run the metrics gathered since the last telemetry belong to ("" for none).
+        self._reporting_run = ""
         self._stopping = None
         self._handlers = {wire.StartCohort: self._start_cohort, wire.StopCohort: self._stop,
                           wire.Abort: self._abort}
@@ -139,6 +141,9 @@ class Worker:
                                       f"bad addresses or opts: {exc}")
         if start.cohort_id in self.engine.cohorts:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} is already running")
+        if self._reporting_run not in ("", start.run_id):
+            await self._send(self._telemetry())  # what another run left goes out under its id
+        self._reporting_run = start.run_id
         self._run_cohorts.setdefault(start.run_id, set()).add(start.cohort_id)
         try:
             started = await self.engine.start_cohort(start.cohort_id, start.blocks, addresses, opts,
@@ -164,10 +169,14 @@ class Worker:
             self.engine.error_lines.clear()
 
     def _telemetry(self):
+        """The metrics since the last telemetry, under the id of the run they belong to."""
         snapshot = self.engine.snapshot()
         errors = snapshot.pop("errors", {})
-        return wire.Telemetry(metrics=snapshot, active_device_number=self.engine.active_devices,
-                              errors=errors)
+        message = wire.Telemetry(run_id=self._reporting_run, metrics=snapshot,
+                                 active_device_number=self.engine.active_devices, errors=errors)
+        if not self._run_cohorts:
+            self._reporting_run = ""  # that was the last of the run's metrics
+        return message
 
     async def _send_telemetry(self):
         loop = asyncio.get_running_loop()

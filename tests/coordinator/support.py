@@ -195,8 +195,13 @@ class FakeGenerator:
         if wait:
             self.wait_for(wire.Registered)
 
-    def telemetry(self, snapshot=None, active=0, errors=None):
-        self.send(wire.Telemetry(metrics=snapshot or {"histograms": {}, "counters": {}, "gauges": {}},
+    def telemetry(self, snapshot=None, active=0, errors=None, run_id=None):
+        """Send one second of metrics, of ``run_id`` (default: the run of the latest cohort received)."""
+        if run_id is None:
+            starts = self.messages(wire.StartCohort)
+            run_id = starts[-1].run_id if starts else ""
+        self.send(wire.Telemetry(run_id=run_id,
+                                 metrics=snapshot or {"histograms": {}, "counters": {}, "gauges": {}},
                                  active_device_number=active, errors=errors or {}))
 
     def _run(self):

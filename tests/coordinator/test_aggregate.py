@@ -31,8 +31,8 @@ class Gen:
 
 def telemetry(snap, active=0, errors=None):
     # Through the real codec and checks, as the coordinator receives it.
-    message = wire.decode(wire.encode(wire.Telemetry(metrics=snap, active_device_number=active,
-                                                     errors=errors or {})))
+    message = wire.decode(wire.encode(wire.Telemetry(run_id="", metrics=snap,
+                                                     active_device_number=active, errors=errors or {})))
     return TelemetryCheck().check(message, capacity=1000)
 
 

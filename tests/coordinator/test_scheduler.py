@@ -140,7 +140,7 @@ def test_malformed_and_unexpected_messages_get_errors_and_change_nothing(coordin
     good, = generators(1)
     rogue = FakeGenerator(coordinator.generator_url, "rogue", register=False)
     try:
-        valid_telemetry = wire.encode(wire.Telemetry(metrics=snapshot(counters={"x_count": 1}),
+        valid_telemetry = wire.encode(wire.Telemetry(run_id="", metrics=snapshot(counters={"x_count": 1}),
                                                      active_device_number=0, errors={}))
         cases = [
             b"\xc1 not msgpack",

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coordinator_app import run_scope
 from coordinator_app.aggregate import TelemetryAggregator
 from coordinator_app.registry import Generator
 from coordinator_app.validate import (MAX_COUNTER_VALUE, MAX_HISTOGRAM_VALUES, InvalidMessage,
@@ -29,7 +30,7 @@ def register(**fields):
 
 
 def telemetry(metrics=None, active=0, errors=None, run_id="run-1"):
-    return wire.Telemetry(metrics=metrics or snapshot(), active_device_number=active,
+    return wire.Telemetry(run_id=run_id, metrics=metrics or snapshot(), active_device_number=active,
                           errors=errors or {})
 
 
@@ -56,10 +57,10 @@ def test_a_bad_register_is_refused_naming_the_field(fields, named):
 
 
 def test_events_need_a_metric_like_kind_and_a_bounded_text():
-    check_event(wire.Event(kind="worker_error", message="boom"))
+    check_event(wire.Event(run_id="", kind="worker_error", message="boom"))
     for kind, text in (("Worker Error", "x"), ("", "x"), ("k" * 101, "x"), ("ok", "x" * 2001)):
         with pytest.raises(InvalidMessage):
-            check_event(wire.Event(kind=kind, message=text))
+            check_event(wire.Event(run_id="", kind=kind, message=text))
 
 
 @pytest.mark.parametrize("message, named", [
@@ -124,6 +125,7 @@ _histogram_maps = st.dictionaries(_names, st.one_of(st.tuples(_encodings, _ints)
                                                     st.none(), _ints), max_size=5)
 _telemetry_bodies = st.fixed_dictionaries({
     "t": st.just("telemetry"), "v": st.just(wire.PROTOCOL_VERSION),
+    "run_id": st.sampled_from(["run-1", "", "other"]),
     "metrics": st.fixed_dictionaries({}, optional={
         "histograms": _histogram_maps,
         "counters": st.dictionaries(_names, _ints, max_size=5),
@@ -155,7 +157,8 @@ class IngestPipeline:
     def receive(self, payload):
         try:
             message = wire.decode(payload)
-            if isinstance(message, wire.Telemetry):
+            scope = run_scope.scope_of(getattr(message, "run_id", ""), self.run.id)
+            if isinstance(message, wire.Telemetry) and run_scope.merges(scope, True):
                 message = self.check.check(message, self.generator.capacity)
                 self.aggregator.ingest(self.generator, message)
                 self.accepted += 1

@@ -89,7 +89,7 @@ BAD_MESSAGES = {
     "unknown type": msgpack.packb({"t": "launch_missiles", "v": wire.PROTOCOL_VERSION}),
     "wrong version": msgpack.packb({"t": "heartbeat", "v": wire.PROTOCOL_VERSION + 41, "sent_at": 1.0}),
     "missing field": msgpack.packb({"t": "stop_cohort", "v": wire.PROTOCOL_VERSION, "run_id": "r"}),
-    "wrong direction": wire.encode(wire.Telemetry(metrics={}, active_device_number=0, errors={})),
+    "wrong direction": wire.encode(wire.Telemetry(run_id="", metrics={}, active_device_number=0, errors={})),
     "bad blocks": wire.encode(wire.StartCohort(run_id="r", cohort_id="1", blocks=[{"size": "many"}],
                                                addresses=[], opts={}, address_offset=0)),
     "bad addresses": wire.encode(wire.StartCohort(
