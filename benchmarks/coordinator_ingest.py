@@ -4,7 +4,8 @@
 
 Starts a real coordinator (``python -m coordinator_app``) and a few helper
 processes that together hold one ZeroMQ DEALER per simulated generator.
-Each generator registers, heartbeats every second and sends one telemetry
+Each generator connects over CurveZMQ with the fleet's join token (as real
+generators do: every message is encrypted), registers, heartbeats every second and sends one telemetry
 message a second with 20 histograms (a few hundred distinct latency buckets
 each, the shape a busy generator's second has) and 20 counters, at its own
 offset within the second. With every generator registered and a run in
@@ -67,11 +68,14 @@ def telemetry_payloads(seed, run_id, variants=8):
     return payloads
 
 
-def sender(url, first, count, seed):
+def sender(url, first, count, seed, token_path):
     """Run ``count`` generators until stdin closes; print how many telemetry messages went out."""
     import zmq
 
     from stressgrid import __version__, wire
+    from stressgrid.generator.coordinator_link import secure
+    from stressgrid.join_token import read_token_file
+    token = read_token_file(token_path)
     context = zmq.Context()
     context.set(zmq.MAX_SOCKETS, count + 64)
     sockets = []
@@ -79,6 +83,7 @@ def sender(url, first, count, seed):
         dealer = context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.IDENTITY, f"bench-{i:05d}".encode())
         dealer.setsockopt(zmq.LINGER, 2000)
+        secure(dealer, token)  # CurveZMQ with the fleet's join token, as real generators connect
         dealer.connect(url)
         dealer.send(wire.encode(wire.Register(generator_id=f"bench-{i:05d}", version=__version__,
                                               cores=4, workers=4, capacity=100000)))
@@ -178,11 +183,12 @@ def main():
     parser.add_argument("--helpers", type=int, default=4, help="helper processes holding the DEALERs")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--sender", nargs=4, metavar=("URL", "FIRST", "COUNT", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--sender", nargs=5, metavar=("URL", "FIRST", "COUNT", "SEED", "TOKEN_FILE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sender:
-        url, first, count, seed = args.sender
-        return sender(url, int(first), int(count), int(seed))
+        url, first, count, seed, token_path = args.sender
+        return sender(url, int(first), int(count), int(seed), token_path)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -204,7 +210,8 @@ def main():
         first = 0
         for i, count in enumerate(share):
             helpers.append(subprocess.Popen(
-                [sys.executable, __file__, "--sender", url, str(first), str(count), str(i)],
+                [sys.executable, __file__, "--sender", url, str(first), str(count), str(i),
+                 os.path.join(data_dir, "join-token")],
                 cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             first += count
         for helper in helpers:

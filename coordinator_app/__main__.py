@@ -1,7 +1,8 @@
 """``python -m coordinator_app``: the coordinator served by waitress.
 
 See ``python -m coordinator_app --help`` and ``coordinator_app.config`` for
-flags and environment variables. SIGTERM and Ctrl-C stop it cleanly: an
+flags and environment variables; ``python -m coordinator_app join-token
+[--rotate]`` prints (or replaces) the join token generators need. SIGTERM and Ctrl-C stop it cleanly: an
 active run is aborted and its report and archive are still written.
 """
 import logging
@@ -10,6 +11,7 @@ import sys
 
 import waitress
 
+from . import fleet_auth
 from .app import create_app
 from .config import config_from_args
 
@@ -27,6 +29,9 @@ _OPEN_WARNING = """
 
 def main(argv=None):
     """Parse flags, start the coordinator and serve HTTP until stopped."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["join-token"]:
+        return fleet_auth.command(argv[1:])
     config = config_from_args(argv)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,6 +61,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, stop)
     log.info("management API on http://%s:%s, generators connect to %s, data in %s",
              config.bind, server.effective_port, coordinator.generator_endpoint, config.data_dir)
+    log.info(fleet_auth.start_hint(coordinator.join_token_path, coordinator.generator_endpoint))
     try:
         server.run()  # returns (or raises) on SIGTERM / Ctrl-C
     except (KeyboardInterrupt, SystemExit):

@@ -25,9 +25,9 @@ import zmq
 
 from stressgrid import __version__, wire
 
-from . import run_scope, schedule, validate
+from . import fleet_auth, run_scope, schedule, validate
 from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
-from .registry import Registry
+from .registry import GeneratorIdInUse, Registry
 from .store import RunStore
 from .writers import FinalReport, RunInfo, WriterPipeline
 from .writers.archive import ArchiveWriter
@@ -42,6 +42,10 @@ DRAIN_LIMIT = 20000
 # per-wake-up cost; a message after a quiet spell is still taken at once.
 DRAIN_INTERVAL_S = 0.005
 RECENT_EVENTS = 50
+HEARTBEAT_IVL_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 6000
+# Connections refused for claiming a connected generator's id, remembered so each gets one event.
+REFUSED_CLAIMS_REMEMBERED = 1000
 
 
 class Conflict(Exception):
@@ -186,12 +190,14 @@ class Coordinator:
         self.run = None
         self.events = []
         self.bad_messages = 0
+        self._refused_claims = set()
         self._commands = queue.SimpleQueue()
         self._context = zmq.Context()
         self._wake_address = f"inproc://stressgrid-wake-{id(self)}"
         self._wake_lock = threading.Lock()
         self._wake = None
         self._router = None
+        self._zap = None
         self._thread = None
         self._stopping = False
         self.generator_endpoint = None
@@ -207,9 +213,14 @@ class Coordinator:
         router = self._context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No ROUTER_HANDOVER: a second connection with a connected generator's identity is
+        # refused, never handed its cohorts. ZMTP heartbeats close dead connections, so a
+        # generator that comes back on a new connection is not kept out by a half-open one.
+        router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         router.setsockopt(zmq.RCVHWM, 100000)
         router.setsockopt(zmq.SNDHWM, 1000)
+        self._zap = fleet_auth.protect(self._context, router, self.config.data_dir)
         router.bind(self.config.generator_url)
         self.generator_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake_in = self._context.socket(zmq.PULL)
@@ -222,6 +233,11 @@ class Coordinator:
                                         name="stressgrid-coordinator", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def join_token_path(self):
+        """The file holding the fleet's join token."""
+        return pathlib.Path(self.config.data_dir) / fleet_auth.TOKEN_FILE
 
     @property
     def generator_port(self):
@@ -238,6 +254,8 @@ class Coordinator:
             self._thread.join(timeout)
         self.pipeline.close(timeout)
         self.publisher.close()
+        if self._zap is not None:
+            self._zap.stop()
         with self._wake_lock:
             if self._wake is not None:
                 self._wake.close(0)
@@ -413,14 +431,35 @@ class Coordinator:
         if not self._valid(routing_id, validate.check_register, message):
             return
         now = self._clock()
-        generator, new = self.registry.register(routing_id, message, now)
+        try:
+            generator, new, replaced = self.registry.register(routing_id, message, now)
+        except GeneratorIdInUse as exc:
+            self._refuse_claim(routing_id, exc)
+            return
         if self.run is not None:
             # A generator registering anew has stopped everything it ran.
             self.run.abort_waiting.discard(routing_id)
+            if replaced is not None:
+                self.run.abort_waiting.discard(replaced.routing_id)
+        if replaced is not None:
+            self._event("generator_restarted", f"{generator.generator_id} came back on a new connection; "
+                                               f"the old one was silent", generator)
         self._send(routing_id, wire.Registered(coordinator_version=__version__))
         kind = "generator_registered" if new else "generator_reregistered"
         self._event(kind, f"{generator.generator_id} ({message.workers} workers, "
                           f"{message.cores} cores, version {message.version})", generator)
+
+    def _refuse_claim(self, routing_id, exc):
+        """Answer a registration that claims a connected generator's id; one event per connection."""
+        self._send(routing_id, wire.Error(message=str(exc)))
+        if routing_id in self._refused_claims:
+            return
+        if len(self._refused_claims) >= REFUSED_CLAIMS_REMEMBERED:
+            self._refused_claims.clear()
+        self._refused_claims.add(routing_id)
+        log.warning("refused a registration from %r: %s", routing_id[:80], exc)
+        self._event("generator_id_refused", f"a connection claiming {exc.holder.generator_id} was refused: {exc}",
+                    exc.holder)
 
     def _on_heartbeat(self, routing_id, message):
         if self.registry.seen(routing_id, self._clock()) is None:
@@ -518,7 +557,8 @@ class Coordinator:
             "telemetry": aggregator.latest,
             "events": list(self.events[-RECENT_EVENTS:]),
             "ingest": {"messages": aggregator.messages, "rejected": self.bad_messages,
-                       "other_runs": self.stale.total},
+                       "other_runs": self.stale.total,
+                       "refused_connections": self._zap.refused if self._zap else 0},
         })
 
     def _event(self, kind, message, generator=None):

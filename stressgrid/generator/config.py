@@ -6,10 +6,13 @@ import os
 import socket
 
 from stressgrid.argtypes import positive_float, positive_int
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken, JoinTokenError, read_token_file
 
 DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
+JOIN_TOKEN_FILE_ENV = "STRESSGRID_JOIN_TOKEN_FILE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +23,8 @@ class AgentConfig:
     run before the agent stops every device (no orphaned load).
     ``silence_reregister_s``: how long the coordinator may stay silent before
     the agent registers again (the coordinator heartbeats every second).
+    ``join_token``: the fleet's ``JoinToken``; the coordinator refuses a
+    generator without it at the CurveZMQ handshake.
     """
 
     coordinator_url: str = DEFAULT_COORDINATOR_URL
@@ -30,6 +35,7 @@ class AgentConfig:
     heartbeat_interval_s: float = 1.0
     telemetry_interval_s: float = 1.0
     log_level: str = "INFO"
+    join_token: JoinToken = None
 
 
 def short_hostname():
@@ -60,6 +66,10 @@ def argument_parser():
     parser.add_argument("--coordinator-grace", type=positive_float, metavar="SECONDS",
                         help=f"stop every device after the coordinator was silent this long "
                              f"(env {GRACE_ENV}, default {DEFAULT_GRACE_S:g})")
+    parser.add_argument("--join-token-file", metavar="PATH",
+                        help=f"file holding the fleet's join token (env {JOIN_TOKEN_FILE_ENV}; the "
+                             f"coordinator writes it to <data dir>/join-token; or set {JOIN_TOKEN_ENV} "
+                             f"to the token itself)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper, help="log level (default INFO)")
@@ -78,12 +88,28 @@ def config_from(argv=None, environ=None):
             raise SystemExit(f"{GRACE_ENV} must be a positive number of seconds, "
                              f"not {environ[GRACE_ENV]!r}") from None
     return AgentConfig(
+        join_token=_join_token(args.join_token_file or environ.get(JOIN_TOKEN_FILE_ENV), environ),
         coordinator_url=args.coordinator or environ.get("COORDINATOR_URL") or DEFAULT_COORDINATOR_URL,
         generator_id=args.generator_id or environ.get("GENERATOR_ID") or short_hostname(),
         workers=args.workers or default_workers(),
         coordinator_grace_s=grace if grace is not None else DEFAULT_GRACE_S,
         log_level=args.log_level,
     )
+
+
+def _join_token(path, environ):
+    """The join token from ``--join-token-file`` or the environment; exits saying what is wrong."""
+    try:
+        if path:
+            return read_token_file(path)
+        if environ.get(JOIN_TOKEN_ENV):
+            return JoinToken.parse(environ[JOIN_TOKEN_ENV])
+    except JoinTokenError as exc:
+        source = path or JOIN_TOKEN_ENV
+        raise SystemExit(f"the join token ({source}) cannot be used: {exc}") from None
+    raise SystemExit(f"no join token: pass --join-token-file PATH or set {JOIN_TOKEN_ENV} (the coordinator "
+                     f"writes the token to <data dir>/join-token and prints it with "
+                     f"'python -m coordinator_app join-token')")
 
 
 def configure_logging(level, name):

@@ -33,7 +33,7 @@ def coordinator(tmp_path):
 
 @pytest.fixture
 def generator(coordinator):
-    fake = FakeGenerator(coordinator.generator_url, "gen-a")
+    fake = FakeGenerator(coordinator, "gen-a")
     coordinator.api.wait_generators(1)
     yield fake
     fake.close()
@@ -156,7 +156,7 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
     # A generator timeout far longer than the test: only the answers can end the run.
     with coordinator_process(tmp_path, generator_timeout=30.0) as coordinator:
         api = coordinator.api
-        gens = [FakeGenerator(coordinator.generator_url, name) for name in ("gen-a", "gen-b")]
+        gens = [FakeGenerator(coordinator, name) for name in ("gen-a", "gen-b")]
         try:
             api.wait_generators(2)
             status, run, _ = api.post("/api/runs", plan(size=4))

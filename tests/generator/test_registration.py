@@ -1,5 +1,6 @@
 """Registration, heartbeats and surviving a coordinator that goes away and comes back."""
 import os
+import re
 import time
 
 import msgpack
@@ -20,7 +21,7 @@ def test_registers_with_identity_version_and_capacity(coordinator, start_agent):
     assert register.workers == 2
     assert register.capacity > 0
     identity = coordinator.received[-1][1]
-    assert identity == b"test-generator"
+    assert re.fullmatch(rb"test-generator/[0-9a-f]{16}", identity)  # the id, and this process's instance
     # Once registered it heartbeats every second and reports telemetry.
     first = coordinator.expect(wire.Heartbeat)
     first_at = coordinator.received[-1][0]
