@@ -27,6 +27,18 @@ _OPEN_WARNING = """
 """
 
 
+def exposed_ports(config, generator_port, join_token_path):
+    """One line per port bound beyond loopback, saying whether (and by what) it is protected."""
+    if config.is_loopback:
+        return []
+    management = ("protected by the management token (STRESSGRID_TOKEN)" if config.token
+                  else "NOT PROTECTED: no STRESSGRID_TOKEN, anyone who reaches it can submit plans")
+    return [f"management port {config.bind}:{config.management_port} is reachable from other "
+            f"machines, {management}",
+            f"generator port {config.bind}:{generator_port} is reachable from other machines, "
+            f"protected by the fleet's join token ({join_token_path}, CurveZMQ)"]
+
+
 def main(argv=None):
     """Parse flags, start the coordinator and serve HTTP until stopped."""
     argv = sys.argv[1:] if argv is None else argv
@@ -37,10 +49,10 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not config.token and not config.is_loopback:
         sys.stderr.write(_OPEN_WARNING.format(bind=config.bind, port=config.management_port))
-        log.warning("management API on %s:%d is open to anyone: no STRESSGRID_TOKEN",
-                    config.bind, config.management_port)
     app = create_app(config)
     coordinator = app.extensions["stressgrid"]
+    for line in exposed_ports(config, coordinator.generator_port, coordinator.join_token_path):
+        log.warning("%s", line)
     try:
         server = waitress.create_server(app, host=config.bind, port=config.management_port,
                                         threads=config.http_threads, ident="stressgrid",
