@@ -21,6 +21,7 @@ from coordinator_app.writers import FinalReport, RunInfo
 from coordinator_app.writers.archive import ArchiveWriter
 from stressgrid import __version__, wire
 from tests.coordinator.support import snapshot
+from tests.support.varint import varint
 
 
 def register(**fields):
@@ -103,20 +104,12 @@ def test_distinct_metric_keys_are_capped_per_run_and_the_rest_dropped_and_counte
 # -- fuzzing the ingest path -------------------------------------------------------------
 
 
-def _varint(value):
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
 
 _pairs = st.lists(st.tuples(st.one_of(st.integers(0, 40), st.integers(0, 2 ** 64 - 1)),
                             st.one_of(st.integers(0, 1000), st.integers(0, 2 ** 64 - 1))),
                   max_size=12)
 _encodings = st.one_of(
-    _pairs.map(lambda pairs: b"".join(_varint(d) + _varint(c) for d, c in pairs)),
+    _pairs.map(lambda pairs: b"".join(varint(d) + varint(c) for d, c in pairs)),
     st.binary(max_size=64))
 _names = st.one_of(st.sampled_from(["conn_us", "body_us", "cpu_percent", "response_count"]),
                    st.text(max_size=12))
@@ -207,7 +200,7 @@ def test_the_overflow_attack_is_refused_and_the_honest_data_kept():
         pipeline = IngestPipeline(data_dir)
         honest = snapshot({"conn_us": [100, 200]})
         pipeline.receive(wire.encode(telemetry(honest)))
-        attack = _varint(5) + _varint(2 ** 63 - 1) + _varint(0) + _varint(2 ** 63 - 1)
+        attack = varint(5) + varint(2 ** 63 - 1) + varint(0) + varint(2 ** 63 - 1)
         pipeline.receive(wire.encode(telemetry({"histograms": {"conn_us": [attack, 0]}})))
         assert pipeline.accepted == 1 and pipeline.aggregator.rejected == 1
         pipeline.write_reports()
