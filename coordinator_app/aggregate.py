@@ -1,6 +1,6 @@
 """Aggregation of generator telemetry (DESIGN.md sections 5 and 7).
 
-``TelemetryAggregator`` is owned by the coordinator's socket thread. Its hot
+``TelemetryAggregator`` is owned by the run scheduler (on the socket thread). Its hot
 path is ``ingest``: every message's histograms are merged as sparse bucket
 counts straight into one pending aggregate (Cython, no per-message histogram
 allocation; ``ingest`` explains how a bad message is kept out) and its
@@ -16,11 +16,11 @@ import time
 
 from stressgrid._core.metrics import Histogram
 from stressgrid.metrics import MetricsAggregate, is_error, rate_name
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
 from .validate import MAX_HISTOGRAM_VALUES
 
 CPU_HISTOGRAM = "cpu_percent"
-CPU_WARNING_PERCENT = 80.0
 ACTIVE_DEVICES = "active_device_number"
 _EMPTY = {}
 
@@ -44,11 +44,6 @@ class IntervalReport:
     counters: dict
     totals: dict
     gauges: dict
-
-    def rates(self):
-        """``<name>_per_second`` of every counter over this interval."""
-        duration = self.duration_s
-        return {rate_name(name): value / duration for name, value in self.counters.items()}
 
     @property
     def empty(self):
@@ -260,11 +255,6 @@ class TelemetryAggregator:
         self.clock_index = 0
         self.interval_started = now
         self.interval_started_wall = self._wall()
-
-    @property
-    def in_run(self):
-        """True while a run is being aggregated."""
-        return self.interval is not None
 
     def cut_interval(self, generators):
         """Close the current report interval and return it as an ``IntervalReport``."""

@@ -8,10 +8,10 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from stressgrid.plan import Plan, PlanError
+from stressgrid import metrics
+from stressgrid.plan import Plan, PlanError, api as script_api, constants, model, script
 from stressgrid.plan.resolve import resolve_addresses
 
-from . import schedule
 from . import json_body
 from .auth import protect
 from .service import Conflict
@@ -145,6 +145,28 @@ def state():
     return jsonify(coordinator().state())
 
 
+@blueprint.get("/meta")
+def meta():
+    """The rules and names the website shares with the coordinator, so it keeps no copies."""
+    return jsonify(
+        protocols=[{"name": protocol, "label": constants.PROTOCOL_LABELS[protocol],
+                    "default_port": constants.DEFAULT_PORTS[protocol],
+                    "script_functions": sorted(script_api.protocol_functions(protocol))}
+                   for protocol in script_api.PROTOCOLS],
+        default_protocol=constants.DEFAULT_PROTOCOL,
+        script_arguments=list(script.SCRIPT_ARGUMENTS),
+        devices_per_generator_step=constants.DEVICES_PER_GENERATOR_STEP,
+        cpu_warning_percent=constants.CPU_WARNING_PERCENT,
+        host_warning_metrics=sorted(constants.HOST_WARNING_METRICS),
+        error_suffixes=list(metrics.ERROR_SUFFIXES),
+        default_opts=model.DEFAULT_OPTS,
+        limits={"name_length": model.MAX_NAME_LENGTH, "ramp_steps": model.MAX_RAMP_STEPS,
+                "block_size": model.MAX_BLOCK_SIZE, "duration_ms": model.MAX_DURATION_MS,
+                "report_interval_ms": model.MIN_REPORT_INTERVAL_MS,
+                "timeout_ms": model.MAX_TIMEOUT_MS},
+    )
+
+
 @blueprint.get("/stream")
 def stream():
     """Server-sent events: one ``state`` event (as ``/api/state``) every second and on changes."""
@@ -174,6 +196,6 @@ def check_plan():
     generators = len((coordinator().state() or {}).get("generators", []))
     opts = plan.opts
     return jsonify(ok=True, plan=plan.to_dict(), devices=plan.size, generators=generators,
-                   effective_devices=schedule.effective_devices(plan.size, generators),
+                   effective_devices=constants.effective_devices(plan.size, generators),
                    addresses=[address.to_dict() for address in addresses],
                    duration_ms=opts.total_ms + opts.cooldown_ms)

@@ -1,10 +1,12 @@
 """Which generators are registered, and which have gone silent.
 
-Pure bookkeeping with no sockets: the coordinator's socket thread calls it
+Pure bookkeeping with no sockets: the run scheduler calls it
 with the routing id of each message and the current (monotonic) time.
 """
 import dataclasses
 import time
+
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
 # A connection that claims the id of a registered generator silent this long is that
 # generator restarted (it heartbeats every second); sooner, it is refused.
@@ -48,7 +50,7 @@ class Generator:
                 "registered_at": self.registered_at,
                 "last_seen_s": round(max(now - self.last_seen, 0.0), 3),
                 "active_device_number": self.active_devices,
-                "cpu_percent": self.cpu_percent, "cpu_warning": self.cpu_percent > 80.0,
+                "cpu_percent": self.cpu_percent, "cpu_warning": self.cpu_percent > CPU_WARNING_PERCENT,
                 "registrations": self.registrations}
 
 

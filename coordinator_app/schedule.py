@@ -18,7 +18,6 @@ RAMPDOWN = "rampdown"
 COOLDOWN = "cooldown"
 DONE = "done"
 ABORTED = "aborted"
-ACTIVE_STATES = (RAMPUP, SUSTAIN, RAMPDOWN, COOLDOWN)
 FINAL_STATES = (DONE, ABORTED)
 
 
@@ -136,9 +135,3 @@ def run_id(name, now=None):
     """``<name with non-alphanumerics as ->-<UTC YYYYMMDDHHMMSS>``."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return f"{re.sub(r'[^A-Za-z0-9]', '-', name)}-{now.strftime('%Y%m%d%H%M%S')}"
-
-
-def effective_devices(desired, generators, per_generator_step=10):
-    """The UI/CLI helper: ``desired`` rounded down to a multiple of 10 x generators."""
-    step = per_generator_step * max(1, generators)
-    return (desired // step) * step

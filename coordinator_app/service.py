@@ -1,8 +1,12 @@
-"""The coordinator engine: generator socket, registry, run scheduler, aggregation.
+"""The coordinator engine: the generator socket thread around the run scheduler.
 
-One thread (``stressgrid-coordinator``) owns the ZeroMQ ROUTER socket, the
-registry, the active run and the aggregator; nothing else touches them, so
-none of them needs a lock. HTTP request threads talk to it in two ways:
+One thread (``stressgrid-coordinator``) owns the ZeroMQ ROUTER socket and the
+``RunScheduler`` (registry, aggregation, the active run); nothing else touches
+them, so none of them needs a lock. The thread is a thin shell: it polls the
+socket, decodes each message, feeds it to the scheduler with the time, and
+carries out what the scheduler returns (messages to send, events to log,
+reports to write, run history to store). HTTP request threads talk to it in
+two ways:
 
 * commands (submit a run, abort it) go through a queue, with a wake-up
   message on an in-process socket, and wait for the thread's answer;
@@ -25,12 +29,13 @@ import zmq
 
 from stressgrid import __version__, wire
 
-from . import fleet_auth, run_scope, schedule, validate
-from .aggregate import CPU_WARNING_PERCENT, TelemetryAggregator
-from .registry import GeneratorIdInUse, Registry
+from . import fleet_auth, schedule
+from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
-from .writers import FinalReport, RunInfo, WriterPipeline
+from .writers import WriterPipeline
 from .writers.archive import ArchiveWriter
+
+__all__ = ["Conflict", "Coordinator", "Publisher"]
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +46,8 @@ DRAIN_LIMIT = 20000
 # wake-up take many messages (a 1,000-generator fleet: about 10 instead of 1) and saves the
 # per-wake-up cost; a message after a quiet spell is still taken at once.
 DRAIN_INTERVAL_S = 0.005
-RECENT_EVENTS = 50
 HEARTBEAT_IVL_MS = 2000
 HEARTBEAT_TIMEOUT_MS = 6000
-# Connections refused for claiming a connected generator's id, remembered so each gets one event.
-REFUSED_CLAIMS_REMEMBERED = 1000
-
-
-class Conflict(Exception):
-    """A request that cannot be carried out in the coordinator's current state.
-
-    ``code``: ``run_active``, ``no_generators``, ``not_active`` or ``finishing``.
-    """
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclasses.dataclass
@@ -109,65 +99,6 @@ class Publisher:
         return self._closed
 
 
-class ActiveRun:
-    """The run in progress, as the scheduler sees it."""
-
-    def __init__(self, run_id, plan, addresses, started, started_wall):
-        self.id = run_id
-        self.plan = plan
-        self.plan_dict = plan.to_dict()
-        self.addresses = [address.to_dict() for address in addresses]
-        self.opts = plan.opts.to_dict()
-        self.blocks = [block.to_dict() for block in plan.blocks]
-        self.timeline = schedule.build_timeline(plan.opts)
-        self.started = started
-        self.started_wall = started_wall
-        self.step_index = 0
-        self.phase = schedule.RAMPUP
-        self.cursor = 0
-        self.cohorts = {}  # cohort index -> {routing id: devices}
-        self.devices_started = 0
-        self.generator_devices = {}  # generator id -> devices started there
-        self.cpu_flagged = set()  # generators already reported over the CPU warning level
-        self.events = []
-        self.interval_s = plan.opts.report_interval_ms / 1000.0
-        self.next_cut = started + self.interval_s
-        self.finishing = None  # final state once the run has ended and is being written
-        self.abort_deadline = None  # set when aborted: the latest the report waits for answers
-        self.abort_waiting = set()  # routing ids of the generators yet to answer the Abort
-        self.note = ""
-        self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=started_wall,
-                            report_interval_ms=plan.opts.report_interval_ms)
-
-    def next_deadline(self):
-        """When the scheduler next has something to do (monotonic), or ``None``."""
-        if self.finishing:
-            return None
-        if self.abort_deadline is not None:
-            return self.abort_deadline
-        if self.step_index < len(self.timeline.steps):
-            step_at = self.started + self.timeline.steps[self.step_index].at_ms / 1000.0
-            return min(step_at, self.next_cut)
-        return self.next_cut
-
-    def to_dict(self, now):
-        """The run's live state: phase, elapsed and remaining time, devices."""
-        elapsed_ms = int((now - self.started) * 1000)
-        phase, phase_left = self.timeline.phase_at(elapsed_ms)
-        if self.finishing:
-            phase_left = 0
-        ending = self.finishing or self.abort_deadline is not None
-        return {"id": self.id, "name": self.plan.name,
-                "state": self.phase, "finishing": self.finishing,
-                "aborting": self.abort_deadline is not None,
-                "abort_unconfirmed": len(self.abort_waiting) if self.abort_deadline is not None else 0,
-                "elapsed_ms": elapsed_ms,
-                "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
-                "phase_remaining_ms": phase_left if phase == self.phase else 0,
-                "devices": self.plan.size, "devices_started": self.devices_started,
-                "started_at": self.started_wall}
-
-
 class Coordinator:
     """Owns the generator socket thread; the API's only way into the running system."""
 
@@ -182,15 +113,9 @@ class Coordinator:
         self.archive = ArchiveWriter(data_dir)
         self.results_dir = self.archive.results_dir
         self.pipeline = WriterPipeline(list(writers or ()) + [self.archive], self._run_written)
-        self.registry = Registry(config.generator_timeout_s, wall_clock)
-        self.aggregator = TelemetryAggregator(clock, wall_clock)
-        self.telemetry_check = validate.TelemetryCheck()
-        self.stale = run_scope.StaleMessages()
+        self.scheduler = RunScheduler(config.generator_timeout_s, config.heartbeat_interval_s,
+                                      __version__, self._now())
         self.publisher = Publisher()
-        self.run = None
-        self.events = []
-        self.bad_messages = 0
-        self._refused_claims = set()
         self._commands = queue.SimpleQueue()
         self._context = zmq.Context()
         self._wake_address = f"inproc://stressgrid-wake-{id(self)}"
@@ -201,6 +126,9 @@ class Coordinator:
         self._thread = None
         self._stopping = False
         self.generator_endpoint = None
+
+    def _now(self):
+        return Instant(self._clock(), self._wall())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -315,17 +243,11 @@ class Coordinator:
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(wake_in, zmq.POLLIN)
-        interval = self.config.heartbeat_interval_s
-        next_tick = self._clock() + interval
+        scheduler = self.scheduler
         last_drain = -DRAIN_INTERVAL_S
         try:
             while not self._stopping:
-                deadline = next_tick
-                if self.run is not None:
-                    at = self.run.next_deadline()
-                    if at is not None and at < deadline:
-                        deadline = at
-                timeout_ms = max(0.0, (deadline - self._clock()) * 1000.0)
+                timeout_ms = max(0.0, (scheduler.next_deadline() - self._clock()) * 1000.0)
                 ready = dict(poller.poll(timeout_ms))
                 if router in ready:
                     pause = last_drain + DRAIN_INTERVAL_S - time.monotonic()
@@ -340,20 +262,12 @@ class Coordinator:
                         except zmq.Again:
                             break
                     self._run_commands()
-                now = self._clock()
-                if self.run is not None and not self.run.finishing:
-                    self._advance(now)
-                if now >= next_tick:
-                    self._tick(now)
-                    next_tick += interval
-                    if next_tick < now:
-                        next_tick = now + interval
+                self._carry_out(scheduler.advance(self._now()))
         except Exception:  # noqa: BLE001 - log what killed the thread, then fail loudly
             log.exception("coordinator thread failed")
             raise
         finally:
-            if self.run is not None and not self.run.finishing:
-                self._finish(schedule.ABORTED, "the coordinator stopped")
+            self._carry_out(scheduler.stop(self._now()))
             router.close(0)
             wake_in.close(0)
             self._fail_pending_commands()
@@ -379,10 +293,30 @@ class Coordinator:
             except Exception as exc:  # noqa: BLE001 - the caller gets the exception
                 command.future.set_exception(exc)
 
-    # -- wire ------------------------------------------------------------------
+    # -- carrying out the scheduler's outbox ---------------------------------------
 
-    def _send(self, routing_id, message):
-        return self._send_raw(routing_id, wire.encode(message))
+    def _carry_out(self, out):
+        """Log, store, write and send what the scheduler asked for; publish if it changed.
+
+        Sending comes last: what the scheduler makes of a message that could not
+        be sent (which may end the run) is carried out after everything before it.
+        """
+        for event in out.events:
+            log.info("%s: %s", event["kind"], event["message"])
+        for method, args in out.store:
+            getattr(self.store, method)(*args)
+        for method, args in out.writes:
+            getattr(self.pipeline, method)(*args)
+        payloads = {}  # one encoding of a message sent to many (the heartbeat)
+        for routing_id, message in out.messages:
+            payload = payloads.get(id(message))
+            if payload is None:
+                payload = payloads[id(message)] = wire.encode(message)
+            if not self._send_raw(routing_id, payload):
+                self._carry_out(self.scheduler.undelivered(routing_id, message, self._now()))
+        if out.publish:
+            self._publish()
+        return out.reply
 
     def _send_raw(self, routing_id, payload):
         try:
@@ -393,339 +327,65 @@ class Coordinator:
             return False
 
     def _drain(self, router):
-        handlers = self._handlers()
+        scheduler = self.scheduler
         for _ in range(DRAIN_LIMIT):
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             if len(frames) != 2:
-                self.bad_messages += 1
-                self._send(frames[0], wire.Error(message="expected exactly one message frame"))
+                self._carry_out(scheduler.malformed(frames[0], "expected exactly one message frame",
+                                                    self._now()))
                 continue
             routing_id, payload = frames
             try:
                 message = wire.decode(payload)
             except wire.WireError as exc:
-                self.bad_messages += 1
-                self._send(routing_id, wire.Error(message=str(exc)))
-                continue
-            handler = handlers.get(type(message))
-            if handler is None:
-                self.bad_messages += 1
-                self._send(routing_id, wire.Error(
-                    message=f"unexpected message {message.type.value!r} from a generator"))
+                self._carry_out(scheduler.malformed(routing_id, str(exc), self._now()))
                 continue
             try:
-                handler(routing_id, message)
+                out = scheduler.receive(routing_id, message, self._now())
             except Exception:  # noqa: BLE001 - one message must never stop the coordinator
                 log.exception("handling %s from %r failed", message.type.value, routing_id)
-                self._send(routing_id, wire.Error(message=f"coordinator failed on {message.type.value}"))
-
-    def _handlers(self):
-        return {wire.Telemetry: self._on_telemetry, wire.Heartbeat: self._on_heartbeat,
-                wire.Register: self._on_register, wire.Event: self._on_event,
-                wire.RunStopped: self._on_run_stopped}
-
-    def _on_register(self, routing_id, message):
-        if not self._valid(routing_id, validate.check_register, message):
-            return
-        now = self._clock()
-        try:
-            generator, new, replaced = self.registry.register(routing_id, message, now)
-        except GeneratorIdInUse as exc:
-            self._refuse_claim(routing_id, exc)
-            return
-        if self.run is not None:
-            # A generator registering anew has stopped everything it ran.
-            self.run.abort_waiting.discard(routing_id)
-            if replaced is not None:
-                self.run.abort_waiting.discard(replaced.routing_id)
-        if replaced is not None:
-            self._event("generator_restarted", f"{generator.generator_id} came back on a new connection; "
-                                               f"the old one was silent", generator)
-        self._send(routing_id, wire.Registered(coordinator_version=__version__))
-        kind = "generator_registered" if new else "generator_reregistered"
-        self._event(kind, f"{generator.generator_id} ({message.workers} workers, "
-                          f"{message.cores} cores, version {message.version})", generator)
-
-    def _refuse_claim(self, routing_id, exc):
-        """Answer a registration that claims a connected generator's id; one event per connection."""
-        self._send(routing_id, wire.Error(message=str(exc)))
-        if routing_id in self._refused_claims:
-            return
-        if len(self._refused_claims) >= REFUSED_CLAIMS_REMEMBERED:
-            self._refused_claims.clear()
-        self._refused_claims.add(routing_id)
-        log.warning("refused a registration from %r: %s", routing_id[:80], exc)
-        self._event("generator_id_refused", f"a connection claiming {exc.holder.generator_id} was refused: {exc}",
-                    exc.holder)
-
-    def _on_heartbeat(self, routing_id, message):
-        if self.registry.seen(routing_id, self._clock()) is None:
-            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
-
-    def _on_telemetry(self, routing_id, message):
-        generator = self.registry.seen(routing_id, self._clock())
-        if generator is None:
-            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
-            return
-        if not self._in_scope(routing_id, generator, message, message.active_device_number):
-            return
-        try:
-            message = self.telemetry_check.check(message, generator.capacity)
-            self.aggregator.ingest(generator, message)
-        except ValueError as exc:
-            self.bad_messages += 1
-            self._send(routing_id, wire.Error(message=f"bad telemetry: {exc}"))
-
-    def _on_run_stopped(self, routing_id, message):
-        # Its last Telemetry came before this answer; once every generator has
-        # answered, the aborted run's report holds everything its devices did.
-        # (An answer to an abort the coordinator no longer waits on is ignored.)
-        if self.registry.seen(routing_id, self._clock()) is not None and self.run is not None \
-                and self.run.id == message.run_id:
-            self.run.abort_waiting.discard(routing_id)
-
-    def _on_event(self, routing_id, message):
-        generator = self.registry.seen(routing_id, self._clock())
-        if generator is None:
-            self._send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
-            return
-        if self._valid(routing_id, validate.check_event, message) and \
-                self._in_scope(routing_id, generator, message, 0, fleet_events=True):
-            self._event(message.kind, message.message, generator)
-
-    def _in_scope(self, routing_id, generator, message, devices, fleet_events=False):
-        """True when ``message`` is to be merged: of the active run (or of none, while none is
-        active, or an event of a host at rest: ``fleet_events``). One of another run is counted
-        and, when its generator still runs ``devices`` of it, answered with ``Abort``."""
-        active = self.run.id if self.run is not None else None
-        scope = run_scope.scope_of(message.run_id, active)
-        if scope is run_scope.Scope.STALE:
-            text = self.stale.note(generator.generator_id, message.run_id, self._clock())
-            if text is not None:
-                self._event("stale_telemetry", text, generator)
-            if devices > 0:
-                self._send(routing_id, wire.Abort(run_id=message.run_id))
-            return False
-        return fleet_events or run_scope.merges(scope, active is not None)
-
-    def _valid(self, routing_id, check, message):
-        """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
-        try:
-            check(message)
-        except validate.InvalidMessage as exc:
-            self.bad_messages += 1
-            self._send(routing_id, wire.Error(message=str(exc)))
-            return False
-        return True
-
-    # -- timers ------------------------------------------------------------------
-
-    def _tick(self, now):
-        for generator in self.registry.expire(now):
-            if self.run is not None:
-                self.run.abort_waiting.discard(generator.routing_id)
-            log.warning("generator %s silent for %.1f s: dropped", generator.generator_id,
-                        now - generator.last_seen)
-            self._event("generator_lost", f"{generator.generator_id} went silent for more than "
-                                          f"{self.registry.timeout_s:g} s and was dropped", generator)
-        heartbeat = wire.encode(wire.Heartbeat(sent_at=self._wall()))
-        for generator in self.registry:
-            self._send_raw(generator.routing_id, heartbeat)
-        self.aggregator.tick(list(self.registry))
-        run = self.run
-        if run is not None and not run.finishing:
-            for generator in self.registry:
-                if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
-                    run.cpu_flagged.add(generator.routing_id)
-                    self._event("generator_cpu_high",
-                                f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
-                                f"may be limited by the generator, not the target", generator)
-        self._publish()
+                self._send_raw(routing_id, wire.encode(
+                    wire.Error(message=f"coordinator failed on {message.type.value}")))
+                continue
+            if out:
+                self._carry_out(out)
 
     def _publish(self):
-        now = self._clock()
-        aggregator = self.aggregator
+        state = self.scheduler.state(self._now())
+        state["ingest"]["refused_connections"] = self._zap.refused if self._zap is not None else 0
         self.publisher.publish({
             "time": self._wall(),
             "coordinator": {"version": __version__, "generator_endpoint": self.generator_endpoint,
                             "cloudwatch_region": self.config.cloudwatch_region},
-            "generators": self.registry.to_list(now),
-            "run": self.run.to_dict(now) if self.run is not None else None,
-            "telemetry": aggregator.latest,
-            "events": list(self.events[-RECENT_EVENTS:]),
-            "ingest": {"messages": aggregator.messages, "rejected": self.bad_messages,
-                       "other_runs": self.stale.total,
-                       "refused_connections": self._zap.refused if self._zap else 0},
+            **state,
         })
-
-    def _event(self, kind, message, generator=None):
-        event = {"time": self._wall(), "kind": kind, "message": message}
-        if generator is not None:
-            event["generator"] = generator.generator_id
-        run = self.run
-        if run is not None and not run.finishing:
-            event["elapsed_s"] = round(self._clock() - run.started, 3)
-            run.events.append(event)
-            self.pipeline.event(run.info, event)
-        self.events.append(event)
-        del self.events[:-RECENT_EVENTS]
-        log.info("%s: %s", kind, message)
 
     # -- commands ------------------------------------------------------------------
 
     def _command_stop(self):
         self._stopping = True
-        if self.run is not None and not self.run.finishing:
-            self._finish(schedule.ABORTED, "the coordinator stopped")
+        self._carry_out(self.scheduler.stop(self._now()))
 
     def _command_submit(self, plan, addresses):
-        if self.run is not None:
-            raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
-        generators = list(self.registry)
-        if not generators:
-            raise Conflict("no_generators", "no generator is registered; start one "
-                                            "(python -m stressgrid.generator) and try again")
-        base = schedule.run_id(plan.name)
+        return self._carry_out(self.scheduler.submit(self._unique_run_id(plan.name), plan, addresses,
+                                                     self._now()))
+
+    def _unique_run_id(self, name):
+        base = schedule.run_id(name)
         run_id = base
         for n in itertools.count(2):
             if not self.store.exists(run_id):
-                break
+                return run_id
             run_id = f"{base}-{n}"
-        now = self._clock()
-        run = ActiveRun(run_id, plan, addresses, now, self._wall())
-        self.store.insert(run_id, plan.name, schedule.RAMPUP, run.started_wall, plan.size, run.plan_dict)
-        self.aggregator.start_run()
-        self.telemetry_check.start_run()
-        self.stale.start_run()
-        self.run = run
-        self.pipeline.start(run.info)
-        self._event("run_started", f"{plan.size} devices on {len(generators)} generators")
-        self._advance(now)
-        self._publish()
-        return run.to_dict(now)
 
     def _command_abort(self, run_id):
-        run = self.run
-        if run is None or run.id != run_id:
-            raise Conflict("not_active", f"run {run_id} is not in progress")
-        if run.finishing or run.abort_deadline is not None:
-            return run.to_dict(self._clock())
-        self._abort_generators(run, "aborted on request")
-        # A generator that does not answer within the generator timeout is
-        # treated as lost; the report does not wait for it any longer.
-        run.abort_deadline = self._clock() + self.config.generator_timeout_s
-        self._publish()
-        return run.to_dict(self._clock())
+        return self._carry_out(self.scheduler.abort(run_id, self._now()))
 
     def _command_finished(self, run_id):
-        if self.run is not None and self.run.id == run_id:
-            self.run = None
-            self._publish()
-
-    # -- the scheduler ---------------------------------------------------------------
-
-    def _advance(self, now):
-        run = self.run
-        if run.abort_deadline is not None:
-            if not run.abort_waiting:
-                self._finish(schedule.ABORTED, run.note)
-            elif now >= run.abort_deadline:
-                names = sorted(g.generator_id for g in self.registry if g.routing_id in run.abort_waiting)
-                self._event("abort_unanswered",
-                            f"{', '.join(names) or 'a generator'} did not confirm the abort within "
-                            f"{self.config.generator_timeout_s:g} s; its last metrics may be missing")
-                self._finish(schedule.ABORTED, run.note)
-            return
-        steps = run.timeline.steps
-        elapsed_ms = (now - run.started) * 1000.0
-        while run.step_index < len(steps) and steps[run.step_index].at_ms <= elapsed_ms:
-            step = steps[run.step_index]
-            run.step_index += 1
-            if step.action == "start":
-                self._start_cohort(run, step.cohort)
-            elif step.action == "stop":
-                self._stop_cohort(run, step.cohort)
-            elif step.action == "phase":
-                if step.phase != run.phase:
-                    run.phase = step.phase
-                    self.store.set_state(run.id, step.phase)
-                    self._event("phase", step.phase)
-                    self._publish()
-            elif step.action == "end":
-                self._finish(schedule.DONE, "")
-                return
-        if now >= run.next_cut:
-            report = self.aggregator.cut_interval(list(self.registry))
-            self.pipeline.interval(run.info, report)
-            run.next_cut += run.interval_s
-            if run.next_cut <= now:
-                run.next_cut = now + run.interval_s
-
-    def _start_cohort(self, run, index):
-        blocks = schedule.cohort_blocks(run.blocks, run.plan.opts.ramp_steps, index)
-        if not blocks:
-            return
-        generators = list(self.registry)
-        size = sum(block["size"] for block in blocks)
-        if not generators:
-            self._event("cohort_skipped", f"cohort {index} ({size} devices): no generator registered")
-            return
-        by_id = {g.routing_id: g for g in generators}
-        assignments, run.cursor = schedule.assign_cohort(
-            blocks, [g.routing_id for g in generators], index, run.cursor)
-        started = run.cohorts.setdefault(index, {})
-        for assignment in assignments:
-            message = wire.StartCohort(run_id=run.id, cohort_id=str(index), blocks=assignment.blocks,
-                                       addresses=run.addresses, opts=run.opts,
-                                       address_offset=assignment.address_offset)
-            if not self._send(assignment.generator, message):
-                self._event("cohort_not_sent", f"cohort {index}: could not reach generator",
-                            by_id[assignment.generator])
-                continue
-            started[assignment.generator] = assignment.size
-            run.devices_started += assignment.size
-            generator_id = by_id[assignment.generator].generator_id
-            run.generator_devices[generator_id] = run.generator_devices.get(generator_id, 0) + assignment.size
-
-    def _stop_cohort(self, run, index):
-        for routing_id in run.cohorts.get(index, {}):
-            if self.registry.get(routing_id) is not None:
-                self._send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
-
-    def _abort_generators(self, run, note):
-        abort = wire.Abort(run_id=run.id)
-        for generator in self.registry:
-            if self._send(generator.routing_id, abort):
-                run.abort_waiting.add(generator.routing_id)
-        run.note = note
-        self._event("run_aborted", note)
-
-    def _finish(self, state, note):
-        """End the active run now and hand its last interval and report to the writers."""
-        run = self.run
-        if state == schedule.ABORTED and run.abort_deadline is None:
-            self._abort_generators(run, note)
-        elif state == schedule.DONE:
-            self._event("run_done", "")
-        run.note = note
-        stale = self.stale.flush(self._clock())
-        if stale is not None:
-            self._event("stale_telemetry", stale)
-        if self.telemetry_check.dropped:
-            self._event("metric_keys_dropped",
-                        f"{self.telemetry_check.dropped} values of metrics beyond the run's first "
-                        f"{self.telemetry_check.max_keys} distinct names were dropped")
-        last, totals = self.aggregator.finish_run(list(self.registry))
-        final = FinalReport(state=state, started_at=run.started_wall, finished_at=self._wall(),
-                            devices_requested=run.plan.size, devices_started=run.devices_started,
-                            generators=dict(run.generator_devices), events=list(run.events),
-                            totals=totals, note=note)
-        run.finishing = state
-        self.pipeline.finish(run.info, last, final)
-        self._publish()
+        self._carry_out(self.scheduler.run_written(run_id, self._now()))
 
     def _run_written(self, info, result):
         """Writer thread: the run's reports and archive are written; record and release it."""

@@ -28,6 +28,16 @@ class ProtocolError(Exception):
     reason = "protocol"
 
 
+class RequestArgumentError(ValueError, TypeError):
+    """A script called an HTTP function wrongly (a bad path, header, body or timeout).
+
+    Raised before anything is sent: the script's own mistake, counted like any
+    exception a script raises (``request_argument_error_count``, with its
+    line), never against the target. It is both a ``ValueError`` and a
+    ``TypeError``, so either ``except`` catches it.
+    """
+
+
 class Http2StreamError(ProtocolError):
     """The server reset the HTTP/2 stream of a request."""
 
@@ -95,6 +105,3 @@ def count_error(recorder, exc):
             pass
     return exc
 
-
-def is_counted(exc):
-    return getattr(exc, "_stressgrid_counted", False)

@@ -10,6 +10,8 @@ from stressgrid._core.metrics import PERCENTILES, Histogram
 HISTOGRAM_SUFFIX = "_us"
 COUNTER_SUFFIX = "_count"
 RATE_SUFFIX = "_per_second"
+# A counter whose name ends so counts errors (errors.py names them ``<reason>_error_count``).
+ERROR_SUFFIXES = ("_error_count", "_error")
 
 
 def rate_name(counter_name):
@@ -19,7 +21,7 @@ def rate_name(counter_name):
 
 
 def is_error(name):
-    return name.endswith("_error_count") or name.endswith("_error")
+    return name.endswith(ERROR_SUFFIXES)
 
 
 class MetricsAggregate:

@@ -48,6 +48,45 @@ def test_accepted(source, protocol):
     check_script(source, protocol)
 
 
+def test_every_problem_is_reported_in_line_order():
+    # Found by three different checks, the undefined name last: all of them, sorted.
+    source = ("status, _, _ = await gett('/')\n"     # line 1: a typo
+              "await stop_timing('a')\n"             # line 2: a function that must not be awaited
+              "post('/', body=b'')\n"                # line 3: an I/O call without await
+              "await send(b'x')\n"                   # line 4: not a function of http
+              "print(json.dumps({}))\n")             # line 5: a module not imported
+    with pytest.raises(ScriptError) as caught:
+        check_script(source, "http")
+    problems = caught.value.problems
+    assert [(p.line, p.column) for p in problems] == [(1, 22), (2, 1), (3, 1), (4, 7), (5, 7)]
+    assert [p.message.split(";")[0].split(":")[0] for p in problems] == [
+        "name 'gett' is not defined", "stop_timing() returns at once and must not be awaited",
+        "post() must be awaited",
+        "send() is not available for protocol 'http' (it has HTTP and WebSocket functions)",
+        "name 'json' is not defined"]
+    # The error itself is the first problem, and its text lists them all.
+    assert (caught.value.line, caught.value.column) == (1, 22)
+    assert str(caught.value).startswith("line 1, column 22: name 'gett'")
+    assert str(caught.value).count("; line ") == 4
+
+
+def test_a_problem_only_the_compiler_finds_is_reported_with_the_others():
+    with pytest.raises(ScriptError) as caught:
+        check_script("recv()\nnonlocal q\n", "tcp")
+    assert [(p.line, p.message.split(":")[0]) for p in caught.value.problems] == [
+        (1, "recv() must be awaited"), (2, "syntax error")]
+
+
+def test_a_plan_error_carries_every_problem_of_the_script():
+    with pytest.raises(PlanError) as caught:
+        Plan.from_dict({"name": "p", "addresses": [{"host": "h", "port": 1, "protocol": "tcp"}],
+                        "blocks": [{"script": "x = lenn(1)\nrecv()", "size": 1}]})
+    answer = caught.value.to_dict()
+    assert (answer["field"], answer["line"], answer["column"]) == ("blocks[0].script", 1, 5)
+    assert [(p["line"], p["column"]) for p in answer["problems"]] == [(1, 5), (2, 1)]
+    assert "did you mean 'len'?" in answer["problems"][0]["message"]
+
+
 def test_plan_names_the_script_field():
     with pytest.raises(PlanError) as caught:
         Plan.from_dict({"name": "p", "addresses": [{"host": "h", "port": 1, "protocol": "tcp"}],

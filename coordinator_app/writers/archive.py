@@ -46,7 +46,7 @@ class _HdrLogs:
             log = HistogramLogWriter(handle)
             log.output_log_format_version()
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
-            log.output_comment(f"[StartTime: {self.started_at:.3f} (seconds since epoch), {stamp}]")
+            log.output_comment(f"[StartTime: {self.started_at:.6f} (seconds since epoch), {stamp}]")
             log.output_base_time(self.started_at * 1000.0)
             log.output_comment(f"[Histogram {name}: values and interval max in microseconds]")
             log.output_legend()

@@ -13,7 +13,6 @@ cdef class Device:
     cdef public double timeout_s
     cdef dict timings
 
-    cdef void clear_timings(self)
     cdef _start(self, str key, int64_t now)
     cdef _stop(self, str key, int64_t now)
 

@@ -51,9 +51,6 @@ cdef class Device:
         self.timings = None
         self.timeout_s = opts.timeout_ms / 1000.0 if opts is not None else 5.0
 
-    cdef void clear_timings(self):
-        self.timings = None
-
     def reset(self):
         """Forget timings: the device starts over as a new one."""
         self.timings = None

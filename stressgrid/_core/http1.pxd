@@ -23,17 +23,10 @@ cdef enum FeedEvent:
     COMPLETE = 1
     SWITCHED = 2
 
-# How the response body is decoded, from its content type.
-cdef enum BodyKind:
-    BODY_BYTES = 0
-    BODY_JSON = 1
-    BODY_MSGPACK = 2
-
-
 cdef class Http1Core:
     # llhttp through httptools; replaced after a HEAD response (see on_headers_complete).
     cdef object parser
-    cdef public int state
+    cdef readonly int state
     # Request facts the response depends on.
     cdef bint head
     cdef bint close_after
@@ -41,18 +34,19 @@ cdef class Http1Core:
     # Response framing, from its headers.
     cdef bint has_length
     cdef bint chunked
-    cdef public bint reusable   # the connection may carry another request after this one
+    cdef readonly bint reusable   # the connection may carry another request after this one
     cdef bint drop_parser
-    cdef public int status
+    cdef readonly int status
     cdef list headers
     cdef object body            # None, one bytes chunk, or a list of chunks
-    cdef int body_kind
+    cdef int body_kind          # a request.BodyKind
+    cdef object content_type    # its Content-Type, for the error of a body that does not decode
     # Bytes of this response seen so far: 0 at EOF means the server never answered.
-    cdef public Py_ssize_t received
+    cdef readonly Py_ssize_t received
     # Responses completed on this connection (a reused connection has at least one).
-    cdef public Py_ssize_t completed
+    cdef readonly Py_ssize_t completed
     cdef object error           # raised inside a parser callback, re-raised by feed()
-    cdef public bytes leftover  # bytes after a 101 response
+    cdef readonly bytes leftover  # bytes after a 101 response
     cdef int64_t sent_at
     cdef int64_t headers_at
     cdef Histogram headers_us
@@ -79,51 +73,11 @@ cdef class RequestWriter:
     cdef bytes version          # b" HTTP/1.1\r\n"
     cdef bytes host_line        # b"Host: example.com\r\n"
     cdef bytes version_host     # both, plus the blank line: the tail of a header-less request
-    cdef public bint http10
-    cdef public bint close_after
+    cdef readonly bint http10
+    cdef readonly bint close_after
     # The last header-less, bodiless request, reused while a script repeats it.
     cdef object last_path
     cdef bytes last_method
     cdef bytes last_request
 
     cpdef bytes build(self, bytes method, path, headers=*, body=*, bytes content_type=*)
-
-
-cdef class ConnectionBase
-
-# The per-request path of the asyncio layer (stressgrid.protocols.http1), compiled:
-# sending on an open connection and completing a response. Connecting, timeouts,
-# losses, retries and upgrades are in the Python subclasses.
-cdef class ClientBase:
-    cdef public object recorder
-    cdef public object loop
-    cdef public RequestWriter writer
-    cdef public ConnectionBase conn      # the open connection, if any
-    cdef public ConnectionBase inflight  # the connection whose response is due
-    cdef public object timer             # one lazily moved timer per device
-    cdef public int64_t timer_at_us     # when the timer fires (monotonic us)
-    cdef public int64_t deadline_us     # when the response in flight is due
-    cdef public double budget_s
-    cdef public double timeout_s
-    cdef public bint closed
-    cdef public bint connecting
-    cdef public object ws
-
-    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout)
-    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
-                      int64_t deadline_us, double budget_s)
-    cpdef arm(self, int64_t deadline_us)
-
-
-cdef class ConnectionBase:
-    cdef public Http1Core core
-    cdef public ClientBase client
-    cdef public object transport
-    cdef public object waiter            # the script's future while a response is due
-    cdef public bytes request            # a request that may go out once more
-    cdef public int flags                # REQUEST_HEAD, REQUEST_CLOSE of the request in flight
-    cdef public bint reused
-    cdef public bint upgraded
-    cdef public bint lost
-
-    cpdef complete(self, int event)

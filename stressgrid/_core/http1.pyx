@@ -3,40 +3,33 @@
 
 ``RequestWriter`` turns a script's request into bytes; ``Http1Core`` follows one
 connection's responses through httptools (llhttp) and records the built-in
-metrics. Neither touches a socket or an event loop: the asyncio layer in
-``stressgrid.protocols.http1`` writes what ``RequestWriter`` builds, feeds what
-it reads to ``Http1Core.feed`` and reports ``Http1Core.eof`` when the peer
-closes. The unit tests drive both directly with bytes.
+metrics. Neither touches a socket or an event loop: the asyncio glue
+(``stressgrid._core.http1_client`` and ``stressgrid.protocols.http1``) writes
+what ``RequestWriter`` builds, feeds what it reads to ``Http1Core.feed`` and
+reports ``Http1Core.eof`` when the peer closes. The unit tests drive both
+directly with bytes.
 
-``ClientBase`` and ``ConnectionBase`` are the compiled per-request path of that
-asyncio layer (send on an open connection, complete a response); everything
-rarer lives in their Python subclasses there.
+What a request means (path, headers, body, timeout, the decoded response
+body) is decided in ``stressgrid._core.request``, shared with HTTP/2.
 
 Errors: a malformed response raises ``ProtocolError`` (the server's fault); a
-request the script built wrong raises ``ValueError``/``TypeError`` (the
-script's fault); a connection that closes before the response is complete
+request the script built wrong raises ``RequestArgumentError`` (the script's
+fault); a connection that closes before the response is complete
 raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport uint32_t
 
-from stressgrid._core.device cimport Device, monotonic_us
-from stressgrid._core.metrics cimport Counter, Histogram, Recorder
-
-from asyncio import InvalidStateError
-from json import dumps as _json_dumps, loads as _json_loads
-from urllib.parse import quote as _quote
+from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.metrics cimport Recorder
+from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
+                                       content_kind, decode_body, named, normalise_headers, request_path)
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
-from msgpack import packb as _msgpack_packb, unpackb as _msgpack_unpackb
 
-from stressgrid._core import device as _device_module
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
-
-cdef extern from "strings.h" nogil:
-    int strncasecmp(const char *s1, const char *s2, size_t n)
+from stressgrid._core.request import authority
+from stressgrid.errors import ConnectionClosedError, ProtocolError
 
 # Exported so the asyncio layer and tests can name the states and events.
 STATE_IDLE = IDLE
@@ -48,9 +41,6 @@ STATE_FAILED = FAILED
 EVENT_NEED_MORE = NEED_MORE
 EVENT_COMPLETE = COMPLETE
 EVENT_SWITCHED = SWITCHED
-
-# Everything printable but space: what may stand in a request target unescaped.
-_PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))
 
 
 cdef inline str latin1(bytes data):
@@ -90,36 +80,6 @@ cdef inline tuple header_pair(bytes name, bytes value):
     pair = (latin1(name), latin1(value))
     _header_cache[i] = (name, value, pair)
     return pair
-
-
-cdef inline bint named(bytes name, const char *lower, Py_ssize_t length):
-    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
-
-
-cdef int content_kind(bytes value) noexcept:
-    # Byte-level and case-insensitive: "application/json; charset=utf-8" -> JSON.
-    cdef const char *p = PyBytes_AS_STRING(value)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), start = 0, end
-    while start < n and (p[start] == b' ' or p[start] == b'\t'):
-        start += 1
-    end = start
-    while end < n and p[end] != b';':
-        end += 1
-    while end > start and (p[end - 1] == b' ' or p[end - 1] == b'\t'):
-        end -= 1
-    p += start
-    n = end - start
-    if n < 5 or (p[0] != b'a' and p[0] != b'A'):
-        return BODY_BYTES   # text/html and the like: decided at the first byte
-    if n == 16 and strncasecmp(p, b"application/json", 16) == 0:
-        return BODY_JSON
-    if n > 17 and strncasecmp(p, b"application/", 12) == 0 and strncasecmp(p + n - 5, b"+json", 5) == 0:
-        return BODY_JSON
-    if (n == 19 and strncasecmp(p, b"application/msgpack", 19) == 0) \
-            or (n == 21 and strncasecmp(p, b"application/x-msgpack", 21) == 0) \
-            or (n == 23 and strncasecmp(p, b"application/vnd.msgpack", 23) == 0):
-        return BODY_MSGPACK
-    return BODY_BYTES
 
 
 cdef class Http1Core:
@@ -162,6 +122,7 @@ cdef class Http1Core:
         self.headers = None
         self.body = None
         self.body_kind = BODY_BYTES
+        self.content_type = None
 
     cpdef int feed(self, data) except -1:
         """Parse ``data``; returns ``EVENT_NEED_MORE``, ``EVENT_COMPLETE`` or ``EVENT_SWITCHED``."""
@@ -252,17 +213,11 @@ cdef class Http1Core:
             body = b"".join(body)   # joined once: large bodies cost one copy
         result_status = self.status
         result_headers = self.headers
+        content_type = self.content_type
         self._reset_response()
         self.state = IDLE
-        if kind != BODY_BYTES and PyBytes_GET_SIZE(body):
-            try:
-                if kind == BODY_JSON:
-                    body = _json_loads(body)
-                else:
-                    body = _msgpack_unpackb(body)
-            except Exception as exc:
-                what = "JSON" if kind == BODY_JSON else "msgpack"
-                raise ProtocolError(f"response body is not valid {what}: {exc}") from None
+        if kind != BODY_BYTES:
+            body = decode_body(kind, body, content_type)
         return (result_status, result_headers, body)
 
     cpdef void shrink(self):
@@ -298,12 +253,15 @@ cdef class Http1Core:
         if self.state != WAITING:
             self.reusable = False   # a second message after ours
             return
+        cdef tuple pair
         try:
-            self.headers.append(header_pair(name, value))
+            pair = header_pair(name, value)
+            self.headers.append(pair)
             if named(name, b"content-length", 14):
                 self.has_length = True
             elif named(name, b"content-type", 12):
-                self.body_kind = content_kind(value)
+                self.body_kind = content_kind(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+                self.content_type = pair[1]
             elif named(name, b"transfer-encoding", 17):
                 self.chunked = b"chunked" in value.lower()
         except BaseException as exc:
@@ -352,6 +310,7 @@ cdef class Http1Core:
             self.has_length = False
             self.chunked = False
             self.body_kind = BODY_BYTES
+            self.content_type = None
             return
         if state != BODY:
             if state != UPGRADED:
@@ -415,60 +374,6 @@ cdef class _Callbacks:
 cdef _Callbacks _CALLBACKS = _Callbacks()
 
 
-cdef bytes encode_path(path):
-    cdef bytes encoded
-    cdef const unsigned char *p
-    cdef Py_ssize_t i, n
-    if isinstance(path, str):
-        if not path:
-            return b"/"
-        encoded = (<str>path).encode("utf-8")
-    elif isinstance(path, (bytes, bytearray)):
-        if not path:
-            return b"/"
-        encoded = bytes(path)
-    else:
-        raise TypeError(f"path must be a string, not {type(path).__name__}")
-    p = <const unsigned char *>PyBytes_AS_STRING(encoded)
-    n = PyBytes_GET_SIZE(encoded)
-    for i in range(n):
-        if p[i] <= 0x20 or p[i] >= 0x7f:
-            # Spaces, controls and non-ASCII travel percent-encoded (UTF-8).
-            return _quote(encoded, safe=_PATH_SAFE).encode("ascii")
-    return encoded
-
-
-cdef bytes header_bytes(value, str what):
-    cdef bytes encoded
-    if isinstance(value, str):
-        try:
-            encoded = (<str>value).encode("latin-1")
-        except UnicodeEncodeError:
-            encoded = (<str>value).encode("utf-8")
-    elif isinstance(value, (bytes, bytearray)):
-        encoded = bytes(value)
-    elif isinstance(value, int) and what == "value":
-        encoded = str(value).encode("ascii")
-    else:
-        raise TypeError(f"header {what} must be a string, not {type(value).__name__}")
-    if b"\r" in encoded or b"\n" in encoded or b"\0" in encoded:
-        raise ValueError(f"header {what} {value!r} contains CR, LF or NUL")
-    return encoded
-
-
-cdef inline bint is_token(bytes name):
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(name)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
-    cdef unsigned char c
-    if n == 0:
-        return False
-    for i in range(n):
-        c = p[i]
-        if c <= 0x20 or c >= 0x7f or c in b'"(),/:;<=>?@[\\]{}':
-            return False
-    return True
-
-
 _writers = {}
 
 
@@ -491,241 +396,39 @@ cdef class RequestWriter:
     """
 
     def __cinit__(self, str host, int port, bint tls, bint http10):
-        cdef str authority = f"[{host}]" if ":" in host else host
-        if port != (443 if tls else 80):
-            authority = f"{authority}:{port}"
         self.http10 = http10
         self.version = b" HTTP/1.0\r\n" if http10 else b" HTTP/1.1\r\n"
-        self.host_line = b"Host: " + authority.encode("idna" if not authority.isascii() else "ascii") + b"\r\n"
+        self.host_line = b"Host: " + authority(host, port, tls) + b"\r\n"
         self.version_host = self.version + self.host_line + b"\r\n"
         self.close_after = http10
 
     cpdef bytes build(self, bytes method, path, headers=(), body=None, bytes content_type=None):
         """The request's bytes. ``body`` None sends no body and no Content-Length."""
         cdef list parts
-        cdef bint has_host = False, has_type = False, close_after = self.http10
-        cdef bytes name, value, lowered
+        cdef int flags = 0
+        cdef bint close_after = self.http10
         if not headers and body is None:
             # Scripts repeat the same GET: reuse its bytes when method and path are the same objects.
             if path is self.last_path and method is self.last_method:
                 self.close_after = close_after
                 return self.last_request
-            request = method + b" " + encode_path(path) + self.version_host
+            request = method + b" " + request_path(path) + self.version_host
             self.last_method = method
             self.last_path = path
             self.last_request = request
             self.close_after = close_after
             return request
-        parts = [method, b" ", encode_path(path), self.version, None]
+        parts = [method, b" ", request_path(path), self.version, None]
         if headers:
-            if isinstance(headers, dict):
-                headers = headers.items()
-            for pair in headers:
-                if len(pair) != 2:
-                    raise ValueError(f"a header must be a (name, value) pair, not {pair!r}")
-                name = header_bytes(pair[0], "name")
-                if not is_token(name):
-                    raise ValueError(f"invalid header name {pair[0]!r}")
-                value = header_bytes(pair[1], "value")
-                lowered = name.lower()
-                if lowered == b"host":
-                    has_host = True
-                elif lowered == b"content-length":
-                    continue   # always computed from the body
-                elif lowered == b"transfer-encoding":
-                    raise ValueError("transfer-encoding is not supported in requests; pass the whole body")
-                elif lowered == b"content-type":
-                    has_type = True
-                elif lowered == b"connection" and b"close" in value.lower():
-                    close_after = True
-                parts += (name, b": ", value, b"\r\n")
-        parts[4] = b"" if has_host else self.host_line
+            flags = normalise_headers(headers, False, parts, True)
+            if flags & CONNECTION_CLOSE:
+                close_after = True
+        parts[4] = b"" if flags & HAS_HOST else self.host_line
         if body is not None:
-            if content_type is not None and not has_type:
+            if content_type is not None and not flags & HAS_CONTENT_TYPE:
                 parts += (b"Content-Type: ", content_type, b"\r\n")
             parts += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
         else:
             parts.append(b"\r\n")
         self.close_after = close_after
         return b"".join(parts)
-
-
-cdef inline double timeout_seconds(timeout) except -1.0:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of milliseconds, not {timeout!r}")
-    return timeout / 1000.0
-
-
-cdef class ClientBase:
-    """A device's HTTP/1 client: the steady-state request path (see the Python subclass)."""
-
-    def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
-                timeout=None):
-        """Send a request; returns an awaitable of ``(status, headers, body)``."""
-        return self.request_c(method, path, headers, body, content_type, timeout)
-
-    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout):
-        cdef double budget_s = self.timeout_s if timeout is None else timeout_seconds(timeout)
-        cdef RequestWriter writer = self.writer
-        cdef bytes data = writer.build(method, path, headers, body, content_type)
-        # Read right after build(): writers are shared by the devices of a target.
-        cdef int flags = (REQUEST_HEAD if method == b"HEAD" else 0) \
-            | (REQUEST_CLOSE if writer.close_after else 0)
-        cdef ConnectionBase conn = self.conn
-        if conn is not None and conn.waiter is None and not conn.upgraded:
-            return self.send(conn, self.loop.create_future(), data, flags, 0, budget_s)
-        return self.request_slow(data, flags, budget_s)
-
-    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
-                      int64_t deadline_us, double budget_s):
-        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline_us``.
-
-        ``flags``: ``REQUEST_HEAD`` and/or ``REQUEST_CLOSE``. ``deadline_us`` is
-        on the monotonic microsecond clock; 0 means ``budget_s`` from now.
-        """
-        cdef Http1Core core = conn.core
-        conn.reused = core.completed > 0
-        core.start(flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
-        conn.waiter = waiter
-        conn.request = data if conn.reused else None
-        conn.flags = flags
-        conn.transport.write(data)
-        self.inflight = conn
-        if deadline_us == 0:
-            deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
-        self.deadline_us = deadline_us
-        self.budget_s = budget_s
-        # Back-to-back requests share one timer: it is only moved when it fires
-        # early (see on_timer) or a shorter deadline comes.
-        if self.timer is None:
-            self.arm(deadline_us)
-        elif deadline_us < self.timer_at_us:
-            self.timer.cancel()
-            self.arm(deadline_us)
-        return waiter
-
-    cpdef arm(self, int64_t deadline_us):
-        """(Re)start the device's timer for ``deadline_us``."""
-        self.timer_at_us = deadline_us
-        self.timer = self.loop.call_later((deadline_us - monotonic_us()) / 1e6, self.on_timer)
-
-
-cdef class ConnectionBase:
-    """One connection's per-response path (see ``_Connection`` in the Python layer)."""
-
-    def data_received(self, data):
-        if self.waiter is None:
-            self.idle_data(data)
-            return
-        cdef int event
-        try:
-            event = self.core.feed(data)
-        except Exception as exc:   # a ProtocolError: the server broke HTTP
-            self.fail(exc)
-            return
-        if event != NEED_MORE:
-            self.complete(event)
-
-    cpdef complete(self, int event):
-        """Hand the finished response (or a 101's leftover) to the waiting script."""
-        cdef object waiter = self.waiter
-        cdef ClientBase client = self.client
-        cdef Http1Core core = self.core
-        self.waiter = None
-        self.request = None
-        if client is not None:
-            client.inflight = None
-        if event == SWITCHED:
-            self.upgraded = True
-        elif not core.reusable:
-            self.discard(False)
-        try:
-            result = core.result()
-        except ProtocolError as exc:
-            if client is not None:
-                count_error(client.recorder, exc)
-            if not waiter.done():
-                waiter.set_exception(exc)
-            return
-        try:
-            waiter.set_result(result)
-        except InvalidStateError:
-            pass    # the script stopped waiting (cancelled)
-
-
-# ---- script functions -----------------------------------------------------------
-# Compiled so that a script's ``await get(path)`` reaches the client without a
-# Python frame: the device comes from the task's context variable directly.
-
-cdef object _device_var = getattr(_device_module, "_current", None)
-cdef bytes _JSON = b"application/json"
-cdef bytes _MSGPACK = b"application/msgpack"
-
-
-cdef ClientBase task_client():
-    cdef object device
-    if _device_var is not None:
-        device = get_value(_device_var)
-        if device is None:
-            raise RuntimeError("HTTP functions run inside a device script")
-    else:
-        device = _device_module.current_device()
-    client = (<Device?>device).client
-    if not isinstance(client, ClientBase):
-        raise RuntimeError("HTTP/1 functions need an http, https, http10 or http10s target")
-    return <ClientBase>client
-
-
-cdef bytes body_bytes(body):
-    if isinstance(body, bytes):
-        return <bytes>body
-    if isinstance(body, str):
-        return (<str>body).encode("utf-8")
-    if isinstance(body, (bytearray, memoryview)):
-        return bytes(body)
-    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
-
-
-cdef object with_body(bytes method, path, headers, body, json, msgpack, timeout):
-    cdef ClientBase client = task_client()
-    if json is not None:
-        return client.request_c(method, path, headers,
-                                _json_dumps(json, separators=(",", ":")).encode("utf-8"), _JSON, timeout)
-    if msgpack is not None:
-        return client.request_c(method, path, headers, _msgpack_packb(msgpack), _MSGPACK, timeout)
-    return client.request_c(method, path, headers, body_bytes(body), None, timeout)
-
-
-def get(path, headers=(), *, timeout=None):
-    """GET ``path``; await it for ``(status, headers, body)``."""
-    return task_client().request_c(b"GET", path, headers, None, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    """HEAD ``path``; the body is always ``b""``."""
-    return task_client().request_c(b"HEAD", path, headers, None, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    """OPTIONS ``path``."""
-    return task_client().request_c(b"OPTIONS", path, headers, None, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    """DELETE ``path``."""
-    return task_client().request_c(b"DELETE", path, headers, None, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
-    return with_body(b"POST", path, headers, body, json, msgpack, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
-    return with_body(b"PUT", path, headers, body, json, msgpack, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
-    return with_body(b"PATCH", path, headers, body, json, msgpack, timeout)

@@ -75,7 +75,6 @@ cdef extern from "nghttp2/nghttp2.h":
     enum:
         NGHTTP2_ERR_CALLBACK_FAILURE
         NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE
-        NGHTTP2_ERR_NOMEM
 
     enum:
         NGHTTP2_DATA
@@ -95,16 +94,13 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_DATA_FLAG_EOF
 
     enum:
-        NGHTTP2_SETTINGS_HEADER_TABLE_SIZE
         NGHTTP2_SETTINGS_ENABLE_PUSH
         NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
         NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
-        NGHTTP2_SETTINGS_MAX_FRAME_SIZE
         NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
 
     enum:
         NGHTTP2_NO_ERROR
-        NGHTTP2_PROTOCOL_ERROR
         NGHTTP2_INTERNAL_ERROR
         NGHTTP2_REFUSED_STREAM
         NGHTTP2_CANCEL
@@ -128,10 +124,8 @@ cdef extern from "nghttp2/nghttp2.h":
     ssize_t nghttp2_session_mem_recv(nghttp2_session *session, const uint8_t *data, size_t inlen)
     ssize_t nghttp2_session_mem_send(nghttp2_session *session, const uint8_t **data_ptr)
     int nghttp2_session_want_read(nghttp2_session *session)
-    int nghttp2_session_want_write(nghttp2_session *session)
     int nghttp2_session_check_request_allowed(nghttp2_session *session)
     void *nghttp2_session_get_stream_user_data(nghttp2_session *session, int32_t stream_id)
-    uint32_t nghttp2_session_get_remote_settings(nghttp2_session *session, int id)
     int nghttp2_session_set_local_window_size(nghttp2_session *session, uint8_t flags,
                                               int32_t stream_id, int32_t window_size)
     int32_t nghttp2_submit_request(nghttp2_session *session, const void *pri_spec,
@@ -142,9 +136,7 @@ cdef extern from "nghttp2/nghttp2.h":
     int nghttp2_submit_rst_stream(nghttp2_session *session, uint8_t flags,
                                   int32_t stream_id, uint32_t error_code)
     int nghttp2_session_terminate_session(nghttp2_session *session, uint32_t error_code)
-    int nghttp2_session_resume_data(nghttp2_session *session, int32_t stream_id)
     const char *nghttp2_strerror(int lib_error_code)
-    const char *nghttp2_http2_strerror(uint32_t error_code)
 
 
 cdef class Http2Stream:
@@ -152,13 +144,14 @@ cdef class Http2Stream:
     cdef readonly int status
     cdef readonly list headers
     cdef readonly object content_type
+    cdef int body_kind
     cdef readonly uint32_t error_code
     cdef readonly bint complete
     cdef readonly bint closed
     cdef readonly bint response_started
     cdef readonly bint cancelled
     cdef public object user
-    cdef public double deadline
+    cdef public int64_t deadline_us
     cdef list chunks
     cdef bytes request_body
     cdef Py_ssize_t body_offset
@@ -180,12 +173,12 @@ cdef class Http2Connection:
     cdef readonly str library_error
     cdef readonly bint goaway_received
     cdef readonly int32_t goaway_last_stream_id
-    cdef readonly uint32_t goaway_error_code
     cdef Histogram headers_histogram
     cdef Histogram body_histogram
     cdef Counter response_counter
 
-    cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user)
+    cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user,
+                              bytes content_type=*)
     cpdef object feed(self, object data)
     cpdef bytes data_to_send(self)
     cpdef object take_finished(self)

@@ -18,11 +18,12 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy, memcmp
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from stressgrid._core.device cimport monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram
+from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
-from stressgrid.errors import Http2StreamError, ProtocolError
+from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
 
 # Our receive windows: large, so a big response streams without waiting for
 # WINDOW_UPDATE round trips. The library sends WINDOW_UPDATE as data is read.
@@ -31,8 +32,8 @@ cdef enum:
     NV_ON_STACK = 16  # request headers up to this many need no allocation
 MAX_HEADER_LIST = 1 << 20
 
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
-                         b"transfer-encoding", b"upgrade", b"host"})
+# Connection-specific headers (RFC 9113 8.2.2): HTTP/1 means, not sent on HTTP/2.
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 ERROR_NAMES = {
     0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR",
@@ -43,7 +44,6 @@ ERROR_NAMES = {
 }
 REFUSED_STREAM = NGHTTP2_REFUSED_STREAM
 CANCEL = NGHTTP2_CANCEL
-NO_ERROR = NGHTTP2_NO_ERROR
 
 
 def error_name(uint32_t code):
@@ -51,26 +51,22 @@ def error_name(uint32_t code):
     return ERROR_NAMES.get(code, f"0x{code:x}")
 
 
-cdef inline int64_t _now_us() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return <int64_t>now.tv_sec * 1000000 + now.tv_nsec // 1000
-
-
 cdef class Http2Stream:
     """One request and, as it arrives, its response.
 
     ``status``, ``headers`` (a list of ``(name, value)`` strings), ``body``
-    (bytes, once ``complete``) and ``content_type``; a stream that ended
+    (bytes, once ``complete``; ``decoded_body()`` as its content type says)
+    and ``content_type``; a stream that ended
     without a whole response has ``complete`` false and the server's
-    ``error_code``. ``user`` and ``deadline`` belong to the caller.
+    ``error_code``. ``user`` and ``deadline_us`` belong to the caller.
     """
 
     def __cinit__(self):
         self.headers = []
         self.chunks = None
         self.content_type = None
-        self.deadline = 0.0
+        self.body_kind = BODY_BYTES
+        self.deadline_us = 0
 
     @property
     def body(self):
@@ -79,6 +75,10 @@ cdef class Http2Stream:
         if len(self.chunks) == 1:
             return self.chunks[0]
         return b"".join(self.chunks)
+
+    def decoded_body(self):
+        """The body, decoded when its content type is JSON or msgpack (else bytes)."""
+        return decode_body(self.body_kind, self.body, self.content_type)
 
     @property
     def refused(self):
@@ -125,6 +125,7 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
             # A new header block: fields of an interim (1xx) block before it are dropped.
             stream.headers = []
             stream.content_type = None
+            stream.body_kind = BODY_BYTES
             return 0
         if stream.status < 200:
             return 0  # a field of an interim response
@@ -132,6 +133,7 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         header_value = PyUnicode_DecodeLatin1(<const char *>value, valuelen, NULL)
         if namelen == 12 and memcmp(name, b"content-type", 12) == 0:
             stream.content_type = header_value
+            stream.body_kind = content_kind(<const char *>value, valuelen)
         stream.headers.append((header_name, header_value))
         return 0
     except BaseException as exc:
@@ -153,7 +155,7 @@ cdef int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
             stream = <Http2Stream>ptr
             if kind == NGHTTP2_HEADERS and not stream.response_started and stream.status >= 200:
                 stream.response_started = True
-                stream.headers_at_us = _now_us()
+                stream.headers_at_us = monotonic_us()
                 if conn.headers_histogram is not None:
                     conn.headers_histogram.record_c(stream.headers_at_us - stream.started_us)
             if (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) and stream.response_started:
@@ -162,7 +164,6 @@ cdef int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
         elif kind == NGHTTP2_GOAWAY:
             conn.goaway_received = True
             conn.goaway_last_stream_id = frame.goaway.last_stream_id
-            conn.goaway_error_code = frame.goaway.error_code
         return 0
     except BaseException as exc:
         conn.error = exc
@@ -252,19 +253,6 @@ cdef nghttp2_session_callbacks *shared_callbacks() except NULL:
     return _callbacks
 
 
-cdef inline bytes _as_header_bytes(object text, bint lower):
-    if isinstance(text, str):
-        if lower:
-            text = (<str>text).lower()
-        return (<str>text).encode("utf-8")
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        data = bytes(text)
-        return data.lower() if lower else data
-    if isinstance(text, int) and not lower:
-        return str(text).encode()
-    raise TypeError(f"header names and values must be str or bytes, not {type(text).__name__}")
-
-
 cdef class Http2Connection:
     """One HTTP/2 client connection, sans-IO (see the module docstring).
 
@@ -280,8 +268,8 @@ cdef class Http2Connection:
                   uint32_t window_size=DEFAULT_WINDOW):
         cdef nghttp2_settings_entry settings[4]
         cdef int rv
-        self.authority = _as_header_bytes(authority, False)
-        self.scheme = _as_header_bytes(scheme, False)
+        self.authority = authority.encode("ascii") if isinstance(authority, str) else bytes(authority)
+        self.scheme = scheme.encode("ascii") if isinstance(scheme, str) else bytes(scheme)
         self.streams = {}
         self.finished = None
         self.headers_histogram = headers_histogram
@@ -320,9 +308,16 @@ cdef class Http2Connection:
     # -- requests -----------------------------------------------------------
 
     cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body,
-                              object user):
+                              object user, bytes content_type=None):
         """Queue a request; returns its stream, or ``None`` when this connection
-        takes no more requests (GOAWAY, stream ids used up): open a new one."""
+        takes no more requests (GOAWAY, stream ids used up): open a new one.
+
+        ``path`` is sent as given (``stressgrid._core.request.request_path``
+        makes a script's path one); ``headers`` are checked and normalised by
+        ``stressgrid._core.request`` like HTTP/1's, then HTTP/1's
+        connection-specific ones are left out and a ``host`` becomes the
+        ``:authority``. ``body`` None sends no body and no ``content-length``;
+        ``content_type`` goes with it unless ``headers`` have their own."""
         cdef Py_ssize_t count, i, n
         cdef nghttp2_nv *nva
         cdef nghttp2_nv nva_stack[NV_ON_STACK]
@@ -331,30 +326,34 @@ cdef class Http2Connection:
         cdef int32_t stream_id
         cdef bytes name, value
         cdef bytes authority = self.authority
-        cdef bint has_length = False
-        cdef list extra = None
+        cdef list given, extra = None
         cdef Http2Stream stream
         if self.session == NULL or not nghttp2_session_check_request_allowed(self.session):
             return None
         if headers:
-            if isinstance(headers, dict):
-                headers = headers.items()
+            given = []
+            normalise_headers(headers, True, given, False)
             extra = []
-            for pair in headers:
-                name, value = _as_header_bytes(pair[0], True), _as_header_bytes(pair[1], False)
-                if name in _HOP_BY_HOP:
-                    if name == b"host":
-                        authority = value
+            for i in range(0, len(given), 2):
+                name = <bytes>given[i]
+                value = <bytes>given[i + 1]
+                if name in _CONNECTION_SPECIFIC:
+                    continue
+                if name == b"host":
+                    authority = value
                     continue
                 if name == b"te" and value.lower() != b"trailers":
                     continue
-                if name == b"content-length":
-                    has_length = True
+                if name == b"content-type":
+                    content_type = None     # the script's own wins
                 extra.append(name)
                 extra.append(value)
-        if body and not has_length:
+        if body is not None:
             if extra is None:
                 extra = []
+            if content_type is not None:
+                extra.append(b"content-type")
+                extra.append(content_type)
             extra.append(b"content-length")
             extra.append(str(len(body)).encode())
         count = 4 + (len(extra) // 2 if extra is not None else 0)
@@ -377,7 +376,7 @@ cdef class Http2Connection:
                     i += 2
             stream = Http2Stream.__new__(Http2Stream)
             stream.user = user
-            stream.started_us = _now_us()
+            stream.started_us = monotonic_us()
             if body:
                 stream.request_body = body
                 provider.source.ptr = <void *>stream
@@ -392,7 +391,8 @@ cdef class Http2Connection:
         if stream_id < 0:
             if stream_id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE:
                 return None
-            raise ProtocolError(f"HTTP/2 request refused locally: {nghttp2_strerror(stream_id).decode()}")
+            # nghttp2 refuses what the script asked for (a malformed request).
+            raise RequestArgumentError(f"HTTP/2 request refused locally: {nghttp2_strerror(stream_id).decode()}")
         stream.stream_id = stream_id
         self.streams[stream_id] = stream
         return stream
@@ -419,7 +419,7 @@ cdef class Http2Connection:
         if stream.cancelled:
             return
         if stream.complete:
-            now = _now_us()
+            now = monotonic_us()
             if self.body_histogram is not None:
                 self.body_histogram.record_c(now - stream.headers_at_us)
             if self.response_counter is not None:
@@ -541,25 +541,8 @@ cdef class Http2Connection:
         return self.session != NULL and nghttp2_session_check_request_allowed(self.session) != 0
 
     @property
-    def want_read(self):
-        return self.session != NULL and nghttp2_session_want_read(self.session) != 0
-
-    @property
-    def want_write(self):
-        return self.session != NULL and nghttp2_session_want_write(self.session) != 0
-
-    @property
     def open_streams(self):
         return len(self.streams)
-
-    def remote_setting(self, int setting_id):
-        """A SETTINGS value the server sent (or the protocol default)."""
-        if self.session == NULL:
-            return None
-        return nghttp2_session_get_remote_settings(self.session, setting_id)
-
-    def stream(self, int32_t stream_id):
-        return self.streams.get(stream_id)
 
 
 cdef inline void _set_nv(nghttp2_nv *nv, bytes name, bytes value) noexcept:
@@ -568,10 +551,3 @@ cdef inline void _set_nv(nghttp2_nv *nv, bytes name, bytes value) noexcept:
     nv.value = <uint8_t *>PyBytes_AS_STRING(value)
     nv.valuelen = PyBytes_GET_SIZE(value)
     nv.flags = NGHTTP2_NV_FLAG_NONE
-
-
-SETTINGS_HEADER_TABLE_SIZE = NGHTTP2_SETTINGS_HEADER_TABLE_SIZE
-SETTINGS_ENABLE_PUSH = NGHTTP2_SETTINGS_ENABLE_PUSH
-SETTINGS_MAX_CONCURRENT_STREAMS = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-SETTINGS_INITIAL_WINDOW_SIZE = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
-SETTINGS_MAX_FRAME_SIZE = NGHTTP2_SETTINGS_MAX_FRAME_SIZE

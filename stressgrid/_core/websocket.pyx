@@ -49,6 +49,7 @@ cdef bytes _mask_pool = b""
 cdef Py_ssize_t _mask_offset = 0
 cdef enum:
     MASK_POOL_SIZE = 8192
+    MAX_CLOSE_REASON = 123
 
 
 cdef inline uint32_t _next_mask() except? 0:
@@ -97,6 +98,20 @@ def new_key():
     """A fresh ``Sec-WebSocket-Key``: 16 random bytes in base64."""
     import base64
     return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+cdef bytes close_reason_bytes(str reason):
+    # A close frame's payload is at most 125 bytes: the code, then up to 123 of
+    # the reason in UTF-8, cut before a character that would not fit whole.
+    cdef bytes encoded = reason.encode("utf-8")
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(encoded)
+    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(encoded)
+    if end <= MAX_CLOSE_REASON:
+        return encoded
+    end = MAX_CLOSE_REASON
+    while end > 0 and (p[end] & 0xC0) == 0x80:
+        end -= 1    # p[end] continues a character: cut before the character's first byte
+    return encoded[:end]
 
 
 cdef class WebSocketCore:
@@ -242,8 +257,6 @@ cdef class WebSocketCore:
         return pos
 
     cdef int _frame(self, bint fin, int opcode, const uint8_t *payload, Py_ssize_t size) except -1:
-        cdef int code
-        cdef bytes part
         if opcode == OP_PING:
             self.pings_received += 1
             if not self.close_sent:
@@ -342,11 +355,6 @@ cdef class WebSocketCore:
             return self.messages.popleft()
         return None
 
-    @property
-    def pending(self):
-        """Messages waiting in the queue."""
-        return len(self.messages)
-
     cpdef bytes encode(self, int opcode, bytes payload, bint fin=True):
         """One frame; masked when this core is the client."""
         cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
@@ -413,7 +421,7 @@ cdef class WebSocketCore:
         """The close frame (``code`` 0: none); after it this side sends nothing more."""
         cdef bytes payload = b""
         if code:
-            payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + reason.encode("utf-8")[:123]
+            payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + close_reason_bytes(reason)
         self.close_sent = True
         return self.encode(OP_CLOSE, payload)
 

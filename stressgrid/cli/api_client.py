@@ -46,8 +46,8 @@ class Api:
             payload = exc.read()
             try:
                 decoded = json.loads(payload)
-            except ValueError:
-                decoded = payload.decode("utf-8", "replace").strip()[:200]
+            except ValueError:  # not a coordinator's answer (an HTML error page...): one line
+                decoded = " ".join(payload.decode("utf-8", "replace").split())[:200]
             if exc.code == 401:
                 hint = "pass --token or set STRESSGRID_TOKEN" if not self.token else \
                     "check --token / STRESSGRID_TOKEN"
@@ -72,7 +72,12 @@ class Api:
                                              f"this a Stressgrid coordinator?") from None
 
     def state(self):
-        state = self.call("GET", "/api/state")
+        try:
+            state = self.call("GET", "/api/state")
+        except ApiError as exc:
+            raise CliError(EXIT_COORDINATOR, f"{self.base_url}/api/state answered HTTP "
+                                             f"{exc.status}: is this a Stressgrid coordinator?") \
+                from None
         if not isinstance(state, dict) or "generators" not in state:
             raise CliError(EXIT_COORDINATOR, f"{self.base_url}/api/state did not answer a "
                                              f"coordinator state: is this a Stressgrid coordinator?")

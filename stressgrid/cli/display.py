@@ -4,9 +4,10 @@ import os
 import shutil
 import sys
 
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, HOST_WARNING_METRICS
+
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
-HOST_ERRORS = frozenset({"network_tcp_retransmit_error"})
 
 
 def format_us(value, micro="us"):
@@ -51,7 +52,7 @@ def error_name(name):
 def is_host_error(name):
     """Host metrics named like errors (TCP retransmits of the whole generator machine, other
     traffic included): shown as warnings, not counted as errors of the run."""
-    return error_name(name) in HOST_ERRORS
+    return error_name(name) in HOST_WARNING_METRICS
 
 
 def counter_name(name):
@@ -60,6 +61,18 @@ def counter_name(name):
 
 def plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _wrap_values(values, width, separator="   "):
+    """``values`` joined by ``separator`` in rows of at most ``width`` characters, each row
+    breaking between two values (a value wider than a row alone is cut)."""
+    rows = []
+    for value in map(str, values):
+        if rows and len(rows[-1]) + len(separator) + len(value) <= width:
+            rows[-1] += separator + value
+        else:
+            rows.append(value[:width])
+    return rows
 
 
 class Display:
@@ -155,7 +168,7 @@ class Display:
                  f"generators {telemetry.get('generator_count', 0)}",
                  f"devices {telemetry.get('active_device_number', 0)}/{run.get('devices', '?')}",
                  f"cpu {telemetry.get('max_cpu_percent', 0):.0f}%"
-                 + (" (over 80%: results suspect)" if telemetry.get("cpu_warning") else "")]
+                 + (f" (over {CPU_WARNING_PERCENT}%: results suspect)" if telemetry.get("cpu_warning") else "")]
         rates = []
         for name, value in sorted((telemetry.get("counters") or {}).items()):
             if name.startswith("network_") or "_error" in name:
@@ -177,20 +190,23 @@ class Display:
         return " | ".join(parts)
 
     def _block(self, run, telemetry, state):
+        """The live block: ``(text, style)`` lines; a text given as a tuple of values is
+        wrapped between values to the terminal's width, a plain text is cut at it."""
         lines = []
-        head = (f"{run.get('id')}  {self._phase(run)}  {format_duration(run.get('remaining_ms'))} "
-                f"left  (elapsed {format_duration(run.get('elapsed_ms'))})")
-        lines.append((head, BOLD))
+        lines.append(((run.get("id"), self._phase(run),
+                       f"{format_duration(run.get('remaining_ms'))} left",
+                       f"(elapsed {format_duration(run.get('elapsed_ms'))})"), BOLD))
         counters = telemetry.get("counters") or {}
         rx = (counters.get("network_rx_bytes") or {}).get("per_second", 0)
         tx = (counters.get("network_tx_bytes") or {}).get("per_second", 0)
         cpu = telemetry.get("max_cpu_percent", 0)
-        lines.append((f"generators {telemetry.get('generator_count', 0)}   devices "
-                      f"{telemetry.get('active_device_number', 0):,}/{run.get('devices', 0):,}   "
-                      f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s   "
-                      f"generator cpu {cpu:.0f}%", None))
+        lines.append(((f"generators {telemetry.get('generator_count', 0)}",
+                       f"devices {telemetry.get('active_device_number', 0):,}/"
+                       f"{run.get('devices', 0):,}",
+                       f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s",
+                       f"generator cpu {cpu:.0f}%"), None))
         if telemetry.get("cpu_warning"):
-            lines.append(("  a generator is over 80% CPU: results may be limited by the generator",
+            lines.append((f"  a generator is over {CPU_WARNING_PERCENT}% CPU: results may be limited by the generator",
                           YELLOW))
         rows = [(counter_name(name), value) for name, value in sorted(counters.items())
                 if not name.startswith("network_") and "_error" not in name]
@@ -222,15 +238,17 @@ class Display:
         return lines
 
     def _draw(self, lines):
+        # One column spare: a line as wide as the terminal would wrap by itself on some.
         width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
-        out = []
-        if self.drawn:
-            out.append(f"\r\x1b[{self.drawn}A\x1b[J")
+        rows = []
         for text, style in lines:
-            out.append(self._paint(text[:width], style) + "\n")
+            rows.extend((row, style) for row in (
+                _wrap_values(text, width) if isinstance(text, tuple) else [text[:width]]))
+        out = [f"\r\x1b[{self.drawn}A\x1b[J"] if self.drawn else []
+        out.extend(self._paint(row, style) + "\n" for row, style in rows)
         self.stream.write("".join(out))
         self.stream.flush()
-        self.drawn = len(lines)
+        self.drawn = len(rows)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -268,8 +286,9 @@ class Display:
         cpu = maxima.get("max_cpu_percent")
         if cpu is not None:
             self.message(f"  {'peak generator cpu':<24}{cpu:>13.0f}%"
-                         + ("  over 80%: results may be limited by the generator" if cpu > 80 else ""),
-                         YELLOW if cpu > 80 else None)
+                         + (f"  over {CPU_WARNING_PERCENT}%: results may be limited by the generator"
+                            if cpu > CPU_WARNING_PERCENT else ""),
+                         YELLOW if cpu > CPU_WARNING_PERCENT else None)
         for name, e in sorted((summary.get("errors") or {}).items()):
             line = f"  {e['line']}" if e.get("line") else ""
             if is_host_error(name):

@@ -1,7 +1,6 @@
 """``--local``: a coordinator, a generator and (optionally) the demo target started on this
 machine as child processes, and stopped whatever happens."""
 import contextlib
-import importlib.machinery
 import os
 import pathlib
 import secrets
@@ -28,30 +27,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _children_import_root():
-    """The directory the local children import ``stressgrid`` and ``coordinator_app`` from.
-
-    The one this CLI was imported from, when its Cython core is compiled there (an
-    installation, or a source tree built in place); otherwise ``None``: the children then
-    import the installed package (``pip install .`` run in a source tree, then the CLI
-    started from that tree with ``python -m``).
-    """
-    root = pathlib.Path(__file__).resolve().parents[2]
-    core = root / "stressgrid" / "_core"
-    if any((core / f"metrics{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-        return str(root)
-    return None
-
-
 class LocalProcess:
     """A child process of local mode, with its output in a log file."""
 
-    def __init__(self, name, args, env, log_path, cwd=None):
+    def __init__(self, name, args, env, log_path):
         self.name = name
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                args, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT,
                 # Its own session: a Ctrl-C at the terminal reaches only the CLI, which aborts
                 # the run through the API and then stops this process itself.
@@ -71,11 +55,7 @@ class LocalProcess:
         except OSError:
             return ""
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        result = " / ".join(line.strip() for line in tail)
-        if "No module named 'stressgrid._core" in result:
-            result += (" (the Cython core is not built: 'pip install .', or "
-                       "'python setup.py build_ext --inplace' in a source tree)")
-        return result
+        return " / ".join(line.strip() for line in tail)
 
     def stop(self, timeout):
         if self.process.poll() is None:
@@ -120,18 +100,14 @@ class LocalGrid:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("STRESSGRID_", "AWS_")) and k not in (
                    "COORDINATOR_URL", "GENERATOR_ID", "MANAGEMENT_PORT", "GENERATORS_PORT")}
-        root = _children_import_root()
-        if root:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.update(extra)
         return env
 
     def _start(self, name, args, **env):
-        # The children run in the temporary directory, so a source tree in the current
-        # directory cannot shadow the installed (compiled) package.
+        # The interpreter, working directory and environment of this command: 'python -m'
+        # finds the same stressgrid in the children as in 'python -m stressgrid.cli'.
         process = LocalProcess(name, [sys.executable, "-m", *args], self._environment(**env),
-                               os.path.join(self.directory, f"{name.replace(' ', '-')}.log"),
-                               cwd=self.directory)
+                               os.path.join(self.directory, f"{name.replace(' ', '-')}.log"))
         self.processes.append(process)
         return process
 

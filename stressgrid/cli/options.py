@@ -6,6 +6,7 @@ import urllib.parse
 
 from stressgrid import argtypes
 from stressgrid.plan.api import PROTOCOLS
+from stressgrid.plan.constants import DEFAULT_PROTOCOL
 
 from .exits import EXIT_CODES_HELP, EXIT_USAGE, CliError
 
@@ -13,7 +14,6 @@ DEFAULT_COORDINATOR = "http://localhost:8000"
 DEFAULT_MANAGEMENT_PORT = 8000
 DEFAULT_TARGET_HOSTS = "localhost"
 DEFAULT_TARGET_PORT = 5000  # the original sgcli's default, and the demo target's
-DEFAULT_PROTOCOL = "http"
 DEFAULT_SIZE = 10
 DEFAULT_RAMPUP_S = 10.0
 DEFAULT_SUSTAIN_S = 60.0

@@ -4,15 +4,15 @@ import pathlib
 import re
 
 from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
 
 from .exits import EXIT_USAGE, CliError
 from .options import (DEFAULT_COOLDOWN_S, DEFAULT_PROTOCOL, DEFAULT_RAMPDOWN_S, DEFAULT_RAMPUP_S,
                       DEFAULT_REPORT_INTERVAL_S, DEFAULT_SIZE, DEFAULT_SUSTAIN_S,
                       DEFAULT_TARGET_HOSTS, DEFAULT_TARGET_PORT, DEFAULT_TIMEOUT_S)
 
-# Ramp steps: each step starts (or stops) this many devices on every generator, as in the
-# original; never more than MAX_RAMP_STEPS steps, nor steps shorter than MIN_STEP_MS.
-DEVICES_PER_GENERATOR_STEP = 10
+# Ramp steps: each step starts (or stops) DEVICES_PER_GENERATOR_STEP devices on every
+# generator; never more than MAX_RAMP_STEPS steps, nor steps shorter than MIN_STEP_MS.
 MAX_RAMP_STEPS = 1000
 MIN_STEP_MS = 100
 
@@ -232,17 +232,24 @@ class PlanSpec:
         try:
             Plan.from_dict(plan)
         except PlanError as exc:
-            raise CliError(EXIT_USAGE, self.describe_error(exc.field, exc.message, exc.line,
-                                                           exc.column)) from None
+            raise CliError(EXIT_USAGE, self.describe_error(exc.to_dict())) from None
 
-    def describe_error(self, field, message, line=None, column=None):
-        """A one-line error: ``script.py:3:5: message`` for scripts, else the field named."""
-        match = re.fullmatch(r"blocks\[(\d+)\]\.script", field or "")
-        if match and line is not None:
+    def describe_error(self, error):
+        """An error of the plan (``PlanError.to_dict()``, or the API's error answer) for the
+        terminal: ``script error: script.py:3:5: message``, one line per problem of a
+        script, in line order; else one line naming the field."""
+        field = error.get("field") or ""
+        match = re.fullmatch(r"blocks\[(\d+)\]\.script", field)
+        problems = error.get("problems") or (
+            [{"message": error.get("message"), "line": error.get("line"),
+              "column": error.get("column")}] if error.get("line") is not None else [])
+        if match and problems:
             index = int(match.group(1))
             source = self.script_files[index] if index < len(self.script_files) else None
-            message = re.sub(r"^(block \d+, )?line \d+(, column \d+)?: ", "", message or "")
             where = source or (f"{self.plan_file} {field}" if self.plan_file else field)
-            return f"script error: {where}:{line}:{column or 1}: {message}"
+            return "\n".join(
+                f"script error: {where}:{problem.get('line') or 1}:{problem.get('column') or 1}: "
+                + re.sub(r"^line \d+(, column \d+)?: ", "", problem.get("message") or "")
+                for problem in problems)
         origin = f" (in {self.plan_file})" if self.plan_file else ""
-        return f"invalid plan: {field}: {message}{origin}"
+        return f"invalid plan: {field}: {error.get('message', '')}{origin}"

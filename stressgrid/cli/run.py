@@ -103,7 +103,8 @@ def submit(api, spec, display):
     if not generators:
         raise CliError(EXIT_NO_GENERATORS, f"no generator is registered with the coordinator at "
                                            f"{api.base_url}; start one with 'COORDINATOR_URL="
-                                           f"tcp://<coordinator>:9696 python -m stressgrid.generator'")
+                                           f"{_generator_url(api, state)} python -m "
+                                           f"stressgrid.generator'")
     active = state.get("run")
     if active:
         raise CliError(EXIT_BUSY, f"run {active.get('id')} is in progress on {api.base_url}; "
@@ -119,11 +120,9 @@ def submit(api, spec, display):
         if exc.status == 409:
             raise CliError(EXIT_BUSY, f"the coordinator refused the run: {exc.message}") from None
         if 400 <= exc.status < 500:
-            error = exc.error
-            if error.get("field"):
-                raise CliError(EXIT_USAGE, "the coordinator rejected the plan: " + spec.describe_error(
-                    error["field"], error.get("message", ""), error.get("line"),
-                    error.get("column"))) from None
+            if exc.error.get("field"):
+                raise CliError(EXIT_USAGE, "the coordinator rejected the plan: "
+                               + spec.describe_error(exc.error)) from None
             raise CliError(EXIT_USAGE, f"the coordinator rejected the plan: {exc.message}") from None
         raise CliError(EXIT_COORDINATOR, f"the coordinator failed to start the run: {exc}") from None
     opts = plan["opts"]
@@ -136,6 +135,17 @@ def submit(api, spec, display):
         f"ramp-down {opts['ramp_steps'] * opts['rampdown_step_ms'] / 1000:g} s, cooldown "
         f"{opts['cooldown_ms'] / 1000:g} s", BOLD)
     return run
+
+
+def _generator_url(api, state):
+    """Where generators reach the coordinator: its host as this command reaches it, and the
+    port of the endpoint it bound for generators (as its published state says)."""
+    endpoint = (state.get("coordinator") or {}).get("generator_endpoint") or ""
+    port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else ""
+    host = urllib.parse.urlsplit(api.base_url).hostname or "<coordinator>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"tcp://{host}:{port if port.isdigit() else '<its --generator-port>'}"
 
 
 def run_and_report(api, spec, display, grid=None):
@@ -265,7 +275,8 @@ def main(argv=None):
         return command_run(args, display)
     except CliError as exc:
         display.close()
-        print(f"stressgrid: {exc.message}", file=sys.stderr, flush=True)
+        print("\n".join(f"stressgrid: {line}" for line in exc.message.splitlines()),
+              file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
         display.close()

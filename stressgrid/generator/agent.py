@@ -99,8 +99,9 @@ class HostAgent:
             self.pool = WorkerPool(self.config.workers, self.router.getsockopt_string(zmq.LAST_ENDPOINT),
                                    self.config.log_level)
             stack.callback(self._stop_workers)
-            log.info("generator %s: %d workers, coordinator %s", self.config.generator_id,
-                     self.config.workers, self.config.coordinator_url)
+            # Every log line already starts with "generator <id>:" (configure_logging).
+            log.info("%d worker%s, coordinator %s", self.config.workers,
+                     "" if self.config.workers == 1 else "s", self.config.coordinator_url)
             self.pool.start_all()
             self._serve(wake_reader)
         log.info("stopped")

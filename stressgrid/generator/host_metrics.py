@@ -10,10 +10,12 @@
 """
 import psutil
 
+from stressgrid.plan.constants import TCP_RETRANSMIT_METRIC
+
 CPU_PERCENT = "cpu_percent"
 NETWORK_RX_BYTES = "network_rx_bytes"
 NETWORK_TX_BYTES = "network_tx_bytes"
-TCP_RETRANSMITS = "network_tcp_retransmit_error_count"
+TCP_RETRANSMITS = TCP_RETRANSMIT_METRIC + "_count"
 SNMP_PATH = "/proc/net/snmp"
 
 

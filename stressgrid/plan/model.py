@@ -19,19 +19,27 @@ DEFAULT_OPTS = {
     "report_interval_ms": 60000,
     "timeout_ms": 5000,
 }
+MAX_NAME_LENGTH = 200
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 MAX_RAMP_STEPS = 100000
 MAX_BLOCK_SIZE = 100_000_000
+MIN_REPORT_INTERVAL_MS = 1000
+MAX_TIMEOUT_MS = 3_600_000
 
 
 class PlanError(ValueError):
-    """A plan field with a bad value; ``field`` is a path like ``blocks[0].size``."""
+    """A plan field with a bad value; ``field`` is a path like ``blocks[0].size``.
 
-    def __init__(self, field, message, line=None, column=None):
+    For a script, ``line`` and ``column`` are those of its first problem, and ``problems``
+    lists every problem (``{message, line, column}``) in line order.
+    """
+
+    def __init__(self, field, message, line=None, column=None, problems=()):
         self.field = field
         self.message = message
         self.line = line
         self.column = column
+        self.problems = list(problems)
         super().__init__(f"{field}: {message}")
 
     def to_dict(self):
@@ -39,6 +47,8 @@ class PlanError(ValueError):
         if self.line is not None:
             result["line"] = self.line
             result["column"] = self.column
+        if self.problems:
+            result["problems"] = self.problems
         return result
 
 
@@ -128,8 +138,8 @@ class Plan:
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise PlanError("name", "must be a non-empty string")
-        if len(name) > 200:
-            raise PlanError("name", "must be at most 200 characters")
+        if len(name) > MAX_NAME_LENGTH:
+            raise PlanError("name", f"must be at most {MAX_NAME_LENGTH} characters")
         addresses = _addresses(data.get("addresses"))
         protocols = {address.protocol for address in addresses}
         if len(protocols) > 1:
@@ -197,7 +207,8 @@ def _blocks(value, protocol, check_scripts):
             try:
                 check_script(script, protocol)
             except ScriptError as exc:
-                raise PlanError(f"{field}.script", str(exc), exc.line, exc.column) from None
+                raise PlanError(f"{field}.script", str(exc), exc.line, exc.column,
+                                [problem.to_dict() for problem in exc.problems]) from None
         result.append(Block(script=script, params=params, size=size))
     return tuple(result)
 
@@ -220,10 +231,10 @@ def _opts(value):
             raise PlanError(f"opts.{key}", f"must be from 0 to {MAX_DURATION_MS}")
     if not 1 <= values["ramp_steps"] <= MAX_RAMP_STEPS:
         raise PlanError("opts.ramp_steps", f"must be from 1 to {MAX_RAMP_STEPS}")
-    if not 1000 <= values["report_interval_ms"] <= MAX_DURATION_MS:
-        raise PlanError("opts.report_interval_ms", "must be at least 1000")
-    if not 1 <= values["timeout_ms"] <= 3_600_000:
-        raise PlanError("opts.timeout_ms", "must be from 1 to 3600000")
+    if not MIN_REPORT_INTERVAL_MS <= values["report_interval_ms"] <= MAX_DURATION_MS:
+        raise PlanError("opts.report_interval_ms", f"must be at least {MIN_REPORT_INTERVAL_MS}")
+    if not 1 <= values["timeout_ms"] <= MAX_TIMEOUT_MS:
+        raise PlanError("opts.timeout_ms", f"must be from 1 to {MAX_TIMEOUT_MS}")
     tls_verify = value.get("tls_verify", False)
     if not isinstance(tls_verify, bool):
         raise PlanError("opts.tls_verify", "must be true or false")

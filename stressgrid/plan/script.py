@@ -1,13 +1,15 @@
 """Device script checking and compilation.
 
 A script is the body of an ``async`` function; it is parsed, checked and
-compiled once per plan block. ``compile_script`` raises ``ScriptError`` with
-the line and column of the first problem: a syntax error, a protocol function
-the plan's protocol does not have, an I/O function used without ``await``, or
-a name that nothing defines (a mistyped function, a module not imported).
+compiled once per plan block. ``compile_script`` raises ``ScriptError`` listing
+every problem in line order, each with its line and column: a syntax error (only
+the first: Python cannot read past it), a protocol function the plan's protocol
+does not have, an I/O function used without ``await``, or a name that nothing
+defines (a mistyped function, a module not imported).
 """
 import ast
 import builtins
+import dataclasses
 import difflib
 import sys
 
@@ -30,30 +32,44 @@ _IMPLICIT_NAMES = frozenset({"__name__", "__builtins__", "__class__"})
 _DYNAMIC_NAMESPACE = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
 
 
-class ScriptError(ValueError):
-    """A script that cannot run; ``line`` and ``column`` are 1-based."""
+@dataclasses.dataclass(frozen=True)
+class ScriptProblem:
+    """One mistake in a script; ``line`` and ``column`` are 1-based (``None``: the whole script)."""
 
-    def __init__(self, message, line=None, column=None, block=None):
-        self.message = message
-        self.line = line
-        self.column = column
-        self.block = block
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self):
+        if self.line is None:
+            return self.message
+        where = f"line {self.line}" + (f", column {self.column}" if self.column is not None else "")
+        return f"{where}: {self.message}"
+
+    def to_dict(self):
+        return {"message": self.message, "line": self.line, "column": self.column}
+
+
+class ScriptError(ValueError):
+    """A script that cannot run: ``problems`` in line order; ``message``, ``line`` and
+    ``column`` are those of the first."""
+
+    def __init__(self, problems):
+        self.problems = tuple(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
+        first = self.problems[0]
+        self.message, self.line, self.column = first.message, first.line, first.column
         super().__init__(str(self))
 
     def __str__(self):
-        where = []
-        if self.block is not None:
-            where.append(f"block {self.block}")
-        if self.line is not None:
-            where.append(f"line {self.line}")
-            if self.column is not None:
-                where.append(f"column {self.column}")
-        prefix = ", ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        return "; ".join(str(problem) for problem in self.problems)
 
-    def to_dict(self):
-        return {"message": self.message, "line": self.line, "column": self.column,
-                "block": self.block}
+
+def _problem_at(message, node):
+    return ScriptProblem(message, node.lineno, node.col_offset + 1)
+
+
+def _syntax_problem(exc):
+    return ScriptProblem(f"syntax error: {exc.msg}", exc.lineno, exc.offset)
 
 
 class _BoundNames(ast.NodeVisitor):
@@ -119,9 +135,11 @@ class _Checker(ast.NodeVisitor):
         self.foreign = (api.ALL_PROTOCOL_FUNCTIONS - self.async_names - self.sync_names) - shadowed
         self.awaited = set()
         self.function_depth = 0
+        self.problems = []
+        self.reported_names = set()  # ids of the Name nodes a problem is already about
 
     def _fail(self, message, node):
-        raise ScriptError(message, node.lineno, node.col_offset + 1)
+        self.problems.append(_problem_at(message, node))
 
     def visit_Await(self, node):
         self.awaited.add(id(node.value))
@@ -136,6 +154,7 @@ class _Checker(ast.NodeVisitor):
         if isinstance(func, ast.Name):
             name = func.id
             if name in self.foreign:
+                self.reported_names.add(id(func))
                 self._fail(
                     f"{name}() is not available for protocol {self.protocol!r} "
                     f"(it has {api.protocol_description(self.protocol)})", node)
@@ -162,17 +181,17 @@ class _Checker(ast.NodeVisitor):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _visit_function
 
 
-def _check_sync_builtin_awaits(tree, sync_names):
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Name) and node.value.func.id in sync_names):
-            name = node.value.func.id
-            raise ScriptError(f"{name}() returns at once and must not be awaited",
-                              node.lineno, node.col_offset + 1)
+def _sync_builtin_awaits(tree, sync_names):
+    """A problem for every ``await`` of a function that returns at once."""
+    return [_problem_at(f"{node.value.func.id}() returns at once and must not be awaited", node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id in sync_names]
 
 
-def _check_names_defined(tree, protocol, bound):
-    """Reject a name that is neither bound by the script nor available to it.
+def _undefined_names(tree, protocol, bound, reported):
+    """A problem for every use of a name neither bound by the script nor available to it
+    (but those in ``reported``, ids of nodes another problem is about).
 
     Conservative: every name bound anywhere in the script counts as defined, and a
     script that can define names dynamically is not checked.
@@ -182,42 +201,45 @@ def _check_names_defined(tree, protocol, bound):
     loaded = [node for node in ast.walk(tree)
               if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)]
     if any(node.id in _DYNAMIC_NAMESPACE for node in loaded):
-        return
+        return []
     known = available | bound
-    unknown = [node for node in loaded if node.id not in known]
-    if not unknown:
-        return
-    first = min(unknown, key=lambda node: (node.lineno, node.col_offset))
-    message = f"name {first.id!r} is not defined"
-    if first.id in sys.stdlib_module_names:
-        message += f"; add 'import {first.id}' to the script"
-    else:
-        # The script's own and Stressgrid's names first: 'gett' means get, not getattr.
-        close = (difflib.get_close_matches(first.id, sorted(known - python_names), n=1)
-                 or difflib.get_close_matches(first.id, sorted(python_names), n=1))
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-    raise ScriptError(message, first.lineno, first.col_offset + 1)
+    problems = []
+    for node in loaded:
+        if node.id in known or id(node) in reported:
+            continue
+        message = f"name {node.id!r} is not defined"
+        if node.id in sys.stdlib_module_names:
+            message += f"; add 'import {node.id}' to the script"
+        else:
+            # The script's own and Stressgrid's names first: 'gett' means get, not getattr.
+            close = (difflib.get_close_matches(node.id, sorted(known - python_names), n=1)
+                     or difflib.get_close_matches(node.id, sorted(python_names), n=1))
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        problems.append(_problem_at(message, node))
+    return problems
 
 
-def parse_script(source, protocol):
-    """Parse and check ``source`` for ``protocol``; returns the wrapped module AST."""
+def _wrapped_module(source, protocol):
+    """``(module AST wrapping the script in its function, problems found)``; a source that
+    cannot be parsed raises ``ScriptError`` at once."""
     if not isinstance(source, str):
-        raise ScriptError("script must be text")
+        raise ScriptError([ScriptProblem("script must be text")])
     if protocol not in api.PROTOCOLS:
-        raise ScriptError(f"unknown protocol {protocol!r}; expected one of {', '.join(api.PROTOCOLS)}")
+        raise ScriptError([ScriptProblem(
+            f"unknown protocol {protocol!r}; expected one of {', '.join(api.PROTOCOLS)}")])
     try:
         tree = ast.parse(source, filename=SCRIPT_FILENAME)
     except SyntaxError as exc:
-        raise ScriptError(f"syntax error: {exc.msg}", exc.lineno, exc.offset) from None
+        raise ScriptError([_syntax_problem(exc)]) from None
     bound = _BoundNames()
     bound.visit(tree)
     bound_names = frozenset(bound.names)
     checker = _Checker(protocol, bound_names)
     # Awaits are seen before their calls because ast visits parents first.
     checker.visit(tree)
-    _check_sync_builtin_awaits(tree, checker.sync_names)
-    _check_names_defined(tree, protocol, bound_names)
+    problems = [*checker.problems, *_sync_builtin_awaits(tree, checker.sync_names),
+                *_undefined_names(tree, protocol, bound_names, checker.reported_names)]
 
     arguments = ast.arguments(
         posonlyargs=[], args=[ast.arg(arg=name) for name in SCRIPT_ARGUMENTS],
@@ -228,16 +250,21 @@ def parse_script(source, protocol):
         lineno=1, col_offset=0)
     module = ast.Module(body=[function], type_ignores=[])
     ast.fix_missing_locations(module)
-    return module
+    return module, problems
 
 
 def compile_script(source, protocol):
-    """Check ``source`` and return its code object (a module defining the script)."""
-    module = parse_script(source, protocol)
+    """Check ``source`` and return its code object (a module defining the script); raises
+    ``ScriptError`` with every problem found."""
+    module, problems = _wrapped_module(source, protocol)
+    code = None
     try:
-        return compile(module, SCRIPT_FILENAME, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        raise ScriptError(f"syntax error: {exc.msg}", exc.lineno, exc.offset) from None
+        code = compile(module, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # what only the compiler sees ('nonlocal' at the top level...)
+        problems.append(_syntax_problem(exc))
+    if problems:
+        raise ScriptError(problems)
+    return code
 
 
 def check_script(source, protocol):

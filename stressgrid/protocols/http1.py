@@ -4,13 +4,15 @@ Each device has one ``Http1Client`` and at most one connection at a time. The
 connection opens lazily on the first request and stays open between requests
 on HTTP/1.1; HTTP/1.0, ``Connection: close`` and a server that closes an idle
 connection just make the next request open a new one. The byte-level work
-(request bytes, response parsing, response metrics) is the Cython core
-``stressgrid._core.http1``; this module adds sockets, TLS, timeouts and retries.
+(request bytes, response parsing, response metrics) is the sans-IO Cython core
+``stressgrid._core.http1``, and the steady-state request path is compiled in
+``stressgrid._core.http1_client``; this module adds sockets, TLS, timeouts and
+retries, as the hooks that path calls.
 
 Timeouts: each call has a deadline (``timeout=`` in ms, default the plan's
-``timeout_ms``). Instead of a timer per request, a device keeps one timer that
-is moved only when it fires early or a shorter deadline comes: back-to-back
-requests cost no timer work.
+``timeout_ms``). Instead of a timer per request, a device keeps one
+``DeadlineTimer`` (``stressgrid._core.deadline``), moved only when it fires
+early or a shorter deadline comes: back-to-back requests cost no timer work.
 
 WebSocket hook: ``await client.upgrade(path, headers)`` sends a GET with the
 caller's upgrade headers and returns ``(status, headers, leftover)``. After a
@@ -23,16 +25,15 @@ import asyncio
 import ssl
 
 from stressgrid._core.device import now_us
-from stressgrid._core.http1 import (ClientBase, ConnectionBase, Http1Core, delete, get, head, options, patch,
-                                    post, put, request_writer)
+from stressgrid._core.http1 import Http1Core, request_writer
+from stressgrid._core.http1_client import ClientBase, ConnectionBase
+from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
 from .tls import context_for
 
 TLS_PROTOCOLS = frozenset({"https", "http10s"})
 HTTP10_PROTOCOLS = frozenset({"http10", "http10s"})
-
-_TIMER_SLACK_US = 500  # the loop's timers have millisecond steps
 
 _targets = {}
 
@@ -264,15 +265,11 @@ class Http1Client(ClientBase):
         loop = self.loop
         started = now_us()
         # The device's one timer also bounds the connect: at the deadline
-        # on_timer cancels this task, and the cancellation becomes a TimeoutError.
+        # on_deadline cancels this task, and the cancellation becomes a TimeoutError.
         task = asyncio.current_task(loop)
         self.connect_task = task
-        self.deadline_us = deadline_us
         self.budget_s = budget_s
-        if self.timer is None or deadline_us < self.timer_at_us:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.arm(deadline_us)
+        self.arm(deadline_us)
         target = self.target
         try:
             if started >= deadline_us:
@@ -323,27 +320,21 @@ class Http1Client(ClientBase):
         self.send(conn, waiter, data, flags, deadline_us, budget_s)
         return None
 
-    def on_timer(self):
-        self.timer = None
+    def on_deadline(self):
+        """The deadline of the last request (or connect) passed."""
         conn = self.inflight
         if conn is None:
             task = self.connect_task
             if task is not None:
-                if now_us() + _TIMER_SLACK_US < self.deadline_us:
-                    self.arm(self.deadline_us)
-                else:
-                    self.connect_timed_out = True
-                    task.cancel()
+                self.connect_timed_out = True
+                task.cancel()
                 return
-            # Nothing due: the timer lapses until the next request, and an idle
-            # connection gives its parser back (made again when needed).
+            # Nothing due: an idle device gives its timer and its connection's
+            # parser back (both made again by the next request).
+            self.timer = None
             idle = self.conn
             if idle is not None:
                 idle.core.shrink()
-            return
-        if now_us() + _TIMER_SLACK_US < self.deadline_us:
-            # Armed for an earlier request: move it to the current deadline.
-            self.arm(self.deadline_us)
             return
         waiter = conn.waiter
         self.inflight = None
@@ -358,7 +349,7 @@ class Http1Client(ClientBase):
         """Close the connection and forget everything; never raises."""
         self.closed = True
         try:
-            timer, self.timer = self.timer, None
+            timer, self.timer = self.timer, None   # it refers back to this client
             if timer is not None:
                 timer.cancel()
             task, self.connect_task = self.connect_task, None
@@ -386,17 +377,9 @@ def create_client(device):
     return Http1Client(device)
 
 
-# ---- script functions: compiled, in stressgrid._core.http1 ------------------------
+# ---- script functions: compiled, in stressgrid._core.http_functions --------------
 
-BUILTINS = {
-    "get": get,
-    "head": head,
-    "options": options,
-    "delete": delete,
-    "post": post,
-    "put": put,
-    "patch": patch,
-}
+BUILTINS = dict(_HTTP_BUILTINS)
 
 
 # ---- WebSocket over an upgraded connection: stressgrid.protocols.websocket ----

@@ -15,107 +15,26 @@ and turns failures into counted exceptions:
 - a connection lost with requests in flight raises ``ConnectionClosedError``.
 
 A request that waits for a connection or a response longer than its timeout
-raises ``TimeoutError``. One timer per connection keeps the deadlines: it is
-re-armed when it fires, not per request.
+raises ``TimeoutError``. One ``DeadlineTimer`` per connection keeps the
+deadlines: it is set for the earliest, and re-armed when it fires, not per
+request.
 """
 import asyncio
 import errno
-import json as _json
 import ssl
 
-import msgpack as _msgpack
-
-from stressgrid._core.device import current_device
+from stressgrid._core.deadline import DeadlineTimer, passed
+from stressgrid._core.device import now_us
 from stressgrid._core.http2 import Http2Connection
+from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
+from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
 
 from .tls import context_for
-from .waiting import time_limit, timeout_seconds
+from .waiting import time_limit
 
 ALPN_PROTOCOLS = ["h2"]
 
-
-# -- bodies -------------------------------------------------------------------
-
-def encode_body(headers, body, json, msgpack):
-    """The request body as bytes and the headers to send with it."""
-    if json is not None or msgpack is not None:
-        if json is not None and msgpack is not None:
-            raise ValueError("pass json= or msgpack=, not both")
-        if body:
-            raise ValueError("pass body= or json=/msgpack=, not both")
-        if json is not None:
-            body, content_type = _json.dumps(json, separators=(",", ":")).encode(), "application/json"
-        else:
-            body, content_type = _msgpack.packb(msgpack), "application/msgpack"
-        if not any(_header_name(pair[0]) == "content-type" for pair in headers):
-            headers = (*headers, ("content-type", content_type))
-        return headers, body
-    if body is None:
-        return headers, b""
-    if isinstance(body, bytes):
-        return headers, body
-    if isinstance(body, str):
-        return headers, body.encode()
-    if isinstance(body, (bytearray, memoryview)):
-        return headers, bytes(body)
-    raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
-
-
-def _header_name(name):
-    if isinstance(name, bytes):
-        name = name.decode("latin-1")
-    return str(name).lower()
-
-
-_JSON, _MSGPACK, _BYTES = 1, 2, 0
-_kinds = {}
-
-
-def _body_kind(content_type):
-    """How a content type's bodies are decoded (cached: targets repeat a few types)."""
-    kind = _kinds.get(content_type)
-    if kind is None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media == "application/json" or media.endswith("+json") or media == "text/json":
-            kind = _JSON
-        elif media in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack") \
-                or media.endswith("+msgpack"):
-            kind = _MSGPACK
-        else:
-            kind = _BYTES
-        if len(_kinds) < 1024:
-            _kinds[content_type] = kind
-    return kind
-
-
-def decode_body(content_type, body):
-    """JSON or msgpack bodies decoded, by content type; anything else as bytes."""
-    if not body or content_type is None:
-        return body
-    kind = _body_kind(content_type)
-    if kind == _BYTES:
-        return body
-    try:
-        if kind == _JSON:
-            return _json.loads(body)
-        return _msgpack.unpackb(body)
-    except (ValueError, _msgpack.ExtraData, _msgpack.FormatError, _msgpack.StackError) as exc:
-        media = content_type.split(";", 1)[0].strip()
-        raise ProtocolError(f"response body is not valid {media}: {exc}") from None
-
-
-def path_bytes(path):
-    if isinstance(path, str):
-        path = path.encode()
-    elif not isinstance(path, bytes):
-        raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
-    if not path:
-        raise ValueError("path must not be empty (use '/')")
-    return path
-
-
-# -- TLS ------------------------------------------------------------------------
 
 # -- the connection -----------------------------------------------------------
 
@@ -127,8 +46,7 @@ class _Http2Protocol(asyncio.Protocol):
         self.core = core
         self.transport = None
         self.lost = False
-        self.timer = None
-        self.timer_at = 0.0
+        self.timer = None     # made with the first request
 
     # asyncio callbacks
 
@@ -160,9 +78,7 @@ class _Http2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.lost = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._drop_timer()
         pending = self.core.connection_lost()
         if self.client.protocol is self:
             self.client.protocol = None
@@ -177,22 +93,21 @@ class _Http2Protocol(asyncio.Protocol):
 
     # requests
 
-    def submit(self, method, path, headers, body, timeout_s, retried=False):
+    def submit(self, method, path, headers, body, content_type, timeout_s, retried=False):
         """Send a request; its future, or ``None`` when this connection takes no more."""
         loop = self.client.loop
         future = loop.create_future()
         stream = self.core.request(method, path, headers, body,
-                                   (future, method, path, headers, body, timeout_s, retried))
+                                   (future, method, path, headers, body, content_type, timeout_s, retried),
+                                   content_type)
         if stream is None:
             return None
-        deadline = stream.deadline = loop.time() + timeout_s
-        if self.timer is None:
-            self.timer_at = deadline
-            self.timer = loop.call_at(deadline, self.expire)
-        elif deadline < self.timer_at:
-            self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = loop.call_at(deadline, self.expire)
+        deadline = stream.deadline_us = now_us() + int(timeout_s * 1e6)
+        timer = self.timer
+        if timer is None:
+            timer = self.timer = DeadlineTimer(loop, self)
+        if not timer.armed or deadline < timer.deadline_us:
+            timer.arm(deadline)
         self.flush()
         return future
 
@@ -216,46 +131,46 @@ class _Http2Protocol(asyncio.Protocol):
         if future.done():
             return
         if stream.complete:
-            body = stream.body
-            content_type = stream.content_type
-            if content_type is not None and body:
-                try:
-                    body = decode_body(content_type, body)
-                except ProtocolError as exc:
-                    future.set_exception(count_error(self.client.recorder, exc))
-                    return
+            try:
+                body = stream.decoded_body()
+            except ProtocolError as exc:
+                future.set_exception(count_error(self.client.recorder, exc))
+                return
             future.set_result((stream.status, stream.headers, body))
-        elif stream.refused and not user[6]:
+        elif stream.refused and not user[7]:
             self.client.resend(user)
         else:
             future.set_exception(count_error(self.client.recorder, stream.exception()))
 
-    def expire(self):
+    def _drop_timer(self):
+        timer, self.timer = self.timer, None    # it refers back to this protocol
+        if timer is not None:
+            timer.cancel()
+
+    def on_deadline(self):
         """The deadline timer: fail the requests past their deadline, re-arm for the rest."""
-        self.timer = None
-        loop = self.client.loop
-        now = loop.time()
+        now = now_us()
         earliest = None
         expired = []
         for stream in self.core.streams.values():
             if stream.cancelled:
                 continue
-            if stream.deadline <= now:
+            deadline = stream.deadline_us
+            if passed(deadline, now):
                 expired.append(stream)
-            elif earliest is None or stream.deadline < earliest:
-                earliest = stream.deadline
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
         recorder = self.client.recorder
         for stream in expired:
             self.core.reset_stream(stream.stream_id)
             future = stream.user[0]
             if not future.done():
                 future.set_exception(count_error(recorder, TimeoutError(
-                    f"no HTTP/2 response within {stream.user[5] * 1000:.0f} ms")))
+                    f"no HTTP/2 response within {stream.user[6] * 1000:.0f} ms")))
         if expired:
             self.flush()
-        if earliest is not None and not self.lost:
-            self.timer_at = earliest
-            self.timer = loop.call_at(earliest, self.expire)
+        if earliest is not None and not self.lost and self.timer is not None:
+            self.timer.arm(earliest)
 
     def fail(self, exc):
         """The connection is broken: fail every request on it, count it once, close."""
@@ -269,6 +184,7 @@ class _Http2Protocol(asyncio.Protocol):
             pass
         pending = self.core.connection_lost()
         self.lost = True
+        self._drop_timer()
         if self.client.protocol is self:
             self.client.protocol = None
         for stream in pending:
@@ -296,12 +212,7 @@ class Http2Client:
         self.protocol = None
         self.connecting = None
         self.closed = False
-        port = self.address.port
-        default_port = 443 if self.tls else 80
-        host = self.address.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        self.authority = host if port == default_port else f"{host}:{port}"
+        self.authority = authority(self.address.host, self.address.port, self.tls)
         self.scheme = "https" if self.tls else "http"
 
     async def open(self):
@@ -323,35 +234,43 @@ class Http2Client:
 
     # requests
 
-    def request(self, method, path, headers, body, timeout):
-        """An awaitable of ``(status, headers, body)``."""
-        seconds = timeout_seconds(timeout, self.device)
-        path = path_bytes(path)
+    def request(self, method, path, headers, body, content_type, timeout):
+        """An awaitable of ``(status, headers, body)``.
+
+        Checked before anything is sent (``RequestArgumentError``): the
+        path, the timeout, and the headers (by the core's ``request`` on an
+        open connection, else by a check of their own here).
+        """
+        seconds = timeout_seconds(timeout, self.device.timeout_s)
+        path = request_path(path)
         protocol = self.protocol
         if protocol is not None:
-            future = protocol.submit(method, path, headers, body, seconds)
+            future = protocol.submit(method, path, headers, body, content_type, seconds)
             if future is not None:
                 return future
-        return self._request_on_new_connection(method, path, headers, body, seconds)
+        if headers:
+            check_headers(headers)
+        return self._request_on_new_connection(method, path, headers, body, content_type, seconds)
 
-    async def _request_on_new_connection(self, method, path, headers, body, seconds):
+    async def _request_on_new_connection(self, method, path, headers, body, content_type, seconds):
         deadline = self.loop.time() + seconds
         protocol = await self.connected(seconds)
-        future = protocol.submit(method, path, headers, body, max(0.0, deadline - self.loop.time()))
+        future = protocol.submit(method, path, headers, body, content_type,
+                                 max(0.0, deadline - self.loop.time()))
         if future is None:
             raise count_error(self.recorder, ProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 
     def resend(self, user):
         """Send a request the server refused unprocessed again, on a new connection."""
-        future, method, path, headers, body, seconds, _ = user
+        future, method, path, headers, body, content_type, seconds, _ = user
 
         async def again():
             try:
                 protocol = self.protocol
                 if protocol is None or not protocol.core.request_allowed:
                     protocol = await self.connected(seconds)
-                retry = protocol.submit(method, path, headers, body, seconds, True)
+                retry = protocol.submit(method, path, headers, body, content_type, seconds, True)
                 if retry is None:
                     raise count_error(self.recorder, ProtocolError(
                         "HTTP/2 request refused by the server twice"))
@@ -429,54 +348,6 @@ def create_client(device):
     return Http2Client(device)
 
 
-# -- script functions ---------------------------------------------------------
+# -- script functions: compiled, in stressgrid._core.http_functions ----------
 
-def _client():
-    client = current_device().client
-    if not isinstance(client, Http2Client):
-        raise RuntimeError("HTTP/2 functions need an http2 or http2s target")
-    return client
-
-
-def get(path, headers=(), *, timeout=None):
-    """``GET path``; returns ``(status, headers, body)``."""
-    return _client().request(b"GET", path, headers, None, timeout)
-
-
-def head(path, headers=(), *, timeout=None):
-    return _client().request(b"HEAD", path, headers, None, timeout)
-
-
-def options(path, headers=(), *, timeout=None):
-    return _client().request(b"OPTIONS", path, headers, None, timeout)
-
-
-def delete(path, headers=(), *, timeout=None):
-    return _client().request(b"DELETE", path, headers, None, timeout)
-
-
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    """``POST path`` with ``body`` (or ``json=`` / ``msgpack=``)."""
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"POST", path, headers, body, timeout)
-
-
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"PUT", path, headers, body, timeout)
-
-
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
-    headers, body = encode_body(headers, body, json, msgpack)
-    return _client().request(b"PATCH", path, headers, body, timeout)
-
-
-BUILTINS = {
-    "get": get,
-    "head": head,
-    "options": options,
-    "delete": delete,
-    "post": post,
-    "put": put,
-    "patch": patch,
-}
+BUILTINS = dict(HTTP_BUILTINS)

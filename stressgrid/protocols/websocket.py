@@ -31,7 +31,9 @@ fetching raise ``ConnectionClosedError`` (``closed_error_count``) carrying
 import asyncio
 import json as _json
 
+from stressgrid._core.deadline import DeadlineTimer
 from stressgrid._core.device import current_device, now_us
+from stressgrid._core.request import check_headers
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
@@ -39,7 +41,6 @@ from .waiting import timeout_seconds
 
 MAX_QUEUED_MESSAGES = 1024
 CLOSE_GOING_AWAY = 1001
-_TIMER_SLACK_S = 0.0005
 
 # Headers of the opening handshake the client writes itself (a script's own
 # value for one of them replaces ours).
@@ -56,10 +57,8 @@ class WebSocketConnection(asyncio.Protocol):
                                   dropped_counter=device.recorder.counter("ws_dropped_frame_count"))
         self.transport = None
         self.waiter = None
-        self.deadline = 0.0
         self.budget_s = 0.0
-        self.timer = None
-        self.timer_at = 0.0
+        self.timer = None        # made with the first receive that waits
         self.lost = False
         self.lost_exc = None
         self.failure = None      # the ProtocolError that ended the connection, until raised
@@ -98,9 +97,7 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.lost = True
         self.lost_exc = exc
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._drop_timer()
         self._wake()
         self._release_drain_waiters()
 
@@ -163,15 +160,15 @@ class WebSocketConnection(asyncio.Protocol):
         core = self.core
         return self.lost or core.close_received or core.failed or core.close_sent
 
-    def _on_timer(self):
-        self.timer = None
+    def _drop_timer(self):
+        timer, self.timer = self.timer, None    # it refers back to this connection
+        if timer is not None:
+            timer.cancel()
+
+    def on_deadline(self):
+        """The deadline of the receive in progress passed."""
         waiter = self.waiter
         if waiter is None:
-            return
-        now = self.loop.time()
-        if now + _TIMER_SLACK_S < self.deadline:
-            self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
             return
         self.waiter = None
         if not waiter.done():
@@ -203,20 +200,16 @@ class WebSocketConnection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             raise RuntimeError("one WebSocket receive at a time per device")
         loop = self.loop
-        deadline = loop.time() + timeout_s
+        deadline = now_us() + int(timeout_s * 1e6)
         while True:
             if self.ended:
                 raise self._closed_error()
             waiter = self.waiter = loop.create_future()
-            self.deadline = deadline
             self.budget_s = timeout_s
-            if self.timer is None:
-                self.timer_at = deadline
-                self.timer = loop.call_at(deadline, self._on_timer)
-            elif deadline < self.timer_at:
-                self.timer.cancel()
-                self.timer_at = deadline
-                self.timer = loop.call_at(deadline, self._on_timer)
+            timer = self.timer
+            if timer is None:
+                timer = self.timer = DeadlineTimer(loop, self)
+            timer.arm(deadline)
             try:
                 await waiter
             finally:
@@ -236,9 +229,7 @@ class WebSocketConnection(asyncio.Protocol):
     def close(self):
         """Say goodbye (close frame 1001) and close; never raises."""
         try:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self._drop_timer()
             if not self.lost and self.transport is not None:
                 core = self.core
                 if not core.close_sent and not core.failed:
@@ -317,6 +308,8 @@ async def ws_upgrade(path, headers=(), *, timeout=None):
         raise RuntimeError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
     if getattr(client, "ws", None) is not None:
         raise RuntimeError("ws_upgrade was already called on this device's connection")
+    if headers:
+        check_headers(headers)   # a script's bad header is its own error, before anything is sent
     request_headers, key = _handshake_headers(headers)
     offered = set()
     for name, value in request_headers:

@@ -120,18 +120,3 @@ def test_a_script_error_in_local_mode_starts_nothing(tmp_path):
     assert err.strip().splitlines()[-1].startswith(f"stressgrid: script error: {script}:2:")
     assert "local mode" not in err
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
-
-
-def test_local_mode_from_a_source_tree_without_the_compiled_core_uses_the_installed_one(tmp_path):
-    # 'pip install .' then the README command in the source tree: 'python -m' imports the
-    # tree's pure-Python copy first; the children must still get the compiled installation
-    # (here: this checkout, on PYTHONPATH).
-    tree = tmp_path / "checkout"
-    for package in ("stressgrid", "coordinator_app"):
-        shutil.copytree(ROOT / package, tree / package,
-                        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
-    shutil.copytree(ROOT / "examples", tree / "examples")
-    cli = Cli([*README_COMMAND, "--workers", "1", *SHORT], tree)
-    code, out, err = cli.finish(timeout=90)
-    assert code == 0, err
-    assert pathlib.Path(out).parent == tree and pathlib.Path(out).is_file()

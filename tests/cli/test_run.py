@@ -17,7 +17,7 @@ import pytest
 from tests.cli.support import TELEMETRY_LINE, Cli, cli_env, run_cli
 from tests.conftest import EXAMPLES
 from tests.coordinator.support import coordinator_process, wait_until
-from tests.support.servers import free_port
+from tests.support.servers import free_port, nginx
 
 DEMO_SCRIPT = EXAMPLES / "demo_http.py"
 # Short runs: ramp-up 0.5 s, sustain 1.5 s, ramp-down 0.5 s.
@@ -136,6 +136,28 @@ def test_a_script_error_is_caught_before_submission_with_its_line(grid, demo_tar
     assert run_count(grid) == before
 
 
+def test_every_script_problem_is_shown_in_line_order_by_the_cli_and_the_api(grid, tmp_path):
+    # The typo on line 1 is found by a later check than the missing await on line 2.
+    source = "x = lenn('/')\nstatus = get('/')\n"
+    script = tmp_path / "two-mistakes.py"
+    script.write_text(source)
+    code, out, err = run_cli(["run", "two", script, *coordinator_flag(grid)], tmp_path)
+    assert code == 2 and out == ""
+    reported = [line for line in err.splitlines() if line.startswith("stressgrid: ")]
+    assert reported == [
+        f"stressgrid: script error: {script}:1:5: name 'lenn' is not defined; did you mean 'len'?",
+        f"stressgrid: script error: {script}:2:10: get() must be awaited: write 'await get(...)'",
+    ], err
+    status, body, _ = grid.api.post("/api/plans/check", {
+        "name": "two", "addresses": [{"host": "127.0.0.1", "port": 1, "protocol": "http"}],
+        "blocks": [{"script": source, "size": 1}]})
+    assert status == 400
+    error = body["error"]
+    assert (error["field"], error["line"], error["column"]) == ("blocks[0].script", 1, 5)
+    assert [(p["line"], p["column"]) for p in error["problems"]] == [(1, 5), (2, 10)]
+    assert "line 2, column 10: get() must be awaited" in error["message"]
+
+
 def test_a_plan_the_coordinator_rejects_names_the_field(grid, tmp_path):
     before = run_count(grid)
     code, out, err = run_cli(["run", "nowhere", DEMO_SCRIPT, *coordinator_flag(grid),
@@ -174,6 +196,36 @@ def test_an_unreachable_coordinator_exits_3(tmp_path):
                                            f"http://127.0.0.1:{port}")
 
 
+@pytest.fixture(scope="module")
+def web_servers(tmp_path_factory):
+    """A real nginx that is not a coordinator, answering in several ways: {kind: port}."""
+    directory = tmp_path_factory.mktemp("not-a-coordinator")
+    (directory / "www").mkdir()
+    (directory / "www" / "index.html").write_text("<html><body>a web site</body></html>\n")
+    ports = {kind: free_port() for kind in ("static", "html", "json", "bad gateway")}
+    blocks = f"""
+    server {{ listen 127.0.0.1:{ports['static']}; root {directory / 'www'}; }}
+    server {{ listen 127.0.0.1:{ports['html']}; default_type text/html;
+             location / {{ return 200 '<html>every path</html>'; }} }}
+    server {{ listen 127.0.0.1:{ports['json']}; default_type application/json;
+             location / {{ return 200 '{{"ok": true}}'; }} }}
+    server {{ listen 127.0.0.1:{ports['bad gateway']};
+             location / {{ proxy_pass http://127.0.0.1:{free_port()}; }} }}
+    """
+    with nginx(directory, blocks):
+        yield ports
+
+
+@pytest.mark.parametrize("kind", ["static", "html", "json", "bad gateway"])
+def test_a_web_server_that_is_not_a_coordinator_exits_3_with_one_line(web_servers, kind, tmp_path):
+    port = web_servers[kind]
+    code, out, err = run_cli(["run", "x", DEMO_SCRIPT, "-c", f"http://127.0.0.1:{port}"], tmp_path)
+    assert code == 3 and out == ""
+    assert err.splitlines() == [err.strip()], err  # one line: no traceback
+    assert err.startswith(f"stressgrid: http://127.0.0.1:{port}/api/state ")
+    assert err.rstrip().endswith("is this a Stressgrid coordinator?"), err
+
+
 def test_token_refused_exits_3_and_no_generators_exits_4(tmp_path):
     with coordinator_process(tmp_path, token="right-token") as coordinator:
         flags = ["-c", f"localhost:{coordinator.management_port}"]
@@ -185,7 +237,11 @@ def test_token_refused_exits_3_and_no_generators_exits_4(tmp_path):
         code, out, err = run_cli(["run", "x", DEMO_SCRIPT, *flags], tmp_path,
                                  env={"STRESSGRID_TOKEN": "right-token"})
         assert code == 4 and out == ""
-        assert last_error_line(err).startswith("stressgrid: no generator is registered"), err
+        # The hint names this coordinator's generator port, not the default one.
+        assert last_error_line(err) == (
+            f"stressgrid: no generator is registered with the coordinator at "
+            f"http://localhost:{coordinator.management_port}; start one with 'COORDINATOR_URL="
+            f"tcp://localhost:{coordinator.generator_port} python -m stressgrid.generator'"), err
 
 
 def test_a_busy_coordinator_exits_5(grid, demo_target, tmp_path):

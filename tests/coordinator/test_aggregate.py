@@ -1,13 +1,16 @@
-"""Aggregation and the CSV layout, driven with real recorder snapshots."""
+"""Aggregation, the CSV layout and the HdrHistogram logs, driven with real recorder snapshots."""
 import csv
 import io
 import random
 
 import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
 
 from coordinator_app.aggregate import TelemetryAggregator
 from coordinator_app.validate import InvalidMessage, TelemetryCheck
-from coordinator_app.writers import csv_format
+from coordinator_app.writers import RunInfo, csv_format
+from coordinator_app.writers.archive import ArchiveWriter
 from stressgrid import wire
 from stressgrid._core.metrics import Histogram
 from tests.coordinator.support import snapshot
@@ -217,3 +220,26 @@ def test_a_new_run_starts_with_no_telemetry_or_rates_from_before_it():
     clock.now += 1
     tick = aggregator.tick([generator])
     assert tick["counters"] == {} and tick["histograms"] == {}
+
+
+def test_an_hdr_log_whose_first_interval_starts_with_the_run_keeps_that_interval(tmp_path):
+    # The run starts at a time whose milliseconds round up: the log's StartTime must not
+    # then lie after its first interval (a reader skips intervals before the start).
+    started = 1_700_000_000.1236
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, lambda: started + clock.now - 1000.0)
+    gen = Gen()
+    aggregator.start_run()
+    aggregator.ingest(gen, telemetry(snapshot({"conn_us": [100, 200, 300]})))
+    clock.now += 1
+    report = aggregator.cut_interval([gen])
+    assert report.started_at == started
+    writer = ArchiveWriter(tmp_path)
+    run = RunInfo(id="hdr", name="hdr", plan={}, started_at=started, report_interval_ms=1000)
+    writer.start(run)
+    writer.interval(run, report)
+    writer.close()
+    reader = HistogramLogReader(str(tmp_path / "runs" / "hdr" / "hdr" / "conn_us.hlog"),
+                                HdrHistogram(1, 60_000_000, 3))
+    interval = reader.get_next_interval_histogram()
+    assert interval is not None and interval.get_total_count() == 3

@@ -149,6 +149,8 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
                 f"{run['id']}/events.jsonl", f"{run['id']}/hdr/conn_us.hlog"} <= names
         text = archive.extractfile(f"{run['id']}/results.csv").read().decode()
         assert json.load(archive.extractfile(f"{run['id']}/plan.json"))["name"] == "api test"
+        first_event = json.loads(archive.extractfile(f"{run['id']}/events.jsonl").readline())
+        assert first_event["message"] == "6 devices on 1 generator"
     header, *rows = text.strip().splitlines()
     assert header.startswith("clock,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
     assert rows and rows[-1].split(",")[2] == "2"
@@ -196,6 +198,22 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
     assert summary["totals"]["late_count"] == 7
     assert summary["histograms"]["get_us"]["count"] == 1
     assert not any(e["kind"] == "abort_unanswered" for e in summary["events"])
+
+
+def test_an_abort_no_generator_can_receive_ends_the_run_with_every_event_written(coordinator):
+    gone = FakeGenerator(coordinator, "gone")
+    coordinator.api.wait_generators(1)
+    status, run, _ = coordinator.api.post("/api/runs", plan(size=2))
+    assert status == 201
+    gone.wait_for(wire.StartCohort)
+    gone.close()  # the Abort cannot be sent: the run ends at once, not after the generator timeout
+    assert coordinator.api.post(f"/api/runs/{run['id']}/abort")[0] == 202
+    detail = coordinator.api.wait_run_finished(run["id"], timeout=15)
+    assert detail["state"] == "aborted" and "writer_errors" not in detail["summary"]
+    status, data, _ = coordinator.api.get(detail["result_url"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        lines = archive.extractfile(f"{run['id']}/events.jsonl").read().decode().splitlines()
+    assert [json.loads(line)["kind"] for line in lines][-1] == "run_aborted"
 
 
 def test_delete_forgets_a_run_and_its_archive(coordinator, generator):

@@ -35,10 +35,12 @@ def test_history_and_archives_survive_a_restart_and_a_crash_mid_run_is_marked_ab
         first.api.wait_generators(1)
         status, done_run, _ = first.api.post("/api/runs", plan("finished", 300))
         assert status == 201
+        fake.wait_for(wire.StartCohort, lambda m: m.run_id == done_run["id"])  # telemetry carries its run id
         fake.telemetry(snapshot(counters={"response_count": 7}), active=3)
         finished = first.api.wait_run_finished(done_run["id"])
         status, crashed_run, _ = first.api.post("/api/runs", plan("crashed", 60000))
         assert status == 201
+        fake.wait_for(wire.StartCohort, lambda m: m.run_id == crashed_run["id"])
         # Let two report intervals reach the disk, then kill the coordinator outright.
         for _ in range(3):
             fake.telemetry(snapshot(counters={"response_count": 5}), active=3)

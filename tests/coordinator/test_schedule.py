@@ -95,9 +95,3 @@ def test_run_id_replaces_non_alphanumerics_and_stamps_utc():
     assert schedule.run_id("10k browsing/photos_c5.2xlarge", now) == \
         "10k-browsing-photos-c5-2xlarge-20240229235958"
     assert schedule.run_id("ok", None).startswith("ok-20")
-
-
-def test_effective_devices_rounds_down_to_ten_per_generator():
-    assert schedule.effective_devices(1234, 3) == 1230
-    assert schedule.effective_devices(29, 3) == 0
-    assert schedule.effective_devices(100, 0) == 100

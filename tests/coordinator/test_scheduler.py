@@ -100,18 +100,20 @@ def test_ramp_splits_every_cohort_exactly_and_round_robin_runs_across_generators
     assert phases == ["sustain", "rampdown", "cooldown"]
 
 
-def test_phases_follow_the_plan_timing(coordinator, generators):
+def test_the_socket_thread_runs_the_timeline_never_early(coordinator, generators):
+    # The exact times are the scheduler's (test_run_scheduler.py, on a fake clock); here the real
+    # clock drives it: every phase comes in order and none before its time.
     fake, = generators(1)
     status, run, _ = coordinator.api.post("/api/runs", plan("timing", [4], ramp_steps=2, rampup_step_ms=400,
                                                            sustain_ms=600, rampdown_step_ms=300,
                                                            cooldown_ms=500))
     assert status == 201
     detail = coordinator.api.wait_run_finished(run["id"])
-    events = {e["message"]: e["elapsed_s"] for e in detail["summary"]["events"] if e["kind"] == "phase"}
-    assert events["sustain"] == pytest.approx(0.8, abs=0.25)
-    assert events["rampdown"] == pytest.approx(1.4, abs=0.25)
-    assert events["cooldown"] == pytest.approx(2.0, abs=0.25)
-    assert detail["summary"]["duration_s"] == pytest.approx(2.5, abs=0.4)
+    phases = [(e["message"], e["elapsed_s"]) for e in detail["summary"]["events"] if e["kind"] == "phase"]
+    assert [name for name, _ in phases] == ["sustain", "rampdown", "cooldown"]
+    assert all(elapsed >= planned for (_, elapsed), planned in zip(phases, (0.8, 1.4, 2.0), strict=True))
+    done = detail["summary"]["events"][-1]
+    assert done["kind"] == "run_done" and done["elapsed_s"] >= 2.5
     stops = fake.messages(wire.StopCohort)
     assert [m.cohort_id for m in stops] == ["1", "0"]
 
@@ -126,8 +128,8 @@ def test_a_silent_generator_is_dropped_from_the_run_with_an_event(coordinator, g
     detail = coordinator.api.wait_run_finished(run["id"], timeout=30)
     lost = [e for e in detail["summary"]["events"] if e["kind"] == "generator_lost"]
     assert [e["generator"] for e in lost] == [flaky.generator_id]
-    # Silent for the 1.5 s timeout, noticed at the next one-second tick.
-    assert 1.0 <= lost[0]["elapsed_s"] <= 3.5
+    # Silent for the 1.5 s timeout (its last heartbeat came at most 0.5 s before the run started).
+    assert lost[0]["elapsed_s"] >= 1.0
     # Cohorts after the drop all went to the remaining generator; none were lost to rounding.
     later = [m for m in steady.messages(wire.StartCohort) if int(m.cohort_id) >= 3]
     assert sum(b["size"] for m in later for b in m.blocks) == 5
@@ -186,9 +188,9 @@ def test_unknown_generators_are_told_to_register_and_can(coordinator, generators
         assert fake.wait_for(wire.Error)[0].message == wire.NOT_REGISTERED
         fake.register()
         coordinator.api.wait_generators(1)
-        # The coordinator heartbeats every registered generator every second.
+        # The coordinator heartbeats every registered generator (test_run_scheduler.py: every second).
         beats = fake.wait_for(wire.Heartbeat, count=2, timeout=5)
-        assert beats[1].sent_at - beats[0].sent_at == pytest.approx(1.0, abs=0.3)
+        assert beats[1].sent_at > beats[0].sent_at
     finally:
         fake.close()
 
@@ -227,6 +229,8 @@ def test_a_short_run_keeps_every_value_exact_in_csv_summary_and_hdr_logs(coordin
     assert max(int(r["headers_us_max"]) for r in rows if r["headers_us_max"]) == expected.max
     assert min(int(r["headers_us_min"]) for r in rows if r["headers_us_min"]) == expected.min
     assert json.loads(files["summary.json"])["totals"]["response_count"] == 24
+    events = [json.loads(line) for line in files["events.jsonl"].decode().splitlines()]
+    assert events[0]["kind"] == "run_started" and events[0]["message"] == "4 devices on 2 generators"
     # The HdrHistogram log holds every value, interval by interval.
     log_path = coordinator.data_dir / "check.hlog"
     log_path.write_bytes(files["hdr/headers_us.hlog"])

@@ -5,6 +5,7 @@ tools that can work offline, and run the provisioning script into a scratch
 directory.
 """
 import base64
+import importlib
 import os
 import pathlib
 import re
@@ -25,26 +26,31 @@ TEMPLATES = TERRAFORM / "templates"
 REQUIRE_TOOLS = os.environ.get("STRESSGRID_DEPLOY_REQUIRE_TOOLS") == "1"
 
 
-def require_tool(name, package):
+def require_tool(name, package, *, how_to_install=None):
     """Path of executable ``name``; skip (or fail when required) if absent."""
     path = shutil.which(name)
     if path is None:
-        message = f"`{name}` is not on PATH (install the Debian package `{package}`)"
+        how_to_install = how_to_install or f"install the Debian package `{package}`"
+        message = f"`{name}` is not on PATH ({how_to_install})"
         if REQUIRE_TOOLS:
             pytest.fail(message)
         pytest.skip(message)
     return path
 
 
-def import_hcl2():
+def import_tool_module(module, package):
+    """Python module ``module`` (PyPI package ``package``); skip (or fail when required) if absent."""
     try:
-        import hcl2  # noqa: F401  (python-hcl2)
+        return importlib.import_module(module)
     except ImportError:
-        message = "python module `hcl2` is missing (pip install python-hcl2)"
+        message = f"python module `{module}` is missing (pip install {package})"
         if REQUIRE_TOOLS:
             pytest.fail(message)
         pytest.skip(message)
-    return hcl2
+
+
+def import_hcl2():
+    return import_tool_module("hcl2", "python-hcl2")
 
 
 def run(cmd, *, check=True, **kwargs):

@@ -31,6 +31,9 @@ def test_registers_with_identity_version_and_capacity(coordinator, start_agent):
     coordinator.expect(wire.Telemetry)
     assert agent.process.poll() is None
     assert "caps this host" in agent.log() or "holds up to" in agent.log()
+    # Each line names the generator once.
+    assert f"INFO generator test-generator: 2 workers, coordinator {coordinator.url}\n" in agent.log()
+    assert "test-generator: generator test-generator" not in agent.log()
 
 
 def test_register_is_repeated_until_answered(coordinator, start_agent):

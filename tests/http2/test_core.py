@@ -12,7 +12,7 @@ import pytest
 
 from stressgrid._core.http2 import CANCEL, REFUSED_STREAM, Http2Connection
 from stressgrid._core.metrics import Counter, Histogram
-from stressgrid.errors import Http2StreamError, ProtocolError
+from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
 
 
 class Peer:
@@ -108,13 +108,20 @@ def test_host_header_sets_authority_and_hop_by_hop_headers_are_dropped():
     peer = Peer(core)
     peer.handshake()
     core.request(b"GET", b"/", [("Host", "other.test"), ("Connection", "keep-alive"),
-                                ("Transfer-Encoding", "chunked"), ("te", "trailers")], None, None)
+                                ("Upgrade", "h2c"), ("te", "trailers")], None, None)
     peer.pump_client()
     sent = peer.requests[1]
     names = [name for name, _ in sent]
     assert (b":authority", b"other.test") in sent
-    assert b"host" not in names and b"connection" not in names and b"transfer-encoding" not in names
+    assert b"host" not in names and b"connection" not in names and b"upgrade" not in names
     assert (b"te", b"trailers") in sent
+
+
+def test_transfer_encoding_is_refused_like_on_http1():
+    core, *_ = make_core()
+    with pytest.raises(RequestArgumentError, match="transfer-encoding"):
+        core.request(b"GET", b"/", [("Transfer-Encoding", "chunked")], None, None)
+    assert core.open_streams == 0
 
 
 def test_two_responses_in_one_read_and_split_across_reads():

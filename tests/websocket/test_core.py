@@ -154,6 +154,19 @@ def test_close_without_code_is_answered_without_code():
     assert reply.data == b""
 
 
+@pytest.mark.parametrize("reason", ["x" * 200, "é" * 100, "x" + "€" * 60, "😀" * 40, "ab" + "😀" * 40,
+                                    "x" * 123, "é" * 61 + "x"])
+def test_a_long_close_reason_is_cut_on_a_character_boundary(reason):
+    client, server = WebSocketCore(), WebSocketCore(client=False)
+    server.feed(client.encode_close(1000, reason))      # our own parser must accept it
+    sent = server.close_reason.encode("utf-8")
+    assert server.close_code == 1000 and not server.failed
+    assert reason.startswith(server.close_reason)
+    assert len(sent) <= 123 and len(sent) > 123 - 4    # cut at most a partial character short
+    if len(reason.encode("utf-8")) <= 123:
+        assert server.close_reason == reason
+
+
 def test_our_close_then_the_servers():
     core = WebSocketCore()
     (frame,) = parse_client_frames(core.encode_close(1000, "done"))

@@ -100,6 +100,7 @@ export async function request(method, path, body, { signal } = {}) {
 }
 
 export const api = {
+  meta: () => request("GET", "/api/meta"),
   state: (options) => request("GET", "/api/state", undefined, options),
   runs: () => request("GET", "/api/runs"),
   run: (id) => request("GET", `/api/runs/${encodeURIComponent(id)}`),

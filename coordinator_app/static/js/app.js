@@ -1,6 +1,7 @@
-// The page's wiring: token dialog, the state feed, and the three views.
+// The page's wiring: token dialog, the coordinator's shared rules, the state feed, and
+// the three views.
 
-import { followState, hasToken, onTokenChange, setToken, setTokenPrompt } from "./api.js";
+import { api, followState, hasToken, onTokenChange, setToken, setTokenPrompt } from "./api.js";
 import { HistoryView, wireDownload } from "./history.js";
 import { LiveView } from "./live.js";
 import { PlanForm } from "./planform.js";
@@ -42,7 +43,22 @@ function tokenPrompt(rejected) {
   });
 }
 
-function main() {
+const META_RETRY_MS = 2000;
+
+/** The coordinator's GET /api/meta, asked again until it answers (the views need it). */
+async function loadMeta() {
+  for (;;) {
+    try {
+      return await api.meta();
+    } catch (error) {
+      document.getElementById("status-dot").className = "dot offline";
+      document.getElementById("status-text").textContent = MODE_TEXT.offline;
+      await new Promise((resolve) => setTimeout(resolve, META_RETRY_MS));
+    }
+  }
+}
+
+async function main() {
   setTokenPrompt(tokenPrompt);
   const forget = document.getElementById("forget-token");
   forget.hidden = !hasToken();
@@ -52,19 +68,23 @@ function main() {
     location.reload();
   });
 
+  const meta = await loadMeta();
   const history = new HistoryView({
+    meta,
     onLoadPlan: (plan) => {
       form.loadPlan(plan);
       document.getElementById("plan").scrollIntoView({ behavior: "smooth" });
     },
   });
   const live = new LiveView({
+    meta,
     onRunEnded: () => {
       history.refresh().catch(() => {});
       setTimeout(() => history.refresh().catch(() => {}), 1500);
     },
   });
   const form = new PlanForm({
+    meta,
     onStarted: () => {
       history.refresh().catch(() => {});
       document.getElementById("live").scrollIntoView({ behavior: "smooth" });

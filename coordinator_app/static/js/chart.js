@@ -1,14 +1,7 @@
 // A small SVG time-series chart: a few lines over the last minutes, a y axis with
-// round ticks, and a hover read-out. No dependencies.
+// round ticks, and a hover read-out. No third-party code.
 
-const SVG = "http://www.w3.org/2000/svg";
-
-function el(name, attributes = {}, parent = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (parent) parent.appendChild(node);
-  return node;
-}
+import { element, svgElement } from "./dom.js";
 
 /** Round tick values from 0 to at least ``max``: [0, 25, 50, 75, 100]. */
 export function niceTicks(max, count = 4) {
@@ -35,11 +28,10 @@ export class LineChart {
     this.height = height;
     this.points = [];
     this.width = 0;
-    this.svg = el("svg", { class: "chart", role: "img", height: String(height) });
+    this.svg = svgElement("svg", { class: "chart", role: "img", height: String(height) });
     this.svg.setAttribute("aria-label", series.map((s) => s.label).join(", "));
     container.appendChild(this.svg);
-    this.readout = document.createElement("div");
-    this.readout.className = "chart-readout";
+    this.readout = element("div", "chart-readout");
     this.readout.hidden = true;
     container.appendChild(this.readout);
     this.hoverX = null;
@@ -101,17 +93,17 @@ export class LineChart {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     svg.setAttribute("width", String(g.width));
     svg.setAttribute("viewBox", `0 0 ${g.width} ${this.height}`);
-    const axis = el("g", { class: "chart-axis" }, svg);
+    const axis = svgElement("g", { class: "chart-axis" }, svg);
     for (const tick of g.ticks) {
       const y = Math.round(g.y(tick)) + 0.5;
-      el("line", { x1: g.left, x2: g.left + g.plotW, y1: y, y2: y, class: tick ? "grid" : "base" }, axis);
-      const label = el("text", { x: g.left - 6, y: y + 3.5, "text-anchor": "end" }, axis);
+      svgElement("line", { x1: g.left, x2: g.left + g.plotW, y1: y, y2: y, class: tick ? "grid" : "base" }, axis);
+      const label = svgElement("text", { x: g.left - 6, y: y + 3.5, "text-anchor": "end" }, axis);
       label.textContent = this.format(tick);
     }
     const every = [10, 15, 30, 60, 120, 300, 600].find((s) => g.window / s <= 5) || 600;
     for (let ago = 0; ago <= g.window; ago += every) {
       const x = g.x(g.last - ago);
-      const label = el("text", { x, y: this.height - 4, "text-anchor": ago === 0 ? "end" : "middle" }, axis);
+      const label = svgElement("text", { x, y: this.height - 4, "text-anchor": ago === 0 ? "end" : "middle" }, axis);
       label.textContent = ago === 0 ? "now" : ago % 60 ? `-${ago}s` : `-${ago / 60}m`;
     }
     for (const s of this.series) {
@@ -130,14 +122,14 @@ export class LineChart {
         const first = g.visible.find((p) => Number.isFinite(p[s.key]));
         const lastPoint = [...g.visible].reverse().find((p) => Number.isFinite(p[s.key]));
         const base = g.y(0).toFixed(1);
-        el("path", {
+        svgElement("path", {
           d: `${d}L${g.x(lastPoint.t).toFixed(1)},${base}L${g.x(first.t).toFixed(1)},${base}Z`,
           class: `area ${s.className}`,
         }, svg);
       }
-      if (d) el("path", { d, class: `line ${s.className}`, "data-series": s.key }, svg);
+      if (d) svgElement("path", { d, class: `line ${s.className}`, "data-series": s.key }, svg);
     }
-    this.hoverLayer = el("g", { class: "chart-hover" }, svg);
+    this.hoverLayer = svgElement("g", { class: "chart-hover" }, svg);
     this.drawHover();
   }
 
@@ -154,22 +146,16 @@ export class LineChart {
       if (!best || Math.abs(g.x(p.t) - this.hoverX) < Math.abs(g.x(best.t) - this.hoverX)) best = p;
     }
     const x = g.x(best.t);
-    el("line", { x1: x, x2: x, y1: g.top, y2: g.top + g.plotH }, this.hoverLayer);
+    svgElement("line", { x1: x, x2: x, y1: g.top, y2: g.top + g.plotH }, this.hoverLayer);
     for (const s of this.series) {
       const v = best[s.key];
-      if (Number.isFinite(v)) el("circle", { cx: x, cy: g.y(v), r: 3, class: s.className }, this.hoverLayer);
+      if (Number.isFinite(v)) svgElement("circle", { cx: x, cy: g.y(v), r: 3, class: s.className }, this.hoverLayer);
     }
     const ago = Math.round(g.last - best.t);
     this.readout.textContent = "";
-    const when = document.createElement("span");
-    when.className = "muted";
-    when.textContent = ago ? `${ago}s ago` : "now";
-    this.readout.appendChild(when);
+    this.readout.appendChild(element("span", "muted", ago ? `${ago}s ago` : "now"));
     for (const s of this.series) {
-      const item = document.createElement("span");
-      item.className = `key ${s.className}`;
-      item.textContent = `${s.label} ${this.format(best[s.key])}`;
-      this.readout.appendChild(item);
+      this.readout.appendChild(element("span", `key ${s.className}`, `${s.label} ${this.format(best[s.key])}`));
     }
     this.readout.hidden = false;
   }

@@ -2,53 +2,46 @@
 // syntax colouring drawn underneath it, Python-friendly indentation, and one marked
 // error line with its message.
 
-import { HIGHLIGHTERS } from "./highlight.js";
+import { element } from "./dom.js";
 
 const INDENT = "    ";
 
 /**
- * ``new CodeEditor(parent, {value, label, language, minLines, maxLines, onChange})``;
- * ``language``: "python", "json" or none (plain).
+ * ``new CodeEditor(parent, {value, label, highlight, minLines, maxLines, onChange})``;
+ * ``highlight(text)``: the text as coloured HTML (highlight.js), or none (plain).
  * ``editor.value``, ``editor.setError({line, column, message})``, ``editor.clearError()``.
  */
 export class CodeEditor {
-  constructor(parent, { value = "", label = "Code", language = null, minLines = 8, maxLines = 30,
+  constructor(parent, { value = "", label = "Code", highlight = null, minLines = 8, maxLines = 30,
     onChange = () => {}, className = "" } = {}) {
-    this.highlighter = HIGHLIGHTERS[language] || null;
+    this.highlighter = highlight;
     this.minLines = minLines;
     this.maxLines = maxLines;
     this.onChange = onChange;
     this.error = null;
-    this.root = document.createElement("div");
-    this.root.className = `editor ${className}`.trim();
-    this.gutter = document.createElement("div");
-    this.gutter.className = "editor-gutter";
+    this.root = element("div", `editor ${className}`.trim());
+    this.gutter = element("div", "editor-gutter");
     this.gutter.setAttribute("aria-hidden", "true");
-    this.numbers = document.createElement("div");
-    this.numbers.className = "editor-numbers";
+    this.numbers = element("div", "editor-numbers");
     this.gutter.appendChild(this.numbers);
-    this.body = document.createElement("div");
-    this.body.className = "editor-body";
-    this.mark = document.createElement("div");
-    this.mark.className = "editor-mark";
+    this.body = element("div", "editor-body");
+    this.mark = element("div", "editor-mark");
     this.mark.hidden = true;
-    this.textarea = document.createElement("textarea");
+    this.textarea = element("textarea");
     this.textarea.spellcheck = false;
     this.textarea.wrap = "off";
     this.textarea.setAttribute("autocapitalize", "off");
     this.textarea.setAttribute("autocomplete", "off");
     this.textarea.setAttribute("aria-label", label);
     this.textarea.value = value;
-    this.code = document.createElement("pre");
-    this.code.className = "editor-code";
+    this.code = element("pre", "editor-code");
     this.code.setAttribute("aria-hidden", "true");
     this.code.hidden = !this.highlighter;
     if (this.highlighter) this.textarea.classList.add("highlighted");
     this.body.append(this.mark, this.code, this.textarea);
     this.root.append(this.gutter, this.body);
-    this.message = document.createElement("button");
+    this.message = element("button", "editor-error");
     this.message.type = "button";
-    this.message.className = "editor-error";
     this.message.hidden = true;
     this.message.title = "Go to the line";
     this.message.addEventListener("click", () => this.goTo(this.error));
@@ -83,8 +76,7 @@ export class CodeEditor {
     if (this.numbers.childElementCount !== count) {
       const fragment = document.createDocumentFragment();
       for (let i = 1; i <= count; i += 1) {
-        const line = document.createElement("div");
-        line.textContent = String(i);
+        const line = element("div", "", String(i));
         line.dataset.line = String(i);
         fragment.appendChild(line);
       }

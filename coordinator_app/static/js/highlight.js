@@ -4,11 +4,6 @@
 const PYTHON_KEYWORDS = new Set(("False None True and as assert async await break class continue def del " +
   "elif else except finally for from global if import in is lambda nonlocal not or pass raise return try " +
   "while with yield match case").split(" "));
-// The names a device script sees (DESIGN section 4).
-const SCRIPT_API = new Set(("params device_id start_timing stop_timing stop_start_timing inc_counter delay " +
-  "random_bits random_bytes get head options delete post put patch ws_upgrade ws_send_text ws_send_binary " +
-  "ws_send_json ws_receive_text ws_receive_binary ws_receive_json ws_fetch_text ws_fetch_binary " +
-  "ws_fetch_json send recv").split(" "));
 const PYTHON_BUILTINS = new Set(("print len range int str bytes float bool dict list tuple set min max sum " +
   "abs any all enumerate zip sorted reversed isinstance repr round open iter next map filter " +
   "Exception ValueError TimeoutError ConnectionError AssertionError KeyError").split(" "));
@@ -31,7 +26,8 @@ function span(kind, text) {
   return `<span class="tok-${kind}">${escapeHtml(text)}</span>`;
 }
 
-export function highlightPython(text) {
+/** Colour Python, with ``apiNames`` (a Set: the names a device script is given) marked as such. */
+export function highlightPython(text, apiNames) {
   let html = "";
   let last = 0;
   PYTHON_TOKEN.lastIndex = 0;
@@ -52,7 +48,7 @@ export function highlightPython(text) {
       const attribute = text[match.index - 1] === "."; // params.get is not the get() builtin
       if (PYTHON_KEYWORDS.has(name)) html += span("keyword", name);
       else if (attribute) html += escapeHtml(name);
-      else if (SCRIPT_API.has(name)) html += span("api", name);
+      else if (apiNames.has(name)) html += span("api", name);
       else if (PYTHON_BUILTINS.has(name)) html += span("builtin", name);
       else html += escapeHtml(name);
     }
@@ -75,4 +71,7 @@ export function highlightJson(text) {
   return html + escapeHtml(text.slice(last));
 }
 
-export const HIGHLIGHTERS = { python: highlightPython, json: highlightJson };
+/** A highlighter of device scripts: ``apiNames`` as in highlightPython. */
+export function pythonHighlighter(apiNames) {
+  return (text) => highlightPython(text, apiNames);
+}

@@ -2,19 +2,12 @@
 // link, a detail view, "load this plan" and delete.
 
 import { api, download, hasToken } from "./api.js";
-import { isHostWarning } from "./live.js";
+import { element } from "./dom.js";
 import { duration, formatterFor, integer, metricKind, metricLabel, percent, timestamp } from "./format.js";
+import { isCpuOverWarning, isHostWarning } from "./rules.js";
 
 const PAGE = 25;
-const CPU_WARNING = 80;
 const FINAL = new Set(["done", "aborted"]);
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** The CloudWatch console's metrics view of one run (namespace Stressgrid, dimension Run). */
 export function cloudWatchUrl(region, runId) {
@@ -24,16 +17,16 @@ export function cloudWatchUrl(region, runId) {
 }
 
 /** The number of errors in a run summary (error counters' totals). */
-export function errorCount(summary) {
+export function errorCount(summary, meta) {
   if (!summary || !summary.errors) return 0;
-  return Object.entries(summary.errors).filter(([name]) => !isHostWarning(name))
+  return Object.entries(summary.errors).filter(([name]) => !isHostWarning(name, meta))
     .reduce((sum, [, e]) => sum + (e.count || 0), 0);
 }
 
 /** TCP retransmits of the generator hosts: a warning, not an error of the run. */
-export function retransmits(summary) {
+export function retransmits(summary, meta) {
   if (!summary || !summary.errors) return 0;
-  return Object.entries(summary.errors).filter(([name]) => isHostWarning(name))
+  return Object.entries(summary.errors).filter(([name]) => isHostWarning(name, meta))
     .reduce((sum, [, e]) => sum + (e.count || 0), 0);
 }
 
@@ -50,9 +43,10 @@ export function wireDownload(link) {
 }
 
 export class HistoryView {
-  /** ``onLoadPlan(plan)``: fill the form with a past run's plan. */
-  constructor({ onLoadPlan }) {
+  /** ``onLoadPlan(plan)``: fill the form with a past run's plan; ``meta``: the coordinator's GET /api/meta. */
+  constructor({ onLoadPlan, meta }) {
     this.onLoadPlan = onLoadPlan;
+    this.meta = meta;
     this.body = document.querySelector("#history-table tbody");
     this.empty = document.getElementById("history-empty");
     this.more = document.getElementById("history-more");
@@ -246,17 +240,17 @@ export class HistoryView {
       cpu.textContent = "—";
       return;
     }
-    const count = errorCount(summary);
+    const count = errorCount(summary, this.meta);
     const writerErrors = (summary.writer_errors || []).length;
     if (count) {
       const flag = element("span", "flag flag-error", `${integer(count)} error${count > 1 ? "s" : ""}`);
-      flag.title = Object.entries(summary.errors).filter(([name]) => !isHostWarning(name))
+      flag.title = Object.entries(summary.errors).filter(([name]) => !isHostWarning(name, this.meta))
         .map(([name, e]) => `${name}: ${e.count}${e.line ? ` — ${e.line}` : ""}`).join("\n");
       errors.appendChild(flag);
     } else {
       errors.appendChild(element("span", "flag flag-ok", "none"));
     }
-    const resent = retransmits(summary);
+    const resent = retransmits(summary, this.meta);
     if (resent) {
       const flag = element("span", "flag flag-warning", `${integer(resent)} TCP retransmits`);
       flag.title = "TCP retransmits of the generator hosts (all their traffic): a warning, not an error of the run";
@@ -265,8 +259,9 @@ export class HistoryView {
     if (writerErrors) errors.appendChild(element("span", "flag flag-warning", "writer failed"));
     const peak = summary.maxima && summary.maxima.max_cpu_percent;
     cpu.textContent = Number.isFinite(peak) ? percent(peak) : "—";
-    cpu.classList.toggle("danger-text", peak > CPU_WARNING);
-    if (peak > CPU_WARNING) cpu.title = "A generator ran over 80% CPU: its results may be limited by the generator.";
+    const hot = isCpuOverWarning(peak, this.meta);
+    cpu.classList.toggle("danger-text", hot);
+    if (hot) cpu.title = `A generator ran over ${this.meta.cpu_warning_percent}% CPU: its results may be limited by the generator.`;
   }
 
   detailRow(run) {
@@ -310,7 +305,7 @@ export class HistoryView {
       if (errors.length) {
         const list = element("div", "error-list");
         for (const [name, info] of errors) {
-          const item = element("div", isHostWarning(name) ? "error-item warning-item" : "error-item");
+          const item = element("div", isHostWarning(name, this.meta) ? "error-item warning-item" : "error-item");
           item.appendChild(element("div", "error-head", `${metricLabel(name)} · ${integer(info.count)}`));
           if (info.line) item.appendChild(element("code", "error-line", info.line));
           list.appendChild(item);

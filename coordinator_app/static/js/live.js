@@ -3,47 +3,28 @@
 
 import { api } from "./api.js";
 import { LineChart } from "./chart.js";
+import { element } from "./dom.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, percent,
 } from "./format.js";
+import { isCpuOverWarning, isErrorCounter, isHostWarning } from "./rules.js";
 
 const WINDOW_SECONDS = 300;
-const PHASES = ["rampup", "sustain", "rampdown", "cooldown"];
 const PHASE_LABELS = {
   rampup: "Ramp-up", sustain: "Sustain", rampdown: "Ramp-down", cooldown: "Cooldown",
   done: "Done", aborted: "Aborted",
 };
-const CPU_WARNING = 80;
 const GENERATOR_ROWS = 20;
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-// Host metrics named like errors (TCP retransmits of the whole generator machine, other
-// traffic included): shown as warnings, not counted as errors of the run.
-const HOST_ERRORS = new Set(["network_tcp_retransmit_error"]);
-
-export function isHostWarning(name) {
-  return HOST_ERRORS.has(name.replace(/_count$/, ""));
-}
-
-export function isErrorCounter(name) {
-  return (name.endsWith("_error_count") || name.endsWith("_error")) && !isHostWarning(name);
-}
 
 const FIRST = ["response", "headers_us", "body_us", "conn", "conn_us", "ws_upgrade_us", "send", "receive"];
 const LAST = ["network_rx_bytes", "network_tx_bytes", "network_tcp_retransmit_error", "cpu_percent"];
 
 /** A sort key for a metric card ("hist:conn_us", "rate:send_count"): errors, known, own, host. */
-export function metricOrder(key) {
+export function metricOrder(key, meta) {
   const name = key.replace(/^\w+:/, "");
   const base = name.replace(/_count$/, "");
   if (LAST.includes(base)) return `3-${LAST.indexOf(base)}`;
-  if (isErrorCounter(name)) return `0-${base}`;
+  if (isErrorCounter(name, meta)) return `0-${base}`;
   if (FIRST.includes(base)) return `1-${FIRST.indexOf(base)}`;
   return `2-${base}`;
 }
@@ -105,9 +86,10 @@ export class Series {
 }
 
 export class LiveView {
-  /** ``onRunEnded(runId)`` when the active run is gone; ``cloudwatch()`` the region or "". */
-  constructor({ onRunEnded }) {
+  /** ``onRunEnded(runId)`` when the active run is gone; ``meta``: the coordinator's GET /api/meta. */
+  constructor({ onRunEnded, meta }) {
     this.onRunEnded = onRunEnded;
+    this.meta = meta;
     this.series = new Series();
     this.cards = new Map();
     this.runId = null;
@@ -301,18 +283,19 @@ export class LiveView {
     let errorRate = 0;
     let errorTotal = 0;
     for (const [name, value] of Object.entries(counters)) {
-      if (isErrorCounter(name)) {
+      if (isErrorCounter(name, this.meta)) {
         errorRate += value.per_second;
         errorTotal += value.total;
       }
     }
     const cpu = telemetry.max_cpu_percent;
+    const cpuHot = isCpuOverWarning(cpu, this.meta);
     const items = [
       ["generators", "Generators", integer(telemetry.generator_count), ""],
       ["devices", "Active devices", integer(telemetry.active_device_number),
         `of ${integer(run.devices)} planned`],
-      ["cpu", "Generator CPU", percent(cpu), cpu > CPU_WARNING ? "over 80%: results suspect" : "busiest generator",
-        cpu > CPU_WARNING],
+      ["cpu", "Generator CPU", percent(cpu),
+        cpuHot ? `over ${this.meta.cpu_warning_percent}%: results suspect` : "busiest generator", cpuHot],
       ["errors", "Errors", `${compact(errorRate)}/s`, `${integer(errorTotal)} in total`, errorTotal > 0],
       ["elapsed", "Elapsed", duration(run.elapsed_ms), `started ${clock(run.started_at)}`],
     ];
@@ -358,7 +341,7 @@ export class LiveView {
     const plot = element("div", "metric-chart");
     root.append(head, plot);
     // Keep cards in a steady order: protocol metrics, then the script's own, then host ones.
-    root.dataset.order = metricOrder(key);
+    root.dataset.order = metricOrder(key, this.meta);
     const after = [...grid.children].find((node) => node.dataset.order > root.dataset.order);
     grid.insertBefore(root, after || null);
     const chart = new LineChart(plot, { series, format, windowSeconds: WINDOW_SECONDS, height: 110 });
@@ -387,11 +370,11 @@ export class LiveView {
         card.values.appendChild(item);
       }
       card.chart.update(this.series.get(`hist:${name}`));
-      card.root.classList.toggle("alarm", name === "cpu_percent" && value.max > CPU_WARNING);
+      card.root.classList.toggle("alarm", name === "cpu_percent" && isCpuOverWarning(value.max, this.meta));
     }
     for (const [name, value] of Object.entries(counters)) {
-      const error = isErrorCounter(name);
-      const warning = isHostWarning(name);
+      const error = isErrorCounter(name, this.meta);
+      const warning = isHostWarning(name, this.meta);
       const format = formatterFor(name, true);
       const card = this.card(`rate:${name}`, rateGrid, metricLabel(name), [
         { key: "v", label: "per second", className: error ? "s-error" : warning ? "s-warning" : "s-rate", area: true },
@@ -416,7 +399,7 @@ export class LiveView {
   renderErrors(telemetry) {
     const section = document.getElementById("run-errors");
     const list = document.getElementById("error-list");
-    const errors = Object.entries(telemetry.errors || {}).filter(([name, e]) => e.count > 0 && !isHostWarning(name));
+    const errors = Object.entries(telemetry.errors || {}).filter(([name, e]) => e.count > 0 && !isHostWarning(name, this.meta));
     section.hidden = !errors.length;
     list.textContent = "";
     for (const [name, info] of errors) {
@@ -444,7 +427,7 @@ export class LiveView {
       shown = [...generators].sort((a, b) => (b.cpu_percent || 0) - (a.cpu_percent || 0)).slice(0, GENERATOR_ROWS);
     }
     for (const g of shown) {
-      const row = document.createElement("tr");
+      const row = element("tr");
       row.dataset.generator = g.id;
       const cpu = element("td", "cpu-cell");
       const bar = element("div", "cpu-bar");
@@ -452,7 +435,7 @@ export class LiveView {
       fill.style.width = `${Math.min(100, g.cpu_percent || 0)}%`;
       bar.appendChild(fill);
       cpu.append(bar, element("span", g.cpu_warning ? "danger-text" : "", percent(g.cpu_percent)));
-      if (g.cpu_warning) cpu.title = "Over 80%: this generator may limit the load it can make.";
+      if (g.cpu_warning) cpu.title = `Over ${this.meta.cpu_warning_percent}%: this generator may limit the load it can make.`;
       row.append(element("td", "", g.id), element("td", "", `${g.workers} / ${g.cores} cores`),
         element("td", "num", integer(g.active_device_number)), cpu,
         element("td", "num muted", `${(g.last_seen_s || 0).toFixed(1)}s ago`),
@@ -484,7 +467,7 @@ export class LiveView {
     const summary = document.getElementById("live-generators-summary");
     const hot = generators.filter((g) => g.cpu_warning).length;
     summary.textContent = `${generators.length} generator${generators.length === 1 ? "" : "s"}` +
-      (hot ? ` · ${hot} over 80% CPU` : "");
+      (hot ? ` · ${hot} over ${this.meta.cpu_warning_percent}% CPU` : "");
     summary.classList.toggle("danger-text", hot > 0);
   }
 

@@ -1,23 +1,18 @@
 // The plan form's arithmetic and checks, with no DOM: form values <-> plan JSON.
 //
-// Ramp-up and ramp-down run in steps; in each step every generator starts (or
-// stops) DEVICES_PER_GENERATOR_STEP devices of every block. So the ramp step is
-// 10 x generators devices, the devices a block gets are its desired count
-// rounded down to a multiple of that, and the plan's ramp_steps is the total
-// divided by the step. The coordinator itself takes any size; only this form
-// rounds, as the original's website did.
+// ``meta`` is the coordinator's GET /api/meta (see rules.js): its protocols, the plan's
+// limits and defaults, and the devices per ramp step. Ramp-up and ramp-down run in steps;
+// in each step every generator starts (or stops) meta.devices_per_generator_step devices
+// of every block. So the ramp step is that many x generators devices, the devices a block
+// gets are its desired count rounded down to a multiple of the step, and the plan's
+// ramp_steps is the total divided by the step. The coordinator itself takes any size; only
+// this form rounds, as the original's website did.
+//
+// buildPlan is three pure steps: parseValues (the inputs' strings as numbers and JSON),
+// derivePlan (effective devices, ramp steps, step lengths) and validatePlan (the errors,
+// with the API's field names); planFrom puts the plan together.
 
-export const DEVICES_PER_GENERATOR_STEP = 10;
-
-export const PROTOCOLS = ["http10", "http10s", "http", "https", "http2", "http2s", "tcp", "udp"];
-
-export const DEFAULT_PORTS = {
-  http10: 80, http10s: 443, http: 80, https: 443, http2: 80, http2s: 443, tcp: 6379, udp: 53,
-};
-
-export const DEFAULT_OPTS = {
-  cooldown_ms: 5000, report_interval_ms: 60000, timeout_ms: 5000,
-};
+import { countedGenerators, effectiveDevices, protocolInfo, rampStepSize } from "./rules.js";
 
 const HTTP_SCRIPT = `# The body of an async function, run once per device; when it returns,
 # the device starts over. params holds this block's params.
@@ -59,19 +54,6 @@ export function exampleParams(protocol) {
   return '{"path": "/", "delay_ms": 1000}';
 }
 
-/** Devices started per ramp step with this many generators (at least one assumed). */
-export function rampStepSize(generators) {
-  return DEVICES_PER_GENERATOR_STEP * Math.max(1, Math.floor(generators) || 0);
-}
-
-/** ``desired`` rounded down to a multiple of the ramp step. */
-export function effectiveDevices(desired, generators) {
-  const step = rampStepSize(generators);
-  const n = Math.floor(Number(desired));
-  if (!Number.isFinite(n) || n <= 0) return 0;
-  return Math.floor(n / step) * step;
-}
-
 /** Host names from the comma-separated field (blanks dropped, order kept, no duplicates). */
 export function parseHosts(text) {
   const seen = new Set();
@@ -91,90 +73,64 @@ function number(text) {
   return Number(text);
 }
 
+/** A block's params text as an object: {params, error} with error {message, line?, column?} or null. */
+export function parseParams(text) {
+  const trimmed = String(text || "").trim();
+  if (!trimmed) return { params: {}, error: null };
+  let params;
+  try {
+    params = JSON.parse(trimmed);
+  } catch (error) {
+    return { params: {}, error: { message: `Not JSON: ${jsonMessage(error)}`, ...(jsonErrorPosition(trimmed, error) || {}) } };
+  }
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    return { params: {}, error: { message: "Params must be a JSON object, like {\"delay_ms\": 100}." } };
+  }
+  return { params, error: null };
+}
+
+const DURATIONS = ["rampup", "sustain", "rampdown", "cooldown"];
+
 /**
- * Check the form's values and build the plan.
+ * The form's values as numbers, lists and JSON; nothing is checked here.
  *
  * ``values``: {name, protocol, hosts, port, rampup, sustain, rampdown, cooldown,
  * report_interval, timeout, tls_verify, tls_ca_file, blocks: [{script, params, size}]}
- * as strings from the inputs. Returns {plan, errors, derived}: ``errors`` are
- * {field, message} with the API's field names (``blocks[1].params``), so the form
- * shows its own and the server's errors the same way.
+ * as strings from the inputs. A number that is not one is NaN.
  */
-export function buildPlan(values, generators) {
-  const errors = [];
-  const fail = (field, message) => errors.push({ field, message });
-  const name = String(values.name || "").trim();
-  if (!name) fail("name", "Give the plan a name.");
-  else if (name.length > 200) fail("name", "At most 200 characters.");
-
-  const protocol = values.protocol;
-  if (!PROTOCOLS.includes(protocol)) fail("addresses[0].protocol", "Choose a protocol.");
-
-  const hosts = parseHosts(values.hosts);
-  if (!hosts.length) fail("addresses[0].host", "Name at least one target host.");
-  const spaced = hosts.find((host) => /\s/.test(host));
-  if (spaced) fail("addresses[0].host", `"${spaced}" is not a host name: separate hosts with commas.`);
-
-  const port = number(values.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    fail("addresses[0].port", "A port from 1 to 65535.");
-  }
-
+export function parseValues(values) {
   const seconds = {};
-  for (const key of ["rampup", "sustain", "rampdown", "cooldown"]) {
-    const value = number(values[key]);
-    if (!Number.isFinite(value) || value < 0) {
-      fail(`opts.${key === "rampup" || key === "rampdown" ? key + "_step" : key}_ms`,
-        "Seconds, zero or more.");
-    }
-    seconds[key] = value;
-  }
-  const reportInterval = number(values.report_interval);
-  if (!Number.isFinite(reportInterval) || reportInterval < 1) {
-    fail("opts.report_interval_ms", "At least 1 second.");
-  }
-  const timeout = number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600000) {
-    fail("opts.timeout_ms", "Milliseconds, from 1 to 3600000.");
-  }
+  for (const key of DURATIONS) seconds[key] = number(values[key]);
+  return {
+    name: String(values.name || "").trim(),
+    protocol: values.protocol,
+    hosts: parseHosts(values.hosts),
+    port: number(values.port),
+    seconds,
+    reportInterval: number(values.report_interval),
+    timeout: number(values.timeout),
+    tlsVerify: Boolean(values.tls_verify),
+    tlsCaFile: String(values.tls_ca_file || "").trim(),
+    blocks: (values.blocks || []).map((block) => {
+      const { params, error } = parseParams(block.params);
+      return { script: String(block.script || ""), params, paramsError: error, desired: number(block.size) };
+    }),
+  };
+}
 
-  const step = rampStepSize(generators);
-  const blocks = [];
-  (values.blocks || []).forEach((block, i) => {
-    const script = String(block.script || "");
-    if (!script.trim()) fail(`blocks[${i}].script`, "The script is empty.");
-    let params = {};
-    const paramsText = String(block.params || "").trim();
-    if (paramsText) {
-      try {
-        params = JSON.parse(paramsText);
-      } catch (error) {
-        const at = jsonErrorPosition(paramsText, error);
-        errors.push({ field: `blocks[${i}].params`, message: `Not JSON: ${jsonMessage(error)}`, ...(at || {}) });
-      }
-      if (params === null || typeof params !== "object" || Array.isArray(params)) {
-        if (!errors.some((e) => e.field === `blocks[${i}].params`)) {
-          fail(`blocks[${i}].params`, "Params must be a JSON object, like {\"delay_ms\": 100}.");
-        }
-        params = {};
-      }
-    }
-    const desired = number(block.size);
-    const effective = effectiveDevices(desired, generators);
-    if (!Number.isInteger(desired) || desired < 1) {
-      fail(`blocks[${i}].size`, "A whole number of devices.");
-    } else if (effective === 0) {
-      fail(`blocks[${i}].size`, `At least ${step} devices: ramps go in steps of ${step} ` +
-        `(10 × ${Math.max(1, generators)} generator${generators > 1 ? "s" : ""}).`);
-    }
-    blocks.push({ script, params, size: effective, desired });
-  });
-  if (!blocks.length) fail("blocks", "Add a script block.");
-
-  const total = blocks.reduce((sum, block) => sum + block.size, 0);
+/**
+ * What the parsed values make with this many generators: {generators (counted, at least
+ * one), step, sizes (each block's effective devices), total, rampSteps, rampupStepMs,
+ * rampdownStepMs, sustainMs, cooldownMs, totalMs}.
+ */
+export function derivePlan(parsed, generators, meta) {
+  const step = rampStepSize(generators, meta);
+  const sizes = parsed.blocks.map((block) => effectiveDevices(block.desired, generators, meta));
+  const total = sizes.reduce((sum, size) => sum + size, 0);
   const rampSteps = total / step;
+  const { seconds } = parsed;
   const derived = {
-    step, total, rampSteps,
+    generators: countedGenerators(generators), step, sizes, total, rampSteps,
     rampupStepMs: rampSteps ? Math.round(seconds.rampup * 1000 / rampSteps) : 0,
     rampdownStepMs: rampSteps ? Math.round(seconds.rampdown * 1000 / rampSteps) : 0,
     sustainMs: Math.round(seconds.sustain * 1000),
@@ -182,29 +138,97 @@ export function buildPlan(values, generators) {
   };
   derived.totalMs = rampSteps * (derived.rampupStepMs + derived.rampdownStepMs)
     + derived.sustainMs + derived.cooldownMs;
-  if (rampSteps > 100000) {
-    fail(`blocks[0].size`, `That is ${rampSteps} ramp steps; at most 100000.`);
+  return derived;
+}
+
+/**
+ * The errors of the parsed values, as {field, message, line?, column?} with the API's
+ * field names (``blocks[1].params``), so the form shows its own and the server's errors
+ * the same way.
+ */
+export function validatePlan(parsed, derived, meta) {
+  const errors = [];
+  const fail = (field, message) => errors.push({ field, message });
+  const { limits } = meta;
+  if (!parsed.name) fail("name", "Give the plan a name.");
+  else if (parsed.name.length > limits.name_length) fail("name", `At most ${limits.name_length} characters.`);
+
+  if (!protocolInfo(parsed.protocol, meta)) fail("addresses[0].protocol", "Choose a protocol.");
+
+  if (!parsed.hosts.length) fail("addresses[0].host", "Name at least one target host.");
+  const spaced = parsed.hosts.find((host) => /\s/.test(host));
+  if (spaced) fail("addresses[0].host", `"${spaced}" is not a host name: separate hosts with commas.`);
+
+  const { port } = parsed;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    fail("addresses[0].port", "A port from 1 to 65535.");
   }
-  // The plan is built even from values with errors (the JSON view shows it as far
-  // as it goes); callers submit it only when ``errors`` is empty.
+
+  for (const key of DURATIONS) {
+    const value = parsed.seconds[key];
+    if (!Number.isFinite(value) || value < 0) {
+      fail(`opts.${key === "rampup" || key === "rampdown" ? key + "_step" : key}_ms`,
+        "Seconds, zero or more.");
+    }
+  }
+  const minimumReport = limits.report_interval_ms / 1000;
+  if (!Number.isFinite(parsed.reportInterval) || parsed.reportInterval < minimumReport) {
+    fail("opts.report_interval_ms", `At least ${minimumReport} second${minimumReport === 1 ? "" : "s"}.`);
+  }
+  const { timeout } = parsed;
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > limits.timeout_ms) {
+    fail("opts.timeout_ms", `Milliseconds, from 1 to ${limits.timeout_ms}.`);
+  }
+
+  const { step } = derived;
+  parsed.blocks.forEach((block, i) => {
+    if (!block.script.trim()) fail(`blocks[${i}].script`, "The script is empty.");
+    if (block.paramsError) errors.push({ field: `blocks[${i}].params`, ...block.paramsError });
+    if (!Number.isInteger(block.desired) || block.desired < 1) {
+      fail(`blocks[${i}].size`, "A whole number of devices.");
+    } else if (derived.sizes[i] === 0) {
+      fail(`blocks[${i}].size`, `At least ${step} devices: ramps go in steps of ${step} ` +
+        `(${meta.devices_per_generator_step} × ${derived.generators} generator${derived.generators > 1 ? "s" : ""}).`);
+    }
+  });
+  if (!parsed.blocks.length) fail("blocks", "Add a script block.");
+  if (derived.rampSteps > limits.ramp_steps) {
+    fail("blocks[0].size", `That is ${derived.rampSteps} ramp steps; at most ${limits.ramp_steps}.`);
+  }
+  return errors;
+}
+
+/** The plan JSON of the parsed and derived values, as far as they go (errors or not). */
+export function planFrom(parsed, derived) {
+  const { hosts, port } = parsed;
   const plan = {
-    name,
-    addresses: (hosts.length ? hosts : [""]).map((host) => ({ host, port: Number.isFinite(port) ? port : null, protocol })),
-    blocks: blocks.map(({ script, params, size }) => ({ script, params, size })),
+    name: parsed.name,
+    addresses: (hosts.length ? hosts : [""]).map((host) => ({ host, port: Number.isFinite(port) ? port : null, protocol: parsed.protocol })),
+    blocks: parsed.blocks.map(({ script, params }, i) => ({ script, params, size: derived.sizes[i] })),
     opts: {
-      ramp_steps: rampSteps,
+      ramp_steps: derived.rampSteps,
       rampup_step_ms: derived.rampupStepMs,
       sustain_ms: derived.sustainMs,
       rampdown_step_ms: derived.rampdownStepMs,
       cooldown_ms: derived.cooldownMs,
-      report_interval_ms: Math.round(reportInterval * 1000),
-      timeout_ms: timeout,
+      report_interval_ms: Math.round(parsed.reportInterval * 1000),
+      timeout_ms: parsed.timeout,
     },
   };
-  if (values.tls_verify) plan.opts.tls_verify = true;
-  const ca = String(values.tls_ca_file || "").trim();
-  if (ca) plan.opts.tls_ca_file = ca;
-  return { plan, errors, derived };
+  if (parsed.tlsVerify) plan.opts.tls_verify = true;
+  if (parsed.tlsCaFile) plan.opts.tls_ca_file = parsed.tlsCaFile;
+  return plan;
+}
+
+/**
+ * Check the form's values and build the plan: {plan, errors, derived}. The plan is built
+ * even from values with errors (the JSON view shows it as far as it goes); callers submit
+ * it only when ``errors`` is empty.
+ */
+export function buildPlan(values, generators, meta) {
+  const parsed = parseValues(values);
+  const derived = derivePlan(parsed, generators, meta);
+  return { plan: planFrom(parsed, derived), errors: validatePlan(parsed, derived, meta), derived };
 }
 
 function seconds(ms) {
@@ -215,11 +239,10 @@ function seconds(ms) {
  * Form values from a plan (advanced mode or a past run): the inverse of buildPlan.
  * ``warnings`` says what the form cannot show (several ports or protocols).
  */
-export function planToValues(plan) {
+export function planToValues(plan, meta) {
   const warnings = [];
   const addresses = Array.isArray(plan.addresses) ? plan.addresses : [];
-  const opts = Object.assign({ ramp_steps: 1, rampup_step_ms: 1000, sustain_ms: 60000,
-    rampdown_step_ms: 1000 }, DEFAULT_OPTS, plan.opts || {});
+  const opts = { ...meta.default_opts, ...(plan.opts || {}) };
   const first = addresses[0] || {};
   if (new Set(addresses.map((a) => a.port)).size > 1) {
     warnings.push("The plan's addresses use several ports; the form keeps the first.");
@@ -228,7 +251,7 @@ export function planToValues(plan) {
   return {
     values: {
       name: plan.name || "",
-      protocol: first.protocol || "http",
+      protocol: first.protocol || meta.default_protocol,
       hosts: parseHosts(addresses.map((a) => a.host).join(",")).join(", "),
       port: first.port !== undefined ? String(first.port) : "",
       rampup: String(seconds(steps * opts.rampup_step_ms)),

@@ -1,44 +1,51 @@
 // The "New run" form: fields, script blocks, live device arithmetic, checks and submit.
 
 import { api, ApiError } from "./api.js";
+import { element } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { duration, integer, shortDuration } from "./format.js";
+import { highlightJson, pythonHighlighter } from "./highlight.js";
 import {
-  DEFAULT_PORTS, bareMessage, buildPlan, effectiveDevices, exampleParams, exampleScript, formTarget,
-  jsonErrorPosition, jsonMessage, planToValues, rampStepSize,
+  bareMessage, buildPlan, exampleParams, exampleScript, formTarget, jsonErrorPosition, jsonMessage,
+  planToValues,
 } from "./plan.js";
+import { defaultPort, effectiveDevices, rampStepSize, scriptFunctions, scriptNames } from "./rules.js";
 
 const DRAFT_KEY = "stressgrid.draft";
 const SIMPLE_FIELDS = ["name", "protocol", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
   "report_interval", "timeout", "tls_ca_file"];
+// The fields whose defaults are the plan's own (meta.default_opts); the form picks the others.
+const PLAN_DEFAULT_FIELDS = ["cooldown", "report_interval", "timeout"];
 
-const COMMON_HELP = [
-  ["params, device_id", "this block's params; this device's id"],
-  ["await delay(ms, random_ratio=0)", "pause, optionally randomized"],
-  ["start_timing(key) / stop_timing(key)", "histogram <key>_us"],
-  ["stop_start_timing(stop, start)", "end one timing, begin the next"],
-  ["inc_counter(key, value=1)", "counter <key>_count and its rate"],
-  ["random_bits(n) / random_bytes(n)", "random bytes"],
-];
-const HTTP_HELP = [
-  ["await get/head/options/delete(path, headers=())", "→ (status, headers, body)"],
-  ["await post/put/patch(path, headers=(), body=b\"\", json=…)", "→ (status, headers, body)"],
-  ["await ws_upgrade(path)", "then ws_send_text/binary/json, ws_receive_*, ws_fetch_*"],
-];
-const SOCKET_HELP = [
-  ["await send(data)", "str or bytes"],
-  ["await recv(timeout=5000)", "TCP: the bytes buffered; UDP: one datagram"],
+// [what to write, what it does, the functions it needs]: a protocol's help shows the
+// entries whose functions the coordinator gives that protocol.
+const SCRIPT_HELP = [
+  ["await get/head/options/delete(path, headers=())", "→ (status, headers, body)", ["get", "head", "options", "delete"]],
+  ["await post/put/patch(path, headers=(), body=b\"\", json=…)", "→ (status, headers, body)", ["post", "put", "patch"]],
+  ["await ws_upgrade(path)", "then ws_send_text/binary/json, ws_receive_*, ws_fetch_*", ["ws_upgrade"]],
+  ["await send(data)", "str or bytes", ["send"]],
+  ["await recv(timeout=5000)", "TCP: the bytes buffered; UDP: one datagram", ["recv"]],
+  ["params, device_id", "this block's params; this device's id", []],
+  ["await delay(ms, random_ratio=0)", "pause, optionally randomized", ["delay"]],
+  ["start_timing(key) / stop_timing(key)", "histogram <key>_us", ["start_timing", "stop_timing"]],
+  ["stop_start_timing(stop, start)", "end one timing, begin the next", ["stop_start_timing"]],
+  ["inc_counter(key, value=1)", "counter <key>_count and its rate", ["inc_counter"]],
+  ["random_bits(n) / random_bytes(n)", "random bytes", ["random_bits", "random_bytes"]],
 ];
 
-function helpFor(protocol) {
-  const own = protocol === "tcp" || protocol === "udp" ? SOCKET_HELP : HTTP_HELP;
-  return [...own, ...COMMON_HELP];
+/** The help entries [term, text] for a script of ``protocol``. */
+function helpFor(protocol, meta) {
+  const available = scriptFunctions(protocol, meta);
+  return SCRIPT_HELP.filter(([, , names]) => names.every((name) => available.has(name)))
+    .map(([term, text]) => [term, text]);
 }
 
 export class PlanForm {
-  /** ``onStarted(run)`` after a run was accepted. */
-  constructor({ onStarted }) {
+  /** ``onStarted(run)`` after a run was accepted; ``meta``: the coordinator's GET /api/meta. */
+  constructor({ onStarted, meta }) {
     this.onStarted = onStarted;
+    this.meta = meta;
+    this.highlightScript = pythonHighlighter(scriptNames(meta));
     this.form = document.getElementById("plan-form");
     this.generators = 0;
     this.runActive = false;
@@ -55,14 +62,14 @@ export class PlanForm {
     this.checkResult = document.getElementById("check-result");
     this.startButton = document.getElementById("start-button");
     this.jsonEditor = new CodeEditor(document.getElementById("json-editor"), {
-      label: "Plan JSON", language: "json", minLines: 18, maxLines: 40, className: "json",
+      label: "Plan JSON", highlight: highlightJson, minLines: 18, maxLines: 40, className: "json",
       onChange: () => this.scheduleCheck(),
     });
 
     document.getElementById("add-block").addEventListener("click", () => {
       const protocol = this.field("protocol").value;
       const block = this.addBlock({ script: exampleScript(protocol), params: exampleParams(protocol),
-        size: String(rampStepSize(this.generators) * 10) });
+        size: String(rampStepSize(this.generators, this.meta) * 10) });
       block.editor.focus();
       this.changed();
     });
@@ -73,6 +80,9 @@ export class PlanForm {
       event.preventDefault();
       this.submit();
     });
+    const protocols = this.field("protocol");
+    for (const { name, label } of meta.protocols) protocols.appendChild(new Option(label, name));
+    this.field("name").maxLength = meta.limits.name_length;
     this.field("port").addEventListener("input", () => { this.portTouched = true; });
     this.field("protocol").addEventListener("change", () => this.protocolChanged());
     this.form.addEventListener("input", (event) => {
@@ -92,75 +102,58 @@ export class PlanForm {
     return this.form.elements.namedItem(name);
   }
 
+  /** The form's values for fields the plan gives defaults (cooldown, report interval, timeout). */
+  planDefaults() {
+    const { values } = planToValues({}, this.meta);
+    return Object.fromEntries(PLAN_DEFAULT_FIELDS.map((name) => [name, values[name]]));
+  }
+
   reset() {
     this.field("name").value = "";
-    this.field("protocol").value = "http";
+    const protocol = this.meta.default_protocol;
+    this.field("protocol").value = protocol;
     this.field("hosts").value = "";
-    this.field("port").value = "80";
+    this.field("port").value = defaultPort(protocol, this.meta);
+    for (const [name, value] of Object.entries(this.planDefaults())) this.field(name).value = value;
     this.blocksRoot.textContent = "";
     this.blocks = [];
-    this.addBlock({ script: exampleScript("http"), params: exampleParams("http"), size: "100" });
+    this.addBlock({ script: exampleScript(protocol), params: exampleParams(protocol), size: "100" });
   }
 
   // -- blocks ------------------------------------------------------------
 
   addBlock({ script = "", params = "{}", size = "10" } = {}) {
-    const root = document.createElement("div");
-    root.className = "block";
-    const head = document.createElement("div");
-    head.className = "block-head";
-    const title = document.createElement("h3");
-    const remove = document.createElement("button");
+    const root = element("div", "block");
+    const head = element("div", "block-head");
+    const title = element("h3");
+    const remove = element("button", "link-button remove-block", "Remove");
     remove.type = "button";
-    remove.className = "link-button remove-block";
-    remove.textContent = "Remove";
     head.append(title, remove);
 
-    const grid = document.createElement("div");
-    grid.className = "block-grid";
-    const scriptField = document.createElement("div");
-    scriptField.className = "field script-field";
+    const grid = element("div", "block-grid");
+    const scriptField = element("div", "field script-field");
     scriptField.dataset.field = "script";
-    const scriptHint = document.createElement("span");
-    scriptHint.className = "hint";
-    scriptHint.textContent = "Python: the body of an async function that every device runs. " +
-      "Tab indents; Esc then Tab leaves the editor.";
-    scriptField.append(scriptHint);
+    scriptField.append(element("span", "hint", "Python: the body of an async function that every device runs. " +
+      "Tab indents; Esc then Tab leaves the editor."));
 
-    const side = document.createElement("div");
-    side.className = "block-side";
-    const sizeField = document.createElement("label");
-    sizeField.className = "field";
+    const side = element("div", "block-side");
+    const sizeField = element("label", "field");
     sizeField.dataset.field = "size";
-    const sizeLabel = document.createElement("span");
-    sizeLabel.className = "label";
-    sizeLabel.textContent = "Desired devices";
-    const sizeInput = document.createElement("input");
+    const sizeInput = element("input", "block-size");
     sizeInput.type = "number";
     sizeInput.min = "1";
     sizeInput.step = "1";
-    sizeInput.className = "block-size";
     sizeInput.value = size;
-    const effective = document.createElement("span");
-    effective.className = "effective";
-    const sizeError = document.createElement("span");
-    sizeError.className = "field-error";
-    sizeField.append(sizeLabel, sizeInput, effective, sizeError);
+    const effective = element("span", "effective");
+    sizeField.append(element("span", "label", "Desired devices"), sizeInput, effective, element("span", "field-error"));
 
-    const paramsField = document.createElement("div");
-    paramsField.className = "field";
+    const paramsField = element("div", "field");
     paramsField.dataset.field = "params";
-    const paramsLabel = document.createElement("span");
-    paramsLabel.className = "label";
-    paramsLabel.textContent = "Params (JSON object)";
-    paramsField.append(paramsLabel);
+    paramsField.append(element("span", "label", "Params (JSON object)"));
 
-    const help = document.createElement("details");
-    help.className = "script-help";
-    const helpSummary = document.createElement("summary");
-    helpSummary.textContent = "Script functions";
-    const helpList = document.createElement("dl");
-    help.append(helpSummary, helpList);
+    const help = element("details", "script-help");
+    const helpList = element("dl");
+    help.append(element("summary", "", "Script functions"), helpList);
 
     side.append(sizeField, paramsField, help);
     grid.append(scriptField, side);
@@ -169,14 +162,14 @@ export class PlanForm {
 
     const block = { root, title, remove, sizeInput, effective, helpList };
     block.editor = new CodeEditor(scriptField, {
-      value: script, label: "Script", language: "python", minLines: 12, maxLines: 32, className: "script",
+      value: script, label: "Script", highlight: this.highlightScript, minLines: 12, maxLines: 32, className: "script",
       onChange: () => {
         this.changed(false);
         this.scheduleCheck();
       },
     });
     block.params = new CodeEditor(paramsField, {
-      value: params, label: "Params", language: "json", minLines: 3, maxLines: 12, className: "params",
+      value: params, label: "Params", highlight: highlightJson, minLines: 3, maxLines: 12, className: "params",
       onChange: () => {
         this.changed(false);
         this.scheduleCheck();
@@ -199,16 +192,13 @@ export class PlanForm {
       block.remove.hidden = this.blocks.length < 2;
     });
     const protocol = this.field("protocol").value;
+    const help = helpFor(protocol, this.meta);
     for (const block of this.blocks) {
       block.helpList.textContent = "";
-      for (const [term, text] of helpFor(protocol)) {
-        const dt = document.createElement("dt");
-        const code = document.createElement("code");
-        code.textContent = term;
-        dt.appendChild(code);
-        const dd = document.createElement("dd");
-        dd.textContent = text;
-        block.helpList.append(dt, dd);
+      for (const [term, text] of help) {
+        const dt = element("dt");
+        dt.appendChild(element("code", "", term));
+        block.helpList.append(dt, element("dd", "", text));
       }
     }
   }
@@ -216,7 +206,7 @@ export class PlanForm {
   protocolChanged() {
     const protocol = this.field("protocol").value;
     if (!this.portTouched || !this.field("port").value) {
-      this.field("port").value = String(DEFAULT_PORTS[protocol]);
+      this.field("port").value = defaultPort(protocol, this.meta);
     }
     // Swap an untouched example script for the new protocol's.
     const examples = new Set(["http", "tcp", "udp"].map(exampleScript));
@@ -250,14 +240,16 @@ export class PlanForm {
     this.blocks = [];
     const blocks = values.blocks && values.blocks.length ? values.blocks : [{}];
     for (const block of blocks) this.addBlock(block);
-    if (values.tls_verify || values.tls_ca_file || values.cooldown !== "5" || values.timeout !== "5000") {
+    const defaults = this.planDefaults();
+    if (values.tls_verify || values.tls_ca_file || values.cooldown !== defaults.cooldown
+        || values.timeout !== defaults.timeout) {
       document.getElementById("advanced-options").open = true;
     }
   }
 
   /** Fill the form from a plan (a past run's, or the JSON view's). */
   loadPlan(plan) {
-    const { values, warnings } = planToValues(plan);
+    const { values, warnings } = planToValues(plan, this.meta);
     this.setMode("form", { skipConvert: true });
     this.setValues(values);
     this.clearErrors();
@@ -287,36 +279,27 @@ export class PlanForm {
 
   /** Recompute what derives from the fields: effective devices, steps, durations. */
   update() {
-    const { derived } = buildPlan(this.values(), this.generators);
-    const generators = this.generators;
-    const step = rampStepSize(generators);
+    const { derived } = buildPlan(this.values(), this.generators, this.meta);
     for (const block of this.blocks) {
       const desired = Number(block.sizeInput.value);
-      const effective = effectiveDevices(desired, generators);
+      const effective = effectiveDevices(desired, this.generators, this.meta);
       block.effective.textContent = Number.isFinite(desired) && desired > 0
         ? `→ ${integer(effective)} effective` : "";
       block.effective.classList.toggle("rounded", effective !== desired);
     }
     this.summary.textContent = "";
-    const strong = (text) => {
-      const node = document.createElement("strong");
-      node.textContent = text;
-      return node;
-    };
-    const line = document.createElement("div");
-    line.append("Effective devices ", strong(integer(derived.total)));
-    line.append(` · ramp step ${integer(step)} devices (10 × ${Math.max(1, generators)} generator` +
-      `${Math.max(1, generators) > 1 ? "s" : ""})`);
+    const line = element("div");
+    line.append("Effective devices ", element("strong", "", integer(derived.total)));
+    line.append(` · ramp step ${integer(derived.step)} devices (${this.meta.devices_per_generator_step} × ` +
+      `${derived.generators} generator${derived.generators > 1 ? "s" : ""})`);
     if (derived.rampSteps) {
       line.append(` · ${integer(derived.rampSteps)} ramp step${derived.rampSteps > 1 ? "s" : ""}` +
         ` of ${shortDuration(derived.rampupStepMs)} up, ${shortDuration(derived.rampdownStepMs)} down`);
     }
     this.summary.appendChild(line);
-    if (!generators) {
-      const note = document.createElement("div");
-      note.className = "warning-text";
-      note.textContent = "No generator is registered: counting as one. Start a generator before the run.";
-      this.summary.appendChild(note);
+    if (!this.generators) {
+      this.summary.appendChild(element("div", "warning-text",
+        "No generator is registered: counting as one. Start a generator before the run."));
     }
     this.totalDuration.value = Number.isFinite(derived.totalMs) ? duration(derived.totalMs) : "—";
     this.totalDuration.textContent = this.totalDuration.value;
@@ -328,7 +311,7 @@ export class PlanForm {
     if (mode === this.mode) return;
     if (mode === "json") {
       if (!skipConvert) {
-        const { plan } = buildPlan(this.values(), this.generators);
+        const { plan } = buildPlan(this.values(), this.generators, this.meta);
         this.jsonEditor.value = JSON.stringify(plan, null, 2);
       }
     } else if (!skipConvert) {
@@ -340,7 +323,7 @@ export class PlanForm {
         this.jsonEditor.setError({ ...(at || {}), message: `Not valid JSON (${jsonMessage(error)}): fix it to go back to the form.` });
         return;
       }
-      const { values, warnings } = planToValues(plan || {});
+      const { values, warnings } = planToValues(plan || {}, this.meta);
       this.setValues(values);
       this.showFormError(warnings.join(" "), "warning");
     }
@@ -365,7 +348,7 @@ export class PlanForm {
         return { plan: null, errors: [{ field: "json", message: `Not valid JSON: ${jsonMessage(error)}`, ...(at || {}) }] };
       }
     }
-    const { plan, errors } = buildPlan(this.values(), this.generators);
+    const { plan, errors } = buildPlan(this.values(), this.generators, this.meta);
     return { plan, errors };
   }
 

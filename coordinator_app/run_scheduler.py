@@ -1,0 +1,612 @@
+"""The coordinator's run logic as a sans-IO state machine: time and messages in, effects out.
+
+``RunScheduler`` owns the generator registry, the telemetry aggregator and the
+run in progress. It never touches a socket, a thread, a file or a clock: every
+call passes the current ``Instant`` and returns an ``Outbox`` of what the
+caller (``service.Coordinator``, the socket thread's thin shell) must do.
+
+Inputs (each returns an ``Outbox``):
+
+* ``receive(routing_id, message, at)``: a decoded ``stressgrid.wire`` message
+  from a generator: ``Register``, ``Heartbeat``, ``Telemetry``, ``Event``,
+  ``RunStopped`` (anything else is answered with an ``Error``);
+* ``malformed(routing_id, reason, at)``: a message that could not be decoded;
+* ``undelivered(routing_id, message, at)``: a message of an outbox that could
+  not be sent (the generator is gone or its queue is full);
+* ``submit(run_id, plan, addresses, at)`` and ``abort(run_id, at)``: the API's
+  commands (``Conflict`` when not possible now); ``stop(at)``: the
+  coordinator stops (an active run is aborted);
+* ``run_written(run_id, at)``: the writers have written the run's report;
+* ``advance(at)``: time passed; call it at ``next_deadline()`` at the latest.
+
+Outputs (``Outbox`` fields, each in order): ``messages`` to send as
+``(routing id, wire message)``; ``events`` recorded (the run's own are also
+among ``writes``); ``writes``, calls of the ``WriterPipeline`` as
+``(method, args)``; ``store``, calls of the ``RunStore`` as ``(method, args)``;
+``publish``, true when the state shown by ``state(at)`` changed; ``reply``,
+a command's answer. Carry out the writes and store calls before sending: the
+outbox of an undelivered message (which may end the run) comes after them.
+
+A run goes through ``RunState`` (``_enter`` is the one place it changes):
+the plan's phases, then ``ABORTING`` while an abort waits for every
+generator's ``RunStopped`` (at most the generator timeout), then
+``FINISHING`` while its report is written; ``run_written`` releases it.
+Telemetry enters in ``_on_telemetry`` and each second closes in ``_tick``:
+the places for run-scoped filtering and live checks of the aggregates.
+"""
+import enum
+import typing
+
+from stressgrid import wire
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
+
+from . import run_scope, schedule, validate
+from .aggregate import TelemetryAggregator
+from .registry import GeneratorIdInUse, Registry
+from .writers import FinalReport, RunInfo
+
+RECENT_EVENTS = 50
+# Connections refused for claiming a connected generator's id, remembered so each gets one event.
+REFUSED_CLAIMS_REMEMBERED = 1000
+
+
+class Instant(typing.NamedTuple):
+    """A point in time as the scheduler sees it: monotonic and wall-clock (Unix) seconds."""
+
+    monotonic: float
+    wall: float
+
+
+class Conflict(Exception):
+    """A request that cannot be carried out in the coordinator's current state.
+
+    ``code``: ``run_active``, ``no_generators``, ``not_active`` or ``finishing``.
+    """
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RunState(enum.Enum):
+    """Where the active run is; the first four are the plan's phases, in order."""
+
+    RAMPUP = schedule.RAMPUP
+    SUSTAIN = schedule.SUSTAIN
+    RAMPDOWN = schedule.RAMPDOWN
+    COOLDOWN = schedule.COOLDOWN
+    ABORTING = "aborting"  # Abort sent: waiting for every generator's RunStopped
+    FINISHING = "finishing"  # ended: its report is with the writers
+
+
+PHASES = (RunState.RAMPUP, RunState.SUSTAIN, RunState.RAMPDOWN, RunState.COOLDOWN)
+# The states each state may be followed by (a phase may be skipped when it has no length).
+TRANSITIONS = {
+    RunState.RAMPUP: {RunState.SUSTAIN, RunState.RAMPDOWN, RunState.ABORTING, RunState.FINISHING},
+    RunState.SUSTAIN: {RunState.RAMPDOWN, RunState.ABORTING, RunState.FINISHING},
+    RunState.RAMPDOWN: {RunState.COOLDOWN, RunState.ABORTING, RunState.FINISHING},
+    RunState.COOLDOWN: {RunState.ABORTING, RunState.FINISHING},
+    RunState.ABORTING: {RunState.FINISHING},
+    RunState.FINISHING: set(),
+}
+
+
+class Outbox:
+    """What one call of the scheduler asks its caller to do (see the module docstring)."""
+
+    __slots__ = ("messages", "events", "writes", "store", "publish", "reply")
+
+    def __init__(self):
+        self.messages = []
+        self.events = []
+        self.writes = []
+        self.store = []
+        self.publish = False
+        self.reply = None
+
+    def __bool__(self):
+        """True when there is anything to do (a command's ``reply`` aside)."""
+        return bool(self.messages or self.events or self.writes or self.store or self.publish)
+
+    def send(self, routing_id, message):
+        self.messages.append((routing_id, message))
+
+
+def plural(count, word):
+    """``1 generator``, ``2 generators``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class Run:
+    """The run in progress: its plan, timeline, state and what it has started where."""
+
+    def __init__(self, run_id, plan, addresses, at):
+        self.id = run_id
+        self.plan = plan
+        self.plan_dict = plan.to_dict()
+        self.addresses = [address.to_dict() for address in addresses]
+        self.opts = plan.opts.to_dict()
+        self.blocks = [block.to_dict() for block in plan.blocks]
+        self.timeline = schedule.build_timeline(plan.opts)
+        self.started = at.monotonic
+        self.started_wall = at.wall
+        self.state = RunState.RAMPUP
+        self.phase = RunState.RAMPUP  # the last phase entered: what the API shows as the state
+        self.final_state = None  # schedule.DONE or schedule.ABORTED once FINISHING
+        self.step_index = 0
+        self.cursor = 0  # the run-wide round-robin position over the addresses
+        self.cohorts = {}  # cohort index -> {routing id: devices}
+        self.devices_started = 0
+        self.generator_devices = {}  # generator id -> devices started there
+        self.cpu_flagged = set()  # generators already reported over the CPU warning level
+        self.events = []
+        self.interval_s = plan.opts.report_interval_ms / 1000.0
+        self.next_cut = self.started + self.interval_s
+        self.abort_deadline = None  # ABORTING: the latest the report waits for answers
+        self.abort_waiting = set()  # ABORTING: routing ids yet to answer the Abort
+        self.note = ""
+        self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=at.wall,
+                            report_interval_ms=plan.opts.report_interval_ms)
+
+    @property
+    def ended(self):
+        """True once the run has ended and its report is being written."""
+        return self.state is RunState.FINISHING
+
+    def step_due(self, step):
+        """The monotonic time ``step`` of the timeline is due."""
+        return self.started + step.at_ms / 1000.0
+
+    def next_deadline(self):
+        """When the run next has something to do (monotonic), or ``None``."""
+        if self.state is RunState.FINISHING:
+            return None
+        if self.state is RunState.ABORTING:
+            return self.abort_deadline
+        if self.step_index < len(self.timeline.steps):
+            return min(self.step_due(self.timeline.steps[self.step_index]), self.next_cut)
+        return self.next_cut
+
+    def to_dict(self, now):
+        """The run's live state: phase, elapsed and remaining time, devices."""
+        elapsed_ms = round((now - self.started) * 1000)
+        phase, phase_left = self.timeline.phase_at(elapsed_ms)
+        ending = self.state in (RunState.ABORTING, RunState.FINISHING)
+        return {"id": self.id, "name": self.plan.name,
+                "state": self.phase.value, "finishing": self.final_state,
+                "aborting": self.state is RunState.ABORTING,
+                "abort_unconfirmed": len(self.abort_waiting) if self.state is RunState.ABORTING else 0,
+                "elapsed_ms": elapsed_ms,
+                "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
+                "phase_remaining_ms": phase_left if phase == self.phase.value and not self.ended else 0,
+                "devices": self.plan.size, "devices_started": self.devices_started,
+                "started_at": self.started_wall}
+
+
+class RunScheduler:
+    """Registry, aggregation and the run's state machine, driven by time and messages.
+
+    ``generator_timeout_s``: a generator silent this long is dropped, and an
+    abort waits this long for answers. ``heartbeat_interval_s``: how often
+    every generator is sent a ``Heartbeat`` and the telemetry second closes.
+    ``at``: the ``Instant`` the scheduler is created.
+    """
+
+    def __init__(self, generator_timeout_s, heartbeat_interval_s, coordinator_version, at):
+        self.generator_timeout_s = generator_timeout_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.coordinator_version = coordinator_version
+        self._at = at
+        # The registry and the aggregator read the time of the call being handled.
+        self.registry = Registry(generator_timeout_s, lambda: self._at.wall)
+        self.aggregator = TelemetryAggregator(lambda: self._at.monotonic, lambda: self._at.wall)
+        self.run = None
+        self.events = []  # the most recent events, run or not
+        self.rejected = 0  # messages refused as malformed or unexpected
+        self.telemetry_check = validate.TelemetryCheck()
+        self.stale = run_scope.StaleMessages()
+        self._refused_claims = set()
+        self.next_tick = at.monotonic + heartbeat_interval_s
+        self._handlers = {wire.Register: self._on_register, wire.Heartbeat: self._on_heartbeat,
+                          wire.Telemetry: self._on_telemetry, wire.Event: self._on_event,
+                          wire.RunStopped: self._on_run_stopped}
+
+    def _begin(self, at):
+        """Start handling an input at ``at``: its (empty) outbox."""
+        self._at = at
+        return Outbox()
+
+    # -- queries ---------------------------------------------------------------
+
+    def next_deadline(self):
+        """The monotonic time ``advance`` must be called at, at the latest."""
+        run_due = self.run.next_deadline() if self.run is not None else None
+        return self.next_tick if run_due is None or run_due > self.next_tick else run_due
+
+    def state(self, at):
+        """The state the API shows: generators, the run, the latest telemetry, recent events."""
+        now = at.monotonic
+        return {"generators": self.registry.to_list(now),
+                "run": self.run.to_dict(now) if self.run is not None else None,
+                "telemetry": self.aggregator.latest,
+                "events": list(self.events),
+                "ingest": {"messages": self.aggregator.messages, "rejected": self.rejected,
+                           "other_runs": self.stale.total}}
+
+    # -- messages from generators ------------------------------------------------
+
+    def receive(self, routing_id, message, at):
+        """A decoded message from the generator ``routing_id``."""
+        out = self._begin(at)
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self.rejected += 1
+            out.send(routing_id, wire.Error(
+                message=f"unexpected message {message.type.value!r} from a generator"))
+        else:
+            handler(out, routing_id, message)
+        return out
+
+    def malformed(self, routing_id, reason, at):
+        """A message from ``routing_id`` that could not be decoded: ``reason`` says why."""
+        out = self._begin(at)
+        self.rejected += 1
+        out.send(routing_id, wire.Error(message=reason))
+        return out
+
+    def undelivered(self, routing_id, message, at):
+        """``message``, of an earlier outbox, could not be sent to ``routing_id``."""
+        out = self._begin(at)
+        run = self.run
+        if run is None or run.ended or getattr(message, "run_id", None) != run.id:
+            return out
+        if isinstance(message, wire.StartCohort):
+            self._cohort_not_started(out, run, routing_id, message)
+        elif isinstance(message, wire.Abort):
+            self._abort_answered(out, run, routing_id)
+        return out
+
+    def _on_register(self, out, routing_id, message):
+        if not self._valid(out, routing_id, validate.check_register, message):
+            return
+        try:
+            generator, new, replaced = self.registry.register(routing_id, message, self._at.monotonic)
+        except GeneratorIdInUse as exc:
+            self._refuse_claim(out, routing_id, exc)
+            return
+        out.send(routing_id, wire.Registered(coordinator_version=self.coordinator_version))
+        if replaced is not None:
+            self._event(out, "generator_restarted", f"{generator.generator_id} came back on a new "
+                                                    f"connection; the old one was silent", generator)
+            if self.run is not None and self.run.state is RunState.ABORTING:
+                self._abort_answered(out, self.run, replaced.routing_id)
+        kind = "generator_registered" if new else "generator_reregistered"
+        self._event(out, kind, f"{generator.generator_id} ({plural(message.workers, 'worker')}, "
+                               f"{plural(message.cores, 'core')}, version {message.version})", generator)
+        if self.run is not None and self.run.state is RunState.ABORTING:
+            # A generator registering anew has stopped everything it ran.
+            self._abort_answered(out, self.run, routing_id)
+
+    def _valid(self, out, routing_id, check, message):
+        """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
+        try:
+            check(message)
+        except validate.InvalidMessage as exc:
+            self.rejected += 1
+            out.send(routing_id, wire.Error(message=str(exc)))
+            return False
+        return True
+
+    def _refuse_claim(self, out, routing_id, exc):
+        """Answer a registration that claims a connected generator's id; one event per connection."""
+        out.send(routing_id, wire.Error(message=str(exc)))
+        if routing_id in self._refused_claims:
+            return
+        if len(self._refused_claims) >= REFUSED_CLAIMS_REMEMBERED:
+            self._refused_claims.clear()
+        self._refused_claims.add(routing_id)
+        self._event(out, "generator_id_refused",
+                    f"a connection claiming {exc.holder.generator_id} was refused: {exc}", exc.holder)
+
+    def _in_scope(self, out, routing_id, generator, message, devices, fleet_events=False):
+        """True when ``message`` is to be merged: of the active run (or of none, while none is
+        active, or an event of a host at rest: ``fleet_events``). One of another run is counted
+        and, when its generator still runs ``devices`` of it, answered with ``Abort``."""
+        active = self.run.id if self.run is not None else None
+        scope = run_scope.scope_of(message.run_id, active)
+        if scope is run_scope.Scope.STALE:
+            text = self.stale.note(generator.generator_id, message.run_id, self._at.monotonic)
+            if text is not None:
+                self._event(out, "stale_telemetry", text, generator)
+            if devices > 0:
+                out.send(routing_id, wire.Abort(run_id=message.run_id))
+            return False
+        return fleet_events or run_scope.merges(scope, active is not None)
+
+    def _known(self, out, routing_id):
+        """The registered generator ``routing_id`` (now seen), or ``None`` after telling it to register."""
+        generator = self.registry.seen(routing_id, self._at.monotonic)
+        if generator is None:
+            out.send(routing_id, wire.Error(message=wire.NOT_REGISTERED))
+        return generator
+
+    def _on_heartbeat(self, out, routing_id, message):
+        self._known(out, routing_id)
+
+    def _on_telemetry(self, out, routing_id, message):
+        generator = self._known(out, routing_id)
+        if generator is None or not self._in_scope(out, routing_id, generator, message,
+                                                   message.active_device_number):
+            return
+        try:
+            message = self.telemetry_check.check(message, generator.capacity)
+            self.aggregator.ingest(generator, message)
+        except ValueError as exc:
+            self.rejected += 1
+            out.send(routing_id, wire.Error(message=f"bad telemetry: {exc}"))
+
+    def _on_event(self, out, routing_id, message):
+        generator = self._known(out, routing_id)
+        if generator is not None and self._valid(out, routing_id, validate.check_event, message) and \
+                self._in_scope(out, routing_id, generator, message, 0, fleet_events=True):
+            self._event(out, message.kind, message.message, generator)
+
+    def _on_run_stopped(self, out, routing_id, message):
+        # Its last Telemetry came before this answer; once every generator has
+        # answered, the aborted run's report holds everything its devices did.
+        # (An answer to an abort the coordinator no longer waits on is ignored.)
+        run = self.run
+        if self.registry.seen(routing_id, self._at.monotonic) is not None and run is not None \
+                and run.id == message.run_id and run.state is RunState.ABORTING:
+            self._abort_answered(out, run, routing_id)
+
+    # -- commands --------------------------------------------------------------------
+
+    def submit(self, run_id, plan, addresses, at):
+        """Start ``plan`` as run ``run_id``; ``reply`` is the run's state dict.
+
+        Raises ``Conflict`` when a run is active or no generator is registered.
+        """
+        if self.run is not None:
+            raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
+        if not len(self.registry):
+            raise Conflict("no_generators", "no generator is registered; start one "
+                                            "(python -m stressgrid.generator) and try again")
+        out = self._begin(at)
+        run = Run(run_id, plan, addresses, at)
+        out.store.append(("insert", (run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict)))
+        self.aggregator.start_run()
+        self.telemetry_check.start_run()
+        self.stale.start_run()
+        self.run = run
+        out.writes.append(("start", (run.info,)))
+        self._event(out, "run_started",
+                    f"{plural(plan.size, 'device')} on {plural(len(self.registry), 'generator')}")
+        self._advance_run(out, run)
+        out.publish = True
+        out.reply = run.to_dict(at.monotonic)
+        return out
+
+    def abort(self, run_id, at):
+        """Abort the active run ``run_id``; ``reply`` is its state dict.
+
+        Every generator is sent ``Abort``; the run's report is written once
+        each has answered ``RunStopped`` or after the generator timeout.
+        Raises ``Conflict`` if ``run_id`` is not the active run.
+        """
+        run = self.run
+        if run is None or run.id != run_id:
+            raise Conflict("not_active", f"run {run_id} is not in progress")
+        out = self._begin(at)
+        if run.state in PHASES:
+            self._abort_generators(out, run, "aborted on request")
+            run.abort_deadline = at.monotonic + self.generator_timeout_s
+            self._enter(out, run, RunState.ABORTING)
+            self._finish_if_answered(out, run)
+        out.publish = True
+        out.reply = run.to_dict(at.monotonic)
+        return out
+
+    def stop(self, at):
+        """The coordinator stops: an active run is aborted at once (its report is still written)."""
+        out = self._begin(at)
+        run = self.run
+        if run is not None and not run.ended:
+            self._finish(out, run, schedule.ABORTED, "the coordinator stopped")
+        return out
+
+    def run_written(self, run_id, at):
+        """Every writer has finished run ``run_id``: a new run may start."""
+        out = self._begin(at)
+        if self.run is not None and self.run.id == run_id and self.run.ended:
+            self.run = None
+            out.publish = True
+        return out
+
+    # -- time ----------------------------------------------------------------------
+
+    def advance(self, at):
+        """Do what is due by ``at``: the run's steps, report intervals, the one-second tick."""
+        out = self._begin(at)
+        run = self.run
+        if run is not None and not run.ended:
+            self._advance_run(out, run)
+        now = at.monotonic
+        if now >= self.next_tick:
+            self._tick(out)
+            self.next_tick += self.heartbeat_interval_s
+            if self.next_tick < now:
+                self.next_tick = now + self.heartbeat_interval_s
+        return out
+
+    def _tick(self, out):
+        now = self._at.monotonic
+        run = self.run
+        for generator in self.registry.expire(now):
+            self._event(out, "generator_lost", f"{generator.generator_id} went silent for more than "
+                                               f"{self.generator_timeout_s:g} s and was dropped", generator)
+            if run is not None and run.state is RunState.ABORTING:
+                self._abort_answered(out, run, generator.routing_id)
+        heartbeat = wire.Heartbeat(sent_at=self._at.wall)
+        for generator in self.registry:
+            out.send(generator.routing_id, heartbeat)
+        generators = list(self.registry)
+        self.aggregator.tick(generators)
+        if run is not None and not run.ended:
+            for generator in generators:
+                if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
+                    run.cpu_flagged.add(generator.routing_id)
+                    self._event(out, "generator_cpu_high",
+                                f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
+                                f"may be limited by the generator, not the target", generator)
+        out.publish = True
+
+    def _advance_run(self, out, run):
+        now = self._at.monotonic
+        if run.state is RunState.ABORTING:
+            if now >= run.abort_deadline:
+                names = sorted(g.generator_id for g in self.registry if g.routing_id in run.abort_waiting)
+                self._event(out, "abort_unanswered",
+                            f"{', '.join(names) or 'a generator'} did not confirm the abort within "
+                            f"{self.generator_timeout_s:g} s; its last metrics may be missing")
+                self._finish(out, run, schedule.ABORTED, run.note)
+            return
+        steps = run.timeline.steps
+        while run.step_index < len(steps) and run.step_due(steps[run.step_index]) <= now:
+            step = steps[run.step_index]
+            run.step_index += 1
+            if step.action == "start":
+                self._start_cohort(out, run, step.cohort)
+            elif step.action == "stop":
+                self._stop_cohort(out, run, step.cohort)
+            elif step.action == "phase":
+                phase = RunState(step.phase)
+                if phase is not run.phase:
+                    self._enter(out, run, phase)
+            elif step.action == "end":
+                self._finish(out, run, schedule.DONE, "")
+                return
+        if now >= run.next_cut:
+            report = self.aggregator.cut_interval(list(self.registry))
+            out.writes.append(("interval", (run.info, report)))
+            run.next_cut += run.interval_s
+            if run.next_cut <= now:
+                run.next_cut = now + run.interval_s
+
+    # -- the run -------------------------------------------------------------------
+
+    def _enter(self, out, run, state):
+        """The one place a run's state changes."""
+        if state not in TRANSITIONS[run.state]:
+            raise RuntimeError(f"run {run.id}: no transition from {run.state.name} to {state.name}")
+        run.state = state
+        out.publish = True
+        if state in PHASES:
+            run.phase = state
+            out.store.append(("set_state", (run.id, state.value)))
+            self._event(out, "phase", state.value)
+
+    def _start_cohort(self, out, run, index):
+        blocks = schedule.cohort_blocks(run.blocks, run.plan.opts.ramp_steps, index)
+        if not blocks:
+            return
+        generators = list(self.registry)
+        if not generators:
+            size = sum(block["size"] for block in blocks)
+            self._event(out, "cohort_skipped",
+                        f"cohort {index} ({plural(size, 'device')}): no generator registered")
+            return
+        by_id = {g.routing_id: g for g in generators}
+        assignments, run.cursor = schedule.assign_cohort(
+            blocks, [g.routing_id for g in generators], index, run.cursor)
+        started = run.cohorts.setdefault(index, {})
+        for assignment in assignments:
+            out.send(assignment.generator, wire.StartCohort(
+                run_id=run.id, cohort_id=str(index), blocks=assignment.blocks, addresses=run.addresses,
+                opts=run.opts, address_offset=assignment.address_offset))
+            started[assignment.generator] = assignment.size
+            self._count_devices(run, by_id[assignment.generator].generator_id, assignment.size)
+
+    def _cohort_not_started(self, out, run, routing_id, message):
+        started = run.cohorts.get(int(message.cohort_id), {})
+        size = started.pop(routing_id, None)
+        if size is None:
+            return
+        generator = self.registry.get(routing_id)
+        generator_id = generator.generator_id if generator is not None else routing_id.decode(errors="replace")
+        self._count_devices(run, generator_id, -size)
+        self._event(out, "cohort_not_sent", f"cohort {message.cohort_id}: could not reach generator",
+                    generator)
+
+    @staticmethod
+    def _count_devices(run, generator_id, devices):
+        run.devices_started += devices
+        total = run.generator_devices.get(generator_id, 0) + devices
+        if total:
+            run.generator_devices[generator_id] = total
+        else:
+            run.generator_devices.pop(generator_id, None)
+
+    def _stop_cohort(self, out, run, index):
+        for routing_id in run.cohorts.get(index, {}):
+            if self.registry.get(routing_id) is not None:
+                out.send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
+
+    def _abort_generators(self, out, run, note):
+        abort = wire.Abort(run_id=run.id)
+        for generator in self.registry:
+            out.send(generator.routing_id, abort)
+            run.abort_waiting.add(generator.routing_id)
+        run.note = note
+        self._event(out, "run_aborted", note)
+
+    def _abort_answered(self, out, run, routing_id):
+        """``routing_id`` owes the aborting run no answer any more; the last one ends the run."""
+        run.abort_waiting.discard(routing_id)
+        self._finish_if_answered(out, run)
+
+    def _finish_if_answered(self, out, run):
+        if run.state is RunState.ABORTING and not run.abort_waiting:
+            self._finish(out, run, schedule.ABORTED, run.note)
+
+    def _finish(self, out, run, final_state, note):
+        """End the run now and hand its last interval and report to the writers."""
+        if final_state == schedule.ABORTED and run.state is not RunState.ABORTING:
+            self._abort_generators(out, run, note)
+        elif final_state == schedule.DONE:
+            self._event(out, "run_done", "")
+        run.note = note
+        self._say_ignored(out)
+        generators = list(self.registry)
+        last, totals = self.aggregator.finish_run(generators)
+        final = FinalReport(state=final_state, started_at=run.started_wall, finished_at=self._at.wall,
+                            devices_requested=run.plan.size, devices_started=run.devices_started,
+                            generators=dict(run.generator_devices), events=list(run.events),
+                            totals=totals, note=note)
+        run.final_state = final_state
+        self._enter(out, run, RunState.FINISHING)
+        out.writes.append(("finish", (run.info, last, final)))
+
+    def _say_ignored(self, out):
+        """The run's last word on what it did not merge: other runs' messages, capped metric keys."""
+        stale = self.stale.flush(self._at.monotonic)
+        if stale is not None:
+            self._event(out, "stale_telemetry", stale)
+        if self.telemetry_check.dropped:
+            self._event(out, "metric_keys_dropped",
+                        f"{self.telemetry_check.dropped} values of metrics beyond the run's first "
+                        f"{self.telemetry_check.max_keys} distinct names were dropped")
+
+    def _event(self, out, kind, message, generator=None):
+        event = {"time": self._at.wall, "kind": kind, "message": message}
+        if generator is not None:
+            event["generator"] = generator.generator_id
+        run = self.run
+        if run is not None and not run.ended:
+            event["elapsed_s"] = round(self._at.monotonic - run.started, 3)
+            run.events.append(event)
+            out.writes.append(("event", (run.info, event)))
+        self.events.append(event)
+        del self.events[:-RECENT_EVENTS]
+        out.events.append(event)

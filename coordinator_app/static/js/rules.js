@@ -1,0 +1,57 @@
+// The coordinator's shared rules and names as pure functions of ``meta``, its answer to
+// GET /api/meta (fetched once when the page starts): the page keeps no copy of them.
+
+/** The protocol called ``name``: {name, label, default_port, script_functions}, or undefined. */
+export function protocolInfo(name, meta) {
+  return meta.protocols.find((protocol) => protocol.name === name);
+}
+
+/** The port the form suggests for ``protocol`` ("" for an unknown one). */
+export function defaultPort(protocol, meta) {
+  const info = protocolInfo(protocol, meta);
+  return info ? String(info.default_port) : "";
+}
+
+/** The functions a script of ``protocol`` may call. */
+export function scriptFunctions(protocol, meta) {
+  const info = protocolInfo(protocol, meta);
+  return new Set(info ? info.script_functions : []);
+}
+
+/** Every name the coordinator gives a script, whatever its protocol: its arguments and functions. */
+export function scriptNames(meta) {
+  return new Set([...meta.script_arguments, ...meta.protocols.flatMap((p) => p.script_functions)]);
+}
+
+/** The generators the ramp arithmetic counts: at least one. */
+export function countedGenerators(generators) {
+  return Math.max(1, Math.floor(generators) || 0);
+}
+
+/** Devices started per ramp step with this many generators. */
+export function rampStepSize(generators, meta) {
+  return meta.devices_per_generator_step * countedGenerators(generators);
+}
+
+/** ``desired`` rounded down to a multiple of the ramp step. */
+export function effectiveDevices(desired, generators, meta) {
+  const step = rampStepSize(generators, meta);
+  const n = Math.floor(Number(desired));
+  if (!Number.isFinite(n) || n <= 0) return 0;
+  return Math.floor(n / step) * step;
+}
+
+/** A host metric named like an error (the generators' TCP retransmits): a warning, not an error of the run. */
+export function isHostWarning(name, meta) {
+  return meta.host_warning_metrics.includes(name.replace(/_count$/, ""));
+}
+
+/** A counter of the run's errors. */
+export function isErrorCounter(name, meta) {
+  return meta.error_suffixes.some((suffix) => name.endsWith(suffix)) && !isHostWarning(name, meta);
+}
+
+/** A generator CPU percentage that makes the results suspect. */
+export function isCpuOverWarning(percent, meta) {
+  return percent > meta.cpu_warning_percent;
+}

@@ -1,0 +1,147 @@
+# cython: freethreading_compatible = False
+"""The compiled per-request path of the HTTP/1 asyncio client.
+
+``ClientBase`` and ``ConnectionBase`` glue the sans-IO core
+(``stressgrid._core.http1``) to asyncio: sending on an open connection and
+completing a response, the steady state of a device. Everything rarer
+(connecting, timeouts, losses, retries, upgrades) is in their Python
+subclasses in ``stressgrid.protocols.http1``, through the hooks declared in
+``http1_client.pxd``.
+
+The script functions (``get``, ``post``...) in ``stressgrid._core.http_functions``
+call ``ClientBase.request_c`` directly.
+"""
+from libc.stdint cimport int64_t
+
+from stressgrid._core.deadline cimport DeadlineTimer
+from stressgrid._core.http1 cimport (NEED_MORE, REQUEST_CLOSE, REQUEST_HEAD, SWITCHED, Http1Core,
+                                     RequestWriter)
+from stressgrid._core.request cimport timeout_seconds
+
+from asyncio import InvalidStateError
+
+from stressgrid.errors import ProtocolError, count_error
+
+
+cdef class ClientBase:
+    """A device's HTTP/1 client: the steady-state request path (see the Python subclass)."""
+
+    def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
+                timeout=None):
+        """Send a request; returns an awaitable of ``(status, headers, body)``."""
+        return self.request_c(method, path, headers, body, content_type, timeout)
+
+    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout):
+        cdef double budget_s = timeout_seconds(timeout, self.timeout_s)
+        cdef RequestWriter writer = self.writer
+        cdef bytes data = writer.build(method, path, headers, body, content_type)
+        # Read right after build(): writers are shared by the devices of a target.
+        cdef int flags = (REQUEST_HEAD if method == b"HEAD" else 0) \
+            | (REQUEST_CLOSE if writer.close_after else 0)
+        cdef ConnectionBase conn = self.conn
+        if conn is not None and conn.waiter is None and not conn.upgraded:
+            return self.send(conn, self.loop.create_future(), data, flags, 0, budget_s)
+        return self.request_slow(data, flags, budget_s)
+
+    # ---- hooks: the Python subclass implements them ----------------------------
+
+    cpdef object request_slow(self, bytes data, int flags, double budget_s):
+        """``request()`` when there is no idle open connection: connect, then send."""
+        raise NotImplementedError
+
+    cpdef on_deadline(self):
+        """The deadline of the last request (or connect) passed."""
+        raise NotImplementedError
+
+    cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
+                      int64_t deadline_us, double budget_s):
+        """Write ``data`` on ``conn``; ``waiter`` gets the response by ``deadline_us``.
+
+        ``flags``: ``REQUEST_HEAD`` and/or ``REQUEST_CLOSE``. ``deadline_us`` is
+        on the monotonic microsecond clock; 0 means ``budget_s`` from now.
+        """
+        cdef Http1Core core = conn.core
+        conn.reused = core.completed > 0
+        core.start(flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
+        conn.waiter = waiter
+        conn.request = data if conn.reused else None
+        conn.flags = flags
+        conn.transport.write(data)
+        self.inflight = conn
+        if deadline_us == 0:
+            deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
+        self.budget_s = budget_s
+        self.arm_c(deadline_us)
+        return waiter
+
+    def arm(self, int64_t deadline_us):
+        """The response in flight (or the connect) is due at ``deadline_us``: ``on_deadline`` then.
+
+        Back-to-back requests share the device's one timer (see ``DeadlineTimer``).
+        """
+        self.arm_c(deadline_us)
+
+    cdef int arm_c(self, int64_t deadline_us) except -1:
+        cdef DeadlineTimer timer = self.timer
+        self.deadline_us = deadline_us
+        if timer is None:
+            timer = self.timer = DeadlineTimer(self.loop, self)
+        timer.arm(deadline_us)
+        return 0
+
+
+cdef class ConnectionBase:
+    """One connection's per-response path (see ``_Connection`` in the Python layer)."""
+
+    def data_received(self, data):
+        if self.waiter is None:
+            self.idle_data(data)
+            return
+        cdef int event
+        try:
+            event = self.core.feed(data)
+        except Exception as exc:   # a ProtocolError: the server broke HTTP
+            self.fail(exc)
+            return
+        if event != NEED_MORE:
+            self.complete(event)
+
+    # ---- hooks: the Python subclass implements them ----------------------------
+
+    cpdef idle_data(self, data):
+        """Bytes arrived while no response was due."""
+        raise NotImplementedError
+
+    cpdef fail(self, exc):
+        """The response was malformed (``exc``): fail the waiter, drop the connection."""
+        raise NotImplementedError
+
+    cpdef discard(self, bint abort):
+        """Stop using this connection: close it (``abort``: at once)."""
+        raise NotImplementedError
+
+    cpdef complete(self, int event):
+        """Hand the finished response (or a 101's leftover) to the waiting script."""
+        cdef object waiter = self.waiter
+        cdef ClientBase client = self.client
+        cdef Http1Core core = self.core
+        self.waiter = None
+        self.request = None
+        if client is not None:
+            client.inflight = None
+        if event == SWITCHED:
+            self.upgraded = True
+        elif not core.reusable:
+            self.discard(False)
+        try:
+            result = core.result()
+        except ProtocolError as exc:
+            if client is not None:
+                count_error(client.recorder, exc)
+            if not waiter.done():
+                waiter.set_exception(exc)
+            return
+        try:
+            waiter.set_result(result)
+        except InvalidStateError:
+            pass    # the script stopped waiting (cancelled)

@@ -1,0 +1,45 @@
+"""Numbers and names the coordinator, the CLI and the website share, each defined here once.
+
+The plan's own limits and defaults live with its model (``model.py``), the
+script functions per protocol in ``api.py``; the website reads all of them
+from ``GET /api/meta`` instead of keeping copies.
+"""
+
+# In each ramp-up (ramp-down) step every generator starts (stops) this many devices, as in
+# the original: the website and the CLI count ramp steps and round device counts by it.
+DEVICES_PER_GENERATOR_STEP = 10
+
+# A generator busier than this (percent of its CPU) may limit the load it makes: the
+# results of a run that went over it are suspect.
+CPU_WARNING_PERCENT = 80
+
+# Host metrics named like errors (TCP retransmits of the whole generator machine, other
+# traffic included): shown as warnings, never counted as errors of the run.
+TCP_RETRANSMIT_METRIC = "network_tcp_retransmit_error"
+HOST_WARNING_METRICS = frozenset({TCP_RETRANSMIT_METRIC})
+
+# The protocol a new plan has unless it says otherwise (the CLI's and the plan form's).
+DEFAULT_PROTOCOL = "http"
+
+# How the plan form names each protocol (api.PROTOCOLS, in that order) and the port it
+# suggests for it.
+PROTOCOL_LABELS = {
+    "http10": "HTTP 1.0", "http10s": "HTTP 1.0 over TLS", "http": "HTTP 1.1",
+    "https": "HTTP 1.1 over TLS", "http2": "HTTP/2", "http2s": "HTTP/2 over TLS",
+    "tcp": "TCP", "udp": "UDP",
+}
+DEFAULT_PORTS = {
+    "http10": 80, "http10s": 443, "http": 80, "https": 443, "http2": 80, "http2s": 443,
+    "tcp": 6379, "udp": 53,
+}
+
+
+def ramp_step_size(generators):
+    """Devices started per ramp step with this many generators (at least one counted)."""
+    return DEVICES_PER_GENERATOR_STEP * max(1, generators)
+
+
+def effective_devices(desired, generators):
+    """``desired`` rounded down to a multiple of the ramp step, as the website's form does."""
+    step = ramp_step_size(generators)
+    return (desired // step) * step

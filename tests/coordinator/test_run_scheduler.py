@@ -1,0 +1,398 @@
+"""The sans-IO run scheduler, driven by a fake clock: exact times, exact messages."""
+import pytest
+
+from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
+from stressgrid import wire
+from stressgrid.plan import Plan
+from stressgrid.plan.resolve import resolve_addresses
+from tests.coordinator.support import snapshot
+
+T0 = 1000.0
+WALL_OFFSET = 1_700_000_000.0
+ADDRESSES = [{"host": "127.0.0.1", "port": 9, "protocol": "udp"},
+             {"host": "127.0.0.2", "port": 9, "protocol": "udp"}]
+
+
+class FakeClock:
+    """Monotonic and wall time that only move when the test says so."""
+
+    def __init__(self):
+        self.monotonic = T0
+
+    def at(self, seconds=None):
+        """The ``Instant`` ``seconds`` after T0 (default: now), which becomes now."""
+        if seconds is not None:
+            self.monotonic = T0 + seconds
+        return Instant(self.monotonic, WALL_OFFSET + self.monotonic)
+
+
+def make_plan(sizes=(4,), **opts):
+    defaults = {"ramp_steps": 2, "rampup_step_ms": 400, "sustain_ms": 600, "rampdown_step_ms": 300,
+                "cooldown_ms": 500, "report_interval_ms": 1000}
+    defaults.update(opts)
+    plan = Plan.from_dict({"name": "sched", "addresses": ADDRESSES,
+                           "blocks": [{"script": "await send(b'x')", "params": {"block": i}, "size": size}
+                                      for i, size in enumerate(sizes)],
+                           "opts": defaults})
+    return plan, resolve_addresses(plan.addresses)
+
+
+def register(scheduler, clock, *names):
+    for name in names:
+        out = scheduler.receive(name.encode(), wire.Register(generator_id=name, version="1", cores=1,
+                                                             workers=2, capacity=100), clock.at())
+        assert out.messages == [(name.encode(), wire.Registered(coordinator_version="test"))]
+
+
+def heartbeat(scheduler, clock, *names):
+    for name in names:
+        assert scheduler.receive(name.encode(), wire.Heartbeat(sent_at=0.0), clock.at()).messages == []
+
+
+def drive(scheduler, clock, until, alive=()):
+    """Advance deadline by deadline up to ``until`` s after T0: ``[(elapsed s, outbox)]``.
+
+    The generators named in ``alive`` heartbeat at every deadline.
+    """
+    happened = []
+    while scheduler.next_deadline() <= T0 + until:
+        clock.monotonic = scheduler.next_deadline()
+        heartbeat(scheduler, clock, *alive)
+        happened.append((round(clock.monotonic - T0, 9), scheduler.advance(clock.at())))
+    return happened
+
+
+def sent(out, skip=(wire.Heartbeat,)):
+    """The messages of an outbox in short form, heartbeats left out."""
+    result = []
+    for routing_id, message in out.messages:
+        if isinstance(message, skip):
+            continue
+        if isinstance(message, wire.StartCohort):
+            result.append(("start", routing_id.decode(), message.cohort_id,
+                           [b["size"] for b in message.blocks], message.address_offset))
+        elif isinstance(message, wire.StopCohort):
+            result.append(("stop", routing_id.decode(), message.cohort_id))
+        else:
+            result.append((type(message).__name__, routing_id.decode()))
+    return result
+
+
+def events(out):
+    return [(e["kind"], e["message"]) for e in out.events]
+
+
+def writes(out, kind):
+    return [args for method, args in out.writes if method == kind]
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def scheduler(clock):
+    return RunScheduler(generator_timeout_s=5.0, heartbeat_interval_s=1.0, coordinator_version="test",
+                        at=clock.at())
+
+
+def test_steps_phases_reports_and_the_end_come_at_their_exact_times(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan()
+    out = scheduler.submit("run-1", plan, addresses, clock.at())
+    run = scheduler.run
+    # Cohort 0 (2 of the 4 devices) goes out at once, one device per generator.
+    assert out.messages == [
+        (b"gen-a", wire.StartCohort(run_id="run-1", cohort_id="0", blocks=[dict(run.blocks[0], size=1)],
+                                    addresses=run.addresses, opts=run.opts, address_offset=0)),
+        (b"gen-b", wire.StartCohort(run_id="run-1", cohort_id="0", blocks=[dict(run.blocks[0], size=1)],
+                                    addresses=run.addresses, opts=run.opts, address_offset=1)),
+    ]
+    assert [a["ip"] for a in run.addresses] == ["127.0.0.1", "127.0.0.2"]
+    assert out.store == [("insert", ("run-1", "sched", "rampup", WALL_OFFSET + T0, 4, plan.to_dict()))]
+    assert [method for method, _ in out.writes] == ["start", "event"]
+    assert events(out) == [("run_started", "4 devices on 2 generators")]
+    assert out.reply["state"] == "rampup" and out.reply["remaining_ms"] == 2500
+    assert scheduler.next_deadline() == T0 + 0.4
+
+    timeline = [(elapsed, sent(out), events(out), [m for m, _ in out.writes if m != "event"], out.store)
+                for elapsed, out in drive(scheduler, clock, 10, alive=("gen-a", "gen-b"))]
+    assert timeline == [
+        (0.4, [("start", "gen-a", "1", [1], 2), ("start", "gen-b", "1", [1], 3)], [], [], []),
+        (0.8, [], [("phase", "sustain")], [], [("set_state", ("run-1", "sustain"))]),
+        (1.0, [], [], ["interval"], []),  # the first report interval and the one-second tick
+        (1.4, [("stop", "gen-a", "1"), ("stop", "gen-b", "1")], [("phase", "rampdown")], [],
+         [("set_state", ("run-1", "rampdown"))]),
+        (1.7, [("stop", "gen-a", "0"), ("stop", "gen-b", "0")], [], [], []),
+        (2.0, [], [("phase", "cooldown")], ["interval"], [("set_state", ("run-1", "cooldown"))]),
+        (2.5, [], [("run_done", "")], ["finish"], []),
+        # Once the run has ended only the one-second tick remains.
+        (3.0, [], [], [], []), (4.0, [], [], [], []), (5.0, [], [], [], []), (6.0, [], [], [], []),
+        (7.0, [], [], [], []), (8.0, [], [], [], []), (9.0, [], [], [], []), (10.0, [], [], [], []),
+    ]
+    assert scheduler.run.state is RunState.FINISHING and scheduler.run.phase is RunState.COOLDOWN
+
+
+def test_the_final_report_holds_exact_times_events_and_devices(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sizes=(3,), ramp_steps=1)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    happened = drive(scheduler, clock, 2.5, alive=("gen-a",))
+    (info, last, final), = [args for _, out in happened for args in writes(out, "finish")]
+    summary = final.to_dict()
+    assert summary["state"] == "done" and summary["duration_s"] == 1.8
+    assert summary["devices_requested"] == summary["devices_started"] == 3
+    assert summary["generators"] == {"gen-a": 3}
+    assert [(e["kind"], e["message"], e["elapsed_s"]) for e in summary["events"]] == [
+        ("run_started", "3 devices on 1 generator", 0.0), ("phase", "sustain", 0.4),
+        ("phase", "rampdown", 1.0), ("phase", "cooldown", 1.3), ("run_done", "", 1.8)]
+    assert scheduler.run.state is RunState.FINISHING
+    assert scheduler.state(clock.at())["run"]["finishing"] == "done"
+
+
+def test_a_due_step_waits_for_its_exact_time_and_not_a_microsecond_less(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan()
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    assert sent(scheduler.advance(clock.at(0.399999))) == []
+    assert sent(scheduler.advance(clock.at(0.4))) == [("start", "gen-a", "1", [2], 2)]
+    assert scheduler.advance(clock.at(0.799999)).events == []
+    assert events(scheduler.advance(clock.at(0.8))) == [("phase", "sustain")]
+    assert scheduler.state(clock.at())["run"]["phase_remaining_ms"] == 600
+
+
+def test_heartbeats_go_to_every_generator_each_second_and_the_silent_are_dropped(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    beats = []
+    for elapsed, out in drive(scheduler, clock, 6, alive=("gen-a",)):
+        beats.append((elapsed, [(r.decode(), m.sent_at) for r, m in out.messages]))
+        if out.events:
+            beats.append((elapsed, events(out)))
+    assert beats == [
+        (1.0, [("gen-a", WALL_OFFSET + T0 + 1.0), ("gen-b", WALL_OFFSET + T0 + 1.0)]),
+        (2.0, [("gen-a", WALL_OFFSET + T0 + 2.0), ("gen-b", WALL_OFFSET + T0 + 2.0)]),
+        (3.0, [("gen-a", WALL_OFFSET + T0 + 3.0), ("gen-b", WALL_OFFSET + T0 + 3.0)]),
+        (4.0, [("gen-a", WALL_OFFSET + T0 + 4.0), ("gen-b", WALL_OFFSET + T0 + 4.0)]),
+        (5.0, [("gen-a", WALL_OFFSET + T0 + 5.0), ("gen-b", WALL_OFFSET + T0 + 5.0)]),
+        # Silent for more than the 5 s timeout: dropped at the next tick.
+        (6.0, [("gen-a", WALL_OFFSET + T0 + 6.0)]),
+        (6.0, [("generator_lost", "gen-b went silent for more than 5 s and was dropped")]),
+    ]
+    assert [g["id"] for g in scheduler.state(clock.at())["generators"]] == ["gen-a"]
+
+
+def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the_others(clock):
+    scheduler = RunScheduler(generator_timeout_s=1.5, heartbeat_interval_s=1.0, coordinator_version="test",
+                             at=clock.at())
+    register(scheduler, clock, "steady", "flaky")
+    plan, addresses = make_plan(sizes=(20,), ramp_steps=4, rampup_step_ms=1000, sustain_ms=200,
+                                rampdown_step_ms=100, cooldown_ms=0)
+    first = scheduler.submit("run-1", plan, addresses, clock.at())
+    happened = [(0.0, first)] + drive(scheduler, clock, 5, alive=("steady",))
+    messages = [(elapsed, m) for elapsed, out in happened for m in sent(out)]
+    assert messages == [
+        (0.0, ("start", "steady", "0", [3], 0)), (0.0, ("start", "flaky", "0", [2], 3)),
+        (1.0, ("start", "steady", "1", [2], 5)), (1.0, ("start", "flaky", "1", [3], 7)),
+        # The cohort due at the tick that drops the generator is sent before the drop.
+        (2.0, ("start", "steady", "2", [3], 10)), (2.0, ("start", "flaky", "2", [2], 13)),
+        (3.0, ("start", "steady", "3", [5], 15)),
+        (4.2, ("stop", "steady", "3")), (4.3, ("stop", "steady", "2")),
+        (4.4, ("stop", "steady", "1")), (4.5, ("stop", "steady", "0")),
+    ]
+    lost = [(elapsed, e["message"], e["elapsed_s"]) for elapsed, out in happened for e in out.events
+            if e["kind"] == "generator_lost"]
+    assert lost == [(2.0, "flaky went silent for more than 1.5 s and was dropped", 2.0)]
+    (_, _, final), = [args for _, out in happened for args in writes(out, "finish")]
+    assert final.state == "done" and final.devices_started == 20
+    assert final.generators == {"steady": 13, "flaky": 7}
+
+
+def test_a_cohort_that_cannot_be_sent_is_not_counted_nor_stopped(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan(sizes=(4,), ramp_steps=1)
+    out = scheduler.submit("run-1", plan, addresses, clock.at())
+    (_, to_b), = [(r, m) for r, m in out.messages if r == b"gen-b"]
+    lost = scheduler.undelivered(b"gen-b", to_b, clock.at())
+    assert events(lost) == [("cohort_not_sent", "cohort 0: could not reach generator")]
+    assert lost.events[0]["generator"] == "gen-b"
+    assert scheduler.state(clock.at())["run"]["devices_started"] == 2
+    stops = [m for _, out in drive(scheduler, clock, 1.0, alive=("gen-a", "gen-b")) for m in sent(out)]
+    assert stops == [("stop", "gen-a", "0")]
+
+
+def test_a_second_submit_is_rejected_while_a_run_is_active_or_being_written(scheduler, clock):
+    plan, addresses = make_plan(ramp_steps=1, sustain_ms=0, rampdown_step_ms=0, cooldown_ms=0,
+                                rampup_step_ms=100)
+    with pytest.raises(Conflict) as refused:
+        scheduler.submit("run-0", plan, addresses, clock.at())
+    assert refused.value.code == "no_generators"
+    register(scheduler, clock, "gen-a")
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    with pytest.raises(Conflict) as refused:
+        scheduler.submit("run-2", plan, addresses, clock.at(0.05))
+    assert refused.value.code == "run_active" and "run-1" in refused.value.message
+    assert scheduler.run.id == "run-1"
+    assert writes(scheduler.advance(clock.at(0.1)), "finish")  # ended; its report is being written
+    with pytest.raises(Conflict):
+        scheduler.submit("run-2", plan, addresses, clock.at(0.2))
+    assert scheduler.run_written("run-other", clock.at()).publish is False
+    assert scheduler.run_written("run-1", clock.at()).publish is True
+    assert scheduler.submit("run-2", plan, addresses, clock.at()).reply["id"] == "run-2"
+
+
+def test_abort_waits_for_every_generators_answer_and_counts_what_came_before_it(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    drive(scheduler, clock, 1.2, alive=("gen-a", "gen-b"))
+    out = scheduler.abort("run-1", clock.at(1.25))
+    assert out.messages == [(b"gen-a", wire.Abort(run_id="run-1")), (b"gen-b", wire.Abort(run_id="run-1"))]
+    assert events(out) == [("run_aborted", "aborted on request")]
+    assert out.reply["aborting"] and out.reply["abort_unconfirmed"] == 2 and out.reply["remaining_ms"] == 0
+    assert scheduler.run.state is RunState.ABORTING and out.reply["state"] == "sustain"
+    assert scheduler.run.next_deadline() == T0 + 1.25 + 5.0  # the generator timeout after the abort
+    # Aborting again changes nothing and sends nothing.
+    assert scheduler.abort("run-1", clock.at()).messages == []
+    with pytest.raises(Conflict) as refused:
+        scheduler.abort("run-0", clock.at())
+    assert refused.value.code == "not_active"
+    late = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"late_count": 4}), active_device_number=0,
+                          errors={})
+    scheduler.receive(b"gen-b", late, clock.at(1.5))
+    assert scheduler.receive(b"gen-b", wire.RunStopped(run_id="other-run"), clock.at()).writes == []
+    scheduler.receive(b"gen-b", wire.RunStopped(run_id="run-1"), clock.at())
+    assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 1
+    scheduler.receive(b"gen-a", late, clock.at(1.6))
+    out = scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at())
+    (_, last, final), = writes(out, "finish")
+    assert final.state == "aborted" and final.note == "aborted on request"
+    assert final.totals.totals == {"late_count": 8}
+    assert [e["kind"] for e in final.events] == ["run_started", "phase", "run_aborted"]
+    assert scheduler.run.state is RunState.FINISHING and out.publish
+
+
+def test_an_unanswered_abort_ends_the_run_after_the_generator_timeout(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    scheduler.abort("run-1", clock.at(0.5))
+    scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.6))
+    happened = drive(scheduler, clock, 5.5, alive=("gen-a", "gen-b"))
+    assert [elapsed for elapsed, _ in happened] == [1.0, 2.0, 3.0, 4.0, 5.0, 5.5]
+    assert all(not writes(out, "finish") for _, out in happened[:-1])
+    end = happened[-1][1]
+    assert events(end) == [("abort_unanswered", "gen-b did not confirm the abort within 5 s; "
+                                                "its last metrics may be missing")]
+    (_, _, final), = writes(end, "finish")
+    assert final.state == "aborted" and final.events[-1]["elapsed_s"] == 5.5
+
+
+def test_a_generator_that_registers_anew_or_is_dropped_owes_no_answer(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    drive(scheduler, clock, 2.0, alive=("gen-a",))  # gen-b is silent from the start
+    scheduler.abort("run-1", clock.at(2.0))
+    register(scheduler, clock, "gen-a")  # restarted: it runs nothing any more
+    assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 1
+    happened = drive(scheduler, clock, 7.0, alive=("gen-a",))
+    finished = [(elapsed, events(out)) for elapsed, out in happened if writes(out, "finish")]
+    # Dropped at the tick after 5 s of silence, before the abort's own deadline (7.0).
+    assert finished == [(6.0, [("generator_lost", "gen-b went silent for more than 5 s and was dropped")])]
+
+
+def test_an_abort_that_reaches_no_generator_ends_the_run_at_once(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    out = scheduler.abort("run-1", clock.at(0.5))
+    ended = scheduler.undelivered(b"gen-a", out.messages[0][1], clock.at())
+    (_, _, final), = writes(ended, "finish")
+    assert final.state == "aborted"
+
+
+def test_stopping_the_coordinator_aborts_the_run_and_still_writes_its_report(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    out = scheduler.stop(clock.at(3.0))
+    assert sent(out) == [("Abort", "gen-a")]
+    (_, _, final), = writes(out, "finish")
+    assert final.state == "aborted" and final.note == "the coordinator stopped"
+    assert scheduler.stop(clock.at()).writes == []
+
+
+def test_unknown_senders_and_bad_messages_are_answered_with_errors_and_counted(scheduler, clock):
+    answer = scheduler.receive(b"stranger", wire.Heartbeat(sent_at=0.0), clock.at())
+    assert answer.messages == [(b"stranger", wire.Error(message=wire.NOT_REGISTERED))]
+    register(scheduler, clock, "gen-a")
+    cohort = wire.StartCohort(run_id="r", cohort_id="0", blocks=[], addresses=[], opts={}, address_offset=0)
+    assert scheduler.receive(b"gen-a", cohort, clock.at()).messages == [
+        (b"gen-a", wire.Error(message="unexpected message 'start_cohort' from a generator"))]
+    bad = snapshot({"conn_us": [5]})
+    bad["histograms"]["conn_us"] = (b"\x80", 0)
+    bad_telemetry = wire.Telemetry(run_id="", metrics=bad, active_device_number=0, errors={})
+    (_, error), = scheduler.receive(b"gen-a", bad_telemetry, clock.at()).messages
+    assert error.message.startswith("bad telemetry: ")
+    assert scheduler.malformed(b"gen-a", "not a msgpack message", clock.at()).messages == [
+        (b"gen-a", wire.Error(message="not a msgpack message"))]
+    assert scheduler.state(clock.at())["ingest"] == {"messages": 0, "rejected": 3, "other_runs": 0}
+
+
+def test_generator_events_and_high_cpu_are_recorded_in_the_run(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    out = scheduler.receive(b"gen-a", wire.Event(run_id="run-1", kind="worker_died", message="worker 0 died"), clock.at(0.3))
+    assert [(e["kind"], e["generator"], e["elapsed_s"]) for e in out.events] == [("worker_died", "gen-a", 0.3)]
+    hot = wire.Telemetry(run_id="run-1", metrics=snapshot({"cpu_percent": [97]}), active_device_number=2,
+                         errors={})
+    scheduler.receive(b"gen-a", hot, clock.at(0.5))
+    flagged = [(elapsed, events(out)) for elapsed, out in drive(scheduler, clock, 2.0, alive=("gen-a",))
+               if any(e["kind"] == "generator_cpu_high" for e in out.events)]
+    assert flagged == [(1.0, [("generator_cpu_high", "gen-a CPU at 97%: its results may be limited by the "
+                                               "generator, not the target")])]
+
+
+@pytest.mark.parametrize("generators, text", [(1, "5 devices on 1 generator"),
+                                              (3, "5 devices on 3 generators")])
+def test_the_run_started_event_counts_generators_in_the_singular_and_plural(scheduler, clock,
+                                                                             generators, text):
+    register(scheduler, clock, *[f"gen-{i}" for i in range(generators)])
+    plan, addresses = make_plan(sizes=(5,))
+    out = scheduler.submit("run-1", plan, addresses, clock.at())
+    assert events(out) == [("run_started", text)]
+    (info, event), = writes(out, "event")
+    assert event["message"] == text and info.id == "run-1"
+
+
+def test_only_the_active_runs_telemetry_is_merged_and_ghost_devices_are_told_to_stop(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    own = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"own_count": 1}), active_device_number=1,
+                         errors={})
+    ghost = wire.Telemetry(run_id="gone", metrics=snapshot(counters={"ghost_count": 9}), active_device_number=2,
+                           errors={})
+    assert scheduler.receive(b"gen-a", own, clock.at(0.1)).messages == []
+    out = scheduler.receive(b"gen-a", ghost, clock.at(0.2))
+    assert out.messages == [(b"gen-a", wire.Abort(run_id="gone"))]
+    assert [e["kind"] for e in out.events] == ["stale_telemetry"]
+    assert scheduler.receive(b"gen-a", ghost, clock.at(0.3)).events == []  # said once per 10 s
+    assert scheduler.state(clock.at(0.3))["ingest"] == {"messages": 1, "rejected": 0, "other_runs": 2}
+
+
+def test_a_connection_claiming_a_connected_generators_id_is_refused_once_with_an_event(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    claim = wire.Register(generator_id="gen-a", version="1", cores=1, workers=2, capacity=100)
+    out = scheduler.receive(b"gen-a/other", claim, clock.at(0.5))
+    (_, error), = out.messages
+    assert "in use by a connected generator" in error.message
+    assert [e["kind"] for e in out.events] == ["generator_id_refused"]
+    assert scheduler.receive(b"gen-a/other", claim, clock.at(1.0)).events == []
+    assert [g["id"] for g in scheduler.state(clock.at(1.0))["generators"]] == ["gen-a"]
+    # Silent past the restart silence: the new connection is the generator restarted.
+    out = scheduler.receive(b"gen-a/other", claim, clock.at(3.1))
+    assert out.messages == [(b"gen-a/other", wire.Registered(coordinator_version="test"))]
+    assert "generator_restarted" in [e["kind"] for e in out.events]
