@@ -179,6 +179,7 @@ class TelemetryAggregator:
         self.second.add(pending)
         if self.interval is not None:
             self.interval.add(pending)
+            self.run_histograms.add(pending)
         totals = self.totals
         for name, value in pending.counters.items():
             totals[name] = totals.get(name, 0) + value
@@ -256,12 +257,16 @@ class TelemetryAggregator:
         self.interval_started = now
         self.interval_started_wall = self._wall()
 
+    def current_totals(self):
+        """The run's counter totals up to now, what arrived this second included."""
+        self._flush()
+        return self.totals
+
     def cut_interval(self, generators):
         """Close the current report interval and return it as an ``IntervalReport``."""
         self._flush()
         now, wall = self._clock(), self._wall()
         interval = self.interval
-        self.run_histograms.add(interval)
         report = IntervalReport(
             clock=self.clock_index, started_at=self.interval_started_wall, ended_at=wall,
             duration_s=max(now - self.interval_started, 1e-3),

@@ -15,6 +15,7 @@ from stressgrid.plan.resolve import resolve_addresses
 from . import json_body
 from .auth import protect
 from .service import Conflict
+from .writers.archive import report_name
 
 blueprint = protect(Blueprint("api", __name__, url_prefix="/api"))
 
@@ -51,6 +52,9 @@ def run_json(row, detail=False):
                                              "devices", "note")}
     archive = row.get("archive")
     result["result_url"] = url_for("results.download", filename=archive) if archive else None
+    report = report_name(row["id"])
+    result["report_url"] = url_for("results.download", filename=report) \
+        if archive and (coordinator().results_dir / report).is_file() else None
     if detail:
         result["plan"] = row.get("plan")
         result["summary"] = row.get("summary")

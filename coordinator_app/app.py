@@ -10,7 +10,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, results
+from . import api, prometheus, results
 from .config import Config
 from .service import Coordinator
 
@@ -40,6 +40,7 @@ def create_app(config=None, coordinator=None):
         coordinator = Coordinator(config, writers=build_writers(config)).start()
     app = Flask(__name__)
     app.config["STRESSGRID_TOKEN"] = config.token
+    app.config["STRESSGRID_METRICS_OPEN_ON_LOOPBACK"] = config.metrics_open_on_loopback
     app.config["MAX_CONTENT_LENGTH"] = MAX_PLAN_BYTES
     app.json.sort_keys = False
     app.extensions["stressgrid"] = coordinator
@@ -47,6 +48,7 @@ def create_app(config=None, coordinator=None):
     from .web import blueprint as web_blueprint
     app.register_blueprint(api.blueprint)
     app.register_blueprint(results.blueprint)
+    app.register_blueprint(prometheus.blueprint)
     app.register_blueprint(web_blueprint)
 
     @app.errorhandler(HTTPException)

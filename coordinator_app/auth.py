@@ -19,7 +19,8 @@ def token_matches(header, token):
     return hmac.compare_digest(value.strip().encode(), token.encode())
 
 
-def _check():
+def check_token():
+    """``None`` when the request may go on, else the 401 answer."""
     token = current_app.config.get("STRESSGRID_TOKEN") or ""
     if not token or token_matches(request.headers.get("Authorization"), token):
         return None
@@ -31,5 +32,5 @@ def _check():
 
 def protect(blueprint):
     """Require the bearer token (when one is configured) on every route of ``blueprint``."""
-    blueprint.before_request(_check)
+    blueprint.before_request(check_token)
     return blueprint

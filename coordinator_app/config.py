@@ -7,6 +7,7 @@ Environment variables read:
 ``STRESSGRID_BIND``      address both ports listen on (default 127.0.0.1)
 ``STRESSGRID_DATA_DIR``  run history and results archives (default ./stressgrid-data)
 ``STRESSGRID_TOKEN``     when set, every management request needs ``Authorization: Bearer <token>``
+``STRESSGRID_METRICS_OPEN_ON_LOOPBACK``  ``1``: ``/metrics`` needs no token from a loopback address
 ``AWS_REGION`` / ``AWS_DEFAULT_REGION``  turn the CloudWatch writer on in that region
 """
 import argparse
@@ -45,6 +46,7 @@ class Config:
     heartbeat_interval_s: float = 1.0
     http_threads: int = 16
     log_level: str = "INFO"
+    metrics_open_on_loopback: bool = False
 
     @property
     def generator_url(self):
@@ -90,6 +92,10 @@ def argument_parser(environ=None):
                         help="seconds of silence after which a generator is dropped (default 5)")
     parser.add_argument("--http-threads", type=positive_int, default=16,
                         help="HTTP worker threads; each open event stream holds one (default 16)")
+    parser.add_argument("--metrics-open-on-loopback", action="store_true",
+                        default=env.get("STRESSGRID_METRICS_OPEN_ON_LOOPBACK") == "1",
+                        help="serve /metrics without the token to requests from a loopback address, "
+                             "for a Prometheus on this machine (env STRESSGRID_METRICS_OPEN_ON_LOOPBACK=1)")
     parser.add_argument("--log-level", default=env.get("STRESSGRID_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -104,7 +110,7 @@ def config_from_args(argv=None, environ=None):
                   bind=args.bind, data_dir=args.data_dir, token=env.get("STRESSGRID_TOKEN", ""),
                   cloudwatch_region=region, cloudwatch_endpoint=args.cloudwatch_endpoint,
                   generator_timeout_s=args.generator_timeout, http_threads=args.http_threads,
-                  log_level=args.log_level)
+                  log_level=args.log_level, metrics_open_on_loopback=args.metrics_open_on_loopback)
 
 
 def _configured_region():

@@ -43,6 +43,7 @@ from stressgrid.plan.constants import CPU_WARNING_PERCENT
 from . import run_scope, schedule, validate
 from .aggregate import TelemetryAggregator
 from .registry import GeneratorIdInUse, Registry
+from .verdict import RunJudge
 from .writers import FinalReport, RunInfo
 
 RECENT_EVENTS = 50
@@ -146,6 +147,7 @@ class Run:
         self.abort_deadline = None  # ABORTING: the latest the report waits for answers
         self.abort_waiting = set()  # ABORTING: routing ids yet to answer the Abort
         self.note = ""
+        self.judge = RunJudge(plan.thresholds, at.monotonic)
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=at.wall,
                             report_interval_ms=plan.opts.report_interval_ms)
 
@@ -181,7 +183,8 @@ class Run:
                 "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
                 "phase_remaining_ms": phase_left if phase == self.phase.value and not self.ended else 0,
                 "devices": self.plan.size, "devices_started": self.devices_started,
-                "started_at": self.started_wall}
+                "started_at": self.started_wall,
+                "summary": self.judge.summary, "verdict": self.judge.verdict.to_dict()}
 
 
 class RunScheduler:
@@ -400,10 +403,7 @@ class RunScheduler:
             raise Conflict("not_active", f"run {run_id} is not in progress")
         out = self._begin(at)
         if run.state in PHASES:
-            self._abort_generators(out, run, "aborted on request")
-            run.abort_deadline = at.monotonic + self.generator_timeout_s
-            self._enter(out, run, RunState.ABORTING)
-            self._finish_if_answered(out, run)
+            self._abort(out, run, "aborted on request")
         out.publish = True
         out.reply = run.to_dict(at.monotonic)
         return out
@@ -452,8 +452,10 @@ class RunScheduler:
         for generator in self.registry:
             out.send(generator.routing_id, heartbeat)
         generators = list(self.registry)
-        self.aggregator.tick(generators)
+        telemetry = self.aggregator.tick(generators)
         if run is not None and not run.ended:
+            out.writes.append(("second", (run.info, telemetry)))
+            self._judge(out, run)
             for generator in generators:
                 if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
                     run.cpu_flagged.add(generator.routing_id)
@@ -500,8 +502,12 @@ class RunScheduler:
         """The one place a run's state changes."""
         if state not in TRANSITIONS[run.state]:
             raise RuntimeError(f"run {run.id}: no transition from {run.state.name} to {state.name}")
+        previous = run.state
         run.state = state
         out.publish = True
+        if RunState.SUSTAIN in (previous, state):  # counter rates are the sustain phase's
+            run.judge.phase_changed(self._at.monotonic, previous.value, state.value,
+                                    self.aggregator.current_totals())
         if state in PHASES:
             run.phase = state
             out.store.append(("set_state", (run.id, state.value)))
@@ -553,6 +559,22 @@ class RunScheduler:
             if self.registry.get(routing_id) is not None:
                 out.send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
 
+    def _abort(self, out, run, note):
+        """Abort the run: the report waits for every generator's answer, at most the timeout."""
+        self._abort_generators(out, run, note)
+        run.abort_deadline = self._at.monotonic + self.generator_timeout_s
+        self._enter(out, run, RunState.ABORTING)
+        self._finish_if_answered(out, run)
+
+    def _judge(self, out, run):
+        """The run's live summary and thresholds; an ``abort_on_fail`` one failing ends it."""
+        aggregator = self.aggregator
+        run.judge.judge(self._at.monotonic, aggregator.run_histograms.histograms, aggregator.totals,
+                        aggregator.maxima)
+        reason = run.judge.abort_reason(run.phase.value)
+        if reason and run.state in PHASES:
+            self._abort(out, run, reason)
+
     def _abort_generators(self, out, run, note):
         abort = wire.Abort(run_id=run.id)
         for generator in self.registry:
@@ -580,10 +602,13 @@ class RunScheduler:
         self._say_ignored(out)
         generators = list(self.registry)
         last, totals = self.aggregator.finish_run(generators)
+        summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
+                                  final=True)
         final = FinalReport(state=final_state, started_at=run.started_wall, finished_at=self._at.wall,
                             devices_requested=run.plan.size, devices_started=run.devices_started,
                             generators=dict(run.generator_devices), events=list(run.events),
-                            totals=totals, note=note)
+                            totals=totals, note=note, summary=summary,
+                            verdict=run.judge.verdict.to_dict())
         run.final_state = final_state
         self._enter(out, run, RunState.FINISHING)
         out.writes.append(("finish", (run.info, last, final)))

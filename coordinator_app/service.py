@@ -34,6 +34,7 @@ from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
 from .writers import WriterPipeline
 from .writers.archive import ArchiveWriter
+from .writers.html_report import HtmlReportWriter
 
 __all__ = ["Conflict", "Coordinator", "Publisher"]
 
@@ -112,7 +113,8 @@ class Coordinator:
         self.store = RunStore(data_dir / "runs.db")
         self.archive = ArchiveWriter(data_dir)
         self.results_dir = self.archive.results_dir
-        self.pipeline = WriterPipeline(list(writers or ()) + [self.archive], self._run_written)
+        self.pipeline = WriterPipeline(list(writers or ()) + [HtmlReportWriter(self.archive), self.archive],
+                                       self._run_written)
         self.scheduler = RunScheduler(config.generator_timeout_s, config.heartbeat_interval_s,
                                       __version__, self._now())
         self.publisher = Publisher()

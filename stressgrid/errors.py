@@ -4,6 +4,7 @@ Every failure is counted exactly once as the counter ``<reason>_error_count``:
 either where a protocol raises it (``count_error``) or, when nothing counted it
 yet, by the device runtime when the script lets it escape.
 """
+import asyncio
 import errno
 import re
 import socket
@@ -86,6 +87,8 @@ def error_reason(exc):
         return _ERRNO_REASONS[exc.errno]
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, asyncio.CancelledError):  # raised by the script itself, not a stop
+        return "device_cancelled"
     name = snake_case(type(exc).__name__)
     return name[: -len("_error")] if name.endswith("_error") else name
 

@@ -7,7 +7,6 @@ the result is exact at every level (worker, host, coordinator).
 """
 from stressgrid._core.metrics import PERCENTILES, Histogram
 
-HISTOGRAM_SUFFIX = "_us"
 COUNTER_SUFFIX = "_count"
 RATE_SUFFIX = "_per_second"
 # A counter whose name ends so counts errors (errors.py names them ``<reason>_error_count``).

@@ -59,7 +59,9 @@ def test_custom_exception_name_and_timings():
                            until=lambda agg: agg.counter("quota_exceeded_error_count") >= 1)
     assert result.counters["quota_exceeded_error_count"] >= 1
     step = result.histograms["step_us"].summary()
-    assert step["count"] >= 1 and step["min"] >= 5000
+    # delay(5) waits 5 ms less at most the loop's timer rounding (1 ms in uvloop): CI measured
+    # 4,992 us once. A delay that did not wait would be tens of microseconds.
+    assert step["count"] >= 1 and step["min"] >= 4000
 
 
 def test_dead_target_counts_conn_refused_and_keeps_running():

@@ -24,7 +24,7 @@ COMMANDS = [["-c", "import stressgrid"], ["-m", "coordinator_app", "--help"],
 def tree_without_compiled_modules(directory, source_tree=True, keep=()):
     """A copy of the packages in ``directory`` with no extension module but those of
     ``keep`` (names); with ``source_tree``, a ``setup.py`` beside them as in a checkout."""
-    def ignored(folder, names):
+    def ignored(_folder, names):
         return [name for name in names if name == "__pycache__" or (
             name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
             and name.split(".")[0] not in keep)]

@@ -1,7 +1,7 @@
 """Report writers behind one small interface, run on their own thread.
 
 A ``Writer`` receives, in order, for each run: ``start``, any number of
-``event`` and ``interval`` calls, then ``finish``. The ``WriterPipeline``
+``event``, ``second`` and ``interval`` calls, then ``finish``. The ``WriterPipeline``
 calls every writer from a single thread fed by a queue, so a slow
 destination (a CloudWatch call, packing an archive) never holds up the
 coordinator's socket thread. A writer that raises is logged and its error
@@ -41,6 +41,8 @@ class FinalReport:
     events: list
     totals: object  # aggregate.RunTotals
     note: str = ""
+    summary: dict = None  # summary.summarize() of the whole run
+    verdict: dict = None  # verdict.Verdict.to_dict(): the thresholds' final states
 
     def to_dict(self, writer_errors=()):
         """The run summary as JSON data (``summary.json`` and the API)."""
@@ -51,6 +53,8 @@ class FinalReport:
             "generators": dict(self.generators), "events": list(self.events), "note": self.note,
         }
         result.update(self.totals.to_dict())
+        result["summary"] = self.summary
+        result["verdict"] = self.verdict
         if writer_errors:
             result["writer_errors"] = list(writer_errors)
         return result
@@ -71,6 +75,9 @@ class Writer:
 
     def event(self, run, event):
         """Something happened during the run (a dict with time, kind, message)."""
+
+    def second(self, run, telemetry):
+        """A second of the run closed (``telemetry``: ``TelemetryAggregator.tick``'s dict)."""
 
     def interval(self, run, report):
         """A report interval closed (``report``: ``aggregate.IntervalReport``)."""
@@ -106,6 +113,10 @@ class WriterPipeline:
         """Queue a run event for every writer."""
         self._queue.put(("event", run, (event,)))
 
+    def second(self, run, telemetry):
+        """Queue a closed second's telemetry for every writer."""
+        self._queue.put(("second", run, (telemetry,)))
+
     def interval(self, run, report):
         """Queue a closed report interval for every writer."""
         self._queue.put(("interval", run, (report,)))
@@ -119,21 +130,12 @@ class WriterPipeline:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def drained(self, timeout=30.0):
-        """Block until everything queued so far was written (used by tests)."""
-        done = threading.Event()
-        self._queue.put(("_mark", None, (done,)))
-        return done.wait(timeout)
-
     def _run(self):
         while True:
             item = self._queue.get()
             if item is None:
                 break
             kind, run, args = item
-            if kind == "_mark":
-                args[0].set()
-                continue
             try:
                 self._dispatch(kind, run, args)
             except Exception:  # noqa: BLE001 - the writer thread must survive anything

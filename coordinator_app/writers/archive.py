@@ -24,9 +24,14 @@ from . import Writer, csv_format
 HDR_MAX_VALUE_UNIT_RATIO = 1.0
 
 
-def _write_atomically(path, text):
+def report_name(run_id):
+    """The file name of a run's HTML report in the results directory."""
+    return f"{run_id}.html"
+
+
+def write_atomically(path, text):
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 
@@ -96,7 +101,7 @@ class ArchiveWriter(Writer):
         """Create the run's directory and write ``plan.json``."""
         directory = self.work_dir(run.id)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(directory / "plan.json", json.dumps(run.plan, indent=2, sort_keys=True) + "\n")
+        write_atomically(directory / "plan.json", json.dumps(run.plan, indent=2, sort_keys=True) + "\n")
         self._runs[run.id] = {"rows": [], "hdr": _HdrLogs(directory / "hdr", run.started_at)}
 
     def _state(self, run):
@@ -114,8 +119,8 @@ class ArchiveWriter(Writer):
     def interval(self, run, report):
         """Add a CSV row (rewriting ``results.csv``) and HdrHistogram intervals."""
         state = self._state(run)
-        state["rows"].append(csv_format.interval_row(report))
-        _write_atomically(self.work_dir(run.id) / "results.csv", csv_format.render(state["rows"]))
+        state["rows"].append(csv_format.interval_row(report, run.started_at))
+        write_atomically(self.work_dir(run.id) / "results.csv", csv_format.render(state["rows"]))
         state["hdr"].write(report)
 
     def finish(self, run, final):
@@ -125,10 +130,10 @@ class ArchiveWriter(Writer):
         directory = self.work_dir(run.id)
         summary = final.to_dict(run.writer_errors)
         if not state["rows"]:
-            _write_atomically(directory / "results.csv", csv_format.render([]))
-        _write_atomically(directory / "errors.json",
+            write_atomically(directory / "results.csv", csv_format.render([]))
+        write_atomically(directory / "errors.json",
                           json.dumps(summary["errors"], indent=2, sort_keys=True) + "\n")
-        _write_atomically(directory / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_atomically(directory / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         events = directory / "events.jsonl"
         if not events.exists():
             events.touch()
@@ -155,8 +160,8 @@ class ArchiveWriter(Writer):
         directory = self.work_dir(run_id)
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "results.csv").exists():
-            _write_atomically(directory / "results.csv", csv_format.render([]))
-        _write_atomically(directory / "summary.json",
+            write_atomically(directory / "results.csv", csv_format.render([]))
+        write_atomically(directory / "summary.json",
                           json.dumps({"state": "aborted", "note": note}, indent=2) + "\n")
         return self.pack(run_id)
 
@@ -164,6 +169,7 @@ class ArchiveWriter(Writer):
         """Remove a run's archive and any leftover work directory."""
         if archive:
             (self.results_dir / archive).unlink(missing_ok=True)
+        (self.results_dir / report_name(run_id)).unlink(missing_ok=True)
         shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
 
     def close(self):

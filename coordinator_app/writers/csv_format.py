@@ -1,7 +1,9 @@
 """The results CSV (DESIGN.md section 7), as pure functions of interval reports.
 
-One row per report interval: ``clock`` (the interval index, from 0), then
-every key in sorted order. A histogram key becomes eleven columns - its
+One row per report interval: ``clock`` (the interval's index, from 0: row
+``n`` covers the run's ``n``-th report interval), ``elapsed_s`` (seconds from
+the start of the run to the end of the interval), then every key in sorted
+order. A histogram key becomes eleven columns - its
 mean (named by the key itself), ``_min``, ``_pc1``, ``_pc10``, ``_pc25``,
 ``_median``, ``_pc75``, ``_pc90``, ``_pc99``, ``_max`` and ``_stddev``. A
 counter key holds the run's cumulative total at the end of the interval and
@@ -26,8 +28,9 @@ def _number(value):
     return value
 
 
-def interval_row(report):
-    """``(histogram summaries, scalar values)`` of one ``IntervalReport``.
+def interval_row(report, run_started_at):
+    """``(histogram summaries, scalar values)`` of one ``IntervalReport`` of a run that
+    started at ``run_started_at`` (wall clock).
 
     Counters are reported as cumulative totals, with every counter the run
     has seen so far; rates are this interval's.
@@ -40,7 +43,8 @@ def interval_row(report):
         scalars[rate_name(name)] = _number(report.counters.get(name, 0) / duration)
     for name, value in report.gauges.items():
         scalars[name] = _number(value)
-    return {"clock": report.clock, "histograms": histograms, "scalars": scalars}
+    return {"clock": report.clock, "elapsed_s": round(report.ended_at - run_started_at, 3),
+            "histograms": histograms, "scalars": scalars}
 
 
 def keys(rows):
@@ -54,8 +58,8 @@ def keys(rows):
 
 
 def header(rows):
-    """Column names for ``rows`` (from ``interval_row``): clock, then keys sorted."""
-    columns = ["clock"]
+    """Column names for ``rows`` (from ``interval_row``): clock, elapsed_s, then keys sorted."""
+    columns = ["clock", "elapsed_s"]
     for key, is_histogram in keys(rows):
         if is_histogram:
             columns.extend(key + suffix for suffix, _ in HISTOGRAM_COLUMNS)
@@ -75,7 +79,7 @@ def render(rows):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header(rows))
     for row in rows:
-        values = [row["clock"]]
+        values = [row["clock"], row["elapsed_s"]]
         for key, is_histogram in ordered:
             if is_histogram:
                 summary = row["histograms"].get(key)

@@ -6,11 +6,15 @@ EXIT_USAGE = 2  # bad flags, missing/unreadable file, invalid plan or script, pl
 EXIT_COORDINATOR = 3  # coordinator unreachable, token refused, local processes failed
 EXIT_NO_GENERATORS = 4  # no generator registered (or the local one failed)
 EXIT_BUSY = 5  # another run is in progress on the coordinator
+EXIT_THRESHOLDS = 99  # a threshold failed (k6's code)
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: the run was aborted; its archive is still printed
 
 EXIT_CODES_HELP = """\
 exit codes:
-  0    the run completed and no errors were counted
+  0    the run completed and no errors were counted; with thresholds, the run
+       completed and every threshold passed (the target's errors then count
+       only through thresholds such as 'error_rate < 1%'; a worker killed or
+       crashed, or devices cancelled or not placed, still make it 1)
   1    the run ended, but devices counted errors (connection failures,
        timeouts, script exceptions; see the summary on stderr) or it was
        aborted by something other than this command; the archive location is
@@ -22,6 +26,8 @@ exit codes:
        answer, or (--local) the coordinator or demo target failed to start
   4    no generator is registered (or, --local, the generator failed to start)
   5    another run is in progress on the coordinator
+  99   a threshold failed (the summary on stderr says which, with the value
+       measured); the archive location is still printed
   130  interrupted (Ctrl-C or SIGTERM): the run was aborted, and its archive
        location is still printed once the coordinator has written it
 """

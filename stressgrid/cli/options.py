@@ -125,6 +125,11 @@ def argument_parser():
                       help=f"default timeout of each request/receive in the scripts "
                            f"(default {DEFAULT_TIMEOUT_S:g})")
 
+    plan.add_argument("--threshold", action="append", metavar="EXPR",
+                      help="a pass/fail condition over the whole run, e.g. 'headers_us p99 < "
+                           "200ms' or 'error_rate < 1%%' (repeatable; added to the plan file's); "
+                           "any failing one makes the exit code 99")
+
     output = run.add_argument_group("output")
     output.add_argument("-q", "--quiet", action="store_true",
                         help="no live telemetry, only the start, the summary and errors")

@@ -5,6 +5,7 @@ import re
 
 from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
+from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .exits import EXIT_USAGE, CliError
 from .options import (DEFAULT_COOLDOWN_S, DEFAULT_PROTOCOL, DEFAULT_RAMPDOWN_S, DEFAULT_RAMPUP_S,
@@ -161,6 +162,19 @@ class PlanSpec:
                 self.opts.setdefault(key, _ms(default))
         if args.timeout is not None and self.opts["timeout_ms"] < 1:
             raise CliError(EXIT_USAGE, "--timeout must be at least 0.001 seconds")
+        # Thresholds: the plan file's, then every --threshold.
+        planned = data.get("thresholds", [])
+        for expr in args.threshold or ():
+            try:
+                parse(expr)
+            except ThresholdError as exc:
+                raise CliError(EXIT_USAGE, f"--threshold {expr!r}: column {exc.column}: "
+                                           f"{exc.message}\n  {expr}\n  {' ' * (exc.column - 1)}^") \
+                    from None
+        if args.threshold and not isinstance(planned, list):
+            raise CliError(EXIT_USAGE, f"plan file {args.plan}: thresholds must be a list")
+        # (A plan file's bad value is left for the plan check to name.)
+        self.thresholds = [*planned, *args.threshold] if args.threshold else planned
 
     @staticmethod
     def _addresses(args, planned, target):
@@ -225,7 +239,7 @@ class PlanSpec:
             if total_down is not None:
                 opts["rampdown_step_ms"] = int(round(total_down / steps))
         return {"name": self.name, "addresses": self.addresses, "blocks": self.blocks,
-                "opts": opts}
+                "opts": opts, "thresholds": self.thresholds}
 
     def check(self, plan):
         """Validate ``plan`` locally (scripts included); raises ``CliError`` like the API would."""

@@ -7,13 +7,16 @@ import sys
 import time
 import urllib.parse
 
+from stressgrid.plan.constants import FLEET_ERRORS
+
 from .api_client import Api, ApiError
 from .display import BOLD, YELLOW, Display, error_name, is_host_error, plural
 from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENERATORS, EXIT_OK,
-                    EXIT_RUN_ERRORS, EXIT_USAGE, CliError)
+                    EXIT_RUN_ERRORS, EXIT_THRESHOLDS, EXIT_USAGE, CliError)
 from .local import LocalGrid
 from .options import DEFAULT_COORDINATOR, argument_parser, coordinator_url
 from .plan_spec import PlanSpec
+from .summary_table import show_summary
 
 RECONNECT_WINDOW_S = 20.0  # how long a lost coordinator may stay away during a run
 FINAL_STATES = ("done", "aborted")
@@ -179,8 +182,7 @@ def run_and_report(api, spec, display, grid=None):
                 raise CliError(EXIT_INTERRUPTED, f"interrupted again: stopped waiting for the "
                                                  f"report of run {run_id}") from None
             interrupted = True
-    display.close()
-    display.summary(detail)
+    show_summary(display, detail)
     return (*verdict(detail, interrupted), detail)
 
 
@@ -190,12 +192,20 @@ def verdict(detail, interrupted=False):
     summary = detail.get("summary") or {}
     if interrupted:
         return EXIT_INTERRUPTED, f"run {run_id} was aborted on request (interrupted)"
+    judged = summary.get("verdict") or {}
+    if judged.get("outcome") == "failed":
+        failed = [r["expr"] for r in judged.get("thresholds") or () if r.get("state") == "failed"]
+        return EXIT_THRESHOLDS, f"run {run_id} failed {plural(len(failed), 'threshold')}: " \
+            + "; ".join(failed)
     if detail.get("state") != "done":
         note = summary.get("note") or detail.get("note") or "no reason given"
         return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
     errors = {n: e for n, e in (summary.get("errors") or {}).items()
               if e.get("count") and not is_host_error(n)}
-    if errors:
+    # Thresholds, when set, judge the target's errors; the fleet's own failures (a worker
+    # killed or crashed, devices cancelled or not placed) mean the planned load was not made.
+    fleet_failed = any(error_name(n) in FLEET_ERRORS for n in errors)
+    if errors and (judged.get("outcome") != "passed" or fleet_failed):
         total = sum(e["count"] for e in errors.values())
         return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(
             f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))

@@ -5,7 +5,8 @@ It runs one single-threaded loop over ZeroMQ sockets (``zmq.Poller``):
 - the coordinator DEALER (``CoordinatorLink``): registration, heartbeats and
   the coordinator's commands;
 - a ROUTER on ``ipc://`` in a private temporary directory, where every worker
-  connects a DEALER;
+  connects a DEALER (``socket_dir``: removed on exit, or by the next agent when
+  this one was killed);
 - a self-pipe woken by signals: SIGTERM/SIGINT stop the agent, SIGCHLD means
   a worker may have died.
 
@@ -14,7 +15,10 @@ Every second it merges the workers' metric deltas exactly
 sum of the workers' active devices, and sends one ``Telemetry``.
 
 An ``Abort`` from the coordinator is answered once every worker has answered it:
-a last ``Telemetry`` with what the workers flushed, then ``RunStopped``.
+a last ``Telemetry`` with what the workers flushed, then ``RunStopped``. A
+worker that has not confirmed a stop or an abort within the stop timeout
+(``StopDeadlines``) is killed, counted as ``worker_killed_error_count`` and
+reported as an event with what it was doing; it is started again empty.
 """
 import contextlib
 import dataclasses
@@ -22,22 +26,28 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import time
 
 import zmq
 
 from stressgrid import wire
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.plan import constants
 
-from .cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
+from .cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
 from .coordinator_link import CoordinatorLink
 from .host_metrics import HostSampler
-from .limits import device_capacity, raise_open_file_limit, report_capacity
+from .limits import device_capacity, raise_open_file_limit, report_capacity, worker_capacities
+from .socket_dir import agent_socket_dir
+from .stop_deadlines import StopDeadlines, describe_stop, stop_key
 from .supervisor import WorkerPool
-from .worker import worker_identity
+from .worker import watchdog_identity, worker_identity
 
 ACTIVE_DEVICES_GAUGE = "active_device_number"
+WORKER_KILLED_ERROR = constants.WORKER_KILLED_ERROR + "_count"
+WORKER_CRASHED_ERROR = constants.WORKER_CRASHED_ERROR + "_count"
+DEVICE_CANCELLED_ERROR = constants.DEVICE_CANCELLED_ERROR + "_count"
+DEVICE_UNPLACED_ERROR = constants.DEVICE_UNPLACED_ERROR + "_count"
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
@@ -55,10 +65,13 @@ class HostAgent:
         self._reported_error_kinds = set()
         self._remainder_cursor = 0
         self._stop_requested = False
-        self._identities = {worker_identity(i): i for i in range(config.workers)}
+        self._identities = {identity(i): i for i in range(config.workers)
+                            for identity in (worker_identity, watchdog_identity)}
+        self.stops = StopDeadlines(config.worker_stop_timeout_s)
         self._restart_reasons = {}
         self._aborting = {}  # run id -> indexes of the workers yet to answer its Abort
         self._sampler = None
+        self._worker_capacities = None
         self._coordinator_handlers = {
             wire.Registered: self._on_registered,
             wire.Heartbeat: self._on_coordinator_heartbeat,
@@ -71,6 +84,8 @@ class HostAgent:
             wire.WorkerReady: self._on_worker_ready,
             wire.Telemetry: self._on_worker_telemetry,
             wire.RunStopped: self._on_worker_run_stopped,
+            wire.StopCohort: self._on_worker_cohort_stopped,
+            wire.Event: self._on_worker_event,
             wire.Error: self._on_worker_error,
         }
         self.link = None
@@ -84,13 +99,14 @@ class HostAgent:
         limit = raise_open_file_limit()
         capacity = device_capacity(limit, self.config.workers)
         report_capacity(limit, self.config.workers, capacity)
+        self._worker_capacities = worker_capacities(capacity, self.config.workers)
         with contextlib.ExitStack() as stack:  # unwinds in reverse: workers first, context last
             context = zmq.Context()
             stack.callback(context.term)
             wake_reader, wake_writer = socket.socketpair()
             stack.callback(wake_reader.close)
             stack.callback(wake_writer.close)
-            socket_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="stressgrid-agent-"))
+            socket_dir = stack.enter_context(agent_socket_dir())
             stack.enter_context(_signals_to(wake_writer, self._request_stop))
             self.router = self._bind_worker_router(context, f"ipc://{socket_dir}/workers")
             stack.callback(self.router.close, linger=0)
@@ -114,7 +130,11 @@ class HostAgent:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its identity
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.SNDHWM, 0)  # commands to a live worker are never dropped
-        router.bind(endpoint)
+        try:
+            router.bind(endpoint)
+        except zmq.ZMQError as exc:  # e.g. a socket path longer than the system allows
+            router.close(linger=0)
+            raise SystemExit(f"cannot bind the workers' socket {endpoint!r}: {exc}") from None
         return router
 
     def _connect_coordinator(self, context, capacity):
@@ -140,9 +160,7 @@ class HostAgent:
         next_report = self._clock() + self.config.telemetry_interval_s
         while not self._stop_requested:
             deadlines = [next_report, self.link.next_due()]
-            restart_at = self.pool.next_restart_at()
-            if restart_at is not None:
-                deadlines.append(restart_at)
+            deadlines.extend(due for due in (self.pool.next_restart_at(), self.stops.next_due()) if due is not None)
             timeout_ms = max(0.0, min(deadlines) - self._clock()) * 1000
             ready = dict(poller.poll(timeout_ms))
             if wake_reader in ready:
@@ -199,12 +217,20 @@ class HostAgent:
         try:
             check_start_cohort(start)
             shares, cursor = split_cohort(start, len(self.pool), self._remainder_cursor)
+            room = [capacity - self.book.devices(index) for index, capacity in enumerate(self._worker_capacities)]
+            shares, unplaced = fit_shares(start, shares, room)
             self.book.add(start, shares)
         except CohortError as exc:
             log.warning("cannot start cohort %s: %s", start.cohort_id, exc)
             self.link.send(wire.Error(message=f"start_cohort {start.cohort_id!r}: {exc}"))
             return
         self._remainder_cursor = cursor
+        if unplaced:
+            text = (f"cohort {start.cohort_id!r} of run {start.run_id!r} cut short: {unplaced} of "
+                    f"{unplaced + sum(share.devices for share in shares)} devices found no room "
+                    f"(this generator holds at most {sum(self._worker_capacities)})")
+            self._send_event("cohort_cut_short", text)
+            self._count_error(DEVICE_UNPLACED_ERROR, text, unplaced)
         for share in shares:
             self._send_to_worker(share.worker_index, share.start)
         log.info("cohort %s of run %s: %s devices over workers %s", start.cohort_id, start.run_id,
@@ -214,14 +240,14 @@ class HostAgent:
     def _on_stop_cohort(self, stop):
         shares = self.book.remove(stop.run_id, stop.cohort_id)
         for share in shares:
-            self._send_to_worker(share.worker_index, stop)
+            self._send_stop(share.worker_index, stop)
         if shares:
             log.info("cohort %s of run %s stopping", stop.cohort_id, stop.run_id)
         self._forget_errors_when_idle()
 
     def _on_abort(self, abort):
         self.book.remove_run(abort.run_id)
-        waiting = {slot.index for slot in self.pool.slots if self._send_to_worker(slot.index, abort)}
+        waiting = {slot.index for slot in self.pool.slots if self._send_stop(slot.index, abort)}
         log.info("run %s aborted", abort.run_id)
         self._forget_errors_when_idle()
         self._aborting[abort.run_id] = waiting
@@ -253,7 +279,7 @@ class HostAgent:
         for run_id in runs:
             self.book.remove_run(run_id)
             for slot in self.pool.slots:
-                self._send_to_worker(slot.index, wire.Abort(run_id=run_id))
+                self._send_stop(slot.index, wire.Abort(run_id=run_id))
         log.warning("%s: stopped %d devices of run(s) %s", reason, devices, ", ".join(runs))
         self._forget_errors_when_idle()
 
@@ -288,6 +314,13 @@ class HostAgent:
         except zmq.ZMQError as exc:  # gone (EHOSTUNREACH) or full (EAGAIN)
             log.warning("could not send %s to worker %d: %s", message.type.value, index, exc)
             return False
+
+    def _send_stop(self, index, message):
+        """Send a ``StopCohort`` or an ``Abort`` and expect its confirmation in time."""
+        sent = self._send_to_worker(index, message)
+        if sent:
+            self.stops.expect(index, stop_key(message), self._clock())
+        return sent
 
     def _read_workers(self):
         for _ in range(RECEIVE_BATCH):
@@ -352,25 +385,61 @@ class HostAgent:
             self._reply_to_worker(worker_identity(slot.index), wire.Error(message=f"bad telemetry: {exc}"))
             return
         if slot.ready:
+            if telemetry.active_device_number < slot.active_devices:
+                self.stops.progressed(slot.index, self._clock())
             slot.active_devices = telemetry.active_device_number
         for kind, line in telemetry.errors.items():
             if kind not in self._reported_error_kinds:
                 self._reported_error_kinds.add(kind)
                 pending.errors[kind] = line
+                if kind == DEVICE_CANCELLED_ERROR:
+                    self._send_event("device_cancelled", f"worker {slot.index}: a script cancelled its own "
+                                                         f"device (restarted like any failing one): {line}")
 
     def _on_worker_run_stopped(self, slot, stopped):
+        self.stops.confirmed(slot.index, stop_key(stopped))
         self._worker_answered(stopped.run_id, slot.index)
+
+    def _on_worker_cohort_stopped(self, slot, stop):
+        self.stops.confirmed(slot.index, stop_key(stop))
+
+    def _on_worker_event(self, slot, event):
+        slot.last_event = event.message
+        self._send_event(event.kind, f"worker {slot.index} (pid {slot.pid}): {event.message}")
 
     def _on_worker_error(self, slot, error):
         self._send_event("worker_error", error.message)
 
     def _supervise(self):
+        for index, key in self.stops.overdue(self._clock()):
+            self._kill_unstoppable(self.pool.slot_of(index), describe_stop(key))
         for exit_ in self.pool.reap():
             description = exit_.describe()
             self._restart_reasons[exit_.index] = description
-            log.warning("%s with %d devices; restarting it", description, self.book.devices(exit_.index))
+            devices = self.book.devices(exit_.index)
+            log.warning("%s with %d devices; restarting it", description, devices)
+            if not exit_.killed:  # a kill was counted when it was decided
+                self._send_event("worker_crashed", f"{description} with {devices} devices")
+                self._count_error(WORKER_CRASHED_ERROR, description)
+            self.stops.forget(exit_.index)
             self._forget_worker_answers(exit_.index)
         self.pool.restart_due()
+
+    def _kill_unstoppable(self, slot, what):
+        self.stops.forget(slot.index)
+        doing = f"; its last report: {slot.last_event}" if slot.last_event else ""
+        self._send_event("worker_killed", f"worker {slot.index} (pid {slot.pid}) did not confirm {what} "
+                                          f"within {self.stops.timeout_s:g} s; killed it{doing}")
+        self._count_error(WORKER_KILLED_ERROR, f"worker {slot.index} did not confirm {what}{doing}")
+        self.pool.kill(slot.index)
+
+    def _count_error(self, name, line, count=1):
+        """Count a generator-side failure of the current run, with its first line."""
+        pending = self._pending_of(self._current_run())
+        pending.metrics.counters[name] = pending.metrics.counters.get(name, 0) + count
+        if name not in self._reported_error_kinds:
+            self._reported_error_kinds.add(name)
+            pending.errors[name] = line
 
     # -- telemetry ---------------------------------------------------------------------
 

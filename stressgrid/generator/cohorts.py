@@ -7,6 +7,11 @@ Each worker's share keeps the global round-robin over addresses exact: its
 ``address_offset`` is the cohort's offset plus the devices given to the
 workers before it, so the cohort as a whole uses the same consecutive
 addresses one engine would.
+
+``fit_shares`` then cuts every share down to the room its worker has left
+(its capacity minus the devices it runs): a worker never starts more devices
+than its open-file limit lets it hold, and the devices that found no room are
+counted, not silently dropped.
 """
 import dataclasses
 
@@ -78,6 +83,39 @@ def split_cohort(start, workers, remainder_cursor=0):
         shares.append(CohortShare(index, dataclasses.replace(start, blocks=blocks, address_offset=offset)))
         offset += devices
     return shares, remainder_cursor % workers
+
+
+def _take_devices(blocks, count):
+    """The first ``count`` devices of ``blocks`` (the last block taken cut short)."""
+    taken = []
+    for block in blocks:
+        if count <= 0:
+            break
+        size = min(block["size"], count)
+        taken.append(dict(block, size=size))
+        count -= size
+    return taken
+
+
+def fit_shares(start, shares, room):
+    """``(fitted, unplaced)``: ``shares`` cut down to ``room[worker index]`` devices each.
+
+    Shares left empty are dropped; the address offsets stay consecutive over
+    the devices that are placed.
+    """
+    fitted = []
+    unplaced = 0
+    offset = start.address_offset
+    for share in shares:
+        devices = min(share.devices, max(0, room[share.worker_index]))
+        unplaced += share.devices - devices
+        if not devices:
+            continue
+        blocks = share.start.blocks if devices == share.devices else _take_devices(share.start.blocks, devices)
+        fitted.append(CohortShare(share.worker_index,
+                                  dataclasses.replace(share.start, blocks=blocks, address_offset=offset)))
+        offset += devices
+    return fitted, unplaced
 
 
 class CohortBook:

@@ -13,6 +13,8 @@ DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
 JOIN_TOKEN_FILE_ENV = "STRESSGRID_JOIN_TOKEN_FILE"
+DEFAULT_STOP_TIMEOUT_S = 3.0
+STOP_TIMEOUT_ENV = "STRESSGRID_WORKER_STOP_TIMEOUT_S"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +27,15 @@ class AgentConfig:
     the agent registers again (the coordinator heartbeats every second).
     ``join_token``: the fleet's ``JoinToken``; the coordinator refuses a
     generator without it at the CurveZMQ handshake.
+    ``worker_stop_timeout_s``: how long a worker may take to confirm a stop or
+    an abort before the agent kills it and starts it again empty.
     """
 
     coordinator_url: str = DEFAULT_COORDINATOR_URL
     generator_id: str = ""
     workers: int = 1
     coordinator_grace_s: float = DEFAULT_GRACE_S
+    worker_stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     silence_reregister_s: float = 3.0
     heartbeat_interval_s: float = 1.0
     telemetry_interval_s: float = 1.0
@@ -70,6 +75,9 @@ def argument_parser():
                         help=f"file holding the fleet's join token (env {JOIN_TOKEN_FILE_ENV}; the "
                              f"coordinator writes it to <data dir>/join-token; or set {JOIN_TOKEN_ENV} "
                              f"to the token itself)")
+    parser.add_argument("--worker-stop-timeout", type=positive_float, metavar="SECONDS",
+                        help=f"kill a worker that has not stopped its devices this long after a stop "
+                             f"or an abort (env {STOP_TIMEOUT_ENV}, default {DEFAULT_STOP_TIMEOUT_S:g})")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper, help="log level (default INFO)")
@@ -80,19 +88,15 @@ def config_from(argv=None, environ=None):
     """An ``AgentConfig`` from command-line ``argv`` and ``environ`` (default ``os.environ``)."""
     environ = os.environ if environ is None else environ
     args = argument_parser().parse_args(argv)
-    grace = args.coordinator_grace
-    if grace is None and environ.get(GRACE_ENV):
-        try:
-            grace = positive_float(environ[GRACE_ENV])
-        except argparse.ArgumentTypeError:
-            raise SystemExit(f"{GRACE_ENV} must be a positive number of seconds, "
-                             f"not {environ[GRACE_ENV]!r}") from None
+    grace = _seconds(args.coordinator_grace, environ, GRACE_ENV, DEFAULT_GRACE_S)
+    stop_timeout = _seconds(args.worker_stop_timeout, environ, STOP_TIMEOUT_ENV, DEFAULT_STOP_TIMEOUT_S)
     return AgentConfig(
         join_token=_join_token(args.join_token_file or environ.get(JOIN_TOKEN_FILE_ENV), environ),
         coordinator_url=args.coordinator or environ.get("COORDINATOR_URL") or DEFAULT_COORDINATOR_URL,
         generator_id=args.generator_id or environ.get("GENERATOR_ID") or short_hostname(),
         workers=args.workers or default_workers(),
-        coordinator_grace_s=grace if grace is not None else DEFAULT_GRACE_S,
+        coordinator_grace_s=grace,
+        worker_stop_timeout_s=stop_timeout,
         log_level=args.log_level,
     )
 
@@ -110,6 +114,19 @@ def _join_token(path, environ):
     raise SystemExit(f"no join token: pass --join-token-file PATH or set {JOIN_TOKEN_ENV} (the coordinator "
                      f"writes the token to <data dir>/join-token and prints it with "
                      f"'python -m coordinator_app join-token')")
+
+
+def _seconds(flag, environ, variable, default):
+    """The flag's value, else the environment variable's (a positive number), else ``default``."""
+    if flag is not None:
+        return flag
+    if not environ.get(variable):
+        return default
+    try:
+        return positive_float(environ[variable])
+    except argparse.ArgumentTypeError:
+        raise SystemExit(f"{variable} must be a positive number of seconds, "
+                         f"not {environ[variable]!r}") from None
 
 
 def configure_logging(level, name):

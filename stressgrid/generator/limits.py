@@ -69,6 +69,12 @@ def device_capacity(limit, workers, system_file_max=None):
     return capacity
 
 
+def worker_capacities(capacity, workers):
+    """``capacity`` dealt among ``workers``: what each worker may hold (the first get the remainder)."""
+    share, remainder = divmod(capacity, workers)
+    return [share + (1 if index < remainder else 0) for index in range(workers)]
+
+
 def report_capacity(limit, workers, capacity):
     """Log the capacity, as a warning when the open-file limit is what caps it."""
     if limit.soft < RECOMMENDED_OPEN_FILES:

@@ -43,9 +43,10 @@ class WorkerSlot:
     started_at: float = 0.0
     ready: bool = False
     active_devices: int = 0
-    restarts: int = 0
     young_deaths: int = 0
     restart_at: float = None
+    last_event: str = None  # what the worker last reported about itself (a stall, a refused stop)
+    kill_requested: bool = False  # this pool killed it (``kill``)
 
     @property
     def pid(self):
@@ -58,11 +59,12 @@ class WorkerSlot:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerExit:
-    """A worker process that ended: which slot, which process, how."""
+    """A worker process that ended: which slot, which process, how, and whether the pool killed it."""
 
     index: int
     pid: int
     returncode: int
+    killed: bool = False
 
     def describe(self):
         return f"worker {self.index} (pid {self.pid}) {describe_exit(self.returncode)}"
@@ -96,11 +98,20 @@ class WorkerPool:
         slot.ready = False
         slot.active_devices = 0
         slot.restart_at = None
+        slot.last_event = None
+        slot.kill_requested = False
         log.debug("worker %d started as pid %d", slot.index, slot.process.pid)
 
     def slot_of(self, index):
         """The slot of worker ``index``, or ``None`` for an index this pool does not have."""
         return self.slots[index] if 0 <= index < len(self.slots) else None
+
+    def kill(self, index):
+        """SIGKILL worker ``index``; ``reap`` sees it end and restarts it."""
+        slot = self.slots[index]
+        if slot.alive:
+            slot.kill_requested = True
+            _signal(slot.process, signal.SIGKILL)
 
     def reap(self):
         """``WorkerExit`` for every worker that ended since the last call; schedules restarts."""
@@ -112,7 +123,7 @@ class WorkerPool:
             returncode = slot.process.poll()
             if returncode is None:
                 continue
-            exits.append(WorkerExit(slot.index, slot.process.pid, returncode))
+            exits.append(WorkerExit(slot.index, slot.process.pid, returncode, slot.kill_requested))
             slot.ready = False
             slot.active_devices = 0
             slot.young_deaths = slot.young_deaths + 1 if now - slot.started_at < YOUNG_DEATH_S else 0
@@ -126,7 +137,6 @@ class WorkerPool:
         restarted = []
         for slot in self.slots:
             if slot.restart_at is not None and slot.restart_at <= now:
-                slot.restarts += 1
                 self._spawn(slot)
                 restarted.append(slot)
         return restarted

@@ -6,10 +6,24 @@ The worker connects a ZeroMQ DEALER (identity ``worker_identity(N)``) to the
 agent's ROUTER and speaks the wire codec: it announces itself with
 ``WorkerReady``, carries out ``StartCohort`` / ``StopCohort`` / ``Abort`` in
 the order they arrive, and sends its engine's metric deltas as ``Telemetry``
-every second. An ``Abort`` is answered, once the run's devices have stopped,
-with a last ``Telemetry`` and then ``RunStopped``. Anything it cannot
-understand or carry out is answered with ``Error``. SIGTERM or SIGINT stop every device, flush a last ``Telemetry`` and
-exit with status 0; so does the agent going away (the worker's parent changes).
+every second. A ``StopCohort`` is confirmed, once the cohort's devices have
+stopped, by sending the same ``StopCohort`` back; an ``Abort`` is answered, once
+the run's devices have stopped, with a last ``Telemetry`` and then
+``RunStopped``. Devices that keep running after they were cancelled (their
+script catches the cancellation) are reported as an ``Event``
+``devices_refuse_stop`` with their script line; the agent kills a worker that
+does not confirm in time.
+
+The loop's health is measured (``loop_health``): its lag goes into the
+histogram ``worker_loop_lag_us``, and a stall of a second or more is reported
+at once as an ``Event`` ``worker_loop_stalled`` with the script line that holds
+the loop, by a watchdog thread over its own DEALER
+(``watchdog_identity(N)``), since the loop cannot send anything then. Anything it cannot
+understand or carry out is answered with ``Error``. SIGTERM or SIGINT stop every
+device, flush a last ``Telemetry`` and exit with status 0; so does the agent
+going away (the worker's parent changes), when the loop is free to notice. When
+it is not (a device holding the loop), the kernel kills the worker with its
+parent: the worker asks for SIGKILL on its parent's death first thing.
 """
 import argparse
 import asyncio
@@ -24,10 +38,12 @@ import zmq
 import zmq.asyncio
 
 from stressgrid import wire
+from stressgrid.orphans import die_with_parent
 from stressgrid.plan import Address, Opts
 from stressgrid.runtime.engine import Engine
 
 from .config import configure_logging
+from .loop_health import LOOP_LAG_HISTOGRAM, LoopWatchdog, measure_loop_lag, task_line
 
 TELEMETRY_INTERVAL_S = 1.0
 # How long a last message may wait to be delivered when the worker exits.
@@ -40,6 +56,11 @@ log = logging.getLogger(__name__)
 def worker_identity(index):
     """The ZeroMQ identity of worker ``index`` (the agent routes by it)."""
     return f"worker-{index}".encode()
+
+
+def watchdog_identity(index):
+    """The ZeroMQ identity of worker ``index``'s loop watchdog."""
+    return f"worker-{index}-watchdog".encode()
 
 
 def opts_from_wire(opts):
@@ -57,9 +78,11 @@ class Worker:
         self.telemetry_interval_s = telemetry_interval_s
         self.engine = None
         self.socket = None
+        self._context = None
         self._run_cohorts = {}  # run_id -> set of cohort ids
         # The run the metrics gathered since the last telemetry belong to ("" for none).
         self._reporting_run = ""
+        self._queued_starts = {}  # (run_id, cohort_id) of a StartCohort not yet carried out -> go ahead?
         self._stopping = None
         self._handlers = {wire.StartCohort: self._start_cohort, wire.StopCohort: self._stop,
                           wire.Abort: self._abort}
@@ -71,21 +94,27 @@ class Worker:
         self._stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
-        context = zmq.asyncio.Context()
+        context = self._context = zmq.asyncio.Context()
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, worker_identity(self.index))
         self.socket.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
         self.socket.connect(self.endpoint)
+        watchdog = LoopWatchdog(self._open_stall_reporter, self.engine.script_source_lines)
+        watchdog.start()
         try:
             await self._send(wire.WorkerReady(worker_index=self.index, pid=os.getpid()))
             log.info("ready (pid %d)", os.getpid())
-            commands = loop.create_task(self._serve_commands())
+            queue = asyncio.Queue()
+            receiving = loop.create_task(self._receive_commands(queue))
+            commands = loop.create_task(self._carry_out_commands(queue))
             telemetry = loop.create_task(self._send_telemetry())
             stop = loop.create_task(self._stopping.wait())
-            done, _ = await asyncio.wait({commands, telemetry, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (commands, telemetry, stop):
+            lag = loop.create_task(measure_loop_lag(self.engine.recorder.histogram(LOOP_LAG_HISTOGRAM), watchdog))
+            tasks = (receiving, commands, telemetry, stop, lag)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(commands, telemetry, stop, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()
@@ -94,13 +123,32 @@ class Worker:
             log.info("stopped")
             return 0
         finally:
+            watchdog.stop()
             self.socket.close()
             context.term()
+
+    def _open_stall_reporter(self):
+        """The watchdog thread's own socket to the agent (a socket belongs to one thread)."""
+        socket = zmq.Context.shadow(self._context.underlying).socket(zmq.DEALER)
+        socket.setsockopt(zmq.IDENTITY, watchdog_identity(self.index))
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self.endpoint)
+
+        def report(stalled_s, line):
+            where = f"; a device holds it at {line}" if line else ""
+            text = f"the event loop has not turned for {stalled_s:.1f} s{where}"
+            log.warning("%s", text)
+            socket.send(wire.encode(wire.Event(run_id=self._reporting_run, kind="worker_loop_stalled",
+                                               message=text)))
+
+        return report, socket.close
 
     async def _send(self, message):
         await self.socket.send(wire.encode(message))
 
-    async def _serve_commands(self):
+    async def _receive_commands(self, queue):
+        # Commands are carried out one at a time, in order; a stop is also seen as it
+        # arrives, so that a cohort still starting starts no more devices.
         while True:
             data = await self.socket.recv()
             try:
@@ -109,9 +157,29 @@ class Worker:
                 log.warning("bad message from the agent: %s", exc)
                 await self._send(wire.Error(message=f"worker {self.index}: {exc}"))
                 continue
-            reply = await self.handle(message)
+            if isinstance(message, wire.StartCohort):
+                self._queued_starts[message.run_id, message.cohort_id] = True
+            elif isinstance(message, (wire.StopCohort, wire.Abort)):
+                self._stop_early(message)
+            queue.put_nowait(message)
+
+    async def _carry_out_commands(self, queue):
+        while True:
+            reply = await self.handle(await queue.get())
             if reply is not None:
                 await self._send(reply)
+
+    def _stop_early(self, stop):
+        """A stop just arrived: the cohorts it stops that are starting or yet to start start no more."""
+        def stops(run_id, cohort_id):
+            return run_id == stop.run_id and (isinstance(stop, wire.Abort) or cohort_id == stop.cohort_id)
+
+        for key in self._queued_starts:
+            if stops(*key):
+                self._queued_starts[key] = False
+        for cohort_id in self._run_cohorts.get(stop.run_id, ()):
+            if stops(stop.run_id, cohort_id):
+                self.engine.start_no_more(cohort_id)
 
     async def handle(self, message):
         """Carry out one message from the agent; returns a reply or ``None``."""
@@ -131,6 +199,7 @@ class Worker:
 
     async def _stop(self, stop):
         await self._stop_cohort(stop.run_id, stop.cohort_id)
+        return stop  # the confirmation: the cohort's devices have stopped
 
     async def _start_cohort(self, start):
         try:
@@ -139,6 +208,9 @@ class Worker:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r}: "
                                       f"bad addresses or opts: {exc}")
+        if not self._queued_starts.pop((start.run_id, start.cohort_id), True):
+            log.info("cohort %s of run %s: stopped before it started", start.cohort_id, start.run_id)
+            return None
         if start.cohort_id in self.engine.cohorts:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} is already running")
         if self._reporting_run not in ("", start.run_id):
@@ -162,11 +234,19 @@ class Worker:
         cohorts.discard(cohort_id)
         if not cohorts:
             del self._run_cohorts[run_id]
-        stopped = await self.engine.stop_cohort(cohort_id)
+        stopped = await self.engine.stop_cohort(cohort_id, lambda tasks: self._report_refusal(cohort_id, tasks))
         log.info("cohort %s of run %s: %d devices stopped", cohort_id, run_id, stopped)
         if not self.engine.cohorts:
             # The next run reports its own first error lines again.
             self.engine.error_lines.clear()
+
+    def _report_refusal(self, cohort_id, tasks):
+        lines = {task_line(task, self.engine.script_source_lines) for task in tasks} - {None}
+        where = f" ({'; '.join(sorted(lines))})" if lines else ""
+        text = f"cohort {cohort_id!r}: {len(tasks)} devices still run after they were cancelled{where}"
+        log.warning("%s", text)
+        self.socket.send(wire.encode(wire.Event(run_id=self._reporting_run, kind="devices_refuse_stop",
+                                                message=text)), zmq.NOBLOCK)
 
     def _telemetry(self):
         """The metrics since the last telemetry, under the id of the run they belong to."""
@@ -205,7 +285,11 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     configure_logging(args.log_level, f"worker {args.index}")
-    worker = Worker(args.index, args.endpoint, args.parent_pid or os.getppid())
+    parent_pid = args.parent_pid or os.getppid()
+    if not die_with_parent(signal.SIGKILL, parent_pid):
+        log.warning("the host agent (pid %d) is already gone; not starting", parent_pid)
+        return 1
+    worker = Worker(args.index, args.endpoint, parent_pid)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run())
 

@@ -18,6 +18,14 @@ CPU_WARNING_PERCENT = 80
 TCP_RETRANSMIT_METRIC = "network_tcp_retransmit_error"
 HOST_WARNING_METRICS = frozenset({TCP_RETRANSMIT_METRIC})
 
+# Failures of the load generation itself, not of the target: the run did not make the load its
+# plan asked for, so it has errors whatever its thresholds say (counters, without "_count").
+WORKER_KILLED_ERROR = "worker_killed_error"
+WORKER_CRASHED_ERROR = "worker_crashed_error"
+DEVICE_CANCELLED_ERROR = "device_cancelled_error"
+DEVICE_UNPLACED_ERROR = "device_unplaced_error"
+FLEET_ERRORS = frozenset({WORKER_KILLED_ERROR, WORKER_CRASHED_ERROR, DEVICE_CANCELLED_ERROR, DEVICE_UNPLACED_ERROR})
+
 # The protocol a new plan has unless it says otherwise (the CLI's and the plan form's).
 DEFAULT_PROTOCOL = "http"
 

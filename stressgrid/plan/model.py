@@ -9,6 +9,7 @@ from typing import Any
 
 from . import api
 from .script import ScriptError, check_script
+from .thresholds import ThresholdError, parse_plan_thresholds
 
 DEFAULT_OPTS = {
     "ramp_steps": 1,
@@ -46,6 +47,7 @@ class PlanError(ValueError):
         result = {"field": self.field, "message": self.message}
         if self.line is not None:
             result["line"] = self.line
+        if self.line is not None or self.column is not None:
             result["column"] = self.column
         if self.problems:
             result["problems"] = self.problems
@@ -112,12 +114,14 @@ class Plan:
     addresses: tuple
     blocks: tuple
     opts: Opts
+    thresholds: tuple = ()  # thresholds.Threshold, in the plan's order
 
     def to_dict(self):
         return {"name": self.name,
                 "addresses": [a.to_dict() for a in self.addresses],
                 "blocks": [b.to_dict() for b in self.blocks],
-                "opts": self.opts.to_dict()}
+                "opts": self.opts.to_dict(),
+                "thresholds": [t.to_dict() for t in self.thresholds]}
 
     @property
     def size(self):
@@ -132,7 +136,7 @@ class Plan:
         """Validate ``data`` and build a plan; raises ``PlanError``."""
         if not isinstance(data, dict):
             raise PlanError("plan", "must be a JSON object")
-        unknown = set(data) - {"name", "addresses", "blocks", "opts"}
+        unknown = set(data) - {"name", "addresses", "blocks", "opts", "thresholds"}
         if unknown:
             raise PlanError(sorted(unknown)[0], "unknown field")
         name = data.get("name")
@@ -146,7 +150,13 @@ class Plan:
             raise PlanError("addresses", "every address must use the same protocol")
         opts = _opts(data.get("opts", {}))
         blocks = _blocks(data.get("blocks"), addresses[0].protocol, check_scripts)
-        return cls(name=name.strip(), addresses=addresses, blocks=blocks, opts=opts)
+        try:
+            thresholds = parse_plan_thresholds(data.get("thresholds"))
+        except ThresholdError as exc:
+            where = f"column {exc.column}: " if exc.column else ""
+            raise PlanError(exc.field, where + exc.message, column=exc.column) from None
+        return cls(name=name.strip(), addresses=addresses, blocks=blocks, opts=opts,
+                   thresholds=thresholds)
 
 
 def _is_int(value):

@@ -42,7 +42,7 @@ class UdpClient(asyncio.DatagramProtocol):
     def connection_made(self, transport):
         self.transport = transport
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data, _addr):
         if self.queue is None:
             self.queue = collections.deque()
         elif len(self.queue) >= RECEIVE_QUEUE_LIMIT:

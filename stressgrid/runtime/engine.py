@@ -3,7 +3,8 @@
 A device runs its block's script over and over: a normal return starts it
 again at once as a new device; an uncaught exception is counted as
 ``<reason>_error_count`` (its first traceback line per kind is kept) and the
-device starts again after one second. Stopping a cohort cancels its devices
+device starts again after one second. So is a ``CancelledError`` the script
+raises itself (``device_cancelled_error_count``): only a stop ends a device. Stopping a cohort cancels its devices
 and closes their connections.
 """
 import asyncio
@@ -147,11 +148,19 @@ class Engine:
             if self._collector_was_enabled:
                 gc.enable()
 
-    async def stop_cohort(self, cohort_id):
+    def start_no_more(self, cohort_id):
+        """Let a cohort that is still starting start no more devices (``stop_cohort`` stops it)."""
+        cohort = self.cohorts.get(cohort_id)
+        if cohort is not None:
+            cohort.stop.is_set = True
+
+    async def stop_cohort(self, cohort_id, on_refused=None):
         """Stop a cohort's devices and wait until their connections are closed.
 
         A device whose script lets the cancellation pass is not restarted, and is
-        cancelled again every ``RECANCEL_AFTER_S`` until it ends.
+        cancelled again every ``RECANCEL_AFTER_S`` until it ends. A script that
+        catches the cancellation keeps its device running: ``on_refused(tasks)``
+        is called once with those devices' tasks when the first wait ends.
         """
         cohort = self.cohorts.pop(cohort_id, None)
         if cohort is None:
@@ -168,6 +177,9 @@ class Engine:
                 for task in running:
                     task.cancel()
                 _, running = await asyncio.wait(running, timeout=RECANCEL_AFTER_S)
+                if running and on_refused is not None:
+                    on_refused(running)
+                    on_refused = None
         finally:
             self._release_collector()
         return len(cohort.tasks)
@@ -193,6 +205,11 @@ class Engine:
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
                     self._record_failure(exc, block)
                     failed = True
+                except asyncio.CancelledError as exc:
+                    if stop.is_set or asyncio.current_task().cancelling():
+                        raise  # a stop
+                    self._record_failure(exc, block)
+                    failed = True
                 finally:
                     client.close()
                     device.client = None
@@ -203,6 +220,13 @@ class Engine:
                     await asyncio.sleep(0)
         finally:
             self.active_devices -= 1
+
+    def script_source_lines(self, namespace):
+        """The source lines of the running script whose globals are ``namespace``, or ``None``."""
+        for block in self._compiled.values():
+            if block.function.__globals__ is namespace:
+                return block.source_lines
+        return None
 
     def _record_failure(self, exc, block):
         count_error(self.recorder, exc)

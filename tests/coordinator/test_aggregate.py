@@ -150,6 +150,7 @@ def test_csv_has_clock_then_sorted_keys_with_histograms_expanded_in_place():
     clock = Clock()
     aggregator = TelemetryAggregator(clock, clock)
     gen = Gen()
+    started = clock()
     aggregator.start_run()
     aggregator.ingest(gen, telemetry(snapshot({"conn_us": [100, 300], "body_us": [5]},
                                               {"response_count": 4, "conn_count": 2}), active=3))
@@ -158,16 +159,17 @@ def test_csv_has_clock_then_sorted_keys_with_histograms_expanded_in_place():
     aggregator.ingest(gen, telemetry(snapshot({"conn_us": [200]}, {"zzz_count": 1}), active=3))
     clock.now += 1
     last, _ = aggregator.finish_run([gen])
-    rows = [csv_format.interval_row(first), csv_format.interval_row(last)]
+    rows = [csv_format.interval_row(first, started), csv_format.interval_row(last, started)]
     table = list(csv.reader(io.StringIO(csv_format.render(rows))))
     suffixes = ["", "_min", "_pc1", "_pc10", "_pc25", "_median", "_pc75", "_pc90", "_pc99",
                 "_max", "_stddev"]
-    assert table[0] == (["clock", "active_device_number"] + ["body_us" + s for s in suffixes]
+    assert table[0] == (["clock", "elapsed_s", "active_device_number"] + ["body_us" + s for s in suffixes]
                         + ["conn_count", "conn_per_second"] + ["conn_us" + s for s in suffixes]
                         + ["response_count", "response_per_second", "zzz_count", "zzz_per_second"])
     row0 = dict(zip(table[0], table[1]))
     row1 = dict(zip(table[0], table[2]))
     assert row0["clock"] == "0" and row1["clock"] == "1"
+    assert row0["elapsed_s"] == "2.0" and row1["elapsed_s"] == "3.0"
     assert row0["conn_us"] == "200.0" and row0["conn_us_min"] == "100" and row0["conn_us_max"] == "300"
     assert row0["conn_count"] == "2" and float(row0["conn_per_second"]) == 1.0
     assert row0["response_count"] == "4" and float(row0["response_per_second"]) == 2.0

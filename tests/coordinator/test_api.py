@@ -152,8 +152,8 @@ def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, gen
         first_event = json.loads(archive.extractfile(f"{run['id']}/events.jsonl").readline())
         assert first_event["message"] == "6 devices on 1 generator"
     header, *rows = text.strip().splitlines()
-    assert header.startswith("clock,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
-    assert rows and rows[-1].split(",")[2] == "2"
+    assert header.startswith("clock,elapsed_s,active_device_number,conn_count,conn_per_second,conn_us,conn_us_min")
+    assert rows and rows[-1].split(",")[3] == "2"
     # Once finished, a new run may start; aborting the old one again is a conflict.
     assert api.post(f"/api/runs/{run['id']}/abort")[0] == 409
     status, second, _ = api.post("/api/runs", plan(name="second"))

@@ -116,8 +116,13 @@ def test_steps_phases_reports_and_the_end_come_at_their_exact_times(scheduler, c
     assert out.reply["state"] == "rampup" and out.reply["remaining_ms"] == 2500
     assert scheduler.next_deadline() == T0 + 0.4
 
-    timeline = [(elapsed, sent(out), events(out), [m for m, _ in out.writes if m != "event"], out.store)
-                for elapsed, out in drive(scheduler, clock, 10, alive=("gen-a", "gen-b"))]
+    driven = drive(scheduler, clock, 10, alive=("gen-a", "gen-b"))
+    # Each second's telemetry goes to the writers (for the report's charts) with the run's info.
+    assert [(elapsed, args[0].id) for elapsed, out in driven for args in writes(out, "second")][:2] \
+        == [(1.0, "run-1"), (2.0, "run-1")]
+    timeline = [(elapsed, sent(out), events(out),
+                 [m for m, _ in out.writes if m not in ("event", "second")], out.store)
+                for elapsed, out in driven]
     assert timeline == [
         (0.4, [("start", "gen-a", "1", [1], 2), ("start", "gen-b", "1", [1], 3)], [], [], []),
         (0.8, [], [("phase", "sustain")], [], [("set_state", ("run-1", "sustain"))]),

@@ -7,9 +7,11 @@ sockets. Waiting is always on messages: ``FakeCoordinator.wait_until`` checks
 a condition each time a message arrives (the agent sends several a second),
 bounded by a timeout.
 """
+import contextlib
 import errno
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +27,7 @@ from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
 from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from tests.conftest import ROOT, example
-from tests.support.servers import free_port
+from tests.support.servers import free_port, redis_server
 
 GENERATOR_ID = "test-generator"
 # The fake coordinator's CURVE keys, and the join token agents get for it.
@@ -142,9 +144,10 @@ class FakeCoordinator:
 class AgentProcess:
     """A real host agent process, its log in a file."""
 
-    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=()):
+    def __init__(self, coordinator_url, log_path, workers=2, grace_s=None, extra_args=(), environment=None,
+                 open_files=None):
         self.log_path = log_path
-        environment = dict(os.environ)
+        environment = dict(os.environ, **(environment or {}))
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
         environment.pop("GENERATOR_ID", None)
         environment[JOIN_TOKEN_ENV] = JOIN_TOKEN.encode()
@@ -154,7 +157,9 @@ class AgentProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stressgrid.generator", "--workers", str(workers),
              "--coordinator", coordinator_url, "--id", GENERATOR_ID, *extra_args],
-            cwd=str(ROOT), env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=str(ROOT), env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
         self.pid = self.process.pid
 
     def worker_pids(self):
@@ -282,6 +287,37 @@ def redis_cohort(port, size, cohort_id="1", run_id="run-1", address_offset=0, po
                                      "params": {"iterations": iterations, "delay_ms": delay_ms},
                                      "size": size}],
                             addresses=addresses, opts={"timeout_ms": 5000}, address_offset=address_offset)
+
+
+def script_cohort(port, script, size, cohort_id="1", run_id="run-1", address_offset=0):
+    """A ``StartCohort`` running ``script`` (source text) over TCP to ``port`` on loopback."""
+    return wire.StartCohort(run_id=run_id, cohort_id=cohort_id,
+                            blocks=[{"script": script, "params": {}, "size": size}],
+                            addresses=[{"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": "tcp"}],
+                            opts={"timeout_ms": 5000}, address_offset=address_offset)
+
+
+@contextlib.contextmanager
+def one_device_on_redis(coordinator, start_agent, tmp_path, script):
+    """An agent with one worker running one device of ``script`` against a fresh redis.
+
+    Yields ``(redis, since)``: a ``Redis`` probe and the monotonic time just before the start.
+    """
+    start_agent(coordinator.url, workers=1)
+    coordinator.register()
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        since = time.monotonic()
+        coordinator.send(script_cohort(port, script, 1))
+        try:
+            yield redis, since
+        finally:
+            redis.close()
+
+
+def error_lines_since(coordinator, since):
+    """The first error lines the agent sent since ``since``, by counter name."""
+    return {name: line for message in coordinator.telemetry_since(since) for name, line in message.errors.items()}
 
 
 def merged(telemetry):

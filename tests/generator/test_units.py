@@ -1,5 +1,7 @@
 """Pure parts of the generator: cohort splitting and bookkeeping, config, limits, host metrics."""
+import queue
 import resource
+import threading
 
 import pytest
 import zmq
@@ -7,14 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stressgrid import wire
-from stressgrid.generator.cohorts import CohortBook, CohortError, check_start_cohort, split_cohort
+from stressgrid.generator.cohorts import CohortBook, CohortError, check_start_cohort, fit_shares, split_cohort
 from stressgrid.generator.config import DEFAULT_COORDINATOR_URL, config_from
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS, HostSampler, read_tcp_retransmits
 from stressgrid.generator.limits import (RESERVED_FILES_PER_WORKER, OpenFileLimit, device_capacity,
-                                         raise_open_file_limit)
+                                         raise_open_file_limit, worker_capacities)
+from stressgrid.generator.loop_health import LoopWatchdog
+from stressgrid.generator.stop_deadlines import StopDeadlines, describe_stop, stop_key
 from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
 from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.plan.script import SCRIPT_FILENAME
 
 ADDRESS = {"host": "127.0.0.1", "port": 1, "protocol": "udp"}
 
@@ -66,6 +71,31 @@ def test_splits_are_exact_and_cover_consecutive_addresses(cohorts, workers):
         offset = position
     # Dealing remainders in turn keeps workers within one device of each other per block.
     assert max(per_worker) - min(per_worker) <= sum(len(sizes) for sizes in cohorts)
+
+
+def test_shares_are_cut_to_the_room_of_their_worker():
+    shares, _ = split_cohort(start([3, 4], offset=10), 2)  # worker 0: 2+2, worker 1: 1+2
+    fitted, unplaced = fit_shares(start([3, 4], offset=10), shares, room=[3, 0])
+    assert unplaced == 4
+    assert [(s.worker_index, s.devices, s.start.address_offset) for s in fitted] == [(0, 3, 10)]
+    assert [(b["script"], b["size"]) for b in fitted[0].start.blocks] == [("# block 0", 2), ("# block 1", 1)]
+    assert worker_capacities(10, 3) == [4, 3, 3]
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=4), st.integers(1, 6),
+       st.lists(st.integers(-5, 60), min_size=6, max_size=6))
+def test_fitting_places_what_fits_and_counts_the_rest(sizes, workers, room):
+    cohort = start(sizes, offset=7)
+    shares, _ = split_cohort(cohort, workers)
+    fitted, unplaced = fit_shares(cohort, shares, room)
+    placed = {s.worker_index: s.devices for s in fitted}
+    for share in shares:
+        assert placed.get(share.worker_index, 0) == min(share.devices, max(0, room[share.worker_index]))
+    assert sum(placed.values()) + unplaced == sum(sizes)
+    position = 7
+    for share in fitted:
+        assert share.start.address_offset == position and share.devices > 0
+        position += share.devices
 
 
 def test_book_tracks_shares_per_worker_and_run():
@@ -135,6 +165,33 @@ def test_the_join_token_comes_from_a_file_or_the_environment_and_is_required(tmp
             config_from(argv, environ)
 
 
+def test_the_worker_stop_timeout_comes_from_its_flag_or_environment():
+    token = {JOIN_TOKEN_ENV: TOKEN.encode()}
+    assert config_from([], token).worker_stop_timeout_s == 3.0
+    environment = {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "0.5", **token}
+    assert config_from([], environment).worker_stop_timeout_s == 0.5
+    assert config_from(["--worker-stop-timeout", "7"], environment).worker_stop_timeout_s == 7.0
+    with pytest.raises(SystemExit, match="STRESSGRID_WORKER_STOP_TIMEOUT_S"):
+        config_from([], {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "-1", **token})
+
+
+def test_stop_deadlines_name_the_oldest_unconfirmed_stop_of_each_worker():
+    deadlines = StopDeadlines(timeout_s=3.0)
+    abort, stop = wire.Abort(run_id="r"), wire.StopCohort(run_id="r", cohort_id="c")
+    deadlines.expect(0, stop_key(stop), now=10.0)
+    deadlines.expect(0, stop_key(abort), now=11.0)
+    deadlines.expect(1, stop_key(abort), now=11.0)
+    assert deadlines.next_due() == 13.0 and deadlines.overdue(12.9) == []
+    assert deadlines.overdue(13.0) == [(0, ("r", "c"))]
+    deadlines.confirmed(0, stop_key(wire.StopCohort(run_id="r", cohort_id="c")))
+    deadlines.confirmed(1, stop_key(wire.RunStopped(run_id="r")))
+    assert deadlines.overdue(14.0) == [(0, ("r", None))] and describe_stop(("r", None)) == "abort of run 'r'"
+    deadlines.progressed(0, now=14.0)  # its devices keep ending: it gets more time
+    assert deadlines.overdue(16.9) == [] and deadlines.next_due() == 17.0
+    deadlines.forget(0)
+    assert deadlines.next_due() is None and deadlines.overdue(100.0) == []
+
+
 def test_open_file_limit_is_raised_to_the_hard_limit():
     limit = raise_open_file_limit()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -163,3 +220,33 @@ def test_retransmits_are_read_from_the_snmp_table(tmp_path):
     assert aggregate.counter(TCP_RETRANSMITS) == 7
     assert aggregate.histogram("cpu_percent").total_count == 1
     assert 1 <= aggregate.histogram("cpu_percent").max <= 100
+
+
+def test_the_watchdog_reports_each_stall_once_with_the_main_threads_script_line():
+    now = [100.0]
+    stalls = queue.Queue()
+    reported, held, closed = threading.Event(), threading.Event(), threading.Event()
+    script = "def spin():\n    held.set(); reported.wait(10)\n"
+    namespace = {"held": held, "reported": reported}
+    exec(compile(script, SCRIPT_FILENAME, "exec"), namespace)
+
+    def report(seconds, line):
+        stalls.put((seconds, line))
+        reported.set()
+
+    watchdog = LoopWatchdog(lambda: (report, closed.set),
+                            lambda globals_: script.splitlines() if globals_ is namespace else None,
+                            stall_s=1.0, check_s=0.005, clock=lambda: now[0])
+    watchdog.start()
+    now[0] = 100.5  # not yet a stall
+    # The clock jumps once the main thread is inside the script, which waits for the report.
+    helper = threading.Thread(target=lambda: (held.wait(10), now.__setitem__(0, 102.0)))
+    helper.start()
+    namespace["spin"]()
+    helper.join()
+    assert stalls.get(timeout=10) == (2.0, "line 2: held.set(); reported.wait(10)")
+    watchdog.tick()  # the loop turned: the next stall is a new one
+    now[0] = 104.5
+    assert stalls.get(timeout=10) == (2.5, None)  # the main thread is in no script now
+    watchdog.stop()
+    assert closed.is_set() and stalls.empty()

@@ -1,5 +1,6 @@
 """A worker process alone, driven over ipc:// by a ROUTER in the test, as the agent does."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,14 +11,16 @@ import pytest
 import zmq
 
 from stressgrid import wire
-from stressgrid.generator.worker import worker_identity
+from stressgrid.generator.worker import watchdog_identity, worker_identity
 from stressgrid.metrics import MetricsAggregate
+from stressgrid.runtime.engine import START_BATCH
 from tests.conftest import ROOT
 
 
 class WorkerUnderTest:
     def __init__(self, context, tmp_path, index=3):
         self.identity = worker_identity(index)
+        self.watchdog_identity = watchdog_identity(index)
         self.router = context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         endpoint = f"ipc://{tmp_path}/worker.sock"
@@ -38,7 +41,7 @@ class WorkerUnderTest:
         while True:
             assert self.router.poll(int(timeout * 1000)), f"no {kind.__name__} within {timeout} s"
             identity, data = self.router.recv_multipart()
-            assert identity == self.identity
+            assert identity in (self.identity, self.watchdog_identity)
             message = wire.decode(data)
             if isinstance(message, kind) and where(message):
                 return message
@@ -164,3 +167,21 @@ def test_sigterm_stops_devices_and_flushes_telemetry(worker):
     final = worker.expect(wire.Telemetry, where=lambda m: m.active_device_number == 0)
     assert final.metrics["gauges"]["active_device_number"] == 0
     assert worker.process.wait(10) == 0
+
+
+def test_stops_are_confirmed_and_cut_short_cohorts_still_starting_or_waiting_to(worker):
+    worker.expect(wire.WorkerReady)
+    # Devices are created in batches and commands are carried out in order: the stops
+    # right behind the starts are seen after the first batch at the latest.
+    for cohort_id in ("1", "2"):
+        worker.send(udp_cohort(9, 10 * START_BATCH, cohort_id=cohort_id, script="await delay(60000)"))
+    for cohort_id in ("1", "2"):
+        worker.send(wire.StopCohort(run_id="r", cohort_id=cohort_id))
+    for cohort_id in ("1", "2"):
+        confirmation = worker.expect(wire.StopCohort, timeout=20)
+        assert (confirmation.run_id, confirmation.cohort_id) == ("r", cohort_id)
+    assert worker.expect(wire.Telemetry).active_device_number == 0
+    worker.process.send_signal(signal.SIGTERM)
+    log = worker.process.communicate(timeout=10)[1].decode()
+    started = [int(n) for n in re.findall(r"cohort \d of run r: (\d+) devices started", log)]
+    assert sum(started) <= 2 * START_BATCH, log

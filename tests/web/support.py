@@ -26,14 +26,15 @@ def fill_plan(page, name, port, *, protocol="tcp", hosts="127.0.0.1", devices="2
     block.locator(".block-size").fill(devices)
 
 
-def short_run(stack, name="past-run", sustain_ms=1500):
+def short_run(stack, name="past-run", sustain_ms=1500, thresholds=()):
     """A small run started through the API and waited for; returns its detail."""
     plan = {"name": name,
             "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
             "blocks": [{"script": REDIS_SCRIPT, "params": {"delay_ms": 50}, "size": 10},
                        {"script": FAILING_SCRIPT, "params": {}, "size": 10}],
             "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": sustain_ms,
-                     "rampdown_step_ms": 200, "cooldown_ms": 1000, "report_interval_ms": 1000}}
+                     "rampdown_step_ms": 200, "cooldown_ms": 1000, "report_interval_ms": 1000},
+            "thresholds": list(thresholds)}
     status, run, _ = stack.api.post("/api/runs", plan)
     assert status == 201, run
     detail = stack.api.wait_run_finished(run["id"], timeout=30)

@@ -283,7 +283,7 @@ def test_history_loads_a_past_plan_into_the_form_and_deletes_runs(stack, open_pa
     details = page.locator(f'tr[data-detail="{detail["id"]}"]')
     expect(details).to_contain_text("assertion error")
     expect(details).to_contain_text("line 2: assert False, 'boom'")
-    expect(details.locator("table")).to_contain_text("set_us")
+    expect(details.locator("table.summary-histograms")).to_contain_text("set_us")
 
     row.locator(".load-plan").click()
     expect(page.locator("#plan-name")).to_have_value("history-run")

@@ -91,6 +91,7 @@ async function main() {
     },
   });
   wireDownload(document.getElementById("run-results"));
+  wireDownload(document.getElementById("run-report"));
 
   const statusDot = document.getElementById("status-dot");
   const statusText = document.getElementById("status-text");

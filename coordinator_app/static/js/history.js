@@ -3,8 +3,9 @@
 
 import { api, download, hasToken } from "./api.js";
 import { element } from "./dom.js";
-import { duration, formatterFor, integer, metricKind, metricLabel, percent, timestamp } from "./format.js";
+import { duration, integer, metricLabel, percent, timestamp } from "./format.js";
 import { isCpuOverWarning, isHostWarning } from "./rules.js";
+import { runSummary, showVerdictBadge } from "./run_summary.js";
 
 const PAGE = 25;
 const FINAL = new Set(["done", "aborted"]);
@@ -134,6 +135,12 @@ export class HistoryView {
     });
     const title = element("div", "", run.name);
     title.prepend(toggle);
+    // Clicking anywhere on the row but its buttons and links opens its summary.
+    row.classList.add("clickable");
+    row.addEventListener("click", (event) => {
+      if (event.target.closest("a, button")) return;
+      toggle.click();
+    });
     name.append(title, element("code", "muted small", run.id));
 
     const finished = run.finished_at || (live ? Date.now() / 1000 : null);
@@ -142,6 +149,10 @@ export class HistoryView {
     state.appendChild(element("span", `badge phase-${live ? stateName : run.state}`,
       live ? `running · ${stateName}` : run.state));
     if (run.note) state.title = run.note;
+    const verdict = element("span", "flag verdict", "");
+    verdict.hidden = true;
+    verdict.dataset.col = "verdict";
+    state.append(" ", verdict);
 
     const errors = element("td", "errors-cell", live ? "…" : "");
     errors.dataset.col = "errors";
@@ -155,6 +166,16 @@ export class HistoryView {
       link.dataset.filename = `${run.id}.tar.gz`;
       link.title = `${run.id}.tar.gz: results.csv, the plan and the summary`;
       link.download = `${run.id}.tar.gz`;
+      wireDownload(link);
+      results.appendChild(link);
+    }
+    if (run.report_url) {
+      const link = element("a", "button secondary small report", "Report");
+      link.href = run.report_url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.dataset.filename = `${run.id}.html`;
+      link.title = "The run's self-contained HTML report";
       wireDownload(link);
       results.appendChild(link);
     }
@@ -235,6 +256,7 @@ export class HistoryView {
     const errors = row.querySelector('[data-col="errors"]');
     const cpu = row.querySelector('[data-col="cpu"]');
     errors.textContent = "";
+    if (summary) showVerdictBadge(row.querySelector('[data-col="verdict"]'), summary.verdict, "flag");
     if (!summary) {
       errors.appendChild(element("span", "muted", "no report"));
       cpu.textContent = "—";
@@ -313,39 +335,7 @@ export class HistoryView {
         root.appendChild(list);
       }
 
-      const histograms = Object.entries(summary.histograms || {});
-      if (histograms.length) {
-        const table = element("table", "table compact");
-        const head = element("tr");
-        for (const label of ["Histogram", "count", "mean", "p50", "p90", "p99", "max"]) {
-          head.appendChild(element("th", label === "Histogram" ? "" : "num", label));
-        }
-        table.appendChild(element("thead")).appendChild(head);
-        const body = element("tbody");
-        for (const [name, h] of histograms) {
-          const format = formatterFor(name);
-          const row = element("tr");
-          row.append(element("td", "", name), element("td", "num", integer(h.count)),
-            element("td", "num", format(h.mean)), element("td", "num", format(h.median)),
-            element("td", "num", format(h.pc90)), element("td", "num", format(h.pc99)),
-            element("td", "num", format(h.max)));
-          body.appendChild(row);
-        }
-        table.appendChild(body);
-        root.appendChild(table);
-      }
-
-      const totals = Object.entries(summary.totals || {});
-      if (totals.length) {
-        const list = element("dl", "facts totals");
-        for (const [name, value] of totals) {
-          const pair = element("div");
-          const format = metricKind(name) === "count" ? integer : formatterFor(name);
-          pair.append(element("dt", "", name), element("dd", "", format(value)));
-          list.appendChild(pair);
-        }
-        root.appendChild(list);
-      }
+      root.appendChild(runSummary(summary));
     }
     return root;
   }

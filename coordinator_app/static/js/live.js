@@ -7,6 +7,7 @@ import { element } from "./dom.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, percent,
 } from "./format.js";
+import { runSummary, showVerdictBadge } from "./run_summary.js";
 import { isCpuOverWarning, isErrorCounter, isHostWarning } from "./rules.js";
 
 const WINDOW_SECONDS = 300;
@@ -159,6 +160,7 @@ export class LiveView {
     }
     const run = state.run && state.run.id === showing ? state.run : null;
     this.renderHead(run);
+    this.renderFinished(run ? null : this.ended);
     if (run) {
       const telemetry = runTelemetry(state) || { generator_count: (state.generators || []).length };
       this.renderTiles(telemetry, run);
@@ -219,6 +221,30 @@ export class LiveView {
       results.dataset.filename = `${this.shownRunId}.tar.gz`;
     }
     this.renderTimeline(run);
+  }
+
+  /** A finished run shows its whole-run summary instead of its last second. */
+  renderFinished(ended) {
+    const report = ended && ended.summary;
+    const panel = document.getElementById("run-summary");
+    document.getElementById("run-live-metrics").hidden = Boolean(report);
+    panel.hidden = !report;
+    const link = document.getElementById("run-report");
+    link.hidden = !(ended && ended.report_url);
+    if (ended && ended.report_url) {
+      link.href = ended.report_url;
+      link.dataset.filename = `${ended.id}.html`;
+    }
+    if (!report) {
+      showVerdictBadge(document.getElementById("run-verdict"), this.lastRun && this.lastRun.verdict);
+      return;
+    }
+    showVerdictBadge(document.getElementById("run-verdict"), report.verdict);
+    if (panel.dataset.run !== ended.id) {
+      panel.dataset.run = ended.id;
+      panel.textContent = "";
+      panel.append(element("h3", "", "Whole run"), runSummary(report));
+    }
   }
 
   renderTimeline(run) {

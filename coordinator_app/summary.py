@@ -1,0 +1,90 @@
+"""A run's whole-run summary: the one function every view of a finished run shows.
+
+``summarize`` turns the exactly merged whole-run histograms and counter
+totals (``aggregate.TelemetryAggregator`` keeps both) into the numbers the
+CLI's end-of-run table, the website, the HTML report, ``summary.json``, the
+API and ``/metrics`` show; thresholds are checked against the same numbers.
+``RateWindow`` measures the sustain phase, over which counter rates are taken.
+Nothing here does I/O; time is a parameter.
+"""
+import dataclasses
+
+from stressgrid.metrics import COUNTER_SUFFIX
+from stressgrid.plan.thresholds import error_rate_percent
+
+# Histogram figures in the summary: (key, the Histogram.summary() key).
+HISTOGRAM_FIGURES = (("count", "count"), ("mean", "mean"), ("min", "min"), ("p50", "median"),
+                     ("p90", "pc90"), ("p99", "pc99"), ("p99_9", "pc99_9"), ("max", "max"),
+                     ("stddev", "stddev"))
+SUSTAIN_WINDOW = "sustain"
+RUN_WINDOW = "run"
+
+
+def base_name(counter):
+    """``response_count`` -> ``response``."""
+    return counter[:-len(COUNTER_SUFFIX)] if counter.endswith(COUNTER_SUFFIX) else counter
+
+
+@dataclasses.dataclass
+class RateWindow:
+    """Where counter rates are measured: the sustain phase, else the whole run.
+
+    ``enter``/``leave`` mark the sustain phase's bounds with the counter totals
+    at that moment (monotonic ``now``); ``span(now, totals)`` gives the
+    ``(window name, seconds, counts within it)`` for a summary at ``now``.
+    """
+
+    started: float
+    entered: float = None
+    entered_totals: dict = None
+    left: float = None
+    left_totals: dict = None
+
+    def enter(self, now, totals):
+        """The sustain phase begins."""
+        self.entered, self.entered_totals = now, dict(totals)
+
+    def leave(self, now, totals):
+        """The sustain phase ends (a second call changes nothing)."""
+        if self.entered is not None and self.left is None:
+            self.left, self.left_totals = now, dict(totals)
+
+    def span(self, now, totals):
+        """``(window, seconds, {counter: count within the window})``."""
+        if self.entered is None:
+            return RUN_WINDOW, max(now - self.started, 1e-3), dict(totals)
+        end, end_totals = (self.left, self.left_totals) if self.left is not None else (now, totals)
+        counts = {name: value - self.entered_totals.get(name, 0) for name, value in end_totals.items()}
+        return SUSTAIN_WINDOW, max(end - self.entered, 1e-3), counts
+
+
+def summarize(histograms, totals, maxima, window):
+    """The whole-run summary.
+
+    ``histograms``: name -> ``Histogram`` (whole run); ``totals``: counter name
+    -> whole-run total; ``maxima``: ``<name>_per_second`` -> the busiest
+    second's rate; ``window``: ``RateWindow.span(...)``. Returns
+    ``{"histograms": {name: {count, mean, min, p50, p90, p99, p99_9, max,
+    stddev}}, "counters": {base name: {total, rate, peak}}, "rate_window":
+    {"phase", "seconds"}, "error_rate_percent": x}``, values in µs for ``_us``
+    histograms, rates per second, rounded to 3 decimals.
+    """
+    phase, seconds, counts = window
+    result_histograms = {}
+    for name, histogram in sorted(histograms.items()):
+        if histogram.total_count:
+            figures = histogram.summary()
+            result_histograms[name] = {key: _round(figures[source]) for key, source in HISTOGRAM_FIGURES}
+    counters = {}
+    for name, total in sorted(totals.items()):
+        base = base_name(name)
+        counters[base] = {"total": total, "rate": round(counts.get(name, 0) / seconds, 3),
+                          "peak": maxima.get(f"{base}_per_second", 0)}
+    return {"histograms": result_histograms, "counters": counters,
+            "rate_window": {"phase": phase, "seconds": round(seconds, 3)},
+            "error_rate_percent": round(error_rate_percent(
+                {name: c["total"] for name, c in counters.items()}), 4)}
+
+
+def _round(value):
+    return round(value, 3) if isinstance(value, float) else value

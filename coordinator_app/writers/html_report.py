@@ -1,0 +1,233 @@
+"""The run's report as one self-contained HTML file: ``report.html`` in the archive and
+``results/<run id>.html`` beside it.
+
+Everything is inline - styles, SVG charts, data - so the file opens from disk
+and makes no network request. It shows the verdict and thresholds, the plan,
+the whole-run summary table (the same numbers as ``summary.json``, the CLI
+and the website), time series (rates, p50/p90/p99 per histogram, active
+devices, errors, generator CPU), each histogram's latency distribution as an
+HdrHistogram-style percentile plot on a log axis, errors with their script
+lines, events and generators. ``render`` is a pure function of the run's data.
+"""
+import html
+import json
+import math
+import time
+
+from stressgrid.cli.display import format_rate, format_us
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
+
+from . import Writer
+from .archive import report_name, write_atomically
+from .series import QUANTILES, RunSeries
+from .svg import line_chart
+
+# The percentile plot's x axis: -log10(1 - p), ticks at 0%, 90%, 99%, ... up to the count's reach.
+PERCENTILE_TICKS = ((0, "0%"), (1, "90%"), (2, "99%"), (3, "99.9%"), (4, "99.99%"), (5, "99.999%"),
+                    (6, "99.9999%"))
+PERCENTILE_POINTS_PER_DECADE = 40
+CPU_HISTOGRAM = "cpu_percent"
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#111}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:6px 0}th,td{padding:3px 10px;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}th{font-weight:600;color:#444;border-bottom:1px solid #ccc}
+tr:nth-child(even) td{background:#f6f7f9}.badge{display:inline-block;padding:2px 10px;border-radius:10px;
+font-weight:700;color:#fff}.passed{background:#16a34a}.failed{background:#dc2626}.none{background:#6b7280}
+.fail{color:#b91c1c;font-weight:600}.muted{color:#666}pre{background:#f6f7f9;padding:10px;overflow:auto;
+max-height:420px;font-size:12px}svg.chart{width:100%;max-width:760px;display:block;margin:8px 0}
+.plot{fill:#fff;stroke:#ccc}.grid{stroke:#eee}.title{font-weight:600;font-size:13px}
+.ytick{text-anchor:end;font-size:11px;fill:#555}.xtick{text-anchor:middle;font-size:11px;fill:#555}
+.xlabel{text-anchor:end;font-size:11px;fill:#777}.legend{font-size:12px}.empty{text-anchor:middle;fill:#999}
+table.errors td:last-child{text-align:left;font-family:monospace;white-space:pre-wrap}
+"""
+
+
+def _e(value):
+    return html.escape(str(value))
+
+
+def _table(headers, rows, cls=""):
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _time(stamp):
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp)) if stamp else "-"
+
+
+def _percent(value):
+    return f"{value:.0f}%"
+
+
+def percentile_curve(histogram):
+    """``[(-log10(1 - p), value at p)]`` from 0% to the highest percentile the count resolves."""
+    count = histogram.total_count
+    if not count:
+        return []
+    decades = min(max(math.log10(count), 1.0), 6.0)
+    steps = int(decades * PERCENTILE_POINTS_PER_DECADE)
+    curve = []
+    for step in range(steps + 1):
+        x = decades * step / steps
+        percentile = 100.0 * (1.0 - 10.0 ** -x)
+        curve.append((x, max(histogram.value_at_percentile(percentile), 1)))
+    curve.append((decades, max(histogram.max, 1)))
+    return curve
+
+
+def _verdict_section(verdict):
+    if not verdict or not verdict.get("thresholds"):
+        return ('<h2>Verdict</h2><p><span class="badge none">no thresholds</span> '
+                '<span class="muted">the plan set no pass/fail conditions</span></p>')
+    outcome = verdict.get("outcome") or "none"
+    rows = []
+    for result in verdict["thresholds"]:
+        failed = result.get("state") == "failed"
+        actual = result.get("actual")
+        rows.append((f'<span class="{"fail" if failed else ""}">{_e(result.get("state"))}</span>',
+                     _e(result.get("expr")), _e("no data" if actual is None else actual),
+                     "yes" if result.get("abort_on_fail") else ""))
+    return (f'<h2>Verdict</h2><p><span class="badge {_e(outcome)}" id="verdict">{_e(outcome.upper())}'
+            f'</span></p>' + _table(("state", "threshold", "measured", "abort on fail"), rows,
+                                    "thresholds"))
+
+
+def _summary_section(summary):
+    histograms = summary.get("histograms") or {}
+    rows = [(_e(name), f"{h['count']:,}", *(_e(format_us(h[k]) if name != CPU_HISTOGRAM else _percent(h[k]))
+                                            for k in ("mean", "p50", "p90", "p99", "p99_9", "max")))
+            for name, h in histograms.items()]
+    parts = ["<h2>Summary</h2>"]
+    if rows:
+        parts.append(_table(("histogram", "count", "mean", "p50", "p90", "p99", "p99.9", "max"), rows,
+                            "histograms"))
+    window = summary.get("rate_window") or {}
+    where = "the sustain phase" if window.get("phase") == "sustain" else "the whole run"
+    counters = [(_e(name), f"{c['total']:,}", _e(format_rate(c["rate"])), _e(format_rate(c["peak"])))
+                for name, c in (summary.get("counters") or {}).items()]
+    if counters:
+        parts.append(_table(("counter", "total", "rate/s", "peak/s"), counters, "counters"))
+        parts.append(f'<p class="muted">rate/s: the mean over {where} '
+                     f'({window.get("seconds", 0):g} s); peak/s: the busiest second.</p>')
+    parts.append(f'<p>error rate: <b id="error-rate">{summary.get("error_rate_percent", 0):.2f}%</b> '
+                 f'<span class="muted">(every *_error count over responses + receives + errors)</span></p>')
+    return "".join(parts)
+
+
+def _series_section(points):
+    if not points:
+        return "<h2>Over time</h2><p class='muted'>no per-second data</p>"
+    charts = []
+    rate_names = sorted({name for p in points for name in p.rates
+                         if not name.endswith("_error") and not name.startswith("network_")})
+    charts.append(line_chart("rates per second", [
+        (name, [(p.elapsed_s, p.rates.get(name, 0)) for p in points]) for name in rate_names],
+        y_format=format_rate, x_format=lambda x: f"{x:g} s"))
+    histogram_names = sorted({name for p in points for name in p.quantiles if name != CPU_HISTOGRAM})
+    for name in histogram_names:
+        charts.append(line_chart(f"{name} per second", [
+            (quantile, [(p.elapsed_s, p.quantiles[name][i] if name in p.quantiles else None)
+                        for p in points]) for i, quantile in enumerate(QUANTILES)],
+            y_format=format_us, x_format=lambda x: f"{x:g} s"))
+    charts.append(line_chart("active devices", [("devices", [(p.elapsed_s, p.active_devices) for p in points])],
+                             y_format=lambda v: f"{v:,.0f}", x_format=lambda x: f"{x:g} s"))
+    charts.append(line_chart("errors per second", [("errors", [(p.elapsed_s, p.errors_per_second)
+                                                               for p in points])],
+                             y_format=format_rate, x_format=lambda x: f"{x:g} s"))
+    charts.append(line_chart("generator CPU (the busiest generator)", [
+        ("cpu", [(p.elapsed_s, p.cpu_percent) for p in points])], y_format=_percent,
+        x_format=lambda x: f"{x:g} s"))
+    return "<h2>Over time</h2>" + "".join(charts)
+
+
+def _distribution_section(histograms):
+    lines = [(name, percentile_curve(h)) for name, h in sorted(histograms.items())
+             if name != CPU_HISTOGRAM and h.total_count]
+    if not lines:
+        return ""
+    reach = max(x for _, curve in lines for x, _ in curve)
+    ticks = [(x, text) for x, text in PERCENTILE_TICKS if x <= reach + 1e-9]
+    return ("<h2>Latency distribution</h2>" + line_chart(
+        "value at percentile (whole run, log scale)", lines, y_format=format_us,
+        x_format=lambda x: f"{100 * (1 - 10 ** -x):.4g}%", log_y=True, x_ticks=ticks,
+        x_label="percentile"))
+
+
+def _errors_section(errors):
+    if not errors:
+        return "<h2>Errors</h2><p>none</p>"
+    rows = [(_e(name), f"{e.get('count', 0):,}", _e(e.get("line", ""))) for name, e in errors.items()]
+    return "<h2>Errors</h2>" + _table(("error", "count", "first script line"), rows, "errors")
+
+
+def _events_section(events):
+    rows = [(_e(f"{e.get('elapsed_s', 0):.1f} s"), _e(e.get("kind")), _e(e.get("generator", "")),
+             _e(e.get("message", ""))) for e in events]
+    return "<h2>Events</h2>" + (_table(("at", "kind", "generator", "message"), rows, "events")
+                                if rows else "<p>none</p>")
+
+
+def render(info, report, histograms, points):
+    """The report's HTML text.
+
+    ``info``: the run's ``RunInfo``; ``report``: its summary (``summary.json``);
+    ``histograms``: name -> whole-run ``Histogram``; ``points``: ``RunSeries.points``.
+    """
+    summary = report.get("summary") or {}
+    generators = [(_e(name), f"{devices:,}") for name, devices in sorted((report.get("generators") or {}).items())]
+    cpu = (report.get("maxima") or {}).get("max_cpu_percent")
+    head = (f"<h1>{_e(info.name)}</h1><p class='muted'>run {_e(info.id)} &middot; {_e(report.get('state'))} "
+            f"&middot; started {_e(_time(report.get('started_at')))} &middot; "
+            f"{report.get('duration_s', 0):g} s &middot; {report.get('devices_started', 0):,} of "
+            f"{report.get('devices_requested', 0):,} devices"
+            + (f" &middot; {_e(report['note'])}" if report.get("note") else "") + "</p>")
+    sections = [
+        head, _verdict_section(report.get("verdict")), _summary_section(summary),
+        _series_section(points), _distribution_section(histograms),
+        _errors_section(report.get("errors") or {}), _events_section(report.get("events") or []),
+        "<h2>Generators</h2>" + (_table(("generator", "devices started"), generators, "generators")
+                                 if generators else "<p>none</p>")
+        + (f"<p>peak generator CPU: {cpu:.0f}%"
+           + (f" <span class='fail'>over {CPU_WARNING_PERCENT}%: results may be limited by the "
+              f"generator</span>" if cpu > CPU_WARNING_PERCENT else "") + "</p>" if cpu is not None else ""),
+        "<h2>Plan</h2><pre>" + _e(json.dumps(info.plan, indent=2, sort_keys=True)) + "</pre>",
+    ]
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+            "style-src 'unsafe-inline'; img-src data:\">"
+            f"<title>{_e(info.name)} - Stressgrid report</title><style>{STYLE}</style></head><body>"
+            + "".join(sections) + "</body></html>\n")
+
+
+class HtmlReportWriter(Writer):
+    """Collects each second of a run and writes its report when the run ends.
+
+    Runs before the archive writer, so ``report.html`` goes into the archive.
+    """
+
+    name = "html_report"
+
+    def __init__(self, archive):
+        self.archive = archive
+        self._series = {}
+
+    def start(self, run):
+        self._series[run.id] = RunSeries(run.started_at)
+
+    def second(self, run, telemetry):
+        series = self._series.get(run.id)
+        if series is not None:
+            series.add(telemetry)
+
+    def finish(self, run, final):
+        series = self._series.pop(run.id, None)
+        text = render(run, final.to_dict(run.writer_errors), final.totals.histograms,
+                      series.points if series else [])
+        directory = self.archive.work_dir(run.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in (directory / "report.html", self.archive.results_dir / report_name(run.id)):
+            write_atomically(path, text)
+        return {"report": report_name(run.id)}
