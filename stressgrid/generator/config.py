@@ -6,10 +6,13 @@ import os
 import socket
 
 from stressgrid.argtypes import positive_float, positive_int
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken, JoinTokenError, read_token_file
 
 DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
+JOIN_TOKEN_FILE_ENV = "STRESSGRID_JOIN_TOKEN_FILE"
 DEFAULT_STOP_TIMEOUT_S = 3.0
 STOP_TIMEOUT_ENV = "STRESSGRID_WORKER_STOP_TIMEOUT_S"
 
@@ -22,6 +25,8 @@ class AgentConfig:
     run before the agent stops every device (no orphaned load).
     ``silence_reregister_s``: how long the coordinator may stay silent before
     the agent registers again (the coordinator heartbeats every second).
+    ``join_token``: the fleet's ``JoinToken``; the coordinator refuses a
+    generator without it at the CurveZMQ handshake.
     ``worker_stop_timeout_s``: how long a worker may take to confirm a stop or
     an abort before the agent kills it and starts it again empty.
     """
@@ -35,6 +40,7 @@ class AgentConfig:
     heartbeat_interval_s: float = 1.0
     telemetry_interval_s: float = 1.0
     log_level: str = "INFO"
+    join_token: JoinToken = None
 
 
 def short_hostname():
@@ -65,6 +71,10 @@ def argument_parser():
     parser.add_argument("--coordinator-grace", type=positive_float, metavar="SECONDS",
                         help=f"stop every device after the coordinator was silent this long "
                              f"(env {GRACE_ENV}, default {DEFAULT_GRACE_S:g})")
+    parser.add_argument("--join-token-file", metavar="PATH",
+                        help=f"file holding the fleet's join token (env {JOIN_TOKEN_FILE_ENV}; the "
+                             f"coordinator writes it to <data dir>/join-token; or set {JOIN_TOKEN_ENV} "
+                             f"to the token itself)")
     parser.add_argument("--worker-stop-timeout", type=positive_float, metavar="SECONDS",
                         help=f"kill a worker that has not stopped its devices this long after a stop "
                              f"or an abort (env {STOP_TIMEOUT_ENV}, default {DEFAULT_STOP_TIMEOUT_S:g})")
@@ -81,6 +91,7 @@ def config_from(argv=None, environ=None):
     grace = _seconds(args.coordinator_grace, environ, GRACE_ENV, DEFAULT_GRACE_S)
     stop_timeout = _seconds(args.worker_stop_timeout, environ, STOP_TIMEOUT_ENV, DEFAULT_STOP_TIMEOUT_S)
     return AgentConfig(
+        join_token=_join_token(args.join_token_file or environ.get(JOIN_TOKEN_FILE_ENV), environ),
         coordinator_url=args.coordinator or environ.get("COORDINATOR_URL") or DEFAULT_COORDINATOR_URL,
         generator_id=args.generator_id or environ.get("GENERATOR_ID") or short_hostname(),
         workers=args.workers or default_workers(),
@@ -88,6 +99,21 @@ def config_from(argv=None, environ=None):
         worker_stop_timeout_s=stop_timeout,
         log_level=args.log_level,
     )
+
+
+def _join_token(path, environ):
+    """The join token from ``--join-token-file`` or the environment; exits saying what is wrong."""
+    try:
+        if path:
+            return read_token_file(path)
+        if environ.get(JOIN_TOKEN_ENV):
+            return JoinToken.parse(environ[JOIN_TOKEN_ENV])
+    except JoinTokenError as exc:
+        source = path or JOIN_TOKEN_ENV
+        raise SystemExit(f"the join token ({source}) cannot be used: {exc}") from None
+    raise SystemExit(f"no join token: pass --join-token-file PATH or set {JOIN_TOKEN_ENV} (the coordinator "
+                     f"writes the token to <data dir>/join-token and prints it with "
+                     f"'python -m coordinator_app join-token')")
 
 
 def _seconds(flag, environ, variable, default):

@@ -26,7 +26,7 @@ def connected_clients(port):
 @pytest.fixture
 def setup(tmp_path):
     with redis_server(tmp_path) as redis_port, coordinator_process(tmp_path) as coordinator, \
-            generator_processes(coordinator.generator_url, tmp_path, ["real-a", "real-b"]) as generators:
+            generator_processes(coordinator, tmp_path, ["real-a", "real-b"]) as generators:
         coordinator.api.wait_generators(2)
         yield coordinator, generators, redis_port
 
