@@ -259,8 +259,9 @@ def test_tokens_come_only_from_secrets(overlay):
         return entry["valueFrom"]["secretKeyRef"]
 
     assert secret(coordinator_env["STRESSGRID_TOKEN"]) == {"name": MANAGEMENT_TOKEN_SECRET, "key": "token"}
-    # Both ends of the generator link hold the same join token.
-    assert secret(coordinator_env["STRESSGRID_JOIN_TOKEN"]) == {"name": JOIN_TOKEN_SECRET, "key": "token"}
+    # The coordinator makes its own key and join token on its volume; generators get the token
+    # from the Secret filled from it.
+    assert "STRESSGRID_JOIN_TOKEN" not in coordinator_env
     assert secret(generator_env["STRESSGRID_JOIN_TOKEN"]) == {"name": JOIN_TOKEN_SECRET, "key": "token"}
     # Generators run plan scripts: they never see the management token.
     assert "STRESSGRID_TOKEN" not in generator_env
