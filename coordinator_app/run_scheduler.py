@@ -38,7 +38,7 @@ import enum
 import typing
 
 from stressgrid import wire
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_LOST_ERROR
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, schedule, validate
@@ -452,8 +452,14 @@ class RunScheduler:
         now = self._at.monotonic
         run = self.run
         for generator in self.registry.expire(now):
-            self._event(out, "generator_lost", f"{generator.generator_id} went silent for more than "
-                                               f"{self.generator_timeout_s:g} s and was dropped", generator)
+            lost = (f"{generator.generator_id} went silent for more than "
+                    f"{self.generator_timeout_s:g} s and was dropped")
+            self._event(out, "generator_lost", lost, generator)
+            if run is not None and not run.ended:
+                # Its devices' load is gone from the run: an error of the run, never a warning.
+                held = sum(cohort.get(generator.routing_id, 0) for cohort in run.cohorts.values())
+                self.aggregator.count_error(GENERATOR_LOST_ERROR + "_count",
+                                            f"{lost}, with {plural(held, 'device')} of the run")
             if run is not None and run.state is RunState.ABORTING:
                 self._abort_answered(out, run, generator.routing_id)
         heartbeat = wire.Heartbeat(sent_at=self._at.wall)

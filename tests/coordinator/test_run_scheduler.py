@@ -211,6 +211,9 @@ def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the
     (_, _, final), = [args for _, out in happened for args in writes(out, "finish")]
     assert final.state == "done" and final.devices_started == 20
     assert final.generators == {"steady": 13, "flaky": 7}
+    # The lost generator is an error of the run, with what was lost.
+    assert final.totals.error_report() == {"generator_lost_error_count": {
+        "count": 1, "line": "flaky went silent for more than 1.5 s and was dropped, with 7 devices of the run"}}
 
 
 def test_a_cohort_that_cannot_be_sent_is_not_counted_nor_stopped(scheduler, clock):
