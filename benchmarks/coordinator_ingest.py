@@ -4,7 +4,8 @@
 
 Starts a real coordinator (``python -m coordinator_app``) and a few helper
 processes that together hold one ZeroMQ DEALER per simulated generator.
-Each generator registers, heartbeats every second and sends one telemetry
+Each generator connects over CurveZMQ with the fleet's join token (as real
+generators do: every message is encrypted), registers, heartbeats every second and sends one telemetry
 message a second with 20 histograms (a few hundred distinct latency buckets
 each, the shape a busy generator's second has) and 20 counters, at its own
 offset within the second. With every generator registered and a run in
@@ -48,7 +49,7 @@ def free_port():
 # -- helper process: a slice of the fleet ------------------------------------------
 
 
-def telemetry_payloads(seed, variants=8):
+def telemetry_payloads(seed, run_id, variants=8):
     """Pre-encoded telemetry messages (the coordinator's work does not depend on who encodes)."""
     from stressgrid import wire
     from stressgrid._core.metrics import Recorder
@@ -62,16 +63,19 @@ def telemetry_payloads(seed, variants=8):
                 recorder.record(name, int(rng.lognormvariate(8, 1.2)))
         for c in range(COUNTERS):
             recorder.inc(f"bench_{c}_count", rng.randint(1, 1000))
-        payloads.append(wire.encode(wire.Telemetry(metrics=recorder.snapshot(), active_device_number=1,
-                                                   errors={})))
+        payloads.append(wire.encode(wire.Telemetry(run_id=run_id, metrics=recorder.snapshot(),
+                                                   active_device_number=1, errors={})))
     return payloads
 
 
-def sender(url, first, count, seed):
+def sender(url, first, count, seed, token_path):
     """Run ``count`` generators until stdin closes; print how many telemetry messages went out."""
     import zmq
 
     from stressgrid import __version__, wire
+    from stressgrid.generator.coordinator_link import secure
+    from stressgrid.join_token import read_token_file
+    token = read_token_file(token_path)
     context = zmq.Context()
     context.set(zmq.MAX_SOCKETS, count + 64)
     sockets = []
@@ -79,6 +83,7 @@ def sender(url, first, count, seed):
         dealer = context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.IDENTITY, f"bench-{i:05d}".encode())
         dealer.setsockopt(zmq.LINGER, 2000)
+        secure(dealer, token)  # CurveZMQ with the fleet's join token, as real generators connect
         dealer.connect(url)
         dealer.send(wire.encode(wire.Register(generator_id=f"bench-{i:05d}", version=__version__,
                                               cores=4, workers=4, capacity=100000)))
@@ -86,18 +91,27 @@ def sender(url, first, count, seed):
     poller = zmq.Poller()
     for dealer in sockets:
         poller.register(dealer, zmq.POLLIN)
-    registered = set()
-    deadline = time.monotonic() + 60
-    while len(registered) < count and time.monotonic() < deadline:
-        for dealer, _ in poller.poll(100):
-            while True:
-                try:
-                    if isinstance(wire.decode(dealer.recv(zmq.NOBLOCK)), wire.Registered):
-                        registered.add(dealer)
-                except zmq.Again:
-                    break
-    print(json.dumps({"registered": len(registered)}), flush=True)
-    payloads = telemetry_payloads(seed)
+    def wait_for_every(kind, timeout_s=60):
+        """The messages of ``kind`` received, one per generator (or fewer on timeout)."""
+        received = {}
+        deadline = time.monotonic() + timeout_s
+        while len(received) < count and time.monotonic() < deadline:
+            for dealer, _ in poller.poll(100):
+                while True:
+                    try:
+                        message = wire.decode(dealer.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if isinstance(message, kind):
+                        received[dealer] = message
+        return received
+
+    print(json.dumps({"registered": len(wait_for_every(wire.Registered))}), flush=True)
+    # Telemetry carries the run id: every generator's comes once its cohort has arrived.
+    starts = wait_for_every(wire.StartCohort)
+    print(json.dumps({"started": len(starts)}), flush=True)
+    run_ids = {start.run_id for start in starts.values()}
+    payloads = telemetry_payloads(seed, run_ids.pop() if len(run_ids) == 1 else "")
     heartbeat = wire.encode(wire.Heartbeat(sent_at=0.0))
     sent = 0
     rng = random.Random(seed)
@@ -169,11 +183,12 @@ def main():
     parser.add_argument("--helpers", type=int, default=4, help="helper processes holding the DEALERs")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--sender", nargs=4, metavar=("URL", "FIRST", "COUNT", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--sender", nargs=5, metavar=("URL", "FIRST", "COUNT", "SEED", "TOKEN_FILE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sender:
-        url, first, count, seed = args.sender
-        return sender(url, int(first), int(count), int(seed))
+        url, first, count, seed, token_path = args.sender
+        return sender(url, int(first), int(count), int(seed), token_path)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -195,7 +210,8 @@ def main():
         first = 0
         for i, count in enumerate(share):
             helpers.append(subprocess.Popen(
-                [sys.executable, __file__, "--sender", url, str(first), str(count), str(i)],
+                [sys.executable, __file__, "--sender", url, str(first), str(count), str(i),
+                 os.path.join(data_dir, "join-token")],
                 cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             first += count
         for helper in helpers:
@@ -213,6 +229,9 @@ def main():
                 "opts": {"ramp_steps": 1, "rampup_step_ms": 1000, "sustain_ms": 3_600_000,
                          "rampdown_step_ms": 1000, "cooldown_ms": 1000, "report_interval_ms": 5000}}
         run = api(base, "POST", "/api/runs", plan)
+        for helper, count in zip(helpers, share):
+            if json.loads(helper.stdout.readline())["started"] != count:
+                raise SystemExit("not every generator received its cohort")
         time.sleep(args.warmup)
         cpu_before, wall_before = cpu_seconds(coordinator.pid), time.monotonic()
         before = api(base, "GET", "/api/state")["ingest"]

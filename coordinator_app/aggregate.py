@@ -18,6 +18,8 @@ from stressgrid._core.metrics import Histogram
 from stressgrid.metrics import MetricsAggregate, is_error, rate_name
 from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
+from .validate import MAX_HISTOGRAM_VALUES
+
 CPU_HISTOGRAM = "cpu_percent"
 ACTIVE_DEVICES = "active_device_number"
 _EMPTY = {}
@@ -106,9 +108,9 @@ class TelemetryAggregator:
     # -- hot path ----------------------------------------------------------
 
     def ingest(self, generator, telemetry):
-        """Merge one ``wire.Telemetry`` from ``generator``.
+        """Merge one ``wire.Telemetry`` from ``generator``, checked by ``validate.TelemetryCheck``.
 
-        Raises ``ValueError`` for a malformed snapshot; then nothing of the
+        Raises ``ValueError`` for a bad histogram encoding; then nothing of the
         message is merged. Histograms are merged optimistically, straight
         from their wire form; a bad encoding part-way through a message is
         undone by rebuilding this second's pending histograms from the
@@ -120,15 +122,6 @@ class TelemetryAggregator:
         histograms = metrics.get("histograms", _EMPTY)
         counters = metrics.get("counters", _EMPTY)
         try:
-            if type(histograms) is not dict or type(counters) is not dict:
-                raise ValueError("metrics.histograms and metrics.counters must be maps")
-            for name, encoded in histograms.items():
-                if (type(name) is not str or type(encoded) not in (list, tuple) or len(encoded) != 2
-                        or type(encoded[0]) is not bytes or type(encoded[1]) is not int):
-                    raise ValueError(f"bad histogram {name!r}")
-            for name, value in counters.items():
-                if type(name) is not str or type(value) is not int or value < 0:
-                    raise ValueError(f"bad counter {name!r}")
             if generator.suspect:
                 self._validate(histograms)
             self._merge(histograms)
@@ -151,7 +144,7 @@ class TelemetryAggregator:
                 generator.cpu_pending = peak
         if telemetry.errors:
             for name, line in telemetry.errors.items():
-                if type(name) is str and type(line) is str and name not in self.errors:
+                if name not in self.errors:
                     self.errors[name] = line
         self.messages += 1
 
@@ -159,7 +152,7 @@ class TelemetryAggregator:
         scratch = self._scratch
         try:
             for data, clamped in histograms.values():
-                scratch.add_encoded(data, clamped)
+                scratch.add_encoded(data, clamped, MAX_HISTOGRAM_VALUES)
         finally:
             scratch.reset()
 
@@ -167,14 +160,21 @@ class TelemetryAggregator:
         pending = self.pending
         try:
             for name, (data, clamped) in histograms.items():
-                pending.histogram(name).add_encoded(data, clamped)
+                pending.histogram(name).add_encoded(data, clamped, MAX_HISTOGRAM_VALUES)
         except ValueError:
             # Undo the part of this message that was merged: rebuild from the accepted ones.
             pending.histograms.clear()
             for accepted in self._accepted:
                 for name, (data, clamped) in accepted.items():
-                    pending.histogram(name).add_encoded(data, clamped)
+                    pending.histogram(name).add_encoded(data, clamped, MAX_HISTOGRAM_VALUES)
             raise
+
+    def count_error(self, name, line):
+        """Count one error the coordinator itself saw (``name`` ends in ``_error_count``), with
+        ``line`` as its description; it goes into the current second like a generator's."""
+        counters = self.pending.counters
+        counters[name] = counters.get(name, 0) + 1
+        self.errors.setdefault(name, line)
 
     # -- once a second -----------------------------------------------------
 

@@ -12,6 +12,7 @@ from stressgrid import metrics
 from stressgrid.plan import Plan, PlanError, api as script_api, constants, model, script
 from stressgrid.plan.resolve import resolve_addresses
 
+from . import json_body
 from .auth import protect
 from .service import Conflict
 from .writers.archive import report_name
@@ -35,8 +36,11 @@ def error(status, message, **fields):
 
 def _plan_from_request():
     """``(Plan, resolved addresses)`` from the request body; raises ``PlanError``."""
-    data = request.get_json(force=True, silent=True)
-    if data is None:
+    try:
+        data = json_body.parse(request.get_data(cache=True))
+    except json_body.BodyError as exc:
+        raise PlanError("plan", str(exc)) from None
+    if not isinstance(data, dict):
         raise PlanError("plan", "the body must be a plan as a JSON object")
     plan = Plan.from_dict(data)
     return plan, resolve_addresses(plan.addresses)

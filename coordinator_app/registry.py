@@ -8,6 +8,18 @@ import time
 
 from stressgrid.plan.constants import CPU_WARNING_PERCENT
 
+# A connection that claims the id of a registered generator silent this long is that
+# generator restarted (it heartbeats every second); sooner, it is refused.
+RESTART_SILENCE_S = 2.5
+
+
+class GeneratorIdInUse(Exception):
+    """A registration that claims the id of another connected generator (``holder``)."""
+
+    def __init__(self, holder, message):
+        super().__init__(message)
+        self.holder = holder
+
 
 @dataclasses.dataclass(eq=False)
 class Generator:
@@ -43,12 +55,20 @@ class Generator:
 
 
 class Registry:
-    """Registered generators in registration order, dropped after ``timeout_s`` of silence."""
+    """Registered generators in registration order, dropped after ``timeout_s`` of silence.
+
+    A generator id belongs to one connection (routing id) at a time: another
+    connection claiming it is refused while its holder is heard from, and
+    takes its place (a restarted generator) once the holder has been silent
+    for ``RESTART_SILENCE_S``.
+    """
 
     def __init__(self, timeout_s=5.0, wall_clock=time.time):
         self.timeout_s = timeout_s
+        self.restart_silence_s = min(RESTART_SILENCE_S, timeout_s)
         self._wall = wall_clock
         self._generators = {}
+        self._routing_ids = {}  # generator id -> routing id
 
     def __len__(self):
         return len(self._generators)
@@ -61,25 +81,39 @@ class Registry:
         return self._generators.get(routing_id)
 
     def register(self, routing_id, message, now):
-        """Add or refresh the generator of a ``wire.Register``; returns ``(generator, new)``.
+        """Add or refresh the generator of a ``wire.Register``: ``(generator, new, replaced)``.
 
-        A generator that registers again (its link saw silence, or its host
-        agent restarted) keeps its place and its share of the current run.
+        A connection that registers again (its link saw silence) keeps its
+        place and its share of the current run. ``replaced``: the record of a
+        silent connection with the same generator id that this one replaces
+        (the generator restarted), or ``None``. Raises ``GeneratorIdInUse``
+        when the id belongs to another connection still heard from, or when a
+        connection claims a different id than it registered with.
         """
         found = self._generators.get(routing_id)
         if found is not None:
+            if found.generator_id != message.generator_id:
+                raise GeneratorIdInUse(found, f"this connection registered as {found.generator_id}, "
+                                              f"not {message.generator_id}")
             found.version, found.cores = message.version, message.cores
             found.workers, found.capacity = message.workers, message.capacity
-            found.generator_id = message.generator_id
             found.last_seen = now
             found.registrations += 1
-            return found, False
+            return found, False, None
+        replaced = self._generators.get(self._routing_ids.get(message.generator_id))
+        if replaced is not None:
+            silent = now - replaced.last_seen
+            if silent < self.restart_silence_s:
+                raise GeneratorIdInUse(replaced, f"generator id {message.generator_id} is in use by a "
+                                                 f"connected generator (heard from {silent:.1f} s ago)")
+            self.remove(replaced.routing_id)
         generator = Generator(routing_id=routing_id, generator_id=message.generator_id,
                               version=message.version, cores=message.cores,
                               workers=message.workers, capacity=message.capacity,
                               registered_at=self._wall(), last_seen=now)
         self._generators[routing_id] = generator
-        return generator, True
+        self._routing_ids[generator.generator_id] = routing_id
+        return generator, True, replaced
 
     def seen(self, routing_id, now):
         """Note a message from ``routing_id``; the generator, or ``None`` if not registered."""
@@ -93,8 +127,15 @@ class Registry:
         limit = now - self.timeout_s
         gone = [g for g in self._generators.values() if g.last_seen < limit]
         for generator in gone:
-            del self._generators[generator.routing_id]
+            self.remove(generator.routing_id)
         return gone
+
+    def remove(self, routing_id):
+        """Forget a generator; returns it (or ``None``)."""
+        generator = self._generators.pop(routing_id, None)
+        if generator is not None and self._routing_ids.get(generator.generator_id) == routing_id:
+            del self._routing_ids[generator.generator_id]
+        return generator
 
     def to_list(self, now):
         """Every generator's JSON form, in registration order."""

@@ -38,15 +38,18 @@ import enum
 import typing
 
 from stressgrid import wire
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_LOST_ERROR
+from stressgrid.plan.model import PlanError
 
-from . import schedule
+from . import run_scope, schedule, validate
 from .aggregate import TelemetryAggregator
-from .registry import Registry
+from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
 from .writers import FinalReport, RunInfo
 
 RECENT_EVENTS = 50
+# Connections refused for claiming a connected generator's id, remembered so each gets one event.
+REFUSED_CLAIMS_REMEMBERED = 1000
 
 
 class Instant(typing.NamedTuple):
@@ -205,6 +208,9 @@ class RunScheduler:
         self.run = None
         self.events = []  # the most recent events, run or not
         self.rejected = 0  # messages refused as malformed or unexpected
+        self.telemetry_check = validate.TelemetryCheck()
+        self.stale = run_scope.StaleMessages()
+        self._refused_claims = set()
         self.next_tick = at.monotonic + heartbeat_interval_s
         self._handlers = {wire.Register: self._on_register, wire.Heartbeat: self._on_heartbeat,
                           wire.Telemetry: self._on_telemetry, wire.Event: self._on_event,
@@ -229,7 +235,8 @@ class RunScheduler:
                 "run": self.run.to_dict(now) if self.run is not None else None,
                 "telemetry": self.aggregator.latest,
                 "events": list(self.events),
-                "ingest": {"messages": self.aggregator.messages, "rejected": self.rejected}}
+                "ingest": {"messages": self.aggregator.messages, "rejected": self.rejected,
+                           "other_runs": self.stale.total}}
 
     # -- messages from generators ------------------------------------------------
 
@@ -265,14 +272,61 @@ class RunScheduler:
         return out
 
     def _on_register(self, out, routing_id, message):
-        generator, new = self.registry.register(routing_id, message, self._at.monotonic)
+        if not self._valid(out, routing_id, validate.check_register, message):
+            return
+        try:
+            generator, new, replaced = self.registry.register(routing_id, message, self._at.monotonic)
+        except GeneratorIdInUse as exc:
+            self._refuse_claim(out, routing_id, exc)
+            return
         out.send(routing_id, wire.Registered(coordinator_version=self.coordinator_version))
+        if replaced is not None:
+            self._event(out, "generator_restarted", f"{generator.generator_id} came back on a new "
+                                                    f"connection; the old one was silent", generator)
+            if self.run is not None and self.run.state is RunState.ABORTING:
+                self._abort_answered(out, self.run, replaced.routing_id)
         kind = "generator_registered" if new else "generator_reregistered"
         self._event(out, kind, f"{generator.generator_id} ({plural(message.workers, 'worker')}, "
                                f"{plural(message.cores, 'core')}, version {message.version})", generator)
         if self.run is not None and self.run.state is RunState.ABORTING:
             # A generator registering anew has stopped everything it ran.
             self._abort_answered(out, self.run, routing_id)
+
+    def _valid(self, out, routing_id, check, message):
+        """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
+        try:
+            check(message)
+        except validate.InvalidMessage as exc:
+            self.rejected += 1
+            out.send(routing_id, wire.Error(message=str(exc)))
+            return False
+        return True
+
+    def _refuse_claim(self, out, routing_id, exc):
+        """Answer a registration that claims a connected generator's id; one event per connection."""
+        out.send(routing_id, wire.Error(message=str(exc)))
+        if routing_id in self._refused_claims:
+            return
+        if len(self._refused_claims) >= REFUSED_CLAIMS_REMEMBERED:
+            self._refused_claims.clear()
+        self._refused_claims.add(routing_id)
+        self._event(out, "generator_id_refused",
+                    f"a connection claiming {exc.holder.generator_id} was refused: {exc}", exc.holder)
+
+    def _in_scope(self, out, routing_id, generator, message, devices, fleet_events=False):
+        """True when ``message`` is to be merged: of the active run (or of none, while none is
+        active, or an event of a host at rest: ``fleet_events``). One of another run is counted
+        and, when its generator still runs ``devices`` of it, answered with ``Abort``."""
+        active = self.run.id if self.run is not None else None
+        scope = run_scope.scope_of(message.run_id, active)
+        if scope is run_scope.Scope.STALE:
+            text = self.stale.note(generator.generator_id, message.run_id, self._at.monotonic)
+            if text is not None:
+                self._event(out, "stale_telemetry", text, generator)
+            if devices > 0:
+                out.send(routing_id, wire.Abort(run_id=message.run_id))
+            return False
+        return fleet_events or run_scope.merges(scope, active is not None)
 
     def _known(self, out, routing_id):
         """The registered generator ``routing_id`` (now seen), or ``None`` after telling it to register."""
@@ -286,9 +340,11 @@ class RunScheduler:
 
     def _on_telemetry(self, out, routing_id, message):
         generator = self._known(out, routing_id)
-        if generator is None:
+        if generator is None or not self._in_scope(out, routing_id, generator, message,
+                                                   message.active_device_number):
             return
         try:
+            message = self.telemetry_check.check(message, generator.capacity)
             self.aggregator.ingest(generator, message)
         except ValueError as exc:
             self.rejected += 1
@@ -296,7 +352,8 @@ class RunScheduler:
 
     def _on_event(self, out, routing_id, message):
         generator = self._known(out, routing_id)
-        if generator is not None:
+        if generator is not None and self._valid(out, routing_id, validate.check_event, message) and \
+                self._in_scope(out, routing_id, generator, message, 0, fleet_events=True):
             self._event(out, message.kind, message.message, generator)
 
     def _on_run_stopped(self, out, routing_id, message):
@@ -313,17 +370,26 @@ class RunScheduler:
     def submit(self, run_id, plan, addresses, at):
         """Start ``plan`` as run ``run_id``; ``reply`` is the run's state dict.
 
-        Raises ``Conflict`` when a run is active or no generator is registered.
+        Raises ``Conflict`` when a run is active or no generator is registered, and
+        ``PlanError`` (field ``blocks``) when the plan asks for more devices than the
+        registered fleet can hold.
         """
         if self.run is not None:
             raise Conflict("run_active", f"run {self.run.id} is in progress; abort it or wait")
         if not len(self.registry):
             raise Conflict("no_generators", "no generator is registered; start one "
                                             "(python -m stressgrid.generator) and try again")
+        capacity = sum(generator.capacity for generator in self.registry)
+        if plan.size > capacity:
+            raise PlanError("blocks", f"the plan asks for {plan.size:,} devices and the "
+                                      f"{plural(len(self.registry), 'registered generator')} can hold "
+                                      f"{capacity:,}: add generators or lower the blocks' sizes")
         out = self._begin(at)
         run = Run(run_id, plan, addresses, at)
         out.store.append(("insert", (run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict)))
         self.aggregator.start_run()
+        self.telemetry_check.start_run()
+        self.stale.start_run()
         self.run = run
         out.writes.append(("start", (run.info,)))
         self._event(out, "run_started",
@@ -386,8 +452,14 @@ class RunScheduler:
         now = self._at.monotonic
         run = self.run
         for generator in self.registry.expire(now):
-            self._event(out, "generator_lost", f"{generator.generator_id} went silent for more than "
-                                               f"{self.generator_timeout_s:g} s and was dropped", generator)
+            lost = (f"{generator.generator_id} went silent for more than "
+                    f"{self.generator_timeout_s:g} s and was dropped")
+            self._event(out, "generator_lost", lost, generator)
+            if run is not None and not run.ended:
+                # Its devices' load is gone from the run: an error of the run, never a warning.
+                held = sum(cohort.get(generator.routing_id, 0) for cohort in run.cohorts.values())
+                self.aggregator.count_error(GENERATOR_LOST_ERROR + "_count",
+                                            f"{lost}, with {plural(held, 'device')} of the run")
             if run is not None and run.state is RunState.ABORTING:
                 self._abort_answered(out, run, generator.routing_id)
         heartbeat = wire.Heartbeat(sent_at=self._at.wall)
@@ -541,6 +613,7 @@ class RunScheduler:
         elif final_state == schedule.DONE:
             self._event(out, "run_done", "")
         run.note = note
+        self._say_ignored(out)
         generators = list(self.registry)
         last, totals = self.aggregator.finish_run(generators)
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
@@ -553,6 +626,16 @@ class RunScheduler:
         run.final_state = final_state
         self._enter(out, run, RunState.FINISHING)
         out.writes.append(("finish", (run.info, last, final)))
+
+    def _say_ignored(self, out):
+        """The run's last word on what it did not merge: other runs' messages, capped metric keys."""
+        stale = self.stale.flush(self._at.monotonic)
+        if stale is not None:
+            self._event(out, "stale_telemetry", stale)
+        if self.telemetry_check.dropped:
+            self._event(out, "metric_keys_dropped",
+                        f"{self.telemetry_check.dropped} values of metrics beyond the run's first "
+                        f"{self.telemetry_check.max_keys} distinct names were dropped")
 
     def _event(self, out, kind, message, generator=None):
         event = {"time": self._at.wall, "kind": kind, "message": message}

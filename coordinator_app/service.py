@@ -29,7 +29,7 @@ import zmq
 
 from stressgrid import __version__, wire
 
-from . import schedule
+from . import fleet_auth, schedule
 from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
 from .writers import WriterPipeline
@@ -47,6 +47,8 @@ DRAIN_LIMIT = 20000
 # wake-up take many messages (a 1,000-generator fleet: about 10 instead of 1) and saves the
 # per-wake-up cost; a message after a quiet spell is still taken at once.
 DRAIN_INTERVAL_S = 0.005
+HEARTBEAT_IVL_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 6000
 
 
 @dataclasses.dataclass
@@ -122,6 +124,7 @@ class Coordinator:
         self._wake_lock = threading.Lock()
         self._wake = None
         self._router = None
+        self._zap = None
         self._thread = None
         self._stopping = False
         self.generator_endpoint = None
@@ -140,9 +143,14 @@ class Coordinator:
         router = self._context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No ROUTER_HANDOVER: a second connection with a connected generator's identity is
+        # refused, never handed its cohorts. ZMTP heartbeats close dead connections, so a
+        # generator that comes back on a new connection is not kept out by a half-open one.
+        router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         router.setsockopt(zmq.RCVHWM, 100000)
         router.setsockopt(zmq.SNDHWM, 1000)
+        self._zap = fleet_auth.protect(self._context, router, self.config.data_dir)
         router.bind(self.config.generator_url)
         self.generator_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake_in = self._context.socket(zmq.PULL)
@@ -155,6 +163,11 @@ class Coordinator:
                                         name="stressgrid-coordinator", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def join_token_path(self):
+        """The file holding the fleet's join token."""
+        return pathlib.Path(self.config.data_dir) / fleet_auth.TOKEN_FILE
 
     @property
     def generator_port(self):
@@ -171,6 +184,8 @@ class Coordinator:
             self._thread.join(timeout)
         self.pipeline.close(timeout)
         self.publisher.close()
+        if self._zap is not None:
+            self._zap.stop()
         with self._wake_lock:
             if self._wake is not None:
                 self._wake.close(0)
@@ -341,11 +356,13 @@ class Coordinator:
                 self._carry_out(out)
 
     def _publish(self):
+        state = self.scheduler.state(self._now())
+        state["ingest"]["refused_connections"] = self._zap.refused if self._zap is not None else 0
         self.publisher.publish({
             "time": self._wall(),
             "coordinator": {"version": __version__, "generator_endpoint": self.generator_endpoint,
                             "cloudwatch_region": self.config.cloudwatch_region},
-            **self.scheduler.state(self._now()),
+            **state,
         })
 
     # -- commands ------------------------------------------------------------------

@@ -11,7 +11,8 @@ import enum
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+# 2: telemetry and event carry the run id their data belongs to.
+PROTOCOL_VERSION = 2
 
 # The text of the Error a coordinator sends to a generator it does not know;
 # a generator that receives it registers again.
@@ -83,7 +84,9 @@ class Heartbeat:
 
 @message(MessageType.TELEMETRY)
 class Telemetry:
-    """One second of metric deltas: ``metrics`` is a recorder snapshot."""
+    """One second of metric deltas of run ``run_id`` (``""``: of no run, a host at rest);
+    ``metrics`` is a recorder snapshot."""
+    run_id: "str"
     metrics: "dict"
     active_device_number: "int"
     errors: "dict"
@@ -91,6 +94,8 @@ class Telemetry:
 
 @message(MessageType.EVENT)
 class Event:
+    """Something that happened on a generator, during run ``run_id`` (``""``: at rest)."""
+    run_id: "str"
     kind: "str"
     message: "str"
 

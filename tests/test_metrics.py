@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from stressgrid._core.metrics import (COUNTS_LENGTH, HIGHEST, LOWEST, Histogram, Recorder,
                                       index_of_value, value_range_of_index)
 from stressgrid.metrics import MetricsAggregate, rate_name
+from tests.support.varint import varint
 
 PERCENTILES = {"pc1": 1, "pc10": 10, "pc25": 25, "median": 50, "pc75": 75, "pc90": 90,
                "pc99": 99, "pc99_9": 99.9}
@@ -200,3 +201,34 @@ def test_aggregate_rejects_malformed_snapshots(snapshot):
 def test_rate_names():
     assert rate_name("response_count") == "response_per_second"
     assert rate_name("conn_refused_error_count") == "conn_refused_error_per_second"
+
+
+
+def test_add_encoded_refuses_counts_whose_sum_would_overflow_and_changes_nothing():
+    top = 2 ** 63 - 1
+    target = Histogram()
+    target.record_many([100, 100, 5000])
+    before = target.nonzero()
+    index = before[0][0]
+    for data in (varint(index) + varint(top) + varint(0) + varint(top),  # one bucket, twice
+                 varint(index) + varint(top),  # on top of what the bucket already holds
+                 varint(1) + varint(top) + varint(1) + varint(top)):  # the total
+        with pytest.raises(ValueError, match="overflow"):
+            target.add_encoded(data, 0)
+        assert target.nonzero() == before and target.total_count == 3
+    clamped = Histogram()
+    clamped.add_encoded(b"", top)
+    with pytest.raises(ValueError, match="clamped"):
+        clamped.add_encoded(b"", 1)
+    with pytest.raises(ValueError, match="overflow"):
+        target.add_encoded(varint(index) + varint(6), 0, 5)  # more values than allowed
+    target.add_encoded(varint(index) + varint(2) + varint(0) + varint(3), 0, 5)
+    assert target.count_at_index(index) == before[0][1] + 5
+
+
+def test_merging_histograms_saturates_instead_of_wrapping():
+    big = Histogram()
+    big.add_encoded(varint(7) + varint(2 ** 63 - 10))
+    total = big.copy()
+    total.add(big)
+    assert total.count_at_index(7) == total.total_count == 2 ** 63 - 1

@@ -234,6 +234,11 @@ for service in "${services[@]}"; do
         # Root-only: the coordinator's file holds the management token;
         # systemd reads it before dropping privileges.
         install -D -m 0600 "$files/stressgrid-$service.env" "$env_file"
+        if [ "$role" = all ] && [ "$service" = generator ]; then
+            # Both on one host: the generator joins with the token the local
+            # coordinator makes in its data directory on first start.
+            echo "STRESSGRID_JOIN_TOKEN_FILE=/var/lib/stressgrid/join-token" >>"$env_file"
+        fi
     fi
 done
 install -D -m 0644 "$files/sysctl-stressgrid.conf" "$root/etc/sysctl.d/90-stressgrid.conf"

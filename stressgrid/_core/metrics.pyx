@@ -28,6 +28,11 @@ PERCENTILES = (
 )
 
 
+cdef inline int64_t saturating_add(int64_t a, int64_t b) noexcept nogil:
+    # Both are counts (never negative).
+    return a + b if b <= INT64_MAX - a else INT64_MAX
+
+
 cdef inline Py_ssize_t index_of(int64_t value) noexcept nogil:
     # Same arithmetic as HdrHistogram._counts_index_for with unit magnitude 0.
     cdef int bucket = 64 - __builtin_clzll(<unsigned long long>(value | SUB_BUCKET_MASK)) \
@@ -175,10 +180,12 @@ cdef class Histogram:
 
     cdef void add_histogram(self, Histogram other) noexcept:
         cdef Py_ssize_t i
+        # Saturating: the wire cannot make one merge overflow (``add_encoded``), but sums
+        # over a long run must not wrap either.
         for i in range(other.min_index, other.max_index + 1):
-            self.counts[i] += other.counts[i]
-        self.total += other.total
-        self.clamped += other.clamped
+            self.counts[i] = saturating_add(self.counts[i], other.counts[i])
+        self.total = saturating_add(self.total, other.total)
+        self.clamped = saturating_add(self.clamped, other.clamped)
         if other.min_index < self.min_index:
             self.min_index = other.min_index
         if other.max_index > self.max_index:
@@ -223,11 +230,13 @@ cdef class Histogram:
                 previous = i
         return (buffer[:out - start], self.clamped)
 
-    def add_encoded(self, bytes data not None, int64_t clamped=0):
+    def add_encoded(self, bytes data not None, int64_t clamped=0, int64_t max_count=INT64_MAX):
         """Add a histogram in its sparse wire form to this one.
 
-        Raises ``ValueError`` on a truncated or out-of-range encoding, leaving
-        this histogram unchanged.
+        Raises ``ValueError`` on a truncated or out-of-range encoding, on one
+        that holds more than ``max_count`` values, and on one whose counts
+        would overflow a bucket, the total or the clamped count of this
+        histogram; this histogram is then unchanged.
         """
         cdef const uint8_t *start = <const uint8_t *>PyBytes_AS_STRING(data)
         cdef const uint8_t *end = start + PyBytes_GET_SIZE(data)
@@ -236,8 +245,14 @@ cdef class Histogram:
         cdef uint64_t delta, count
         cdef Py_ssize_t index = 0, low = COUNTS_LEN, high = -1
         cdef int64_t added = 0
+        # The most this encoding may add: its own cap, and what the total can still take.
+        cdef int64_t room = INT64_MAX - self.total
         if clamped < 0:
             raise ValueError("negative clamped count")
+        if clamped > INT64_MAX - self.clamped:
+            raise ValueError("histogram clamped count overflows")
+        if max_count < room:
+            room = max_count
         # One pass that applies as it decodes (the coordinator's merge is this loop); a bad
         # pair part-way through is undone below, so a bad message never half-merges.
         while p < end:
@@ -247,10 +262,14 @@ cdef class Histogram:
             if p == NULL:
                 self.subtract_encoded(start, applied)
                 raise ValueError("truncated histogram encoding")
-            if delta >= COUNTS_LEN or count > <uint64_t>INT64_MAX or \
-                    index + <Py_ssize_t>delta >= COUNTS_LEN:
+            if delta >= COUNTS_LEN or index + <Py_ssize_t>delta >= COUNTS_LEN:
                 self.subtract_encoded(start, applied)
                 raise ValueError("histogram bucket out of range")
+            # Pairs may repeat a bucket (delta 0), so each sum is checked, not just each count.
+            if count > <uint64_t>(room - added) or \
+                    <int64_t>count > INT64_MAX - self.counts[index + <Py_ssize_t>delta]:
+                self.subtract_encoded(start, applied)
+                raise ValueError("histogram counts overflow")
             index += <Py_ssize_t>delta
             self.counts[index] += <int64_t>count
             added += <int64_t>count

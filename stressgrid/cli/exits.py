@@ -13,8 +13,9 @@ EXIT_CODES_HELP = """\
 exit codes:
   0    the run completed and no errors were counted; with thresholds, the run
        completed and every threshold passed (the target's errors then count
-       only through thresholds such as 'error_rate < 1%'; a worker killed or
-       crashed, or devices cancelled or not placed, still make it 1)
+       only through thresholds such as 'error_rate < 1%'; a generator lost, a
+       worker killed or crashed, or devices cancelled or not placed, still
+       make it 1)
   1    the run ended, but devices counted errors (connection failures,
        timeouts, script exceptions; see the summary on stderr) or it was
        aborted by something other than this command; the archive location is

@@ -144,12 +144,6 @@ class LocalGrid:
             target = self._start("demo target", ["stressgrid.demo_target", "--host", "127.0.0.1",
                                                  "--port", str(target_port)])
             self.target = ("127.0.0.1", target_port, "http")
-        generator_args = ["stressgrid.generator", "--log-level", "WARNING"]
-        if self.workers:
-            generator_args += ["--workers", str(self.workers)]
-        generator = self._start("generator", generator_args,
-                                COORDINATOR_URL=f"tcp://127.0.0.1:{generator_port}",
-                                GENERATOR_ID=f"local-{socket.gethostname().split('.')[0]}")
         self.base_url = f"http://127.0.0.1:{management_port}"
         self.display.message(f"local mode: coordinator on {self.base_url}, generator "
                              f"{'with ' + plural(self.workers, 'worker') if self.workers else 'with a worker per core'}"
@@ -158,6 +152,14 @@ class LocalGrid:
         if not _wait_for_port(management_port, coordinator, deadline):
             raise CliError(EXIT_COORDINATOR, f"the local coordinator did not start: "
                                              f"{coordinator.log_tail() or 'no output'}")
+        # The coordinator has written the fleet's join token into its data directory by now.
+        generator_args = ["stressgrid.generator", "--log-level", "WARNING",
+                          "--join-token-file", os.path.join(self.directory, "data", "join-token")]
+        if self.workers:
+            generator_args += ["--workers", str(self.workers)]
+        generator = self._start("generator", generator_args,
+                                COORDINATOR_URL=f"tcp://127.0.0.1:{generator_port}",
+                                GENERATOR_ID=f"local-{socket.gethostname().split('.')[0]}")
         if self.target and not _wait_for_port(self.target[1], target, deadline):
             raise CliError(EXIT_COORDINATOR, f"the demo target did not start: "
                                              f"{target.log_tail() or 'no output'}")

@@ -21,6 +21,7 @@ worker that has not confirmed a stop or an abort within the stop timeout
 reported as an event with what it was doing; it is started again empty.
 """
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -62,8 +63,7 @@ class HostAgent:
         self.config = config
         self._clock = clock
         self.book = CohortBook()
-        self.pending = MetricsAggregate()
-        self._pending_errors = {}
+        self._pending = {}  # run id -> _Pending: what the workers reported since the last report
         self._reported_error_kinds = set()
         self._remainder_cursor = 0
         self._stop_requested = False
@@ -296,10 +296,15 @@ class HostAgent:
         if not self.book:
             self._reported_error_kinds.clear()
 
+    def _current_run(self):
+        """The run this host works for (the latest with a live cohort), or ``""``."""
+        runs = self.book.runs()
+        return runs[-1] if runs else ""
+
     def _send_event(self, kind, text):
         log.info("event %s: %s", kind, text)
         if self.link.registered:
-            self.link.send(wire.Event(kind=kind, message=text))
+            self.link.send(wire.Event(run_id=self._current_run(), kind=kind, message=text))
 
     # -- worker side -------------------------------------------------------------------
 
@@ -369,9 +374,16 @@ class HostAgent:
         else:
             log.info("worker %d ready (pid %d)", slot.index, slot.pid)
 
+    def _pending_of(self, run_id):
+        pending = self._pending.get(run_id)
+        if pending is None:
+            pending = self._pending[run_id] = _Pending(MetricsAggregate(), {})
+        return pending
+
     def _on_worker_telemetry(self, slot, telemetry):
+        pending = self._pending_of(telemetry.run_id)
         try:
-            self.pending.add_snapshot(telemetry.metrics)
+            pending.metrics.add_snapshot(telemetry.metrics)
         except ValueError as exc:
             log.warning("bad telemetry from worker %d: %s", slot.index, exc)
             self._reply_to_worker(worker_identity(slot.index), wire.Error(message=f"bad telemetry: {exc}"))
@@ -383,7 +395,7 @@ class HostAgent:
         for kind, line in telemetry.errors.items():
             if kind not in self._reported_error_kinds:
                 self._reported_error_kinds.add(kind)
-                self._pending_errors[kind] = line
+                pending.errors[kind] = line
                 if kind == DEVICE_CANCELLED_ERROR:
                     self._send_event("device_cancelled", f"worker {slot.index}: a script cancelled its own "
                                                          f"device (restarted like any failing one): {line}")
@@ -428,24 +440,37 @@ class HostAgent:
         self.pool.kill(slot.index)
 
     def _count_error(self, name, line, count=1):
-        """Count a generator-side failure of the run, with its first line."""
-        self.pending.counters[name] = self.pending.counters.get(name, 0) + count
+        """Count a generator-side failure of the current run, with its first line."""
+        pending = self._pending_of(self._current_run())
+        pending.metrics.counters[name] = pending.metrics.counters.get(name, 0) + count
         if name not in self._reported_error_kinds:
             self._reported_error_kinds.add(name)
-            self._pending_errors[name] = line
+            pending.errors[name] = line
 
     # -- telemetry ---------------------------------------------------------------------
 
     def _report(self):
-        self._sampler.sample_into(self.pending)
+        """One ``Telemetry`` per run the workers reported for; the host's own figures and its
+        active devices go with the current run's."""
+        current = self._current_run()
+        self._sampler.sample_into(self._pending_of(current).metrics)
         active = sum(slot.active_devices for slot in self.pool.slots)
-        snapshot = self.pending.to_snapshot()
-        snapshot["gauges"][ACTIVE_DEVICES_GAUGE] = active
-        if self.link.registered:
-            self.link.send(wire.Telemetry(metrics=snapshot, active_device_number=active,
-                                          errors=self._pending_errors))
-        self.pending.clear()
-        self._pending_errors = {}
+        for run_id, pending in self._pending.items():
+            devices = active if run_id == current else 0
+            snapshot = pending.metrics.to_snapshot()
+            snapshot["gauges"][ACTIVE_DEVICES_GAUGE] = devices
+            if self.link.registered:
+                self.link.send(wire.Telemetry(run_id=run_id, metrics=snapshot,
+                                              active_device_number=devices, errors=pending.errors))
+        self._pending = {}
+
+
+@dataclasses.dataclass
+class _Pending:
+    """What the workers reported for one run since the last report."""
+
+    metrics: MetricsAggregate
+    errors: dict
 
 
 @contextlib.contextmanager

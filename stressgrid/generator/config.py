@@ -6,11 +6,14 @@ import os
 import socket
 
 from stressgrid.argtypes import positive_float, positive_int
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken, JoinTokenError, read_token_file
 from stressgrid.protocols.source import SourcePoolError, parse_pool
 
 DEFAULT_COORDINATOR_URL = "tcp://localhost:9696"
 DEFAULT_GRACE_S = 10.0
 GRACE_ENV = "STRESSGRID_COORDINATOR_GRACE_S"
+JOIN_TOKEN_FILE_ENV = "STRESSGRID_JOIN_TOKEN_FILE"
 DEFAULT_STOP_TIMEOUT_S = 3.0
 STOP_TIMEOUT_ENV = "STRESSGRID_WORKER_STOP_TIMEOUT_S"
 SOURCE_ADDRESSES_ENV = "STRESSGRID_SOURCE_ADDRESSES"
@@ -24,6 +27,8 @@ class AgentConfig:
     run before the agent stops every device (no orphaned load).
     ``silence_reregister_s``: how long the coordinator may stay silent before
     the agent registers again (the coordinator heartbeats every second).
+    ``join_token``: the fleet's ``JoinToken``; the coordinator refuses a
+    generator without it at the CurveZMQ handshake.
     ``worker_stop_timeout_s``: how long a worker may take to confirm a stop or
     an abort before the agent kills it and starts it again empty.
     ``source_addresses``: the source-address pool devices connect from
@@ -40,6 +45,7 @@ class AgentConfig:
     telemetry_interval_s: float = 1.0
     log_level: str = "INFO"
     source_addresses: str = ""
+    join_token: JoinToken = None
 
 
 def short_hostname():
@@ -70,6 +76,10 @@ def argument_parser():
     parser.add_argument("--coordinator-grace", type=positive_float, metavar="SECONDS",
                         help=f"stop every device after the coordinator was silent this long "
                              f"(env {GRACE_ENV}, default {DEFAULT_GRACE_S:g})")
+    parser.add_argument("--join-token-file", metavar="PATH",
+                        help=f"file holding the fleet's join token (env {JOIN_TOKEN_FILE_ENV}; the "
+                             f"coordinator writes it to <data dir>/join-token; or set {JOIN_TOKEN_ENV} "
+                             f"to the token itself)")
     parser.add_argument("--worker-stop-timeout", type=positive_float, metavar="SECONDS",
                         help=f"kill a worker that has not stopped its devices this long after a stop "
                              f"or an abort (env {STOP_TIMEOUT_ENV}, default {DEFAULT_STOP_TIMEOUT_S:g})")
@@ -91,6 +101,7 @@ def config_from(argv=None, environ=None):
     grace = _seconds(args.coordinator_grace, environ, GRACE_ENV, DEFAULT_GRACE_S)
     stop_timeout = _seconds(args.worker_stop_timeout, environ, STOP_TIMEOUT_ENV, DEFAULT_STOP_TIMEOUT_S)
     return AgentConfig(
+        join_token=_join_token(args.join_token_file or environ.get(JOIN_TOKEN_FILE_ENV), environ),
         coordinator_url=args.coordinator or environ.get("COORDINATOR_URL") or DEFAULT_COORDINATOR_URL,
         generator_id=args.generator_id or environ.get("GENERATOR_ID") or short_hostname(),
         workers=args.workers or default_workers(),
@@ -110,6 +121,21 @@ def _source_addresses(flag, environ):
     except SourcePoolError as exc:
         raise SystemExit(f"{where}: {exc}") from None
     return ",".join(item.strip() for item in text.split(",")) if text.strip() else ""
+
+
+def _join_token(path, environ):
+    """The join token from ``--join-token-file`` or the environment; exits saying what is wrong."""
+    try:
+        if path:
+            return read_token_file(path)
+        if environ.get(JOIN_TOKEN_ENV):
+            return JoinToken.parse(environ[JOIN_TOKEN_ENV])
+    except JoinTokenError as exc:
+        source = path or JOIN_TOKEN_ENV
+        raise SystemExit(f"the join token ({source}) cannot be used: {exc}") from None
+    raise SystemExit(f"no join token: pass --join-token-file PATH or set {JOIN_TOKEN_ENV} (the coordinator "
+                     f"writes the token to <data dir>/join-token and prints it with "
+                     f"'python -m coordinator_app join-token')")
 
 
 def _seconds(flag, environ, variable, default):

@@ -1,7 +1,10 @@
 """The agent's link to the coordinator: registration, heartbeats and liveness.
 
-A ZeroMQ DEALER (identity = generator id) connected to the coordinator's
-ROUTER. ZeroMQ reconnects by itself; ``IMMEDIATE`` keeps messages from piling
+A ZeroMQ DEALER connected to the coordinator's ROUTER over CurveZMQ with the
+keys of the fleet's join token. Its identity is ``<generator id>/<instance>``,
+the instance being random for each agent process: a reconnection of the same
+process keeps its place, a restarted process is told apart from it, and the
+coordinator refuses any other connection that claims a connected generator's id. ZeroMQ reconnects by itself; ``IMMEDIATE`` keeps messages from piling
 up while no connection exists, so a coordinator that comes back is not
 flooded with stale telemetry. The link registers until the coordinator
 answers ``Registered``, registers again when the coordinator says it does not
@@ -11,6 +14,7 @@ restart is survived.
 """
 import enum
 import logging
+import secrets
 import time
 
 import zmq
@@ -22,6 +26,17 @@ REGISTER_RETRY_S = 1.0
 SEND_HIGH_WATER_MARK = 100
 
 log = logging.getLogger(__name__)
+
+
+def routing_identity(generator_id):
+    """This process's identity on the coordinator's ROUTER: the generator id and a random instance."""
+    return f"{generator_id}/{secrets.token_hex(8)}".encode()
+
+
+def secure(socket, token):
+    """Make ``socket`` a CurveZMQ client of the coordinator named by the join ``token``."""
+    socket.curve_serverkey = token.coordinator_public
+    socket.curve_publickey, socket.curve_secretkey = token.generator_keypair()
 
 
 class LinkState(enum.Enum):
@@ -39,12 +54,13 @@ class CoordinatorLink:
                                               source_addresses=source_addresses)
         self._clock = clock
         self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, config.generator_id.encode())
+        self.socket.setsockopt(zmq.IDENTITY, routing_identity(config.generator_id))
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 200)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        secure(self.socket, config.join_token)
         try:
             self.socket.connect(config.coordinator_url)
         except zmq.ZMQError:

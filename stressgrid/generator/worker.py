@@ -81,6 +81,8 @@ class Worker:
         self.socket = None
         self._context = None
         self._run_cohorts = {}  # run_id -> set of cohort ids
+        # The run the metrics gathered since the last telemetry belong to ("" for none).
+        self._reporting_run = ""
         self._queued_starts = {}  # (run_id, cohort_id) of a StartCohort not yet carried out -> go ahead?
         self._stopping = None
         self._handlers = {wire.StartCohort: self._start_cohort, wire.StopCohort: self._stop,
@@ -137,7 +139,8 @@ class Worker:
             where = f"; a device holds it at {line}" if line else ""
             text = f"the event loop has not turned for {stalled_s:.1f} s{where}"
             log.warning("%s", text)
-            socket.send(wire.encode(wire.Event(kind="worker_loop_stalled", message=text)))
+            socket.send(wire.encode(wire.Event(run_id=self._reporting_run, kind="worker_loop_stalled",
+                                               message=text)))
 
         return report, socket.close
 
@@ -211,6 +214,9 @@ class Worker:
             return None
         if start.cohort_id in self.engine.cohorts:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r} is already running")
+        if self._reporting_run not in ("", start.run_id):
+            await self._send(self._telemetry())  # what another run left goes out under its id
+        self._reporting_run = start.run_id
         self._run_cohorts.setdefault(start.run_id, set()).add(start.cohort_id)
         try:
             started = await self.engine.start_cohort(start.cohort_id, start.blocks, addresses, opts,
@@ -240,13 +246,18 @@ class Worker:
         where = f" ({'; '.join(sorted(lines))})" if lines else ""
         text = f"cohort {cohort_id!r}: {len(tasks)} devices still run after they were cancelled{where}"
         log.warning("%s", text)
-        self.socket.send(wire.encode(wire.Event(kind="devices_refuse_stop", message=text)), zmq.NOBLOCK)
+        self.socket.send(wire.encode(wire.Event(run_id=self._reporting_run, kind="devices_refuse_stop",
+                                                message=text)), zmq.NOBLOCK)
 
     def _telemetry(self):
+        """The metrics since the last telemetry, under the id of the run they belong to."""
         snapshot = self.engine.snapshot()
         errors = snapshot.pop("errors", {})
-        return wire.Telemetry(metrics=snapshot, active_device_number=self.engine.active_devices,
-                              errors=errors)
+        message = wire.Telemetry(run_id=self._reporting_run, metrics=snapshot,
+                                 active_device_number=self.engine.active_devices, errors=errors)
+        if not self._run_cohorts:
+            self._reporting_run = ""  # that was the last of the run's metrics
+        return message
 
     async def _send_telemetry(self):
         loop = asyncio.get_running_loop()

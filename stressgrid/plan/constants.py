@@ -24,7 +24,9 @@ WORKER_KILLED_ERROR = "worker_killed_error"
 WORKER_CRASHED_ERROR = "worker_crashed_error"
 DEVICE_CANCELLED_ERROR = "device_cancelled_error"
 DEVICE_UNPLACED_ERROR = "device_unplaced_error"
-FLEET_ERRORS = frozenset({WORKER_KILLED_ERROR, WORKER_CRASHED_ERROR, DEVICE_CANCELLED_ERROR, DEVICE_UNPLACED_ERROR})
+GENERATOR_LOST_ERROR = "generator_lost_error"
+FLEET_ERRORS = frozenset({WORKER_KILLED_ERROR, WORKER_CRASHED_ERROR, DEVICE_CANCELLED_ERROR, DEVICE_UNPLACED_ERROR,
+                          GENERATOR_LOST_ERROR})
 
 # The protocol a new plan has unless it says otherwise (the CLI's and the plan form's).
 DEFAULT_PROTOCOL = "http"

@@ -22,6 +22,7 @@ resource "aws_launch_template" "generator" {
 
   user_data = base64encode(templatefile("${path.module}/../templates/generator-startup.sh.tftpl", {
     coordinator_url = local.generator_coordinator_url
+    join_token      = trimspace(var.join_token)
   }))
 
   # A public address so generators can reach targets on the internet without

@@ -37,6 +37,8 @@ resource "google_compute_instance" "coordinator" {
   metadata = {
     startup-script = templatefile("${path.module}/../templates/coordinator-startup.sh.tftpl", {
       management_token = random_password.management_token.result
+      coordinator_key  = trimspace(var.coordinator_key)
+      join_token       = trimspace(var.join_token)
       management_port  = local.management_port
       generator_port   = local.generator_port
       aws_region       = ""

@@ -31,6 +31,7 @@ resource "google_compute_instance_template" "generator" {
   metadata = {
     startup-script = templatefile("${path.module}/../templates/generator-startup.sh.tftpl", {
       coordinator_url = local.generator_coordinator_url
+      join_token      = trimspace(var.join_token)
     })
   }
 

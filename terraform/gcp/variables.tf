@@ -71,3 +71,20 @@ variable "name_prefix" {
   default     = "stressgrid"
   description = "Prefix of resource names and network tags; change it to run more than one fleet in a project."
 }
+
+variable "coordinator_key" {
+  description = "The coordinator's CurveZMQ secret key: the contents of coordinator.key made by 'python -m coordinator_app join-token --data-dir DIR'."
+  type        = string
+  sensitive   = true
+}
+
+variable "join_token" {
+  description = "The fleet's join token from the same command (DIR/join-token); generators without it are refused."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = startswith(trimspace(var.join_token), "sgj1_")
+    error_message = "The join token starts with sgj1_ (python -m coordinator_app join-token prints it)."
+  }
+}

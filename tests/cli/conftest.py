@@ -19,6 +19,6 @@ def grid(tmp_path_factory, demo_target):
     """A real coordinator with one real generator (one worker); yields the coordinator."""
     tmp_path = tmp_path_factory.mktemp("grid")
     with coordinator_process(tmp_path) as coordinator, \
-            generator_processes(coordinator.generator_url, tmp_path, ["cli-generator"]):
+            generator_processes(coordinator, tmp_path, ["cli-generator"]):
         coordinator.api.wait_generators(1)
         yield coordinator

@@ -25,6 +25,8 @@ def detail(errors=None, outcome=None, state="done"):
     ({"worker_crashed_error_count": 1}, "passed", EXIT_RUN_ERRORS),
     ({"device_cancelled_error_count": 2}, "passed", EXIT_RUN_ERRORS),
     ({"device_unplaced_error_count": 5}, "passed", EXIT_RUN_ERRORS),
+    ({"generator_lost_error_count": 1}, "passed", EXIT_RUN_ERRORS),
+    ({"generator_lost_error_count": 1}, None, EXIT_RUN_ERRORS),
     ({"device_unplaced_error_count": 5}, "failed", EXIT_THRESHOLDS),
 ])
 def test_exit_code(errors, outcome, code):

@@ -20,7 +20,10 @@ import zmq
 
 from stressgrid import __version__, wire
 from stressgrid._core.metrics import Recorder
+from stressgrid.generator.coordinator_link import secure
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import read_token_file
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -124,6 +127,16 @@ class CoordinatorProcess:
     def stderr(self):
         return pathlib.Path(self.stderr_path).read_text()
 
+    @property
+    def join_token_path(self):
+        """Where the coordinator wrote the fleet's join token (before it opened its ports)."""
+        return pathlib.Path(self.data_dir) / "join-token"
+
+    @property
+    def join_token(self):
+        """The fleet's ``JoinToken``."""
+        return read_token_file(self.join_token_path)
+
 
 def coordinator_env(extra=None):
     env = {k: v for k, v in os.environ.items()
@@ -169,13 +182,17 @@ class FakeGenerator:
     those messages.
     """
 
-    def __init__(self, url, generator_id, workers=1, heartbeat_s=0.5, register=True):
+    def __init__(self, coordinator, generator_id, workers=1, heartbeat_s=0.5, register=True, token=None,
+                 identity=None):
+        """Connect to ``coordinator`` (a ``CoordinatorProcess``) with its join token, or ``token``;
+        ``identity``: the ROUTER identity (default the generator id)."""
         self.generator_id = generator_id
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, generator_id.encode())
+        self.socket.setsockopt(zmq.IDENTITY, (identity or generator_id).encode())
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(url)
+        secure(self.socket, token or coordinator.join_token)
+        self.socket.connect(coordinator.generator_url)
         self.workers = workers
         self.heartbeat_s = heartbeat_s
         self.alive = False  # heartbeats start with register()
@@ -192,8 +209,12 @@ class FakeGenerator:
         self.send_raw(wire.encode(message))
 
     def send_raw(self, *frames):
+        """Queue ``frames``; dropped when the socket has no connection (one refused at the handshake)."""
         with self._lock:
-            self.socket.send_multipart(frames)
+            try:
+                self.socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
 
     def register(self, wait=True):
         self.send(wire.Register(generator_id=self.generator_id, version=__version__, cores=1,
@@ -202,8 +223,13 @@ class FakeGenerator:
         if wait:
             self.wait_for(wire.Registered)
 
-    def telemetry(self, snapshot=None, active=0, errors=None):
-        self.send(wire.Telemetry(metrics=snapshot or {"histograms": {}, "counters": {}, "gauges": {}},
+    def telemetry(self, snapshot=None, active=0, errors=None, run_id=None):
+        """Send one second of metrics, of ``run_id`` (default: the run of the latest cohort received)."""
+        if run_id is None:
+            starts = self.messages(wire.StartCohort)
+            run_id = starts[-1].run_id if starts else ""
+        self.send(wire.Telemetry(run_id=run_id,
+                                 metrics=snapshot or {"histograms": {}, "counters": {}, "gauges": {}},
                                  active_device_number=active, errors=errors or {}))
 
     def _run(self):
@@ -219,7 +245,10 @@ class FakeGenerator:
                         except zmq.Again:
                             break
                 if self.alive and time.monotonic() >= next_heartbeat:
-                    self.socket.send(wire.encode(wire.Heartbeat(sent_at=time.time())))
+                    try:
+                        self.socket.send(wire.encode(wire.Heartbeat(sent_at=time.time())), zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass  # no connection
                     next_heartbeat = time.monotonic() + self.heartbeat_s
             if messages:
                 with self._condition:
@@ -266,10 +295,12 @@ def snapshot(histograms=None, counters=None, gauges=None):
 class GeneratorProcess:
     """A real ``python -m stressgrid.generator`` host agent."""
 
-    def __init__(self, coordinator_url, generator_id, log_path, workers=1, prefix=()):
+    def __init__(self, coordinator, generator_id, log_path, workers=1, prefix=()):
+        """Start one for ``coordinator`` (a ``CoordinatorProcess``), with its join token."""
         self.generator_id = generator_id
         self.log_path = log_path
-        env = coordinator_env({"COORDINATOR_URL": coordinator_url, "GENERATOR_ID": generator_id})
+        env = coordinator_env({"COORDINATOR_URL": coordinator.generator_url, "GENERATOR_ID": generator_id,
+                               JOIN_TOKEN_ENV: coordinator.join_token.encode()})
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
                 [*prefix, sys.executable, "-m", "stressgrid.generator", "--workers", str(workers)],
@@ -293,12 +324,12 @@ class GeneratorProcess:
 
 
 @contextlib.contextmanager
-def generator_processes(coordinator_url, tmp_path, ids, workers=1, prefix=lambda generator_id: ()):
+def generator_processes(coordinator, tmp_path, ids, workers=1, prefix=lambda generator_id: ()):
     """Start one real generator per id; stop them all when the block ends."""
     started = []
     try:
         for generator_id in ids:
-            started.append(GeneratorProcess(coordinator_url, generator_id,
+            started.append(GeneratorProcess(coordinator, generator_id,
                                             tmp_path / f"generator-{generator_id}.log", workers,
                                             prefix(generator_id)))
         yield started

@@ -8,6 +8,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from coordinator_app.aggregate import TelemetryAggregator
+from coordinator_app.validate import InvalidMessage, TelemetryCheck
 from coordinator_app.writers import RunInfo, csv_format
 from coordinator_app.writers.archive import ArchiveWriter
 from stressgrid import wire
@@ -32,9 +33,10 @@ class Gen:
 
 
 def telemetry(snap, active=0, errors=None):
-    # Through the real codec, as the coordinator receives it.
-    return wire.decode(wire.encode(wire.Telemetry(metrics=snap, active_device_number=active,
-                                                  errors=errors or {})))
+    # Through the real codec and checks, as the coordinator receives it.
+    message = wire.decode(wire.encode(wire.Telemetry(run_id="", metrics=snap,
+                                                     active_device_number=active, errors=errors or {})))
+    return TelemetryCheck().check(message, capacity=1000)
 
 
 def test_merges_are_exact_across_generators_seconds_and_intervals():
@@ -80,11 +82,11 @@ def test_a_malformed_message_is_rejected_whole():
     bad["histograms"]["zz_us"] = (b"\xff\xff", 0)  # truncated varint, after a good histogram
     with pytest.raises(ValueError):
         aggregator.ingest(gen, telemetry(bad))
+    assert aggregator.rejected == 1
     for broken in ({"histograms": {"x": "nope"}}, {"counters": {"c": -1}}, {"counters": {"c": 1.5}},
                    {"histograms": []}, {"histograms": {"x": (b"", -1)}}):
-        with pytest.raises(ValueError):
-            aggregator.ingest(gen, telemetry(broken))
-    assert aggregator.rejected == 6
+        with pytest.raises(InvalidMessage):
+            telemetry(broken)
     assert not aggregator.pending.histograms and not aggregator.pending.counters
     aggregator.ingest(gen, telemetry(good))
     tick = aggregator.tick([gen])

@@ -1,6 +1,7 @@
 """The JSON API of a real coordinator process, with generators played over real sockets."""
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -33,7 +34,7 @@ def coordinator(tmp_path):
 
 @pytest.fixture
 def generator(coordinator):
-    fake = FakeGenerator(coordinator.generator_url, "gen-a")
+    fake = FakeGenerator(coordinator, "gen-a")
     coordinator.api.wait_generators(1)
     yield fake
     fake.close()
@@ -85,10 +86,18 @@ def test_script_errors_carry_line_and_column(coordinator, generator):
 
 
 def test_a_body_that_is_not_a_json_object_is_rejected(coordinator, generator):
-    for raw in (b"not json", b"[1, 2]", b""):
-        status, answer, _ = coordinator.api.request("POST", "/api/runs", raw_body=raw)
-        assert status == 400, raw
-        assert answer["error"]["field"] == "plan"
+    for raw, words in ((b"not json", "not valid JSON: Expecting value: line 1 column 1"),
+                       (b"[1, 2]", "a JSON object"), (b"", "empty"), (b"\xff\xfe{}", "not UTF-8"),
+                       (b"[" * 100_000, "deeper than 64 levels"), (b'{"a": ' * 65 + b"1" + b"}" * 65, "deeper"),
+                       (b'{"name": "x", "blocks": [', "not valid JSON")):
+        for path in ("/api/runs", "/api/plans/check"):
+            status, answer, _ = coordinator.api.request("POST", path, raw_body=raw)
+            assert status == 400, (raw[:40], status, answer)
+            assert answer["error"]["field"] == "plan" and words in answer["error"]["message"], answer
+    # Brackets inside strings are text, not nesting.
+    body = plan()
+    body["blocks"][0]["script"] = "x = '" + "[" * 200 + "'\nawait send(b'x')\n"
+    assert coordinator.api.post("/api/plans/check", body)[0] == 200
 
 
 def test_plan_check_validates_without_running(coordinator, generator):
@@ -158,7 +167,7 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
     # A generator timeout far longer than the test: only the answers can end the run.
     with coordinator_process(tmp_path, generator_timeout=30.0) as coordinator:
         api = coordinator.api
-        gens = [FakeGenerator(coordinator.generator_url, name) for name in ("gen-a", "gen-b")]
+        gens = [FakeGenerator(coordinator, name) for name in ("gen-a", "gen-b")]
         try:
             api.wait_generators(2)
             status, run, _ = api.post("/api/runs", plan(size=4))
@@ -192,7 +201,7 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
 
 
 def test_an_abort_no_generator_can_receive_ends_the_run_with_every_event_written(coordinator):
-    gone = FakeGenerator(coordinator.generator_url, "gone")
+    gone = FakeGenerator(coordinator, "gone")
     coordinator.api.wait_generators(1)
     status, run, _ = coordinator.api.post("/api/runs", plan(size=2))
     assert status == 201
@@ -309,8 +318,16 @@ def _start_coordinator(tmp_path, bind, token=None):
 def test_open_bind_without_token_warns_loudly(tmp_path):
     warned = _start_coordinator(tmp_path, "0.0.0.0")
     assert "WITHOUT A TOKEN" in warned
-    assert "WITHOUT A TOKEN" not in _start_coordinator(tmp_path, "0.0.0.0", token="t")
-    assert "WITHOUT A TOKEN" not in _start_coordinator(tmp_path, "127.0.0.1")
+    assert re.search(r"management port 0\.0\.0\.0:\d+ is reachable from other machines, NOT PROTECTED", warned)
+    assert re.search(r"generator port 0\.0\.0\.0:\d+ is reachable from other machines, protected by "
+                     r"the fleet's join token", warned)
+    protected = _start_coordinator(tmp_path, "0.0.0.0", token="t")
+    assert "WITHOUT A TOKEN" not in protected and "NOT PROTECTED" not in protected
+    assert re.search(r"management port 0\.0\.0\.0:\d+ is reachable from other machines, protected by "
+                     r"the management token", protected)
+    assert "generator port 0.0.0.0" in protected
+    local = _start_coordinator(tmp_path, "127.0.0.1")
+    assert "WITHOUT A TOKEN" not in local and "reachable from other machines" not in local
 
 
 def test_env_ports_are_used(tmp_path):
@@ -336,3 +353,11 @@ def test_the_coordinator_never_loads_the_worker_side():
                                                                     "stressgrid.protocols",
                                                                     "stressgrid.generator"))]
     assert "stressgrid._core.device" not in loaded and "stressgrid.wire" in loaded
+
+
+def test_a_plan_beyond_the_fleets_capacity_is_a_400_naming_blocks(coordinator, generator):
+    status, body, _ = coordinator.api.post("/api/runs", plan(size=1001))  # the fake holds 1,000
+    assert status == 400
+    assert body["error"]["field"] == "blocks"
+    assert "1,001 devices" in body["error"]["message"] and "can hold 1,000" in body["error"]["message"]
+    assert coordinator.api.state()["run"] is None

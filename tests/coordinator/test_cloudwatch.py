@@ -40,7 +40,7 @@ def plan(name):
 
 
 def run_with_telemetry(coordinator, name):
-    fake = FakeGenerator(coordinator.generator_url, "cw")
+    fake = FakeGenerator(coordinator, "cw")
     try:
         coordinator.api.wait_generators(1)
         status, run, _ = coordinator.api.post("/api/runs", plan(name))

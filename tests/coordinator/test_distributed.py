@@ -195,12 +195,14 @@ def test_coordinator_two_generator_hosts_and_redis_on_separate_machines(network,
         coordinator_ns = network.names["coordinator"]
         in_netns(coordinator_ns, wait_for_port, management_port, COORDINATOR_IP, 15.0, processes[-1])
         in_netns(coordinator_ns, wait_for_port, redis_port, TARGET_IP, 15.0, processes[0])
+        # Each generator host gets the join token the coordinator made, as an operator copies it.
+        token = (tmp_path / "data" / "join-token").read_text().strip()
         for role, generator_id in (("gen1", "host-one"), ("gen2", "host-two")):
             processes.append(network.popen(
                 role, [sys.executable, "-m", "stressgrid.generator", "--workers", "1"],
                 tmp_path / f"{generator_id}.log",
                 coordinator_env({"COORDINATOR_URL": f"tcp://{COORDINATOR_IP}:{generator_port}",
-                                 "GENERATOR_ID": generator_id})))
+                                 "GENERATOR_ID": generator_id, "STRESSGRID_JOIN_TOKEN": token})))
         api = NamespacedApi(coordinator_ns, f"http://{COORDINATOR_IP}:{management_port}", TOKEN)
         assert api.get("/api/state", token="wrong")[0] == 401
         api.wait_generators(2, timeout=30)

@@ -1,6 +1,7 @@
 """Run history and archives across coordinator restarts and crashes."""
 import csv
 import io
+import shutil
 import signal
 import tarfile
 
@@ -30,14 +31,16 @@ def test_history_and_archives_survive_a_restart_and_a_crash_mid_run_is_marked_ab
     data_dir = tmp_path / "data"
     ports = {"management_port": free_port(), "generator_port": free_port()}
     with coordinator_process(tmp_path, data_dir=data_dir, **ports) as first:
-        fake = FakeGenerator(first.generator_url, "persist")
+        fake = FakeGenerator(first, "persist")
         first.api.wait_generators(1)
         status, done_run, _ = first.api.post("/api/runs", plan("finished", 300))
         assert status == 201
+        fake.wait_for(wire.StartCohort, lambda m: m.run_id == done_run["id"])  # telemetry carries its run id
         fake.telemetry(snapshot(counters={"response_count": 7}), active=3)
         finished = first.api.wait_run_finished(done_run["id"])
         status, crashed_run, _ = first.api.post("/api/runs", plan("crashed", 60000))
         assert status == 201
+        fake.wait_for(wire.StartCohort, lambda m: m.run_id == crashed_run["id"])
         # Let two report intervals reach the disk, then kill the coordinator outright.
         for _ in range(3):
             fake.telemetry(snapshot(counters={"response_count": 5}), active=3)
@@ -65,7 +68,7 @@ def test_sigterm_during_a_run_aborts_it_and_still_writes_the_archive(tmp_path):
     data_dir = tmp_path / "data"
     ports = {"management_port": free_port(), "generator_port": free_port()}
     with coordinator_process(tmp_path, data_dir=data_dir, **ports) as first:
-        fake = FakeGenerator(first.generator_url, "term")
+        fake = FakeGenerator(first, "term")
         first.api.wait_generators(1)
         status, run, _ = first.api.post("/api/runs", plan("terminated", 60000))
         assert status == 201
@@ -85,10 +88,14 @@ def test_sigterm_during_a_run_aborts_it_and_still_writes_the_archive(tmp_path):
 def test_real_generators_register_again_with_a_restarted_coordinator(tmp_path):
     ports = {"management_port": free_port(), "generator_port": free_port()}
     with coordinator_process(tmp_path, data_dir=tmp_path / "a", **ports) as first:
-        url = first.generator_url
-        with generator_processes(url, tmp_path, ["phoenix"]) as generators:
+        with generator_processes(first, tmp_path, ["phoenix"]) as generators:
             first.api.wait_generators(1)
             first.stop()
+            # A coordinator keeps its keys and join token over a restart (they live in its data
+            # directory); this one starts with a fresh history but the same fleet credentials.
+            (tmp_path / "b").mkdir()
+            for name in ("coordinator.key", "join-token"):
+                shutil.copy2(tmp_path / "a" / name, tmp_path / "b" / name)
             with coordinator_process(tmp_path, data_dir=tmp_path / "b", **ports) as second:
                 state = second.api.wait_generators(1, timeout=20)
                 assert state["generators"][0]["id"] == "phoenix"

@@ -38,7 +38,7 @@ def demo_port():
 
 def test_metrics_during_a_run_follow_the_state_and_the_token_rules(tmp_path, demo_port):
     with coordinator_process(tmp_path, token=TOKEN) as coordinator, \
-            generator_processes(coordinator.generator_url, tmp_path, ["prom-gen"]):
+            generator_processes(coordinator, tmp_path, ["prom-gen"]):
         coordinator.api.wait_generators(1)
         assert scrape(coordinator, token="wrong")[0] == 401
         plan = {"name": "scraped",

@@ -26,7 +26,7 @@ def connected_clients(port):
 @pytest.fixture
 def setup(tmp_path):
     with redis_server(tmp_path) as redis_port, coordinator_process(tmp_path) as coordinator, \
-            generator_processes(coordinator.generator_url, tmp_path, ["real-a", "real-b"]) as generators:
+            generator_processes(coordinator, tmp_path, ["real-a", "real-b"]) as generators:
         coordinator.api.wait_generators(2)
         yield coordinator, generators, redis_port
 
@@ -97,3 +97,6 @@ def test_a_generator_killed_mid_run_is_dropped_and_the_run_completes(setup):
     lost = [e for e in detail["summary"]["events"] if e["kind"] == "generator_lost"]
     assert [e["generator"] for e in lost] == [victim.generator_id]
     assert [g["id"] for g in api.state()["generators"]] == [generators[0].generator_id]
+    # Its devices' load left the run: an error of the run, with the devices it held.
+    lost_error = detail["summary"]["errors"]["generator_lost_error_count"]
+    assert lost_error["count"] == 1 and lost_error["line"].endswith("with 5 devices of the run")

@@ -3,7 +3,7 @@ import pytest
 
 from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
 from stressgrid import wire
-from stressgrid.plan import Plan
+from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.resolve import resolve_addresses
 from tests.coordinator.support import snapshot
 
@@ -211,6 +211,9 @@ def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the
     (_, _, final), = [args for _, out in happened for args in writes(out, "finish")]
     assert final.state == "done" and final.devices_started == 20
     assert final.generators == {"steady": 13, "flaky": 7}
+    # The lost generator is an error of the run, with what was lost.
+    assert final.totals.error_report() == {"generator_lost_error_count": {
+        "count": 1, "line": "flaky went silent for more than 1.5 s and was dropped, with 7 devices of the run"}}
 
 
 def test_a_cohort_that_cannot_be_sent_is_not_counted_nor_stopped(scheduler, clock):
@@ -262,7 +265,8 @@ def test_abort_waits_for_every_generators_answer_and_counts_what_came_before_it(
     with pytest.raises(Conflict) as refused:
         scheduler.abort("run-0", clock.at())
     assert refused.value.code == "not_active"
-    late = wire.Telemetry(metrics=snapshot(counters={"late_count": 4}), active_device_number=0, errors={})
+    late = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"late_count": 4}), active_device_number=0,
+                          errors={})
     scheduler.receive(b"gen-b", late, clock.at(1.5))
     assert scheduler.receive(b"gen-b", wire.RunStopped(run_id="other-run"), clock.at()).writes == []
     scheduler.receive(b"gen-b", wire.RunStopped(run_id="run-1"), clock.at())
@@ -336,21 +340,22 @@ def test_unknown_senders_and_bad_messages_are_answered_with_errors_and_counted(s
         (b"gen-a", wire.Error(message="unexpected message 'start_cohort' from a generator"))]
     bad = snapshot({"conn_us": [5]})
     bad["histograms"]["conn_us"] = (b"\x80", 0)
-    bad_telemetry = wire.Telemetry(metrics=bad, active_device_number=0, errors={})
+    bad_telemetry = wire.Telemetry(run_id="", metrics=bad, active_device_number=0, errors={})
     (_, error), = scheduler.receive(b"gen-a", bad_telemetry, clock.at()).messages
     assert error.message.startswith("bad telemetry: ")
     assert scheduler.malformed(b"gen-a", "not a msgpack message", clock.at()).messages == [
         (b"gen-a", wire.Error(message="not a msgpack message"))]
-    assert scheduler.state(clock.at())["ingest"] == {"messages": 0, "rejected": 3}
+    assert scheduler.state(clock.at())["ingest"] == {"messages": 0, "rejected": 3, "other_runs": 0}
 
 
 def test_generator_events_and_high_cpu_are_recorded_in_the_run(scheduler, clock):
     register(scheduler, clock, "gen-a")
     plan, addresses = make_plan(sustain_ms=60000)
     scheduler.submit("run-1", plan, addresses, clock.at())
-    out = scheduler.receive(b"gen-a", wire.Event(kind="worker_died", message="worker 0 died"), clock.at(0.3))
+    out = scheduler.receive(b"gen-a", wire.Event(run_id="run-1", kind="worker_died", message="worker 0 died"), clock.at(0.3))
     assert [(e["kind"], e["generator"], e["elapsed_s"]) for e in out.events] == [("worker_died", "gen-a", 0.3)]
-    hot = wire.Telemetry(metrics=snapshot({"cpu_percent": [97]}), active_device_number=2, errors={})
+    hot = wire.Telemetry(run_id="run-1", metrics=snapshot({"cpu_percent": [97]}), active_device_number=2,
+                         errors={})
     scheduler.receive(b"gen-a", hot, clock.at(0.5))
     flagged = [(elapsed, events(out)) for elapsed, out in drive(scheduler, clock, 2.0, alive=("gen-a",))
                if any(e["kind"] == "generator_cpu_high" for e in out.events)]
@@ -368,3 +373,46 @@ def test_the_run_started_event_counts_generators_in_the_singular_and_plural(sche
     assert events(out) == [("run_started", text)]
     (info, event), = writes(out, "event")
     assert event["message"] == text and info.id == "run-1"
+
+
+def test_a_plan_beyond_the_fleets_capacity_is_rejected_naming_both_numbers(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")  # 100 devices each
+    plan, addresses = make_plan(sizes=(150, 51))
+    with pytest.raises(PlanError) as refused:
+        scheduler.submit("run-1", plan, addresses, clock.at())
+    assert refused.value.field == "blocks"
+    assert "201 devices" in refused.value.message and "can hold 200" in refused.value.message
+    assert scheduler.run is None
+    plan, addresses = make_plan(sizes=(150, 50))  # exactly the capacity fits
+    assert scheduler.submit("run-2", plan, addresses, clock.at()).reply["id"] == "run-2"
+
+
+def test_only_the_active_runs_telemetry_is_merged_and_ghost_devices_are_told_to_stop(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    own = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"own_count": 1}), active_device_number=1,
+                         errors={})
+    ghost = wire.Telemetry(run_id="gone", metrics=snapshot(counters={"ghost_count": 9}), active_device_number=2,
+                           errors={})
+    assert scheduler.receive(b"gen-a", own, clock.at(0.1)).messages == []
+    out = scheduler.receive(b"gen-a", ghost, clock.at(0.2))
+    assert out.messages == [(b"gen-a", wire.Abort(run_id="gone"))]
+    assert [e["kind"] for e in out.events] == ["stale_telemetry"]
+    assert scheduler.receive(b"gen-a", ghost, clock.at(0.3)).events == []  # said once per 10 s
+    assert scheduler.state(clock.at(0.3))["ingest"] == {"messages": 1, "rejected": 0, "other_runs": 2}
+
+
+def test_a_connection_claiming_a_connected_generators_id_is_refused_once_with_an_event(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    claim = wire.Register(generator_id="gen-a", version="1", cores=1, workers=2, capacity=100)
+    out = scheduler.receive(b"gen-a/other", claim, clock.at(0.5))
+    (_, error), = out.messages
+    assert "in use by a connected generator" in error.message
+    assert [e["kind"] for e in out.events] == ["generator_id_refused"]
+    assert scheduler.receive(b"gen-a/other", claim, clock.at(1.0)).events == []
+    assert [g["id"] for g in scheduler.state(clock.at(1.0))["generators"]] == ["gen-a"]
+    # Silent past the restart silence: the new connection is the generator restarted.
+    out = scheduler.receive(b"gen-a/other", claim, clock.at(3.1))
+    assert out.messages == [(b"gen-a/other", wire.Registered(coordinator_version="test"))]
+    assert "generator_restarted" in [e["kind"] for e in out.events]

@@ -38,7 +38,7 @@ def generators(coordinator):
     made = []
 
     def make(count, prefix="gen"):
-        new = [FakeGenerator(coordinator.generator_url, f"{prefix}-{i}") for i in range(count)]
+        new = [FakeGenerator(coordinator, f"{prefix}-{i}") for i in range(count)]
         made.extend(new)
         coordinator.api.wait_generators(len(made))
         return new
@@ -140,9 +140,9 @@ def test_a_silent_generator_is_dropped_from_the_run_with_an_event(coordinator, g
 
 def test_malformed_and_unexpected_messages_get_errors_and_change_nothing(coordinator, generators):
     good, = generators(1)
-    rogue = FakeGenerator(coordinator.generator_url, "rogue", register=False)
+    rogue = FakeGenerator(coordinator, "rogue", register=False)
     try:
-        valid_telemetry = wire.encode(wire.Telemetry(metrics=snapshot(counters={"x_count": 1}),
+        valid_telemetry = wire.encode(wire.Telemetry(run_id="", metrics=snapshot(counters={"x_count": 1}),
                                                      active_device_number=0, errors={}))
         cases = [
             b"\xc1 not msgpack",
@@ -182,7 +182,7 @@ def test_malformed_and_unexpected_messages_get_errors_and_change_nothing(coordin
 
 
 def test_unknown_generators_are_told_to_register_and_can(coordinator, generators):
-    fake = FakeGenerator(coordinator.generator_url, "late", register=False)
+    fake = FakeGenerator(coordinator, "late", register=False)
     try:
         fake.send(wire.Heartbeat(sent_at=time.time()))
         assert fake.wait_for(wire.Error)[0].message == wire.NOT_REGISTERED
@@ -243,10 +243,10 @@ def test_a_short_run_keeps_every_value_exact_in_csv_summary_and_hdr_logs(coordin
     assert total.get_value_at_percentile(99) == expected.value_at_percentile(99)
 
 
-def test_zmq_identity_handover_lets_a_restarted_generator_take_its_place(coordinator, generators):
+def test_a_generator_reconnecting_with_its_identity_once_the_old_connection_closed_keeps_its_place(coordinator, generators):
     first, = generators(1)
     first.close()
-    again = FakeGenerator(coordinator.generator_url, first.generator_id)
+    again = FakeGenerator(coordinator, first.generator_id)
     try:
         state = wait_until(lambda: (s := coordinator.api.state())["generators"][0]["registrations"] == 2 and s)
         assert [g["id"] for g in state["generators"]] == [first.generator_id]

@@ -17,7 +17,7 @@ def test_a_bad_threshold_is_a_400_naming_the_field_and_column(tmp_path):
 
 def test_thresholds_are_passing_then_failing_live_and_failed_in_the_run(tmp_path):
     with coordinator_process(tmp_path) as coordinator:
-        generator = FakeGenerator(coordinator.generator_url, "gen-a")
+        generator = FakeGenerator(coordinator, "gen-a")
         try:
             coordinator.api.wait_generators(1)
             body = plan(sustain_ms=60000)
@@ -57,7 +57,7 @@ def test_thresholds_are_passing_then_failing_live_and_failed_in_the_run(tmp_path
 
 def test_the_report_is_served_under_the_token_rules_and_deleted_with_the_run(tmp_path):
     with coordinator_process(tmp_path, token="secret") as coordinator:
-        generator = FakeGenerator(coordinator.generator_url, "gen-a")
+        generator = FakeGenerator(coordinator, "gen-a")
         try:
             coordinator.api.wait_generators(1)
             status, run, _ = coordinator.api.post("/api/runs", plan(sustain_ms=200))

@@ -18,10 +18,12 @@ import subprocess
 import sys
 
 import pytest
+import zmq
 
 from coordinator_app.config import config_from_args
 from stressgrid import __version__
 from stressgrid.generator.config import config_from as generator_config_from
+from stressgrid.join_token import JoinToken
 from tests.coordinator.support import coordinator_process, wait_until
 from tests.support.servers import free_port
 
@@ -257,8 +259,9 @@ def test_tokens_come_only_from_secrets(overlay):
         return entry["valueFrom"]["secretKeyRef"]
 
     assert secret(coordinator_env["STRESSGRID_TOKEN"]) == {"name": MANAGEMENT_TOKEN_SECRET, "key": "token"}
-    # Both ends of the generator link hold the same join token.
-    assert secret(coordinator_env["STRESSGRID_JOIN_TOKEN"]) == {"name": JOIN_TOKEN_SECRET, "key": "token"}
+    # The coordinator makes its own key and join token on its volume; generators get the token
+    # from the Secret filled from it.
+    assert "STRESSGRID_JOIN_TOKEN" not in coordinator_env
     assert secret(generator_env["STRESSGRID_JOIN_TOKEN"]) == {"name": JOIN_TOKEN_SECRET, "key": "token"}
     # Generators run plan scripts: they never see the management token.
     assert "STRESSGRID_TOKEN" not in generator_env
@@ -377,7 +380,10 @@ def test_generator_settings(overlay):
     expanded = expand(spec["args"], {workers_variable: str(int(-(-limit // 1)))})
     assert any(f"$({workers_variable})" in arg for arg in spec["args"]), spec["args"]
     # The real configuration parser, fed the container's env and arguments.
-    config = generator_config_from(expanded, environ={**plain_env(spec), "GENERATOR_ID": "pod-name"})
+    # The join token comes from the Secret, as the env above says; any valid token stands in for it.
+    token = JoinToken.new(zmq.curve_keypair()[0]).encode()
+    config = generator_config_from(expanded, environ={**plain_env(spec), "GENERATOR_ID": "pod-name",
+                                                      "STRESSGRID_JOIN_TOKEN": token})
     assert config.workers == int(-(-limit // 1))
     assert config.generator_id == "pod-name"
     service = objects_of(objects, "Service")["stressgrid-coordinator"]

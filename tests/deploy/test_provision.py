@@ -485,15 +485,18 @@ def _run_startup(script_text, tmp_path):
     return root, log.read_text().splitlines()
 
 
+COORDINATOR_KEY = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+JOIN_TOKEN = "sgj1_" + "Ab-_" * 21 + "Ab"
+
 def test_generator_startup_points_at_the_coordinator(tmp_path):
     terraform = require_tool("terraform", "terraform (HashiCorp's release)")
     script = render_template(
         terraform, TEMPLATES / "generator-startup.sh.tftpl",
-        {"coordinator_url": "tcp://10.0.3.7:9696"}, tmp_path,
+        {"coordinator_url": "tcp://10.0.3.7:9696", "join_token": JOIN_TOKEN}, tmp_path,
     )
     root, calls = _run_startup(script, tmp_path)
     env_file = root / "etc/default/stressgrid-generator.env"
-    assert env_file.read_text() == "COORDINATOR_URL=tcp://10.0.3.7:9696\n"
+    assert env_file.read_text() == f"COORDINATOR_URL=tcp://10.0.3.7:9696\nSTRESSGRID_JOIN_TOKEN={JOIN_TOKEN}\n"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert calls == [
         "enable stressgrid-generator.service",
@@ -507,7 +510,8 @@ def test_coordinator_startup_writes_token_and_region(tmp_path, aws_region):
     script = render_template(
         terraform, TEMPLATES / "coordinator-startup.sh.tftpl",
         {"management_token": "T0kenT0ken", "management_port": 8000,
-         "generator_port": 9696, "aws_region": aws_region},
+         "generator_port": 9696, "aws_region": aws_region,
+         "coordinator_key": COORDINATOR_KEY, "join_token": JOIN_TOKEN},
         tmp_path,
     )
     root, calls = _run_startup(script, tmp_path)
@@ -517,6 +521,11 @@ def test_coordinator_startup_writes_token_and_region(tmp_path, aws_region):
         expected.append(f"AWS_REGION={aws_region}")
     assert env_file.read_text().splitlines() == expected
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    # The fleet's credentials land in the data directory, owner-only, as the coordinator reads them.
+    data_dir = root / "var/lib/stressgrid"
+    assert (data_dir / "coordinator.key").read_text() == COORDINATOR_KEY + "\n"
+    assert (data_dir / "join-token").read_text() == JOIN_TOKEN + "\n"
+    assert {stat.S_IMODE((data_dir / name).stat().st_mode) for name in ("coordinator.key", "join-token")} == {0o600}
     assert calls == [
         "enable stressgrid-coordinator.service",
         "restart stressgrid-coordinator.service",

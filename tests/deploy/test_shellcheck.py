@@ -5,12 +5,15 @@ import pytest
 
 from ._support import PACKER, REPO, TEMPLATES, TERRAFORM, render_template, require_tool, run
 
+JOIN_TOKEN = "sgj1_" + "Ab-_" * 21 + "Ab"
+
 SAMPLE_VARIABLES = {
     "coordinator-startup.sh.tftpl": {
         "management_token": "abcDEF123", "management_port": 8000,
+        "coordinator_key": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", "join_token": JOIN_TOKEN,
         "generator_port": 9696, "aws_region": "eu-west-1",
     },
-    "generator-startup.sh.tftpl": {"coordinator_url": "tcp://10.0.0.5:9696"},
+    "generator-startup.sh.tftpl": {"coordinator_url": "tcp://10.0.0.5:9696", "join_token": JOIN_TOKEN},
 }
 
 

@@ -24,15 +24,24 @@ import pytest
 import zmq
 
 from stressgrid import wire
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from tests.conftest import ROOT, example
 from tests.support.servers import free_port, redis_server
 
 GENERATOR_ID = "test-generator"
+# The fake coordinator's CURVE keys, and the join token agents get for it.
+COORDINATOR_PUBLIC, COORDINATOR_SECRET = zmq.curve_keypair()
+JOIN_TOKEN = JoinToken.new(COORDINATOR_PUBLIC)
 
 
 class FakeCoordinator:
-    """A coordinator's ROUTER: records what generators send, heartbeats the registered ones."""
+    """A coordinator's ROUTER: records what generators send, heartbeats the registered ones.
+
+    It speaks CurveZMQ with the keys of ``JOIN_TOKEN`` (letting in any CURVE
+    client: who may join is the real coordinator's ZAP handler's business).
+    """
 
     def __init__(self, context, port=None):
         self.context = context
@@ -40,11 +49,14 @@ class FakeCoordinator:
         self.url = f"tcp://127.0.0.1:{self.port}"
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.curve_secretkey = COORDINATOR_SECRET
+        self.socket.curve_server = True
         # A port just released by a closed ROUTER (a coordinator restart) frees up
         # once ZeroMQ's I/O thread has closed it.
         assert wait_for(self._bind, timeout=5), f"cannot bind {self.url}"
         self.heartbeating = True
         self.registered = set()
+        self.identity = None  # the ROUTER identity of the agent that registered last
         self.received = []  # (monotonic time, identity, message or WireError)
         self.last_sent_at = None
         self._next_heartbeat = 0.0
@@ -60,11 +72,12 @@ class FakeCoordinator:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, message, identity=GENERATOR_ID.encode()):
+    def send(self, message, identity=None):
         self.send_raw(wire.encode(message), identity)
 
-    def send_raw(self, data, identity=GENERATOR_ID.encode()):
-        self.socket.send_multipart([identity, data])
+    def send_raw(self, data, identity=None):
+        """Send to ``identity`` (default: that of the agent that registered last)."""
+        self.socket.send_multipart([identity or self.identity, data])
         self.last_sent_at = time.monotonic()
 
     def _pump_heartbeats(self):
@@ -116,7 +129,7 @@ class FakeCoordinator:
     def register(self, timeout=15.0):
         """Wait for ``Register``, answer ``Registered``; returns the Register message."""
         register = self.expect(wire.Register, timeout)
-        identity = register.generator_id.encode()
+        identity = self.identity = self.received[-1][1]
         self.send(wire.Registered(coordinator_version="test"), identity)
         self.registered.add(identity)
         self._next_heartbeat = 0.0
@@ -138,6 +151,7 @@ class AgentProcess:
         environment = dict(os.environ, **(environment or {}))
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
         environment.pop("GENERATOR_ID", None)
+        environment[JOIN_TOKEN_ENV] = JOIN_TOKEN.encode()
         if grace_s is not None:
             environment["STRESSGRID_COORDINATOR_GRACE_S"] = str(grace_s)
         self._log = open(log_path, "wb")

@@ -41,8 +41,14 @@ def test_merged_totals_equal_what_the_workers_did(coordinator, agent, tmp_path):
     # Retransmits are the whole host's (other programs too); devices had no errors.
     device_errors = {name: n for name, n in totals.errors().items() if name != TCP_RETRANSMITS}
     assert not device_errors, device_errors
-    # Every message carries one CPU sample and the host's traffic.
-    assert totals.histogram(CPU_PERCENT).total_count == len(telemetry)
+    # The devices' metrics are all under their run's id; a host at rest reports under "".
+    assert {m.run_id for m in telemetry} <= {"run-1", ""}
+    assert merged([m for m in telemetry if m.run_id == "run-1"]).histogram("set_us").total_count == client_sets
+    assert all(m.run_id == "run-1" for m in telemetry if m.active_device_number)
+    # Every report carries one CPU sample and the host's traffic, with the current run's message.
+    cpu_samples = [merged([m]).histogram(CPU_PERCENT).total_count for m in telemetry]
+    assert set(cpu_samples) <= {0, 1}
+    assert all(samples == 1 for samples, m in zip(cpu_samples, telemetry) if m.active_device_number)
     assert totals.counter(NETWORK_RX_BYTES) >= client_gets * 1024
     assert totals.counter(NETWORK_TX_BYTES) >= client_sets * 1024
     assert max(m.active_device_number for m in telemetry) == devices

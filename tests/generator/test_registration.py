@@ -1,5 +1,6 @@
 """Registration, heartbeats and surviving a coordinator that goes away and comes back."""
 import os
+import re
 import time
 
 import msgpack
@@ -20,7 +21,7 @@ def test_registers_with_identity_version_and_capacity(coordinator, start_agent):
     assert register.workers == 2
     assert register.capacity > 0
     identity = coordinator.received[-1][1]
-    assert identity == b"test-generator"
+    assert re.fullmatch(rb"test-generator/[0-9a-f]{16}", identity)  # the id, and this process's instance
     # Once registered it heartbeats every second and reports telemetry.
     first = coordinator.expect(wire.Heartbeat)
     first_at = coordinator.received[-1][0]
@@ -92,7 +93,7 @@ BAD_MESSAGES = {
     "unknown type": msgpack.packb({"t": "launch_missiles", "v": wire.PROTOCOL_VERSION}),
     "wrong version": msgpack.packb({"t": "heartbeat", "v": wire.PROTOCOL_VERSION + 41, "sent_at": 1.0}),
     "missing field": msgpack.packb({"t": "stop_cohort", "v": wire.PROTOCOL_VERSION, "run_id": "r"}),
-    "wrong direction": wire.encode(wire.Telemetry(metrics={}, active_device_number=0, errors={})),
+    "wrong direction": wire.encode(wire.Telemetry(run_id="", metrics={}, active_device_number=0, errors={})),
     "bad blocks": wire.encode(wire.StartCohort(run_id="r", cohort_id="1", blocks=[{"size": "many"}],
                                                addresses=[], opts={}, address_offset=0)),
     "bad addresses": wire.encode(wire.StartCohort(

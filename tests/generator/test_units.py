@@ -4,6 +4,7 @@ import resource
 import threading
 
 import pytest
+import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from stressgrid.generator.limits import (RESERVED_FILES_PER_WORKER, OpenFileLimi
                                          raise_open_file_limit, worker_capacities)
 from stressgrid.generator.loop_health import LoopWatchdog
 from stressgrid.generator.stop_deadlines import StopDeadlines, describe_stop, stop_key
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from stressgrid.plan.script import SCRIPT_FILENAME
 
@@ -126,31 +129,50 @@ def test_bad_cohorts_are_refused(message, field):
         check_start_cohort(message)
 
 
+TOKEN = JoinToken.new(zmq.curve_keypair()[0])
+
+
 def test_config_flags_override_environment():
     environment = {"COORDINATOR_URL": "tcp://env:1", "GENERATOR_ID": "env-id",
-                   "STRESSGRID_COORDINATOR_GRACE_S": "4"}
+                   "STRESSGRID_COORDINATOR_GRACE_S": "4", JOIN_TOKEN_ENV: TOKEN.encode()}
     config = config_from([], environment)
     assert (config.coordinator_url, config.generator_id, config.coordinator_grace_s) == ("tcp://env:1", "env-id", 4.0)
     config = config_from(["--coordinator", "tcp://flag:2", "--id", "flag-id", "--workers", "3",
                           "--coordinator-grace", "1.5", "--log-level", "debug"], environment)
     assert (config.coordinator_url, config.generator_id, config.workers,
             config.coordinator_grace_s, config.log_level) == ("tcp://flag:2", "flag-id", 3, 1.5, "DEBUG")
-    defaults = config_from([], {})
+    defaults = config_from([], {JOIN_TOKEN_ENV: TOKEN.encode()})
     assert defaults.coordinator_url == DEFAULT_COORDINATOR_URL and defaults.generator_id
     assert "." not in defaults.generator_id and defaults.workers >= 1
     with pytest.raises(SystemExit):
-        config_from([], {"STRESSGRID_COORDINATOR_GRACE_S": "soon"})
+        config_from([], {"STRESSGRID_COORDINATOR_GRACE_S": "soon", JOIN_TOKEN_ENV: TOKEN.encode()})
     with pytest.raises(SystemExit):
         config_from(["--workers", "0"], {})
 
 
+def test_the_join_token_comes_from_a_file_or_the_environment_and_is_required(tmp_path):
+    token_file = tmp_path / "join-token"
+    token_file.write_text(TOKEN.encode() + "\n")
+    assert config_from(["--join-token-file", str(token_file)], {}).join_token == TOKEN
+    assert config_from([], {JOIN_TOKEN_ENV: TOKEN.encode()}).join_token == TOKEN
+    assert TOKEN.generator_keypair() == JoinToken.parse(TOKEN.encode()).generator_keypair()
+    for argv, environ, words in (
+            ([], {}, "no join token"),
+            ([], {JOIN_TOKEN_ENV: "hello"}, "starts with 'sgj1_'"),
+            ([], {JOIN_TOKEN_ENV: TOKEN.encode()[:-4]}, "64 bytes"),
+            (["--join-token-file", str(tmp_path / "missing")], {}, "cannot read the join token file")):
+        with pytest.raises(SystemExit, match=words):
+            config_from(argv, environ)
+
+
 def test_the_worker_stop_timeout_comes_from_its_flag_or_environment():
-    assert config_from([], {}).worker_stop_timeout_s == 3.0
-    environment = {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "0.5"}
+    token = {JOIN_TOKEN_ENV: TOKEN.encode()}
+    assert config_from([], token).worker_stop_timeout_s == 3.0
+    environment = {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "0.5", **token}
     assert config_from([], environment).worker_stop_timeout_s == 0.5
     assert config_from(["--worker-stop-timeout", "7"], environment).worker_stop_timeout_s == 7.0
     with pytest.raises(SystemExit, match="STRESSGRID_WORKER_STOP_TIMEOUT_S"):
-        config_from([], {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "-1"})
+        config_from([], {"STRESSGRID_WORKER_STOP_TIMEOUT_S": "-1", **token})
 
 
 def test_stop_deadlines_name_the_oldest_unconfirmed_stop_of_each_worker():

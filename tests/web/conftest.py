@@ -91,7 +91,7 @@ class Stack:
 def running_stack(tmp_path, token=None, generators=("web-gen",)):
     with redis_server(tmp_path) as redis_port, \
             coordinator_process(tmp_path, token=token) as coordinator, \
-            generator_processes(coordinator.generator_url, tmp_path, list(generators)) as started:
+            generator_processes(coordinator, tmp_path, list(generators)) as started:
         coordinator.api.wait_generators(len(generators))
         yield Stack(coordinator, started, redis_port)
 
