@@ -9,10 +9,13 @@ import time
 
 import msgpack
 import pytest
+import zmq
 
 from stressgrid import wire
 from stressgrid.errors import ADDR_NOT_AVAIL_ADVICE
 from stressgrid.generator.config import config_from
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
+from stressgrid.join_token import JoinToken
 from stressgrid.generator.limits import OpenFileLimit, device_capacity
 from stressgrid.protocols import source
 from stressgrid.protocols.source import SourcePoolError, parse_pool
@@ -23,6 +26,7 @@ from .conftest import Redis, error_lines_since, merged, script_cohort
 
 POOL = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 IDLE = "await delay(60000)\n"
+TOKEN_ENV = {JOIN_TOKEN_ENV: JoinToken.new(zmq.curve_keypair()[0]).encode()}
 DEVICES = 12  # 6 per worker: 2 per address in each
 
 
@@ -61,14 +65,14 @@ def test_a_bad_pool_is_refused_naming_the_bad_item(text, named):
 
 def test_the_agent_refuses_a_bad_pool_from_the_flag_or_the_environment():
     with pytest.raises(SystemExit) as raised:
-        config_from(["--source-addresses", "127.0.0.2,bad"], environ={})
+        config_from(["--source-addresses", "127.0.0.2,bad"], environ=TOKEN_ENV)
     assert str(raised.value).startswith("--source-addresses: not an address, range or network: 'bad'")
     with pytest.raises(SystemExit) as raised:
-        config_from([], environ={"STRESSGRID_SOURCE_ADDRESSES": "127.0.0.3-127.0.0.2"})
+        config_from([], environ={**TOKEN_ENV, "STRESSGRID_SOURCE_ADDRESSES": "127.0.0.3-127.0.0.2"})
     assert str(raised.value).startswith("STRESSGRID_SOURCE_ADDRESSES: range")
-    assert config_from([], environ={"STRESSGRID_SOURCE_ADDRESSES": " 127.0.0.2 , 127.0.0.3"}).source_addresses \
+    assert config_from([], environ={**TOKEN_ENV, "STRESSGRID_SOURCE_ADDRESSES": " 127.0.0.2 , 127.0.0.3"}).source_addresses \
         == "127.0.0.2,127.0.0.3"
-    assert config_from(["--source-addresses", "auto"], environ={}).source_addresses == "auto"
+    assert config_from(["--source-addresses", "auto"], environ=TOKEN_ENV).source_addresses == "auto"
 
 
 def test_connections_take_the_pool_round_robin_from_the_workers_start_and_only_of_the_targets_family():
