@@ -15,7 +15,7 @@ import math
 import time
 
 from stressgrid.cli.display import format_rate, format_us
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, LOOP_LAG_HISTOGRAM
 
 from . import Writer
 from .archive import report_name, write_atomically
@@ -126,12 +126,10 @@ def _series_section(points):
     charts.append(line_chart("rates per second", [
         (name, [(p.elapsed_s, p.rates.get(name, 0)) for p in points]) for name in rate_names],
         y_format=format_rate, x_format=lambda x: f"{x:g} s"))
-    histogram_names = sorted({name for p in points for name in p.quantiles if name != CPU_HISTOGRAM})
+    histogram_names = sorted({name for p in points for name in p.quantiles
+                              if name not in (CPU_HISTOGRAM, LOOP_LAG_HISTOGRAM)})
     for name in histogram_names:
-        charts.append(line_chart(f"{name} per second", [
-            (quantile, [(p.elapsed_s, p.quantiles[name][i] if name in p.quantiles else None)
-                        for p in points]) for i, quantile in enumerate(QUANTILES)],
-            y_format=format_us, x_format=lambda x: f"{x:g} s"))
+        charts.append(_quantile_chart(f"{name} per second", name, points))
     charts.append(line_chart("active devices", [("devices", [(p.elapsed_s, p.active_devices) for p in points])],
                              y_format=lambda v: f"{v:,.0f}", x_format=lambda x: f"{x:g} s"))
     charts.append(line_chart("errors per second", [("errors", [(p.elapsed_s, p.errors_per_second)
@@ -140,7 +138,16 @@ def _series_section(points):
     charts.append(line_chart("generator CPU (the busiest generator)", [
         ("cpu", [(p.elapsed_s, p.cpu_percent) for p in points])], y_format=_percent,
         x_format=lambda x: f"{x:g} s"))
+    if any(LOOP_LAG_HISTOGRAM in p.quantiles for p in points):
+        charts.append(_quantile_chart("generator loop health: worker event-loop lag", LOOP_LAG_HISTOGRAM, points))
     return "<h2>Over time</h2>" + "".join(charts)
+
+
+def _quantile_chart(title, name, points):
+    return line_chart(title, [
+        (quantile, [(p.elapsed_s, p.quantiles[name][i] if name in p.quantiles else None)
+                    for p in points]) for i, quantile in enumerate(QUANTILES)],
+        y_format=format_us, x_format=lambda x: f"{x:g} s")
 
 
 def _distribution_section(histograms):

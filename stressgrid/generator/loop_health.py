@@ -19,7 +19,6 @@ import time
 
 from stressgrid.plan.script import SCRIPT_FILENAME
 
-LOOP_LAG_HISTOGRAM = "worker_loop_lag_us"
 LAG_PERIOD_S = 0.1
 STALL_S = 1.0
 

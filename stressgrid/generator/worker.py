@@ -40,11 +40,12 @@ import zmq.asyncio
 from stressgrid import wire
 from stressgrid.orphans import die_with_parent
 from stressgrid.plan import Address, Opts
+from stressgrid.plan.constants import LOOP_LAG_HISTOGRAM
 from stressgrid.protocols import source
 from stressgrid.runtime.engine import Engine
 
 from .config import configure_logging
-from .loop_health import LOOP_LAG_HISTOGRAM, LoopWatchdog, measure_loop_lag, task_line
+from .loop_health import LoopWatchdog, measure_loop_lag, task_line
 
 TELEMETRY_INTERVAL_S = 1.0
 # How long a last message may wait to be delivered when the worker exits.

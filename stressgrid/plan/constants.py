@@ -18,6 +18,10 @@ CPU_WARNING_PERCENT = 80
 TCP_RETRANSMIT_METRIC = "network_tcp_retransmit_error"
 HOST_WARNING_METRICS = frozenset({TCP_RETRANSMIT_METRIC})
 
+# Each worker's event-loop lag (how late its loop wakes up): a generator health metric, shown
+# beside generator CPU; a blocked loop delays every device on it.
+LOOP_LAG_HISTOGRAM = "worker_loop_lag_us"
+
 # Failures of the load generation itself, not of the target: the run did not make the load its
 # plan asked for, so it has errors whatever its thresholds say (counters, without "_count").
 WORKER_KILLED_ERROR = "worker_killed_error"

@@ -224,7 +224,10 @@ EXPECTED_VARIABLES = {
     "gcp": {"project", "region", "zone", "capacity", "generator_instance_type",
             "coordinator_instance_type", "image_project", "network", "management_cidr_blocks"},
 }
-REQUIRED_VARIABLES = {"aws": {"region"}, "gcp": {"project", "region", "zone"}}
+# The fleet's CurveZMQ key and join token are made beforehand (python -m coordinator_app
+# join-token) and passed as sensitive variables: there is no default for them.
+FLEET_SECRETS = {"coordinator_key", "join_token"}
+REQUIRED_VARIABLES = {"aws": {"region"} | FLEET_SECRETS, "gcp": {"project", "region", "zone"} | FLEET_SECRETS}
 EXPECTED_PROVIDERS = {"aws": {"aws", "http", "random"}, "gcp": {"google", "http", "random"}}
 
 

@@ -157,7 +157,10 @@ def test_coordinator_unit_passes_ports_data_dir_and_bind():
 @pytest.mark.parametrize("role", sorted(UNITS))
 def test_env_file_installed_private(provisioned_root, role):
     env_file = provisioned_root / f"etc/default/stressgrid-{role}.env"
-    assert env_file.read_text() == (FILES / f"stressgrid-{role}.env").read_text()
+    expected = (FILES / f"stressgrid-{role}.env").read_text()
+    if role == "generator":  # provisioned as role "all": it joins the coordinator on its host
+        expected += "STRESSGRID_JOIN_TOKEN_FILE=/var/lib/stressgrid/join-token\n"
+    assert env_file.read_text() == expected
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
@@ -352,6 +355,8 @@ def test_unit_command_lines_start_a_working_coordinator_and_generator(provisione
             command, env = _service_command(provisioned_root, data_dir, "generator", {
                 "COORDINATOR_URL": f"tcp://127.0.0.1:{generator_port}",
                 "GENERATOR_ID": "deploy-smoke",
+                # As the env file of a host with both roles says, in the scratch data dir.
+                "STRESSGRID_JOIN_TOKEN_FILE": str(data_dir / "join-token"),
             })
             with _service(command, env, generator_log, data_dir) as generator:
                 _wait_for_generator(f"{base}/api/stream", token, "deploy-smoke")

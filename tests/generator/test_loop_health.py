@@ -2,7 +2,7 @@
 import time
 
 from stressgrid import wire
-from stressgrid.generator.loop_health import LOOP_LAG_HISTOGRAM
+from stressgrid.plan.constants import LOOP_LAG_HISTOGRAM
 
 from .conftest import merged, one_device_on_redis
 

@@ -54,6 +54,8 @@ def _check_report(page, detail):
     plot = page.locator("svg.chart[aria-label^='value at percentile']")
     labels = plot.locator("g.line").evaluate_all("els => els.map(e => e.dataset.label)")
     assert set(labels) == {n for n in summary["histograms"] if n != "cpu_percent"}
+    # Generator health: the workers' event-loop lag has its own chart beside the CPU.
+    expect(page.locator("svg.chart[aria-label^='generator loop health']")).to_have_count(1)
     # Errors with their script lines; events; generators; the plan.
     expect(page.locator("table.errors")).to_contain_text("assertion_error")
     expect(page.locator("table.errors")).to_contain_text("boom")
