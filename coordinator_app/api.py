@@ -51,6 +51,8 @@ def run_json(row, detail=False):
     result = {key: row.get(key) for key in ("id", "name", "state", "created_at", "finished_at",
                                              "devices", "note")}
     archive = row.get("archive")
+    # passed, failed, finished_with_errors or aborted (stressgrid.plan.result); None until it ends
+    result["result"] = (row.get("summary") or {}).get("result")
     result["result_url"] = url_for("results.download", filename=archive) if archive else None
     report = report_name(row["id"])
     result["report_url"] = url_for("results.download", filename=report) \

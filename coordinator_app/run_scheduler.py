@@ -28,9 +28,11 @@ a command's answer. Carry out the writes and store calls before sending: the
 outbox of an undelivered message (which may end the run) comes after them.
 
 A run goes through ``RunState`` (``_enter`` is the one place it changes):
-the plan's phases, then ``ABORTING`` while an abort waits for every
-generator's ``RunStopped`` (at most the generator timeout), then
-``FINISHING`` while its report is written; ``run_written`` releases it.
+the plan's phases, then ``ENDING`` (the timeline is over: ``EndRun`` sent) or
+``ABORTING`` (``Abort`` sent) while the run waits for the ``RunStopped`` of
+every generator it may still have metrics on (at most the generator
+timeout), then ``FINISHING`` while its report is written; ``run_written``
+releases it.
 Telemetry enters in ``_on_telemetry`` and each second closes in ``_tick``:
 the places for run-scoped filtering and live checks of the aggregates.
 """
@@ -78,17 +80,26 @@ class RunState(enum.Enum):
     SUSTAIN = schedule.SUSTAIN
     RAMPDOWN = schedule.RAMPDOWN
     COOLDOWN = schedule.COOLDOWN
+    ENDING = "ending"  # EndRun sent: waiting for the RunStopped of every generator that ran cohorts
     ABORTING = "aborting"  # Abort sent: waiting for every generator's RunStopped
     FINISHING = "finishing"  # ended: its report is with the writers
 
 
 PHASES = (RunState.RAMPUP, RunState.SUSTAIN, RunState.RAMPDOWN, RunState.COOLDOWN)
+# The states waiting for the generators' RunStopped, and the final state each leads to.
+CONFIRMING = {RunState.ENDING: schedule.DONE, RunState.ABORTING: schedule.ABORTED}
+# The event of a generator that did not confirm in time, and what it did not confirm.
+UNANSWERED = {RunState.ENDING: ("end_unanswered", "end of the run"),
+              RunState.ABORTING: ("abort_unanswered", "abort")}
+# Every phase may end the run: it ends, is aborted, or the coordinator stops (FINISHING).
+_LEAVING = {RunState.ENDING, RunState.ABORTING, RunState.FINISHING}
 # The states each state may be followed by (a phase may be skipped when it has no length).
 TRANSITIONS = {
-    RunState.RAMPUP: {RunState.SUSTAIN, RunState.RAMPDOWN, RunState.ABORTING, RunState.FINISHING},
-    RunState.SUSTAIN: {RunState.RAMPDOWN, RunState.ABORTING, RunState.FINISHING},
-    RunState.RAMPDOWN: {RunState.COOLDOWN, RunState.ABORTING, RunState.FINISHING},
-    RunState.COOLDOWN: {RunState.ABORTING, RunState.FINISHING},
+    RunState.RAMPUP: {RunState.SUSTAIN, RunState.RAMPDOWN} | _LEAVING,
+    RunState.SUSTAIN: {RunState.RAMPDOWN} | _LEAVING,
+    RunState.RAMPDOWN: {RunState.COOLDOWN} | _LEAVING,
+    RunState.COOLDOWN: _LEAVING,
+    RunState.ENDING: {RunState.FINISHING},
     RunState.ABORTING: {RunState.FINISHING},
     RunState.FINISHING: set(),
 }
@@ -145,8 +156,8 @@ class Run:
         self.events = []
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = self.started + self.interval_s
-        self.abort_deadline = None  # ABORTING: the latest the report waits for answers
-        self.abort_waiting = set()  # ABORTING: routing ids yet to answer the Abort
+        self.answer_deadline = None  # ENDING, ABORTING: the latest the report waits for answers
+        self.waiting = set()  # ENDING, ABORTING: routing ids yet to answer RunStopped
         self.note = ""
         self.judge = RunJudge(plan.thresholds, at.monotonic)
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=at.wall,
@@ -165,8 +176,8 @@ class Run:
         """When the run next has something to do (monotonic), or ``None``."""
         if self.state is RunState.FINISHING:
             return None
-        if self.state is RunState.ABORTING:
-            return self.abort_deadline
+        if self.state in CONFIRMING:
+            return self.answer_deadline
         if self.step_index < len(self.timeline.steps):
             return min(self.step_due(self.timeline.steps[self.step_index]), self.next_cut)
         return self.next_cut
@@ -175,11 +186,12 @@ class Run:
         """The run's live state: phase, elapsed and remaining time, devices."""
         elapsed_ms = round((now - self.started) * 1000)
         phase, phase_left = self.timeline.phase_at(elapsed_ms)
-        ending = self.state in (RunState.ABORTING, RunState.FINISHING)
+        ending = self.state in CONFIRMING or self.state is RunState.FINISHING
         return {"id": self.id, "name": self.plan.name,
                 "state": self.phase.value, "finishing": self.final_state,
+                "ending": self.state is RunState.ENDING,
                 "aborting": self.state is RunState.ABORTING,
-                "abort_unconfirmed": len(self.abort_waiting) if self.state is RunState.ABORTING else 0,
+                "abort_unconfirmed": len(self.waiting) if self.state is RunState.ABORTING else 0,
                 "elapsed_ms": elapsed_ms,
                 "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
                 "phase_remaining_ms": phase_left if phase == self.phase.value and not self.ended else 0,
@@ -267,8 +279,8 @@ class RunScheduler:
             return out
         if isinstance(message, wire.StartCohort):
             self._cohort_not_started(out, run, routing_id, message)
-        elif isinstance(message, wire.Abort):
-            self._abort_answered(out, run, routing_id)
+        elif isinstance(message, (wire.Abort, wire.EndRun)):
+            self._stop_answered(out, run, routing_id)
         return out
 
     def _on_register(self, out, routing_id, message):
@@ -283,14 +295,14 @@ class RunScheduler:
         if replaced is not None:
             self._event(out, "generator_restarted", f"{generator.generator_id} came back on a new "
                                                     f"connection; the old one was silent", generator)
-            if self.run is not None and self.run.state is RunState.ABORTING:
-                self._abort_answered(out, self.run, replaced.routing_id)
+            if self.run is not None and self.run.state in CONFIRMING:
+                self._stop_answered(out, self.run, replaced.routing_id)
         kind = "generator_registered" if new else "generator_reregistered"
         self._event(out, kind, f"{generator.generator_id} ({plural(message.workers, 'worker')}, "
                                f"{plural(message.cores, 'core')}, version {message.version})", generator)
-        if self.run is not None and self.run.state is RunState.ABORTING:
+        if self.run is not None and self.run.state in CONFIRMING:
             # A generator registering anew has stopped everything it ran.
-            self._abort_answered(out, self.run, routing_id)
+            self._stop_answered(out, self.run, routing_id)
 
     def _valid(self, out, routing_id, check, message):
         """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
@@ -358,12 +370,12 @@ class RunScheduler:
 
     def _on_run_stopped(self, out, routing_id, message):
         # Its last Telemetry came before this answer; once every generator has
-        # answered, the aborted run's report holds everything its devices did.
-        # (An answer to an abort the coordinator no longer waits on is ignored.)
+        # answered, the run's report holds everything its devices did. (An
+        # answer to a stop the coordinator no longer waits on is ignored.)
         run = self.run
         if self.registry.seen(routing_id, self._at.monotonic) is not None and run is not None \
-                and run.id == message.run_id and run.state is RunState.ABORTING:
-            self._abort_answered(out, run, routing_id)
+                and run.id == message.run_id and run.state in CONFIRMING:
+            self._stop_answered(out, run, routing_id)
 
     # -- commands --------------------------------------------------------------------
 
@@ -460,8 +472,8 @@ class RunScheduler:
                 held = sum(cohort.get(generator.routing_id, 0) for cohort in run.cohorts.values())
                 self.aggregator.count_error(GENERATOR_LOST_ERROR + "_count",
                                             f"{lost}, with {plural(held, 'device')} of the run")
-            if run is not None and run.state is RunState.ABORTING:
-                self._abort_answered(out, run, generator.routing_id)
+            if run is not None and run.state in CONFIRMING:
+                self._stop_answered(out, run, generator.routing_id)
         heartbeat = wire.Heartbeat(sent_at=self._at.wall)
         for generator in self.registry:
             out.send(generator.routing_id, heartbeat)
@@ -480,13 +492,13 @@ class RunScheduler:
 
     def _advance_run(self, out, run):
         now = self._at.monotonic
-        if run.state is RunState.ABORTING:
-            if now >= run.abort_deadline:
-                names = sorted(g.generator_id for g in self.registry if g.routing_id in run.abort_waiting)
-                self._event(out, "abort_unanswered",
-                            f"{', '.join(names) or 'a generator'} did not confirm the abort within "
+        if run.state in CONFIRMING:
+            if now >= run.answer_deadline:
+                names = sorted(g.generator_id for g in self.registry if g.routing_id in run.waiting)
+                kind, what = UNANSWERED[run.state]
+                self._event(out, kind, f"{', '.join(names) or 'a generator'} did not confirm the {what} within "
                             f"{self.generator_timeout_s:g} s; its last metrics may be missing")
-                self._finish(out, run, schedule.ABORTED, run.note)
+                self._finish(out, run, CONFIRMING[run.state], run.note)
             return
         steps = run.timeline.steps
         while run.step_index < len(steps) and run.step_due(steps[run.step_index]) <= now:
@@ -501,7 +513,7 @@ class RunScheduler:
                 if phase is not run.phase:
                     self._enter(out, run, phase)
             elif step.action == "end":
-                self._finish(out, run, schedule.DONE, "")
+                self._end(out, run)
                 return
         if now >= run.next_cut:
             report = self.aggregator.cut_interval(list(self.registry))
@@ -573,11 +585,26 @@ class RunScheduler:
             if self.registry.get(routing_id) is not None:
                 out.send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
 
+    def _end(self, out, run):
+        """The timeline is over: the report waits for the last metrics of every generator
+        the run sent cohorts to (their ``RunStopped``), at most the generator timeout."""
+        end = wire.EndRun(run_id=run.id)
+        holders = dict.fromkeys(routing_id for cohort in run.cohorts.values() for routing_id in cohort)
+        for routing_id in holders:
+            if self.registry.get(routing_id) is not None:
+                out.send(routing_id, end)
+                run.waiting.add(routing_id)
+        self._confirm(out, run, RunState.ENDING)
+
     def _abort(self, out, run, note):
         """Abort the run: the report waits for every generator's answer, at most the timeout."""
         self._abort_generators(out, run, note)
-        run.abort_deadline = self._at.monotonic + self.generator_timeout_s
-        self._enter(out, run, RunState.ABORTING)
+        self._confirm(out, run, RunState.ABORTING)
+
+    def _confirm(self, out, run, state):
+        """Wait in ``state`` (of ``CONFIRMING``) for the answers of ``run.waiting``."""
+        run.answer_deadline = self._at.monotonic + self.generator_timeout_s
+        self._enter(out, run, state)
         self._finish_if_answered(out, run)
 
     def _judge(self, out, run):
@@ -593,18 +620,19 @@ class RunScheduler:
         abort = wire.Abort(run_id=run.id)
         for generator in self.registry:
             out.send(generator.routing_id, abort)
-            run.abort_waiting.add(generator.routing_id)
+            run.waiting.add(generator.routing_id)
         run.note = note
         self._event(out, "run_aborted", note)
 
-    def _abort_answered(self, out, run, routing_id):
-        """``routing_id`` owes the aborting run no answer any more; the last one ends the run."""
-        run.abort_waiting.discard(routing_id)
+    def _stop_answered(self, out, run, routing_id):
+        """``routing_id`` owes the ending or aborting run no answer any more; the last one
+        ends the run."""
+        run.waiting.discard(routing_id)
         self._finish_if_answered(out, run)
 
     def _finish_if_answered(self, out, run):
-        if run.state is RunState.ABORTING and not run.abort_waiting:
-            self._finish(out, run, schedule.ABORTED, run.note)
+        if run.state in CONFIRMING and not run.waiting:
+            self._finish(out, run, CONFIRMING[run.state], run.note)
 
     def _finish(self, out, run, final_state, note):
         """End the run now and hand its last interval and report to the writers."""

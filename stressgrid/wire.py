@@ -12,7 +12,8 @@ import enum
 import msgpack
 
 # 2: telemetry and event carry the run id their data belongs to.
-PROTOCOL_VERSION = 2
+# 3: a run's normal end is the end_run handshake, answered like abort.
+PROTOCOL_VERSION = 3
 
 # The text of the Error a coordinator sends to a generator it does not know;
 # a generator that receives it registers again.
@@ -32,6 +33,7 @@ class MessageType(str, enum.Enum):
     START_COHORT = "start_cohort"
     STOP_COHORT = "stop_cohort"
     ABORT = "abort"
+    END_RUN = "end_run"
     RUN_STOPPED = "run_stopped"
     ERROR = "error"
     WORKER_READY = "worker_ready"
@@ -123,10 +125,16 @@ class Abort:
     run_id: "str"
 
 
+@message(MessageType.END_RUN)
+class EndRun:
+    """The run's timeline is over: stop what is left of it; answered with ``RunStopped``."""
+    run_id: "str"
+
+
 @message(MessageType.RUN_STOPPED)
 class RunStopped:
-    """The answer to ``Abort``: the run's devices have stopped and the ``Telemetry`` sent
-    just before it holds the last of their metrics."""
+    """The answer to ``Abort`` and ``EndRun``: the run's devices have stopped and the
+    ``Telemetry`` sent just before it holds the last of their metrics."""
     run_id: "str"
 
 

@@ -18,6 +18,7 @@ MESSAGES = [
                      [{"host": "h", "ip": "127.0.0.1", "port": 80, "protocol": "http"}], {"timeout_ms": 5000}, 2),
     wire.StopCohort("run-1", "3"),
     wire.Abort("run-1"),
+    wire.EndRun("run-1"),
     wire.RunStopped("run-1"),
     wire.Error("unknown message type 'x'"),
     wire.WorkerReady(1, 4242),

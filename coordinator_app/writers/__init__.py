@@ -13,6 +13,8 @@ import queue
 import threading
 import time
 
+from stressgrid.plan.result import run_result
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,8 @@ class FinalReport:
         result.update(self.totals.to_dict())
         result["summary"] = self.summary
         result["verdict"] = self.verdict
+        result["result"] = run_result(self.state, (self.verdict or {}).get("outcome"),
+                                      result.get("errors")).value
         if writer_errors:
             result["writer_errors"] = list(writer_errors)
         return result

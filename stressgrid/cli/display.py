@@ -4,7 +4,8 @@ import os
 import shutil
 import sys
 
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, HOST_WARNING_METRICS
+from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.result import error_name, is_host_error
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
@@ -42,17 +43,6 @@ def format_duration(ms):
     seconds = max(0, int(round((ms or 0) / 1000)))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def error_name(name):
-    """``timeout_error_count`` -> ``timeout_error``."""
-    return name[:-len("_count")] if name.endswith("_count") else name
-
-
-def is_host_error(name):
-    """Host metrics named like errors (TCP retransmits of the whole generator machine, other
-    traffic included): shown as warnings, not counted as errors of the run."""
-    return error_name(name) in HOST_WARNING_METRICS
 
 
 def counter_name(name):
@@ -158,6 +148,8 @@ class Display:
     def _phase(self, run):
         if run.get("aborting"):
             return "aborting"
+        if run.get("ending"):
+            return "ending, collecting the generators' last metrics"
         if run.get("finishing"):
             return f"{run['finishing']}, writing the report"
         return run.get("state", "?")

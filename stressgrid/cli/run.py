@@ -7,10 +7,10 @@ import sys
 import time
 import urllib.parse
 
-from stressgrid.plan.constants import FLEET_ERRORS
+from stressgrid.plan.result import RunResult, error_name, run_errors
 
 from .api_client import Api, ApiError
-from .display import BOLD, YELLOW, Display, error_name, is_host_error, plural
+from .display import BOLD, YELLOW, Display, plural
 from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENERATORS, EXIT_OK,
                     EXIT_RUN_ERRORS, EXIT_THRESHOLDS, EXIT_USAGE, CliError)
 from .local import LocalGrid
@@ -188,29 +188,30 @@ def run_and_report(api, spec, display, grid=None):
 
 
 def verdict(detail, interrupted=False):
-    """``(exit code, one-line reason or None)`` for a finished run's detail."""
+    """``(exit code, one-line reason or None)`` for a finished run's detail, from its
+    ``result`` (``stressgrid.plan.result``)."""
     run_id = detail.get("id")
     summary = detail.get("summary") or {}
     if interrupted:
         return EXIT_INTERRUPTED, f"run {run_id} was aborted on request (interrupted)"
-    judged = summary.get("verdict") or {}
-    if judged.get("outcome") == "failed":
+    result = summary.get("result")
+    if result == RunResult.PASSED:
+        return EXIT_OK, None
+    if result == RunResult.FAILED:
+        judged = summary.get("verdict") or {}
         failed = [r["expr"] for r in judged.get("thresholds") or () if r.get("state") == "failed"]
         return EXIT_THRESHOLDS, f"run {run_id} failed {plural(len(failed), 'threshold')}: " \
             + "; ".join(failed)
-    if detail.get("state") != "done":
-        note = summary.get("note") or detail.get("note") or "no reason given"
-        return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
-    errors = {n: e for n, e in (summary.get("errors") or {}).items()
-              if e.get("count") and not is_host_error(n)}
-    # Thresholds, when set, judge the target's errors; the fleet's own failures (a worker
-    # killed or crashed, devices cancelled or not placed) mean the planned load was not made.
-    fleet_failed = any(error_name(n) in FLEET_ERRORS for n in errors)
-    if errors and (judged.get("outcome") != "passed" or fleet_failed):
+    if result == RunResult.FINISHED_WITH_ERRORS:
+        errors = run_errors(summary.get("errors"))
         total = sum(e["count"] for e in errors.values())
         return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(
             f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))
-    return EXIT_OK, None
+    note = summary.get("note") or detail.get("note") or "no reason given"
+    if result == RunResult.ABORTED:
+        return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"
+    # No result: the coordinator could not write the run's summary.
+    return EXIT_RUN_ERRORS, f"run {run_id} ended {detail.get('state')} without a result: {note}"
 
 
 def _archive_destination(filename):

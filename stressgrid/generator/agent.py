@@ -14,8 +14,9 @@ Every second it merges the workers' metric deltas exactly
 (``MetricsAggregate``), adds the host's utilization (``HostSampler``) and the
 sum of the workers' active devices, and sends one ``Telemetry``.
 
-An ``Abort`` from the coordinator is answered once every worker has answered it:
-a last ``Telemetry`` with what the workers flushed, then ``RunStopped``. A
+An ``Abort`` or an ``EndRun`` (the run's normal end) from the coordinator is
+answered once every worker has answered it: a last ``Telemetry`` with what the
+workers flushed, then ``RunStopped``. A
 worker that has not confirmed a stop or an abort within the stop timeout
 (``StopDeadlines``) is killed, counted as ``worker_killed_error_count`` and
 reported as an event with what it was doing; it is started again empty.
@@ -71,7 +72,7 @@ class HostAgent:
                             for identity in (worker_identity, watchdog_identity)}
         self.stops = StopDeadlines(config.worker_stop_timeout_s)
         self._restart_reasons = {}
-        self._aborting = {}  # run id -> indexes of the workers yet to answer its Abort
+        self._stopping = {}  # run id -> indexes of the workers yet to answer its Abort or EndRun
         self._sampler = None
         self._worker_capacities = None
         self._coordinator_handlers = {
@@ -80,6 +81,7 @@ class HostAgent:
             wire.StartCohort: self._on_start_cohort,
             wire.StopCohort: self._on_stop_cohort,
             wire.Abort: self._on_abort,
+            wire.EndRun: self._on_end_run,
             wire.Error: self._on_coordinator_error,
         }
         self._worker_handlers = {
@@ -250,31 +252,39 @@ class HostAgent:
         self._forget_errors_when_idle()
 
     def _on_abort(self, abort):
-        self.book.remove_run(abort.run_id)
-        waiting = {slot.index for slot in self.pool.slots if self._send_stop(slot.index, abort)}
-        log.info("run %s aborted", abort.run_id)
-        self._forget_errors_when_idle()
-        self._aborting[abort.run_id] = waiting
-        self._answer_abort_when_done(abort.run_id)
+        self._stop_run(abort.run_id, "aborted")
 
-    def _answer_abort_when_done(self, run_id):
-        if self._aborting.get(run_id):
+    def _on_end_run(self, end):
+        self._stop_run(end.run_id, "ended")
+
+    def _stop_run(self, run_id, how):
+        """Stop what is left of ``run_id`` on every worker; answered once they all confirmed."""
+        self.book.remove_run(run_id)
+        abort = wire.Abort(run_id=run_id)  # for a worker, both mean: stop every device of the run
+        waiting = {slot.index for slot in self.pool.slots if self._send_stop(slot.index, abort)}
+        log.info("run %s %s", run_id, how)
+        self._forget_errors_when_idle()
+        self._stopping[run_id] = waiting
+        self._answer_stop_when_done(run_id)
+
+    def _answer_stop_when_done(self, run_id):
+        if self._stopping.get(run_id):
             return
-        del self._aborting[run_id]
+        del self._stopping[run_id]
         # Whatever the workers flushed goes out first: the answer means "that was all".
         self._report()
         if self.link.registered:
             self.link.send(wire.RunStopped(run_id=run_id))
 
     def _worker_answered(self, run_id, index):
-        waiting = self._aborting.get(run_id)
+        waiting = self._stopping.get(run_id)
         if waiting is not None and index in waiting:
             waiting.discard(index)
-            self._answer_abort_when_done(run_id)
+            self._answer_stop_when_done(run_id)
 
     def _forget_worker_answers(self, index):
         """A worker that died answers no Abort: its devices are gone, stop waiting for it."""
-        for run_id in list(self._aborting):
+        for run_id in list(self._stopping):
             self._worker_answered(run_id, index)
 
     def _stop_everything(self, reason):

@@ -177,15 +177,17 @@ def coordinator_process(tmp_path, token=None, args=(), env=None, data_dir=None,
 class FakeGenerator:
     """A generator host agent played by the test: a DEALER speaking the wire codec.
 
-    A background thread answers nothing by itself; it only heartbeats (while
-    ``alive``) and records every message received. ``wait_for`` waits on
-    those messages.
+    A background thread heartbeats (while ``alive``), records every message
+    received and, while ``answers_end``, answers an ``EndRun`` with
+    ``RunStopped`` (after whatever the test sent before); it answers nothing
+    else by itself. ``wait_for`` waits on the messages received.
     """
 
     def __init__(self, coordinator, generator_id, workers=1, heartbeat_s=0.5, register=True, token=None,
-                 identity=None):
+                 identity=None, answers_end=True):
         """Connect to ``coordinator`` (a ``CoordinatorProcess``) with its join token, or ``token``;
         ``identity``: the ROUTER identity (default the generator id)."""
+        self.answers_end = answers_end
         self.generator_id = generator_id
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
@@ -254,9 +256,12 @@ class FakeGenerator:
                 with self._condition:
                     for payload in messages:
                         try:
-                            self.received.append(wire.decode(payload))
+                            message = wire.decode(payload)
                         except wire.WireError as exc:
-                            self.received.append(exc)
+                            message = exc
+                        self.received.append(message)
+                        if isinstance(message, wire.EndRun) and self.answers_end and self.alive:
+                            self.send(wire.RunStopped(run_id=message.run_id))
                     self._condition.notify_all()
 
     def messages(self, kind):

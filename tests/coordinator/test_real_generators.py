@@ -100,3 +100,28 @@ def test_a_generator_killed_mid_run_is_dropped_and_the_run_completes(setup):
     # Its devices' load left the run: an error of the run, with the devices it held.
     lost_error = detail["summary"]["errors"]["generator_lost_error_count"]
     assert lost_error["count"] == 1 and lost_error["line"].endswith("with 5 devices of the run")
+
+
+def command_calls(port, command):
+    stats = redis_info(port, "commandstats").get(f"cmdstat_{command}")
+    return int(dict(part.split("=") for part in stats.split(","))["calls"]) if stats else 0
+
+
+def test_without_a_cooldown_the_report_still_holds_every_command_redis_served(setup):
+    coordinator, _, redis_port = setup
+    api = coordinator.api
+    devices = 10
+    status, run, _ = api.post("/api/runs", redis_plan(redis_port, size=devices, steps=1, sustain_ms=2000,
+                                                      cooldown_ms=0))
+    assert status == 201, run
+    detail = api.wait_run_finished(run["id"], timeout=30)
+    assert detail["state"] == "done"
+    summary = detail["summary"]
+    # Each generator confirmed the end with its last metrics.
+    assert "end_unanswered" not in {e["kind"] for e in summary["events"]}
+    served = command_calls(redis_port, "set") + command_calls(redis_port, "get")
+    timed = summary["histograms"]["set_us"]["count"] + summary["histograms"]["get_us"]["count"]
+    assert served > 100
+    # At most one exchange per device was cut short by the ramp-down.
+    assert 0 <= served - timed <= devices
+    assert abs(summary["totals"]["send_count"] - served) <= devices

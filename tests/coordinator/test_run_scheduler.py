@@ -52,14 +52,29 @@ def heartbeat(scheduler, clock, *names):
 def drive(scheduler, clock, until, alive=()):
     """Advance deadline by deadline up to ``until`` s after T0: ``[(elapsed s, outbox)]``.
 
-    The generators named in ``alive`` heartbeat at every deadline.
+    The generators named in ``alive`` heartbeat at every deadline and answer an
+    ``EndRun`` at once with ``RunStopped`` (what that answer causes is added to
+    the outbox that sent the ``EndRun``).
     """
     happened = []
     while scheduler.next_deadline() <= T0 + until:
         clock.monotonic = scheduler.next_deadline()
         heartbeat(scheduler, clock, *alive)
-        happened.append((round(clock.monotonic - T0, 9), scheduler.advance(clock.at())))
+        out = scheduler.advance(clock.at())
+        for routing_id, message in list(out.messages):
+            if isinstance(message, wire.EndRun) and routing_id.decode() in alive:
+                merge(out, scheduler.receive(routing_id, wire.RunStopped(run_id=message.run_id), clock.at()))
+        happened.append((round(clock.monotonic - T0, 9), out))
     return happened
+
+
+def merge(out, more):
+    """Add what outbox ``more`` asks for to outbox ``out``."""
+    out.messages += more.messages
+    out.events += more.events
+    out.writes += more.writes
+    out.store += more.store
+    out.publish = out.publish or more.publish
 
 
 def sent(out, skip=(wire.Heartbeat,)):
@@ -131,7 +146,8 @@ def test_steps_phases_reports_and_the_end_come_at_their_exact_times(scheduler, c
          [("set_state", ("run-1", "rampdown"))]),
         (1.7, [("stop", "gen-a", "0"), ("stop", "gen-b", "0")], [], [], []),
         (2.0, [], [("phase", "cooldown")], ["interval"], [("set_state", ("run-1", "cooldown"))]),
-        (2.5, [], [("run_done", "")], ["finish"], []),
+        # The end: each generator is asked for its last metrics; its answer ends the run.
+        (2.5, [("EndRun", "gen-a"), ("EndRun", "gen-b")], [("run_done", "")], ["finish"], []),
         # Once the run has ended only the one-second tick remains.
         (3.0, [], [], [], []), (4.0, [], [], [], []), (5.0, [], [], [], []), (6.0, [], [], [], []),
         (7.0, [], [], [], []), (8.0, [], [], [], []), (9.0, [], [], [], []), (10.0, [], [], [], []),
@@ -204,6 +220,8 @@ def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the
         (3.0, ("start", "steady", "3", [5], 15)),
         (4.2, ("stop", "steady", "3")), (4.3, ("stop", "steady", "2")),
         (4.4, ("stop", "steady", "1")), (4.5, ("stop", "steady", "0")),
+        # Only the generator left is asked for its last metrics.
+        (4.6, ("EndRun", "steady")),
     ]
     lost = [(elapsed, e["message"], e["elapsed_s"]) for elapsed, out in happened for e in out.events
             if e["kind"] == "generator_lost"]
@@ -241,7 +259,11 @@ def test_a_second_submit_is_rejected_while_a_run_is_active_or_being_written(sche
         scheduler.submit("run-2", plan, addresses, clock.at(0.05))
     assert refused.value.code == "run_active" and "run-1" in refused.value.message
     assert scheduler.run.id == "run-1"
-    assert writes(scheduler.advance(clock.at(0.1)), "finish")  # ended; its report is being written
+    assert sent(scheduler.advance(clock.at(0.1))) == [("stop", "gen-a", "0"), ("EndRun", "gen-a")]
+    with pytest.raises(Conflict):  # ending: waiting for the generator's last metrics
+        scheduler.submit("run-2", plan, addresses, clock.at(0.15))
+    # ended; its report is being written
+    assert writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.2)), "finish")
     with pytest.raises(Conflict):
         scheduler.submit("run-2", plan, addresses, clock.at(0.2))
     assert scheduler.run_written("run-other", clock.at()).publish is False
@@ -278,6 +300,44 @@ def test_abort_waits_for_every_generators_answer_and_counts_what_came_before_it(
     assert final.totals.totals == {"late_count": 8}
     assert [e["kind"] for e in final.events] == ["run_started", "phase", "run_aborted"]
     assert scheduler.run.state is RunState.FINISHING and out.publish
+
+
+def test_the_end_waits_for_each_generators_last_metrics_and_counts_them(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b", "idle")
+    plan, addresses = make_plan(sizes=(2,), ramp_steps=1, cooldown_ms=0)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    happened = drive(scheduler, clock, 1.3, alive=("idle",))  # gen-a and gen-b answer by hand
+    assert [m for _, out in happened for m in sent(out)][-4:] == [
+        ("stop", "gen-a", "0"), ("stop", "gen-b", "0"),
+        ("EndRun", "gen-a"), ("EndRun", "gen-b")]  # idle ran no cohort: it owes no answer
+    state = scheduler.state(clock.at())["run"]
+    assert state["ending"] and not state["aborting"] and state["remaining_ms"] == 0
+    assert scheduler.run.state is RunState.ENDING and scheduler.run.next_deadline() == T0 + 1.3 + 5.0
+    # Abort while ending changes nothing: the devices have stopped already.
+    assert scheduler.abort("run-1", clock.at()).messages == []
+    last = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"last_count": 3}),
+                          active_device_number=0, errors={})
+    for name in ("gen-a", "gen-b"):
+        assert not writes(scheduler.receive(name.encode(), last, clock.at(1.4)), "finish")
+    assert not writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at()), "finish")
+    out = scheduler.receive(b"gen-b", wire.RunStopped(run_id="run-1"), clock.at(1.5))
+    (_, _, final), = writes(out, "finish")
+    assert final.state == "done" and final.totals.totals == {"last_count": 6}
+    assert final.finished_at == WALL_OFFSET + T0 + 1.5
+    assert [e["kind"] for e in final.events][-1] == "run_done"
+
+
+def test_an_unanswered_end_finishes_the_run_done_after_the_generator_timeout(scheduler, clock):
+    register(scheduler, clock, "gen-a", "gen-b")
+    plan, addresses = make_plan(sizes=(2,), ramp_steps=1, cooldown_ms=0)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    drive(scheduler, clock, 1.3)
+    scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(1.4))
+    out = scheduler.advance(clock.at(6.3))
+    assert ("end_unanswered", "gen-b did not confirm the end of the run within 5 s; "
+                              "its last metrics may be missing") in events(out)
+    (_, _, final), = writes(out, "finish")
+    assert final.state == "done"
 
 
 def test_an_unanswered_abort_ends_the_run_after_the_generator_timeout(scheduler, clock):

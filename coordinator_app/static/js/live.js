@@ -202,6 +202,9 @@ export class LiveView {
     } else if (run.aborting) {
       label = "Aborting";
       kind = "aborted";
+    } else if (run.ending) {
+      label = "Ending · collecting last metrics";
+      kind = run.state;
     } else {
       label = PHASE_LABELS[run.state] || run.state;
       kind = run.state;
@@ -210,7 +213,7 @@ export class LiveView {
     phase.className = `badge phase-${kind}`;
     document.title = run ? `${label} · ${duration(run.remaining_ms)} left · ${run.name} — Stressgrid` : "Stressgrid";
     document.getElementById("run-remaining").textContent = run ? duration(run.remaining_ms) : "—";
-    const ending = !run || run.finishing || run.aborting;
+    const ending = !run || run.finishing || run.aborting || run.ending;
     this.abortButton.hidden = Boolean(ending);
     this.dismissButton.hidden = Boolean(run);
     const results = document.getElementById("run-results");
