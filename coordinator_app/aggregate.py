@@ -169,11 +169,11 @@ class TelemetryAggregator:
                     pending.histogram(name).add_encoded(data, clamped, MAX_HISTOGRAM_VALUES)
             raise
 
-    def count_error(self, name, line):
-        """Count one error the coordinator itself saw (``name`` ends in ``_error_count``), with
-        ``line`` as its description; it goes into the current second like a generator's."""
+    def count_error(self, name, line, count=1):
+        """Count ``count`` errors the coordinator itself saw (``name`` ends in ``_error_count``),
+        with ``line`` as their description; they go into the current second like a generator's."""
         counters = self.pending.counters
-        counters[name] = counters.get(name, 0) + 1
+        counters[name] = counters.get(name, 0) + count
         self.errors.setdefault(name, line)
 
     # -- once a second -----------------------------------------------------

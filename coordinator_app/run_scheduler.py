@@ -40,7 +40,7 @@ import enum
 import typing
 
 from stressgrid import wire
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_LOST_ERROR
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, schedule, validate
@@ -149,7 +149,11 @@ class Run:
         self.final_state = None  # schedule.DONE or schedule.ABORTED once FINISHING
         self.step_index = 0
         self.cursor = 0  # the run-wide round-robin position over the addresses
-        self.cohorts = {}  # cohort index -> {routing id: devices}
+        self.cohorts = {}  # cohort id -> {routing id: schedule.Assignment}: what each was sent
+        # cohort index -> its cohort ids: the planned one ("2"), then any replacements ("2.1")
+        self.cohort_ids = {}
+        self.stopped = set()  # indexes of the cohorts stopped
+        self.replaced = set()  # ids of the generators dropped whose devices were started elsewhere
         self.devices_started = 0
         self.generator_devices = {}  # generator id -> devices started there
         self.cpu_flagged = set()  # generators already reported over the CPU warning level
@@ -162,6 +166,12 @@ class Run:
         self.judge = RunJudge(plan.thresholds, at.monotonic)
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=at.wall,
                             report_interval_ms=plan.opts.report_interval_ms)
+
+    def devices_on(self, routing_id):
+        """The devices of the run's cohorts not yet stopped that ``routing_id`` was sent."""
+        return sum(self.cohorts[cohort_id][routing_id].size
+                   for index, ids in self.cohort_ids.items() if index not in self.stopped
+                   for cohort_id in ids if routing_id in self.cohorts[cohort_id])
 
     @property
     def ended(self):
@@ -303,6 +313,9 @@ class RunScheduler:
         if self.run is not None and self.run.state in CONFIRMING:
             # A generator registering anew has stopped everything it ran.
             self._stop_answered(out, self.run, routing_id)
+        elif self.run is not None and not self.run.ended and generator.generator_id in self.run.replaced:
+            # Back after it was dropped: what it may still run of the run was started elsewhere.
+            out.send(routing_id, wire.Abort(run_id=self.run.id))
 
     def _valid(self, out, routing_id, check, message):
         """Run ``check`` on ``message``; a message that fails it is answered with ``Error``."""
@@ -468,10 +481,12 @@ class RunScheduler:
                     f"{self.generator_timeout_s:g} s and was dropped")
             self._event(out, "generator_lost", lost, generator)
             if run is not None and not run.ended:
-                # Its devices' load is gone from the run: an error of the run, never a warning.
-                held = sum(cohort.get(generator.routing_id, 0) for cohort in run.cohorts.values())
+                # Its devices' load left the run: an error of the run, never a warning.
+                held = run.devices_on(generator.routing_id)
                 self.aggregator.count_error(GENERATOR_LOST_ERROR + "_count",
                                             f"{lost}, with {plural(held, 'device')} of the run")
+                if run.state in PHASES:
+                    self._replace(out, run, generator)
             if run is not None and run.state in CONFIRMING:
                 self._stop_answered(out, run, generator.routing_id)
         heartbeat = wire.Heartbeat(sent_at=self._at.wall)
@@ -549,25 +564,66 @@ class RunScheduler:
             self._event(out, "cohort_skipped",
                         f"cohort {index} ({plural(size, 'device')}): no generator registered")
             return
-        by_id = {g.routing_id: g for g in generators}
         assignments, run.cursor = schedule.assign_cohort(
             blocks, [g.routing_id for g in generators], index, run.cursor)
-        started = run.cohorts.setdefault(index, {})
+        self._send_cohort(out, run, index, assignments)
+
+    def _send_cohort(self, out, run, index, assignments):
+        """Start ``assignments`` as a new cohort of cohort ``index`` (stopped with it)."""
+        ids = run.cohort_ids.setdefault(index, [])
+        cohort_id = str(index) if not ids else f"{index}.{len(ids)}"
+        ids.append(cohort_id)
+        started = run.cohorts[cohort_id] = {}
         for assignment in assignments:
             out.send(assignment.generator, wire.StartCohort(
-                run_id=run.id, cohort_id=str(index), blocks=assignment.blocks, addresses=run.addresses,
+                run_id=run.id, cohort_id=cohort_id, blocks=assignment.blocks, addresses=run.addresses,
                 opts=run.opts, address_offset=assignment.address_offset))
-            started[assignment.generator] = assignment.size
-            self._count_devices(run, by_id[assignment.generator].generator_id, assignment.size)
+            started[assignment.generator] = assignment
+            self._count_devices(run, self.registry.get(assignment.generator).generator_id, assignment.size)
+
+    def _replace(self, out, run, lost):
+        """Start the devices that dropped generator ``lost`` held in cohorts not yet stopped
+        on the generators with room: exactly, with the same blocks and targets; what fits
+        nowhere is counted as ``device_unplaced_error``."""
+        generators = list(self.registry)
+        rooms = [g.capacity - run.devices_on(g.routing_id) for g in generators]
+        moved = unplaced = 0
+        for index, ids in list(run.cohort_ids.items()):
+            if index in run.stopped:
+                continue
+            for cohort_id in list(ids):
+                assignment = run.cohorts[cohort_id].pop(lost.routing_id, None)
+                if assignment is None:
+                    continue
+                self._count_devices(run, lost.generator_id, -assignment.size)
+                counts = schedule.fill_rooms(assignment.size, rooms)
+                rooms = [room - count for room, count in zip(rooms, counts)]
+                parts = schedule.carve(assignment, [g.routing_id for g in generators], counts)
+                if parts:
+                    self._send_cohort(out, run, index, parts)
+                moved += sum(counts)
+                unplaced += assignment.size - sum(counts)
+        if not moved and not unplaced:
+            return
+        run.replaced.add(lost.generator_id)
+        if moved:
+            self._event(out, "devices_replaced", f"{plural(moved, 'device')} of {lost.generator_id} "
+                                                 f"started again on the other generators", lost)
+        if unplaced:
+            self.aggregator.count_error(DEVICE_UNPLACED_ERROR + "_count",
+                                        f"{plural(unplaced, 'device')} of {lost.generator_id} fit on no "
+                                        f"other generator", unplaced)
+            self._event(out, "devices_unplaced", f"{plural(unplaced, 'device')} of {lost.generator_id} fit "
+                                                 f"on no other generator", lost)
 
     def _cohort_not_started(self, out, run, routing_id, message):
-        started = run.cohorts.get(int(message.cohort_id), {})
-        size = started.pop(routing_id, None)
-        if size is None:
+        started = run.cohorts.get(message.cohort_id, {})
+        assignment = started.pop(routing_id, None)
+        if assignment is None:
             return
         generator = self.registry.get(routing_id)
         generator_id = generator.generator_id if generator is not None else routing_id.decode(errors="replace")
-        self._count_devices(run, generator_id, -size)
+        self._count_devices(run, generator_id, -assignment.size)
         self._event(out, "cohort_not_sent", f"cohort {message.cohort_id}: could not reach generator",
                     generator)
 
@@ -581,9 +637,11 @@ class RunScheduler:
             run.generator_devices.pop(generator_id, None)
 
     def _stop_cohort(self, out, run, index):
-        for routing_id in run.cohorts.get(index, {}):
-            if self.registry.get(routing_id) is not None:
-                out.send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=str(index)))
+        run.stopped.add(index)
+        for cohort_id in run.cohort_ids.get(index, ()):
+            for routing_id in run.cohorts[cohort_id]:
+                if self.registry.get(routing_id) is not None:
+                    out.send(routing_id, wire.StopCohort(run_id=run.id, cohort_id=cohort_id))
 
     def _end(self, out, run):
         """The timeline is over: the report waits for the last metrics of every generator

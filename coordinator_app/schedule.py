@@ -131,6 +131,58 @@ def assign_cohort(blocks, generators, index, cursor):
     return assignments, cursor
 
 
+def fill_rooms(devices, rooms):
+    """How many of ``devices`` each generator takes, as evenly as its free ``rooms`` allow.
+
+    Returns a list like ``rooms``; its sum is ``devices`` when they all fit, else the
+    rooms' total. Generators with no more room than an equal share are filled first;
+    the rest then share what is left equally, remainders to the first. Every round
+    fills a generator or places everything, so there are at most ``len(rooms)``.
+    """
+    counts = [0] * len(rooms)
+    left = devices
+    open_ = [i for i, room in enumerate(rooms) if room > 0]
+    while left and open_:
+        share = left // len(open_)
+        small = [i for i in open_ if rooms[i] - counts[i] <= share]
+        if not small:
+            share, extra = divmod(left, len(open_))
+            for k, i in enumerate(open_):
+                counts[i] += share + (1 if k < extra else 0)
+            return counts
+        for i in small:
+            left -= rooms[i] - counts[i]
+            counts[i] = rooms[i]
+        open_ = [i for i in open_ if i not in small]
+    return counts
+
+
+def carve(assignment, generators, counts):
+    """Split ``assignment``'s devices into consecutive parts of ``counts`` devices, one per
+    generator of ``generators`` (a zero count gets none): the parts keep every block's
+    params and, through their address offsets, the devices' targets."""
+    blocks = [dict(block) for block in assignment.blocks]
+    parts = []
+    offset = assignment.address_offset
+    for generator, count in zip(generators, counts):
+        if not count:
+            continue
+        part = []
+        taken = 0
+        while taken < count:
+            block = blocks[0]
+            size = min(block["size"], count - taken)
+            part.append(dict(block, size=size))
+            taken += size
+            if size == block["size"]:
+                blocks.pop(0)
+            else:
+                block["size"] -= size
+        parts.append(Assignment(generator, part, offset))
+        offset += count
+    return parts
+
+
 def run_id(name, now=None):
     """``<name with non-alphanumerics as ->-<UTC YYYYMMDDHHMMSS>``."""
     now = now or datetime.datetime.now(datetime.timezone.utc)

@@ -125,3 +125,33 @@ def test_without_a_cooldown_the_report_still_holds_every_command_redis_served(se
     # At most one exchange per device was cut short by the ramp-down.
     assert 0 <= served - timed <= devices
     assert abs(summary["totals"]["send_count"] - served) <= devices
+
+
+def test_a_stopped_generators_devices_start_again_on_the_other_and_its_own_stop_when_it_returns(setup):
+    coordinator, generators, redis_port = setup
+    api = coordinator.api
+    status, run, _ = api.post("/api/runs", redis_plan(redis_port, size=10, steps=1, sustain_ms=15000))
+    assert status == 201
+    wait_until(lambda: connected_clients(redis_port) == 10, timeout=10)
+    victim = generators[1]
+    victim.process.send_signal(signal.SIGSTOP)
+    try:
+        # Dropped after the generator timeout; its 5 devices start again on the other one,
+        # while its own connections, frozen, stay open.
+        wait_until(lambda: any(e["kind"] == "devices_replaced" for e in api.state()["events"]), timeout=15,
+                   message="the devices to be replaced")
+        wait_until(lambda: connected_clients(redis_port) == 15, timeout=10, message="5 new connections")
+    finally:
+        victim.process.send_signal(signal.SIGCONT)
+    # Back, it registers again and is told to stop what it still ran of the run.
+    wait_until(lambda: connected_clients(redis_port) == 10, timeout=15, message="its old devices to stop")
+    state = wait_until(lambda: (s := api.state())["run"] and s["telemetry"]["active_device_number"] == 10 and s,
+                       timeout=10)
+    assert state["run"]["devices_started"] == 10
+    api.post(f"/api/runs/{run['id']}/abort")
+    detail = api.wait_run_finished(run["id"], timeout=30)
+    summary = detail["summary"]
+    assert summary["generators"] == {generators[0].generator_id: 10}
+    kinds = [e["kind"] for e in summary["events"]]
+    assert kinds.index("generator_lost") < kinds.index("devices_replaced")
+    assert summary["errors"]["generator_lost_error_count"]["count"] == 1

@@ -203,7 +203,7 @@ def test_heartbeats_go_to_every_generator_each_second_and_the_silent_are_dropped
     assert [g["id"] for g in scheduler.state(clock.at())["generators"]] == ["gen-a"]
 
 
-def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the_others(clock):
+def test_a_dropped_generators_devices_start_again_on_the_others_with_their_targets(clock):
     scheduler = RunScheduler(generator_timeout_s=1.5, heartbeat_interval_s=1.0, coordinator_version="test",
                              at=clock.at())
     register(scheduler, clock, "steady", "flaky")
@@ -217,18 +217,24 @@ def test_a_generator_dropped_mid_run_gets_no_more_cohorts_and_the_rest_go_to_the
         (1.0, ("start", "steady", "1", [2], 5)), (1.0, ("start", "flaky", "1", [3], 7)),
         # The cohort due at the tick that drops the generator is sent before the drop.
         (2.0, ("start", "steady", "2", [3], 10)), (2.0, ("start", "flaky", "2", [2], 13)),
+        # Each of its cohorts starts again on the generator left, with the same targets.
+        (2.0, ("start", "steady", "0.1", [2], 3)), (2.0, ("start", "steady", "1.1", [3], 7)),
+        (2.0, ("start", "steady", "2.1", [2], 13)),
         (3.0, ("start", "steady", "3", [5], 15)),
-        (4.2, ("stop", "steady", "3")), (4.3, ("stop", "steady", "2")),
-        (4.4, ("stop", "steady", "1")), (4.5, ("stop", "steady", "0")),
+        # A replacement stops with the cohort it replaces.
+        (4.2, ("stop", "steady", "3")), (4.3, ("stop", "steady", "2")), (4.3, ("stop", "steady", "2.1")),
+        (4.4, ("stop", "steady", "1")), (4.4, ("stop", "steady", "1.1")),
+        (4.5, ("stop", "steady", "0")), (4.5, ("stop", "steady", "0.1")),
         # Only the generator left is asked for its last metrics.
         (4.6, ("EndRun", "steady")),
     ]
-    lost = [(elapsed, e["message"], e["elapsed_s"]) for elapsed, out in happened for e in out.events
-            if e["kind"] == "generator_lost"]
-    assert lost == [(2.0, "flaky went silent for more than 1.5 s and was dropped", 2.0)]
+    lost = [(elapsed, e["kind"], e["message"]) for elapsed, out in happened for e in out.events
+            if e["kind"] in ("generator_lost", "devices_replaced")]
+    assert lost == [(2.0, "generator_lost", "flaky went silent for more than 1.5 s and was dropped"),
+                    (2.0, "devices_replaced", "7 devices of flaky started again on the other generators")]
     (_, _, final), = [args for _, out in happened for args in writes(out, "finish")]
     assert final.state == "done" and final.devices_started == 20
-    assert final.generators == {"steady": 13, "flaky": 7}
+    assert final.generators == {"steady": 20}
     # The lost generator is an error of the run, with what was lost.
     assert final.totals.error_report() == {"generator_lost_error_count": {
         "count": 1, "line": "flaky went silent for more than 1.5 s and was dropped, with 7 devices of the run"}}
@@ -476,3 +482,26 @@ def test_a_connection_claiming_a_connected_generators_id_is_refused_once_with_an
     out = scheduler.receive(b"gen-a/other", claim, clock.at(3.1))
     assert out.messages == [(b"gen-a/other", wire.Registered(coordinator_version="test"))]
     assert "generator_restarted" in [e["kind"] for e in out.events]
+
+
+def test_devices_that_fit_nowhere_are_counted_and_a_returning_generator_stops_its_old_ones(clock):
+    scheduler = RunScheduler(generator_timeout_s=1.5, heartbeat_interval_s=1.0, coordinator_version="test",
+                             at=clock.at())
+    for name, capacity in (("small", 12), ("flaky", 100)):
+        scheduler.receive(name.encode(), wire.Register(generator_id=name, version="1", cores=1, workers=1,
+                                                       capacity=capacity), clock.at())
+    plan, addresses = make_plan(sizes=(20,), ramp_steps=2, rampup_step_ms=500, sustain_ms=5000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    happened = drive(scheduler, clock, 2.0, alive=("small",))
+    # small holds 10 of the 20 and has room for 2 more: 2 of flaky's 10 move, 8 fit nowhere.
+    assert [m for _, out in happened for m in sent(out) if m[2].endswith(".1")] == [
+        ("start", "small", "0.1", [2], 5)]
+    kinds = [(e["kind"], e["message"]) for _, out in happened for e in out.events if e["kind"].startswith("devices")]
+    assert kinds == [("devices_replaced", "2 devices of flaky started again on the other generators"),
+                     ("devices_unplaced", "8 devices of flaky fit on no other generator")]
+    assert scheduler.aggregator.current_totals()["device_unplaced_error_count"] == 8
+    assert scheduler.state(clock.at())["run"]["devices_started"] == 12
+    # flaky comes back (it was only silent): whatever it still runs of the run is stopped.
+    out = scheduler.receive(b"flaky", wire.Register(generator_id="flaky", version="1", cores=1, workers=1,
+                                                    capacity=100), clock.at(2.2))
+    assert (b"flaky", wire.Abort(run_id="run-1")) in out.messages

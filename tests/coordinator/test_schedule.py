@@ -2,6 +2,8 @@
 import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator_app import schedule
 from stressgrid.plan import Opts
@@ -95,3 +97,38 @@ def test_run_id_replaces_non_alphanumerics_and_stamps_utc():
     assert schedule.run_id("10k browsing/photos_c5.2xlarge", now) == \
         "10k-browsing-photos-c5-2xlarge-20240229235958"
     assert schedule.run_id("ok", None).startswith("ok-20")
+
+
+@given(devices=st.integers(0, 500), rooms=st.lists(st.integers(-5, 200), max_size=8))
+def test_filling_rooms_places_every_device_that_fits_and_never_overfills(devices, rooms):
+    counts = schedule.fill_rooms(devices, rooms)
+    assert len(counts) == len(rooms)
+    assert sum(counts) == min(devices, sum(max(room, 0) for room in rooms))
+    assert all(0 <= count <= max(room, 0) for count, room in zip(counts, rooms))
+    # As even as the rooms allow: a generator more than one below another's count is full.
+    for count, room in zip(counts, rooms):
+        assert count == max(room, 0) or count >= max(counts) - 1
+
+
+def test_filling_rooms_shares_evenly_then_gives_the_rest_to_who_has_room():
+    assert schedule.fill_rooms(10, [100, 100, 100]) == [4, 3, 3]
+    assert schedule.fill_rooms(10, [1, 100, 2]) == [1, 7, 2]
+    assert schedule.fill_rooms(10, [1, 2]) == [1, 2]
+
+
+@given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=4), data=st.data())
+def test_carving_an_assignment_keeps_every_device_its_block_and_its_target(sizes, data):
+    blocks = [{"script": "s", "params": {"block": i}, "size": size} for i, size in enumerate(sizes)]
+    assignment = schedule.Assignment(b"lost", blocks, address_offset=7)
+    total = assignment.size
+    cuts = sorted(data.draw(st.lists(st.integers(0, total), max_size=4)))
+    counts = [b - a for a, b in zip([0] + cuts, cuts + [total])]
+    generators = [f"g{i}".encode() for i in range(len(counts))]
+    parts = schedule.carve(assignment, generators, counts)
+    assert [p.size for p in parts] == [c for c in counts if c]
+    assert [p.generator for p in parts] == [g for g, c in zip(generators, counts) if c]
+    # Device k of the lost assignment keeps its block and its round-robin target 7 + k.
+    devices = [(p.address_offset + k, block["params"]["block"]) for p in parts
+               for k, block in enumerate(b for b in p.blocks for _ in range(b["size"]))]
+    assert devices == [(7 + k, block["params"]["block"])
+                       for k, block in enumerate(b for b in blocks for _ in range(b["size"]))]

@@ -131,8 +131,14 @@ def test_a_silent_generator_is_dropped_from_the_run_with_an_event(coordinator, g
     # Silent for the 1.5 s timeout (its last heartbeat came at most 0.5 s before the run started).
     assert lost[0]["elapsed_s"] >= 1.0
     # Cohorts after the drop all went to the remaining generator; none were lost to rounding.
-    later = [m for m in steady.messages(wire.StartCohort) if int(m.cohort_id) >= 3]
+    started = steady.messages(wire.StartCohort)
+    later = [m for m in started if "." not in m.cohort_id and int(m.cohort_id) >= 3]
     assert sum(b["size"] for m in later for b in m.blocks) == 5
+    # What the dropped one held was started again there, as replacement cohorts ("0.1").
+    held = sum(b["size"] for m in flaky.messages(wire.StartCohort) for b in m.blocks)
+    replacements = [m for m in started if "." in m.cohort_id]
+    assert held > 0 and sum(b["size"] for m in replacements for b in m.blocks) == held
+    assert [e["kind"] for e in detail["summary"]["events"]].count("devices_replaced") == 1
     summary = detail["summary"]
     assert summary["devices_started"] == 20
     assert [g["id"] for g in coordinator.api.state()["generators"]] == [steady.generator_id]
