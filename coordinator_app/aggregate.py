@@ -285,6 +285,11 @@ class TelemetryAggregator:
         self.interval_started_wall = wall
         return report
 
+    def run_totals(self):
+        """The active run's ``RunTotals`` so far (its histograms are the live ones)."""
+        return RunTotals(totals=dict(self.totals), histograms=self.run_histograms.histograms,
+                         maxima=dict(self.maxima), errors=dict(self.errors))
+
     def finish_run(self, generators):
         """End the run: ``(last partial IntervalReport or None, RunTotals)``.
 
@@ -294,8 +299,7 @@ class TelemetryAggregator:
         last = self.cut_interval(generators)
         if last.empty and last.clock > 0:
             last = None
-        result = RunTotals(totals=dict(self.totals), histograms=self.run_histograms.histograms,
-                           maxima=dict(self.maxima), errors=dict(self.errors))
+        result = self.run_totals()
         self.interval = None
         self.run_histograms = None
         return last, result

@@ -37,6 +37,7 @@ Telemetry enters in ``_on_telemetry`` and each second closes in ``_tick``:
 the places for run-scoped filtering and live checks of the aggregates.
 """
 import enum
+import json
 import typing
 
 from stressgrid import wire
@@ -47,11 +48,13 @@ from . import run_scope, schedule, validate
 from .aggregate import TelemetryAggregator
 from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
-from .writers import FinalReport, RunInfo
+from .writers import INTERRUPTED_NOTE, FinalReport, RunInfo
 
 RECENT_EVENTS = 50
 # Connections refused for claiming a connected generator's id, remembered so each gets one event.
 REFUSED_CLAIMS_REMEMBERED = 1000
+# How often a run's report-so-far goes to disk: a coordinator that dies loses at most this much.
+CHECKPOINT_INTERVAL_S = 5.0
 
 
 class Instant(typing.NamedTuple):
@@ -160,6 +163,7 @@ class Run:
         self.events = []
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = self.started + self.interval_s
+        self.next_checkpoint = self.started + CHECKPOINT_INTERVAL_S
         self.answer_deadline = None  # ENDING, ABORTING: the latest the report waits for answers
         self.waiting = set()  # ENDING, ABORTING: routing ids yet to answer RunStopped
         self.note = ""
@@ -497,6 +501,8 @@ class RunScheduler:
         if run is not None and not run.ended:
             out.writes.append(("second", (run.info, telemetry)))
             self._judge(out, run)
+            if self._at.monotonic >= run.next_checkpoint:
+                self._checkpoint(out, run)
             for generator in generators:
                 if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
                     run.cpu_flagged.add(generator.routing_id)
@@ -704,14 +710,24 @@ class RunScheduler:
         last, totals = self.aggregator.finish_run(generators)
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
                                   final=True)
-        final = FinalReport(state=final_state, started_at=run.started_wall, finished_at=self._at.wall,
-                            devices_requested=run.plan.size, devices_started=run.devices_started,
-                            generators=dict(run.generator_devices), events=list(run.events),
-                            totals=totals, note=note, summary=summary,
-                            verdict=run.judge.verdict.to_dict())
+        final = self._report(run, final_state, totals, note, summary)
         run.final_state = final_state
         self._enter(out, run, RunState.FINISHING)
         out.writes.append(("finish", (run.info, last, final)))
+
+    def _report(self, run, state, totals, note, summary):
+        return FinalReport(state=state, started_at=run.started_wall, finished_at=self._at.wall,
+                           devices_requested=run.plan.size, devices_started=run.devices_started,
+                           generators=dict(run.generator_devices), events=list(run.events),
+                           totals=totals, note=note, summary=summary, verdict=run.judge.verdict.to_dict())
+
+    def _checkpoint(self, out, run):
+        """Hand the writers the report the run would get if the coordinator died now: the
+        whole run so far, aborted, as JSON text made here so no writer reads live state."""
+        run.next_checkpoint = self._at.monotonic + CHECKPOINT_INTERVAL_S
+        report = self._report(run, schedule.ABORTED, self.aggregator.run_totals(), INTERRUPTED_NOTE,
+                              run.judge.summary)
+        out.writes.append(("checkpoint", (run.info, json.dumps(report.to_dict(), sort_keys=True))))
 
     def _say_ignored(self, out):
         """The run's last word on what it did not merge: other runs' messages, capped metric keys."""

@@ -32,9 +32,9 @@ from stressgrid import __version__, wire
 from . import fleet_auth, schedule
 from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
-from .writers import WriterPipeline
+from .writers import INTERRUPTED_NOTE, RunInfo, WriterPipeline
 from .writers.archive import ArchiveWriter
-from .writers.html_report import HtmlReportWriter
+from .writers.html_report import HtmlReportWriter, write_report
 
 __all__ = ["Conflict", "Coordinator", "Publisher"]
 
@@ -192,15 +192,27 @@ class Coordinator:
         self._context.term()
 
     def _recover(self):
+        """Close the runs the coordinator died during: each gets its last checkpoint (the
+        whole run up to then, aborted) as its summary and report, ending at its last data."""
         for row in self.store.interrupted():
-            note = "the coordinator stopped during the run"
+            summary = self.archive.checkpointed(row["id"])
+            finished_at = summary.get("finished_at") if summary else None
+            if not isinstance(finished_at, (int, float)):
+                finished_at = self._wall()
             try:
-                archive = self.archive.recover(row["id"], note)
-            except OSError:
+                if summary is not None:
+                    plan = row.get("plan") if isinstance(row.get("plan"), dict) else {}
+                    info = RunInfo(id=row["id"], name=row["name"], plan=plan,
+                                   started_at=summary.get("started_at") or row["created_at"],
+                                   report_interval_ms=0)
+                    write_report(self.archive, info, summary, {}, [])
+                archive = self.archive.recover(row["id"], summary or {"state": schedule.ABORTED, "note": INTERRUPTED_NOTE})
+            except (OSError, ValueError, TypeError, KeyError):
                 log.exception("could not archive interrupted run %s", row["id"])
                 archive = None
-            self.store.mark_aborted(row["id"], self._wall(), archive, note)
-            log.warning("run %s was in progress when the coordinator stopped: marked aborted", row["id"])
+            self.store.finish(row["id"], schedule.ABORTED, finished_at, archive, summary, INTERRUPTED_NOTE)
+            log.warning("run %s was in progress when the coordinator stopped: marked aborted%s", row["id"],
+                        " with its report up to its last checkpoint" if summary else "")
 
     # -- thread-safe API -------------------------------------------------------
 

@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 
-from .schedule import ABORTED, FINAL_STATES
+from .schedule import FINAL_STATES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,7 +108,3 @@ class RunStore:
             rows = conn.execute(f"SELECT * FROM runs WHERE state NOT IN ({placeholders})",
                                 FINAL_STATES).fetchall()
         return [self._row(row) for row in rows]
-
-    def mark_aborted(self, run_id, finished_at, archive, note):
-        """Record a run as aborted (e.g. cut short by a crash)."""
-        self.finish(run_id, ABORTED, finished_at, archive, None, note)

@@ -1,7 +1,7 @@
 """Report writers behind one small interface, run on their own thread.
 
 A ``Writer`` receives, in order, for each run: ``start``, any number of
-``event``, ``second`` and ``interval`` calls, then ``finish``. The ``WriterPipeline``
+``event``, ``second``, ``interval`` and ``checkpoint`` calls, then ``finish``. The ``WriterPipeline``
 calls every writer from a single thread fed by a queue, so a slow
 destination (a CloudWatch call, packing an archive) never holds up the
 coordinator's socket thread. A writer that raises is logged and its error
@@ -16,6 +16,9 @@ import time
 from stressgrid.plan.result import run_result
 
 log = logging.getLogger(__name__)
+
+# The note of a run the coordinator stopped (or died) during.
+INTERRUPTED_NOTE = "the coordinator stopped during the run"
 
 
 @dataclasses.dataclass
@@ -86,6 +89,9 @@ class Writer:
     def interval(self, run, report):
         """A report interval closed (``report``: ``aggregate.IntervalReport``)."""
 
+    def checkpoint(self, run, report_json):
+        """The report the run gets if the coordinator dies now (``summary.json``'s text)."""
+
     def finish(self, run, final):
         """The run ended (its last, partial interval was already passed to ``interval``)."""
         return None
@@ -124,6 +130,10 @@ class WriterPipeline:
     def interval(self, run, report):
         """Queue a closed report interval for every writer."""
         self._queue.put(("interval", run, (report,)))
+
+    def checkpoint(self, run, report_json):
+        """Queue the run's report so far, for a coordinator that dies before its end."""
+        self._queue.put(("checkpoint", run, (report_json,)))
 
     def finish(self, run, last, final):
         """Queue the run's last partial interval (or ``None``) and its final report."""

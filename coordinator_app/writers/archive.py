@@ -6,8 +6,10 @@ complete and its header covers every key so far), ``plan.json``,
 ``events.jsonl`` (appended as things happen), and one HdrHistogram log per
 histogram under ``hdr/``. When the run ends ``errors.json`` and
 ``summary.json`` are added and the directory is packed into
-``<data>/results/<run id>.tar.gz`` as ``<run id>/...``. A run cut short by a
-coordinator crash is packed from whatever its directory holds.
+``<data>/results/<run id>.tar.gz`` as ``<run id>/...``. Every few seconds the
+run's report so far goes to ``checkpoint.json``: a run cut short by a
+coordinator crash is packed from whatever its directory holds, with that
+checkpoint (the whole run up to its last data, marked aborted) as its summary.
 """
 import json
 import os
@@ -22,6 +24,7 @@ from . import Writer, csv_format
 
 # Values are microseconds; interval max values are logged in the same unit.
 HDR_MAX_VALUE_UNIT_RATIO = 1.0
+CHECKPOINT_FILE = "checkpoint.json"
 
 
 def report_name(run_id):
@@ -123,22 +126,32 @@ class ArchiveWriter(Writer):
         write_atomically(self.work_dir(run.id) / "results.csv", csv_format.render(state["rows"]))
         state["hdr"].write(report)
 
+    def checkpoint(self, run, report_json):
+        """Keep the run's report so far as ``checkpoint.json``, for ``recover``."""
+        self._state(run)
+        write_atomically(self.work_dir(run.id) / CHECKPOINT_FILE, report_json)
+
     def finish(self, run, final):
         """Write errors and summary, then pack the archive; returns its file name."""
         state = self._state(run)
         state["hdr"].close()
+        del self._runs[run.id]
         directory = self.work_dir(run.id)
-        summary = final.to_dict(run.writer_errors)
+        (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
         if not state["rows"]:
             write_atomically(directory / "results.csv", csv_format.render([]))
+        return {"archive": self._seal(run.id, final.to_dict(run.writer_errors))}
+
+    def _seal(self, run_id, summary):
+        """Write ``errors.json`` and ``summary.json`` from ``summary``, then pack."""
+        directory = self.work_dir(run_id)
         write_atomically(directory / "errors.json",
-                          json.dumps(summary["errors"], indent=2, sort_keys=True) + "\n")
+                          json.dumps(summary.get("errors") or {}, indent=2, sort_keys=True) + "\n")
         write_atomically(directory / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         events = directory / "events.jsonl"
         if not events.exists():
             events.touch()
-        del self._runs[run.id]
-        return {"archive": self.pack(run.id)}
+        return self.pack(run_id)
 
     def pack(self, run_id):
         """Pack the run's directory into ``results/<run id>.tar.gz``; returns the file name."""
@@ -155,15 +168,23 @@ class ArchiveWriter(Writer):
         shutil.rmtree(directory, ignore_errors=True)
         return name
 
-    def recover(self, run_id, note):
-        """Archive a run the coordinator died during: pack what it had written."""
+    def checkpointed(self, run_id):
+        """The last checkpoint of a run the coordinator died during, or ``None``."""
+        try:
+            report = json.loads((self.work_dir(run_id) / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
+    def recover(self, run_id, summary):
+        """Archive a run the coordinator died during: pack what it had written, with
+        ``summary`` (its checkpoint, or a bare aborted state) as ``summary.json``."""
         directory = self.work_dir(run_id)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
         if not (directory / "results.csv").exists():
             write_atomically(directory / "results.csv", csv_format.render([]))
-        write_atomically(directory / "summary.json",
-                          json.dumps({"state": "aborted", "note": note}, indent=2) + "\n")
-        return self.pack(run_id)
+        return self._seal(run_id, summary)
 
     def delete(self, run_id, archive):
         """Remove a run's archive and any leftover work directory."""

@@ -231,10 +231,16 @@ class HtmlReportWriter(Writer):
 
     def finish(self, run, final):
         series = self._series.pop(run.id, None)
-        text = render(run, final.to_dict(run.writer_errors), final.totals.histograms,
-                      series.points if series else [])
-        directory = self.archive.work_dir(run.id)
-        directory.mkdir(parents=True, exist_ok=True)
-        for path in (directory / "report.html", self.archive.results_dir / report_name(run.id)):
-            write_atomically(path, text)
-        return {"report": report_name(run.id)}
+        return write_report(self.archive, run, final.to_dict(run.writer_errors), final.totals.histograms,
+                            series.points if series else [])
+
+
+def write_report(archive, info, report, histograms, points):
+    """Render the report (``render``'s arguments) into the run's directory, so it goes into
+    its archive, and beside the archive; returns ``{"report": its file name}``."""
+    text = render(info, report, histograms, points)
+    directory = archive.work_dir(info.id)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in (directory / "report.html", archive.results_dir / report_name(info.id)):
+        write_atomically(path, text)
+    return {"report": report_name(info.id)}

@@ -1,9 +1,11 @@
 """Run history and archives across coordinator restarts and crashes."""
 import csv
 import io
+import json
 import shutil
 import signal
 import tarfile
+import time
 
 from stressgrid import wire
 from tests.coordinator.support import (FakeGenerator, coordinator_process, generator_processes, snapshot,
@@ -47,6 +49,11 @@ def test_history_and_archives_survive_a_restart_and_a_crash_mid_run_is_marked_ab
             fake.wait_for(wire.Heartbeat, count=len(fake.messages(wire.Heartbeat)) + 1)
         written = data_dir / "runs" / crashed_run["id"] / "results.csv"
         wait_until(lambda: written.exists() and len(written.read_text().splitlines()) >= 3, timeout=10)
+        # ... and a checkpoint of the report that holds all three (one every 5 s).
+        checkpoint = data_dir / "runs" / crashed_run["id"] / "checkpoint.json"
+        wait_until(lambda: checkpoint.exists()
+                   and json.loads(checkpoint.read_text())["totals"].get("response_count") == 15, timeout=15)
+        killed_at = time.time()
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
         fake.close()
@@ -61,6 +68,20 @@ def test_history_and_archives_survive_a_restart_and_a_crash_mid_run_is_marked_ab
         crashed = second.api.get(f"/api/runs/{crashed_run['id']}")[1]
         rows = csv_rows(second.api, crashed)
         assert len(rows) >= 2 and int(rows[-1]["response_count"]) >= 5
+        # The crashed run keeps its whole-run report up to its last checkpoint, which is when it
+        # ended, not when the coordinator came back.
+        summary = crashed["summary"]
+        assert summary["totals"] == {"response_count": 15} and summary["devices_started"] == 3
+        assert crashed["result"] == summary["result"] == "aborted"
+        assert crashed["finished_at"] == summary["finished_at"] <= killed_at
+        assert "coordinator stopped" in summary["note"] and summary["summary"] is not None
+        with tarfile.open(fileobj=io.BytesIO(second.api.get(crashed["result_url"])[1])) as archive:
+            names = archive.getnames()
+            packed = json.load(archive.extractfile(f"{crashed['id']}/summary.json"))
+        assert packed["totals"] == {"response_count": 15}
+        assert f"{crashed['id']}/report.html" in names and f"{crashed['id']}/checkpoint.json" not in names
+        status, report, _ = second.api.get(crashed["report_url"])
+        assert status == 200 and b"crashed" in report and b"coordinator stopped" in report
         assert second.api.state()["run"] is None
 
 

@@ -1,4 +1,6 @@
 """The sans-IO run scheduler, driven by a fake clock: exact times, exact messages."""
+import json
+
 import pytest
 
 from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
@@ -505,3 +507,27 @@ def test_devices_that_fit_nowhere_are_counted_and_a_returning_generator_stops_it
     out = scheduler.receive(b"flaky", wire.Register(generator_id="flaky", version="1", cores=1, workers=1,
                                                     capacity=100), clock.at(2.2))
     assert (b"flaky", wire.Abort(run_id="run-1")) in out.messages
+
+
+def test_every_five_seconds_the_report_so_far_is_checkpointed_as_an_aborted_run(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sizes=(2,), ramp_steps=1, sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    counted = wire.Telemetry(run_id="run-1", metrics=snapshot({"conn_us": [250]}, {"response_count": 4}),
+                             active_device_number=2, errors={})
+    checkpoints = []
+    for second in range(1, 12):
+        scheduler.receive(b"gen-a", counted, clock.at(second - 0.5))
+        checkpoints += [(second, json.loads(text)) for elapsed, out in drive(scheduler, clock, second,
+                                                                             alive=("gen-a",))
+                        for info, text in writes(out, "checkpoint") if info.id == "run-1"]
+    assert [second for second, _ in checkpoints] == [5, 10]
+    second, report = checkpoints[1]
+    # What the run added up to when it was taken, and, if the coordinator dies, how the run ends.
+    assert report["totals"] == {"response_count": 40} and report["histograms"]["conn_us"]["count"] == 10
+    assert report["state"] == report["result"] == "aborted"
+    assert report["note"] == "the coordinator stopped during the run"
+    assert report["finished_at"] == WALL_OFFSET + T0 + 10 and report["duration_s"] == 10
+    assert report["devices_started"] == 2 and report["summary"] is not None
+    # The run itself goes on.
+    assert scheduler.run.state is RunState.SUSTAIN
