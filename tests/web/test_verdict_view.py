@@ -28,6 +28,10 @@ def test_a_run_shows_its_verdict_live_then_its_whole_run_summary(stack, open_pag
     detail = stack.api.wait_run_finished(run_id, timeout=60)
     # The finished view: the whole run's numbers instead of the last second.
     expect(badge).to_have_text("FAILED", timeout=30000)
+    # The run's own badge shows its result, in red.
+    phase = page.locator("#run-phase")
+    expect(phase).to_have_text("Failed")
+    expect(phase).to_have_class(re.compile(r"\bphase-failed\b"))
     panel = page.locator("#run-summary")
     expect(panel).to_be_visible()
     expect(page.locator("#run-live-metrics")).to_be_hidden()
@@ -49,3 +53,16 @@ def test_a_run_shows_its_verdict_live_then_its_whole_run_summary(stack, open_pag
     details = page.locator(f'tr[data-detail="{run_id}"]')
     expect(details.locator("table.summary-histograms")).to_contain_text("set_us")
     expect(details.locator(".threshold")).to_have_count(2)
+
+
+def test_a_run_without_thresholds_that_counted_errors_ends_with_a_red_badge(stack, open_page):
+    stack.idle()
+    page = open_page(stack)
+    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
+    run_id = start_run(stack, "errors-run", [])
+    detail = stack.api.wait_run_finished(run_id, timeout=60)
+    assert detail["result"] == "finished_with_errors"
+    phase = page.locator("#run-phase")
+    expect(phase).to_have_text("Done · with errors", timeout=30000)
+    expect(phase).to_have_class(re.compile(r"\bphase-finished_with_errors\b"))
+    expect(page.locator("#run-verdict")).to_be_hidden()

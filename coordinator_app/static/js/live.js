@@ -15,6 +15,10 @@ const PHASE_LABELS = {
   rampup: "Ramp-up", sustain: "Sustain", rampdown: "Ramp-down", cooldown: "Cooldown",
   done: "Done", aborted: "Aborted",
 };
+// A finished run's badge shows its result (stressgrid.plan.result), not only its state.
+const RESULT_LABELS = {
+  passed: "Passed", failed: "Failed", finished_with_errors: "Done · with errors", aborted: "Aborted",
+};
 const GENERATOR_ROWS = 20;
 
 const FIRST = ["response", "headers_us", "body_us", "conn", "conn_us", "ws_upgrade_us", "send", "receive"];
@@ -192,7 +196,11 @@ export class LiveView {
     const phase = document.getElementById("run-phase");
     let label;
     let kind;
-    if (!run) {
+    const result = !run && this.ended && this.ended.result;
+    if (result && RESULT_LABELS[result]) {
+      label = RESULT_LABELS[result];
+      kind = result;
+    } else if (!run) {
       const final = (this.ended && this.ended.state) || last.finishing || (last.aborting ? "aborted" : "done");
       label = PHASE_LABELS[final] || final;
       kind = final;
