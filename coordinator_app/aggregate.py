@@ -16,11 +16,10 @@ import time
 
 from stressgrid._core.metrics import Histogram
 from stressgrid.metrics import MetricsAggregate, is_error, rate_name
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_HISTOGRAM, CPU_WARNING_PERCENT, LOOP_LAG_HISTOGRAM, LOOP_LAG_WARNING_US
 
 from .validate import MAX_HISTOGRAM_VALUES
 
-CPU_HISTOGRAM = "cpu_percent"
 ACTIVE_DEVICES = "active_device_number"
 _EMPTY = {}
 
@@ -218,12 +217,15 @@ class TelemetryAggregator:
                 histograms[name] = {"count": summary["count"], "p50": summary["median"],
                                     "p90": summary["pc90"], "p99": summary["pc99"],
                                     "max": summary["max"]}
+        loop_lag = histograms.get(LOOP_LAG_HISTOGRAM, _EMPTY).get("p99", 0)
         telemetry = {
             "time": self._wall(),
             "generator_count": len(generators),
             ACTIVE_DEVICES: active,
             "max_cpu_percent": cpu,
             "cpu_warning": cpu > CPU_WARNING_PERCENT,
+            "loop_lag_p99_us": loop_lag,
+            "loop_lag_warning": loop_lag > LOOP_LAG_WARNING_US,
             "counters": counters,
             "histograms": histograms,
             "errors": RunTotals(self.totals, {}, {}, self.errors).error_report(),
@@ -244,6 +246,7 @@ class TelemetryAggregator:
         bump(ACTIVE_DEVICES, telemetry[ACTIVE_DEVICES])
         bump("generator_count", telemetry["generator_count"])
         bump("max_cpu_percent", telemetry["max_cpu_percent"])
+        bump("max_loop_lag_p99_us", telemetry["loop_lag_p99_us"])
         for name, value in second.counters.items():
             bump(rate_name(name), round(value / elapsed, 3))
 

@@ -163,6 +163,8 @@ def meta():
         script_arguments=list(script.SCRIPT_ARGUMENTS),
         devices_per_generator_step=constants.DEVICES_PER_GENERATOR_STEP,
         cpu_warning_percent=constants.CPU_WARNING_PERCENT,
+        loop_lag_histogram=constants.LOOP_LAG_HISTOGRAM,
+        loop_lag_warning_us=constants.LOOP_LAG_WARNING_US,
         host_warning_metrics=sorted(constants.HOST_WARNING_METRICS),
         error_suffixes=list(metrics.ERROR_SUFFIXES),
         default_opts=model.DEFAULT_OPTS,

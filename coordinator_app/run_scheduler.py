@@ -41,7 +41,8 @@ import json
 import typing
 
 from stressgrid import wire
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR
+from stressgrid.plan.constants import (CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR,
+                                       LOOP_LAG_WARNING_US)
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, schedule, validate
@@ -160,6 +161,7 @@ class Run:
         self.devices_started = 0
         self.generator_devices = {}  # generator id -> devices started there
         self.cpu_flagged = set()  # generators already reported over the CPU warning level
+        self.loop_lag_flagged = False  # the fleet's loop lag already reported over its warning level
         self.events = []
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = self.started + self.interval_s
@@ -509,6 +511,12 @@ class RunScheduler:
                     self._event(out, "generator_cpu_high",
                                 f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
                                 f"may be limited by the generator, not the target", generator)
+            if telemetry["loop_lag_warning"] and not run.loop_lag_flagged:
+                run.loop_lag_flagged = True
+                self._event(out, "generator_loop_lag_high",
+                            f"workers' event loops woke up {telemetry['loop_lag_p99_us'] / 1000:.0f} ms late "
+                            f"(p99 over a second, over {LOOP_LAG_WARNING_US // 1000} ms): the latencies "
+                            f"measured then include that delay")
         out.publish = True
 
     def _advance_run(self, out, run):

@@ -15,7 +15,8 @@ import math
 import time
 
 from stressgrid.cli.display import format_rate, format_us
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, LOOP_LAG_HISTOGRAM
+from stressgrid.plan.constants import (CPU_HISTOGRAM, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM,
+                                       LOOP_LAG_WARNING_US)
 
 from . import Writer
 from .archive import report_name, write_atomically
@@ -26,7 +27,6 @@ from .svg import line_chart
 PERCENTILE_TICKS = ((0, "0%"), (1, "90%"), (2, "99%"), (3, "99.9%"), (4, "99.99%"), (5, "99.999%"),
                     (6, "99.9999%"))
 PERCENTILE_POINTS_PER_DECADE = 40
-CPU_HISTOGRAM = "cpu_percent"
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#111}
@@ -127,7 +127,7 @@ def _series_section(points):
         (name, [(p.elapsed_s, p.rates.get(name, 0)) for p in points]) for name in rate_names],
         y_format=format_rate, x_format=lambda x: f"{x:g} s"))
     histogram_names = sorted({name for p in points for name in p.quantiles
-                              if name not in (CPU_HISTOGRAM, LOOP_LAG_HISTOGRAM)})
+                              if name not in GENERATOR_HISTOGRAMS})
     for name in histogram_names:
         charts.append(_quantile_chart(f"{name} per second", name, points))
     charts.append(line_chart("active devices", [("devices", [(p.elapsed_s, p.active_devices) for p in points])],
@@ -152,7 +152,7 @@ def _quantile_chart(title, name, points):
 
 def _distribution_section(histograms):
     lines = [(name, percentile_curve(h)) for name, h in sorted(histograms.items())
-             if name != CPU_HISTOGRAM and h.total_count]
+             if name not in GENERATOR_HISTOGRAMS and h.total_count]
     if not lines:
         return ""
     reach = max(x for _, curve in lines for x, _ in curve)
@@ -177,6 +177,15 @@ def _events_section(events):
                                 if rows else "<p>none</p>")
 
 
+def _loop_lag_line(maxima):
+    lag = maxima.get("max_loop_lag_p99_us")
+    if lag is None:
+        return ""
+    warning = (f" <span class='fail'>over {format_us(LOOP_LAG_WARNING_US)}: the latencies include the "
+               f"generator's delay</span>" if lag > LOOP_LAG_WARNING_US else "")
+    return f"<p>worst worker event-loop lag (p99 of a second): {_e(format_us(lag))}{warning}</p>"
+
+
 def render(info, report, histograms, points):
     """The report's HTML text.
 
@@ -199,7 +208,8 @@ def render(info, report, histograms, points):
                                  if generators else "<p>none</p>")
         + (f"<p>peak generator CPU: {cpu:.0f}%"
            + (f" <span class='fail'>over {CPU_WARNING_PERCENT}%: results may be limited by the "
-              f"generator</span>" if cpu > CPU_WARNING_PERCENT else "") + "</p>" if cpu is not None else ""),
+              f"generator</span>" if cpu > CPU_WARNING_PERCENT else "") + "</p>" if cpu is not None else "")
+        + _loop_lag_line(report.get("maxima") or {}),
         "<h2>Plan</h2><pre>" + _e(json.dumps(info.plan, indent=2, sort_keys=True)) + "</pre>",
     ]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -4,7 +4,7 @@ import os
 import shutil
 import sys
 
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US
 from stressgrid.plan.result import error_name, is_host_error
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -140,7 +140,7 @@ class Display:
                 continue
             at = event.get("elapsed_s")
             when = f"[{format_duration(at * 1000)}] " if at is not None else ""
-            style = YELLOW if event.get("kind") in ("generator_cpu_high",) else RED \
+            style = YELLOW if event.get("kind") in ("generator_cpu_high", "generator_loop_lag_high") else RED \
                 if event.get("kind") in ("generator_lost", "cohort_skipped", "cohort_not_sent") \
                 else None
             self.message(f"{when}{event.get('kind')}: {event.get('message')}", style)
@@ -160,7 +160,10 @@ class Display:
                  f"generators {telemetry.get('generator_count', 0)}",
                  f"devices {telemetry.get('active_device_number', 0)}/{run.get('devices', '?')}",
                  f"cpu {telemetry.get('max_cpu_percent', 0):.0f}%"
-                 + (f" (over {CPU_WARNING_PERCENT}%: results suspect)" if telemetry.get("cpu_warning") else "")]
+                 + (f" (over {CPU_WARNING_PERCENT}%: results suspect)" if telemetry.get("cpu_warning") else ""),
+                 f"loop lag p99 {format_us(telemetry.get('loop_lag_p99_us', 0), self.micro)}"
+                 + (f" (over {format_us(LOOP_LAG_WARNING_US, self.micro)}: results suspect)"
+                    if telemetry.get("loop_lag_warning") else "")]
         rates = []
         for name, value in sorted((telemetry.get("counters") or {}).items()):
             if name.startswith("network_") or "_error" in name:
@@ -169,7 +172,7 @@ class Display:
         if rates:
             parts.append(" ".join(rates))
         for name, h in sorted((telemetry.get("histograms") or {}).items()):
-            if name == "cpu_percent":
+            if name in GENERATOR_HISTOGRAMS:
                 continue
             parts.append(f"{name} p50 {format_us(h.get('p50'), self.micro)} "
                          f"p99 {format_us(h.get('p99'), self.micro)}")
@@ -196,10 +199,14 @@ class Display:
                        f"devices {telemetry.get('active_device_number', 0):,}/"
                        f"{run.get('devices', 0):,}",
                        f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s",
-                       f"generator cpu {cpu:.0f}%"), None))
+                       f"generator cpu {cpu:.0f}%",
+                       f"loop lag p99 {format_us(telemetry.get('loop_lag_p99_us', 0), self.micro)}"), None))
         if telemetry.get("cpu_warning"):
             lines.append((f"  a generator is over {CPU_WARNING_PERCENT}% CPU: results may be limited by the generator",
                           YELLOW))
+        if telemetry.get("loop_lag_warning"):
+            lines.append((f"  workers' event loops lag over {format_us(LOOP_LAG_WARNING_US, self.micro)}: "
+                          "the latencies include the generator's delay", YELLOW))
         rows = [(counter_name(name), value) for name, value in sorted(counters.items())
                 if not name.startswith("network_") and "_error" not in name]
         if rows:
@@ -210,7 +217,7 @@ class Display:
             if len(rows) > 12:
                 lines.append((f"  ... {len(rows) - 12} more counters", DIM))
         histograms = [(n, h) for n, h in sorted((telemetry.get("histograms") or {}).items())
-                      if n != "cpu_percent"]
+                      if n not in GENERATOR_HISTOGRAMS]
         if histograms:
             lines.append((f"  {'histogram':<24}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}"
                           f"{'count/s':>10}", DIM))

@@ -6,7 +6,7 @@ mean, p50, p90, p99, p99.9 and max; per counter the total, the mean rate over
 the sustain phase and the peak second; the error rate; each threshold with the
 value it measured. Fits 80 columns.
 """
-from stressgrid.plan.constants import CPU_WARNING_PERCENT
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US
 from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
@@ -15,7 +15,8 @@ from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_ra
 NAME_WIDTH = 20
 HISTOGRAM_COLUMNS = (("count", "count"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"),
                      ("p99", "p99"), ("p99.9", "p99_9"), ("max", "max"))
-WATCHED_EVENTS = ("generator_lost", "generator_cpu_high", "cohort_skipped", "cohort_not_sent")
+WATCHED_EVENTS = ("generator_lost", "generator_cpu_high", "generator_loop_lag_high", "cohort_skipped",
+                  "cohort_not_sent")
 VERDICT_MARKS = {"passed": "PASS", "failed": "FAIL", "passing": "pass", "failing": "FAIL",
                  "no_data": "----"}
 
@@ -42,7 +43,7 @@ def format_value(expr, value, micro="us"):
 def histogram_rows(summary, micro="us"):
     """The histogram table: a header, then one line per histogram."""
     histograms = [(n, h) for n, h in sorted((summary.get("histograms") or {}).items())
-                  if n != "cpu_percent"]
+                  if n not in GENERATOR_HISTOGRAMS]
     if not histograms:
         return []
     rows = [(f"  {'histogram':<{NAME_WIDTH}}" + "".join(f"{title:>8}" for title, _ in HISTOGRAM_COLUMNS),
@@ -134,6 +135,12 @@ def summary_rows(detail, micro="us", seen_events=()):
                      + (f"  over {CPU_WARNING_PERCENT}%: results may be limited by the generator"
                         if cpu > CPU_WARNING_PERCENT else ""),
                      YELLOW if cpu > CPU_WARNING_PERCENT else None))
+    lag = (report.get("maxima") or {}).get("max_loop_lag_p99_us")
+    if lag is not None:
+        over = lag > LOOP_LAG_WARNING_US
+        rows.append((f"  {'peak loop lag p99':<{NAME_WIDTH}}{format_us(lag, micro):>14}"
+                     + (f"  over {format_us(LOOP_LAG_WARNING_US, micro)}: the latencies include the generator's delay"
+                        if over else ""), YELLOW if over else None))
     rows += error_rows(summary, report.get("errors"))
     for event in report.get("events") or ():
         key = (event.get("time"), event.get("kind"), event.get("message"))

@@ -10,9 +10,8 @@
 """
 import psutil
 
-from stressgrid.plan.constants import TCP_RETRANSMIT_METRIC
+from stressgrid.plan.constants import CPU_HISTOGRAM, TCP_RETRANSMIT_METRIC
 
-CPU_PERCENT = "cpu_percent"
 NETWORK_RX_BYTES = "network_rx_bytes"
 NETWORK_TX_BYTES = "network_tx_bytes"
 TCP_RETRANSMITS = TCP_RETRANSMIT_METRIC + "_count"
@@ -52,7 +51,7 @@ class HostSampler:
     def sample_into(self, aggregate):
         """Record one sample of every host metric into a ``MetricsAggregate``."""
         cpu = psutil.cpu_percent(interval=None)
-        aggregate.histogram(CPU_PERCENT).record(max(1, round(cpu)))
+        aggregate.histogram(CPU_HISTOGRAM).record(max(1, round(cpu)))
         network = _network_bytes()
         for name, now, before in ((NETWORK_RX_BYTES, network[0], self._network[0]),
                                   (NETWORK_TX_BYTES, network[1], self._network[1])):

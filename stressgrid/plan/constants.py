@@ -12,6 +12,8 @@ DEVICES_PER_GENERATOR_STEP = 10
 # A generator busier than this (percent of its CPU) may limit the load it makes: the
 # results of a run that went over it are suspect.
 CPU_WARNING_PERCENT = 80
+# The histogram of each generator machine's CPU use (percent, one value a second).
+CPU_HISTOGRAM = "cpu_percent"
 
 # Host metrics named like errors (TCP retransmits of the whole generator machine, other
 # traffic included): shown as warnings, never counted as errors of the run.
@@ -21,6 +23,12 @@ HOST_WARNING_METRICS = frozenset({TCP_RETRANSMIT_METRIC})
 # Each worker's event-loop lag (how late its loop wakes up): a generator health metric, shown
 # beside generator CPU; a blocked loop delays every device on it.
 LOOP_LAG_HISTOGRAM = "worker_loop_lag_us"
+# Loop lag (p99 over a second, all workers merged) past this delays the devices' own timings
+# by as much: the results of a run that went over it are suspect, like those over the CPU limit.
+LOOP_LAG_WARNING_US = 100_000
+# Histograms of the generators' own health, shown beside generator CPU rather than among the
+# script's latencies.
+GENERATOR_HISTOGRAMS = frozenset({CPU_HISTOGRAM, LOOP_LAG_HISTOGRAM})
 
 # Failures of the load generation itself, not of the target: the run did not make the load its
 # plan asked for, so it has errors whatever its thresholds say (counters, without "_count").

@@ -124,6 +124,25 @@ def test_errors_counted_during_the_run_exit_1_with_the_archive(grid, demo_target
     assert summary["errors"]["assertion_error_count"]["count"] > 0
 
 
+def test_a_script_that_holds_the_loop_shows_its_lag_beside_cpu_live_and_in_the_summary(grid, demo_target,
+                                                                                      tmp_path):
+    script = tmp_path / "blocking.py"
+    script.write_text("import time\n"
+                      "time.sleep(0.3)  # holds the worker's loop\n"
+                      "await get('/')\n")
+    code, out, err = run_cli(["run", "lagging", script, *coordinator_flag(grid),
+                              *target_flags(demo_target), "-s", 1, *FAST], tmp_path)
+    assert code == 0, err  # a warning about the results, not an error of the target
+    lags = [float(m.group(1)) for m in re.finditer(r"loop lag p99 (\d+(?:\.\d+)?)ms", err)]
+    assert lags and max(lags) >= 150, err  # woken up to 0.3 s late, minus what was left of its 0.1 s sleep
+    assert "results suspect" in err
+    assert re.search(r"peak loop lag p99 +\d+ms  over 100ms: the latencies include the generator's delay", err), err
+    assert "generator_loop_lag_high: workers' event loops woke up" in err
+    detail = run_detail(grid, out)
+    assert detail["summary"]["maxima"]["max_loop_lag_p99_us"] >= 150_000
+    assert [e["kind"] for e in detail["summary"]["events"]].count("generator_loop_lag_high") == 1
+
+
 def test_a_script_error_is_caught_before_submission_with_its_line(grid, demo_target, tmp_path):
     script = tmp_path / "unawaited.py"
     script.write_text("path = '/'\nstatus = get(path)\n")

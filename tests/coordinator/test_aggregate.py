@@ -114,6 +114,23 @@ def test_cpu_max_per_generator_flags_over_80_percent():
     assert tick["cpu_warning"] is False
 
 
+def test_loop_lag_p99_of_all_workers_is_told_beside_cpu_and_flagged_over_100_ms():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    aggregator.start_run()
+    quick, blocked = Gen(), Gen()
+    aggregator.ingest(quick, telemetry(snapshot({"worker_loop_lag_us": [200] * 90})))
+    aggregator.ingest(blocked, telemetry(snapshot({"worker_loop_lag_us": [300_000] * 10})))
+    clock.now += 1
+    tick = aggregator.tick([quick, blocked])
+    assert 299_000 <= tick["loop_lag_p99_us"] <= 301_000 and tick["loop_lag_warning"] is True
+    aggregator.ingest(quick, telemetry(snapshot({"worker_loop_lag_us": [200] * 100})))
+    clock.now += 1
+    tick = aggregator.tick([quick, blocked])
+    assert tick["loop_lag_p99_us"] < 1000 and tick["loop_lag_warning"] is False
+    assert 299_000 <= aggregator.maxima["max_loop_lag_p99_us"] <= 301_000  # the worst second stays
+
+
 def test_error_lines_keep_the_first_of_each_kind_with_counts():
     clock = Clock()
     aggregator = TelemetryAggregator(clock, clock)

@@ -431,6 +431,21 @@ def test_generator_events_and_high_cpu_are_recorded_in_the_run(scheduler, clock)
                                                "generator, not the target")])]
 
 
+def test_a_lagging_loop_is_one_event_of_the_run(scheduler, clock):
+    register(scheduler, clock, "gen-a")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    lagging = wire.Telemetry(run_id="run-1", metrics=snapshot({"worker_loop_lag_us": [250_000] * 5}),
+                             active_device_number=2, errors={})
+    scheduler.receive(b"gen-a", lagging, clock.at(0.5))
+    scheduler.receive(b"gen-a", lagging, clock.at(1.5))
+    flagged = [(elapsed, e["kind"], e["message"]) for elapsed, out in drive(scheduler, clock, 3.0, alive=("gen-a",))
+               for e in out.events if e["kind"] == "generator_loop_lag_high"]
+    assert flagged == [(1.0, "generator_loop_lag_high",
+                        "workers' event loops woke up 250 ms late (p99 over a second, over 100 ms): the latencies "
+                        "measured then include that delay")]
+
+
 @pytest.mark.parametrize("generators, text", [(1, "5 devices on 1 generator"),
                                               (3, "5 devices on 3 generators")])
 def test_the_run_started_event_counts_generators_in_the_singular_and_plural(scheduler, clock,

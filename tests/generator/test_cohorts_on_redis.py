@@ -2,7 +2,8 @@
 import psutil
 
 from stressgrid import wire
-from stressgrid.generator.host_metrics import CPU_PERCENT, NETWORK_RX_BYTES, NETWORK_TX_BYTES, TCP_RETRANSMITS
+from stressgrid.plan.constants import CPU_HISTOGRAM
+from stressgrid.generator.host_metrics import NETWORK_RX_BYTES, NETWORK_TX_BYTES, TCP_RETRANSMITS
 from tests.support.servers import redis_server
 
 from .conftest import Redis, connections_to, merged, redis_cohort
@@ -46,7 +47,7 @@ def test_merged_totals_equal_what_the_workers_did(coordinator, agent, tmp_path):
     assert merged([m for m in telemetry if m.run_id == "run-1"]).histogram("set_us").total_count == client_sets
     assert all(m.run_id == "run-1" for m in telemetry if m.active_device_number)
     # Every report carries one CPU sample and the host's traffic, with the current run's message.
-    cpu_samples = [merged([m]).histogram(CPU_PERCENT).total_count for m in telemetry]
+    cpu_samples = [merged([m]).histogram(CPU_HISTOGRAM).total_count for m in telemetry]
     assert set(cpu_samples) <= {0, 1}
     assert all(samples == 1 for samples, m in zip(cpu_samples, telemetry) if m.active_device_number)
     assert totals.counter(NETWORK_RX_BYTES) >= client_gets * 1024

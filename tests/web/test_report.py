@@ -4,6 +4,7 @@ import urllib.parse
 
 import pytest
 
+from stressgrid.plan.constants import GENERATOR_HISTOGRAMS
 from tests.web.support import expect, short_run
 
 
@@ -53,9 +54,11 @@ def _check_report(page, detail):
     assert len(polylines) >= 8 and sum(1 for n in polylines if n >= 2) >= 6, polylines
     plot = page.locator("svg.chart[aria-label^='value at percentile']")
     labels = plot.locator("g.line").evaluate_all("els => els.map(e => e.dataset.label)")
-    assert set(labels) == {n for n in summary["histograms"] if n != "cpu_percent"}
-    # Generator health: the workers' event-loop lag has its own chart beside the CPU.
+    assert set(labels) == {n for n in summary["histograms"] if n not in GENERATOR_HISTOGRAMS}
+    # Generator health: the workers' event-loop lag has its own chart beside the CPU, and
+    # its worst second is told with the generators.
     expect(page.locator("svg.chart[aria-label^='generator loop health']")).to_have_count(1)
+    expect(page.locator("p", has_text="worst worker event-loop lag")).to_have_count(1)
     # Errors with their script lines; events; generators; the plan.
     expect(page.locator("table.errors")).to_contain_text("assertion_error")
     expect(page.locator("table.errors")).to_contain_text("boom")

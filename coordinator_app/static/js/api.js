@@ -70,7 +70,7 @@ export class ApiError extends Error {
   }
 }
 
-async function authorized(doFetch) {
+export async function authorized(doFetch) {
   let sent = token;
   for (;;) {
     const response = await doFetch();
@@ -122,101 +122,4 @@ export async function download(url, filename) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 60000);
-}
-
-/**
- * Follow the coordinator's state: ``onState(state)`` for each one, ``onMode(mode)`` with
- * "live" (event stream), "polling" (GET /api/state every second: the stream failed) or
- * "offline" (neither answers). Returns a function that stops it.
- */
-export function followState(onState, onMode, { pollMs = 1000, staleMs = 20000 } = {}) {
-  let stopped = false;
-  let controller = null;
-  let mode = null;
-
-  const setMode = (next) => {
-    if (next !== mode) {
-      mode = next;
-      onMode(next);
-    }
-  };
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  async function stream() {
-    controller = new AbortController();
-    const { signal } = controller;
-    let watchdog = null;
-    const arm = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => controller.abort(), staleMs);
-    };
-    try {
-      arm();
-      const response = await authorized(() => fetch("/api/stream", {
-        headers: authHeaders({ Accept: "text/event-stream" }), signal, cache: "no-store",
-      }));
-      const type = response.headers.get("Content-Type") || "";
-      if (!response.ok || !response.body || !type.startsWith("text/event-stream")) return false;
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      let delivered = false;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || stopped) break;
-        arm();
-        buffer += value.replace(/\r\n?/g, "\n");
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const chunk = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = [];
-          let event = "message";
-          for (const line of chunk.split("\n")) {
-            if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-            else if (line.startsWith("event:")) event = line.slice(6).trim();
-          }
-          if (event === "state" && data.length) {
-            setMode("live");
-            delivered = true;
-            onState(JSON.parse(data.join("\n")));
-          }
-        }
-      }
-      return delivered;
-    } catch (error) {
-      return false;
-    } finally {
-      clearTimeout(watchdog);
-    }
-  }
-
-  async function poll(times) {
-    for (let i = 0; i < times && !stopped; i += 1) {
-      const started = Date.now();
-      try {
-        onState(await api.state());
-        setMode("polling");
-      } catch (error) {
-        setMode("offline");
-      }
-      await sleep(Math.max(0, pollMs - (Date.now() - started)));
-    }
-  }
-
-  (async () => {
-    let failures = 0;
-    while (!stopped) {
-      const delivered = await stream();
-      if (stopped) break;
-      failures = delivered ? 0 : failures + 1;
-      // The stream ended or never worked: poll meanwhile, and try it again later,
-      // sooner when it had been working (a coordinator restart, a proxy timeout).
-      await poll(delivered ? 2 : Math.min(30, 3 * failures));
-    }
-  })();
-
-  return () => {
-    stopped = true;
-    if (controller) controller.abort();
-  };
 }

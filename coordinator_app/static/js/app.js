@@ -1,7 +1,8 @@
 // The page's wiring: token dialog, the coordinator's shared rules, the state feed, and
 // the three views.
 
-import { api, followState, hasToken, onTokenChange, setToken, setTokenPrompt } from "./api.js";
+import { api, hasToken, onTokenChange, setToken, setTokenPrompt } from "./api.js";
+import { followState } from "./follow.js";
 import { HistoryView, wireDownload } from "./history.js";
 import { LiveView } from "./live.js";
 import { PlanForm } from "./planform.js";

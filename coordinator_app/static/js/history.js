@@ -3,7 +3,7 @@
 
 import { api, download, hasToken } from "./api.js";
 import { element } from "./dom.js";
-import { duration, integer, metricLabel, percent, timestamp } from "./format.js";
+import { duration, integer, metricLabel, micros, percent, timestamp } from "./format.js";
 import { isCpuOverWarning, isHostWarning } from "./rules.js";
 import { runSummary, showVerdictBadge } from "./run_summary.js";
 
@@ -321,6 +321,8 @@ export class HistoryView {
       fact("Peak active devices", integer((summary.maxima || {}).active_device_number));
       fact("Started", timestamp(summary.started_at));
       fact("Peak CPU", percent((summary.maxima || {}).max_cpu_percent));
+      const lag = (summary.maxima || {}).max_loop_lag_p99_us;
+      if (Number.isFinite(lag)) fact("Peak loop lag p99", micros(lag));
       root.appendChild(facts);
 
       const errors = Object.entries(summary.errors || {});

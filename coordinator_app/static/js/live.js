@@ -5,10 +5,10 @@ import { api } from "./api.js";
 import { LineChart } from "./chart.js";
 import { element } from "./dom.js";
 import {
-  clock, compact, duration, formatterFor, integer, metricLabel, percent,
+  clock, compact, duration, formatterFor, integer, metricLabel, micros, percent,
 } from "./format.js";
 import { runSummary, showVerdictBadge } from "./run_summary.js";
-import { isCpuOverWarning, isErrorCounter, isHostWarning } from "./rules.js";
+import { isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning } from "./rules.js";
 
 const WINDOW_SECONDS = 300;
 const PHASE_LABELS = {
@@ -22,7 +22,7 @@ const RESULT_LABELS = {
 const GENERATOR_ROWS = 20;
 
 const FIRST = ["response", "headers_us", "body_us", "conn", "conn_us", "ws_upgrade_us", "send", "receive"];
-const LAST = ["network_rx_bytes", "network_tx_bytes", "network_tcp_retransmit_error", "cpu_percent"];
+const LAST = ["network_rx_bytes", "network_tx_bytes", "network_tcp_retransmit_error", "cpu_percent", "worker_loop_lag_us"];
 
 /** A sort key for a metric card ("hist:conn_us", "rate:send_count"): errors, known, own, host. */
 export function metricOrder(key, meta) {
@@ -327,12 +327,16 @@ export class LiveView {
     }
     const cpu = telemetry.max_cpu_percent;
     const cpuHot = isCpuOverWarning(cpu, this.meta);
+    const lag = telemetry.loop_lag_p99_us || 0;
+    const lagging = isLoopLagOverWarning(lag, this.meta);
     const items = [
       ["generators", "Generators", integer(telemetry.generator_count), ""],
       ["devices", "Active devices", integer(telemetry.active_device_number),
         `of ${integer(run.devices)} planned`],
       ["cpu", "Generator CPU", percent(cpu),
         cpuHot ? `over ${this.meta.cpu_warning_percent}%: results suspect` : "busiest generator", cpuHot],
+      ["loop-lag", "Loop lag p99", micros(lag),
+        lagging ? `over ${micros(this.meta.loop_lag_warning_us)}: results suspect` : "workers' event loops", lagging],
       ["errors", "Errors", `${compact(errorRate)}/s`, `${integer(errorTotal)} in total`, errorTotal > 0],
       ["elapsed", "Elapsed", duration(run.elapsed_ms), `started ${clock(run.started_at)}`],
     ];
@@ -407,7 +411,8 @@ export class LiveView {
         card.values.appendChild(item);
       }
       card.chart.update(this.series.get(`hist:${name}`));
-      card.root.classList.toggle("alarm", name === "cpu_percent" && isCpuOverWarning(value.max, this.meta));
+      card.root.classList.toggle("alarm", (name === "cpu_percent" && isCpuOverWarning(value.max, this.meta))
+        || (name === this.meta.loop_lag_histogram && isLoopLagOverWarning(value.p99, this.meta)));
     }
     for (const [name, value] of Object.entries(counters)) {
       const error = isErrorCounter(name, this.meta);

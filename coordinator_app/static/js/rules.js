@@ -55,3 +55,8 @@ export function isErrorCounter(name, meta) {
 export function isCpuOverWarning(percent, meta) {
   return percent > meta.cpu_warning_percent;
 }
+
+/** A worker event-loop lag (microseconds, p99 of a second) that makes the results suspect. */
+export function isLoopLagOverWarning(us, meta) {
+  return us > meta.loop_lag_warning_us;
+}

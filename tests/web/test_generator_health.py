@@ -1,0 +1,35 @@
+"""The website shows the workers' event-loop lag beside generator CPU, flagged when a
+script holds the loop, and the run's history keeps its worst second."""
+import re
+
+from tests.web.support import expect
+
+BLOCKING = "import time\ntime.sleep(0.3)  # holds the worker's loop\nawait send('PING\\r\\n')\nawait recv()\n"
+
+
+def test_a_script_holding_the_loop_raises_the_loop_lag_tile_and_an_event(stack, open_page):
+    stack.idle()
+    page = open_page(stack)
+    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
+    plan = {"name": "lagging-web",
+            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
+            "blocks": [{"script": BLOCKING, "params": {}, "size": 1}],
+            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": 4000,
+                     "rampdown_step_ms": 200, "cooldown_ms": 0, "report_interval_ms": 1000}}
+    status, run, _ = stack.api.post("/api/runs", plan)
+    assert status == 201, run
+    tile = page.locator('[data-tile="loop-lag"]')
+    expect(tile).to_have_class(re.compile(r"\balarm\b"), timeout=30000)
+    expect(tile.locator(".tile-label")).to_have_text("Loop lag p99")
+    expect(tile.locator(".tile-value")).to_have_text(re.compile(r"^\d+(\.\d+)? ms$"))
+    expect(tile.locator(".tile-note")).to_have_text("over 100 ms: results suspect")
+    expect(page.locator("#event-list li.event-generator_loop_lag_high")).to_contain_text(
+        "workers' event loops woke up")
+    detail = stack.api.wait_run_finished(run["id"], timeout=60)
+    lag = detail["summary"]["maxima"]["max_loop_lag_p99_us"]
+    assert lag >= 150_000
+    row = page.locator(f'#history-table tr[data-run="{run["id"]}"]')
+    row.locator("td.run-name code").click()
+    fact = page.locator(f'tr[data-detail="{run["id"]}"] .facts div', has_text="Peak loop lag p99")
+    expect(fact.locator("dd")).to_have_text(re.compile(r"^\d+(\.\d+)? ms$"))
+    stack.idle()
