@@ -193,10 +193,16 @@ async def _resolved(loop, host, port, kind):
     return infos[0][4]
 
 
-async def open_connection(loop, protocol_factory, host, port, **kwargs):
-    """``loop.create_connection`` from the pool's next source address (when there is a pool)."""
+def open_connection(loop, protocol_factory, host, port, **kwargs):
+    """``loop.create_connection`` from the pool's next source address (when there is a pool);
+    await what it returns. Without a pool it is the loop's own awaitable, with no coroutine
+    of ours around it: a connect storm of many devices holds one object less per device."""
     if not _pool:
-        return await loop.create_connection(protocol_factory, host, port, **kwargs)
+        return loop.create_connection(protocol_factory, host, port, **kwargs)
+    return _connect_from_pool(loop, protocol_factory, host, port, kwargs)
+
+
+async def _connect_from_pool(loop, protocol_factory, host, port, kwargs):
     target = await _resolved(loop, host, port, socket.SOCK_STREAM)
     sock = bound_socket(socket.SOCK_STREAM, target[0])
     if sock is None:
