@@ -10,6 +10,7 @@ Nothing here does I/O; time is a parameter.
 import dataclasses
 
 from stressgrid.metrics import COUNTER_SUFFIX
+from stressgrid.plan.constants import CHECK_FAIL_SUFFIX, CHECK_PASS_SUFFIX, CHECK_PREFIX
 from stressgrid.plan.thresholds import error_rate_percent
 
 # Histogram figures in the summary: (key, the Histogram.summary() key).
@@ -81,9 +82,27 @@ def summarize(histograms, totals, maxima, window):
         counters[base] = {"total": total, "rate": round(counts.get(name, 0) / seconds, 3),
                           "peak": maxima.get(f"{base}_per_second", 0)}
     return {"histograms": result_histograms, "counters": counters,
+            "checks": check_results({name: c["total"] for name, c in counters.items()}),
             "rate_window": {"phase": phase, "seconds": round(seconds, 3)},
             "error_rate_percent": round(error_rate_percent(
                 {name: c["total"] for name, c in counters.items()}), 4)}
+
+
+def check_results(counters):
+    """``{check: {passed, failed, pass_percent}}`` from counter totals keyed by base name
+    (``check_<name>_pass`` and ``check_<name>_fail``, as ``check(name, condition)`` counts)."""
+    results = {}
+    for name, total in counters.items():
+        if not name.startswith(CHECK_PREFIX):
+            continue
+        for suffix, key in ((CHECK_PASS_SUFFIX, "passed"), (CHECK_FAIL_SUFFIX, "failed")):
+            if name.endswith(suffix) and len(name) > len(CHECK_PREFIX) + len(suffix):
+                check = results.setdefault(name[len(CHECK_PREFIX):-len(suffix)], {"passed": 0, "failed": 0})
+                check[key] += total
+    for check in results.values():
+        calls = check["passed"] + check["failed"]
+        check["pass_percent"] = round(100.0 * check["passed"] / calls, 4) if calls else 0.0
+    return dict(sorted(results.items()))
 
 
 def _round(value):

@@ -10,6 +10,7 @@ from stressgrid.plan import Address, Opts, api
 from stressgrid.plan.script import SCRIPT_FUNCTION
 from stressgrid.runtime.engine import START_BATCH, CompiledBlock, Engine
 from stressgrid.runtime.local import run_local
+from coordinator_app.validate import METRIC_NAME
 from tests.support.servers import free_port
 
 
@@ -62,6 +63,21 @@ def test_custom_exception_name_and_timings():
     # delay(5) waits 5 ms less at most the loop's timer rounding (1 ms in uvloop): CI measured
     # 4,992 us once. A delay that did not wait would be tens of microseconds.
     assert step["count"] >= 1 and step["min"] >= 4000
+
+
+@pytest.mark.parametrize("call", ["start_timing('Home Page')", "inc_counter('a-b')", "inc_counter('x' * 81)",
+                                  "check('', True)", "stop_start_timing('ok', 'bad key')"])
+def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_line(call):
+    # Such a key would make the coordinator refuse the generator's whole telemetry message:
+    # the script's mistake must stay the script's, and cost nothing else.
+    script = f"start_timing('ok')\ninc_counter('before')\n{call}\nawait delay(60000)"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 10,
+                           until=lambda agg: agg.counter("value_error_count") >= 1)
+    assert result.counters["before_count"] >= 1
+    assert result.errors["value_error_count"].startswith(f"line 3: {call} -> ValueError: metric key ")
+    assert all(METRIC_NAME.fullmatch(name) for name in [*result.counters, *result.histograms])
 
 
 def test_dead_target_counts_conn_refused_and_keeps_running():

@@ -232,3 +232,17 @@ def test_merging_histograms_saturates_instead_of_wrapping():
     total = big.copy()
     total.add(big)
     assert total.count_at_index(7) == total.total_count == 2 ** 63 - 1
+
+
+def test_response_counters_count_every_response_and_its_status_class():
+    from stressgrid._core.metrics import STATUS_CLASS_COUNTERS
+    from stressgrid.plan.constants import STATUS_CLASS_COUNTERS as BASE_NAMES
+    assert [name[:-len("_count")] for name in STATUS_CLASS_COUNTERS] == list(BASE_NAMES)
+    recorder = Recorder()
+    responses = recorder.response_counters()
+    assert recorder.response_counters() is responses   # one per recorder, kept by the cores
+    for status in (100, 101, 200, 204, 299, 301, 304, 404, 499, 500, 503, 599, 600, 99, 0):
+        responses.add(status)
+    counters = recorder.snapshot()["counters"]
+    assert counters == {"response_count": 15, "response_1xx_count": 2, "response_2xx_count": 3,
+                        "response_3xx_count": 2, "response_4xx_count": 2, "response_5xx_count": 3}

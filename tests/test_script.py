@@ -18,6 +18,7 @@ from stressgrid.plan import Plan, PlanError, ScriptError, check_script
     ("nonlocal q", "tcp", 1, 1, "nonlocal"),
     ("x = 1\nstatus, _, _ = await gett('/')", "http", 2, 22, "name 'gett' is not defined; did you mean 'get'?"),
     ("inc_counter(str(lenn(params)))", "udp", 1, 17, "did you mean 'len'?"),
+    ("chek('login', True)", "tcp", 1, 1, "name 'chek' is not defined; did you mean 'check'?"),
     ("body = json.dumps({})", "http", 1, 8, "add 'import json' to the script"),
     ("for path in paths:\n    await get(path)", "http", 1, 13, "name 'paths' is not defined"),
     ("def step():\n    return counter + 1\nstep()", "tcp", 2, 12, "name 'counter' is not defined"),

@@ -112,6 +112,10 @@ def _summary_section(summary):
         parts.append(_table(("counter", "total", "rate/s", "peak/s"), counters, "counters"))
         parts.append(f'<p class="muted">rate/s: the mean over {where} '
                      f'({window.get("seconds", 0):g} s); peak/s: the busiest second.</p>')
+    checks = [(_e(name), f"{c['pass_percent']:.2f}%", f"{c['passed']:,}", f"{c['failed']:,}")
+              for name, c in (summary.get("checks") or {}).items()]
+    if checks:
+        parts.append(_table(("check", "passed", "passes", "fails"), checks, "checks"))
     parts.append(f'<p>error rate: <b id="error-rate">{summary.get("error_rate_percent", 0):.2f}%</b> '
                  f'<span class="muted">(every *_error count over responses + receives + errors)</span></p>')
     return "".join(parts)

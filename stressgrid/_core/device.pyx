@@ -30,12 +30,32 @@ def now_us():
     return monotonic_us()
 
 
+# A metric key names a histogram or counter the coordinator accepts: 1 to MAX_KEY_LENGTH
+# characters of a-z 0-9 _ (it adds its suffix, ``_us`` or ``_count``, to at most 100). A key
+# it would refuse is the script's mistake, raised at its line, so it never costs the
+# generator's telemetry. Keys already seen are remembered (up to a bound), not checked again.
+MAX_KEY_LENGTH = 80
+cdef set _valid_keys = set()
+cdef Py_ssize_t _MAX_REMEMBERED_KEYS = 10000
+_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 cdef inline str _key(key):
+    cdef str text
     if type(key) is str:
-        return <str>key
-    if isinstance(key, str):
-        return str(key)
-    raise TypeError(f"metric key must be a string, not {type(key).__name__}")
+        text = <str>key
+    elif isinstance(key, str):
+        text = str(key)
+    else:
+        raise TypeError(f"metric key must be a string, not {type(key).__name__}")
+    if text in _valid_keys:
+        return text
+    if not 0 < len(text) <= MAX_KEY_LENGTH or not _KEY_CHARACTERS.issuperset(text):
+        raise ValueError(f"metric key {text[:MAX_KEY_LENGTH]!r} must be 1 to {MAX_KEY_LENGTH} "
+                         f"characters of a-z 0-9 _")
+    if len(_valid_keys) < _MAX_REMEMBERED_KEYS:
+        _valid_keys.add(text)
+    return text
 
 
 cdef class Device:
@@ -135,6 +155,28 @@ def inc_counter(key, value=1):
     counter.value += value
 
 
+# A check's name -> its pass and fail counter names, so a check builds no string per call.
+cdef dict _check_names = {}
+
+
+def check(name, condition):
+    """Count ``condition`` as a pass or a fail of check ``name`` and return it as a bool.
+
+    The counters are ``check_<name>_pass_count`` and ``check_<name>_fail_count``; a failed
+    check is not an error and raises nothing: the script goes on as it was.
+    """
+    cdef str key = _key(name)
+    cdef object names = _check_names.get(key)
+    if names is None:
+        names = (f"check_{key}_pass_count", f"check_{key}_fail_count")
+        if len(_check_names) < _MAX_REMEMBERED_KEYS:
+            _check_names[key] = names
+    cdef bint passed = bool(condition)
+    cdef Counter counter = running_device().recorder.counter(names[0] if passed else names[1])
+    counter.value += 1
+    return passed
+
+
 def random_bytes(size):
     """``size`` random bytes."""
     if not isinstance(size, int) or size < 0:
@@ -189,6 +231,7 @@ COMMON_BUILTINS = {
     "stop_timing": stop_timing,
     "stop_start_timing": stop_start_timing,
     "inc_counter": inc_counter,
+    "check": check,
     "random_bytes": random_bytes,
     "random_bits": random_bits,
     "delay": delay,

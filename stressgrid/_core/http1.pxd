@@ -1,6 +1,6 @@
 from libc.stdint cimport int64_t
 
-from stressgrid._core.metrics cimport Counter, Histogram
+from stressgrid._core.metrics cimport Histogram, ResponseCounters
 
 
 # Where one connection stands in its current request/response exchange.
@@ -51,7 +51,7 @@ cdef class Http1Core:
     cdef int64_t headers_at
     cdef Histogram headers_us
     cdef Histogram body_us
-    cdef Counter response_count
+    cdef ResponseCounters responses
 
     cpdef start(self, bint head, bint close_after, bint measured=*)
     cpdef int feed(self, data) except -1

@@ -95,7 +95,7 @@ cdef class Http1Core:
         self.state = IDLE
         self.headers_us = recorder.histogram("headers_us")
         self.body_us = recorder.histogram("body_us")
-        self.response_count = recorder.counter("response_count")
+        self.responses = recorder.response_counters()
         self.reusable = True
 
     cpdef start(self, bint head, bint close_after, bint measured=True):
@@ -234,7 +234,7 @@ cdef class Http1Core:
     cdef inline void _finish(self):
         self.state = DONE
         self.completed += 1
-        self.response_count.value += 1
+        self.responses.count(self.status)
         if self.measured:
             self.body_us.record_c(monotonic_us() - self.headers_at)
 

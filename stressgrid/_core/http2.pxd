@@ -1,6 +1,6 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 
-from stressgrid._core.metrics cimport Counter, Histogram
+from stressgrid._core.metrics cimport Histogram, ResponseCounters
 
 
 cdef extern from "nghttp2/nghttp2.h":
@@ -175,7 +175,7 @@ cdef class Http2Connection:
     cdef readonly int32_t goaway_last_stream_id
     cdef Histogram headers_histogram
     cdef Histogram body_histogram
-    cdef Counter response_counter
+    cdef ResponseCounters responses
 
     cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user,
                               bytes content_type=*)

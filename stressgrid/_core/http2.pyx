@@ -8,7 +8,7 @@ streams that finished, if any. The library does the framing, HPACK, flow
 control (WINDOW_UPDATE is sent as received data is consumed), SETTINGS from
 the server and GOAWAY handling; this module turns its callbacks into
 ``Http2Stream`` results and records ``headers_us``, ``body_us`` and
-``response_count`` as it goes.
+``response_count`` with its status class (``ResponseCounters``) as it goes.
 
 No nghttp2 callback lets a Python exception escape into C: a failure is stored
 and ``feed`` raises it after the library returns.
@@ -20,7 +20,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy, memcmp
 
 from stressgrid._core.device cimport monotonic_us
-from stressgrid._core.metrics cimport Counter, Histogram
+from stressgrid._core.metrics cimport Histogram, ResponseCounters
 from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
 from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
@@ -258,13 +258,14 @@ cdef class Http2Connection:
 
     ``authority`` and ``scheme`` fill the ``:authority`` and ``:scheme`` of
     every request (a ``host`` header given to a request overrides the
-    authority). The histograms and the counter are optional; when given they
+    authority). The histograms and the counters are optional; when given they
     get ``headers_us`` (request submitted to response headers), ``body_us``
-    (headers to the end of the body) and one count per whole response.
+    (headers to the end of the body) and one count per whole response, in
+    ``response_count`` and its status class.
     """
 
     def __cinit__(self, authority, scheme="http", Histogram headers_histogram=None,
-                  Histogram body_histogram=None, Counter response_counter=None,
+                  Histogram body_histogram=None, ResponseCounters responses=None,
                   uint32_t window_size=DEFAULT_WINDOW):
         cdef nghttp2_settings_entry settings[4]
         cdef int rv
@@ -274,7 +275,7 @@ cdef class Http2Connection:
         self.finished = None
         self.headers_histogram = headers_histogram
         self.body_histogram = body_histogram
-        self.response_counter = response_counter
+        self.responses = responses
         self.out_cap = 1024  # grows with what one flush carries; idle devices stay small
         self.out = <uint8_t *>PyMem_Malloc(self.out_cap)
         if self.out == NULL:
@@ -422,8 +423,8 @@ cdef class Http2Connection:
             now = monotonic_us()
             if self.body_histogram is not None:
                 self.body_histogram.record_c(now - stream.headers_at_us)
-            if self.response_counter is not None:
-                self.response_counter.value += 1
+            if self.responses is not None:
+                self.responses.count(stream.status)
             if stream.request_body is not None and \
                     stream.body_offset < PyBytes_GET_SIZE(stream.request_body):
                 # The server answered before reading the whole body: stop sending it.

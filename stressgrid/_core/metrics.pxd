@@ -1,3 +1,4 @@
+cimport cython
 from libc.stdint cimport int64_t, uint8_t
 
 # One shared bucket layout: 1 us .. 60 s, 3 significant digits, identical to
@@ -32,10 +33,24 @@ cdef class Counter:
     cdef public int64_t value
 
 
+@cython.final
+cdef class ResponseCounters:
+    cdef Counter total
+    cdef Counter informational
+    cdef Counter success
+    cdef Counter redirection
+    cdef Counter client_error
+    cdef Counter server_error
+
+    cdef void count(self, int status) noexcept
+
+
 cdef class Recorder:
     cdef dict histograms
     cdef dict counters
     cdef dict gauges
+    cdef ResponseCounters responses
 
     cpdef Histogram histogram(self, str name)
     cpdef Counter counter(self, str name)
+    cpdef ResponseCounters response_counters(self)

@@ -5,6 +5,7 @@ The hot path is ``Histogram.record_c`` (a couple of integer operations and one
 array increment) and ``Counter.value += n``; protocol cores hold these objects
 directly so no dictionary lookup happens per event.
 """
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport sqrt
@@ -436,6 +437,43 @@ cdef class Counter:
         return f"<Counter {self.name!r} value={self.value}>"
 
 
+# Every HTTP response counts in ``response_count`` and in its status class's counter.
+RESPONSE_COUNTER = "response_count"
+STATUS_CLASS_COUNTERS = ("response_1xx_count", "response_2xx_count", "response_3xx_count",
+                         "response_4xx_count", "response_5xx_count")
+
+
+@cython.final
+cdef class ResponseCounters:
+    """A recorder's ``response_count`` and its status classes, ``response_1xx_count`` to
+    ``response_5xx_count``: ``count(status)`` adds one response to both (a status outside
+    100-599 to the total only)."""
+
+    def __cinit__(self, Recorder recorder not None):
+        self.total = recorder.counter(RESPONSE_COUNTER)
+        self.informational, self.success, self.redirection, self.client_error, self.server_error = \
+            [recorder.counter(name) for name in STATUS_CLASS_COUNTERS]
+
+    cdef void count(self, int status) noexcept:
+        self.total.value += 1
+        if status < 100 or status >= 600:
+            return
+        if status < 200:
+            self.informational.value += 1
+        elif status < 300:
+            self.success.value += 1
+        elif status < 400:
+            self.redirection.value += 1
+        elif status < 500:
+            self.client_error.value += 1
+        else:
+            self.server_error.value += 1
+
+    def add(self, int status):
+        """``count`` from Python (the protocols written in Python, and tests)."""
+        self.count(status)
+
+
 cdef class Recorder:
     """Every metric of one worker: histograms, counters and gauges by name.
 
@@ -455,6 +493,12 @@ cdef class Recorder:
             found = Histogram(name)
             self.histograms[name] = found
         return <Histogram>found
+
+    cpdef ResponseCounters response_counters(self):
+        """The recorder's one ``ResponseCounters``."""
+        if self.responses is None:
+            self.responses = ResponseCounters(self)
+        return self.responses
 
     cpdef Counter counter(self, str name):
         cdef object found = self.counters.get(name)

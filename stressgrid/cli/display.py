@@ -4,7 +4,8 @@ import os
 import shutil
 import sys
 
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US
+from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
+                                       STATUS_CLASS_COUNTERS, WARNING_STATUS_COUNTERS)
 from stressgrid.plan.result import error_name, is_host_error
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -47,6 +48,15 @@ def format_duration(ms):
 
 def counter_name(name):
     return name[:-len("_count")] if name.endswith("_count") else name
+
+
+def live_counter(name):
+    """A counter the live view lists: not the host's network bytes, not an error (listed
+    apart), not a check (nor a status class that is no warning: ``response`` holds them)."""
+    base = counter_name(name)
+    if name.startswith(("network_", CHECK_PREFIX)) or "_error" in name:
+        return False
+    return base not in STATUS_CLASS_COUNTERS or base in WARNING_STATUS_COUNTERS
 
 
 def plural(n, word):
@@ -166,7 +176,7 @@ class Display:
                     if telemetry.get("loop_lag_warning") else "")]
         rates = []
         for name, value in sorted((telemetry.get("counters") or {}).items()):
-            if name.startswith("network_") or "_error" in name:
+            if not live_counter(name):
                 continue
             rates.append(f"{counter_name(name)} {format_rate(value.get('per_second', 0))}/s")
         if rates:
@@ -207,8 +217,7 @@ class Display:
         if telemetry.get("loop_lag_warning"):
             lines.append((f"  workers' event loops lag over {format_us(LOOP_LAG_WARNING_US, self.micro)}: "
                           "the latencies include the generator's delay", YELLOW))
-        rows = [(counter_name(name), value) for name, value in sorted(counters.items())
-                if not name.startswith("network_") and "_error" not in name]
+        rows = [(counter_name(name), value) for name, value in sorted(counters.items()) if live_counter(name)]
         if rows:
             lines.append((f"  {'counter':<24}{'per second':>12}{'total':>14}", DIM))
             for name, value in rows[:12]:

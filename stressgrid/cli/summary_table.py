@@ -6,7 +6,8 @@ mean, p50, p90, p99, p99.9 and max; per counter the total, the mean rate over
 the sustain phase and the peak second; the error rate; each threshold with the
 value it measured. Fits 80 columns.
 """
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US
+from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
+                                       WARNING_STATUS_COUNTERS)
 from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
@@ -58,17 +59,30 @@ def histogram_rows(summary, micro="us"):
 def counter_rows(summary):
     """The counter table: total, mean rate over the sustain phase, peak second."""
     counters = [(n, c) for n, c in sorted((summary.get("counters") or {}).items())
-                if not n.startswith("network_") and not n.endswith("_error")]
+                if not n.startswith(("network_", CHECK_PREFIX)) and not n.endswith("_error")]
     if not counters:
         return []
     window = summary.get("rate_window") or {}
     where = "the sustain phase" if window.get("phase") == "sustain" else "the whole run"
     rows = [(f"  {'counter':<{NAME_WIDTH}}{'total':>14}{'rate/s':>12}{'peak/s':>12}", DIM)]
     for name, c in counters:
+        warn = name in WARNING_STATUS_COUNTERS and c.get("total", 0) > 0
         rows.append((f"  {_name(name):<{NAME_WIDTH}}{c.get('total', 0):>14,}"
-                     f"{format_rate(c.get('rate', 0)):>12}{format_rate(c.get('peak', 0)):>12}", None))
+                     f"{format_rate(c.get('rate', 0)):>12}{format_rate(c.get('peak', 0)):>12}"
+                     + ("  (error statuses: a warning, not counted as errors)" if warn else ""),
+                     YELLOW if warn else None))
     rows.append((f"  (rate/s: the mean over {where}, {window.get('seconds', 0):.1f} s; "
                  f"peak/s: the busiest second)", DIM))
+    return rows
+
+
+def check_rows(summary):
+    """Each ``check`` of the scripts with the share of its calls that passed."""
+    rows = []
+    for name, check in (summary.get("checks") or {}).items():
+        passed, calls = check.get("passed", 0), check.get("passed", 0) + check.get("failed", 0)
+        rows.append((f"  {_name('check ' + name):<{NAME_WIDTH}}{check.get('pass_percent', 0):>13.2f}%  passed, "
+                     f"{passed:,} of {calls:,}", YELLOW if check.get("failed") else None))
     return rows
 
 
@@ -123,6 +137,7 @@ def summary_rows(detail, micro="us", seen_events=()):
     rows = [(head, BOLD)]
     rows += histogram_rows(summary, micro)
     rows += counter_rows(summary)
+    rows += check_rows(summary)
     counters = summary.get("counters") or {}
     if "network_rx_bytes" in counters or "network_tx_bytes" in counters:
         rows.append((f"  {'network rx / tx':<{NAME_WIDTH}}"

@@ -10,7 +10,7 @@ HTTP2_PROTOCOLS = frozenset({"http2", "http2s"})
 HTTP_PROTOCOLS = HTTP1_PROTOCOLS | HTTP2_PROTOCOLS
 
 COMMON_SYNC = frozenset({
-    "start_timing", "stop_timing", "stop_start_timing", "inc_counter",
+    "start_timing", "stop_timing", "stop_start_timing", "inc_counter", "check",
     "random_bits", "random_bytes",
 })
 COMMON_ASYNC = frozenset({"delay"})

@@ -40,6 +40,19 @@ GENERATOR_LOST_ERROR = "generator_lost_error"
 FLEET_ERRORS = frozenset({WORKER_KILLED_ERROR, WORKER_CRASHED_ERROR, DEVICE_CANCELLED_ERROR, DEVICE_UNPLACED_ERROR,
                           GENERATOR_LOST_ERROR})
 
+# Every HTTP response also counts in its status class (counters ``response_1xx_count`` ..
+# ``response_5xx_count``); the 4xx and 5xx classes are shown as warnings (not errors: the
+# original counts a response whatever its status), and thresholds can gate on them.
+# (the compiled recorder names them once more, stressgrid._core.metrics.STATUS_CLASS_COUNTERS).
+STATUS_CLASS_COUNTERS = ("response_1xx", "response_2xx", "response_3xx", "response_4xx", "response_5xx")
+WARNING_STATUS_COUNTERS = frozenset(STATUS_CLASS_COUNTERS[3:])
+
+# ``check(name, condition)`` counts into these two counters (without ``_count``).
+CHECK_PREFIX = "check_"
+CHECK_PASS_SUFFIX = "_pass"
+CHECK_FAIL_SUFFIX = "_fail"
+
+
 # The protocol a new plan has unless it says otherwise (the CLI's and the plan form's).
 DEFAULT_PROTOCOL = "http"
 

@@ -207,7 +207,7 @@ class Http2Client:
         recorder = self.recorder = device.recorder
         self.headers_histogram = recorder.histogram("headers_us")
         self.body_histogram = recorder.histogram("body_us")
-        self.response_counter = recorder.counter("response_count")
+        self.responses = recorder.response_counters()
         self.conn_histogram = recorder.histogram("conn_us")
         self.conn_counter = recorder.counter("conn_count")
         self.protocol = None
@@ -311,7 +311,7 @@ class Http2Client:
         loop = self.loop
         started = loop.time()
         core = Http2Connection(self.authority, self.scheme, self.headers_histogram,
-                               self.body_histogram, self.response_counter)
+                               self.body_histogram, self.responses)
         protocol = _Http2Protocol(self, core)
         kwargs = {}
         if self.tls:

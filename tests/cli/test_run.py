@@ -143,6 +143,26 @@ def test_a_script_that_holds_the_loop_shows_its_lag_beside_cpu_live_and_in_the_s
     assert [e["kind"] for e in detail["summary"]["events"]].count("generator_loop_lag_high") == 1
 
 
+def test_error_statuses_are_warnings_a_threshold_can_fail_on_and_checks_show_their_pass_share(
+        grid, demo_target, tmp_path):
+    script = tmp_path / "statuses.py"
+    script.write_text('status, _, _ = await get("/status/503")\n'
+                      'check("available", status == 200)\n'
+                      'check("answered", status > 0)\n'
+                      'await delay(50)\n')
+    code, out, err = run_cli(["run", "statuses", script, *coordinator_flag(grid), *target_flags(demo_target),
+                              "-s", 2, *FAST, "--threshold", "response_5xx count == 0"], tmp_path)
+    assert code == 99, err   # the threshold failed; no error was counted
+    summary = run_detail(grid, out)["summary"]
+    counters = summary["summary"]["counters"]
+    assert counters["response_5xx"]["total"] == counters["response"]["total"] > 0
+    assert "errors" not in summary or not summary["errors"]
+    assert re.search(r"response_5xx +[\d,]+ .*\(error statuses: a warning, not counted as errors\)", err), err
+    assert re.search(r"check available +0\.00%  passed, 0 of [\d,]+", err), err
+    assert re.search(r"check answered +100\.00%  passed, ([\d,]+) of \1", err), err
+    assert re.search(r"FAIL  response_5xx count == 0 +([\d,]+)", err), err
+
+
 def test_a_script_error_is_caught_before_submission_with_its_line(grid, demo_target, tmp_path):
     script = tmp_path / "unawaited.py"
     script.write_text("path = '/'\nstatus = get(path)\n")

@@ -47,3 +47,16 @@ def test_abort_on_fail_counts_from_the_sustain_phase_on():
     assert judge.verdict.to_dict() == {"outcome": "failed", "final": True, "thresholds": [
         {"expr": "headers_us max < 1ms", "abort_on_fail": True, "state": "failed", "actual": 5003},
         {"expr": "response count > 0", "abort_on_fail": False, "state": "passed", "actual": 3}]}
+
+
+def test_checks_are_summed_with_their_pass_percent_and_status_classes_gate_thresholds():
+    totals = {"check_login_pass_count": 197, "check_login_fail_count": 3, "check_cart_fail_count": 2,
+              "check_pass_count": 5, "response_count": 10, "response_5xx_count": 1}
+    summary = summarize({}, totals, {}, ("sustain", 1.0, totals))
+    assert summary["checks"] == {"cart": {"passed": 0, "failed": 2, "pass_percent": 0.0},
+                                 "login": {"passed": 197, "failed": 3, "pass_percent": 98.5}}
+    judge = RunJudge([parse("response_5xx count == 0"), parse("check_login_fail count < 5"),
+                      parse("response_4xx count == 0")], 0.0)
+    judge.judge(1.0, {}, totals, {}, final=True)
+    states = [r["state"] for r in judge.verdict.results]
+    assert states == ["failed", "passed", "passed"]   # an absent status class counts 0

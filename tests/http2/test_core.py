@@ -11,7 +11,7 @@ import h2.settings
 import pytest
 
 from stressgrid._core.http2 import CANCEL, REFUSED_STREAM, Http2Connection
-from stressgrid._core.metrics import Counter, Histogram
+from stressgrid._core.metrics import Recorder
 from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
 
 
@@ -58,9 +58,10 @@ class Peer:
 
 
 def make_core(**kwargs):
-    headers, body, responses = Histogram("headers_us"), Histogram("body_us"), Counter()
-    core = Http2Connection("example.test:8080", "http", headers, body, responses, **kwargs)
-    return core, headers, body, responses
+    recorder = Recorder()
+    headers, body = recorder.histogram("headers_us"), recorder.histogram("body_us")
+    core = Http2Connection("example.test:8080", "http", headers, body, recorder.response_counters(), **kwargs)
+    return core, headers, body, recorder.counter("response_count")
 
 
 def feed_all(core, data, mode):

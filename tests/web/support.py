@@ -26,6 +26,18 @@ def fill_plan(page, name, port, *, protocol="tcp", hosts="127.0.0.1", devices="2
     block.locator(".block-size").fill(devices)
 
 
+def start_redis_run(stack, name, script, size, sustain_ms, params=None):
+    """Start a run of ``size`` devices running ``script`` against the stack's redis; its id."""
+    plan = {"name": name,
+            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
+            "blocks": [{"script": script, "params": params or {}, "size": size}],
+            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": sustain_ms,
+                     "rampdown_step_ms": 200, "cooldown_ms": 0, "report_interval_ms": 1000}}
+    status, run, _ = stack.api.post("/api/runs", plan)
+    assert status == 201, run
+    return run["id"]
+
+
 def short_run(stack, name="past-run", sustain_ms=1500, thresholds=()):
     """A small run started through the API and waited for; returns its detail."""
     plan = {"name": name,

@@ -2,7 +2,7 @@
 script holds the loop, and the run's history keeps its worst second."""
 import re
 
-from tests.web.support import expect
+from tests.web.support import expect, start_redis_run
 
 BLOCKING = "import time\ntime.sleep(0.3)  # holds the worker's loop\nawait send('PING\\r\\n')\nawait recv()\n"
 
@@ -11,13 +11,7 @@ def test_a_script_holding_the_loop_raises_the_loop_lag_tile_and_an_event(stack, 
     stack.idle()
     page = open_page(stack)
     expect(page.locator("#idle-text")).to_contain_text("No run in progress")
-    plan = {"name": "lagging-web",
-            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
-            "blocks": [{"script": BLOCKING, "params": {}, "size": 1}],
-            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": 4000,
-                     "rampdown_step_ms": 200, "cooldown_ms": 0, "report_interval_ms": 1000}}
-    status, run, _ = stack.api.post("/api/runs", plan)
-    assert status == 201, run
+    run_id = start_redis_run(stack, "lagging-web", BLOCKING, 1, 4000)
     tile = page.locator('[data-tile="loop-lag"]')
     expect(tile).to_have_class(re.compile(r"\balarm\b"), timeout=30000)
     expect(tile.locator(".tile-label")).to_have_text("Loop lag p99")
@@ -25,11 +19,11 @@ def test_a_script_holding_the_loop_raises_the_loop_lag_tile_and_an_event(stack, 
     expect(tile.locator(".tile-note")).to_have_text("over 100 ms: results suspect")
     expect(page.locator("#event-list li.event-generator_loop_lag_high")).to_contain_text(
         "workers' event loops woke up")
-    detail = stack.api.wait_run_finished(run["id"], timeout=60)
+    detail = stack.api.wait_run_finished(run_id, timeout=60)
     lag = detail["summary"]["maxima"]["max_loop_lag_p99_us"]
     assert lag >= 150_000
-    row = page.locator(f'#history-table tr[data-run="{run["id"]}"]')
+    row = page.locator(f'#history-table tr[data-run="{run_id}"]')
     row.locator("td.run-name code").click()
-    fact = page.locator(f'tr[data-detail="{run["id"]}"] .facts div', has_text="Peak loop lag p99")
+    fact = page.locator(f'tr[data-detail="{run_id}"] .facts div', has_text="Peak loop lag p99")
     expect(fact.locator("dd")).to_have_text(re.compile(r"^\d+(\.\d+)? ms$"))
     stack.idle()

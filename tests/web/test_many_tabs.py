@@ -4,20 +4,9 @@ others) and every tab loads, stays live and can abort a run."""
 import re
 import time
 
-from tests.web.support import REDIS_SCRIPT, expect
+from tests.web.support import REDIS_SCRIPT, expect, start_redis_run
 
 TABS = 10
-
-
-def long_run(stack, name):
-    plan = {"name": name,
-            "addresses": [{"host": "127.0.0.1", "port": stack.redis_port, "protocol": "tcp"}],
-            "blocks": [{"script": REDIS_SCRIPT, "params": {"delay_ms": 50}, "size": 10}],
-            "opts": {"ramp_steps": 1, "rampup_step_ms": 200, "sustain_ms": 120000,
-                     "rampdown_step_ms": 200, "cooldown_ms": 0, "report_interval_ms": 1000}}
-    status, run, _ = stack.api.post("/api/runs", plan)
-    assert status == 201, run
-    return run["id"]
 
 
 def test_ten_tabs_of_one_browser_all_load_share_one_stream_and_any_can_abort(stack, browser):
@@ -38,7 +27,7 @@ def test_ten_tabs_of_one_browser_all_load_share_one_stream_and_any_can_abort(sta
         assert len(set(streams)) == 1  # one tab reads the stream for the browser
         leader = streams[0]
 
-        run_id = long_run(stack, "ten-tabs")
+        run_id = start_redis_run(stack, "ten-tabs", REDIS_SCRIPT, 10, 120000, {"delay_ms": 50})
         for page in pages:
             expect(page.locator("#run-id")).to_have_text(run_id)
             expect(page.locator('[data-tile="devices"] .tile-value')).to_have_text("10")

@@ -8,7 +8,9 @@ import {
   clock, compact, duration, formatterFor, integer, metricLabel, micros, percent,
 } from "./format.js";
 import { runSummary, showVerdictBadge } from "./run_summary.js";
-import { isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning } from "./rules.js";
+import {
+  isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning, isStatusWarning,
+} from "./rules.js";
 
 const WINDOW_SECONDS = 300;
 const PHASE_LABELS = {
@@ -416,14 +418,16 @@ export class LiveView {
     }
     for (const [name, value] of Object.entries(counters)) {
       const error = isErrorCounter(name, this.meta);
-      const warning = isHostWarning(name, this.meta);
+      const host = isHostWarning(name, this.meta);
+      const warning = host || isStatusWarning(name, this.meta);
       const format = formatterFor(name, true);
       const card = this.card(`rate:${name}`, rateGrid, metricLabel(name), [
         { key: "v", label: "per second", className: error ? "s-error" : warning ? "s-warning" : "s-rate", area: true },
       ], format);
       card.root.classList.toggle("alarm", error && value.total > 0);
       card.root.classList.toggle("warn", warning && value.total > 0);
-      if (warning) card.root.title = "TCP retransmits of the whole generator host (other traffic included): a warning, not an error of the run";
+      if (host) card.root.title = "TCP retransmits of the whole generator host (other traffic included): a warning, not an error of the run";
+      else if (warning) card.root.title = "Responses with an error status: a warning, not counted as errors (a threshold can gate on it)";
       card.values.textContent = "";
       const rate = element("span", "stat big");
       rate.dataset.stat = "per_second";

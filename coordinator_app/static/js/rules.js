@@ -60,3 +60,8 @@ export function isCpuOverWarning(percent, meta) {
 export function isLoopLagOverWarning(us, meta) {
   return us > meta.loop_lag_warning_us;
 }
+
+/** A status-class counter of error statuses (4xx, 5xx): shown as a warning, not an error. */
+export function isStatusWarning(name, meta) {
+  return meta.warning_status_counters.includes(name.replace(/_count$/, ""));
+}

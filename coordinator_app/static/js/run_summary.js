@@ -95,6 +95,11 @@ export function summaryTables(summary) {
       `rate/s: the mean over ${window.phase === "sustain" ? "the sustain phase" : "the whole run"} ` +
       `(${window.seconds} s); peak/s: the busiest second.`));
   }
+  const checks = Object.entries(summary.checks || {});
+  if (checks.length) {
+    root.appendChild(table("summary-checks", ["Check", "passed", "of calls"],
+      checks.map(([name, c]) => [name, `${c.pass_percent.toFixed(2)}%`, integer(c.passed + c.failed)])));
+  }
   const rate = summary.error_rate_percent || 0;
   const line = element("p", rate ? "error-rate danger-text" : "error-rate");
   line.append("Error rate ", element("strong", "", `${rate.toFixed(2)}%`),
