@@ -10,7 +10,8 @@ with 50 kept-alive connections each, interleaved round after round:
 - ``wrk -t1 -c50``;
 - Locust's ``FastHttpUser``, one process, headless, 50 users, no wait;
 - with ``--only untimed``: ours without the script's start/stop_timing, to
-  tell the HTTP path's cost from the timing's.
+  tell the HTTP path's cost from the timing's; with ``--only named``: ours with
+  every GET given ``name=`` (its request group's metrics), untimed.
 
 Requests are counted by nginx itself (stub_status) over the same measured
 window for all three, and CPU time is the generator process's user + system
@@ -51,6 +52,12 @@ UNTIMED_SCRIPT = """
 while True:
     await get("/")
 """
+# Untimed, every GET named: what a request group costs.
+NAMED_SCRIPT = """
+while True:
+    await get("/", name="home")
+"""
+SCRIPTS = {"ours": OUR_SCRIPT, "untimed": UNTIMED_SCRIPT, "named": NAMED_SCRIPT}
 
 LOCUSTFILE = """
 from locust import FastHttpUser, constant, task
@@ -83,14 +90,13 @@ def measure(name, command, status_port, warmup, window):
     return rps, cpu_us
 
 
-def ours_command(port, seconds, untimed=False):
-    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds)] + \
-        (["--untimed"] if untimed else [])
+def ours_command(port, seconds, variant="ours"):
+    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds), "--variant", variant]
 
 
-def run_ours(port, seconds, untimed=False):
-    """The worker side: 50 devices timing every GET, for ``seconds``."""
-    run_devices("bench-http1", port, "http", UNTIMED_SCRIPT if untimed else OUR_SCRIPT, seconds, file=sys.stderr)
+def run_ours(port, seconds, variant):
+    """The worker side: 50 devices running the ``variant``'s GET loop, for ``seconds``."""
+    run_devices("bench-http1", port, "http", SCRIPTS[variant], seconds, file=sys.stderr)
 
 
 def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
@@ -152,17 +158,18 @@ def idle_memory(port, devices):
 def main():
     parser = arguments(__doc__)
     parser.add_argument("--idle-devices", type=int, default=5000)
-    parser.add_argument("--only", choices=["ours", "untimed", "wrk", "locust"], action="append",
-                        help="run only these (repeatable); 'untimed' is ours without the script's timing")
+    parser.add_argument("--only", choices=["ours", "untimed", "named", "wrk", "locust"], action="append",
+                        help="run only these (repeatable); 'untimed' is ours without the script's timing, "
+                             "'named' untimed with every GET named")
     parser.add_argument("--run-ours", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-idle", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--untimed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=sorted(SCRIPTS), default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_ours:
-        return run_ours(args.run_ours, args.seconds, args.untimed)
+        return run_ours(args.run_ours, args.seconds, args.variant)
     if args.run_idle:
         return run_idle(args.run_idle, args.devices, args.out)
     need_two_cores("nginx on one, the load generator on the other")
@@ -176,8 +183,7 @@ def main():
         with pinned_nginx(directory, REQUIREMENTS) as (port, status_port):
             url = f"http://127.0.0.1:{port}/"
             commands = {
-                "ours": ours_command(port, seconds),
-                "untimed": ours_command(port, seconds, untimed=True),
+                **{variant: ours_command(port, seconds, variant) for variant in SCRIPTS},
                 "wrk": [require("wrk", REQUIREMENTS), "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", url],
                 "locust": [require("locust", REQUIREMENTS), "-f", str(locustfile), "--headless",
                            "-u", str(CONNECTIONS), "-r", str(CONNECTIONS), "-t", f"{int(seconds)}s",

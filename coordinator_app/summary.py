@@ -10,7 +10,8 @@ Nothing here does I/O; time is a parameter.
 import dataclasses
 
 from stressgrid.metrics import COUNTER_SUFFIX
-from stressgrid.plan.constants import CHECK_FAIL_SUFFIX, CHECK_PASS_SUFFIX, CHECK_PREFIX
+from stressgrid.plan.constants import (CHECK_FAIL_SUFFIX, CHECK_PASS_SUFFIX, CHECK_PREFIX, REQUEST_GROUP_PREFIX,
+                                       REQUEST_GROUP_RESPONSES, WARNING_STATUS_COUNTERS)
 from stressgrid.plan.thresholds import error_rate_percent
 
 # Histogram figures in the summary: (key, the Histogram.summary() key).
@@ -83,9 +84,30 @@ def summarize(histograms, totals, maxima, window):
                           "peak": maxima.get(f"{base}_per_second", 0)}
     return {"histograms": result_histograms, "counters": counters,
             "checks": check_results({name: c["total"] for name, c in counters.items()}),
+            "requests": request_groups(result_histograms, counters),
             "rate_window": {"phase": phase, "seconds": round(seconds, 3)},
             "error_rate_percent": round(error_rate_percent(
                 {name: c["total"] for name, c in counters.items()}), 4)}
+
+
+def request_groups(histograms, counters):
+    """``{request name: {count, rate, peak, headers, body, response_4xx, response_5xx}}`` for the
+    requests scripts named: their response counter's figures, the summaries of their
+    ``headers_us`` and ``body_us`` histograms (``None`` without values) and their error statuses."""
+    groups = {}
+    for base, counter in counters.items():
+        if not (base.startswith(REQUEST_GROUP_PREFIX) and base.endswith(REQUEST_GROUP_RESPONSES)):
+            continue
+        name = base[len(REQUEST_GROUP_PREFIX):-len(REQUEST_GROUP_RESPONSES)]
+        if not name:
+            continue
+        prefix = f"{REQUEST_GROUP_PREFIX}{name}_"
+        groups[name] = {"count": counter["total"], "rate": counter["rate"], "peak": counter["peak"],
+                        "headers": histograms.get(prefix + "headers_us"),
+                        "body": histograms.get(prefix + "body_us"),
+                        **{status: (counters.get(prefix + status) or {}).get("total", 0)
+                           for status in sorted(WARNING_STATUS_COUNTERS)}}
+    return dict(sorted(groups.items()))
 
 
 def check_results(counters):

@@ -246,3 +246,20 @@ def test_response_counters_count_every_response_and_its_status_class():
     counters = recorder.snapshot()["counters"]
     assert counters == {"response_count": 15, "response_1xx_count": 2, "response_2xx_count": 3,
                         "response_3xx_count": 2, "response_4xx_count": 2, "response_5xx_count": 3}
+
+
+def test_request_groups_are_one_per_name_and_bounded_per_worker():
+    from stressgrid._core.metrics import MAX_REQUEST_GROUPS, REQUEST_GROUP_PREFIX
+    from stressgrid.plan.constants import REQUEST_GROUP_PREFIX as PREFIX
+    assert REQUEST_GROUP_PREFIX == PREFIX
+    recorder = Recorder()
+    login = recorder.request_group("login")
+    assert recorder.request_group("login") is login and login.name == "login"
+    login.add(1_000, 1_250, 1_300, 503)
+    snapshot = recorder.snapshot()
+    assert snapshot["counters"] == {"request_login_response_count": 1, "request_login_response_5xx_count": 1}
+    assert set(snapshot["histograms"]) == {"request_login_headers_us", "request_login_body_us"}
+    for n in range(1, MAX_REQUEST_GROUPS):
+        recorder.request_group(f"n{n}")
+    with pytest.raises(ValueError, match=f"at most {MAX_REQUEST_GROUPS} request names"):
+        recorder.request_group("one_more")

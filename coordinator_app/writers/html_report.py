@@ -112,6 +112,13 @@ def _summary_section(summary):
         parts.append(_table(("counter", "total", "rate/s", "peak/s"), counters, "counters"))
         parts.append(f'<p class="muted">rate/s: the mean over {where} '
                      f'({window.get("seconds", 0):g} s); peak/s: the busiest second.</p>')
+    requests = [(_e(name), f"{r['count']:,}", _e(format_rate(r["rate"])),
+                 *(_e(format_us((r.get("headers") or {}).get(k))) for k in ("p50", "p90", "p99", "max")),
+                 f"{r['response_4xx']:,}", f"{r['response_5xx']:,}")
+                for name, r in (summary.get("requests") or {}).items()]
+    if requests:
+        parts.append(_table(("request", "count", "rate/s", "headers p50", "p90", "p99", "max", "4xx", "5xx"),
+                            requests, "requests"))
     checks = [(_e(name), f"{c['pass_percent']:.2f}%", f"{c['passed']:,}", f"{c['failed']:,}")
               for name, c in (summary.get("checks") or {}).items()]
     if checks:

@@ -20,3 +20,4 @@ cdef class Device:
 cdef int64_t monotonic_us() noexcept nogil
 cdef Device running_device()
 cdef str timing_histogram_name(str key)
+cdef str metric_key(object key)

@@ -40,7 +40,8 @@ cdef Py_ssize_t _MAX_REMEMBERED_KEYS = 10000
 _KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-cdef inline str _key(key):
+cdef str metric_key(object key):
+    """``key`` as a metric key the coordinator accepts, or ``TypeError``/``ValueError``."""
     cdef str text
     if type(key) is str:
         text = <str>key
@@ -81,10 +82,10 @@ cdef class Device:
         self.timings[key] = now
 
     def start_timing(self, key):
-        self._start(_key(key), monotonic_us())
+        self._start(metric_key(key), monotonic_us())
 
     def stop_timing(self, key):
-        self._stop(_key(key), monotonic_us())
+        self._stop(metric_key(key), monotonic_us())
 
     cdef _stop(self, str key, int64_t now):
         if self.timings is None or key not in self.timings:
@@ -95,8 +96,8 @@ cdef class Device:
 
     def stop_start_timing(self, stop_key, start_key):
         cdef int64_t now = monotonic_us()
-        self._stop(_key(stop_key), now)
-        self._start(_key(start_key), now)
+        self._stop(metric_key(stop_key), now)
+        self._start(metric_key(start_key), now)
 
     def __repr__(self):
         return f"<Device {self.device_id} {self.address}>"
@@ -131,27 +132,27 @@ def set_current_device(Device device):
 
 def start_timing(key):
     """Start timing ``key``; ``stop_timing(key)`` records histogram ``<key>_us``."""
-    running_device()._start(_key(key), monotonic_us())
+    running_device()._start(metric_key(key), monotonic_us())
 
 
 def stop_timing(key):
     """Record the microseconds since ``start_timing(key)`` in ``<key>_us``."""
-    running_device()._stop(_key(key), monotonic_us())
+    running_device()._stop(metric_key(key), monotonic_us())
 
 
 def stop_start_timing(stop_key, start_key):
     """Stop timing ``stop_key`` and start ``start_key`` at the same instant."""
     cdef int64_t now = monotonic_us()
     cdef Device device = running_device()
-    device._stop(_key(stop_key), now)
-    device._start(_key(start_key), now)
+    device._stop(metric_key(stop_key), now)
+    device._start(metric_key(start_key), now)
 
 
 def inc_counter(key, value=1):
     """Add ``value`` to counter ``<key>_count``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"inc_counter value must be a non-negative integer, not {value!r}")
-    cdef Counter counter = running_device().recorder.counter(f"{_key(key)}_count")
+    cdef Counter counter = running_device().recorder.counter(f"{metric_key(key)}_count")
     counter.value += value
 
 
@@ -165,7 +166,7 @@ def check(name, condition):
     The counters are ``check_<name>_pass_count`` and ``check_<name>_fail_count``; a failed
     check is not an error and raises nothing: the script goes on as it was.
     """
-    cdef str key = _key(name)
+    cdef str key = metric_key(name)
     cdef object names = _check_names.get(key)
     if names is None:
         names = (f"check_{key}_pass_count", f"check_{key}_fail_count")

@@ -2,6 +2,7 @@ from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
 from stressgrid._core.http1 cimport Http1Core, RequestWriter
+from stressgrid._core.metrics cimport RequestGroup
 
 
 cdef class ConnectionBase
@@ -22,8 +23,10 @@ cdef class ClientBase:
     cdef public bint closed
     cdef public bint connecting
     cdef public object ws
+    cdef public RequestGroup group       # the name the request in flight was given, if any
 
-    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout)
+    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout,
+                          RequestGroup group)
     cpdef object send(self, ConnectionBase conn, object waiter, bytes data, int flags,
                       int64_t deadline_us, double budget_s)
     cdef int arm_c(self, int64_t deadline_us) except -1

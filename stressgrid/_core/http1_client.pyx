@@ -14,6 +14,7 @@ call ``ClientBase.request_c`` directly.
 from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
+from stressgrid._core.device cimport monotonic_us
 from stressgrid._core.http1 cimport (NEED_MORE, REQUEST_CLOSE, REQUEST_HEAD, SWITCHED, Http1Core,
                                      RequestWriter)
 from stressgrid._core.request cimport timeout_seconds
@@ -27,14 +28,17 @@ cdef class ClientBase:
     """A device's HTTP/1 client: the steady-state request path (see the Python subclass)."""
 
     def request(self, bytes method not None, path, headers=(), body=None, bytes content_type=None,
-                timeout=None):
-        """Send a request; returns an awaitable of ``(status, headers, body)``."""
-        return self.request_c(method, path, headers, body, content_type, timeout)
+                timeout=None, RequestGroup group=None):
+        """Send a request; returns an awaitable of ``(status, headers, body)``. A ``group``
+        (a named request's) also gets the response's timings and status."""
+        return self.request_c(method, path, headers, body, content_type, timeout, group)
 
-    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout):
+    cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout,
+                          RequestGroup group):
         cdef double budget_s = timeout_seconds(timeout, self.timeout_s)
         cdef RequestWriter writer = self.writer
         cdef bytes data = writer.build(method, path, headers, body, content_type)
+        self.group = group   # one request at a time per device: it is this one's
         # Read right after build(): writers are shared by the devices of a target.
         cdef int flags = (REQUEST_HEAD if method == b"HEAD" else 0) \
             | (REQUEST_CLOSE if writer.close_after else 0)
@@ -141,6 +145,10 @@ cdef class ConnectionBase:
             if not waiter.done():
                 waiter.set_exception(exc)
             return
+        cdef RequestGroup group = client.group if client is not None else None
+        if group is not None and event != SWITCHED:
+            client.group = None    # result() has reset the core's status: the result has it
+            group.record(core.sent_at, core.headers_at, monotonic_us(), <int>(<tuple>result)[0])
         try:
             waiter.set_result(result)
         except InvalidStateError:

@@ -155,8 +155,8 @@ cdef class Http2Stream:
     cdef list chunks
     cdef bytes request_body
     cdef Py_ssize_t body_offset
-    cdef int64_t started_us
-    cdef int64_t headers_at_us
+    cdef readonly int64_t started_us      # submitted, on the monotonic clock (us)
+    cdef readonly int64_t headers_at_us   # its response headers came
 
 
 cdef class Http2Connection:

@@ -11,66 +11,86 @@ rest before anything is sent.
 """
 from cpython.contextvars cimport get_value
 
-from stressgrid._core.device cimport Device
+from stressgrid._core.device cimport Device, metric_key
 from stressgrid._core.http1_client cimport ClientBase
+from stressgrid._core.metrics cimport RequestGroup
 from stressgrid._core.request cimport request_body
 
 from stressgrid._core import device as _device_module
+from stressgrid.errors import RequestArgumentError
 
 cdef object _device_var = _device_module._current
 
+# request_<name>_response_5xx_count, the longest key of a group, stays within 100 characters.
+MAX_REQUEST_NAME_LENGTH = 64
 
-cdef object send(bytes method, path, headers, body, bytes content_type, timeout):
+
+cdef RequestGroup request_group(Device device, name):
+    """The metrics group of requests named ``name``, or ``RequestArgumentError``."""
+    cdef str key
+    try:
+        key = metric_key(name)
+        if len(key) > MAX_REQUEST_NAME_LENGTH:
+            raise ValueError(f"request name {key!r} is over {MAX_REQUEST_NAME_LENGTH} characters")
+        return device.recorder.request_group(key)
+    except (TypeError, ValueError) as exc:
+        raise RequestArgumentError(f"name: {exc}") from None
+
+
+cdef object send(bytes method, path, headers, body, bytes content_type, timeout, name):
     cdef object device = get_value(_device_var)
     if device is None:
         raise RuntimeError("HTTP functions run inside a device script")
+    cdef RequestGroup group = None if name is None else request_group(<Device?>device, name)
     client = (<Device?>device).client
     if isinstance(client, ClientBase):
-        return (<ClientBase>client).request_c(method, path, headers, body, content_type, timeout)
+        return (<ClientBase>client).request_c(method, path, headers, body, content_type, timeout, group)
     request = getattr(client, "request", None)
     if request is None:
         raise RuntimeError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
-    return request(method, path, headers, body, content_type, timeout)
+    return request(method, path, headers, body, content_type, timeout, group)
 
 
-cdef object send_with_body(bytes method, path, headers, body, json, msgpack, timeout):
+cdef object send_with_body(bytes method, path, headers, body, json, msgpack, timeout, name):
     cdef tuple encoded = request_body(body, json, msgpack)
-    return send(method, path, headers, <bytes>encoded[0], <bytes>encoded[1], timeout)
+    return send(method, path, headers, <bytes>encoded[0], <bytes>encoded[1], timeout, name)
 
 
-def get(path, headers=(), *, timeout=None):
-    """GET ``path``; await it for ``(status, headers, body)``."""
-    return send(b"GET", path, headers, None, None, timeout)
+def get(path, headers=(), *, timeout=None, name=None):
+    """GET ``path``; await it for ``(status, headers, body)``. ``name``: the request's group
+    (``request_<name>_headers_us``, ``_body_us``, ``_response_count`` and status classes),
+    besides the totals every request counts in."""
+    return send(b"GET", path, headers, None, None, timeout, name)
 
 
-def head(path, headers=(), *, timeout=None):
+def head(path, headers=(), *, timeout=None, name=None):
     """HEAD ``path``; the body is always ``b""``."""
-    return send(b"HEAD", path, headers, None, None, timeout)
+    return send(b"HEAD", path, headers, None, None, timeout, name)
 
 
-def options(path, headers=(), *, timeout=None):
+def options(path, headers=(), *, timeout=None, name=None):
     """OPTIONS ``path``."""
-    return send(b"OPTIONS", path, headers, None, None, timeout)
+    return send(b"OPTIONS", path, headers, None, None, timeout, name)
 
 
-def delete(path, headers=(), *, timeout=None):
+def delete(path, headers=(), *, timeout=None, name=None):
     """DELETE ``path``."""
-    return send(b"DELETE", path, headers, None, None, timeout)
+    return send(b"DELETE", path, headers, None, None, timeout, name)
 
 
-def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+def post(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None, name=None):
     """POST ``body`` (or ``json=``/``msgpack=`` with their content type) to ``path``."""
-    return send_with_body(b"POST", path, headers, body, json, msgpack, timeout)
+    return send_with_body(b"POST", path, headers, body, json, msgpack, timeout, name)
 
 
-def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+def put(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None, name=None):
     """PUT ``body`` (or ``json=``/``msgpack=``) at ``path``."""
-    return send_with_body(b"PUT", path, headers, body, json, msgpack, timeout)
+    return send_with_body(b"PUT", path, headers, body, json, msgpack, timeout, name)
 
 
-def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None):
+def patch(path, headers=(), body=b"", *, json=None, msgpack=None, timeout=None, name=None):
     """PATCH ``path`` with ``body`` (or ``json=``/``msgpack=``)."""
-    return send_with_body(b"PATCH", path, headers, body, json, msgpack, timeout)
+    return send_with_body(b"PATCH", path, headers, body, json, msgpack, timeout, name)
 
 
 BUILTINS = {

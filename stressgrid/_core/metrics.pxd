@@ -45,12 +45,24 @@ cdef class ResponseCounters:
     cdef void count(self, int status) noexcept
 
 
+@cython.final
+cdef class RequestGroup:
+    cdef readonly str name
+    cdef Histogram headers
+    cdef Histogram body
+    cdef ResponseCounters responses
+
+    cdef void record(self, int64_t sent_us, int64_t headers_us, int64_t done_us, int status) noexcept
+
+
 cdef class Recorder:
     cdef dict histograms
     cdef dict counters
     cdef dict gauges
     cdef ResponseCounters responses
+    cdef dict groups
 
     cpdef Histogram histogram(self, str name)
     cpdef Counter counter(self, str name)
     cpdef ResponseCounters response_counters(self)
+    cpdef RequestGroup request_group(self, str name)

@@ -449,10 +449,10 @@ cdef class ResponseCounters:
     ``response_5xx_count``: ``count(status)`` adds one response to both (a status outside
     100-599 to the total only)."""
 
-    def __cinit__(self, Recorder recorder not None):
-        self.total = recorder.counter(RESPONSE_COUNTER)
+    def __cinit__(self, Recorder recorder not None, str prefix=""):
+        self.total = recorder.counter(prefix + RESPONSE_COUNTER)
         self.informational, self.success, self.redirection, self.client_error, self.server_error = \
-            [recorder.counter(name) for name in STATUS_CLASS_COUNTERS]
+            [recorder.counter(prefix + name) for name in STATUS_CLASS_COUNTERS]
 
     cdef void count(self, int status) noexcept:
         self.total.value += 1
@@ -474,6 +474,35 @@ cdef class ResponseCounters:
         self.count(status)
 
 
+# A request a script names (``get(path, name="login")``) also counts in its group's metrics,
+# ``request_<name>_headers_us``, ``request_<name>_body_us``, ``request_<name>_response_count``
+# and its status classes. Each group holds two histograms, so a worker keeps at most this many.
+REQUEST_GROUP_PREFIX = "request_"
+MAX_REQUEST_GROUPS = 100
+
+
+@cython.final
+cdef class RequestGroup:
+    """The metrics of the requests a script gave one name (see ``REQUEST_GROUP_PREFIX``)."""
+
+    def __cinit__(self, Recorder recorder not None, str name not None):
+        cdef str prefix = f"{REQUEST_GROUP_PREFIX}{name}_"
+        self.name = name
+        self.headers = recorder.histogram(prefix + "headers_us")
+        self.body = recorder.histogram(prefix + "body_us")
+        self.responses = ResponseCounters(recorder, prefix)
+
+    cdef void record(self, int64_t sent_us, int64_t headers_us, int64_t done_us, int status) noexcept:
+        """A whole response of this group: sent, headers and done on the monotonic clock (us)."""
+        self.headers.record_c(headers_us - sent_us)
+        self.body.record_c(done_us - headers_us)
+        self.responses.count(status)
+
+    def add(self, int64_t sent_us, int64_t headers_us, int64_t done_us, int status):
+        """``record`` from Python (the HTTP/2 client)."""
+        self.record(sent_us, headers_us, done_us, status)
+
+
 cdef class Recorder:
     """Every metric of one worker: histograms, counters and gauges by name.
 
@@ -486,6 +515,7 @@ cdef class Recorder:
         self.histograms = {}
         self.counters = {}
         self.gauges = {}
+        self.groups = {}
 
     cpdef Histogram histogram(self, str name):
         cdef object found = self.histograms.get(name)
@@ -493,6 +523,17 @@ cdef class Recorder:
             found = Histogram(name)
             self.histograms[name] = found
         return <Histogram>found
+
+    cpdef RequestGroup request_group(self, str name):
+        """The one ``RequestGroup`` of ``name`` (a checked metric key); ``ValueError`` past
+        ``MAX_REQUEST_GROUPS`` names."""
+        cdef object found = self.groups.get(name)
+        if found is None:
+            if len(self.groups) >= MAX_REQUEST_GROUPS:
+                raise ValueError(f"request name {name!r}: a worker keeps at most {MAX_REQUEST_GROUPS} "
+                                 f"request names")
+            found = self.groups[name] = RequestGroup(self, name)
+        return <RequestGroup>found
 
     cpdef ResponseCounters response_counters(self):
         """The recorder's one ``ResponseCounters``."""

@@ -5,7 +5,7 @@ import shutil
 import sys
 
 from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
-                                       STATUS_CLASS_COUNTERS, WARNING_STATUS_COUNTERS)
+                                       REQUEST_GROUP_PREFIX, STATUS_CLASS_COUNTERS, WARNING_STATUS_COUNTERS)
 from stressgrid.plan.result import error_name, is_host_error
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -52,9 +52,10 @@ def counter_name(name):
 
 def live_counter(name):
     """A counter the live view lists: not the host's network bytes, not an error (listed
-    apart), not a check (nor a status class that is no warning: ``response`` holds them)."""
+    apart), not a check or a named request's (the summary has their tables), nor a status
+    class that is no warning (``response`` holds them)."""
     base = counter_name(name)
-    if name.startswith(("network_", CHECK_PREFIX)) or "_error" in name:
+    if name.startswith(("network_", CHECK_PREFIX, REQUEST_GROUP_PREFIX)) or "_error" in name:
         return False
     return base not in STATUS_CLASS_COUNTERS or base in WARNING_STATUS_COUNTERS
 

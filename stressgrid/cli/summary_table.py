@@ -7,7 +7,7 @@ the sustain phase and the peak second; the error rate; each threshold with the
 value it measured. Fits 80 columns.
 """
 from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
-                                       WARNING_STATUS_COUNTERS)
+                                       REQUEST_GROUP_PREFIX, WARNING_STATUS_COUNTERS)
 from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
@@ -44,7 +44,7 @@ def format_value(expr, value, micro="us"):
 def histogram_rows(summary, micro="us"):
     """The histogram table: a header, then one line per histogram."""
     histograms = [(n, h) for n, h in sorted((summary.get("histograms") or {}).items())
-                  if n not in GENERATOR_HISTOGRAMS]
+                  if n not in GENERATOR_HISTOGRAMS and not n.startswith(REQUEST_GROUP_PREFIX)]
     if not histograms:
         return []
     rows = [(f"  {'histogram':<{NAME_WIDTH}}" + "".join(f"{title:>8}" for title, _ in HISTOGRAM_COLUMNS),
@@ -59,7 +59,7 @@ def histogram_rows(summary, micro="us"):
 def counter_rows(summary):
     """The counter table: total, mean rate over the sustain phase, peak second."""
     counters = [(n, c) for n, c in sorted((summary.get("counters") or {}).items())
-                if not n.startswith(("network_", CHECK_PREFIX)) and not n.endswith("_error")]
+                if not n.startswith(("network_", CHECK_PREFIX, REQUEST_GROUP_PREFIX)) and not n.endswith("_error")]
     if not counters:
         return []
     window = summary.get("rate_window") or {}
@@ -73,6 +73,24 @@ def counter_rows(summary):
                      YELLOW if warn else None))
     rows.append((f"  (rate/s: the mean over {where}, {window.get('seconds', 0):.1f} s; "
                  f"peak/s: the busiest second)", DIM))
+    return rows
+
+
+def request_rows(summary, micro="us"):
+    """The named requests: responses, rate, their headers_us percentiles and error statuses."""
+    groups = summary.get("requests") or {}
+    if not groups:
+        return []
+    rows = [(f"  {'request':<{NAME_WIDTH}}{'count':>9}{'rate/s':>9}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}"
+             f"{'4xx':>7}{'5xx':>7}", DIM)]
+    for name, group in groups.items():
+        headers = group.get("headers") or {}
+        client_errors, server_errors = group.get("response_4xx", 0), group.get("response_5xx", 0)
+        rows.append((f"  {_name(name):<{NAME_WIDTH}}{group.get('count', 0):>9,}{format_rate(group.get('rate', 0)):>9}"
+                     + "".join(f"{format_us(headers.get(key), micro):>8}" for key in ("p50", "p90", "p99", "max"))
+                     + f"{client_errors:>7,}{server_errors:>7,}",
+                     YELLOW if client_errors or server_errors else None))
+    rows.append(("  (p50 to max: each named request's headers_us; 4xx, 5xx: its error statuses)", DIM))
     return rows
 
 
@@ -136,6 +154,7 @@ def summary_rows(detail, micro="us", seen_events=()):
         head += f" ({report['note']})"
     rows = [(head, BOLD)]
     rows += histogram_rows(summary, micro)
+    rows += request_rows(summary, micro)
     rows += counter_rows(summary)
     rows += check_rows(summary)
     counters = summary.get("counters") or {}

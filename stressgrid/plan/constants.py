@@ -47,6 +47,12 @@ FLEET_ERRORS = frozenset({WORKER_KILLED_ERROR, WORKER_CRASHED_ERROR, DEVICE_CANC
 STATUS_CLASS_COUNTERS = ("response_1xx", "response_2xx", "response_3xx", "response_4xx", "response_5xx")
 WARNING_STATUS_COUNTERS = frozenset(STATUS_CLASS_COUNTERS[3:])
 
+# A request a script names (``name=``) also counts in its group: ``request_<name>_headers_us``,
+# ``request_<name>_body_us``, ``request_<name>_response_count`` and its status classes (the
+# compiled recorder names them once more, stressgrid._core.metrics.REQUEST_GROUP_PREFIX).
+REQUEST_GROUP_PREFIX = "request_"
+REQUEST_GROUP_RESPONSES = "_response"
+
 # ``check(name, condition)`` counts into these two counters (without ``_count``).
 CHECK_PREFIX = "check_"
 CHECK_PASS_SUFFIX = "_pass"

@@ -94,12 +94,13 @@ class _Http2Protocol(asyncio.Protocol):
 
     # requests
 
-    def submit(self, method, path, headers, body, content_type, timeout_s, retried=False):
-        """Send a request; its future, or ``None`` when this connection takes no more."""
+    def submit(self, method, path, headers, body, content_type, timeout_s, retried=False, group=None):
+        """Send a request; its future, or ``None`` when this connection takes no more.
+        ``group``: a named request's metrics group (``stressgrid._core.metrics.RequestGroup``)."""
         loop = self.client.loop
         future = loop.create_future()
         stream = self.core.request(method, path, headers, body,
-                                   (future, method, path, headers, body, content_type, timeout_s, retried),
+                                   (future, method, path, headers, body, content_type, timeout_s, retried, group),
                                    content_type)
         if stream is None:
             return None
@@ -137,6 +138,9 @@ class _Http2Protocol(asyncio.Protocol):
             except ProtocolError as exc:
                 future.set_exception(count_error(self.client.recorder, exc))
                 return
+            group = user[8]
+            if group is not None:
+                group.add(stream.started_us, stream.headers_at_us, now_us(), stream.status)
             future.set_result((stream.status, stream.headers, body))
         elif stream.refused and not user[7]:
             self.client.resend(user)
@@ -235,7 +239,7 @@ class Http2Client:
 
     # requests
 
-    def request(self, method, path, headers, body, content_type, timeout):
+    def request(self, method, path, headers, body, content_type, timeout, group=None):
         """An awaitable of ``(status, headers, body)``.
 
         Checked before anything is sent (``RequestArgumentError``): the
@@ -246,32 +250,32 @@ class Http2Client:
         path = request_path(path)
         protocol = self.protocol
         if protocol is not None:
-            future = protocol.submit(method, path, headers, body, content_type, seconds)
+            future = protocol.submit(method, path, headers, body, content_type, seconds, group=group)
             if future is not None:
                 return future
         if headers:
             check_headers(headers)
-        return self._request_on_new_connection(method, path, headers, body, content_type, seconds)
+        return self._request_on_new_connection(method, path, headers, body, content_type, seconds, group)
 
-    async def _request_on_new_connection(self, method, path, headers, body, content_type, seconds):
+    async def _request_on_new_connection(self, method, path, headers, body, content_type, seconds, group):
         deadline = self.loop.time() + seconds
         protocol = await self.connected(seconds)
         future = protocol.submit(method, path, headers, body, content_type,
-                                 max(0.0, deadline - self.loop.time()))
+                                 max(0.0, deadline - self.loop.time()), group=group)
         if future is None:
             raise count_error(self.recorder, ProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 
     def resend(self, user):
         """Send a request the server refused unprocessed again, on a new connection."""
-        future, method, path, headers, body, content_type, seconds, _ = user
+        future, method, path, headers, body, content_type, seconds, _, group = user
 
         async def again():
             try:
                 protocol = self.protocol
                 if protocol is None or not protocol.core.request_allowed:
                     protocol = await self.connected(seconds)
-                retry = protocol.submit(method, path, headers, body, content_type, seconds, True)
+                retry = protocol.submit(method, path, headers, body, content_type, seconds, True, group)
                 if retry is None:
                     raise count_error(self.recorder, ProtocolError(
                         "HTTP/2 request refused by the server twice"))

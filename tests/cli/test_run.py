@@ -146,7 +146,7 @@ def test_a_script_that_holds_the_loop_shows_its_lag_beside_cpu_live_and_in_the_s
 def test_error_statuses_are_warnings_a_threshold_can_fail_on_and_checks_show_their_pass_share(
         grid, demo_target, tmp_path):
     script = tmp_path / "statuses.py"
-    script.write_text('status, _, _ = await get("/status/503")\n'
+    script.write_text('status, _, _ = await get("/status/503", name="status_page")\n'
                       'check("available", status == 200)\n'
                       'check("answered", status > 0)\n'
                       'await delay(50)\n')
@@ -159,6 +159,10 @@ def test_error_statuses_are_warnings_a_threshold_can_fail_on_and_checks_show_the
     assert "errors" not in summary or not summary["errors"]
     assert re.search(r"response_5xx +[\d,]+ .*\(error statuses: a warning, not counted as errors\)", err), err
     assert re.search(r"check available +0\.00%  passed, 0 of [\d,]+", err), err
+    responses = counters["response"]["total"]
+    assert summary["summary"]["requests"]["status_page"]["response_5xx"] == responses
+    assert re.search(rf"^  status_page +{responses:,} +[\d.]+( +\d+(\.\d+)?(us|µs|ms)){{4}} +0 +{responses:,}$",
+                     err, re.M), err
     assert re.search(r"check answered +100\.00%  passed, ([\d,]+) of \1", err), err
     assert re.search(r"FAIL  response_5xx count == 0 +([\d,]+)", err), err
 

@@ -28,6 +28,9 @@ MISUSES = {
     "timeout_negative": 'await delete("/echo/x", [("X-Case", "misuse")], timeout=-5)',
     "timeout_not_a_number": 'await get("/echo/x", [("X-Case", "misuse")], timeout="5")',
     "path_not_text": 'await get(42, [("X-Case", "misuse")])',
+    "name_not_a_metric_key": 'await get("/echo/x", [("X-Case", "misuse")], name="Log In")',
+    "name_not_text": 'await post("/echo/x", [("X-Case", "misuse")], b"x", name=7)',
+    "name_too_long": 'await get("/echo/x", [("X-Case", "misuse")], name="n" * 65)',
 }
 PROTOCOLS = {"http": "http", "http2": "h2c"}
 

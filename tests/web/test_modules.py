@@ -398,3 +398,27 @@ def test_the_dom_helper_builds_html_and_svg_elements(modules):
     }""")
     assert built == ['<span class="stat big">&lt;b&gt;</span>', "<td></td>", "<dd></dd>",
                      '<svg><line x1="0" class="grid"></line></svg>', "http://www.w3.org/2000/svg"]
+
+
+# -- run_summary.js --------------------------------------------------------------------
+
+def test_the_summary_tables_list_named_requests_and_checks_from_the_coordinators_summary(modules):
+    from coordinator_app.summary import summarize
+    from stressgrid._core.metrics import Histogram
+    headers = Histogram("request_login_headers_us")
+    for value in (1000, 2000, 3000, 40_000):
+        headers.record(value)
+    totals = {"request_login_response_count": 4, "request_login_response_2xx_count": 3,
+              "request_login_response_5xx_count": 1, "response_count": 4,
+              "check_ok_pass_count": 3, "check_ok_fail_count": 1}
+    summary = summarize({"request_login_headers_us": headers}, totals, {}, ("sustain", 2.0, totals))
+    rows = modules.run("run_summary.js", """(m, summary) => {
+        const root = m.summaryTables(summary);
+        const cells = (name) => [...root.querySelectorAll(`table.${name} tbody tr`)].map(
+            (row) => [...row.children].map((cell) => cell.textContent));
+        return {requests: cells("summary-requests"), checks: cells("summary-checks")};
+    }""", summary)
+    figures = summary["requests"]["login"]["headers"]
+    assert 2000 <= figures["p50"] < 2010 and all(40_000 <= figures[k] < 40_100 for k in ("p90", "p99", "max"))
+    assert rows["requests"] == [["login", "4", "2", "2 ms", "40 ms", "40 ms", "40 ms", "0", "1"]]
+    assert rows["checks"] == [["ok", "75.00%", "4"]]

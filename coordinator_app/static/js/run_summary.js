@@ -3,7 +3,7 @@
 // the live panel and a History row's details both show them.
 
 import { element } from "./dom.js";
-import { formatterFor, integer, micros } from "./format.js";
+import { compact, formatterFor, integer, micros } from "./format.js";
 
 const HISTOGRAM_COLUMNS = [["count", "count"], ["mean", "mean"], ["p50", "p50"], ["p90", "p90"],
   ["p99", "p99"], ["p99.9", "p99_9"], ["max", "max"]];
@@ -94,6 +94,16 @@ export function summaryTables(summary) {
     root.appendChild(element("p", "muted small",
       `rate/s: the mean over ${window.phase === "sustain" ? "the sustain phase" : "the whole run"} ` +
       `(${window.seconds} s); peak/s: the busiest second.`));
+  }
+  const requests = Object.entries(summary.requests || {});
+  if (requests.length) {
+    root.appendChild(table("summary-requests", ["Request", "count", "rate/s", "p50", "p90", "p99", "max", "4xx", "5xx"],
+      requests.map(([name, r]) => {
+        const headers = r.headers || {};
+        return [name, integer(r.count), compact(r.rate), ...["p50", "p90", "p99", "max"].map((key) => micros(headers[key])),
+          integer(r.response_4xx), integer(r.response_5xx)];
+      })));
+    root.appendChild(element("p", "muted small", "Named requests: p50 to max of each one's headers_us; 4xx, 5xx: its error statuses."));
   }
   const checks = Object.entries(summary.checks || {});
   if (checks.length) {
