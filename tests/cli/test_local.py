@@ -65,8 +65,12 @@ def test_the_readme_demo_runs_a_real_load_test_and_leaves_only_the_archive(tmp_p
     assert archive.name.startswith("demo-") and archive.name.endswith(".tar.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
     rows = csv_rows(archive)
-    assert int(rows[-1]["response_count"]) > 100 and int(rows[-1]["index_200_count"]) > 0
+    assert int(rows[-1]["response_count"]) > 100 and int(rows[-1]["request_index_response_2xx_count"]) > 0
     summary = json.loads(archive_file(archive, "summary.json"))
+    # The example names its requests and checks its answers: a row per page, every check passed.
+    assert set(summary["summary"]["requests"]) == {"index", "json"}
+    assert {name: check["pass_percent"] for name, check in summary["summary"]["checks"].items()} == \
+        {"index_ok": 100.0, "json_ok": 100.0}
     assert summary["state"] == "done" and summary["maxima"]["active_device_number"] == 100
     # Everything the CLI started is gone, and so are its temporary files.
     assert wait_gone(children) == []
