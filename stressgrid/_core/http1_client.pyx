@@ -146,9 +146,10 @@ cdef class ConnectionBase:
                 waiter.set_exception(exc)
             return
         cdef RequestGroup group = client.group if client is not None else None
-        if group is not None and event != SWITCHED:
+        if group is not None:
             client.group = None    # result() has reset the core's status: the result has it
-            group.record(core.sent_at, core.headers_at, monotonic_us(), <int>(<tuple>result)[0])
+            group.record(core.sent_at, core.headers_at,
+                         core.headers_at if event == SWITCHED else monotonic_us(), <int>(<tuple>result)[0])
         try:
             waiter.set_result(result)
         except InvalidStateError:

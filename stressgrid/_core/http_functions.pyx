@@ -37,6 +37,12 @@ cdef RequestGroup request_group(Device device, name):
         raise RequestArgumentError(f"name: {exc}") from None
 
 
+def group_for(Device device not None, name):
+    """The ``RequestGroup`` of requests named ``name`` on ``device`` (``None`` for no name), or
+    ``RequestArgumentError``: for the script functions written in Python (``ws_upgrade``)."""
+    return None if name is None else request_group(device, name)
+
+
 cdef object send(bytes method, path, headers, body, bytes content_type, timeout, name):
     cdef object device = get_value(_device_var)
     if device is None:

@@ -227,13 +227,14 @@ class Http1Client(ClientBase):
         self.connecting = True
         return self._open_then_send(None, data, flags, now_us() + int(budget_s * 1e6), budget_s)
 
-    def upgrade(self, path, headers=(), *, timeout=None):
+    def upgrade(self, path, headers=(), *, timeout=None, group=None):
         """GET ``path`` with the caller's upgrade headers: ``(status, headers, leftover)`` on 101.
 
         Any other status returns the response like ``get``. After a 101 the
-        connection belongs to whoever calls ``detach``.
+        connection belongs to whoever calls ``detach``. ``group``: a named request's
+        metrics (a 101's body time is 0).
         """
-        return self.request(b"GET", path, headers, None, None, timeout)
+        return self.request(b"GET", path, headers, None, None, timeout, group)
 
     def detach(self, protocol):
         """Give the upgraded connection to ``protocol``; returns its transport."""

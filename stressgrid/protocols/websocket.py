@@ -34,6 +34,7 @@ import json as _json
 from stressgrid._core.deadline import DeadlineTimer
 from stressgrid._core.device import current_device, now_us
 from stressgrid._core.request import check_headers
+from stressgrid._core.http_functions import group_for
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 
@@ -300,14 +301,16 @@ def _http1_writer_for_upgrade(client):
     return RequestWriter(address.host, address.port, address.protocol.endswith("s"), False)
 
 
-async def ws_upgrade(path, headers=(), *, timeout=None):
-    """Upgrade the device's HTTP/1 connection to WebSocket; ``(101, headers, b"")`` on success."""
+async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
+    """Upgrade the device's HTTP/1 connection to WebSocket; ``(101, headers, b"")`` on success.
+    ``name``: the handshake's request group, as for the HTTP functions."""
     device = current_device()
     client = device.client
     if not hasattr(client, "upgrade") or not hasattr(client, "detach"):
         raise RuntimeError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
     if getattr(client, "ws", None) is not None:
         raise RuntimeError("ws_upgrade was already called on this device's connection")
+    group = group_for(device, name)
     if headers:
         check_headers(headers)   # a script's bad header is its own error, before anything is sent
     request_headers, key = _handshake_headers(headers)
@@ -320,11 +323,12 @@ async def ws_upgrade(path, headers=(), *, timeout=None):
     if writer is not None:
         saved, client.writer = client.writer, writer
         try:
-            status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout)
+            status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout,
+                                                                  group=group)
         finally:
             client.writer = saved
     else:
-        status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout)
+        status, response_headers, rest = await client.upgrade(path, request_headers, timeout=timeout, group=group)
     if status != 101:
         return status, response_headers, rest
     problem = _check_handshake(response_headers, key, offered)

@@ -30,7 +30,7 @@ def server():
 
 def test_echo_text_binary_json_and_fetch(server):
     script = """
-status, headers, body = await ws_upgrade("/echo")
+status, headers, body = await ws_upgrade("/echo", name="echo_socket")
 assert (status, body) == (101, b""), (status, body)
 assert ws_fetch_text() is None
 await ws_send_text("héllo")
@@ -58,6 +58,9 @@ inc_counter("done")
     assert result.errors == {}
     assert result.counters["conn_count"] == 5
     assert result.histograms["ws_upgrade_us"].total_count == 5
+    # The named handshake: its 101 in the group's 1xx class, its time to the 101 in headers_us.
+    assert result.counters["request_echo_socket_response_1xx_count"] == 5
+    assert result.histograms["request_echo_socket_headers_us"].total_count == 5
     # Stopping the devices closes their connections with 1001 (going away).
     assert server.wait_for_close("/echo") == 1001
 
