@@ -126,7 +126,7 @@ export function followState(onState, onMode, { pollMs = 1000, staleMs = 20000 } 
     channel.onmessage = ({ data }) => {
       if (leading || stopped || !data) return;
       heard = Date.now();
-      setMode(data.mode);
+      if (data.mode) setMode(data.mode);   // a heartbeat before the leader's first state has none
       if (data.state) onState(data.state);
     };
     navigator.locks.request(STREAM_LOCK, { signal: lockRelease.signal }, async () => {
