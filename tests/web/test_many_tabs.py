@@ -2,7 +2,6 @@
 host, so the tabs share one event stream (one tab reads it and hands each state to the
 others) and every tab loads, stays live and can abort a run."""
 import re
-import time
 
 from tests.web.support import REDIS_SCRIPT, expect, start_redis_run
 
@@ -31,9 +30,7 @@ def test_ten_tabs_of_one_browser_all_load_share_one_stream_and_any_can_abort(sta
         for page in pages:
             expect(page.locator("#run-id")).to_have_text(run_id)
             expect(page.locator('[data-tile="devices"] .tile-value')).to_have_text("10")
-        started = time.monotonic()
-        assert stack.api.state()["run"]["id"] == run_id
-        assert time.monotonic() - started < 2.0  # the API still answers at once
+        assert stack.api.state()["run"]["id"] == run_id  # the API still answers
 
         # The reading tab closes: another takes over the stream, and the others still follow.
         with context.expect_event("request", lambda request: request.url.endswith("/api/stream")) as next_stream:
