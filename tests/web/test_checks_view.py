@@ -18,7 +18,9 @@ def test_a_finished_run_lists_its_checks_with_their_pass_percent(stack, open_pag
     stack.idle()
     page = open_page(stack)
     expect(page.locator("#idle-text")).to_contain_text("No run in progress")
-    run_id = start_redis_run(stack, "checks-web", CHECKING, 2, 1500)
+    # The page follows the coordinator before the run starts: it must see the run to show its end.
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    run_id = start_redis_run(stack, "checks-web", CHECKING, 2, 3000)
     detail = stack.api.wait_run_finished(run_id, timeout=60)
     checks = detail["summary"]["summary"]["checks"]
     assert checks["pong"]["failed"] == 0 and checks["pong"]["passed"] > 0

@@ -11,6 +11,8 @@ def test_a_script_holding_the_loop_raises_the_loop_lag_tile_and_an_event(stack, 
     stack.idle()
     page = open_page(stack)
     expect(page.locator("#idle-text")).to_contain_text("No run in progress")
+    # The page follows the coordinator before the run starts: it must see the run to show its end.
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
     run_id = start_redis_run(stack, "lagging-web", BLOCKING, 1, 4000)
     tile = page.locator('[data-tile="loop-lag"]')
     expect(tile).to_have_class(re.compile(r"\balarm\b"), timeout=30000)
