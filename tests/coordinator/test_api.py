@@ -213,7 +213,10 @@ def test_an_abort_no_generator_can_receive_ends_the_run_with_every_event_written
     status, data, _ = coordinator.api.get(detail["result_url"])
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         lines = archive.extractfile(f"{run['id']}/events.jsonl").read().decode().splitlines()
-    assert [json.loads(line)["kind"] for line in lines][-1] == "run_aborted"
+    # Every event is in the archive, run_aborted included. Under load the lost generator may be
+    # noticed (generator_lost) while the run is ending, so the order of the last two may vary.
+    kinds = [json.loads(line)["kind"] for line in lines]
+    assert "run_aborted" in kinds and set(kinds[kinds.index("run_aborted") + 1:]) <= {"generator_lost"}, kinds
 
 
 def test_delete_forgets_a_run_and_its_archive(coordinator, generator):
