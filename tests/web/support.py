@@ -26,6 +26,16 @@ def fill_plan(page, name, port, *, protocol="tcp", hosts="127.0.0.1", devices="2
     block.locator(".block-size").fill(devices)
 
 
+def open_following_page(stack, open_page):
+    """A page on the idle stack that already follows the coordinator, so it sees every run
+    started after it (and so shows that run's end)."""
+    stack.idle()
+    page = open_page(stack)
+    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
+    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    return page
+
+
 def start_redis_run(stack, name, script, size, sustain_ms, params=None):
     """Start a run of ``size`` devices running ``script`` against the stack's redis; its id."""
     plan = {"name": name,

@@ -3,7 +3,7 @@ its pass percentage, and the 4xx/5xx status classes are shown as warnings, not e
 import json
 import re
 
-from tests.web.support import expect, start_redis_run
+from tests.web.support import expect, open_following_page, start_redis_run
 
 CHECKING = """\
 await send("PING\\r\\n")
@@ -15,11 +15,7 @@ await delay(100)
 
 
 def test_a_finished_run_lists_its_checks_with_their_pass_percent(stack, open_page):
-    stack.idle()
-    page = open_page(stack)
-    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
-    # The page follows the coordinator before the run starts: it must see the run to show its end.
-    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    page = open_following_page(stack, open_page)
     run_id = start_redis_run(stack, "checks-web", CHECKING, 2, 3000)
     detail = stack.api.wait_run_finished(run_id, timeout=60)
     checks = detail["summary"]["summary"]["checks"]

@@ -2,17 +2,13 @@
 script holds the loop, and the run's history keeps its worst second."""
 import re
 
-from tests.web.support import expect, start_redis_run
+from tests.web.support import expect, open_following_page, start_redis_run
 
 BLOCKING = "import time\ntime.sleep(0.3)  # holds the worker's loop\nawait send('PING\\r\\n')\nawait recv()\n"
 
 
 def test_a_script_holding_the_loop_raises_the_loop_lag_tile_and_an_event(stack, open_page):
-    stack.idle()
-    page = open_page(stack)
-    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
-    # The page follows the coordinator before the run starts: it must see the run to show its end.
-    expect(page.locator("#status-text")).to_contain_text("1 generator")
+    page = open_following_page(stack, open_page)
     run_id = start_redis_run(stack, "lagging-web", BLOCKING, 1, 4000)
     tile = page.locator('[data-tile="loop-lag"]')
     expect(tile).to_have_class(re.compile(r"\balarm\b"), timeout=30000)
