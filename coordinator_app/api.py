@@ -9,7 +9,7 @@ import json
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from stressgrid import metrics
-from stressgrid.plan import Plan, PlanError, api as script_api, constants, model, script
+from stressgrid.plan import Plan, PlanError, api as script_api, constants, feeder, model, script
 from stressgrid.plan.resolve import resolve_addresses
 
 from . import json_body
@@ -172,7 +172,9 @@ def meta():
         limits={"name_length": model.MAX_NAME_LENGTH, "ramp_steps": model.MAX_RAMP_STEPS,
                 "block_size": model.MAX_BLOCK_SIZE, "duration_ms": model.MAX_DURATION_MS,
                 "report_interval_ms": model.MIN_REPORT_INTERVAL_MS,
-                "timeout_ms": model.MAX_TIMEOUT_MS},
+                "timeout_ms": model.MAX_TIMEOUT_MS, "data_bytes": model.MAX_DATA_BYTES,
+                "data_rows": model.MAX_DATA_ROWS},
+        feeder_formats=list(feeder.FORMATS),
     )
 
 
@@ -211,6 +213,26 @@ def stream():
     # went away is noticed at the next write (a state each second, the keepalive at the latest).
     response.call_on_close(slots.release)
     return response
+
+
+@blueprint.post("/feeder-rows")
+def feeder_rows():
+    """The rows of a feeder file (the body, UTF-8) for a block's ``data``: ``format`` is
+    ``csv``, ``jsonl`` or ``json``, else the suffix of ``name``. A bad file is a 400
+    naming its line."""
+    kind = request.args.get("format") or feeder.format_of(request.args.get("name", ""))
+    if kind not in feeder.FORMATS:
+        return error(400, f"a feeder file must be {', '.join(feeder.FORMATS)} (.csv, .jsonl, .ndjson or "
+                          f".json)", field="data")
+    body = request.get_data(cache=False)
+    try:
+        feeder.check_size(len(body))
+        rows = feeder.parse_rows(body.decode("utf-8"), kind)
+    except UnicodeDecodeError:
+        return error(400, "a feeder file must be UTF-8 text", field="data")
+    except feeder.FeederError as exc:
+        return error(400, str(exc), field="data", **({"line": exc.line} if exc.line is not None else {}))
+    return jsonify(rows=rows, count=len(rows), bytes=model.data_bytes(rows))
 
 
 @blueprint.post("/plans/check")

@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import re
 
-from stressgrid.plan.split import split_blocks
+from stressgrid.plan.split import block_part, split_blocks
 
 RAMPUP = "rampup"
 SUSTAIN = "sustain"
@@ -91,7 +91,7 @@ def cohort_blocks(blocks, ramp_steps, index):
         share, extra = divmod(block["size"], ramp_steps)
         size = share + (1 if index < extra else 0)
         if size:
-            result.append(dict(block, size=size))
+            result.append(block_part(block, index * share + min(index, extra), size))
     return result
 
 
@@ -161,7 +161,8 @@ def carve(assignment, generators, counts):
     """Split ``assignment``'s devices into consecutive parts of ``counts`` devices, one per
     generator of ``generators`` (a zero count gets none): the parts keep every block's
     params and, through their address offsets, the devices' targets."""
-    blocks = [dict(block) for block in assignment.blocks]
+    blocks = list(assignment.blocks)
+    used = 0  # devices of blocks[0] already given to a part
     parts = []
     offset = assignment.address_offset
     for generator, count in zip(generators, counts):
@@ -171,13 +172,13 @@ def carve(assignment, generators, counts):
         taken = 0
         while taken < count:
             block = blocks[0]
-            size = min(block["size"], count - taken)
-            part.append(dict(block, size=size))
+            size = min(block["size"] - used, count - taken)
+            part.append(block_part(block, used, size))
             taken += size
-            if size == block["size"]:
+            used += size
+            if used == block["size"]:
                 blocks.pop(0)
-            else:
-                block["size"] -= size
+                used = 0
         parts.append(Assignment(generator, part, offset))
         offset += count
     return parts

@@ -107,6 +107,10 @@ def argument_parser():
     plan.add_argument("--script-params", metavar="JSON",
                       help="script params as a JSON object, or @FILE to read them from a file "
                            "(default {})")
+    plan.add_argument("--data", metavar="FILE",
+                      help="feeder rows for the script's devices: a .csv file (first line names the "
+                           "columns), .jsonl (one JSON object per line) or .json (a list of objects); "
+                           "device i of the fleet gets row i (cycling) as `row`")
     plan.add_argument("--rampup", type=argtypes.seconds, metavar="S",
                       help=f"ramp-up seconds (default {DEFAULT_RAMPUP_S:g})")
     plan.add_argument("--sustain", type=argtypes.seconds, metavar="S",

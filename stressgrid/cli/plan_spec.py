@@ -1,9 +1,11 @@
 """The plan a run command asks for: flags over a plan file (JSON or TOML) over defaults."""
 import json
+import os
 import pathlib
 import re
 
 from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.feeder import FeederError, check_size, format_of, parse_rows
 from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
 from stressgrid.plan.thresholds import ThresholdError, parse
 
@@ -67,7 +69,26 @@ def load_plan_file(path):
                 script_path = base / str(block.pop("script_file"))
                 block["script"] = _read_text(script_path, "script file")
                 block["_script_file"] = str(script_path)
+            if isinstance(block, dict) and "data_file" in block:
+                if "data" in block:
+                    raise CliError(EXIT_USAGE, f"plan file {path}: blocks[{i}] has both data and data_file")
+                block["data"] = read_feeder_file(base / str(block.pop("data_file")),
+                                                 f"plan file {path}: blocks[{i}].data_file")
     return data
+
+
+def read_feeder_file(path, what="feeder file"):
+    """The rows of feeder file ``path`` (CSV, JSON lines or JSON, by its suffix)."""
+    kind = format_of(str(path))
+    if kind is None:
+        raise CliError(EXIT_USAGE, f"{what} {path} must end in .csv, .jsonl, .ndjson or .json")
+    try:
+        check_size(os.stat(path).st_size)
+        return parse_rows(_read_text(path, what), kind)
+    except FileNotFoundError:
+        raise CliError(EXIT_USAGE, f"{what} {path} does not exist") from None
+    except FeederError as exc:
+        raise CliError(EXIT_USAGE, f"{what} {path}: {exc}") from None
 
 
 def _script_params(text):
@@ -112,6 +133,7 @@ class PlanSpec:
         # Blocks.
         blocks = data.get("blocks")
         params = _script_params(args.script_params)
+        rows = read_feeder_file(args.data) if args.data is not None else None
         if args.script_file is not None:
             script = _read_text(args.script_file, "script file")
         if blocks is None:
@@ -119,12 +141,15 @@ class PlanSpec:
                 raise CliError(EXIT_USAGE, "SCRIPT_FILE is required (or a plan file with blocks)")
             blocks = [{"script": script, "params": params or {}, "size": args.size or DEFAULT_SIZE,
                        "_script_file": args.script_file}]
+            if rows is not None:
+                blocks[0]["data"] = rows
         else:
             if not isinstance(blocks, list):
                 raise CliError(EXIT_USAGE, f"plan file {args.plan}: blocks must be a list")
             overrides = [flag for flag, value in (("SCRIPT_FILE", args.script_file),
                                                   ("--size", args.size),
-                                                  ("--script-params", params)) if value is not None]
+                                                  ("--script-params", params),
+                                                  ("--data", rows)) if value is not None]
             if overrides and len(blocks) != 1:
                 raise CliError(EXIT_USAGE, f"{' and '.join(overrides)} cannot be applied to a plan "
                                            f"with {len(blocks)} blocks; set them in the plan file")
@@ -137,6 +162,9 @@ class PlanSpec:
                     block["size"] = args.size
                 if params is not None:
                     block["params"] = params
+                if rows is not None:
+                    block["data"] = rows
+                block.pop("data_file", None)
                 blocks = [block]
         self.script_files = [b.pop("_script_file", None) if isinstance(b, dict) else None
                              for b in blocks]

@@ -16,7 +16,7 @@ counted, not silently dropped.
 import dataclasses
 
 from stressgrid.plan import Address
-from stressgrid.plan.split import split_blocks
+from stressgrid.plan.split import block_part, split_blocks
 from stressgrid.wire import StartCohort
 
 
@@ -50,6 +50,14 @@ def check_start_cohort(start):
             raise CohortError(f"blocks[{i}].size must be a non-negative integer")
         if not isinstance(block.get("params") or {}, dict):
             raise CohortError(f"blocks[{i}].params must be a map")
+        rows = block.get("data")
+        if rows is not None and (not isinstance(rows, list) or not rows
+                                 or not all(isinstance(row, dict) for row in rows)):
+            raise CohortError(f"blocks[{i}].data must be a non-empty list of maps")
+        data_offset = block.get("data_offset", 0)
+        if (not isinstance(data_offset, int) or isinstance(data_offset, bool)
+                or not 0 <= data_offset < max(1, len(rows or ()))):
+            raise CohortError(f"blocks[{i}].data_offset must be a row of its data")
     if not start.addresses:
         raise CohortError(f"cohort {start.cohort_id!r}: no addresses")
     for i, address in enumerate(start.addresses):
@@ -92,7 +100,7 @@ def _take_devices(blocks, count):
         if count <= 0:
             break
         size = min(block["size"], count)
-        taken.append(dict(block, size=size))
+        taken.append(block_part(block, 0, size))
         count -= size
     return taken
 

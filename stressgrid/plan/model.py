@@ -4,6 +4,7 @@
 ``PlanError`` naming the offending field (``blocks[0].size``) on bad input.
 """
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -26,6 +27,9 @@ MAX_RAMP_STEPS = 100000
 MAX_BLOCK_SIZE = 100_000_000
 MIN_REPORT_INTERVAL_MS = 1000
 MAX_TIMEOUT_MS = 3_600_000
+# Feeder rows (``blocks[i].data``), over all blocks of a plan: their JSON size and count.
+MAX_DATA_BYTES = 8 * 1024 * 1024
+MAX_DATA_ROWS = 1_000_000
 
 
 class PlanError(ValueError):
@@ -81,9 +85,13 @@ class Block:
     script: str
     params: Any
     size: int
+    data: list | None = None  # feeder rows: device k of the block sees data[k % len(data)] as ``row``
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        result = {"script": self.script, "params": self.params, "size": self.size}
+        if self.data is not None:
+            result["data"] = self.data
+        return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +207,7 @@ def _blocks(value, protocol, check_scripts):
         field = f"blocks[{i}]"
         if not isinstance(item, dict):
             raise PlanError(field, "must be an object with script, params and size")
-        unknown = set(item) - {"script", "params", "size"}
+        unknown = set(item) - {"script", "params", "size", "data"}
         if unknown:
             raise PlanError(f"{field}.{sorted(unknown)[0]}", "unknown field")
         script = item.get("script")
@@ -219,8 +227,36 @@ def _blocks(value, protocol, check_scripts):
             except ScriptError as exc:
                 raise PlanError(f"{field}.script", str(exc), exc.line, exc.column,
                                 [problem.to_dict() for problem in exc.problems]) from None
-        result.append(Block(script=script, params=params, size=size))
+        result.append(Block(script=script, params=params, size=size, data=_data(item, field)))
+    rows = sum(len(block.data) for block in result if block.data)
+    if rows > MAX_DATA_ROWS:
+        raise PlanError("blocks", f"feeder data has {rows} rows; at most {MAX_DATA_ROWS} are allowed")
+    try:
+        size = sum(data_bytes(block.data) for block in result if block.data)
+    except (TypeError, ValueError) as exc:
+        raise PlanError("blocks", f"feeder data must be JSON: {exc}") from None
+    if size > MAX_DATA_BYTES:
+        raise PlanError("blocks", f"feeder data is {size} bytes of JSON; at most {MAX_DATA_BYTES} are allowed")
     return tuple(result)
+
+
+def data_bytes(rows):
+    """The size of feeder ``rows`` as compact JSON, the measure of ``MAX_DATA_BYTES``."""
+    return len(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _data(item, field):
+    if "data" not in item:
+        return None
+    rows = item["data"]
+    if not isinstance(rows, list) or not rows:
+        raise PlanError(f"{field}.data", "must be a non-empty list of JSON objects, one per device")
+    if len(rows) > MAX_DATA_ROWS:
+        raise PlanError(f"{field}.data", f"has {len(rows)} rows; at most {MAX_DATA_ROWS} are allowed")
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise PlanError(f"{field}.data[{k}]", "must be a JSON object")
+    return rows
 
 
 def _opts(value):

@@ -17,7 +17,7 @@ from . import api
 
 SCRIPT_FILENAME = "<script>"
 SCRIPT_FUNCTION = "__stressgrid_script__"
-SCRIPT_ARGUMENTS = ("params", "device_id")
+SCRIPT_ARGUMENTS = ("params", "device_id", "row")
 
 # An I/O call passed straight to one of these is awaited by it.
 _AWAITING_WRAPPERS = frozenset({

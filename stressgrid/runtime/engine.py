@@ -93,8 +93,9 @@ class Engine:
     async def start_cohort(self, cohort_id, blocks, addresses, opts, address_offset=None):
         """Start ``sum(size)`` devices; returns how many were started.
 
-        ``blocks``: ``(script, params, size)`` triples (or objects with those
-        attributes); ``addresses``: resolved ``Address`` objects, assigned
+        ``blocks``: maps with ``script``, ``params``, ``size`` and feeder rows
+        ``data`` and ``data_offset`` (see ``stressgrid.plan.split``), objects
+        with those attributes, or ``(script, params, size)`` triples; ``addresses``: resolved ``Address`` objects, assigned
         round-robin starting at ``address_offset`` (default: where the
         previous cohort on this engine stopped).
         """
@@ -104,14 +105,14 @@ class Engine:
             raise ValueError("a cohort needs at least one address")
         cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
         cursor = self._address_cursor if address_offset is None else address_offset
-        compiled = [(self.compiled_block(script, params, addresses[0].protocol), size)
-                    for script, params, size in map(_block_fields, blocks)]
+        compiled = [(self.compiled_block(script, params, addresses[0].protocol), size, rows, data_offset)
+                    for script, params, size, rows, data_offset in map(_block_fields, blocks)]
         loop = self.loop
         number = 0
         self._hold_collector()
         try:
-            for block, size in compiled:
-                for _ in range(size):
+            for block, size, rows, data_offset in compiled:
+                for k in range(size):
                     if number and number % START_BATCH == 0:
                         await asyncio.sleep(0)
                         if cohort.stop.is_set:
@@ -120,7 +121,8 @@ class Engine:
                     cursor += 1
                     device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
                     number += 1
-                    cohort.tasks.append(loop.create_task(self._run_device(device, block, cohort.stop)))
+                    row = rows[(data_offset + k) % len(rows)] if rows else None
+                    cohort.tasks.append(loop.create_task(self._run_device(device, block, row, cohort.stop)))
         finally:
             self._address_cursor = cursor
             self._release_collector()
@@ -188,7 +190,7 @@ class Engine:
         for cohort_id in list(self.cohorts):
             await self.stop_cohort(cohort_id)
 
-    async def _run_device(self, device, block, stop):
+    async def _run_device(self, device, block, row, stop):
         set_current_device(device)
         function = block.function
         params = block.params
@@ -201,7 +203,7 @@ class Engine:
                 failed = False
                 try:
                     await client.open()
-                    await function(params, device_id)
+                    await function(params, device_id, row)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
                     self._record_failure(exc, block)
                     failed = True
@@ -247,11 +249,15 @@ class Engine:
 
 
 def _block_fields(block):
+    """``(script, params, size, rows, data_offset)`` of a block given as a map, an object or a
+    ``(script, params, size)`` triple."""
     if isinstance(block, (tuple, list)):
-        return block
+        script, params, size = block
+        return script, params, size, None, 0
     if isinstance(block, dict):
-        return block["script"], block.get("params") or {}, block["size"]
-    return block.script, block.params, block.size
+        return (block["script"], block.get("params") or {}, block["size"], block.get("data"),
+                block.get("data_offset", 0))
+    return block.script, block.params, block.size, getattr(block, "data", None), getattr(block, "data_offset", 0)
 
 
 def _first_line(exc, source_lines):

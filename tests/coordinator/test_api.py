@@ -110,6 +110,26 @@ def test_plan_check_validates_without_running(coordinator, generator):
     assert not generator.messages(wire.StartCohort)
 
 
+def test_a_feeder_file_becomes_rows_or_a_400_with_its_line(coordinator):
+    api = coordinator.api
+    status, answer, _ = api.post("/api/feeder-rows?name=users.csv", raw_body="user,n\nann,1\nbob,2\n".encode())
+    assert status == 200 and answer == {"rows": [{"user": "ann", "n": "1"}, {"user": "bob", "n": "2"}],
+                                        "count": 2, "bytes": len('[{"user":"ann","n":"1"},{"user":"bob","n":"2"}]')}
+    status, answer, _ = api.post("/api/feeder-rows?format=jsonl", raw_body=b'{"id": 1}\n{"id": 2}\n')
+    assert status == 200 and answer["rows"] == [{"id": 1}, {"id": 2}]
+    status, answer, _ = api.post("/api/feeder-rows?name=users.jsonl", raw_body=b'{"id": 1}\n[2]\n')
+    assert status == 400 and answer["error"] == {"message": "line 2: must be a JSON object", "field": "data", "line": 2}
+    status, answer, _ = api.post("/api/feeder-rows?name=users.csv", raw_body=b"user\n\xff\n")
+    assert status == 400 and answer["error"]["message"] == "a feeder file must be UTF-8 text"
+    status, answer, _ = api.post("/api/feeder-rows?name=users.xls", raw_body=b"user\nann\n")
+    assert status == 400 and answer["error"]["field"] == "data"
+    # The rows a plan carries are checked when it is submitted.
+    bad = plan()
+    bad["blocks"][0]["data"] = [{"id": 1}, []]
+    status, answer, _ = api.post("/api/plans/check", bad)
+    assert status == 400 and answer["error"]["field"] == "blocks[0].data[1]"
+
+
 def test_one_run_at_a_time_then_abort_writes_report_and_archive(coordinator, generator):
     api = coordinator.api
     status, run, headers = api.post("/api/runs", plan(size=6, steps=2))

@@ -86,11 +86,11 @@ export async function authorized(doFetch) {
 }
 
 /** ``method path`` with an optional JSON ``body``: the decoded JSON (or null), or throws ApiError. */
-export async function request(method, path, body, { signal } = {}) {
+export async function request(method, path, body, { signal, contentType = "application/json" } = {}) {
   const init = { method, signal, headers: {} };
   if (body !== undefined) {
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
-    init.headers["Content-Type"] = "application/json";
+    init.body = typeof body === "string" || body instanceof Blob ? body : JSON.stringify(body);
+    init.headers["Content-Type"] = contentType;
   }
   const response = await authorized(() => fetch(path, { ...init, headers: authHeaders(init.headers) }));
   const type = response.headers.get("Content-Type") || "";
@@ -106,6 +106,9 @@ export const api = {
   run: (id) => request("GET", `/api/runs/${encodeURIComponent(id)}`),
   start: (plan) => request("POST", "/api/runs", plan),
   check: (plan, options) => request("POST", "/api/plans/check", plan, options),
+  /** The rows of a feeder ``file`` (CSV, JSON lines or JSON, by its name): {rows, count, bytes}. */
+  feederRows: (file) => request("POST", `/api/feeder-rows?name=${encodeURIComponent(file.name)}`, file,
+    { contentType: "text/plain; charset=utf-8" }),
   abort: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/abort`),
   remove: (id) => request("DELETE", `/api/runs/${encodeURIComponent(id)}`),
 };

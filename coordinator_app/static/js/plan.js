@@ -95,7 +95,7 @@ const DURATIONS = ["rampup", "sustain", "rampdown", "cooldown"];
  * The form's values as numbers, lists and JSON; nothing is checked here.
  *
  * ``values``: {name, protocol, hosts, port, rampup, sustain, rampdown, cooldown,
- * report_interval, timeout, tls_verify, tls_ca_file, blocks: [{script, params, size}]}
+ * report_interval, timeout, tls_verify, tls_ca_file, blocks: [{script, params, size, data}]}
  * as strings from the inputs. A number that is not one is NaN.
  */
 export function parseValues(values) {
@@ -113,7 +113,8 @@ export function parseValues(values) {
     tlsCaFile: String(values.tls_ca_file || "").trim(),
     blocks: (values.blocks || []).map((block) => {
       const { params, error } = parseParams(block.params);
-      return { script: String(block.script || ""), params, paramsError: error, desired: number(block.size) };
+      return { script: String(block.script || ""), params, paramsError: error, desired: number(block.size),
+        data: Array.isArray(block.data) && block.data.length ? block.data : null };
     }),
   };
 }
@@ -204,7 +205,8 @@ export function planFrom(parsed, derived) {
   const plan = {
     name: parsed.name,
     addresses: (hosts.length ? hosts : [""]).map((host) => ({ host, port: Number.isFinite(port) ? port : null, protocol: parsed.protocol })),
-    blocks: parsed.blocks.map(({ script, params }, i) => ({ script, params, size: derived.sizes[i] })),
+    blocks: parsed.blocks.map(({ script, params, data }, i) => (
+      data ? { script, params, size: derived.sizes[i], data } : { script, params, size: derived.sizes[i] })),
     opts: {
       ramp_steps: derived.rampSteps,
       rampup_step_ms: derived.rampupStepMs,
@@ -266,6 +268,8 @@ export function planToValues(plan, meta) {
         script: block.script || "",
         params: JSON.stringify(block.params || {}, null, 2).replace(/^\{\}$/, "{}"),
         size: String(block.size || ""),
+        data: Array.isArray(block.data) && block.data.length ? block.data : null,
+        dataName: "the plan",
       })),
     },
     warnings,
@@ -278,7 +282,7 @@ export function planToValues(plan, meta) {
  */
 export function formTarget(field) {
   const text = String(field || "");
-  let match = /^blocks\[(\d+)\]\.(script|params|size)/.exec(text);
+  let match = /^blocks\[(\d+)\]\.(script|params|size|data)/.exec(text);
   if (match) return { target: match[2], block: Number(match[1]) };
   if (/^blocks(\[\d+\])?$/.test(text)) return { target: "size", block: Number((/\d+/.exec(text) || [0])[0]) };
   match = /^addresses(\[\d+\])?(\.(\w+))?/.exec(text);

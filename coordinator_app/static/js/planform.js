@@ -25,7 +25,9 @@ const SCRIPT_HELP = [
   ["await ws_upgrade(path)", "then ws_send_text/binary/json, ws_receive_*, ws_fetch_*", ["ws_upgrade"]],
   ["await send(data)", "str or bytes", ["send"]],
   ["await recv(timeout=5000)", "TCP: the bytes buffered; UDP: one datagram", ["recv"]],
-  ["params, device_id", "this block's params; this device's id", []],
+  ["params, device_id, row", "this block's params; this device's id; its feeder row (or None)", []],
+  ["check(name, condition)", "counts check_<name>_pass/_fail, returns the condition, never raises", ["check"]],
+  ["get(…, name=\"login\")", "also counts the request in its own row of the summary", ["get"]],
   ["await delay(ms, random_ratio=0)", "pause, optionally randomized", ["delay"]],
   ["start_timing(key) / stop_timing(key)", "histogram <key>_us", ["start_timing", "stop_timing"]],
   ["stop_start_timing(stop, start)", "end one timing, begin the next", ["stop_start_timing"]],
@@ -122,7 +124,7 @@ export class PlanForm {
 
   // -- blocks ------------------------------------------------------------
 
-  addBlock({ script = "", params = "{}", size = "10" } = {}) {
+  addBlock({ script = "", params = "{}", size = "10", data = null, dataName = "" } = {}) {
     const root = element("div", "block");
     const head = element("div", "block-head");
     const title = element("h3");
@@ -155,12 +157,24 @@ export class PlanForm {
     const helpList = element("dl");
     help.append(element("summary", "", "Script functions"), helpList);
 
-    side.append(sizeField, paramsField, help);
+    const dataField = element("div", "field data-field");
+    dataField.dataset.field = "data";
+    const dataInput = element("input", "block-data-file");
+    dataInput.type = "file";
+    dataInput.accept = ".csv,.jsonl,.ndjson,.json";
+    dataInput.setAttribute("aria-label", "Feeder rows file");
+    const dataStatus = element("span", "hint data-status");
+    const dataClear = element("button", "link-button clear-data", "Remove rows");
+    dataClear.type = "button";
+    dataField.append(element("span", "label", "Feeder rows (optional)"), dataInput, dataStatus, dataClear,
+      element("span", "field-error"));
+
+    side.append(sizeField, paramsField, dataField, help);
     grid.append(scriptField, side);
     root.append(head, grid);
     this.blocksRoot.appendChild(root);
 
-    const block = { root, title, remove, sizeInput, effective, helpList };
+    const block = { root, title, remove, sizeInput, effective, helpList, dataField, dataInput, dataStatus, dataClear };
     block.editor = new CodeEditor(scriptField, {
       value: script, label: "Script", highlight: this.highlightScript, minLines: 12, maxLines: 32, className: "script",
       onChange: () => {
@@ -175,6 +189,16 @@ export class PlanForm {
         this.scheduleCheck();
       },
     });
+    this.setBlockData(block, data, dataName);
+    dataInput.addEventListener("change", (event) => {
+      event.stopPropagation(); // the rows arrive later: loadBlockData reports the change
+      this.loadBlockData(block);
+    });
+    dataClear.addEventListener("click", () => {
+      dataInput.value = "";
+      this.setBlockData(block, null, "");
+      this.changed(true);
+    });
     remove.addEventListener("click", () => {
       this.blocks.splice(this.blocks.indexOf(block), 1);
       root.remove();
@@ -183,6 +207,43 @@ export class PlanForm {
     this.blocks.push(block);
     this.renumber();
     return block;
+  }
+
+  /** Give ``block`` feeder ``rows`` (null: none), read from the file ``name``. */
+  setBlockData(block, rows, name) {
+    block.data = rows && rows.length ? rows : null;
+    block.dataName = block.data ? name : "";
+    block.dataStatus.textContent = block.data
+      ? `${integer(block.data.length)} row${block.data.length > 1 ? "s" : ""} from ${name}: device i of ` +
+        "the fleet gets row i (cycling) as row"
+      : "A .csv (first line names the columns), .jsonl or .json file: one row per device, as row.";
+    block.dataClear.hidden = !block.data;
+  }
+
+  /** Read the file chosen for ``block`` into its rows, through the coordinator's reader. */
+  async loadBlockData(block) {
+    const file = block.dataInput.files[0];
+    this.clearFieldError(block.dataField);
+    if (!file) return;
+    const fail = (message) => {
+      block.dataInput.value = "";
+      block.dataField.classList.add("invalid");
+      block.dataField.querySelector(":scope > .field-error").textContent = `${file.name}: ${message}`;
+    };
+    const limit = this.meta.limits.data_bytes;
+    if (file.size > limit) {
+      fail(`the file is ${integer(file.size)} bytes; feeder data may be at most ${integer(limit)} bytes`);
+      return;
+    }
+    block.dataStatus.textContent = `Reading ${file.name}…`;
+    try {
+      const { rows } = await api.feederRows(file);
+      this.setBlockData(block, rows, file.name);
+    } catch (error) {
+      this.setBlockData(block, block.data, block.dataName);
+      fail(error.message);
+    }
+    this.changed(true);
   }
 
   renumber() {
@@ -226,6 +287,7 @@ export class PlanForm {
     values.tls_verify = this.field("tls_verify").checked;
     values.blocks = this.blocks.map((block) => ({
       script: block.editor.value, params: block.params.value, size: block.sizeInput.value,
+      data: block.data, dataName: block.dataName,
     }));
     return values;
   }
@@ -407,7 +469,9 @@ export class PlanForm {
         continue;
       }
       let container = null;
-      if (target === "size" && owner) container = owner.root.querySelector('[data-field="size"]');
+      if ((target === "size" || target === "data") && owner) {
+        container = owner.root.querySelector(`[data-field="${target}"]`);
+      }
       else if (target) container = this.form.querySelector(`#form-fields [data-field="${target}"]`);
       if (!container) {
         loose.push(error.message);
@@ -534,11 +598,16 @@ export class PlanForm {
   }
 
   saveDraft() {
-    try {
-      localStorage.setItem(DRAFT_KEY, JSON.stringify({ mode: this.mode, values: this.values(),
-        json: this.jsonEditor.value }));
-    } catch (error) {
-      // storage full or disabled: the draft is a convenience only
+    const values = this.values();
+    const withoutRows = { ...values, blocks: values.blocks.map((block) => ({ ...block, data: null, dataName: "" })) };
+    // Feeder rows may not fit in the browser's storage: then the draft keeps the rest.
+    for (const kept of [values, withoutRows]) {
+      try {
+        localStorage.setItem(DRAFT_KEY, JSON.stringify({ mode: this.mode, values: kept, json: this.jsonEditor.value }));
+        return;
+      } catch (error) {
+        // storage full or disabled: the draft is a convenience only
+      }
     }
   }
 
