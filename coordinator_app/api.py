@@ -167,6 +167,7 @@ def meta():
         loop_lag_warning_us=constants.LOOP_LAG_WARNING_US,
         host_warning_metrics=sorted(constants.HOST_WARNING_METRICS),
         warning_status_counters=sorted(constants.WARNING_STATUS_COUNTERS),
+        request_group={"prefix": constants.REQUEST_GROUP_PREFIX, "responses": constants.REQUEST_GROUP_RESPONSES},
         error_suffixes=list(metrics.ERROR_SUFFIXES),
         default_opts=model.DEFAULT_OPTS,
         limits={"name_length": model.MAX_NAME_LENGTH, "ramp_steps": model.MAX_RAMP_STEPS,

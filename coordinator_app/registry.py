@@ -42,11 +42,13 @@ class Generator:
     cpu_pending: object = None  # peak so far in the current second (None: no report yet)
     registrations: int = 1
     suspect: bool = False  # sent a malformed message: validate its telemetry before merging
+    source_addresses: int = 0  # its source-address pool's size (0: the system picks)
 
     def to_dict(self, now):
         """The JSON form the API shows (``now``: the registry's monotonic time)."""
         return {"id": self.generator_id, "version": self.version, "cores": self.cores,
                 "workers": self.workers, "capacity": self.capacity,
+                "source_addresses": self.source_addresses,
                 "registered_at": self.registered_at,
                 "last_seen_s": round(max(now - self.last_seen, 0.0), 3),
                 "active_device_number": self.active_devices,
@@ -97,6 +99,7 @@ class Registry:
                                               f"not {message.generator_id}")
             found.version, found.cores = message.version, message.cores
             found.workers, found.capacity = message.workers, message.capacity
+            found.source_addresses = message.source_addresses
             found.last_seen = now
             found.registrations += 1
             return found, False, None
@@ -110,7 +113,7 @@ class Registry:
         generator = Generator(routing_id=routing_id, generator_id=message.generator_id,
                               version=message.version, cores=message.cores,
                               workers=message.workers, capacity=message.capacity,
-                              registered_at=self._wall(), last_seen=now)
+                              source_addresses=message.source_addresses, registered_at=self._wall(), last_seen=now)
         self._generators[routing_id] = generator
         self._routing_ids[generator.generator_id] = routing_id
         return generator, True, replaced

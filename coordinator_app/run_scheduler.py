@@ -234,6 +234,7 @@ class RunScheduler:
         self.registry = Registry(generator_timeout_s, lambda: self._at.wall)
         self.aggregator = TelemetryAggregator(lambda: self._at.monotonic, lambda: self._at.wall)
         self.run = None
+        self.last_run_id = None  # the newest run whose report is written
         self.events = []  # the most recent events, run or not
         self.rejected = 0  # messages refused as malformed or unexpected
         self.telemetry_check = validate.TelemetryCheck()
@@ -261,6 +262,7 @@ class RunScheduler:
         now = at.monotonic
         return {"generators": self.registry.to_list(now),
                 "run": self.run.to_dict(now) if self.run is not None else None,
+                "last_run_id": self.last_run_id,
                 "telemetry": self.aggregator.latest,
                 "events": list(self.events),
                 "ingest": {"messages": self.aggregator.messages, "rejected": self.rejected,
@@ -460,6 +462,7 @@ class RunScheduler:
         out = self._begin(at)
         if self.run is not None and self.run.id == run_id and self.run.ended:
             self.run = None
+            self.last_run_id = run_id
             out.publish = True
         return out
 

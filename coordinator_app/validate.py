@@ -14,6 +14,8 @@ checked here.
 import dataclasses
 import re
 
+from stressgrid.plan.constants import MAX_POOL_ADDRESSES
+
 GENERATOR_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 METRIC_NAME = re.compile(r"[a-z0-9_]{1,100}")
 MAX_VERSION_LENGTH = 64
@@ -48,6 +50,9 @@ def check_register(message):
         value = getattr(message, name)
         if not 1 <= value <= highest:
             raise InvalidMessage(f"register: {name} must be from 1 to {highest}, not {value}")
+    if not 0 <= message.source_addresses <= MAX_POOL_ADDRESSES:
+        raise InvalidMessage(f"register: source_addresses must be from 0 to {MAX_POOL_ADDRESSES}, "
+                             f"not {message.source_addresses}")
 
 
 def check_event(message):

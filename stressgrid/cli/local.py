@@ -86,9 +86,10 @@ class LocalGrid:
     generator is registered; leaving stops them all, whatever happened.
     """
 
-    def __init__(self, display, workers=None, demo_target=False):
+    def __init__(self, display, workers=None, demo_target=False, source_addresses=None):
         self.display = display
         self.workers = workers
+        self.source_addresses = source_addresses
         self.demo_target = demo_target
         self.processes = []
         self.directory = None
@@ -157,6 +158,8 @@ class LocalGrid:
                           "--join-token-file", os.path.join(self.directory, "data", "join-token")]
         if self.workers:
             generator_args += ["--workers", str(self.workers)]
+        if self.source_addresses:
+            generator_args += ["--source-addresses", self.source_addresses]
         generator = self._start("generator", generator_args,
                                 COORDINATOR_URL=f"tcp://127.0.0.1:{generator_port}",
                                 GENERATOR_ID=f"local-{socket.gethostname().split('.')[0]}")

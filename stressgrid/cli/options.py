@@ -91,6 +91,10 @@ def argument_parser():
                             "target it")
     where.add_argument("--workers", type=argtypes.positive_int, metavar="N",
                        help="with --local: generator worker processes (default one per core)")
+    where.add_argument("--source-addresses", metavar="POOL",
+                       help="with --local: local addresses the devices connect from, round-robin "
+                            "(127.0.0.2-127.0.0.9, 10.0.0.0/28, a list, or 'auto'): more connections "
+                            "to one target than one address's ephemeral ports allow")
 
     target = run.add_argument_group("target")
     target.add_argument("-t", "--target-hosts", metavar="HOSTS",

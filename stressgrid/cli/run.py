@@ -229,6 +229,17 @@ def command_run(args, display):
         raise CliError(EXIT_USAGE, "--demo-target needs --local (it starts the target on this machine)")
     if args.workers and not args.local:
         raise CliError(EXIT_USAGE, "--workers needs --local (it sizes the local generator)")
+    if args.source_addresses is not None and not args.local:
+        raise CliError(EXIT_USAGE, "--source-addresses needs --local (a remote generator takes its own "
+                                   "--source-addresses)")
+    if args.source_addresses is not None:
+        # The generator's parser, imported only here: the coordinator loads this module too,
+        # and never the generator side.
+        from stressgrid.protocols.source import SourcePoolError, parse_pool
+        try:
+            parse_pool(args.source_addresses)
+        except SourcePoolError as exc:
+            raise CliError(EXIT_USAGE, f"--source-addresses: {exc}") from None
     if args.local and args.coordinator:
         raise CliError(EXIT_USAGE, "--local starts its own coordinator: drop --coordinator")
     if args.demo_target and (args.target_hosts or args.target_port or args.target_protocol):
@@ -245,7 +256,7 @@ def command_run(args, display):
         code, reason, detail = run_and_report(api, spec, display)
         location = base + _result_url(detail, code, reason)
     else:
-        with LocalGrid(display, args.workers, args.demo_target) as grid:
+        with LocalGrid(display, args.workers, args.demo_target, args.source_addresses) as grid:
             if grid.target:
                 spec.addresses = [{"host": grid.target[0], "port": grid.target[1],
                                    "protocol": grid.target[2]}]

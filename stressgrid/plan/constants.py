@@ -80,6 +80,9 @@ def ramp_step_size(generators):
     return DEVICES_PER_GENERATOR_STEP * max(1, generators)
 
 
+# More source addresses than this in one generator's pool is a typo (a /8), not a plan.
+MAX_POOL_ADDRESSES = 65_536
+
 def effective_devices(desired, generators):
     """``desired`` rounded down to a multiple of the ramp step, as the website's form does."""
     step = ramp_step_size(generators)

@@ -19,9 +19,9 @@ import sys
 
 import psutil
 
+from stressgrid.plan.constants import MAX_POOL_ADDRESSES
+
 AUTO = "auto"
-# More addresses than this in one pool is a typo (a /8), not a plan.
-MAX_POOL_ADDRESSES = 65_536
 # Linux's IP_BIND_ADDRESS_NO_PORT (not every Python exports it); elsewhere binds take a port.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT",
                                   24 if sys.platform.startswith("linux") else None)

@@ -160,6 +160,9 @@ def open_page(browser, request):
             directory.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(directory / f"{request.node.name}.png"), full_page=True)
+        # A route handler of the test may still be fetching: let it end quietly, then close.
+        with contextlib.suppress(Exception):
+            page.unroute_all(behavior="ignoreErrors")
         context.close()
     for context, page, watch in opened:
         assert not watch.outside, f"the page reached outside the coordinator: {watch.outside}"

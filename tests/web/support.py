@@ -66,3 +66,18 @@ def short_run(stack, name="past-run", sustain_ms=1500, thresholds=()):
 
 def stat(page, metric, name):
     return page.locator(f'[data-metric="{metric}"] [data-stat="{name}"] .stat-value')
+
+
+def serve_state(page, change):
+    """Reload ``page`` polling a state that ``change(state)`` rewrites from the coordinator's
+    own (the event stream refused): the page shows what the test makes the state say."""
+    import json
+    page.unroute("**/*")
+
+    def rewrite(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=json.dumps(change(response.json())))
+
+    page.route("**/api/stream", lambda route: route.abort())
+    page.route("**/api/state", rewrite)
+    page.reload()

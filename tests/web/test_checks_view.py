@@ -1,9 +1,8 @@
 """Checks and error statuses on the website: a finished run's summary lists each check with
 its pass percentage, and the 4xx/5xx status classes are shown as warnings, not errors."""
-import json
 import re
 
-from tests.web.support import expect, open_following_page, start_redis_run
+from tests.web.support import expect, open_following_page, serve_state, start_redis_run
 
 CHECKING = """\
 await send("PING\\r\\n")
@@ -35,11 +34,7 @@ def test_a_finished_run_lists_its_checks_with_their_pass_percent(stack, open_pag
 def test_error_status_classes_are_warnings_not_errors(stack, open_page):
     stack.idle()
     page = open_page(stack)
-    page.unroute("**/*")
-
-    def with_statuses(route):
-        response = route.fetch()
-        state = response.json()
+    def with_statuses(state):
         state["run"] = state["run"] or {"id": "statuses-1", "name": "statuses", "state": "sustain",
                                         "devices": 10, "elapsed_ms": 1000, "remaining_ms": 9000,
                                         "started_at": state["telemetry"].get("time", 0)}
@@ -47,11 +42,9 @@ def test_error_status_classes_are_warnings_not_errors(stack, open_page):
             "response_count": {"per_second": 10.0, "total": 10},
             "response_2xx_count": {"per_second": 7.0, "total": 7},
             "response_5xx_count": {"per_second": 3.0, "total": 3}}
-        route.fulfill(response=response, body=json.dumps(state))
+        return state
 
-    page.route("**/api/stream", lambda route: route.abort())
-    page.route("**/api/state", with_statuses)
-    page.reload()
+    serve_state(page, with_statuses)
     card = page.locator('[data-metric="rate:response_5xx_count"]')
     expect(card).to_have_class(re.compile(r"\bwarn\b"))
     expect(card).not_to_have_class(re.compile(r"\balarm\b"))

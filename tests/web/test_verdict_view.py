@@ -2,6 +2,7 @@
 place of its last second, and History rows that open their summary when clicked."""
 import re
 
+from tests.coordinator.support import wait_until
 from tests.web.support import FAILING_SCRIPT, REDIS_SCRIPT, expect
 
 
@@ -66,3 +67,34 @@ def test_a_run_without_thresholds_that_counted_errors_ends_with_a_red_badge(stac
     expect(phase).to_have_text("Done · with errors", timeout=30000)
     expect(phase).to_have_class(re.compile(r"\bphase-finished_with_errors\b"))
     expect(page.locator("#run-verdict")).to_be_hidden()
+
+
+def test_a_run_the_page_never_saw_still_shows_its_end(stack, open_page):
+    """A run that starts and ends between two states the page gets (here: the page is shown
+    the idle state it first got until the run is over) still ends on its summary."""
+    stack.idle()
+    page = open_page(stack)
+    expect(page.locator("#idle-text")).to_contain_text("No run in progress")
+    page.unroute("**/*")
+    frozen = {}
+
+    def idle_until_released(route):
+        response = route.fetch()
+        if "state" not in frozen:
+            frozen["state"] = response.text()
+        route.fulfill(response=response, body=frozen["state"] if not frozen.get("released") else None)
+
+    page.route("**/api/stream", lambda route: route.abort())
+    page.route("**/api/state", idle_until_released)
+    page.reload()
+    expect(page.locator("#status-text")).to_contain_text("polling")
+    run_id = start_run(stack, "unseen-run", [])
+    detail = stack.api.wait_run_finished(run_id, timeout=60)
+    wait_until(lambda: stack.api.state()["run"] is None, 15, message="run released")
+    expect(page.locator("#live-idle")).to_be_visible()  # the page still believes nothing ran
+    frozen["released"] = True
+    phase = page.locator("#run-phase")
+    expect(phase).to_have_text("Done · with errors")
+    expect(page.locator("#run-id")).to_have_text(run_id)
+    expect(page.locator("#run-summary .error-rate strong")).to_have_text(
+        f"{detail['summary']['summary']['error_rate_percent']:.2f}%")

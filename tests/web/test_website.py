@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from stressgrid.plan import api as script_api, constants, model
-from tests.web.support import FAILING_SCRIPT, expect, fill_plan, short_run, stat
+from tests.web.support import FAILING_SCRIPT, expect, fill_plan, serve_state, short_run, stat
 
 
 @pytest.fixture(autouse=True)
@@ -314,17 +314,12 @@ def test_the_page_polls_when_the_event_stream_is_unavailable(stack, open_page, b
 def test_history_links_to_cloudwatch_when_the_coordinator_writes_there(stack, open_page):
     detail = short_run(stack, name="cloudwatch-run")
     page = open_page(stack)
-    page.unroute("**/*")
 
-    def with_region(route):
-        response = route.fetch()
-        state = response.json()
+    def with_region(state):
         state["coordinator"]["cloudwatch_region"] = "eu-west-1"
-        route.fulfill(response=response, body=json.dumps(state))
+        return state
 
-    page.route("**/api/stream", lambda route: route.abort())
-    page.route("**/api/state", with_region)
-    page.reload()
+    serve_state(page, with_region)
     link = page.locator(f'#history-table tr[data-run="{detail["id"]}"] a.cloudwatch')
     expect(link).to_have_attribute("href", re.compile(
         r"^https://eu-west-1\.console\.aws\.amazon\.com/cloudwatch/home\?region=eu-west-1#metricsV2:"))
@@ -334,18 +329,13 @@ def test_history_links_to_cloudwatch_when_the_coordinator_writes_there(stack, op
 
 def test_a_generator_over_80_percent_cpu_is_flagged(stack, open_page):
     page = open_page(stack)
-    page.unroute("**/*")
 
-    def busy(route):
-        response = route.fetch()
-        state = response.json()
+    def busy(state):
         for generator in state["generators"]:
             generator.update(cpu_percent=93, cpu_warning=True)
-        route.fulfill(response=response, body=json.dumps(state))
+        return state
 
-    page.route("**/api/stream", lambda route: route.abort())
-    page.route("**/api/state", busy)
-    page.reload()
+    serve_state(page, busy)
     cell = page.locator('#generator-table tr[data-generator="web-gen"] .cpu-cell')
     expect(cell).to_contain_text("93%")
     expect(cell.locator(".cpu-fill")).to_have_class(re.compile(r"\bhot\b"))
@@ -354,19 +344,14 @@ def test_a_generator_over_80_percent_cpu_is_flagged(stack, open_page):
 
 def test_a_big_fleet_lists_its_busiest_generators_first(stack, open_page):
     page = open_page(stack)
-    page.unroute("**/*")
 
-    def fleet(route):
-        response = route.fetch()
-        state = response.json()
+    def fleet(state):
         template = state["generators"][0]
         state["generators"] = [dict(template, id=f"gen-{n:03d}", cpu_percent=n % 90, cpu_warning=n % 90 > 80)
                                for n in range(120)]
-        route.fulfill(response=response, body=json.dumps(state))
+        return state
 
-    page.route("**/api/stream", lambda route: route.abort())
-    page.route("**/api/state", fleet)
-    page.reload()
+    serve_state(page, fleet)
     rows = page.locator("#generator-table tbody tr[data-generator]")
     expect(rows).to_have_count(20)
     expect(rows.first).to_have_attribute("data-generator", "gen-089")

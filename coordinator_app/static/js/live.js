@@ -7,9 +7,9 @@ import { element } from "./dom.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, micros, percent,
 } from "./format.js";
-import { runSummary, showVerdictBadge } from "./run_summary.js";
+import { runSummary, showVerdictBadge, table } from "./run_summary.js";
 import {
-  isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning, isStatusWarning,
+  isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning, isStatusWarning, requestGroups,
 } from "./rules.js";
 
 const WINDOW_SECONDS = 300;
@@ -145,7 +145,19 @@ export class LiveView {
       this.ended = null;
       this.onRunEnded(ended);
       this.fetchEnded(ended);
+    } else if (this.knownLastRun !== undefined && state.last_run_id && state.last_run_id !== this.knownLastRun
+               && state.last_run_id !== this.shownRunId) {
+      // A run started and ended between two states this page got (a short run, a page that
+      // was busy): show its end all the same.
+      this.series.clear();
+      this.clearCards();
+      this.shownRunId = state.last_run_id;
+      this.ended = null;
+      this.plan = null;
+      this.onRunEnded(state.last_run_id);
+      this.fetchEnded(state.last_run_id);
     }
+    this.knownLastRun = state.last_run_id || null;
     this.render(state);
   }
 
@@ -440,6 +452,32 @@ export class LiveView {
       card.chart.update(this.series.get(`rate:${name}`));
     }
     this.renderErrors(telemetry);
+    this.renderRequests(telemetry);
+  }
+
+  /** The named requests of this second, a row each (their cards are in the grids too). */
+  renderRequests(telemetry) {
+    const groups = requestGroups(telemetry, this.meta);
+    const section = document.getElementById("run-requests");
+    const holder = document.getElementById("request-table");
+    section.hidden = !groups.length;
+    holder.textContent = "";
+    if (!groups.length) return;
+    const statuses = this.meta.warning_status_counters;
+    const node = table("live-requests", ["Request", "rate/s", "total", "p50", "p90", "p99", "max",
+      ...statuses.map((status) => status.replace(/^response_/, "") + "/s")],
+    groups.map((group) => {
+      const headers = group.headers || {};
+      return [group.name, compact(group.rate), integer(group.total),
+        ...["p50", "p90", "p99", "max"].map((key) => micros(headers[key])),
+        ...statuses.map((status) => compact((group.status[status] || {}).per_second || 0))];
+    }));
+    // An error status this second is a warning, as in the rate cards.
+    node.querySelectorAll("tbody tr").forEach((row, i) => statuses.forEach((status, k) => {
+      const counter = groups[i].status[status];
+      if (counter && counter.per_second > 0) row.cells[7 + k].classList.add("warning-text");
+    }));
+    holder.appendChild(node);
   }
 
   renderErrors(telemetry) {
@@ -483,7 +521,8 @@ export class LiveView {
       cpu.append(bar, element("span", g.cpu_warning ? "danger-text" : "", percent(g.cpu_percent)));
       if (g.cpu_warning) cpu.title = `Over ${this.meta.cpu_warning_percent}%: this generator may limit the load it can make.`;
       row.append(element("td", "", g.id), element("td", "", `${g.workers} / ${g.cores} cores`),
-        element("td", "num", integer(g.active_device_number)), cpu,
+        element("td", "num", `${integer(g.active_device_number)} / ${integer(g.capacity)}`),
+        element("td", "num", g.source_addresses ? integer(g.source_addresses) : "system"), cpu,
         element("td", "num muted", `${(g.last_seen_s || 0).toFixed(1)}s ago`),
         element("td", "muted", g.version));
       body.appendChild(row);
@@ -491,7 +530,7 @@ export class LiveView {
     if (generators.length > GENERATOR_ROWS) {
       const row = element("tr", "more-row");
       const cell = element("td");
-      cell.colSpan = 6;
+      cell.colSpan = 7;
       const toggle = element("button", "link-button",
         this.allGenerators ? "Show the busiest only" : `Show all ${integer(generators.length)} generators`);
       toggle.type = "button";

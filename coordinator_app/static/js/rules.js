@@ -65,3 +65,28 @@ export function isLoopLagOverWarning(us, meta) {
 export function isStatusWarning(name, meta) {
   return meta.warning_status_counters.includes(name.replace(/_count$/, ""));
 }
+
+/**
+ * The requests scripts named (``get(..., name=...)``) in one second of telemetry: a list of
+ * {name, rate, total, headers (its headers_us figures or null), status (warning class -> its
+ * counter, or null)}, by name.
+ */
+export function requestGroups(telemetry, meta) {
+  const { prefix, responses } = meta.request_group;
+  const counters = telemetry.counters || {};
+  const histograms = telemetry.histograms || {};
+  const suffix = `${responses}_count`;
+  return Object.keys(counters)
+    .filter((key) => key.startsWith(prefix) && key.endsWith(suffix) && key.length > prefix.length + suffix.length)
+    .map((key) => key.slice(prefix.length, -suffix.length))
+    .sort()
+    .map((name) => {
+      const group = `${prefix}${name}_`;
+      const counter = counters[`${prefix}${name}${suffix}`];
+      return {
+        name, rate: counter.per_second, total: counter.total,
+        headers: histograms[`${group}headers_us`] || null,
+        status: Object.fromEntries(meta.warning_status_counters.map((status) => [status, counters[`${group}${status}_count`] || null])),
+      };
+    });
+}

@@ -43,7 +43,8 @@ export function showVerdictBadge(badge, verdict, kind = "badge") {
   badge.title = failing.length ? failing.map((t) => `${t.expr}: ${thresholdValue(t)}`).join("\n") : "";
 }
 
-function table(className, headers, rows) {
+/** A compact table: a header row, then one row per ``rows`` entry named by its first cell. */
+export function table(className, headers, rows) {
   const node = element("table", `table compact ${className}`);
   const head = element("tr");
   headers.forEach((label, i) => head.appendChild(element("th", i ? "num" : "", label)));
