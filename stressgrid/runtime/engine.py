@@ -95,9 +95,10 @@ class Engine:
 
         ``blocks``: maps with ``script``, ``params``, ``size`` and feeder rows
         ``data`` and ``data_offset`` (see ``stressgrid.plan.split``), objects
-        with those attributes, or ``(script, params, size)`` triples; ``addresses``: resolved ``Address`` objects, assigned
-        round-robin starting at ``address_offset`` (default: where the
-        previous cohort on this engine stopped).
+        with those attributes, or ``(script, params, size)`` triples.
+        ``addresses``: resolved ``Address`` objects, assigned round-robin
+        starting at ``address_offset`` (default: where the previous cohort on
+        this engine stopped).
         """
         if cohort_id in self.cohorts:
             raise ValueError(f"cohort {cohort_id!r} is already running")

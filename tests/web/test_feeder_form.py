@@ -27,8 +27,15 @@ def test_a_feeder_file_gives_each_device_of_the_run_its_row(stack, open_page, tm
     fill_plan(page, "feeder form", stack.redis_port, devices="10", script=COUNTING, params="{}")
     block = page.locator(".block").first
     (tmp_path / "ids.csv").write_text("id,name\nr0,zero\nr1,one\nr2,two\nr3,three\n")
-    block.locator(".block-data-file").set_input_files(tmp_path / "ids.csv")
+    with page.expect_request("**/api/plans/check") as background:
+        block.locator(".block-data-file").set_input_files(tmp_path / "ids.csv")
     expect(block.locator(".data-status")).to_contain_text("4 rows from ids.csv")
+    # A check while editing leaves the rows out; the explicit one sends them.
+    assert '"data"' not in background.value.post_data
+    with page.expect_request("**/api/plans/check") as explicit:
+        page.click("#check-button")
+    assert '"data":[{"id":"r0","name":"zero"}' in explicit.value.post_data
+    expect(page.locator("#check-result")).to_contain_text("Plan OK")
     page.click("#mode-json")
     expect(page.locator("#json-editor textarea")).to_have_value(
         re.compile(r'"data": \[\s*\{\s*"id": "r0",\s*"name": "zero"'))

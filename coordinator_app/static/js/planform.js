@@ -514,8 +514,13 @@ export class PlanForm {
     this.checkController = new AbortController();
     const seq = ++this.checkSeq;
     if (explicit) this.setCheckResult("Checking…", "");
+    // A check while typing leaves feeder rows out (they were checked when their file was read,
+    // and may be megabytes); an explicit check and the submit send them.
+    const checked = explicit || !Array.isArray(plan.blocks) ? plan
+      : { ...plan, blocks: plan.blocks.map((block) => (block && typeof block === "object" && "data" in block
+        ? Object.fromEntries(Object.entries(block).filter(([key]) => key !== "data")) : block)) };
     try {
-      const result = await api.check(plan, { signal: this.checkController.signal });
+      const result = await api.check(checked, { signal: this.checkController.signal });
       if (seq !== this.checkSeq) return false;
       this.clearErrors();
       const addresses = result.addresses.length;
