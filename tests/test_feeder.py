@@ -27,6 +27,7 @@ def plan_with(blocks):
     ("user,password\nann,a1\nbob,\"b,2\"\n", "csv", [{"user": "ann", "password": "a1"},
                                                       {"user": "bob", "password": "b,2"}]),
     ("id\r\n1\r\n\r\n2\r\n", "csv", [{"id": "1"}, {"id": "2"}]),
+    ("\ufeffid,name\r\n1,a\r\n", "csv", [{"id": "1", "name": "a"}]),  # as a spreadsheet saves it
     ('{"id": 1}\n\n{"id": 2, "tags": ["x"]}\n', "jsonl", [{"id": 1}, {"id": 2, "tags": ["x"]}]),
     ('[{"id": 1}, {"id": 2}]', "json", [{"id": 1}, {"id": 2}]),
 ])

@@ -40,6 +40,7 @@ def check_size(size):
 def parse_rows(text, kind):
     """The rows (a list of dicts) that feeder file ``text`` of format ``kind`` holds."""
     check_size(len(text.encode()))
+    text = text.removeprefix("\ufeff")  # the byte-order mark spreadsheets put first
     if kind == "csv":
         rows = _csv_rows(text)
     elif kind == "jsonl":
