@@ -110,6 +110,9 @@ def run_devices(name, port, protocol, script, seconds, params=None, file=None):
     from tests.support.plans import error_counters, plan
     result = run_local(plan(port, script, size=CONNECTIONS, protocol=protocol, params=params, name=name),
                        seconds)
+    if result.peak_active_devices < CONNECTIONS:  # the figure is of fewer devices than it claims
+        print(f"only {result.peak_active_devices} of {CONNECTIONS} devices were active at once "
+              f"({result.started_devices} started)", file=file or sys.stdout, flush=True)
     errors = error_counters(result)
     if errors:
         print("errors:", errors, result.errors, file=file or sys.stdout, flush=True)

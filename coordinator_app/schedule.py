@@ -87,7 +87,7 @@ def cohort_blocks(blocks, ramp_steps, index):
     """Blocks (dicts) of cohort ``index``: its share of every block, empty shares left out."""
     result = []
     for block in blocks:
-        # Element ``index`` of ramp_cohorts(size, ramp_steps), without building the list.
+        # Element ``index`` of split_exactly(size, ramp_steps), without building the list.
         share, extra = divmod(block["size"], ramp_steps)
         size = share + (1 if index < extra else 0)
         if size:

@@ -1,7 +1,11 @@
 import os
 import pathlib
+import socket
+import subprocess
 import sys
 import sysconfig
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -30,3 +34,54 @@ if TESTING_INSTALLED:
                            f"{_imported_from}, not from this environment's site-packages")
 else:
     sys.path.insert(0, str(ROOT))
+
+
+
+# -- tiers -------------------------------------------------------------------------------
+# Every test has exactly one tier (markers registered in pyproject.toml):
+#   browser      drives the website in Chromium (uses the ``browser`` fixture);
+#   deploy       the deployment artefacts (tests/deploy);
+#   unit         in-process: no server, no subprocess, no network. A module says so with
+#                ``pytestmark = pytest.mark.unit``; while such a test runs, starting a process
+#                or connecting or binding a socket fails it, so the tier stays honest;
+#   integration  everything else: real servers and processes.
+TIERS = ("unit", "integration", "browser", "deploy")
+_UNIT_GUARD = pytest.StashKey()
+
+
+def _tier(item):
+    if "browser" in item.fixturenames:
+        return "browser"
+    if pathlib.Path(str(item.path)).resolve().relative_to(ROOT / "tests").parts[0] == "deploy":
+        return "deploy"
+    return "unit" if item.get_closest_marker("unit") else "integration"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tier = _tier(item)
+        declared = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+        if declared - {tier}:
+            raise pytest.UsageError(f"{item.nodeid}: marked {sorted(declared)} but its tier is {tier}")
+        item.add_marker(tier)
+
+
+def _refuse(what):
+    def refused(*args, **kwargs):
+        raise AssertionError(f"a unit-tier test {what}: it belongs to the integration tier")
+    return refused
+
+
+def pytest_runtest_setup(item):
+    if not item.get_closest_marker("unit"):
+        return
+    guard = item.stash[_UNIT_GUARD] = pytest.MonkeyPatch()
+    guard.setattr(subprocess.Popen, "__init__", _refuse("started a process"))
+    for method in ("connect", "connect_ex", "bind"):
+        guard.setattr(socket.socket, method, _refuse(f"called socket.{method}"))
+
+
+def pytest_runtest_teardown(item):
+    guard = item.stash.get(_UNIT_GUARD, None)
+    if guard is not None:
+        guard.undo()

@@ -5,6 +5,8 @@ import pytest
 
 from stressgrid import argtypes
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("kind, text, value", [
     (argtypes.positive_int, "1", 1),

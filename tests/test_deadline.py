@@ -7,6 +7,8 @@ import uvloop
 from stressgrid._core.deadline import SLACK_US, DeadlineTimer, passed
 from stressgrid._core.device import now_us
 
+pytestmark = pytest.mark.unit
+
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 

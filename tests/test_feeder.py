@@ -14,6 +14,8 @@ from stressgrid.plan.model import MAX_DATA_BYTES, MAX_DATA_ROWS
 from stressgrid.plan.split import block_part
 from stressgrid.wire import StartCohort
 
+pytestmark = pytest.mark.unit
+
 
 def plan_with(blocks):
     return {"name": "feeder", "addresses": [{"host": "127.0.0.1", "port": 80, "protocol": "http"}],

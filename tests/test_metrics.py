@@ -11,6 +11,8 @@ from stressgrid._core.metrics import (COUNTS_LENGTH, HIGHEST, LOWEST, Histogram,
 from stressgrid.metrics import MetricsAggregate, rate_name
 from tests.support.varint import varint
 
+pytestmark = pytest.mark.unit
+
 PERCENTILES = {"pc1": 1, "pc10": 10, "pc25": 25, "median": 50, "pc75": 75, "pc90": 90,
                "pc99": 99, "pc99_9": 99.9}
 

@@ -1,5 +1,9 @@
 """The constants the coordinator, the CLI and the website share (stressgrid.plan.constants)."""
+import pytest
+
 from stressgrid.plan import api, constants
+
+pytestmark = pytest.mark.unit
 
 
 def test_effective_devices_round_down_to_ten_per_generator():

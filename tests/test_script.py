@@ -3,6 +3,8 @@ import pytest
 
 from stressgrid.plan import Plan, PlanError, ScriptError, check_script
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("source, protocol, line, column, words", [
     ("x = (", "tcp", 1, 5, "syntax error"),

@@ -6,6 +6,8 @@ from stressgrid._core.metrics import Histogram
 from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.thresholds import ThresholdError, error_rate_percent, observe, parse
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("expr, kind, key, stat, percentile, op, value", [
     ("headers_us p99 < 200ms", "histogram", "headers_us", "percentile", 99.0, "<", 200_000),

@@ -6,6 +6,8 @@ import uvloop
 
 from stressgrid.protocols.waiting import _TimeLimit, time_limit
 
+pytestmark = pytest.mark.unit
+
 LIMITS = [pytest.param(time_limit, id="time_limit"), pytest.param(_TimeLimit, id="python-3.10")]
 
 

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from stressgrid import wire
 from stressgrid.plan.split import split_blocks, split_exactly
 
+pytestmark = pytest.mark.unit
+
 MESSAGES = [
     wire.Register("gen-1", "0.1.0", 4, 4, 19000),
     wire.Registered("0.1.0"),

@@ -60,8 +60,3 @@ def split_blocks(blocks, parts, rotate=0):
                 result[i].append(block_part(block, start, share))
                 start += share
     return result
-
-
-def ramp_cohorts(size, steps):
-    """Device counts of the ramp-up cohorts of a ``size``-device block."""
-    return split_exactly(size, steps)

@@ -6,6 +6,8 @@ import pytest
 
 from stressgrid.cli.display import Display
 
+pytestmark = pytest.mark.unit
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

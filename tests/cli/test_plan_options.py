@@ -9,6 +9,8 @@ from stressgrid.cli.options import argument_parser, coordinator_url
 from stressgrid.cli.plan_spec import PlanSpec, ramp_steps_for
 from tests.conftest import EXAMPLES
 
+pytestmark = pytest.mark.unit
+
 SCRIPT = EXAMPLES / "demo_http.py"
 
 

@@ -5,6 +5,8 @@ from stressgrid.cli.exits import EXIT_OK, EXIT_RUN_ERRORS, EXIT_THRESHOLDS
 from stressgrid.cli.run import verdict
 from stressgrid.plan.result import RunResult, run_result
 
+pytestmark = pytest.mark.unit
+
 
 def detail(errors=None, outcome=None, state="done"):
     """A run's detail as the API returns it, its ``result`` decided as the coordinator does."""

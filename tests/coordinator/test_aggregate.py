@@ -15,6 +15,8 @@ from stressgrid import wire
 from stressgrid._core.metrics import Histogram
 from tests.coordinator.support import snapshot
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self):

@@ -3,6 +3,8 @@ import pytest
 
 from coordinator_app.json_body import MAX_DEPTH, BodyError, nesting_depth, parse
 
+pytestmark = pytest.mark.unit
+
 
 def test_nesting_depth_counts_brackets_outside_strings():
     assert nesting_depth('{"a": [1, {"b": []}]}') == 4

@@ -9,6 +9,8 @@ from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.resolve import resolve_addresses
 from tests.coordinator.support import snapshot
 
+pytestmark = pytest.mark.unit
+
 T0 = 1000.0
 WALL_OFFSET = 1_700_000_000.0
 ADDRESSES = [{"host": "127.0.0.1", "port": 9, "protocol": "udp"},

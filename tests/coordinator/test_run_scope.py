@@ -1,5 +1,9 @@
 """Which run a message belongs to, and how messages of other runs are counted and said."""
+import pytest
+
 from coordinator_app.run_scope import Scope, StaleMessages, merges, scope_of
+
+pytestmark = pytest.mark.unit
 
 
 def test_scopes():

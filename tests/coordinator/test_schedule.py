@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from coordinator_app import schedule
 from stressgrid.plan import Opts
-from stressgrid.plan.split import ramp_cohorts
+from stressgrid.plan.split import split_exactly
+
+pytestmark = pytest.mark.unit
 
 
 def test_timeline_orders_starts_then_sustain_then_reverse_stops_then_cooldown():
@@ -82,10 +84,10 @@ def test_small_cohorts_rotate_their_remainder_over_generators():
 
 
 @pytest.mark.parametrize("size,steps", [(10, 3), (3, 10), (100000, 7), (1, 1)])
-def test_cohort_sizes_are_the_plan_ramp_cohorts(size, steps):
+def test_cohort_sizes_split_each_block_exactly_over_the_ramp_steps(size, steps):
     blocks = [{"script": "", "params": {}, "size": size}]
     sizes = [sum(b["size"] for b in schedule.cohort_blocks(blocks, steps, i)) for i in range(steps)]
-    assert sizes == ramp_cohorts(size, steps)
+    assert sizes == split_exactly(size, steps)
 
 
 def test_no_generators_get_no_assignments():

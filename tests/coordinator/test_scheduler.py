@@ -12,7 +12,7 @@ from hdrh.log import HistogramLogReader
 
 from stressgrid import wire
 from stressgrid._core.metrics import Histogram
-from stressgrid.plan.split import ramp_cohorts
+from stressgrid.plan.split import split_exactly
 from tests.coordinator.support import FakeGenerator, coordinator_process, snapshot, wait_until
 
 
@@ -72,12 +72,12 @@ def test_ramp_splits_every_cohort_exactly_and_round_robin_runs_across_generators
     assert detail["state"] == "done"
     starts = [(fake.generator_id, m) for fake in fakes for m in fake.messages(wire.StartCohort)]
     stops = [(fake.generator_id, m) for fake in fakes for m in fake.messages(wire.StopCohort)]
-    # Every cohort is the ramp_cohorts share of every block, split without loss.
+    # Every cohort is the exact ramp-step share of every block, split without loss.
     for cohort in range(steps):
         parts = [m for _, m in starts if m.cohort_id == str(cohort)]
         for block, size in enumerate(sizes):
             assert sum(b["size"] for m in parts for b in m.blocks if b["params"]["block"] == block) == \
-                ramp_cohorts(size, steps)[cohort]
+                split_exactly(size, steps)[cohort]
         assert all(m.run_id == run["id"] and len(m.addresses) == 2 for m in parts)
         assert all(m.addresses[1]["ip"] == "127.0.0.2" for m in parts)
     assert sum(b["size"] for _, m in starts for b in m.blocks) == sum(sizes)

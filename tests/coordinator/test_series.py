@@ -1,5 +1,9 @@
 """The report's per-second series: what it keeps of each second, and its size bound."""
+import pytest
+
 from coordinator_app.writers.series import RunSeries
+
+pytestmark = pytest.mark.unit
 
 
 def telemetry(at, responses=0.0, errors=0.0):

@@ -1,8 +1,12 @@
 """The whole-run summary and its rate window, with time as a parameter."""
+import pytest
+
 from stressgrid._core.metrics import Histogram
 from coordinator_app.summary import RateWindow, summarize
 from coordinator_app.verdict import RunJudge
 from stressgrid.plan.thresholds import parse
+
+pytestmark = pytest.mark.unit
 
 
 def test_rates_are_over_the_sustain_phase_once_it_began():

@@ -3,9 +3,9 @@
 ``FakeCoordinator`` is a ZeroMQ ROUTER in the test process that speaks the
 wire protocol like the coordinator does (including its one-second heartbeat),
 so every test drives a real ``python -m stressgrid.generator`` over real
-sockets. Waiting is always on messages: ``FakeCoordinator.wait_until`` checks
-a condition each time a message arrives (the agent sends several a second),
-bounded by a timeout.
+sockets. Waits are on messages (``expect``, ``wait_until``) or on state outside
+them (``wait_for_state``), bounded by a timeout; none loses a message
+(``tests.support.mailbox``).
 """
 import collections
 import contextlib
@@ -28,6 +28,7 @@ from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
 from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from tests.conftest import ROOT, example
+from tests.support.mailbox import Mailbox
 from tests.support.servers import free_port, redis_server
 
 GENERATOR_ID = "test-generator"
@@ -36,7 +37,7 @@ COORDINATOR_PUBLIC, COORDINATOR_SECRET = zmq.curve_keypair()
 JOIN_TOKEN = JoinToken.new(COORDINATOR_PUBLIC)
 
 
-class FakeCoordinator:
+class FakeCoordinator(Mailbox):
     """A coordinator's ROUTER: records what generators send, heartbeats the registered ones.
 
     It speaks CurveZMQ with the keys of ``JOIN_TOKEN`` (letting in any CURVE
@@ -44,6 +45,7 @@ class FakeCoordinator:
     """
 
     def __init__(self, context, port=None):
+        super().__init__()
         self.context = context
         self.port = port or free_port()
         self.url = f"tcp://127.0.0.1:{self.port}"
@@ -57,8 +59,7 @@ class FakeCoordinator:
         self.heartbeating = True
         self.registered = set()
         self.identity = None  # the ROUTER identity of the agent that registered last
-        self.received = []  # (monotonic time, identity, message or WireError)
-        self.last_sent_at = None
+        self.last_sent_at = None  # when the latest command or heartbeat went out
         self._next_heartbeat = 0.0
 
     def _bind(self):
@@ -76,21 +77,25 @@ class FakeCoordinator:
         self.send_raw(wire.encode(message), identity)
 
     def send_raw(self, data, identity=None):
-        """Send to ``identity`` (default: that of the agent that registered last)."""
+        """Send a command to ``identity`` (default: the agent that registered last).
+
+        Message waits then look only at what arrives after it (``Mailbox.mark``).
+        """
         self.socket.send_multipart([identity or self.identity, data])
-        self.last_sent_at = time.monotonic()
+        self.last_sent_at = self.mark()
 
     def _pump_heartbeats(self):
         now = time.monotonic()
         if self.heartbeating and self.registered and now >= self._next_heartbeat:
             for identity in self.registered:
-                self.send(wire.Heartbeat(sent_at=time.time()), identity)
+                self.socket.send_multipart([identity, wire.encode(wire.Heartbeat(sent_at=time.time()))])
+            self.last_sent_at = now
             self._next_heartbeat = now + 1.0
 
-    # -- receiving -----------------------------------------------------------------------
+    # -- receiving (waits: tests.support.mailbox) ---------------------------------------
 
-    def receive(self, timeout):
-        """The next ``(identity, message)`` within ``timeout`` s, or ``None``."""
+    def _read(self, timeout):
+        """The next ``(identity, message)`` within ``timeout`` s, or ``None``; heartbeats meanwhile."""
         deadline = time.monotonic() + timeout
         while True:
             self._pump_heartbeats()
@@ -103,33 +108,14 @@ class FakeCoordinator:
                 continue
             identity, data = self.socket.recv_multipart()
             try:
-                message = wire.decode(data)
+                return identity, wire.decode(data)
             except wire.WireError as exc:
-                message = exc
-            self.received.append((time.monotonic(), identity, message))
-            return identity, message
-
-    def wait_until(self, condition, timeout, what="the condition"):
-        """Receive until ``condition(message)`` is true; returns that message."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            got = self.receive(remaining) if remaining > 0 else None
-            if got is None:
-                kinds = [type(m).__name__ for _, _, m in self.received[-20:]]
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
-                                     f"last messages: {kinds}")
-            if condition(got[1]):
-                return got[1]
-
-    def expect(self, kind, timeout=10.0, where=lambda message: True):
-        """The next message of class ``kind`` (for which ``where`` holds)."""
-        return self.wait_until(lambda m: isinstance(m, kind) and where(m), timeout, kind.__name__)
+                return identity, exc
 
     def register(self, timeout=15.0):
         """Wait for ``Register``, answer ``Registered``; returns the Register message."""
         register = self.expect(wire.Register, timeout)
-        identity = self.identity = self.received[-1][1]
+        identity = self.identity = self.matched.identity
         self.send(wire.Registered(coordinator_version="test"), identity)
         self.registered.add(identity)
         self._next_heartbeat = 0.0

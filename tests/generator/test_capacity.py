@@ -27,11 +27,11 @@ def test_a_cohort_larger_than_the_room_left_is_cut_short_and_its_unplaced_device
         assert event.message == ("cohort '2' of run 'run-1' cut short: 4 of 10 devices found no room "
                                  f"(this generator holds at most {2 * PER_WORKER})")
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 2 * PER_WORKER)
-        coordinator.wait_until(lambda m: redis.device_connections() == 2 * PER_WORKER, 10, "every placed device")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 2 * PER_WORKER, 10, "every placed device")
         # A full generator places nothing more.
         coordinator.send(script_cohort(port, IDLE, 3, cohort_id="3"))
-        coordinator.wait_until(
-            lambda m: merged(coordinator.telemetry_since(since)).counter("device_unplaced_error_count") == 7,
+        coordinator.wait_for_state(
+            lambda: merged(coordinator.telemetry_since(since)).counter("device_unplaced_error_count") == 7,
             15, "7 unplaced devices counted")
         line = error_lines_since(coordinator, since)["device_unplaced_error_count"]
         assert "cohort '2' of run 'run-1' cut short" in line

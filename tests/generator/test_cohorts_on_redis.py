@@ -95,19 +95,19 @@ def test_cohorts_split_exactly_and_continue_the_address_round_robin(coordinator,
         # 7 devices over 2 workers: 4 + 3; over 2 addresses from offset 0: A B A B A B A.
         coordinator.send(redis_cohort(None, 7, cohort_id="1", ports=[port_a, port_b], address_offset=0))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 7)
-        coordinator.wait_until(lambda m: state() == (4, 3, [3, 4]), 10, "4 + 3 connections")
+        coordinator.wait_for_state(lambda: state() == (4, 3, [3, 4]), 10, "4 + 3 connections")
         # The coordinator's cursor is now 7: B A B A B A B. The remainder goes to the other worker.
         coordinator.send(redis_cohort(None, 7, cohort_id="2", ports=[port_a, port_b], address_offset=7))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 14)
-        coordinator.wait_until(lambda m: state() == (7, 7, [7, 7]), 10, "7 + 7 connections")
+        coordinator.wait_for_state(lambda: state() == (7, 7, [7, 7]), 10, "7 + 7 connections")
         # Stopping cohort 1 leaves exactly cohort 2's devices: 3 on A, 4 on B.
         coordinator.send(wire.StopCohort(run_id="run-1", cohort_id="1"))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 7)
-        coordinator.wait_until(lambda m: state()[:2] == (3, 4), 10, "cohort 2 only")
+        coordinator.wait_for_state(lambda: state()[:2] == (3, 4), 10, "cohort 2 only")
         # Abort stops every cohort of the run.
         coordinator.send(wire.Abort(run_id="run-1"))
         assert coordinator.expect(wire.RunStopped, timeout=15).run_id == "run-1"
-        coordinator.wait_until(lambda m: state() == (0, 0, [0, 0]), 10, "no connections")
+        coordinator.wait_for_state(lambda: state() == (0, 0, [0, 0]), 10, "no connections")
         redis_a.close()
         redis_b.close()
 

@@ -14,8 +14,8 @@ def test_a_worker_crash_loop_is_counted_as_errors(coordinator, start_agent, tmp_
         crash = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_crashed")
         assert re.fullmatch(r"worker 0 \(pid \d+\) exited with status 3 with 1 devices", crash.message)
         # It is restarted with its device, which crashes it again: each time is an error.
-        coordinator.wait_until(
-            lambda m: merged(coordinator.telemetry_since(since)).counter("worker_crashed_error_count") >= 2,
+        coordinator.wait_for_state(
+            lambda: merged(coordinator.telemetry_since(since)).counter("worker_crashed_error_count") >= 2,
             20, "two crashes counted")
         line = error_lines_since(coordinator, since)["worker_crashed_error_count"]
         assert re.fullmatch(r"worker 0 \(pid \d+\) exited with status 3", line)
@@ -28,8 +28,8 @@ def test_a_device_its_script_cancels_is_counted_and_restarted(coordinator, start
     with one_device_on_redis(coordinator, start_agent, tmp_path, SELF_CANCEL) as (redis, since):
         event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "device_cancelled")
         assert "line 4: raise asyncio.CancelledError() -> asyncio.exceptions.CancelledError" in event.message
-        coordinator.wait_until(
-            lambda m: merged(coordinator.telemetry_since(since)).counter("device_cancelled_error_count") >= 2,
+        coordinator.wait_for_state(
+            lambda: merged(coordinator.telemetry_since(since)).counter("device_cancelled_error_count") >= 2,
             15, "two cancellations counted")
         # Restarted like any failing device: it keeps its place and keeps coming back.
         assert redis.command_calls("incr") >= 2

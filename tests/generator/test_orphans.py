@@ -36,7 +36,7 @@ def test_a_worker_whose_loop_a_device_holds_dies_with_its_killed_agent(coordinat
     with redis_server(tmp_path) as port:
         redis = Redis(port)
         coordinator.send(script_cohort(port, SPIN, 1))
-        coordinator.wait_until(lambda m: redis.device_connections() == 1, 15, "the device connected")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 1, 15, "the device connected")
         [worker] = [psutil.Process(pid) for pid in agent.worker_pids()]
         # The device holds the worker's loop: it burns CPU and answers nothing.
         assert wait_for(lambda: worker.cpu_times().user > 0.5, timeout=15)

@@ -20,13 +20,13 @@ def test_registers_with_identity_version_and_capacity(coordinator, start_agent):
     assert register.cores == os.cpu_count()
     assert register.workers == 2
     assert register.capacity > 0
-    identity = coordinator.received[-1][1]
+    identity = coordinator.matched.identity
     assert re.fullmatch(rb"test-generator/[0-9a-f]{16}", identity)  # the id, and this process's instance
     # Once registered it heartbeats every second and reports telemetry.
     first = coordinator.expect(wire.Heartbeat)
-    first_at = coordinator.received[-1][0]
+    first_at = coordinator.matched.at
     coordinator.expect(wire.Heartbeat)
-    assert 0.5 < coordinator.received[-1][0] - first_at < 2.0
+    assert 0.5 < coordinator.matched.at - first_at < 2.0
     assert first.sent_at > 0
     coordinator.expect(wire.Telemetry)
     assert agent.process.poll() is None
@@ -39,9 +39,9 @@ def test_registers_with_identity_version_and_capacity(coordinator, start_agent):
 def test_register_is_repeated_until_answered(coordinator, start_agent):
     start_agent(coordinator.url)
     coordinator.expect(wire.Register, timeout=15)
-    first_at = coordinator.received[-1][0]
+    first_at = coordinator.matched.at
     coordinator.expect(wire.Register, timeout=5)
-    assert coordinator.received[-1][0] - first_at >= 0.8
+    assert coordinator.matched.at - first_at >= 0.8
     # Unanswered, it sends neither heartbeats nor telemetry.
     assert not [m for _, _, m in coordinator.received if isinstance(m, (wire.Heartbeat, wire.Telemetry))]
     coordinator.register()
@@ -53,14 +53,14 @@ def test_not_registered_error_makes_it_register_again(coordinator, agent):
     coordinator.send(wire.Error(message=wire.NOT_REGISTERED))
     sent_at = time.monotonic()
     coordinator.expect(wire.Register, timeout=3)
-    assert coordinator.received[-1][0] - sent_at < 1.5
+    assert coordinator.matched.at - sent_at < 1.5
 
 
 def test_other_coordinator_errors_do_not_re_register(coordinator, agent):
     coordinator.send(wire.Error(message="telemetry for an unknown run"))
     coordinator.expect(wire.Telemetry)
     since = time.monotonic()
-    coordinator.wait_until(lambda m: time.monotonic() - since > 2.5, 10, "2.5 s of traffic")
+    coordinator.wait_for_state(lambda: time.monotonic() - since > 2.5, 10, "2.5 s of traffic")
     assert not [m for at, _, m in coordinator.received if at >= since and isinstance(m, wire.Register)]
 
 
@@ -68,7 +68,7 @@ def test_silent_coordinator_is_registered_with_again(coordinator, agent):
     coordinator.heartbeating = False
     silent_since = coordinator.last_sent_at
     coordinator.expect(wire.Register, timeout=10)
-    silence = coordinator.received[-1][0] - silent_since
+    silence = coordinator.matched.at - silent_since
     assert 2.5 < silence < 6.0
 
 

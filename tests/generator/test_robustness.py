@@ -18,7 +18,7 @@ def test_killed_worker_is_restarted_with_its_devices(coordinator, agent, tmp_pat
         coordinator.send(redis_cohort(port, 6, cohort_id="1"))
         coordinator.send(redis_cohort(port, 3, cohort_id="2", address_offset=6))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 9)
-        coordinator.wait_until(lambda m: redis.device_connections() == 9, 10, "9 connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 9, 10, "9 connections")
         before = agent.worker_pids()
         victim = before[0]
         victim_devices = connections_to(victim, {port})
@@ -30,7 +30,7 @@ def test_killed_worker_is_restarted_with_its_devices(coordinator, agent, tmp_pat
         assert f"re-creating {victim_devices} devices in 2 cohorts" in event.message
         # Telemetry went on, and the full population is back, on a new process.
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 9)
-        coordinator.wait_until(lambda m: redis.device_connections() == 9, 10, "9 connections again")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 9, 10, "9 connections again")
         after = agent.worker_pids()
         assert len(after) == 2 and victim not in after and before[1] in after
         assert sorted(connections_to(pid, {port}) for pid in after) == [4, 5]
@@ -38,7 +38,7 @@ def test_killed_worker_is_restarted_with_its_devices(coordinator, agent, tmp_pat
         coordinator.send(wire.StopCohort(run_id="run-1", cohort_id="1"))
         coordinator.send(wire.StopCohort(run_id="run-1", cohort_id="2"))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
-        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "no connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 0, 10, "no connections")
         redis.close()
     assert agent.process.poll() is None
 
@@ -47,7 +47,7 @@ def test_an_abort_is_answered_even_when_a_worker_dies_before_answering(coordinat
     with redis_server(tmp_path) as port:
         redis = Redis(port)
         coordinator.send(redis_cohort(port, 4))
-        coordinator.wait_until(lambda m: redis.device_connections() == 4, 15, "4 connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 4, 15, "4 connections")
         frozen, running = agent.worker_pids()
         os.kill(frozen, signal.SIGSTOP)  # it cannot answer the abort
         try:
@@ -60,7 +60,7 @@ def test_an_abort_is_answered_even_when_a_worker_dies_before_answering(coordinat
         # The restarted worker does not bring the aborted run's devices back.
         event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_restarted")
         assert f"pid {frozen}" in event.message and "re-creating 0 devices" in event.message
-        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "no connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 0, 10, "no connections")
         coordinator.expect(wire.Telemetry, timeout=5, where=lambda m: m.active_device_number == 0)
         redis.close()
 
@@ -73,11 +73,11 @@ def test_devices_stop_when_the_coordinator_vanishes(coordinator, start_agent, tm
         redis = Redis(port)
         coordinator.send(redis_cohort(port, 4))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 4)
-        coordinator.wait_until(lambda m: redis.device_connections() == 4, 10, "4 connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 4, 10, "4 connections")
         # The coordinator goes quiet: no heartbeats, no answers.
         coordinator.heartbeating = False
         silent_since = coordinator.last_sent_at
-        coordinator.wait_until(lambda m: redis.device_connections() == 0, 15, "devices stopped")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 0, 15, "devices stopped")
         stopped_after = time.monotonic() - silent_since
         redis.close()
     assert stopped_after >= grace_s
@@ -110,7 +110,7 @@ def test_signal_stops_devices_workers_and_exits_cleanly(coordinator, agent, tmp_
         redis = Redis(port)
         coordinator.send(redis_cohort(port, 5))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 5)
-        coordinator.wait_until(lambda m: redis.device_connections() == 5, 10, "5 connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 5, 10, "5 connections")
         workers = [psutil.Process(pid) for pid in agent.worker_pids()]
         agent.signal(signum)
         assert agent.process.wait(20) == 0
@@ -147,7 +147,7 @@ def test_a_fresh_registration_stops_devices_the_coordinator_no_longer_knows(coor
         coordinator.send(wire.Error(message=wire.NOT_REGISTERED))
         coordinator.register(timeout=5)
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
-        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "devices stopped")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 0, 10, "devices stopped")
         # New cohorts run as usual.
         coordinator.send(redis_cohort(port, 2, run_id="run-2"))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 2)

@@ -121,7 +121,7 @@ def test_tcp_devices_connect_from_every_address_of_the_pool(coordinator, start_a
         redis = Redis(port)
         coordinator.send(script_cohort(port, IDLE, DEVICES))
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == DEVICES)
-        coordinator.wait_until(lambda m: sum(redis.client_addresses().values()) == DEVICES, 15,
+        coordinator.wait_for_state(lambda: sum(redis.client_addresses().values()) == DEVICES, 15,
                                "every device connected")
         assert redis.client_addresses() == {address: DEVICES // 3 for address in POOL}
         redis.close()
@@ -138,9 +138,9 @@ def test_http_devices_connect_from_every_address_of_the_pool(coordinator, start_
             {"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": "http"}]})
         since = time.monotonic()
         coordinator.send(cohort)
-        coordinator.wait_until(lambda m: merged(coordinator.telemetry_since(since)).counter("conn_count") == DEVICES,
+        coordinator.wait_for_state(lambda: merged(coordinator.telemetry_since(since)).counter("conn_count") == DEVICES,
                                15, "every device connected")
-        coordinator.wait_until(lambda m: sum(established_peers(port).values()) == DEVICES, 15,
+        coordinator.wait_for_state(lambda: sum(established_peers(port).values()) == DEVICES, 15,
                                "nginx holding every connection")
         assert established_peers(port) == {address: DEVICES // 3 for address in POOL}
 
@@ -156,8 +156,8 @@ def test_a_source_address_the_machine_does_not_have_counts_addr_not_avail_and_sa
         coordinator.send(script_cohort(port, IDLE, 2))
         event = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "addr_not_avail")
         assert ADDR_NOT_AVAIL_ADVICE in event.message and "add source addresses" in event.message
-        coordinator.wait_until(
-            lambda m: merged(coordinator.telemetry_since(since)).counter("addr_not_avail_error_count") >= 2,
+        coordinator.wait_for_state(
+            lambda: merged(coordinator.telemetry_since(since)).counter("addr_not_avail_error_count") >= 2,
             15, "both devices counted")
         assert "addr_not_avail_error_count" in error_lines_since(coordinator, since)
         assert redis.client_addresses() == {}

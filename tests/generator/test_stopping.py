@@ -36,7 +36,7 @@ def test_an_abort_kills_workers_whose_devices_spin_and_names_the_line(coordinato
     with redis_server(tmp_path) as port:
         redis = Redis(port)
         coordinator.send(script_cohort(port, SPIN, 2))
-        coordinator.wait_until(lambda m: redis.device_connections() == 2, 15, "both devices connected")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 2, 15, "both devices connected")
         before = agent.worker_pids()
         # Both loops are held: the watchdogs say where.
         stalls = [coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_loop_stalled")
@@ -55,7 +55,7 @@ def test_an_abort_kills_workers_whose_devices_spin_and_names_the_line(coordinato
         assert counted.counters.get("worker_killed_error_count") == 2
         # Both workers start again, empty.
         coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_restarted")
-        coordinator.wait_until(lambda m: redis.device_connections() == 0, 10, "no connections")
+        coordinator.wait_for_state(lambda: redis.device_connections() == 0, 10, "no connections")
         coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 0)
         redis.close()
     assert agent.process.poll() is None
@@ -67,7 +67,7 @@ def test_after_an_abort_a_script_that_swallows_cancellation_loads_the_target_no_
     with redis_server(tmp_path) as port:
         redis = Redis(port)
         coordinator.send(script_cohort(port, STUBBORN, 2))
-        coordinator.wait_until(lambda m: redis.command_calls("incr") > 100, 15, "INCRs at redis")
+        coordinator.wait_for_state(lambda: redis.command_calls("incr") > 100, 15, "INCRs at redis")
         coordinator.send(wire.Abort(run_id="run-1"))
         refused = coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "devices_refuse_stop")
         assert "devices still run after they were cancelled (line " in refused.message

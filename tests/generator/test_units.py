@@ -21,6 +21,8 @@ from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from stressgrid.plan.script import SCRIPT_FILENAME
 
+pytestmark = pytest.mark.unit
+
 ADDRESS = {"host": "127.0.0.1", "port": 1, "protocol": "udp"}
 
 

@@ -15,10 +15,12 @@ from stressgrid.generator.worker import watchdog_identity, worker_identity
 from stressgrid.metrics import MetricsAggregate
 from stressgrid.runtime.engine import START_BATCH
 from tests.conftest import ROOT
+from tests.support.mailbox import Mailbox
 
 
-class WorkerUnderTest:
+class WorkerUnderTest(Mailbox):
     def __init__(self, context, tmp_path, index=3):
+        super().__init__()
         self.identity = worker_identity(index)
         self.watchdog_identity = watchdog_identity(index)
         self.router = context.socket(zmq.ROUTER)
@@ -35,16 +37,16 @@ class WorkerUnderTest:
         self.send_raw(wire.encode(message))
 
     def send_raw(self, data):
+        """Send a command; message waits then look only at what arrives after it."""
         self.router.send_multipart([self.identity, data])
+        self.mark()
 
-    def expect(self, kind, timeout=10.0, where=lambda m: True):
-        while True:
-            assert self.router.poll(int(timeout * 1000)), f"no {kind.__name__} within {timeout} s"
-            identity, data = self.router.recv_multipart()
-            assert identity in (self.identity, self.watchdog_identity)
-            message = wire.decode(data)
-            if isinstance(message, kind) and where(message):
-                return message
+    def _read(self, timeout):
+        if not self.router.poll(max(1, int(timeout * 1000))):
+            return None
+        identity, data = self.router.recv_multipart()
+        assert identity in (self.identity, self.watchdog_identity)
+        return identity, wire.decode(data)
 
     def stop(self):
         if self.process.poll() is None:
@@ -131,6 +133,7 @@ def test_first_error_lines_come_once_per_run(worker):
 
 def test_abort_flushes_the_runs_last_metrics_then_answers_run_stopped(worker):
     worker.expect(wire.WorkerReady)
+    first = len(worker.received)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
         sink.settimeout(10)
@@ -141,16 +144,13 @@ def test_abort_flushes_the_runs_last_metrics_then_answers_run_stopped(worker):
             sink.recv(16)
     # All three counts are recorded; the next periodic Telemetry is up to a second away.
     worker.send(wire.Abort(run_id="r"))
+    assert worker.expect(wire.RunStopped).run_id == "r"
+    reports = [m for _, _, m in worker.received[first:worker.received.index(worker.matched)]
+               if isinstance(m, wire.Telemetry)]
     totals = MetricsAggregate()
-    while True:
-        assert worker.router.poll(10000), "no RunStopped within 10 s"
-        message = wire.decode(worker.router.recv_multipart()[1])
-        if isinstance(message, wire.Telemetry):
-            totals.add_snapshot(message.metrics)
-            last = message
-        elif isinstance(message, wire.RunStopped):
-            break
-    assert message.run_id == "r"
+    for report in reports:
+        totals.add_snapshot(report.metrics)
+    last = reports[-1]
     # Every count arrived before the answer, and no device runs on.
     assert totals.counter("once_count") == 3
     assert last.active_device_number == 0

@@ -10,6 +10,8 @@ from stressgrid._core.http1 import (EVENT_COMPLETE, EVENT_NEED_MORE, EVENT_SWITC
 from stressgrid._core.metrics import Recorder
 from stressgrid.errors import ConnectionClosedError, ProtocolError
 
+pytestmark = pytest.mark.unit
+
 
 # ---- requests ---------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from stressgrid._core.http2 import CANCEL, REFUSED_STREAM, Http2Connection
 from stressgrid._core.metrics import Recorder
 from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
 
+pytestmark = pytest.mark.unit
+
 
 class Peer:
     """An h2 server connected to a core by hand."""

@@ -1,5 +1,6 @@
 """Real servers for tests: started on loopback, waited for by port, stopped for sure."""
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -9,11 +10,40 @@ import time
 from pathlib import Path
 
 
+# Ports for the servers tests start come from below the kernel's ephemeral range (32768 and
+# up), so that no client connection's source port takes one between ``free_port`` and the
+# server's bind; each pytest-xdist worker has its own block, so parallel workers never pick
+# the same port, and a worker hands out its ports in turn, so it reuses one only after
+# ``PORTS_PER_WORKER`` others.
+FIRST_PORT = 20000
+PORTS_PER_WORKER = 1500
+MAX_WORKERS = 8
+
+
+def _port_block():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if index >= MAX_WORKERS:
+        raise RuntimeError(f"tests/support/servers.py has port blocks for {MAX_WORKERS} xdist workers, "
+                           f"not {worker}")
+    start = FIRST_PORT + index * PORTS_PER_WORKER
+    return itertools.cycle(range(start, start + PORTS_PER_WORKER))
+
+
+_next_ports = _port_block()
+
+
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
-    """A port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port of this worker's block that nothing is bound to right now (``kind`` on ``host``)."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_next_ports)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"every port of this test worker's block is in use on {host}")
 
 
 def wait_for_port(port, host="127.0.0.1", timeout=15.0, process=None):

@@ -8,6 +8,8 @@ from coordinator_app.config import Config
 from stressgrid.plan import Plan, PlanError, api as script_api
 from stressgrid.plan.script import SCRIPT_ARGUMENTS
 
+pytestmark = pytest.mark.unit
+
 TOKEN = "t0ken"
 
 

@@ -13,6 +13,8 @@ from stressgrid._core.metrics import Counter
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import ProtocolError
 
+pytestmark = pytest.mark.unit
+
 
 def server_frame(opcode, payload, fin=True):
     return Frame(opcode, payload, fin=fin).serialize(mask=False)
