@@ -42,11 +42,16 @@ def project_wheel(tmp_path_factory):
     """The stressgrid wheel built from this repository, once per session.
 
     STRESSGRID_TEST_WHEEL=path/to/stressgrid-*.whl uses a wheel built
-    beforehand (e.g. by `pip wheel . -w dist`) instead.
+    beforehand (e.g. by `pip wheel . -w dist`) instead; a directory there
+    means the newest stressgrid wheel in it (tox builds one in .tox/dist).
     """
     prebuilt = os.environ.get("STRESSGRID_TEST_WHEEL")
     if prebuilt:
         path = pathlib.Path(prebuilt).resolve()
+        if path.is_dir():
+            wheels = sorted(path.glob("stressgrid-*.whl"), key=lambda wheel: wheel.stat().st_mtime)
+            assert wheels, f"STRESSGRID_TEST_WHEEL={prebuilt} holds no stressgrid wheel"
+            path = wheels[-1]
         assert path.is_file(), f"STRESSGRID_TEST_WHEEL={prebuilt} does not exist"
         assert path.name.startswith("stressgrid-") and path.suffix == ".whl", path.name
         return path
