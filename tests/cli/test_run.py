@@ -14,6 +14,7 @@ import urllib.parse
 
 import pytest
 
+from stressgrid.plan.result import is_host_error
 from tests.cli.support import TELEMETRY_LINE, Cli, cli_env, run_cli
 from tests.conftest import EXAMPLES
 from tests.coordinator.support import coordinator_process, wait_until
@@ -156,7 +157,8 @@ def test_error_statuses_are_warnings_a_threshold_can_fail_on_and_checks_show_the
     summary = run_detail(grid, out)["summary"]
     counters = summary["summary"]["counters"]
     assert counters["response_5xx"]["total"] == counters["response"]["total"] > 0
-    assert "errors" not in summary or not summary["errors"]
+    # No error was counted (the machine's TCP retransmits are a host warning, not the run's).
+    assert not [name for name in summary.get("errors") or {} if not is_host_error(name)], summary["errors"]
     assert re.search(r"response_5xx +[\d,]+ .*\(error statuses: a warning, not counted as errors\)", err), err
     assert re.search(r"check available +0\.00%  passed, 0 of [\d,]+", err), err
     responses = counters["response"]["total"]

@@ -235,8 +235,11 @@ def test_an_abort_no_generator_can_receive_ends_the_run_with_every_event_written
         lines = archive.extractfile(f"{run['id']}/events.jsonl").read().decode().splitlines()
     # Every event is in the archive, run_aborted included. Under load the lost generator may be
     # noticed (generator_lost) while the run is ending, so the order of the last two may vary.
+    # And ZeroMQ may not have seen the connection close when the Abort goes out (nothing outside
+    # the coordinator can tell): the Abort is then queued, never answered, and said so.
     kinds = [json.loads(line)["kind"] for line in lines]
-    assert "run_aborted" in kinds and set(kinds[kinds.index("run_aborted") + 1:]) <= {"generator_lost"}, kinds
+    assert "run_aborted" in kinds, kinds
+    assert set(kinds[kinds.index("run_aborted") + 1:]) <= {"generator_lost", "abort_unanswered"}, kinds
 
 
 def test_delete_forgets_a_run_and_its_archive(coordinator, generator):
