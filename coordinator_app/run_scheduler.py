@@ -36,6 +36,7 @@ releases it.
 Telemetry enters in ``_on_telemetry`` and each second closes in ``_tick``:
 the places for run-scoped filtering and live checks of the aggregates.
 """
+import dataclasses
 import enum
 import json
 import typing
@@ -43,6 +44,8 @@ import typing
 from stressgrid import wire
 from stressgrid.plan.constants import (CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR,
                                        LOOP_LAG_WARNING_US)
+from stressgrid.plan.arrivals import (ARRIVAL_SHARE, DROPPED_ITERATION_COUNTER, START_DELAY_HISTOGRAM, START_DELAY_WARNING_US,
+                                      rate_at, segments)
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, schedule, validate
@@ -51,6 +54,7 @@ from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
 from .writers import INTERRUPTED_NOTE, FinalReport, RunInfo
 
+_NONE = {}
 RECENT_EVENTS = 50
 # Connections refused for claiming a connected generator's id, remembered so each gets one event.
 REFUSED_CLAIMS_REMEMBERED = 1000
@@ -162,6 +166,10 @@ class Run:
         self.generator_devices = {}  # generator id -> devices started there
         self.cpu_flagged = set()  # generators already reported over the CPU warning level
         self.loop_lag_flagged = False  # the fleet's loop lag already reported over its warning level
+        # An arrival-rate run's schedule, and its live warnings already given.
+        self.rate_lines = segments(plan.opts) if plan.opts.open_model else None
+        self.drops_flagged = False
+        self.start_delay_flagged = False
         self.events = []
         self.interval_s = plan.opts.report_interval_ms / 1000.0
         self.next_cut = self.started + self.interval_s
@@ -213,6 +221,9 @@ class Run:
                 "phase_remaining_ms": phase_left if phase == self.phase.value and not self.ended else 0,
                 "devices": self.plan.size, "devices_started": self.devices_started,
                 "started_at": self.started_wall,
+                "executor": self.plan.opts.executor,
+                "target_rate": (round(rate_at(self.rate_lines, elapsed_ms), 3)
+                                if self.rate_lines is not None and not ending else None),
                 "summary": self.judge.summary, "verdict": self.judge.verdict.to_dict()}
 
 
@@ -520,7 +531,26 @@ class RunScheduler:
                             f"workers' event loops woke up {telemetry['loop_lag_p99_us'] / 1000:.0f} ms late "
                             f"(p99 over a second, over {LOOP_LAG_WARNING_US // 1000} ms): the latencies "
                             f"measured then include that delay")
+            if run.rate_lines is not None:
+                self._check_arrivals(out, run, telemetry)
         out.publish = True
+
+    def _check_arrivals(self, out, run, telemetry):
+        """An arrival-rate run's live warnings, once each: iterations dropped for want of a
+        free device, and iterations starting late."""
+        dropped = telemetry["counters"].get(DROPPED_ITERATION_COUNTER, _NONE)
+        if dropped.get("per_second") and not run.drops_flagged:
+            run.drops_flagged = True
+            self._event(out, "iterations_dropped",
+                        f"{dropped['per_second']:g} iterations a second dropped: every device of the pool "
+                        f"was busy (raise max_devices, or the target is slower than the rate needs)")
+        delay = telemetry["histograms"].get(START_DELAY_HISTOGRAM, _NONE).get("p99", 0)
+        if delay > START_DELAY_WARNING_US and not run.start_delay_flagged:
+            run.start_delay_flagged = True
+            self._event(out, "iteration_start_late",
+                        f"iterations started {delay / 1000:.0f} ms after their scheduled time (p99 over a "
+                        f"second, over {START_DELAY_WARNING_US // 1000} ms): the generators cannot keep "
+                        f"up with the rate; intended_iteration_us still measures from the schedule")
 
     def _advance_run(self, out, run):
         now = self._at.monotonic
@@ -572,17 +602,21 @@ class RunScheduler:
             self._event(out, "phase", state.value)
 
     def _start_cohort(self, out, run, index):
-        blocks = schedule.cohort_blocks(run.blocks, run.plan.opts.ramp_steps, index)
+        opts = run.plan.opts
+        blocks = run.blocks if opts.open_model else schedule.cohort_blocks(run.blocks, opts.ramp_steps, index)
         if not blocks:
             return
         generators = list(self.registry)
         if not generators:
-            size = sum(block["size"] for block in blocks)
+            size = run.plan.size if opts.open_model else sum(block["size"] for block in blocks)
             self._event(out, "cohort_skipped",
                         f"cohort {index} ({plural(size, 'device')}): no generator registered")
             return
-        assignments, run.cursor = schedule.assign_cohort(
-            blocks, [g.routing_id for g in generators], index, run.cursor)
+        routing_ids = [g.routing_id for g in generators]
+        if opts.open_model:
+            assignments, run.cursor = schedule.assign_arrivals(blocks, routing_ids, opts, run.cursor)
+        else:
+            assignments, run.cursor = schedule.assign_cohort(blocks, routing_ids, index, run.cursor)
         self._send_cohort(out, run, index, assignments)
 
     def _send_cohort(self, out, run, index, assignments):
@@ -592,9 +626,10 @@ class RunScheduler:
         ids.append(cohort_id)
         started = run.cohorts[cohort_id] = {}
         for assignment in assignments:
+            opts = run.opts if assignment.share is None else {**run.opts, ARRIVAL_SHARE: assignment.share}
             out.send(assignment.generator, wire.StartCohort(
                 run_id=run.id, cohort_id=cohort_id, blocks=assignment.blocks, addresses=run.addresses,
-                opts=run.opts, address_offset=assignment.address_offset))
+                opts=opts, address_offset=assignment.address_offset))
             started[assignment.generator] = assignment
             self._count_devices(run, self.registry.get(assignment.generator).generator_id, assignment.size)
 
@@ -613,9 +648,12 @@ class RunScheduler:
                 if assignment is None:
                     continue
                 self._count_devices(run, lost.generator_id, -assignment.size)
-                counts = schedule.fill_rooms(assignment.size, rooms)
+                if assignment.share is None:
+                    counts = schedule.fill_rooms(assignment.size, rooms)
+                    parts = schedule.carve(assignment, [g.routing_id for g in generators], counts)
+                else:
+                    counts, parts = self._move_share(run, assignment, generators, rooms)
                 rooms = [room - count for room, count in zip(rooms, counts)]
-                parts = schedule.carve(assignment, [g.routing_id for g in generators], counts)
                 if parts:
                     self._send_cohort(out, run, index, parts)
                 moved += sum(counts)
@@ -632,6 +670,18 @@ class RunScheduler:
                                         f"other generator", unplaced)
             self._event(out, "devices_unplaced", f"{plural(unplaced, 'device')} of {lost.generator_id} fit "
                                                  f"on no other generator", lost)
+
+    def _move_share(self, run, assignment, generators, rooms):
+        """An arrival-rate share of a lost generator, given whole to the generator with the most
+        room, from where the schedule has got to: ``(counts, parts)`` as ``_replace`` uses."""
+        counts = [0] * len(generators)
+        best = max(range(len(generators)), key=rooms.__getitem__, default=None)
+        if best is None or rooms[best] < assignment.size:
+            return counts, []
+        counts[best] = assignment.size
+        elapsed_ms = round((self._at.monotonic - run.started) * 1000)
+        share = {**assignment.share, "from_ms": elapsed_ms}
+        return counts, [dataclasses.replace(assignment, generator=generators[best].routing_id, share=share)]
 
     def _cohort_not_started(self, out, run, routing_id, message):
         started = run.cohorts.get(message.cohort_id, {})

@@ -5,12 +5,18 @@ cohort ``i`` starts at ``i * rampup_step_ms``; after sustain the cohorts stop
 in reverse order, one per ``rampdown_step_ms``; cooldown follows; then the
 run ends. Nothing here touches sockets or clocks, so every rule is testable
 on its own.
+
+An arrival-rate run (``opts.executor == "arrival_rate"``) has one cohort,
+started at 0 on every generator with its share of the schedule; its rate
+steps are its ramp, so sustain lasts the schedule, and the one ramp-down step
+lets the iterations still running end before the cohort stops.
 """
 import dataclasses
 import datetime
 import re
 
-from stressgrid.plan.split import block_part, split_blocks
+from stressgrid.plan.arrivals import share_part
+from stressgrid.plan.split import block_part, split_blocks, split_exactly
 
 RAMPUP = "rampup"
 SUSTAIN = "sustain"
@@ -55,14 +61,16 @@ def build_timeline(opts):
     """The ``Timeline`` of a plan's ``Opts``.
 
     Phases of zero length are skipped; a cohort stop in ramp-down comes at the
-    beginning of its step, as the original does.
+    beginning of its step, as the original does, but at the end of an
+    arrival-rate run's (its schedule is over when ramp-down begins).
     """
     n = opts.ramp_steps
+    open_model = opts.open_model
     steps = []
     phases = []
     at = 0
     spans = (
-        (RAMPUP, n * opts.rampup_step_ms),
+        (RAMPUP, 0 if open_model else n * opts.rampup_step_ms),
         (SUSTAIN, opts.sustain_ms),
         (RAMPDOWN, n * opts.rampdown_step_ms),
         (COOLDOWN, opts.cooldown_ms),
@@ -76,7 +84,8 @@ def build_timeline(opts):
         if phase == RAMPUP:
             steps.extend(Step(at + i * opts.rampup_step_ms, "start", RAMPUP, i) for i in range(n))
         elif phase == RAMPDOWN:
-            steps.extend(Step(at + j * opts.rampdown_step_ms, "stop", RAMPDOWN, n - 1 - j)
+            first = opts.rampdown_step_ms if open_model else 0
+            steps.extend(Step(at + first + j * opts.rampdown_step_ms, "stop", RAMPDOWN, n - 1 - j)
                          for j in range(n))
         at += length
     steps.append(Step(at, "end", DONE))
@@ -97,15 +106,19 @@ def cohort_blocks(blocks, ramp_steps, index):
 
 @dataclasses.dataclass(frozen=True)
 class Assignment:
-    """One generator's part of a cohort: its blocks and first round-robin address."""
+    """One generator's part of a cohort: its blocks and first round-robin address; in an
+    arrival-rate run also its ``share`` of the schedule (the generator's ``arrival_share``)."""
 
     generator: bytes
     blocks: list
     address_offset: int
+    share: dict = None
 
     @property
     def size(self):
-        """Devices in this assignment."""
+        """Devices in this assignment (an arrival-rate share's pool)."""
+        if self.share is not None:
+            return self.share["max_devices"]
         return sum(block["size"] for block in self.blocks)
 
 
@@ -128,6 +141,29 @@ def assign_cohort(blocks, generators, index, cursor):
         assignment = Assignment(generator, share, cursor)
         cursor += assignment.size
         assignments.append(assignment)
+    return assignments, cursor
+
+
+def assign_arrivals(blocks, generators, opts, cursor):
+    """Split an arrival-rate run's schedule over ``generators`` (routing ids) exactly.
+
+    Generator ``g`` of the ``G`` used (no more than the pool has devices) runs every
+    ``G``-th iteration from the ``g``-th, with all the blocks (their sizes weigh them)
+    and its part of the pool; ``address_offset`` advances by each pool. Returns
+    ``(assignments, cursor)`` as ``assign_cohort`` does.
+    """
+    parts = min(len(generators), opts.max_devices)
+    if not parts:
+        return [], cursor
+    pools = split_exactly(opts.max_devices, parts)
+    pre_allocated = split_exactly(opts.pre_allocated_devices, parts)
+    assignments = []
+    for index, generator in enumerate(generators[:parts]):
+        offset, stride = share_part(0, 1, index, parts)
+        assignments.append(Assignment(generator, list(blocks), cursor, share={
+            "offset": offset, "stride": stride, "from_ms": 0, "max_devices": pools[index],
+            "pre_allocated_devices": pre_allocated[index]}))
+        cursor += pools[index]
     return assignments, cursor
 
 

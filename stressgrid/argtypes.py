@@ -19,6 +19,14 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """An integer of 0 or more."""
+    value = _number(text, int, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def positive_float(text):
     """A finite number above zero."""
     value = _number(text, float, "a number")
@@ -33,6 +41,22 @@ def seconds(text):
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more seconds, not {text}")
     return value
+
+
+def rate_steps(text):
+    """Arrival-rate steps ``SECONDS:RATE,SECONDS:RATE,...`` as ``[[duration_ms, rate], ...]``:
+    each step lasts SECONDS and goes in a straight line to RATE iterations a second."""
+    steps = []
+    for part in text.split(","):
+        duration, colon, rate = part.strip().partition(":")
+        if not colon:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not SECONDS:RATE (e.g. 10:100,60:1000)")
+        length = seconds(duration.strip())
+        value = _number(rate.strip(), float, "a rate in iterations a second")
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"a rate must be zero or more iterations a second, not {rate}")
+        steps.append([int(round(length * 1000)), int(value) if value.is_integer() else value])
+    return steps
 
 
 def port(text):

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from stressgrid.plan.result import run_result
+from stressgrid.plan.result import dropped_iterations, run_result
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class FinalReport:
         result["summary"] = self.summary
         result["verdict"] = self.verdict
         result["result"] = run_result(self.state, (self.verdict or {}).get("outcome"),
-                                      result.get("errors")).value
+                                      result.get("errors"), dropped_iterations(result)).value
         if writer_errors:
             result["writer_errors"] = list(writer_errors)
         return result

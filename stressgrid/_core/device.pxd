@@ -11,6 +11,9 @@ cdef class Device:
     cdef public object client
     cdef public object loop
     cdef public double timeout_s
+    # An arrival-rate iteration's scheduled start (monotonic us) until its first HTTP request
+    # takes it; 0 otherwise.
+    cdef public int64_t intended_start_us
     cdef dict timings
 
     cdef _start(self, str key, int64_t now)

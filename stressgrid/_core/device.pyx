@@ -70,6 +70,7 @@ cdef class Device:
         self.loop = loop
         self.client = None
         self.timings = None
+        self.intended_start_us = 0
         self.timeout_s = opts.timeout_ms / 1000.0 if opts is not None else 5.0
 
     def reset(self):

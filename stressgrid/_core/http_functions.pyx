@@ -8,16 +8,22 @@ the request to its client: straight into the compiled HTTP/1 path
 another client (HTTP/2). ``body``/``json=``/``msgpack=`` become the body and
 its content type here (``stressgrid._core.request``); the clients check the
 rest before anything is sent.
+
+The first request of an arrival-rate iteration also records
+``intended_first_response_us``: from the iteration's scheduled start to the
+whole response, the wait a user arriving then would have seen.
 """
 from cpython.contextvars cimport get_value
+from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport Device, metric_key
+from stressgrid._core.device cimport Device, metric_key, monotonic_us
 from stressgrid._core.http1_client cimport ClientBase
-from stressgrid._core.metrics cimport RequestGroup
+from stressgrid._core.metrics cimport Histogram, RequestGroup
 from stressgrid._core.request cimport request_body
 
 from stressgrid._core import device as _device_module
 from stressgrid.errors import RequestArgumentError
+from stressgrid.plan.arrivals import INTENDED_FIRST_RESPONSE_HISTOGRAM
 
 cdef object _device_var = _device_module._current
 
@@ -50,11 +56,24 @@ cdef object send(bytes method, path, headers, body, bytes content_type, timeout,
     cdef RequestGroup group = None if name is None else request_group(<Device?>device, name)
     client = (<Device?>device).client
     if isinstance(client, ClientBase):
-        return (<ClientBase>client).request_c(method, path, headers, body, content_type, timeout, group)
-    request = getattr(client, "request", None)
-    if request is None:
-        raise RuntimeError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
-    return request(method, path, headers, body, content_type, timeout, group)
+        response = (<ClientBase>client).request_c(method, path, headers, body, content_type, timeout, group)
+    else:
+        request = getattr(client, "request", None)
+        if request is None:
+            raise RuntimeError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
+        response = request(method, path, headers, body, content_type, timeout, group)
+    cdef int64_t intended_us = (<Device>device).intended_start_us
+    if intended_us:
+        (<Device>device).intended_start_us = 0
+        return from_intended_start(response, (<Device>device).recorder.histogram(
+            INTENDED_FIRST_RESPONSE_HISTOGRAM), intended_us)
+    return response
+
+
+async def from_intended_start(response, Histogram histogram, int64_t intended_us):
+    result = await response
+    histogram.record_c(monotonic_us() - intended_us)
+    return result
 
 
 cdef object send_with_body(bytes method, path, headers, body, json, msgpack, timeout, name):

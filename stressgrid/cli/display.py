@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 
+from stressgrid.plan.arrivals import DROPPED_ITERATION_COUNTER, ITERATION_COUNTER
 from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
                                        REQUEST_GROUP_PREFIX, STATUS_CLASS_COUNTERS, WARNING_STATUS_COUNTERS)
 from stressgrid.plan.result import error_name, is_host_error
@@ -175,6 +176,9 @@ class Display:
                  f"loop lag p99 {format_us(telemetry.get('loop_lag_p99_us', 0), self.micro)}"
                  + (f" (over {format_us(LOOP_LAG_WARNING_US, self.micro)}: results suspect)"
                     if telemetry.get("loop_lag_warning") else "")]
+        arrival = self._arrival_rate(run, telemetry)
+        if arrival:
+            parts.append(arrival)
         rates = []
         for name, value in sorted((telemetry.get("counters") or {}).items()):
             if not live_counter(name):
@@ -195,6 +199,18 @@ class Display:
         parts.extend(f"{error_name(n)} {e.get('count', 0)}" for n, e in errors if is_host_error(n))
         return " | ".join(parts)
 
+    @staticmethod
+    def _arrival_rate(run, telemetry):
+        """An open-model run's achieved iteration rate against its target, or ``""``."""
+        target = run.get("target_rate")
+        if target is None:
+            return ""
+        counters = telemetry.get("counters") or {}
+        achieved = (counters.get(ITERATION_COUNTER) or {}).get("per_second", 0)
+        dropped = (counters.get(DROPPED_ITERATION_COUNTER) or {}).get("per_second", 0)
+        return (f"iterations {format_rate(achieved)}/s of {format_rate(target)}/s"
+                + (f", dropped {format_rate(dropped)}/s" if dropped else ""))
+
     def _block(self, run, telemetry, state):
         """The live block: ``(text, style)`` lines; a text given as a tuple of values is
         wrapped between values to the terminal's width, a plain text is cut at it."""
@@ -212,6 +228,9 @@ class Display:
                        f"network rx {format_bytes(rx)}/s tx {format_bytes(tx)}/s",
                        f"generator cpu {cpu:.0f}%",
                        f"loop lag p99 {format_us(telemetry.get('loop_lag_p99_us', 0), self.micro)}"), None))
+        arrival = self._arrival_rate(run, telemetry)
+        if arrival:
+            lines.append(("  " + arrival, None))
         if telemetry.get("cpu_warning"):
             lines.append((f"  a generator is over {CPU_WARNING_PERCENT}% CPU: results may be limited by the generator",
                           YELLOW))

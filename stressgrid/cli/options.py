@@ -6,6 +6,7 @@ import urllib.parse
 
 from stressgrid import argtypes
 from stressgrid.plan.api import PROTOCOLS
+from stressgrid.plan.arrivals import ARRIVALS
 from stressgrid.plan.constants import DEFAULT_PROTOCOL
 
 from .exits import EXIT_CODES_HELP, EXIT_USAGE, CliError
@@ -45,6 +46,13 @@ allowed).
 addresses, blocks, opts in milliseconds); a block may give "script_file" (a
 path relative to the plan file) instead of "script". Options given on the
 command line override the plan file's values.
+
+--rate R (or --rate-steps) makes the run open-model: iterations of the script
+start at R a second across the whole fleet for --sustain seconds, each on a free
+device of a pool of --size devices (--max-devices, of which --pre-allocated
+start at once); the devices keep their connections between iterations. When
+every device is busy an iteration is dropped and counted. Latencies are then
+also measured from each iteration's scheduled start (intended_iteration_us).
 
 While the run goes on, its telemetry is shown on stderr. Ctrl-C aborts the run;
 the command then waits for its report. The results archive's URL is printed as
@@ -132,6 +140,21 @@ def argument_parser():
     plan.add_argument("--timeout", type=argtypes.seconds, metavar="S",
                       help=f"default timeout of each request/receive in the scripts "
                            f"(default {DEFAULT_TIMEOUT_S:g})")
+
+    arrivals = run.add_argument_group("open model (arrival rate)")
+    arrivals.add_argument("--rate", type=argtypes.positive_float, metavar="R",
+                          help="iterations a second across the fleet, for --sustain seconds")
+    arrivals.add_argument("--rate-steps", type=argtypes.rate_steps, metavar="STEPS",
+                          help="a ramping rate instead: SECONDS:RATE,... each step going in a "
+                               "straight line to its RATE, e.g. 10:100,60:100,10:1000")
+    arrivals.add_argument("--max-devices", type=argtypes.positive_int, metavar="N",
+                          help="the pool's ceiling (default --size)")
+    arrivals.add_argument("--pre-allocated", type=argtypes.non_negative_int,
+                          metavar="N", help="devices of the pool created at the start "
+                                            "(default all of them)")
+    arrivals.add_argument("--arrivals", choices=ARRIVALS,
+                          help="uniform (default): evenly spaced starts; poisson: random, at the "
+                               "same average rate")
 
     plan.add_argument("--threshold", action="append", metavar="EXPR",
                       help="a pass/fail condition over the whole run, e.g. 'headers_us p99 < "

@@ -5,6 +5,7 @@ import pathlib
 import re
 
 from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.arrivals import ARRIVAL_RATE
 from stressgrid.plan.feeder import FeederError, check_size, format_of, parse_rows
 from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
 from stressgrid.plan.thresholds import ThresholdError, parse
@@ -176,11 +177,15 @@ class PlanSpec:
         if not isinstance(opts, dict):
             raise CliError(EXIT_USAGE, f"plan file {args.plan}: opts must be an object")
         self.opts = dict(opts)
+        self._arrival_flags(args)
         self.ramp_steps = args.ramp_steps or opts.get("ramp_steps")
         self.rampup_ms = _ms(args.rampup) if args.rampup is not None else None
         self.rampdown_ms = _ms(args.rampdown) if args.rampdown is not None else None
-        for key, value, default in (("sustain_ms", args.sustain, DEFAULT_SUSTAIN_S),
-                                    ("cooldown_ms", args.cooldown, DEFAULT_COOLDOWN_S),
+        if args.sustain is not None:
+            self.opts["sustain_ms"] = _ms(args.sustain)
+        elif "rate_steps" not in self.opts:  # (rate steps are their schedule's length)
+            self.opts.setdefault("sustain_ms", _ms(DEFAULT_SUSTAIN_S))
+        for key, value, default in (("cooldown_ms", args.cooldown, DEFAULT_COOLDOWN_S),
                                     ("report_interval_ms", args.report_interval,
                                      DEFAULT_REPORT_INTERVAL_S),
                                     ("timeout_ms", args.timeout, DEFAULT_TIMEOUT_S)):
@@ -203,6 +208,33 @@ class PlanSpec:
             raise CliError(EXIT_USAGE, f"plan file {args.plan}: thresholds must be a list")
         # (A plan file's bad value is left for the plan check to name.)
         self.thresholds = [*planned, *args.threshold] if args.threshold else planned
+
+    def _arrival_flags(self, args):
+        """``--rate`` and its kin, over the plan file's opts: either makes the run open-model."""
+        opts = self.opts
+        if args.rate is not None and args.rate_steps is not None:
+            raise CliError(EXIT_USAGE, "--rate and --rate-steps cannot both be given")
+        if args.rate is not None:
+            opts["rate"] = args.rate
+            opts.pop("rate_steps", None)
+        if args.rate_steps is not None:
+            opts["rate_steps"] = args.rate_steps
+            opts.pop("rate", None)
+            opts.pop("sustain_ms", None)
+        for key, value in (("max_devices", args.max_devices), ("pre_allocated_devices", args.pre_allocated),
+                           ("arrivals", args.arrivals)):
+            if value is not None:
+                opts[key] = value
+        if any(key in opts for key in ("rate", "rate_steps")):
+            opts.setdefault("executor", ARRIVAL_RATE)
+        elif any(value is not None for value in (args.max_devices, args.pre_allocated, args.arrivals)):
+            raise CliError(EXIT_USAGE, "--max-devices, --pre-allocated and --arrivals are options of an "
+                                       "open-model run: give --rate or --rate-steps too")
+
+    @property
+    def open_model(self):
+        """True when the run starts iterations at a rate (``opts.executor``)."""
+        return self.opts.get("executor") == ARRIVAL_RATE
 
     @staticmethod
     def _addresses(args, planned, target):
@@ -255,6 +287,15 @@ class PlanSpec:
         are ``--ramp-steps``, else the plan file's, else ``ramp_steps_for``.
         """
         opts = dict(self.opts)
+        if self.open_model:
+            # Its rate steps are its ramp; ramp-down is one step in which the iterations
+            # still running may end (default: one request timeout).
+            if self.rampdown_ms is not None:
+                opts["rampdown_step_ms"] = self.rampdown_ms
+            else:
+                opts.setdefault("rampdown_step_ms", opts["timeout_ms"])
+            return {"name": self.name, "addresses": self.addresses, "blocks": self.blocks,
+                    "opts": opts, "thresholds": self.thresholds}
         total_up = self._ramp_total(self.rampup_ms, "rampup_step_ms")
         total_down = self._ramp_total(self.rampdown_ms, "rampdown_step_ms")
         steps = self.ramp_steps

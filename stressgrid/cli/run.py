@@ -7,7 +7,7 @@ import sys
 import time
 import urllib.parse
 
-from stressgrid.plan.result import RunResult, error_name, run_errors
+from stressgrid.plan.result import RunResult, dropped_iterations, error_name, run_errors
 
 from .api_client import Api, ApiError
 from .display import BOLD, YELLOW, Display, plural
@@ -129,16 +129,26 @@ def submit(api, spec, display):
                                + spec.describe_error(exc.error)) from None
             raise CliError(EXIT_USAGE, f"the coordinator rejected the plan: {exc.message}") from None
         raise CliError(EXIT_COORDINATOR, f"the coordinator failed to start the run: {exc}") from None
+    display.message(_run_line(run["id"], plan, spec, generators), BOLD)
+    return run
+
+
+def _run_line(run_id, plan, spec, generators):
+    """The line that says what the run started does."""
     opts = plan["opts"]
     targets = ", ".join(f"{a['host']}:{a['port']}" for a in plan["addresses"])
-    display.message(
-        f"run {run['id']}: {spec.size:,} devices on {plural(generators, 'generator')} -> "
-        f"{targets} ({plan['addresses'][0]['protocol']}); ramp-up "
-        f"{opts['ramp_steps'] * opts['rampup_step_ms'] / 1000:g} s in "
-        f"{plural(opts['ramp_steps'], 'step')}, sustain {opts['sustain_ms'] / 1000:g} s, "
-        f"ramp-down {opts['ramp_steps'] * opts['rampdown_step_ms'] / 1000:g} s, cooldown "
-        f"{opts['cooldown_ms'] / 1000:g} s", BOLD)
-    return run
+    where = f"on {plural(generators, 'generator')} -> {targets} ({plan['addresses'][0]['protocol']})"
+    if spec.open_model:
+        rate = (f"{opts['rate']:g} iterations/s for {opts['sustain_ms'] / 1000:g} s" if opts.get("rate")
+                else "rate steps " + ", ".join(f"{ms / 1000:g} s to {rate:g}/s" for ms, rate in opts["rate_steps"]))
+        pool = opts.get("max_devices") or spec.size
+        return (f"run {run_id}: {rate} ({opts.get('arrivals', 'uniform')}) on a pool of {pool:,} devices "
+                f"{where}; cooldown {opts['cooldown_ms'] / 1000:g} s")
+    return (f"run {run_id}: {spec.size:,} devices {where}; ramp-up "
+            f"{opts['ramp_steps'] * opts['rampup_step_ms'] / 1000:g} s in "
+            f"{plural(opts['ramp_steps'], 'step')}, sustain {opts['sustain_ms'] / 1000:g} s, "
+            f"ramp-down {opts['ramp_steps'] * opts['rampdown_step_ms'] / 1000:g} s, cooldown "
+            f"{opts['cooldown_ms'] / 1000:g} s")
 
 
 def _generator_url(api, state):
@@ -205,8 +215,12 @@ def verdict(detail, interrupted=False):
     if result == RunResult.FINISHED_WITH_ERRORS:
         errors = run_errors(summary.get("errors"))
         total = sum(e["count"] for e in errors.values())
-        return EXIT_RUN_ERRORS, (f"run {run_id} counted {total:,} errors: " + ", ".join(
-            f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items())))
+        dropped = dropped_iterations(summary)
+        said = [f"counted {total:,} errors: " + ", ".join(
+            f"{error_name(n)} {e['count']:,}" for n, e in sorted(errors.items()))] if errors else []
+        if dropped:
+            said.append(f"dropped {dropped:,} iterations (every device of the pool was busy)")
+        return EXIT_RUN_ERRORS, f"run {run_id} " + "; ".join(said)
     note = summary.get("note") or detail.get("note") or "no reason given"
     if result == RunResult.ABORTED:
         return EXIT_RUN_ERRORS, f"run {run_id} was aborted: {note}"

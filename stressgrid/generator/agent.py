@@ -373,7 +373,7 @@ class HostAgent:
                         ready.pid, ready.worker_index, slot.pid)
             return
         slot.ready = True
-        shares = self.book.shares_of(slot.index)
+        shares = self.book.shares_of(slot.index, resume=slot.index in self._restart_reasons)
         for start in shares:
             self._send_to_worker(slot.index, start)
         reason = self._restart_reasons.pop(slot.index, None)

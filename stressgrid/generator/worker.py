@@ -40,9 +40,10 @@ import zmq.asyncio
 from stressgrid import wire
 from stressgrid.orphans import die_with_parent
 from stressgrid.plan import Address, Opts
+from stressgrid.plan.arrivals import ARRIVAL_SHARE
 from stressgrid.plan.constants import LOOP_LAG_HISTOGRAM
 from stressgrid.protocols import source
-from stressgrid.runtime.engine import Engine
+from stressgrid.runtime.engine import ArrivalShare, Engine
 
 from .config import configure_logging
 from .loop_health import LoopWatchdog, measure_loop_lag, task_line
@@ -207,6 +208,8 @@ class Worker:
         try:
             addresses = [Address.from_dict(address) for address in start.addresses]
             opts = opts_from_wire(start.opts)
+            share = start.opts.get(ARRIVAL_SHARE)
+            share = None if share is None else ArrivalShare.from_dict(share)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return wire.Error(message=f"worker {self.index}: cohort {start.cohort_id!r}: "
                                       f"bad addresses or opts: {exc}")
@@ -221,7 +224,7 @@ class Worker:
         self._run_cohorts.setdefault(start.run_id, set()).add(start.cohort_id)
         try:
             started = await self.engine.start_cohort(start.cohort_id, start.blocks, addresses, opts,
-                                                     start.address_offset)
+                                                     start.address_offset, share)
         except Exception as exc:  # noqa: BLE001 - a script that fails to compile, a bad block
             await self._stop_cohort(start.run_id, start.cohort_id)
             log.warning("cohort %s did not start: %s", start.cohort_id, exc)
@@ -255,7 +258,7 @@ class Worker:
         snapshot = self.engine.snapshot()
         errors = snapshot.pop("errors", {})
         message = wire.Telemetry(run_id=self._reporting_run, metrics=snapshot,
-                                 active_device_number=self.engine.active_devices, errors=errors)
+                                 active_device_number=self.engine.device_count, errors=errors)
         if not self._run_cohorts:
             self._reporting_run = ""  # that was the last of the run's metrics
         return message

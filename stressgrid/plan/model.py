@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from . import api
+from .arrivals import ARRIVAL_RATE, DEVICES, EXECUTORS, MAX_TOTAL_WEIGHT, ArrivalError, check_arrival_opts
 from .script import ScriptError, check_script
 from .thresholds import ThresholdError, parse_plan_thresholds
 
@@ -105,15 +106,45 @@ class Opts:
     timeout_ms: int = DEFAULT_OPTS["timeout_ms"]
     tls_verify: bool = False
     tls_ca_file: str = ""
+    # The load model (``stressgrid.plan.arrivals``): ``devices`` holds a population of
+    # devices; ``arrival_rate`` starts iterations at a rate. The fields below are those of
+    # an arrival-rate run (``sustain_ms`` is then its schedule's length).
+    executor: str = DEVICES
+    rate: float = 0
+    rate_steps: tuple = ()
+    arrivals: str = "uniform"
+    max_devices: int = 0
+    pre_allocated_devices: int = 0
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        result = dataclasses.asdict(self)
+        if self.executor == DEVICES:
+            for name in _ARRIVAL_FIELDS:
+                del result[name]
+        elif self.rate_steps and not self.rate:
+            result["rate_steps"] = [list(step) for step in self.rate_steps]
+            del result["rate"]
+        else:
+            del result["rate_steps"]
+        return result
+
+    @property
+    def open_model(self):
+        """True for an arrival-rate run."""
+        return self.executor == ARRIVAL_RATE
 
     @property
     def total_ms(self):
-        """Ramp-up + sustain + ramp-down, cooldown excluded."""
+        """Ramp-up + sustain + ramp-down, cooldown excluded. An arrival-rate run has no
+        ramp-up (its rate steps are its ramp) and one ramp-down step, in which the
+        iterations still running may end."""
+        if self.open_model:
+            return self.sustain_ms + self.rampdown_step_ms
         return (self.ramp_steps * self.rampup_step_ms + self.sustain_ms
                 + self.ramp_steps * self.rampdown_step_ms)
+
+
+_ARRIVAL_FIELDS = ("rate", "rate_steps", "arrivals", "max_devices", "pre_allocated_devices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +164,9 @@ class Plan:
 
     @property
     def size(self):
+        """The devices the plan needs: its blocks' sizes, or an arrival-rate run's pool."""
+        if self.opts.open_model:
+            return self.opts.max_devices
         return sum(block.size for block in self.blocks)
 
     @property
@@ -156,8 +190,8 @@ class Plan:
         protocols = {address.protocol for address in addresses}
         if len(protocols) > 1:
             raise PlanError("addresses", "every address must use the same protocol")
-        opts = _opts(data.get("opts", {}))
         blocks = _blocks(data.get("blocks"), addresses[0].protocol, check_scripts)
+        opts = _opts(data.get("opts", {}), sum(block.size for block in blocks))
         try:
             thresholds = parse_plan_thresholds(data.get("thresholds"))
         except ThresholdError as exc:
@@ -259,7 +293,7 @@ def _data(item, field):
     return rows
 
 
-def _opts(value):
+def _opts(value, plan_devices):
     if not isinstance(value, dict):
         raise PlanError("opts", "must be an object")
     known = {field.name for field in dataclasses.fields(Opts)}
@@ -287,4 +321,25 @@ def _opts(value):
     tls_ca_file = value.get("tls_ca_file", "")
     if not isinstance(tls_ca_file, str):
         raise PlanError("opts.tls_ca_file", "must be a path")
-    return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, **values)
+    executor = value.get("executor", DEVICES)
+    if executor not in EXECUTORS:
+        raise PlanError("opts.executor", f"must be one of {', '.join(EXECUTORS)}")
+    if executor == DEVICES:
+        given = [name for name in _ARRIVAL_FIELDS if name in value]
+        if given:
+            raise PlanError(f"opts.{given[0]}", f"is an option of the arrival-rate load model: "
+                                                f"set opts.executor to {ARRIVAL_RATE!r}")
+        return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, **values)
+    if plan_devices > MAX_TOTAL_WEIGHT:
+        raise PlanError("blocks", f"the sizes weigh the blocks of an arrival-rate run; together "
+                                  f"they must be at most {MAX_TOTAL_WEIGHT}")
+    try:
+        arrival = check_arrival_opts(value, values["sustain_ms"], plan_devices, MAX_DURATION_MS,
+                                     MAX_BLOCK_SIZE)
+    except ArrivalError as exc:
+        raise PlanError(f"opts.{exc.field}", exc.message) from None
+    values["sustain_ms"] = sum(duration for duration, _ in arrival.rate_steps)
+    return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, executor=executor,
+                rate=arrival.rate, rate_steps=arrival.rate_steps if not arrival.rate else (),
+                arrivals=arrival.arrivals, max_devices=arrival.max_devices,
+                pre_allocated_devices=arrival.pre_allocated_devices, **values)

@@ -9,7 +9,8 @@
 ``finished_with_errors``
     the load generation itself failed somewhere (a generator lost, a worker crashed or
     killed, a device cancelled by its own script or not placed: ``FLEET_ERRORS``), or the
-    target's errors were counted and no threshold judges them (the CLI exits 1);
+    target's errors were counted, or an arrival-rate run dropped iterations (no device of
+    its pool was free), and no threshold judges them (the CLI exits 1);
 ``aborted``
     the run was stopped before its end (the CLI exits 1).
 
@@ -18,6 +19,7 @@ the run.
 """
 import enum
 
+from .arrivals import DROPPED_ITERATION_COUNTER
 from .constants import FLEET_ERRORS, HOST_WARNING_METRICS
 
 
@@ -39,22 +41,27 @@ def is_host_error(name):
     return error_name(name) in HOST_WARNING_METRICS
 
 
+def dropped_iterations(summary):
+    """The iterations an arrival-rate run's summary says it dropped (0 for other runs)."""
+    return (summary.get("totals") or {}).get(DROPPED_ITERATION_COUNTER, 0)
+
+
 def run_errors(errors):
     """The errors of a run's summary (``{name: {"count", "line"}}``) that are the run's own."""
     return {name: error for name, error in (errors or {}).items()
             if error.get("count") and not is_host_error(name)}
 
 
-def run_result(state, outcome, errors):
+def run_result(state, outcome, errors, dropped_iterations=0):
     """The ``RunResult`` of a run that ended in ``state`` (``done`` or ``aborted``) with the
-    thresholds' ``outcome`` (``passed``, ``failed`` or ``None`` without thresholds) and its
-    summary's ``errors``."""
+    thresholds' ``outcome`` (``passed``, ``failed`` or ``None`` without thresholds), its
+    summary's ``errors`` and its ``dropped_iteration_count``."""
     if outcome == "failed":
         return RunResult.FAILED
     if state != "done":
         return RunResult.ABORTED
     counted = run_errors(errors)
     fleet_failed = any(error_name(name) in FLEET_ERRORS for name in counted)
-    if fleet_failed or (counted and outcome is None):
+    if fleet_failed or ((counted or dropped_iterations) and outcome is None):
         return RunResult.FINISHED_WITH_ERRORS
     return RunResult.PASSED

@@ -6,15 +6,23 @@ again at once as a new device; an uncaught exception is counted as
 device starts again after one second. So is a ``CancelledError`` the script
 raises itself (``device_cancelled_error_count``): only a stop ends a device. Stopping a cohort cancels its devices
 and closes their connections.
+
+An arrival-rate cohort (``opts.executor == "arrival_rate"``) runs its share of
+the fleet's schedule instead, on a pool of devices
+(``stressgrid._core.executor``): each block's size is then its weight.
 """
 import asyncio
 import builtins
+import dataclasses
 import gc
 import traceback
 
+from stressgrid._core.arrivals import Schedule
 from stressgrid._core.device import COMMON_BUILTINS, Device, set_current_device
+from stressgrid._core.executor import ArrivalExecutor
 from stressgrid._core.metrics import Recorder
 from stressgrid.errors import count_error, error_counter_name
+from stressgrid.plan.arrivals import POISSON, segments
 from stressgrid.plan.script import SCRIPT_FILENAME, compile_script, script_function
 from stressgrid.protocols import protocol_module
 
@@ -53,12 +61,33 @@ class StopFlag:
 
 
 class Cohort:
-    __slots__ = ("cohort_id", "tasks", "stop")
+    __slots__ = ("cohort_id", "tasks", "stop", "executor")
 
     def __init__(self, cohort_id):
         self.cohort_id = cohort_id
         self.tasks = []
         self.stop = StopFlag()
+        self.executor = None  # an arrival-rate cohort's
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrivalShare:
+    """The part of the fleet's arrival schedule one worker runs (``stressgrid.plan.arrivals``):
+    the iterations ``offset, offset + stride, ...`` from ``from_ms`` into the schedule, on
+    at most ``max_devices`` devices, ``pre_allocated_devices`` of them created at the start."""
+
+    offset: int = 0
+    stride: int = 1
+    from_ms: int = 0
+    max_devices: int = 1
+    pre_allocated_devices: int = 0
+
+    @classmethod
+    def from_dict(cls, value):
+        return cls(**{field.name: value[field.name] for field in dataclasses.fields(cls)})
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
 
 
 class Engine:
@@ -90,7 +119,7 @@ class Engine:
         block.params = params
         return block
 
-    async def start_cohort(self, cohort_id, blocks, addresses, opts, address_offset=None):
+    async def start_cohort(self, cohort_id, blocks, addresses, opts, address_offset=None, share=None):
         """Start ``sum(size)`` devices; returns how many were started.
 
         ``blocks``: maps with ``script``, ``params``, ``size`` and feeder rows
@@ -99,15 +128,24 @@ class Engine:
         ``addresses``: resolved ``Address`` objects, assigned round-robin
         starting at ``address_offset`` (default: where the previous cohort on
         this engine stopped).
+
+        An arrival-rate ``opts`` runs ``share`` (an ``ArrivalShare``, default the
+        whole schedule on ``opts.max_devices``) and returns its pre-allocated devices.
         """
         if cohort_id in self.cohorts:
             raise ValueError(f"cohort {cohort_id!r} is already running")
         if not addresses:
             raise ValueError("a cohort needs at least one address")
-        cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
         cursor = self._address_cursor if address_offset is None else address_offset
         compiled = [(self.compiled_block(script, params, addresses[0].protocol), size, rows, data_offset)
                     for script, params, size, rows, data_offset in map(_block_fields, blocks)]
+        cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
+        if opts.open_model:
+            share = share or ArrivalShare(max_devices=opts.max_devices,
+                                          pre_allocated_devices=opts.pre_allocated_devices)
+            self._start_arrivals(cohort, compiled, addresses, cursor, opts, share)
+            self._address_cursor = cursor + share.max_devices
+            return share.pre_allocated_devices
         loop = self.loop
         number = 0
         self._hold_collector()
@@ -151,6 +189,19 @@ class Engine:
             if self._collector_was_enabled:
                 gc.enable()
 
+    def _start_arrivals(self, cohort, compiled, addresses, cursor, opts, share):
+        schedule = Schedule(segments(opts), [size for _, size, _, _ in compiled], share.offset, share.stride,
+                            opts.arrivals == POISSON, share.from_ms * 1000)
+        executor = cohort.executor = ArrivalExecutor(
+            schedule, [block for block, _, _, _ in compiled], [rows for _, _, rows, _ in compiled], addresses,
+            cursor, opts, cohort.cohort_id, self.recorder, self.loop, self._record_failure, share.max_devices,
+            share.pre_allocated_devices)
+        self._hold_collector()
+        try:
+            executor.start()
+        finally:
+            self._release_collector()
+
     def start_no_more(self, cohort_id):
         """Let a cohort that is still starting start no more devices (``stop_cohort`` stops it)."""
         cohort = self.cohorts.get(cohort_id)
@@ -175,7 +226,8 @@ class Engine:
             # timer, a closed connection) takes that step before it is cancelled, so the
             # error it is about to see gets its line, not just its count.
             await asyncio.sleep(0)
-            running = cohort.tasks
+            running = cohort.tasks if cohort.executor is None else cohort.executor.stop()
+            stopped = len(running)
             while running:
                 for task in running:
                     task.cancel()
@@ -185,7 +237,7 @@ class Engine:
                     on_refused = None
         finally:
             self._release_collector()
-        return len(cohort.tasks)
+        return stopped
 
     async def stop_all(self):
         for cohort_id in list(self.cohorts):
@@ -239,9 +291,15 @@ class Engine:
             self.error_lines[name] = line
             self._unsent_error_lines[name] = line
 
+    @property
+    def device_count(self):
+        """Devices running: those of the device model, and the arrival-rate pools."""
+        return self.active_devices + sum(cohort.executor.pool_size for cohort in self.cohorts.values()
+                                         if cohort.executor is not None)
+
     def snapshot(self):
         """Metric deltas since the last snapshot, in wire form."""
-        self.recorder.set_gauge("active_device_number", self.active_devices)
+        self.recorder.set_gauge("active_device_number", self.device_count)
         snapshot = self.recorder.snapshot()
         if self._unsent_error_lines:
             snapshot["errors"] = self._unsent_error_lines

@@ -52,13 +52,13 @@ async def run_engine(plan, duration_s, until=None, on_snapshot=None):
             if remaining <= 0 or (until is not None and until(aggregate)):
                 break
             await asyncio.sleep(min(remaining, 0.05 if until is not None else 1.0))
-            peak = max(peak, engine.active_devices)
+            peak = max(peak, engine.device_count)
             snapshot = engine.snapshot()
             aggregate.add_snapshot(snapshot)
             if on_snapshot is not None:
                 on_snapshot(snapshot)
     finally:
-        peak = max(peak, engine.active_devices)
+        peak = max(peak, engine.device_count)
         await engine.stop_all()
         aggregate.add_snapshot(engine.snapshot())
     return LocalResult(counters=aggregate.counters, histograms=aggregate.histograms,

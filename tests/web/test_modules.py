@@ -278,6 +278,44 @@ def test_a_plan_loads_back_into_the_form_values_it_came_from(modules):
     assert round(float(back["rampup"])) == 60 and round(float(back["rampdown"])) == 30
 
 
+def test_the_open_model_builds_a_plan_the_coordinator_takes_and_loads_back(modules):
+    values = form_values(executor="arrival_rate", rate="250.5", max_devices="40", pre_allocated="8",
+                         arrivals="poisson", sustain="20")
+    result = modules.call("plan.js", "buildPlan", values, 3, META)
+    assert result["errors"] == []
+    plan = model.Plan.from_dict(result["plan"])
+    assert plan.opts.open_model and plan.opts.rate == 250.5 and plan.opts.arrivals == "poisson"
+    assert plan.opts.sustain_ms == 20000 and plan.size == 40 and plan.opts.pre_allocated_devices == 8
+    assert [block.size for block in plan.blocks] == [1000, 259]  # weights, not rounded to ramp steps
+    back = modules.run("plan.js", "(m, plan, meta) => m.planToValues(plan, meta)", result["plan"], META)["values"]
+    for key in ("executor", "rate", "max_devices", "pre_allocated", "arrivals", "sustain"):
+        assert back[key] == values[key], key
+    stepped = form_values(executor="arrival_rate", rate="", rate_steps="10:100, 50:100, 2.5:0")
+    plan = model.Plan.from_dict(modules.call("plan.js", "buildPlan", stepped, 1, META)["plan"])
+    assert plan.opts.rate_steps == ((10000, 100), (50000, 100), (2500, 0)) and plan.opts.sustain_ms == 62500
+    assert plan.size == 1259  # the pool defaults to the blocks' sizes together
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"rate": ""}, "opts.rate"),
+    ({"rate": "-5"}, "opts.rate"),
+    ({"rate": "5", "rate_steps": "10:5"}, "opts.rate"),
+    ({"rate": "", "rate_steps": "10:0"}, "opts.rate_steps"),
+    ({"rate": "", "rate_steps": "ten:5"}, "opts.rate_steps"),
+    ({"max_devices": "0"}, "opts.max_devices"),
+    ({"max_devices": "4", "pre_allocated": "5"}, "opts.pre_allocated_devices"),
+    ({"sustain": "0"}, "opts.sustain_ms"),
+])
+def test_the_open_models_nonsense_is_named_as_the_api_names_it(modules, changes, field):
+    values = form_values(**{"executor": "arrival_rate", "rate": "10", **changes})
+    assert fields(modules.call("plan.js", "buildPlan", values, 1, META)["errors"]) == [field]
+    plan = modules.call("plan.js", "buildPlan", values, 1, META)["plan"]
+    if field != "opts.rate_steps" or "ten" not in changes.get("rate_steps", ""):
+        with pytest.raises(model.PlanError) as caught:  # the coordinator refuses it as well, naming the same field
+            model.Plan.from_dict(plan)
+        assert caught.value.field == field or caught.value.field.startswith(field), caught.value
+
+
 def test_a_plan_without_opts_loads_the_coordinators_defaults(modules):
     loaded = modules.call("plan.js", "planToValues", {"addresses": [{"host": "h", "port": 1, "protocol": "tcp"},
                                                                     {"host": "h", "port": 2, "protocol": "tcp"}]},

@@ -354,6 +354,15 @@ export class LiveView {
       ["errors", "Errors", `${compact(errorRate)}/s`, `${integer(errorTotal)} in total`, errorTotal > 0],
       ["elapsed", "Elapsed", duration(run.elapsed_ms), `started ${clock(run.started_at)}`],
     ];
+    if (run.executor === "arrival_rate") {
+      // The open model: iterations started this second against the schedule's rate now.
+      const started = (counters.iteration_count || {}).per_second || 0;
+      const dropped = (counters.dropped_iteration_count || {}).per_second || 0;
+      const target = run.target_rate;
+      items.splice(2, 0, ["iterations", "Iterations", `${compact(started)}/s`,
+        (target === null || target === undefined ? "schedule over" : `of ${compact(target)}/s planned`)
+          + (dropped ? `, ${compact(dropped)}/s dropped` : ""), dropped > 0]);
+    }
     if (tiles.childElementCount !== items.length) {
       tiles.textContent = "";
       for (const [key] of items) {

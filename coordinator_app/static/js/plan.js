@@ -90,6 +90,27 @@ export function parseParams(text) {
 }
 
 const DURATIONS = ["rampup", "sustain", "rampdown", "cooldown"];
+export const OPEN_MODEL = "arrival_rate";
+
+/**
+ * The rate steps field ("10:100, 60:1000": seconds, then the rate that step goes to) as
+ * {steps: [[duration_ms, rate], ...] or null when blank, error: a message or null}.
+ */
+export function parseRateSteps(text) {
+  const trimmed = String(text || "").trim();
+  if (!trimmed) return { steps: null, error: null };
+  const steps = [];
+  for (const part of trimmed.split(",")) {
+    const match = /^\s*([0-9.]+)\s*:\s*([0-9.]+)\s*$/.exec(part);
+    const seconds = match ? Number(match[1]) : NaN;
+    const rate = match ? Number(match[2]) : NaN;
+    if (!Number.isFinite(seconds) || !Number.isFinite(rate)) {
+      return { steps: null, error: `"${part.trim()}" is not SECONDS:RATE, like 10:100.` };
+    }
+    steps.push([Math.round(seconds * 1000), rate]);
+  }
+  return { steps, error: null };
+}
 
 /**
  * The form's values as numbers, lists and JSON; nothing is checked here.
@@ -111,6 +132,12 @@ export function parseValues(values) {
     timeout: number(values.timeout),
     tlsVerify: Boolean(values.tls_verify),
     tlsCaFile: String(values.tls_ca_file || "").trim(),
+    executor: values.executor === OPEN_MODEL ? OPEN_MODEL : "devices",
+    rate: number(values.rate),
+    rateSteps: parseRateSteps(values.rate_steps),
+    maxDevices: number(values.max_devices),
+    preAllocated: number(values.pre_allocated),
+    arrivals: values.arrivals === "poisson" ? "poisson" : "uniform",
     blocks: (values.blocks || []).map((block) => {
       const { params, error } = parseParams(block.params);
       return { script: String(block.script || ""), params, paramsError: error, desired: number(block.size),
@@ -125,6 +152,7 @@ export function parseValues(values) {
  * rampdownStepMs, sustainMs, cooldownMs, totalMs}.
  */
 export function derivePlan(parsed, generators, meta) {
+  if (parsed.executor === OPEN_MODEL) return deriveOpenPlan(parsed, generators, meta);
   const step = rampStepSize(generators, meta);
   const sizes = parsed.blocks.map((block) => effectiveDevices(block.desired, generators, meta));
   const total = sizes.reduce((sum, size) => sum + size, 0);
@@ -140,6 +168,50 @@ export function derivePlan(parsed, generators, meta) {
   derived.totalMs = rampSteps * (derived.rampupStepMs + derived.rampdownStepMs)
     + derived.sustainMs + derived.cooldownMs;
   return derived;
+}
+
+/**
+ * derivePlan for the open model: no ramp (its rate steps are its ramp), each block's size
+ * is its weight as given, the pool is max_devices (default: the sizes together), and the
+ * schedule is followed by one ramp-down step (the plan's default) for the iterations still
+ * running.
+ */
+function deriveOpenPlan(parsed, generators, meta) {
+  const sizes = parsed.blocks.map((block) => (Number.isInteger(block.desired) ? block.desired : 0));
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  const { steps } = parsed.rateSteps;
+  const sustainMs = steps ? steps.reduce((sum, [ms]) => sum + ms, 0) : Math.round(parsed.seconds.sustain * 1000);
+  const pool = Number.isFinite(parsed.maxDevices) ? parsed.maxDevices : total;
+  const derived = {
+    generators: countedGenerators(generators), step: 1, sizes, total, rampSteps: 1, open: true,
+    pool, preAllocated: Number.isFinite(parsed.preAllocated) ? parsed.preAllocated : pool,
+    rampupStepMs: 0, rampdownStepMs: meta.default_opts.rampdown_step_ms, sustainMs,
+    cooldownMs: Math.round(parsed.seconds.cooldown * 1000),
+  };
+  derived.totalMs = derived.sustainMs + derived.rampdownStepMs + derived.cooldownMs;
+  return derived;
+}
+
+/** The open model's own errors (opts.rate, opts.rate_steps, the pool). */
+function validateOpenPlan(parsed, derived, meta, fail) {
+  const { steps, error } = parsed.rateSteps;
+  const hasRate = Number.isFinite(parsed.rate) && parsed.rate !== 0;
+  if (error) fail("opts.rate_steps", error);
+  else if (hasRate && steps) fail("opts.rate", "Give a rate or rate steps, not both.");
+  else if (!hasRate && !steps) fail("opts.rate", "Iterations a second across the fleet, or rate steps.");
+  else if (hasRate && !(parsed.rate > 0)) fail("opts.rate", "Iterations a second, more than 0.");
+  else if (steps && !steps.some(([, rate]) => rate > 0)) fail("opts.rate_steps", "Some step must go above 0.");
+  if (hasRate && !(derived.sustainMs > 0)) fail("opts.sustain_ms", "How long the rate lasts: more than 0 s.");
+  const { pool, preAllocated } = derived;
+  if (!Number.isInteger(pool) || pool < 1 || pool > meta.limits.block_size) {
+    fail("opts.max_devices", `A whole number of devices, from 1 to ${integerText(meta.limits.block_size)}.`);
+  } else if (!Number.isInteger(preAllocated) || preAllocated < 0 || preAllocated > pool) {
+    fail("opts.pre_allocated_devices", `From 0 to the max devices (${integerText(pool)}).`);
+  }
+}
+
+function integerText(value) {
+  return Number(value).toLocaleString("en-US");
 }
 
 /**
@@ -165,7 +237,9 @@ export function validatePlan(parsed, derived, meta) {
     fail("addresses[0].port", "A port from 1 to 65535.");
   }
 
+  const open = parsed.executor === OPEN_MODEL;
   for (const key of DURATIONS) {
+    if (open && (key === "rampup" || key === "rampdown" || (key === "sustain" && parsed.rateSteps.steps))) continue;
     const value = parsed.seconds[key];
     if (!Number.isFinite(value) || value < 0) {
       fail(`opts.${key === "rampup" || key === "rampdown" ? key + "_step" : key}_ms`,
@@ -186,8 +260,9 @@ export function validatePlan(parsed, derived, meta) {
     if (!block.script.trim()) fail(`blocks[${i}].script`, "The script is empty.");
     if (block.paramsError) errors.push({ field: `blocks[${i}].params`, ...block.paramsError });
     if (!Number.isInteger(block.desired) || block.desired < 1) {
-      fail(`blocks[${i}].size`, "A whole number of devices.");
-    } else if (derived.sizes[i] === 0) {
+      fail(`blocks[${i}].size`, open ? "A whole number: the block's weight among the iterations."
+        : "A whole number of devices.");
+    } else if (!open && derived.sizes[i] === 0) {
       fail(`blocks[${i}].size`, `At least ${step} devices: ramps go in steps of ${step} ` +
         `(${meta.devices_per_generator_step} × ${derived.generators} generator${derived.generators > 1 ? "s" : ""}).`);
     }
@@ -196,6 +271,7 @@ export function validatePlan(parsed, derived, meta) {
   if (derived.rampSteps > limits.ramp_steps) {
     fail("blocks[0].size", `That is ${derived.rampSteps} ramp steps; at most ${limits.ramp_steps}.`);
   }
+  if (open) validateOpenPlan(parsed, derived, meta, fail);
   return errors;
 }
 
@@ -219,6 +295,24 @@ export function planFrom(parsed, derived) {
   };
   if (parsed.tlsVerify) plan.opts.tls_verify = true;
   if (parsed.tlsCaFile) plan.opts.tls_ca_file = parsed.tlsCaFile;
+  if (derived.open) {
+    const { opts } = plan;
+    delete opts.ramp_steps;
+    delete opts.rampup_step_ms;
+    delete opts.rampdown_step_ms;
+    opts.executor = OPEN_MODEL;
+    // What the fields say, both when both are given (the coordinator then refuses it too).
+    if (parsed.rateSteps.steps) {
+      delete opts.sustain_ms;
+      opts.rate_steps = parsed.rateSteps.steps;
+    }
+    if (!parsed.rateSteps.steps || Number.isFinite(parsed.rate)) {
+      opts.rate = Number.isFinite(parsed.rate) ? parsed.rate : null;
+    }
+    opts.arrivals = parsed.arrivals;
+    if (Number.isFinite(parsed.maxDevices)) opts.max_devices = parsed.maxDevices;
+    if (Number.isFinite(parsed.preAllocated)) opts.pre_allocated_devices = parsed.preAllocated;
+  }
   return plan;
 }
 
@@ -250,14 +344,22 @@ export function planToValues(plan, meta) {
     warnings.push("The plan's addresses use several ports; the form keeps the first.");
   }
   const steps = Number(opts.ramp_steps) || 1;
+  const open = opts.executor === OPEN_MODEL;
+  const rateSteps = open && Array.isArray(opts.rate_steps) ? opts.rate_steps : null;
   return {
     values: {
+      executor: open ? OPEN_MODEL : "devices",
+      rate: open && !rateSteps && opts.rate !== undefined ? String(opts.rate) : "",
+      rate_steps: rateSteps ? rateSteps.map(([ms, rate]) => `${seconds(ms)}:${rate}`).join(", ") : "",
+      max_devices: open && opts.max_devices !== undefined ? String(opts.max_devices) : "",
+      pre_allocated: open && opts.pre_allocated_devices !== undefined ? String(opts.pre_allocated_devices) : "",
+      arrivals: open && opts.arrivals === "poisson" ? "poisson" : "uniform",
       name: plan.name || "",
       protocol: first.protocol || meta.default_protocol,
       hosts: parseHosts(addresses.map((a) => a.host).join(",")).join(", "),
       port: first.port !== undefined ? String(first.port) : "",
       rampup: String(seconds(steps * opts.rampup_step_ms)),
-      sustain: String(seconds(opts.sustain_ms)),
+      sustain: String(seconds(rateSteps ? rateSteps.reduce((sum, [ms]) => sum + ms, 0) : opts.sustain_ms)),
       rampdown: String(seconds(steps * opts.rampdown_step_ms)),
       cooldown: String(seconds(opts.cooldown_ms)),
       report_interval: String(seconds(opts.report_interval_ms)),
@@ -302,7 +404,14 @@ export function formTarget(field) {
     "opts.timeout_ms": { target: "timeout" },
     "opts.tls_verify": { target: "tls_verify" },
     "opts.tls_ca_file": { target: "tls_ca_file" },
+    "opts.executor": { target: "executor" },
+    "opts.rate": { target: "rate" },
+    "opts.rate_steps": { target: "rate_steps" },
+    "opts.max_devices": { target: "max_devices" },
+    "opts.pre_allocated_devices": { target: "pre_allocated" },
+    "opts.arrivals": { target: "arrivals" },
   };
+  if (/^opts\.rate_steps\[\d+\]$/.test(text)) return { target: "rate_steps" };
   if (opts[text]) return opts[text];
   if (text === "name") return { target: "name" };
   return { target: null };

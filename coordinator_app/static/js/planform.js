@@ -7,13 +7,20 @@ import { duration, integer, shortDuration } from "./format.js";
 import { highlightJson, pythonHighlighter } from "./highlight.js";
 import {
   bareMessage, buildPlan, exampleParams, exampleScript, formTarget, jsonErrorPosition, jsonMessage,
-  planToValues,
+  OPEN_MODEL, planToValues,
 } from "./plan.js";
 import { defaultPort, effectiveDevices, rampStepSize, scriptFunctions, scriptNames } from "./rules.js";
 
 const DRAFT_KEY = "stressgrid.draft";
 const SIMPLE_FIELDS = ["name", "protocol", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
-  "report_interval", "timeout", "tls_ca_file"];
+  "report_interval", "timeout", "tls_ca_file", "executor", "rate", "rate_steps", "max_devices", "pre_allocated",
+  "arrivals"];
+// The load model's hint, by executor.
+const EXECUTOR_HINTS = {
+  devices: "A population of devices, each running its script over and over.",
+  arrival_rate: "Iterations of the script started at a rate, each on a free device of a pool, and timed " +
+    "from when they should have started.",
+};
 // The fields whose defaults are the plan's own (meta.default_opts); the form picks the others.
 const PLAN_DEFAULT_FIELDS = ["cooldown", "report_interval", "timeout"];
 
@@ -117,6 +124,9 @@ export class PlanForm {
     this.field("hosts").value = "";
     this.field("port").value = defaultPort(protocol, this.meta);
     for (const [name, value] of Object.entries(this.planDefaults())) this.field(name).value = value;
+    this.field("executor").value = "devices";
+    this.field("arrivals").value = "uniform";
+    for (const name of ["rate", "rate_steps", "max_devices", "pre_allocated"]) this.field(name).value = "";
     this.blocksRoot.textContent = "";
     this.blocks = [];
     this.addBlock({ script: exampleScript(protocol), params: exampleParams(protocol), size: "100" });
@@ -147,7 +157,8 @@ export class PlanForm {
     sizeInput.step = "1";
     sizeInput.value = size;
     const effective = element("span", "effective");
-    sizeField.append(element("span", "label", "Desired devices"), sizeInput, effective, element("span", "field-error"));
+    const sizeLabel = element("span", "label", "Desired devices");
+    sizeField.append(sizeLabel, sizeInput, effective, element("span", "field-error"));
 
     const paramsField = element("div", "field");
     paramsField.dataset.field = "params";
@@ -174,7 +185,7 @@ export class PlanForm {
     root.append(head, grid);
     this.blocksRoot.appendChild(root);
 
-    const block = { root, title, remove, sizeInput, effective, helpList, dataField, dataInput, dataStatus, dataClear };
+    const block = { root, title, remove, sizeInput, sizeLabel, effective, helpList, dataField, dataInput, dataStatus, dataClear };
     block.editor = new CodeEditor(scriptField, {
       value: script, label: "Script", highlight: this.highlightScript, minLines: 12, maxLines: 32, className: "script",
       onChange: () => {
@@ -342,7 +353,16 @@ export class PlanForm {
   /** Recompute what derives from the fields: effective devices, steps, durations. */
   update() {
     const { derived } = buildPlan(this.values(), this.generators, this.meta);
+    const open = Boolean(derived.open);
+    for (const node of this.form.querySelectorAll(".arrival-field")) node.hidden = !open;
+    for (const name of ["rampup", "rampdown"]) this.form.querySelector(`[data-field="${name}"]`).hidden = open;
+    document.getElementById("executor-hint").textContent = EXECUTOR_HINTS[open ? OPEN_MODEL : "devices"];
+    if (open) {
+      this.updateOpen(derived);
+      return;
+    }
     for (const block of this.blocks) {
+      block.sizeLabel.textContent = "Desired devices";
       const desired = Number(block.sizeInput.value);
       const effective = effectiveDevices(desired, this.generators, this.meta);
       block.effective.textContent = Number.isFinite(desired) && desired > 0
@@ -358,6 +378,11 @@ export class PlanForm {
       line.append(` · ${integer(derived.rampSteps)} ramp step${derived.rampSteps > 1 ? "s" : ""}` +
         ` of ${shortDuration(derived.rampupStepMs)} up, ${shortDuration(derived.rampdownStepMs)} down`);
     }
+    this.showSummary(line, derived);
+  }
+
+  /** The summary under the blocks: ``line``, a warning without generators; the total duration. */
+  showSummary(line, derived) {
     this.summary.appendChild(line);
     if (!this.generators) {
       this.summary.appendChild(element("div", "warning-text",
@@ -365,6 +390,27 @@ export class PlanForm {
     }
     this.totalDuration.value = Number.isFinite(derived.totalMs) ? duration(derived.totalMs) : "—";
     this.totalDuration.textContent = this.totalDuration.value;
+  }
+
+  /** ``update`` for the open model: blocks are weights, the pool and the rate are the load. */
+  updateOpen(derived) {
+    derived.sizes.forEach((size, i) => {
+      const block = this.blocks[i];
+      block.sizeLabel.textContent = "Weight";
+      block.effective.textContent = size > 0 ? `weight ${integer(size)} of ${integer(derived.total)}` : "";
+      block.effective.classList.remove("rounded");
+    });
+    this.summary.textContent = "";
+    const line = element("div");
+    const pool = Number.isFinite(derived.pool) ? integer(derived.pool) : "—";
+    line.append("Pool of ", element("strong", "", pool), " devices");
+    if (Number.isFinite(derived.preAllocated) && derived.preAllocated !== derived.pool) {
+      line.append(` (${integer(derived.preAllocated)} created at the start)`);
+    }
+    line.append(` · iterations started on schedule for ${shortDuration(derived.sustainMs)} across ` +
+      `${derived.generators} generator${derived.generators > 1 ? "s" : ""}; one that finds every device ` +
+      "busy is dropped and counted");
+    this.showSummary(line, derived);
   }
 
   // -- modes ---------------------------------------------------------------

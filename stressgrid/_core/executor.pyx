@@ -1,0 +1,210 @@
+# cython: freethreading_compatible = False
+"""The arrival-rate executor of one worker: iterations started on schedule on a pool of devices.
+
+One ``Schedule`` (``stressgrid._core.arrivals``) says when each of this
+worker's iterations is due. One loop timer wakes at the next due time and
+releases every iteration due by then in one batch. The loop's timers count
+whole milliseconds, so a wake releases what is due up to ``EARLY_US`` ahead:
+an iteration starts within about half a millisecond of its time either way,
+not up to a whole one late. Each iteration of a batch gets a free device of
+the pool (a new one while the pool is under its ceiling) and runs as its own
+task. An iteration that finds no free
+device and no room for one is dropped and counted, never queued behind the
+others: a queue would hide the load the schedule asked for.
+
+Per iteration: ``iteration_count`` when it starts, ``iteration_start_delay_us``
+(scheduled -> actual start, 0 if it started early), and once it ends ``iteration_us`` (actual start ->
+end) and ``intended_iteration_us`` (scheduled start -> end, the figure a
+stalled target cannot hide). A device keeps its connection between iterations;
+a failed iteration closes it, so the device's next one opens a fresh connection.
+"""
+import asyncio
+
+from libc.stdint cimport int64_t
+
+from stressgrid._core.arrivals cimport Schedule
+from stressgrid._core.device cimport Device, monotonic_us
+from stressgrid._core.metrics cimport Counter, Histogram, Recorder
+
+from stressgrid._core.device import set_current_device
+from stressgrid.plan.arrivals import (DROPPED_ITERATION_COUNTER, INTENDED_ITERATION_HISTOGRAM,
+                                      ITERATION_COUNTER, ITERATION_HISTOGRAM, START_DELAY_HISTOGRAM)
+
+cdef int64_t EARLY_US = 500
+
+cdef object CancelledError = asyncio.CancelledError
+cdef object current_task = asyncio.current_task
+
+
+cdef class ArrivalExecutor:
+    """Runs one worker's share of an arrival-rate cohort.
+
+    ``blocks``: compiled blocks (``function``, ``params``, ``module``) in the
+    schedule's block order; ``rows``: each block's feeder rows or ``None`` (the
+    fleet's iteration ``k`` of a block takes row ``k`` mod their number).
+    ``on_failure(exc, block)`` counts an iteration's error. ``start()`` begins
+    the schedule now; ``stop()`` ends it and returns the tasks still running.
+    """
+
+    cdef readonly Schedule schedule
+    cdef object loop
+    cdef Recorder recorder
+    cdef list blocks
+    cdef list rows
+    cdef list addresses
+    cdef Py_ssize_t address_cursor
+    cdef object opts
+    cdef str cohort_id
+    cdef object on_failure
+    cdef readonly int max_devices
+    cdef int pre_allocated
+    cdef readonly int created
+    cdef list idle
+    cdef readonly dict running  # Device -> its iteration's task
+    cdef int64_t origin_us
+    cdef object timer
+    cdef readonly bint stopped
+    cdef Counter iterations
+    cdef Counter dropped
+    cdef Histogram start_delay
+    cdef Histogram iteration
+    cdef Histogram intended
+
+    def __init__(self, Schedule schedule not None, blocks, rows, addresses, Py_ssize_t address_offset,
+                 opts, str cohort_id, Recorder recorder not None, loop, on_failure, int max_devices,
+                 int pre_allocated):
+        if max_devices < 1 or not 0 <= pre_allocated <= max_devices:
+            raise ValueError(f"pool of {max_devices} devices, {pre_allocated} pre-allocated")
+        if not addresses:
+            raise ValueError("an executor needs at least one address")
+        self.schedule = schedule
+        self.blocks = list(blocks)
+        self.rows = list(rows)
+        self.addresses = list(addresses)
+        self.address_cursor = address_offset
+        self.opts = opts
+        self.cohort_id = cohort_id
+        self.recorder = recorder
+        self.loop = loop
+        self.on_failure = on_failure
+        self.max_devices = max_devices
+        self.pre_allocated = pre_allocated
+        self.created = 0
+        self.idle = []
+        self.running = {}
+        self.timer = None
+        self.stopped = False
+        self.iterations = recorder.counter(ITERATION_COUNTER)
+        self.dropped = recorder.counter(DROPPED_ITERATION_COUNTER)
+        self.start_delay = recorder.histogram(START_DELAY_HISTOGRAM)
+        self.iteration = recorder.histogram(ITERATION_HISTOGRAM)
+        self.intended = recorder.histogram(INTENDED_ITERATION_HISTOGRAM)
+
+    cdef Device _new_device(self):
+        cdef Device device = Device(f"{self.cohort_id}-{self.created}",
+                                    self.addresses[self.address_cursor % len(self.addresses)],
+                                    self.opts, self.recorder, self.loop)
+        self.address_cursor += 1
+        self.created += 1
+        return device
+
+    def start(self):
+        """Create the pre-allocated devices and start the schedule's clock now."""
+        while self.created < self.pre_allocated:
+            self.idle.append(self._new_device())
+        self.origin_us = monotonic_us()
+        self._release()
+
+    def _on_timer(self):
+        self.timer = None
+        self._release()
+
+    cdef _release(self):
+        cdef int64_t now = monotonic_us() - self.origin_us + EARLY_US
+        cdef Schedule schedule = self.schedule
+        cdef Device device
+        cdef int block
+        cdef list rows
+        if self.stopped:
+            return
+        while not schedule.over and schedule.next_us <= now:
+            if self.idle:
+                device = <Device>self.idle.pop()
+            elif self.created < self.max_devices:
+                device = self._new_device()
+            else:
+                self.dropped.value += 1
+                schedule.advance_c()
+                continue
+            block = schedule.next_block
+            rows = <list>self.rows[block]
+            row = None if rows is None else rows[schedule.next_k % len(rows)]
+            self.iterations.value += 1
+            self.running[device] = self.loop.create_task(
+                self._iterate(device, self.blocks[block], row, self.origin_us + schedule.next_us))
+            schedule.advance_c()
+        if not schedule.over:
+            # Rounded up to the millisecond of the loop's timers.
+            self.timer = self.loop.call_later(((schedule.next_us - now + 999) // 1000) / 1000.0,
+                                              self._on_timer)
+
+    async def _iterate(self, Device device, block, row, int64_t intended_us):
+        cdef int64_t started = monotonic_us()
+        cdef bint failed = False
+        set_current_device(device)
+        self.start_delay.record_c(started - intended_us if started > intended_us else 0)
+        device.intended_start_us = intended_us
+        try:
+            if device.client is None:
+                device.client = block.module.create_client(device)
+                await device.client.open()
+            await block.function(block.params, device.device_id, row)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
+            self.on_failure(exc, block)
+            failed = True
+        except CancelledError as exc:
+            if self.stopped or current_task().cancelling():
+                self._retire(device)
+                raise  # a stop
+            self.on_failure(exc, block)
+            failed = True
+        finally:
+            device.reset()
+            device.intended_start_us = 0
+        cdef int64_t ended = monotonic_us()
+        self.iteration.record_c(ended - started)
+        self.intended.record_c(ended - intended_us)
+        if failed or self.stopped:
+            self._retire(device)  # a failure's connection is not trusted again
+        else:
+            del self.running[device]
+        if not self.stopped:
+            self.idle.append(device)
+
+    cdef _retire(self, Device device):
+        """Close ``device``'s connection; it leaves the running set."""
+        client = device.client
+        device.client = None
+        if client is not None:
+            client.close()
+        self.running.pop(device, None)
+
+    def stop(self):
+        """Start no more iterations and close the idle devices' connections; returns the
+        tasks of the iterations still running (the caller cancels and awaits them)."""
+        cdef Device device
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for device in self.idle:
+            if device.client is not None:
+                device.client.close()
+                device.client = None
+        self.idle = []
+        return list(self.running.values())
+
+    @property
+    def pool_size(self):
+        """Devices in the pool: idle and running."""
+        return self.created if not self.stopped else len(self.running)

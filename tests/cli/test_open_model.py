@@ -1,0 +1,84 @@
+"""``--rate`` and its options: an arrival-rate run from the command line over a local fleet of two
+workers, counted at nginx; nonsense refused naming the option."""
+import json
+import pathlib
+
+import pytest
+
+from tests.cli.support import run_cli
+from tests.cli.test_local import archive_file
+from tests.support.servers import free_port, nginx
+
+VISIT = "await get('/visit', name='visit')\n"
+
+
+@pytest.fixture
+def visits_server(tmp_path):
+    """nginx logging each request's path; yields ``(port, root)``."""
+    port = free_port()
+    server = (f"server {{ listen 127.0.0.1:{port}; access_log {tmp_path}/nginx/logs/visits.log visits; "
+              f"location / {{ return 200 'ok'; }} }}")
+    with nginx(tmp_path, "log_format visits '$uri';\n" + server) as root:
+        yield port, root
+
+
+def visits(root):
+    return (root / "logs" / "visits.log").read_text().split().count("/visit")
+
+
+def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_path, visits_server):
+    port, root = visits_server
+    (tmp_path / "visit.py").write_text(VISIT)
+    code, out, err = run_cli(["run", "visits", tmp_path / "visit.py", "--local", "--workers", "2",
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 20, "--rate", 50,
+                              "--sustain", 3, "--cooldown", 0], tmp_path, timeout=90)
+    assert code == 0, err
+    assert "50 iterations/s for 3 s (uniform) on a pool of 20 devices" in err
+    summary = json.loads(archive_file(pathlib.Path(out), "summary.json"))["summary"]
+    # 50 a second for 3 s, shared by two workers (one of which may be ready later than the
+    # other): 150 iterations, each one visit at nginx.
+    assert summary["counters"]["iteration"]["total"] == 150, err
+    assert visits(root) == 150 == summary["histograms"]["intended_iteration_us"]["count"]
+    assert "dropped_iteration" not in summary["counters"]
+
+
+def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, visits_server):
+    port, root = visits_server
+    (tmp_path / "visit.py").write_text(VISIT)
+    # 0 -> 40 a second over 2 s, then 40 a second for 1 s: 40 + 40 iterations.
+    code, out, err = run_cli(["run", "ramp", tmp_path / "visit.py", "--local", "--workers", "1",
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 10, "--rate-steps", "2:40,1:40",
+                              "--cooldown", 0], tmp_path, timeout=90)
+    assert code == 0, err
+    assert visits(root) == 80, err
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--rate", "-5"], "--rate"),
+    (["--rate", "10", "--max-devices", "3", "--pre-allocated", "5"], "opts.pre_allocated_devices"),
+    (["--rate-steps", "2:40,x:5"], "--rate-steps"),
+    (["--max-devices", "3"], "--rate or --rate-steps"),
+])
+def test_nonsense_is_refused_naming_the_option(tmp_path, flags, named):
+    (tmp_path / "visit.py").write_text(VISIT)
+    code, out, err = run_cli(["run", "bad", tmp_path / "visit.py", "--local", "--target-port", 9, *flags],
+                             tmp_path, timeout=60)
+    assert code == 2, err
+    assert named in err, err
+    assert out == ""
+
+
+def test_iterations_beyond_the_pool_are_dropped_counted_and_fail_the_run(tmp_path, visits_server):
+    port, root = visits_server
+    (tmp_path / "slow.py").write_text(VISIT + "await delay(500)\n")
+    # 20 a second on 2 devices busy half a second each: at most 4 a second can start.
+    code, out, err = run_cli(["run", "pool", tmp_path / "slow.py", "--local", "--workers", "1",
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 2, "--rate", 20,
+                              "--sustain", 2, "--cooldown", 0], tmp_path, timeout=90)
+    assert code == 1, err
+    assert "iterations_dropped" in err, err
+    summary = json.loads(archive_file(pathlib.Path(out), "summary.json"))["summary"]
+    started = summary["counters"]["iteration"]["total"]
+    dropped = summary["counters"]["dropped_iteration"]["total"]
+    assert started + dropped == 40 and dropped >= 20
+    assert visits(root) == started
