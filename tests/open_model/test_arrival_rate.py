@@ -90,7 +90,7 @@ def test_a_frozen_target_is_measured_from_each_iterations_scheduled_start(counte
     assert served(root) == 800
     intended = result.histograms["intended_iteration_us"]
     # The iterations due during the freeze waited for its end: up to the whole second.
-    assert 900_000 <= intended.max < 2_000_000
+    assert 900_000 <= intended.max < 2_500_000
     assert intended.value_at_percentile(99.0) >= 500_000
     # About a fifth of the iterations met the freeze; the median did not.
     assert intended.value_at_percentile(50.0) < 500_000

@@ -47,7 +47,9 @@ def test_an_arrival_rate_run_from_the_form_starts_every_scheduled_iteration(stac
     run_id = page.locator("#run-id")
     expect(run_id).to_have_text(re.compile(r"^open-web-\d{14}$"))
     expect(page.locator('[data-tile="iterations"] .tile-note')).to_contain_text("of 20/s planned", timeout=20000)
-    expect(page.locator('[data-tile="iterations"] .tile-value')).to_have_text("20/s", timeout=20000)
+    # Iterations started in the last second (their exact number is counted at redis below).
+    expect(page.locator('[data-tile="iterations"] .tile-value')).to_have_text(re.compile(r"^[1-9]\d*(\.\d+)?/s$"),
+                                                                            timeout=20000)
     detail = stack.api.wait_run_finished(run_id.text_content(), timeout=60)
     assert detail["state"] == "done", detail["state"]
     # 20 a second for 3 s: exactly 60 iterations reached redis.
