@@ -30,10 +30,10 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     port, root = visits_server
     (tmp_path / "visit.py").write_text(VISIT)
     code, out, err = run_cli(["run", "visits", tmp_path / "visit.py", "--local", "--workers", "2",
-                              "--target-port", port, "-t", "127.0.0.1", "-s", 20, "--rate", 50,
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 200, "--rate", 50,
                               "--sustain", 3, "--cooldown", 0], tmp_path, timeout=90)
     assert code == 0, err
-    assert "50 iterations/s for 3 s (uniform) on a pool of 20 devices" in err
+    assert "50 iterations/s for 3 s (uniform) on a pool of 200 devices" in err
     summary = json.loads(archive_file(pathlib.Path(out), "summary.json"))["summary"]
     # 50 a second for 3 s, shared by two workers (one of which may be ready later than the
     # other): 150 iterations, each one visit at nginx.
@@ -47,7 +47,7 @@ def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, visits_server):
     (tmp_path / "visit.py").write_text(VISIT)
     # 0 -> 40 a second over 2 s, then 40 a second for 1 s: 40 + 40 iterations.
     code, out, err = run_cli(["run", "ramp", tmp_path / "visit.py", "--local", "--workers", "1",
-                              "--target-port", port, "-t", "127.0.0.1", "-s", 10, "--rate-steps", "2:40,1:40",
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 100, "--rate-steps", "2:40,1:40",
                               "--cooldown", 0], tmp_path, timeout=90)
     assert code == 0, err
     assert visits(root) == 80, err
