@@ -8,7 +8,7 @@ import pytest
 from tests.cli.support import run_cli
 from tests.cli.test_local import SHORT, archive_file
 from tests.conftest import ROOT
-from tests.support.servers import free_port, nginx
+from tests.support.servers import logging_nginx, requests_logged
 
 # Each device asks for its own user's page once, then idles: nginx's access log holds the rows used.
 ONE_REQUEST = "await get('/users/' + row['user'], name='user_page')\nawait delay(600000)\n"
@@ -16,17 +16,14 @@ ONE_REQUEST = "await get('/users/' + row['user'], name='user_page')\nawait delay
 
 def pages_served(root):
     """How many times nginx served each ``/users/<name>`` page."""
-    log = (root / "logs" / "users.log").read_text().split()
+    log = requests_logged(root)
     return collections.Counter(path.rsplit("/", 1)[1] for path in log if path.startswith("/users/"))
 
 
 @pytest.fixture
 def users_server(tmp_path):
-    port = free_port()
-    server = (f"server {{ listen 127.0.0.1:{port}; access_log {tmp_path}/nginx/logs/users.log users; "
-              f"location / {{ return 200 'ok'; }} }}")
-    with nginx(tmp_path, "log_format users '$uri';\n" + server) as root:
-        yield port, root
+    with logging_nginx(tmp_path) as server:
+        yield server
 
 
 def test_every_row_of_a_csv_file_reaches_one_device_of_the_fleet(tmp_path, users_server):

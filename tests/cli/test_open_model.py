@@ -7,23 +7,19 @@ import pytest
 
 from tests.cli.support import run_cli
 from tests.cli.test_local import archive_file
-from tests.support.servers import free_port, nginx
+from tests.support.servers import logging_nginx, requests_logged
 
 VISIT = "await get('/visit', name='visit')\n"
 
 
 @pytest.fixture
 def visits_server(tmp_path):
-    """nginx logging each request's path; yields ``(port, root)``."""
-    port = free_port()
-    server = (f"server {{ listen 127.0.0.1:{port}; access_log {tmp_path}/nginx/logs/visits.log visits; "
-              f"location / {{ return 200 'ok'; }} }}")
-    with nginx(tmp_path, "log_format visits '$uri';\n" + server) as root:
-        yield port, root
+    with logging_nginx(tmp_path) as server:
+        yield server
 
 
 def visits(root):
-    return (root / "logs" / "visits.log").read_text().split().count("/visit")
+    return requests_logged(root).count("/visit")
 
 
 def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_path, visits_server):

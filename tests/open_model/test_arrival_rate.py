@@ -10,24 +10,19 @@ import pytest
 
 from stressgrid.runtime.local import run_local
 from tests.support.plans import error_counters, plan
-from tests.support.servers import free_port, nginx
+from tests.support.servers import logging_nginx, requests_logged
 
 VISIT = "await get('/')"
 
 
 @pytest.fixture
 def counted_nginx(tmp_path):
-    """nginx answering every GET with 200, each request a line of its access log; yields
-    ``(port, root)``."""
-    port = free_port()
-    server = (f"server {{ listen 127.0.0.1:{port}; access_log {tmp_path}/nginx/logs/served.log served; "
-              f"location / {{ return 200 'ok'; }} }}")
-    with nginx(tmp_path, "log_format served '$request_uri';\n" + server) as root:
-        yield port, root
+    with logging_nginx(tmp_path) as server:
+        yield server
 
 
 def served(root):
-    return len((root / "logs" / "served.log").read_text().splitlines())
+    return len(requests_logged(root))
 
 
 def nginx_processes(root):

@@ -149,6 +149,22 @@ http {{
 
 
 @contextlib.contextmanager
+def logging_nginx(tmp_path):
+    """nginx answering 200 ``ok`` to every request and logging each one's path (``$uri``) as a
+    line of ``logs/requests.log``; yields ``(port, root)`` (``requests_logged(root)`` reads it)."""
+    port = free_port()
+    server = (f"server {{ listen 127.0.0.1:{port}; access_log {tmp_path}/nginx/logs/requests.log paths; "
+              f"location / {{ return 200 'ok'; }} }}")
+    with nginx(tmp_path, "log_format paths '$uri';\n" + server) as root:
+        yield port, root
+
+
+def requests_logged(root):
+    """The paths ``logging_nginx`` at ``root`` has served, one per request, in order."""
+    return (root / "logs" / "requests.log").read_text().split()
+
+
+@contextlib.contextmanager
 def nginx_with_certificate(tmp_path, server_blocks, modules=(), hostname="localhost"):
     """``nginx`` whose TLS servers use a fresh self-signed certificate for ``hostname``.
 
