@@ -161,7 +161,7 @@ def assign_arrivals(blocks, generators, opts, cursor):
     for index, generator in enumerate(generators[:parts]):
         offset, stride = share_part(0, 1, index, parts)
         assignments.append(Assignment(generator, list(blocks), cursor, share={
-            "offset": offset, "stride": stride, "from_ms": 0, "max_devices": pools[index],
+            "offset": offset, "stride": stride, "from_ms": 0, "behind_ms": 0, "max_devices": pools[index],
             "pre_allocated_devices": pre_allocated[index]}))
         cursor += pools[index]
     return assignments, cursor

@@ -43,7 +43,7 @@ cdef class ArrivalExecutor:
     schedule's block order; ``rows``: each block's feeder rows or ``None`` (the
     fleet's iteration ``k`` of a block takes row ``k`` mod their number).
     ``on_failure(exc, block)`` counts an iteration's error. ``start()`` begins
-    the schedule now; ``stop()`` ends it and returns the tasks still running.
+    the schedule's clock; ``stop()`` ends it and returns the tasks still running.
     """
 
     cdef readonly Schedule schedule
@@ -62,6 +62,7 @@ cdef class ArrivalExecutor:
     cdef list idle
     cdef readonly dict running  # Device -> its iteration's task
     cdef int64_t origin_us
+    cdef bint started
     cdef object timer
     cdef readonly bint stopped
     cdef Counter iterations
@@ -93,6 +94,7 @@ cdef class ArrivalExecutor:
         self.idle = []
         self.running = {}
         self.timer = None
+        self.started = False
         self.stopped = False
         self.iterations = recorder.counter(ITERATION_COUNTER)
         self.dropped = recorder.counter(DROPPED_ITERATION_COUNTER)
@@ -108,11 +110,15 @@ cdef class ArrivalExecutor:
         self.created += 1
         return device
 
-    def start(self):
-        """Create the pre-allocated devices and start the schedule's clock now."""
+    def start(self, int64_t behind_us=0):
+        """Create the pre-allocated devices and start the schedule's clock, ``behind_us``
+        in the past: the iterations due by now start at once, their delay recorded."""
+        if behind_us < 0:
+            raise ValueError(f"a schedule cannot start {behind_us} us in the future")
         while self.created < self.pre_allocated:
             self.idle.append(self._new_device())
-        self.origin_us = monotonic_us()
+        self.origin_us = monotonic_us() - behind_us
+        self.started = True
         self._release()
 
     def _on_timer(self):
@@ -191,9 +197,19 @@ cdef class ArrivalExecutor:
 
     def stop(self):
         """Start no more iterations and close the idle devices' connections; returns the
-        tasks of the iterations still running (the caller cancels and awaits them)."""
+        tasks of the iterations still running (the caller cancels and awaits them).
+
+        Iterations already due that the loop had not yet released are dropped and counted,
+        so every iteration due before the stop is either started or counted as dropped."""
         cdef Device device
+        cdef int64_t now = monotonic_us() - self.origin_us
+        cdef Schedule schedule = self.schedule
+        if self.stopped:
+            return list(self.running.values())
         self.stopped = True
+        while self.started and not schedule.over and schedule.next_us <= now:
+            self.dropped.value += 1
+            schedule.advance_c()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

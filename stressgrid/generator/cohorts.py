@@ -48,7 +48,7 @@ class CohortShare:
         return sum(block["size"] for block in self.start.blocks)
 
 
-_SHARE_FIELDS = ("offset", "stride", "from_ms", "max_devices", "pre_allocated_devices")
+_SHARE_FIELDS = ("offset", "stride", "from_ms", "behind_ms", "max_devices", "pre_allocated_devices")
 
 
 def arrival_share(start):
@@ -87,8 +87,9 @@ def _check_arrivals(start):
     if not 0 <= arrivals["offset"] < arrivals["stride"] <= MAX_STRIDE:
         raise CohortError(f"opts.{ARRIVAL_SHARE}: offset and stride must have 0 <= offset < stride "
                           f"<= {MAX_STRIDE}")
-    if not 0 <= arrivals["from_ms"] <= MAX_DURATION_MS:
-        raise CohortError(f"opts.{ARRIVAL_SHARE}.from_ms must be from 0 to {MAX_DURATION_MS}")
+    for name in ("from_ms", "behind_ms"):
+        if not 0 <= arrivals[name] <= MAX_DURATION_MS:
+            raise CohortError(f"opts.{ARRIVAL_SHARE}.{name} must be from 0 to {MAX_DURATION_MS}")
     if not 1 <= arrivals["max_devices"] <= MAX_BLOCK_SIZE \
             or not 0 <= arrivals["pre_allocated_devices"] <= arrivals["max_devices"]:
         raise CohortError(f"opts.{ARRIVAL_SHARE}: max_devices must be from 1 to {MAX_BLOCK_SIZE}, "
@@ -256,8 +257,10 @@ class CohortBook:
         """The messages that create ``worker_index``'s devices, oldest cohort first.
 
         For a worker that ran them before (``resume``: restarted after a crash or a kill), an
-        arrival-rate share starts where its schedule has got to; for a worker that was not
-        ready when the cohort came, from its beginning, so that none of its iterations is lost.
+        arrival-rate share starts where its schedule has got to. A worker that was not ready
+        when the cohort came runs the share from its beginning on the cohort's clock: what fell
+        due while it was starting starts at once, late (its start delay says by how much), so
+        that the schedule ends when the coordinator expects it to and none of it is lost.
         """
         now = self._clock()
         starts = []
@@ -266,11 +269,14 @@ class CohortBook:
                 if share.worker_index != worker_index:
                     continue
                 arrivals = arrival_share(share.start)
-                if arrivals is None or not resume:
+                if arrivals is None:
                     starts.append(share.start)
-                else:
-                    elapsed_ms = round((now - self._added_at[key]) * 1000)
+                    continue
+                elapsed_ms = round((now - self._added_at[key]) * 1000)
+                if resume:
                     starts.append(with_share(share.start, from_ms=arrivals["from_ms"] + elapsed_ms))
+                else:
+                    starts.append(with_share(share.start, behind_ms=arrivals["behind_ms"] + elapsed_ms))
         return starts
 
     def devices(self, worker_index=None):

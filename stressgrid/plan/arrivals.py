@@ -30,8 +30,9 @@ MAX_RATE = 10_000_000  # iterations a second over the whole fleet
 MIN_RATE = 0.001
 MAX_RATE_STEPS = 1000
 # The opts key of the share of the schedule a generator or worker runs (``share_part``), a map
-# of offset, stride, from_ms (where in the schedule it begins), max_devices and
-# pre_allocated_devices (its part of the pool).
+# of offset, stride, from_ms (where in the schedule it begins), behind_ms (how long the
+# schedule has been running when the share starts: what fell due in that time starts at once,
+# late), max_devices and pre_allocated_devices (its part of the pool).
 ARRIVAL_SHARE = "arrival_share"
 # The share a generator or worker runs: ``stride`` is at most this many parts of the fleet.
 MAX_STRIDE = 1 << 20

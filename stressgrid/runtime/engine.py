@@ -74,11 +74,13 @@ class Cohort:
 class ArrivalShare:
     """The part of the fleet's arrival schedule one worker runs (``stressgrid.plan.arrivals``):
     the iterations ``offset, offset + stride, ...`` from ``from_ms`` into the schedule, on
-    at most ``max_devices`` devices, ``pre_allocated_devices`` of them created at the start."""
+    at most ``max_devices`` devices, ``pre_allocated_devices`` of them created at the start;
+    the schedule's clock starts ``behind_ms`` in the past (what fell due since starts at once)."""
 
     offset: int = 0
     stride: int = 1
     from_ms: int = 0
+    behind_ms: int = 0
     max_devices: int = 1
     pre_allocated_devices: int = 0
 
@@ -198,7 +200,7 @@ class Engine:
             share.pre_allocated_devices)
         self._hold_collector()
         try:
-            executor.start()
+            executor.start(share.behind_ms * 1000)
         finally:
             self._release_collector()
 

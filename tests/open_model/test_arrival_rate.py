@@ -1,13 +1,20 @@
 """Arrival-rate runs against a real nginx: the schedule counted at the target, and a frozen
 target seen from when each iteration should have started."""
+import asyncio
 import contextlib
 import os
 import signal
 import threading
+import time
 
 import psutil
 import pytest
+import uvloop
 
+from stressgrid.metrics import MetricsAggregate
+from stressgrid.plan import Plan
+from stressgrid.plan.resolve import resolve_addresses
+from stressgrid.runtime.engine import ArrivalShare, Engine
 from stressgrid.runtime.local import run_local
 from tests.support.plans import error_counters, plan
 from tests.support.servers import logging_nginx, requests_logged
@@ -104,3 +111,68 @@ def test_the_closed_model_sees_the_same_freeze_in_a_few_samples_only(counted_ngi
     # ... and that is all the freeze left in its latencies: under 1% of the samples.
     assert headers.total_count > 400
     assert headers.value_at_percentile(99.0) < 500_000
+
+
+def run_share(plan_dict, share, drive):
+    """Start ``plan_dict``'s schedule as ``share`` on an engine of this process, let
+    ``drive(executor)`` (a coroutine function) run it, stop it; the merged metrics."""
+    parsed = Plan.from_dict(plan_dict)
+
+    async def main():
+        engine = Engine()
+        await engine.start_cohort("0", parsed.blocks, resolve_addresses(parsed.addresses), parsed.opts,
+                                  share=share)
+        executor = engine.cohorts["0"].executor
+        try:
+            await drive(executor)
+        finally:
+            await engine.stop_all()
+        metrics = MetricsAggregate()
+        metrics.add_snapshot(engine.snapshot())
+        return metrics, executor.schedule
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def test_a_share_that_starts_behind_its_clock_starts_what_fell_due_at_once_and_ends_on_time(counted_nginx):
+    # A worker that was not ready when its cohort came starts 1 s behind the cohort's clock:
+    # the 200 iterations due by then start at once, late, and the schedule still ends 2 s
+    # after the cohort's start, not 3 s.
+    port, root = counted_nginx
+    due_at_start = []
+
+    async def drive(executor):
+        due_at_start.append(len(executor.running))  # started by start_cohort, none run yet
+        while not executor.schedule.over:
+            await asyncio.sleep(0.05)
+        while executor.running:
+            await asyncio.sleep(0.01)
+
+    metrics, _ = run_share(open_plan(port, 200, 2, max_devices=1000),
+                           ArrivalShare(max_devices=1000, pre_allocated_devices=100, behind_ms=1000), drive)
+    assert due_at_start[0] == 201  # iterations 0 to 200, due at 0 ms to 1000 ms
+    assert metrics.counters["iteration_count"] == 400
+    assert metrics.counters.get("dropped_iteration_count", 0) == 0
+    assert served(root) == 400
+    delays = metrics.histograms["iteration_start_delay_us"]
+    assert delays.max >= 990_000  # the first one, due 1 s before the share started
+    # Half were due in that second, evenly: the latest quarter of the delays from about 0.5 s up.
+    assert delays.value_at_percentile(75.0) >= 400_000
+
+
+def test_a_stop_counts_the_iterations_due_and_not_started_as_dropped(counted_nginx):
+    port, _ = counted_nginx
+
+    async def drive(executor):
+        await asyncio.sleep(0.2)
+        time.sleep(0.5)  # the loop is held: the release timer cannot run before the stop
+        executor.stop()
+
+    metrics, schedule = run_share(open_plan(port, 200, 10, max_devices=1000),
+                                  ArrivalShare(max_devices=1000, pre_allocated_devices=100), drive)
+    started = metrics.counters["iteration_count"]
+    dropped = metrics.counters["dropped_iteration_count"]
+    assert started + dropped == schedule.next_k  # every iteration due by the stop, once
+    assert 95 <= dropped <= 105  # the half second the loop was held, at 200 a second
+    assert not schedule.over

@@ -55,11 +55,10 @@ def test_an_arrival_rate_run_from_the_form_starts_every_scheduled_iteration(stac
     # Every iteration that started reached redis, counted there.
     started = detail["summary"]["summary"]["counters"]["iteration"]["total"]
     assert redis_value(stack.redis_port, "arrivals") - before == started
-    # 20 a second for 3 s is 60. A known fault lets fewer start: the cohort stops one ramp-down
-    # step (1 s here) after the coordinator's schedule ends, and a worker whose schedule began
-    # later than that by more than the step never starts its last iterations, uncounted.
-    # Seen once under load as 59; it is to be fixed, not hidden: the bound stays close.
-    assert 57 <= started <= 60
+    # 20 a second for 3 s is 60, each started or counted as dropped (a worker that was late to
+    # start runs what fell due at once, on a pool of 5: on a busy machine some may not fit).
+    dropped = detail["summary"]["summary"]["counters"].get("dropped_iteration", {}).get("total", 0)
+    assert started + dropped == 60
 
 
 def test_nonsense_in_the_load_model_is_marked_at_its_field(stack, open_page):
