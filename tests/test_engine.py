@@ -80,6 +80,27 @@ def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_l
     assert all(METRIC_NAME.fullmatch(name) for name in [*result.counters, *result.histograms])
 
 
+@pytest.mark.parametrize("ms", ["0", "-5", "'10'", "True", "3_600_001"])
+def test_pace_refuses_a_tick_that_is_not_1_ms_to_an_hour_at_its_line(ms):
+    script = f"inc_counter('before')\nawait pace({ms})\nawait delay(60000)"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 10,
+                           until=lambda agg: agg.counter("value_error_count") >= 1)
+    assert result.errors["value_error_count"].startswith(f"line 2: await pace({ms}) -> ValueError: pace must be ")
+
+
+def test_pace_in_an_arrival_rate_iteration_is_an_error():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        result = run_local(plan("await pace(10)", protocol="udp", port=sink.getsockname()[1],
+                                executor="arrival_rate", rate=20, sustain_ms=5000, max_devices=2), 10,
+                           until=lambda agg: agg.counter("runtime_error_count") >= 2)
+    assert result.counters["runtime_error_count"] >= 2
+    assert "pace() is for the devices executor" in result.errors["runtime_error_count"]
+    assert "missed_tick_count" not in result.counters
+
+
 def test_dead_target_counts_conn_refused_and_keeps_running():
     port = free_port()
     result = run_local(plan("await send(b'x')", size=5, port=port), 5,

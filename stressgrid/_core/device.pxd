@@ -14,13 +14,22 @@ cdef class Device:
     # An arrival-rate iteration's scheduled start (monotonic us) until its first HTTP request
     # takes it; 0 otherwise.
     cdef public int64_t intended_start_us
+    # How late the step the device is in started: its arrival-rate iteration, or its tick of
+    # pace(); -1 while its steps are not measured from an intended start. Each latency it
+    # records then also goes, this much longer, into an ``intended_`` twin (``record_intended``).
+    cdef public int64_t step_delay_us
+    cdef public bint in_iteration  # an arrival-rate iteration is running on it
+    cdef int64_t pace_interval_us  # pace(): the tick's length, 0 before the first call
+    cdef int64_t pace_next_us      # pace(): the next tick not yet taken
     cdef dict timings
 
     cdef _start(self, str key, int64_t now)
     cdef _stop(self, str key, int64_t now)
+    cpdef record_intended(self, str twin, int64_t value)
 
 
 cdef int64_t monotonic_us() noexcept nogil
 cdef Device running_device()
 cdef str timing_histogram_name(str key)
+cdef str intended_timing_name(str key)
 cdef str metric_key(object key)

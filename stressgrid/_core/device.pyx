@@ -71,11 +71,25 @@ cdef class Device:
         self.client = None
         self.timings = None
         self.intended_start_us = 0
+        self.step_delay_us = -1
+        self.in_iteration = False
+        self.pace_interval_us = 0
+        self.pace_next_us = 0
         self.timeout_s = opts.timeout_ms / 1000.0 if opts is not None else 5.0
 
     def reset(self):
-        """Forget timings: the device starts over as a new one."""
+        """Forget timings and pacing: the device starts over as a new one."""
         self.timings = None
+        self.step_delay_us = -1
+        self.pace_interval_us = 0
+
+    cpdef record_intended(self, str twin, int64_t value):
+        """A latency of the step the device is in, also recorded in ``twin`` from the step's
+        intended start (``value`` plus the step's delay), if its steps are measured so."""
+        cdef Histogram histogram
+        if self.step_delay_us >= 0:
+            histogram = self.recorder.histogram(twin)
+            histogram.record_c(value + self.step_delay_us)
 
     cdef _start(self, str key, int64_t now):
         if self.timings is None:
@@ -94,6 +108,8 @@ cdef class Device:
         cdef int64_t started = self.timings.pop(key)
         cdef Histogram histogram = self.recorder.histogram(timing_histogram_name(key))
         histogram.record_c(now - started)
+        if self.step_delay_us >= 0:
+            self.record_intended(intended_timing_name(key), now - started)
 
     def stop_start_timing(self, stop_key, start_key):
         cdef int64_t now = monotonic_us()
@@ -112,6 +128,17 @@ cdef str timing_histogram_name(str key):
     cdef object name = _timing_names.get(key)
     if name is None:
         name = _timing_names[key] = f"{key}_us"
+    return <str>name
+
+
+# Timing key -> the name of its twin from the intended start, ``intended_<key>_us``.
+cdef dict _intended_timing_names = {}
+
+
+cdef str intended_timing_name(str key):
+    cdef object name = _intended_timing_names.get(key)
+    if name is None:
+        name = _intended_timing_names[key] = f"intended_{key}_us"
     return <str>name
 
 
@@ -228,6 +255,66 @@ def delay(ms, random_ratio=0.0):
     return _Delay(running_device().loop, seconds)
 
 
+# pace(ms) takes ticks of 1 ms to 1 hour.
+MIN_PACE_MS = 1
+MAX_PACE_MS = 3_600_000
+MISSED_TICK_COUNTER = "missed_tick_count"
+
+
+class _Tick:
+    # pace()'s awaitable: waits for the tick if it is ahead, then sets how late the device's
+    # step starts (0 if on time).
+    __slots__ = ("device", "tick_us", "future", "handle")
+
+    def __init__(self, Device device, int64_t tick_us, double seconds):
+        self.device = device
+        self.tick_us = tick_us
+        self.future = self.handle = None
+        if seconds > 0:
+            self.future = device.loop.create_future()
+            self.handle = device.loop.call_later(seconds, _wake, self.future)
+
+    def __await__(self):
+        if self.future is not None:
+            try:
+                yield from self.future.__await__()
+            finally:
+                self.handle.cancel()
+        cdef int64_t late = monotonic_us() - <int64_t>self.tick_us
+        (<Device>self.device).step_delay_us = late if late > 0 else 0
+
+
+def pace(ms):
+    """Wait for the device's next tick, every ``ms`` milliseconds from its first ``pace``
+    (await it); the steps after it are measured from their tick too (``intended_`` twins).
+
+    A device that comes back after its tick has passed goes on at once, its steps late by
+    that much; ticks that passed while it was busy beyond that one are counted in
+    ``missed_tick_count``, not made up.
+    """
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not MIN_PACE_MS <= ms <= MAX_PACE_MS:
+        raise ValueError(f"pace must be from {MIN_PACE_MS} to {MAX_PACE_MS} milliseconds, not {ms!r}")
+    cdef Device device = running_device()
+    if device.in_iteration:
+        raise RuntimeError("pace() is for the devices executor: an arrival-rate iteration already "
+                           "starts on its schedule")
+    cdef int64_t interval = <int64_t>(ms * 1000)
+    cdef int64_t now = monotonic_us()
+    if device.pace_interval_us != interval:  # the first tick is now
+        device.pace_interval_us = interval
+        device.pace_next_us = now
+    cdef int64_t tick = device.pace_next_us
+    cdef int64_t missed = 0
+    if now < tick:
+        device.pace_next_us = tick + interval
+        return _Tick(device, tick, (tick - now) / 1e6)
+    missed = (now - tick) // interval
+    if missed:
+        (<Counter>device.recorder.counter(MISSED_TICK_COUNTER)).value += missed
+    device.pace_next_us = tick + (missed + 1) * interval
+    return _Tick(device, tick, 0.0)
+
+
 COMMON_BUILTINS = {
     "start_timing": start_timing,
     "stop_timing": stop_timing,
@@ -237,4 +324,5 @@ COMMON_BUILTINS = {
     "random_bytes": random_bytes,
     "random_bits": random_bits,
     "delay": delay,
+    "pace": pace,
 }

@@ -15,7 +15,9 @@ others: a queue would hide the load the schedule asked for.
 Per iteration: ``iteration_count`` when it starts, ``iteration_start_delay_us``
 (scheduled -> actual start, 0 if it started early), and once it ends ``iteration_us`` (actual start ->
 end) and ``intended_iteration_us`` (scheduled start -> end, the figure a
-stalled target cannot hide). A device keeps its connection between iterations;
+stalled target cannot hide). The device's ``step_delay_us`` is the start delay
+while the iteration runs: each latency of its steps also gets an ``intended_``
+twin, longer by that delay. A device keeps its connection between iterations;
 a failed iteration closes it, so the device's next one opens a fresh connection.
 """
 import asyncio
@@ -156,10 +158,13 @@ cdef class ArrivalExecutor:
 
     async def _iterate(self, Device device, block, row, int64_t intended_us):
         cdef int64_t started = monotonic_us()
+        cdef int64_t late = started - intended_us if started > intended_us else 0
         cdef bint failed = False
         set_current_device(device)
-        self.start_delay.record_c(started - intended_us if started > intended_us else 0)
+        self.start_delay.record_c(late)
         device.intended_start_us = intended_us
+        device.step_delay_us = late
+        device.in_iteration = True
         try:
             if device.client is None:
                 device.client = block.module.create_client(device)
@@ -177,6 +182,7 @@ cdef class ArrivalExecutor:
         finally:
             device.reset()
             device.intended_start_us = 0
+            device.in_iteration = False
         cdef int64_t ended = monotonic_us()
         self.iteration.record_c(ended - started)
         self.intended.record_c(ended - intended_us)

@@ -1,6 +1,7 @@
 from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
+from stressgrid._core.device cimport Device
 from stressgrid._core.http1 cimport Http1Core, RequestWriter
 from stressgrid._core.metrics cimport RequestGroup
 
@@ -24,6 +25,7 @@ cdef class ClientBase:
     cdef public bint connecting
     cdef public object ws
     cdef public RequestGroup group       # the name the request in flight was given, if any
+    cdef public Device device            # whose steps the requests are (``Device.record_intended``)
 
     cdef object request_c(self, bytes method, path, headers, body, bytes content_type, timeout,
                           RequestGroup group)

@@ -14,7 +14,7 @@ call ``ClientBase.request_c`` directly.
 from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.http1 cimport (NEED_MORE, REQUEST_CLOSE, REQUEST_HEAD, SWITCHED, Http1Core,
                                      RequestWriter)
 from stressgrid._core.request cimport timeout_seconds
@@ -22,6 +22,7 @@ from stressgrid._core.request cimport timeout_seconds
 from asyncio import InvalidStateError
 
 from stressgrid.errors import ProtocolError, count_error
+from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
 
 cdef class ClientBase:
@@ -150,6 +151,11 @@ cdef class ConnectionBase:
             client.group = None    # result() has reset the core's status: the result has it
             group.record(core.sent_at, core.headers_at,
                          core.headers_at if event == SWITCHED else monotonic_us(), <int>(<tuple>result)[0])
+        cdef Device device = client.device if client is not None else None
+        if device is not None and device.step_delay_us >= 0:
+            device.record_intended(INTENDED_HEADERS_HISTOGRAM, core.headers_at - core.sent_at)
+            if group is not None:
+                device.record_intended(group.intended_headers_name, core.headers_at - core.sent_at)
         try:
             waiter.set_result(result)
         except InvalidStateError:

@@ -48,6 +48,7 @@ cdef class ResponseCounters:
 @cython.final
 cdef class RequestGroup:
     cdef readonly str name
+    cdef readonly str intended_headers_name  # the twin of its headers_us from the step's intended start
     cdef Histogram headers
     cdef Histogram body
     cdef ResponseCounters responses

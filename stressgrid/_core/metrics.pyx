@@ -488,6 +488,7 @@ cdef class RequestGroup:
     def __cinit__(self, Recorder recorder not None, str name not None):
         cdef str prefix = f"{REQUEST_GROUP_PREFIX}{name}_"
         self.name = name
+        self.intended_headers_name = prefix + "intended_headers_us"
         self.headers = recorder.histogram(prefix + "headers_us")
         self.body = recorder.histogram(prefix + "body_us")
         self.responses = ResponseCounters(recorder, prefix)

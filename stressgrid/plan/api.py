@@ -13,7 +13,7 @@ COMMON_SYNC = frozenset({
     "start_timing", "stop_timing", "stop_start_timing", "inc_counter", "check",
     "random_bits", "random_bytes",
 })
-COMMON_ASYNC = frozenset({"delay"})
+COMMON_ASYNC = frozenset({"delay", "pace"})
 
 HTTP_ASYNC = frozenset({"get", "head", "options", "delete", "post", "put", "patch"})
 WS_ASYNC = frozenset({

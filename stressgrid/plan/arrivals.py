@@ -49,6 +49,10 @@ ITERATION_HISTOGRAM = "iteration_us"
 INTENDED_ITERATION_HISTOGRAM = "intended_iteration_us"
 START_DELAY_HISTOGRAM = "iteration_start_delay_us"
 INTENDED_FIRST_RESPONSE_HISTOGRAM = "intended_first_response_us"
+# Every response's headers_us from its step's intended start: the headers_us plus how late
+# the step began (its arrival-rate iteration, or its tick of pace()). A named request's
+# twin is request_<name>_intended_headers_us, a timing's intended_<key>_us.
+INTENDED_HEADERS_HISTOGRAM = "intended_headers_us"
 ITERATION_COUNTER = "iteration_count"
 DROPPED_ITERATION_COUNTER = "dropped_iteration_count"
 

@@ -190,6 +190,7 @@ class Http1Client(ClientBase):
     def __init__(self, device):
         self.target = target = _target(device.address, device.opts)
         self.recorder = device.recorder
+        self.device = device
         self.loop = device.loop
         self.writer = target.writer
         self.timeout_s = device.timeout_s

@@ -339,7 +339,9 @@ async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
     connection = WebSocketConnection(device)
     connection.transport = client.transport
     client.ws = connection
-    device.recorder.histogram("ws_upgrade_us").record(now_us() - started)
+    upgrade_us = now_us() - started
+    device.recorder.histogram("ws_upgrade_us").record(upgrade_us)
+    device.record_intended("intended_ws_upgrade_us", upgrade_us)
     if rest:
         # Frames that came with the 101 go first, then whatever arrived since.
         connection.data_received(rest)

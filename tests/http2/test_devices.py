@@ -243,3 +243,25 @@ def test_script_checker_rejects_websocket_functions_on_http2():
     from stressgrid.plan.model import Plan, PlanError
     with pytest.raises(PlanError):
         Plan.from_dict(plan(1, 'await ws_upgrade("/")\n'))
+
+
+def test_a_late_step_gets_its_twin_from_the_intended_start(nginx_servers):
+    # The device holds the loop past its tick: its next request's headers_us is short, and its
+    # twin from the tick it belongs to is 150 ms longer.
+    script = """
+import time
+await pace(100)
+time.sleep(0.25)
+await pace(100)
+status, _, _ = await get("/index.html", name="late")
+assert status == 200, status
+inc_counter("done")
+await delay(60000)
+"""
+    result = run_until(plan(nginx_servers.h2c, script), "done_count", 1)
+    assert not errors(result), result.errors
+    actual = result.histograms["request_late_headers_us"]
+    intended = result.histograms["request_late_intended_headers_us"]
+    assert actual.total_count == intended.total_count == result.histograms["intended_headers_us"].total_count == 1
+    assert intended.min >= actual.min + 150_000 - 1000
+    assert result.counters["missed_tick_count"] == 1

@@ -1,5 +1,6 @@
 """Arrival-rate runs against a real nginx: the schedule counted at the target, and a frozen
-target seen from when each iteration should have started."""
+target seen from when each iteration should have started; every step of a late iteration, or
+of a paced device's late tick, measured from when it should have started."""
 import asyncio
 import contextlib
 import os
@@ -16,7 +17,7 @@ from stressgrid.plan import Plan
 from stressgrid.plan.resolve import resolve_addresses
 from stressgrid.runtime.engine import ArrivalShare, Engine
 from stressgrid.runtime.local import run_local
-from tests.support.plans import error_counters, plan
+from tests.support.plans import error_counters, plan, run_until
 from tests.support.servers import logging_nginx, requests_logged
 
 VISIT = "await get('/')"
@@ -176,3 +177,81 @@ def test_a_stop_counts_the_iterations_due_and_not_started_as_dropped(counted_ngi
     assert started + dropped == schedule.next_k  # every iteration due by the stop, once
     assert 95 <= dropped <= 105  # the half second the loop was held, at 200 a second
     assert not schedule.over
+
+
+THREE_STEPS = """
+await get('/a', name='a')
+await get('/b', name='b')
+start_timing('c')
+await get('/c', name='c')
+stop_timing('c')
+"""
+
+
+def test_every_step_of_a_late_iteration_carries_its_start_delay(counted_nginx):
+    # A share 1 s behind its clock: half its iterations start late, by up to a second. Each
+    # of their steps (two named requests, a timed third) is measured again from when the
+    # iteration should have started: the same latency plus the iteration's start delay.
+    port, root = counted_nginx
+
+    async def drive(executor):
+        while not executor.schedule.over or executor.running:
+            await asyncio.sleep(0.02)
+
+    metrics, _ = run_share(open_plan(port, 100, 2, max_devices=1000, script=THREE_STEPS),
+                           ArrivalShare(max_devices=1000, pre_allocated_devices=100, behind_ms=1000), drive)
+    histograms = metrics.histograms
+    assert metrics.counters["iteration_count"] == 200 and served(root) == 600
+    delay = histograms["iteration_start_delay_us"]
+    for name in ("request_a_headers_us", "request_b_headers_us", "c_us"):
+        actual, intended = histograms[name], histograms[name.replace("request_a_", "request_a_intended_")
+                                                          .replace("request_b_", "request_b_intended_")
+                                                          .replace("c_us", "intended_c_us")]
+        assert intended.total_count == actual.total_count == 200, name
+        # The twin's mean is the step's mean plus the start delays' mean (to the histograms'
+        # three significant digits).
+        assert intended.mean == pytest.approx(actual.mean + delay.mean, rel=2e-3), name
+        assert intended.max >= 990_000 > actual.max, name
+    assert histograms["intended_headers_us"].total_count == histograms["headers_us"].total_count == 600
+
+
+PACED = """
+await pace(100)
+time.sleep(0.25)  # the device holds the loop past its ticks at 100 and 200 ms
+await pace(100)   # tick 1 passed 150 ms ago: on at once, 150 ms late; tick 2 is missed
+await get('/late', name='late')
+start_timing('step')
+stop_timing('step')
+inc_counter('done')
+await delay(60000)
+"""
+
+
+def test_a_paced_device_measures_its_steps_from_their_tick_and_counts_missed_ticks(counted_nginx):
+    port, root = counted_nginx
+    result = run_until(plan(port, "import time\n" + PACED, size=1), "done_count", 1, duration=10)
+    histograms = result.histograms
+    assert requests_logged(root) == ["/late"]
+    assert result.counters["missed_tick_count"] == 1
+    late = histograms["request_late_intended_headers_us"]
+    assert late.total_count == 1
+    assert late.min >= 150_000 + histograms["request_late_headers_us"].min - 1000
+    assert 150_000 <= histograms["intended_step_us"].min < 400_000
+    assert histograms["step_us"].max < 150_000
+
+
+def test_the_closed_model_with_pace_shows_the_freeze_too(counted_nginx):
+    # The closed-model run of the freeze test again, each device paced at a request every
+    # 20 ms: after the freeze, each device's next step is measured from its tick, a second
+    # late, and the ticks the freeze swallowed are counted.
+    port, root = counted_nginx
+    paced = plan(port, "while True:\n    await pace(20)\n    await get('/')\n", size=4)
+    with frozen_for(root, 1.0, after=1.5):
+        result = run_local(paced, 4.0)
+    intended = result.histograms["intended_headers_us"]
+    assert intended.total_count == result.histograms["headers_us"].total_count == served(root)
+    # Each device's request after the thaw started about a second after its tick.
+    # (At least the 4 highest of them are over 0.8 s: the value ranked 4th from the top.)
+    assert intended.value_at_percentile(100.0 * (intended.total_count - 3) / intended.total_count) >= 800_000
+    # About 50 ticks of each device fell in the freeze (not made up, counted).
+    assert result.counters["missed_tick_count"] >= 4 * 40

@@ -36,6 +36,7 @@ const SCRIPT_HELP = [
   ["check(name, condition)", "counts check_<name>_pass/_fail, returns the condition, never raises", ["check"]],
   ["get(…, name=\"login\")", "also counts the request in its own row of the summary", ["get"]],
   ["await delay(ms, random_ratio=0)", "pause, optionally randomized", ["delay"]],
+  ["await pace(ms)", "wait for the next tick every ms; later steps timed from it too (intended_*)", ["pace"]],
   ["start_timing(key) / stop_timing(key)", "histogram <key>_us", ["start_timing", "stop_timing"]],
   ["stop_start_timing(stop, start)", "end one timing, begin the next", ["stop_start_timing"]],
   ["inc_counter(key, value=1)", "counter <key>_count and its rate", ["inc_counter"]],
