@@ -30,6 +30,5 @@ cdef class Device:
 
 cdef int64_t monotonic_us() noexcept nogil
 cdef Device running_device()
-cdef str timing_histogram_name(str key)
-cdef str intended_timing_name(str key)
+cdef tuple timing_names(str key)
 cdef str metric_key(object key)

@@ -106,10 +106,11 @@ cdef class Device:
         if self.timings is None or key not in self.timings:
             raise KeyError(f"stop_timing({key!r}) without start_timing({key!r})")
         cdef int64_t started = self.timings.pop(key)
-        cdef Histogram histogram = self.recorder.histogram(timing_histogram_name(key))
+        cdef tuple names = timing_names(key)
+        cdef Histogram histogram = self.recorder.histogram(names[0])
         histogram.record_c(now - started)
         if self.step_delay_us >= 0:
-            self.record_intended(intended_timing_name(key), now - started)
+            self.record_intended(names[1], now - started)
 
     def stop_start_timing(self, stop_key, start_key):
         cdef int64_t now = monotonic_us()
@@ -120,26 +121,16 @@ cdef class Device:
         return f"<Device {self.device_id} {self.address}>"
 
 
-# Timing key -> histogram name, so a timing builds no string per call.
+# Timing key -> the names of its histogram and of that histogram's twin from the step's
+# intended start (``<key>_us``, ``intended_<key>_us``), so a timing builds no string per call.
 cdef dict _timing_names = {}
 
 
-cdef str timing_histogram_name(str key):
-    cdef object name = _timing_names.get(key)
-    if name is None:
-        name = _timing_names[key] = f"{key}_us"
-    return <str>name
-
-
-# Timing key -> the name of its twin from the intended start, ``intended_<key>_us``.
-cdef dict _intended_timing_names = {}
-
-
-cdef str intended_timing_name(str key):
-    cdef object name = _intended_timing_names.get(key)
-    if name is None:
-        name = _intended_timing_names[key] = f"intended_{key}_us"
-    return <str>name
+cdef tuple timing_names(str key):
+    cdef object names = _timing_names.get(key)
+    if names is None:
+        names = _timing_names[key] = (f"{key}_us", f"intended_{key}_us")
+    return <tuple>names
 
 
 cdef Device running_device():
