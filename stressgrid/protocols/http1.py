@@ -13,6 +13,8 @@ Timeouts: each call has a deadline (``timeout=`` in ms, default the plan's
 ``timeout_ms``). Instead of a timer per request, a device keeps one
 ``DeadlineTimer`` (``stressgrid._core.deadline``), moved only when it fires
 early or a shorter deadline comes: back-to-back requests cost no timer work.
+A connect still under way at the deadline is cancelled and counted as every
+protocol counts one (``stressgrid.protocols.connect``: ``conn_timedout``).
 
 WebSocket hook: ``await client.upgrade(path, headers)`` sends a GET with the
 caller's upgrade headers and returns ``(status, headers, leftover)``. After a
@@ -30,6 +32,7 @@ from stressgrid._core.http1_client import ClientBase, ConnectionBase
 from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
 from stressgrid.errors import ConnectionClosedError, TlsError, count_error
 
+from .connect import connect_error, connect_timed_out, record_connected
 from .source import open_connection
 from .tls import context_for
 
@@ -288,13 +291,9 @@ class Http1Client(ClientBase):
                 raise
             if hasattr(task, "uncancel"):
                 task.uncancel()    # our cancellation, not the caller's
-            error = TimeoutError(f"connecting to {target.host}:{target.port} took over "
-                                 f"{budget_s * 1000:.0f} ms")
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            error = TlsError(f"TLS handshake with {target.sni}:{target.port} failed: {exc}")
-            error.__cause__ = exc
-        except (OSError, TimeoutError, TlsError) as exc:
-            error = exc
+            error = connect_timed_out(target.sni or target.host, target.port, budget_s)
+        except (OSError, ssl.CertificateError, TlsError) as exc:  # ssl.SSLError is an OSError
+            error = connect_error(exc, target.sni or target.host, target.port)
         else:
             error = None
         finally:
@@ -308,9 +307,7 @@ class Http1Client(ClientBase):
             if not waiter.done():
                 waiter.set_exception(error)
             return None
-        recorder = self.recorder
-        recorder.histogram("conn_us").record(now_us() - started)
-        recorder.counter("conn_count").value += 1
+        record_connected(self.recorder, started)
         self.conn = conn
         if waiter is None:
             if self.closed:

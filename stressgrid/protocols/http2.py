@@ -20,20 +20,17 @@ deadlines: it is set for the earliest, and re-armed when it fires, not per
 request.
 """
 import asyncio
-import errno
-import ssl
 
 from stressgrid._core.deadline import DeadlineTimer, passed
 from stressgrid._core.device import now_us
 from stressgrid._core.http2 import Http2Connection
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
-from stressgrid.errors import ConnectionClosedError, ProtocolError, TlsError, count_error
+from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
 from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
-from .source import open_connection
+from .connect import connect
 from .tls import context_for
-from .waiting import time_limit
 
 ALPN_PROTOCOLS = ["h2"]
 
@@ -218,8 +215,6 @@ class Http2Client:
         self.headers_histogram = recorder.histogram("headers_us")
         self.body_histogram = recorder.histogram("body_us")
         self.responses = recorder.response_counters()
-        self.conn_histogram = recorder.histogram("conn_us")
-        self.conn_counter = recorder.counter("conn_count")
         self.protocol = None
         self.connecting = None
         self.closed = False
@@ -318,36 +313,13 @@ class Http2Client:
 
     async def _connect(self, seconds):
         address = self.address
-        loop = self.loop
-        started = loop.time()
         core = Http2Connection(self.authority, self.scheme, self.headers_histogram,
                                self.body_histogram, self.responses)
         protocol = _Http2Protocol(self, core)
-        kwargs = {}
-        if self.tls:
-            kwargs = {"ssl": context_for(self.device.opts, ALPN_PROTOCOLS), "server_hostname": address.host,
-                      "ssl_handshake_timeout": max(seconds, 0.001)}
-        try:
-            async with time_limit(seconds):
-                transport, _ = await open_connection(
-                    loop, lambda: protocol, address.connect_host, address.port, **kwargs)
-        except TimeoutError:
-            raise count_error(self.recorder, TimeoutError(
-                errno.ETIMEDOUT, f"connecting to {address.host}:{address.port} timed out")) from None
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            error = TlsError(f"TLS handshake with {address.host}:{address.port} failed: {exc}")
-            raise count_error(self.recorder, error) from exc
-        except OSError as exc:
-            raise count_error(self.recorder, exc)
-        if self.tls:
-            ssl_object = transport.get_extra_info("ssl_object")
-            selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-            if selected != "h2":
-                transport.abort()
-                raise count_error(self.recorder, TlsError(
-                    f"{address.host}:{address.port} did not select h2 by ALPN (got {selected!r})"))
-        self.conn_histogram.record(int((loop.time() - started) * 1e6))
-        self.conn_counter.value += 1
+        tls = context_for(self.device.opts, ALPN_PROTOCOLS) if self.tls else None
+        transport, _ = await connect(self.recorder, self.loop, lambda: protocol, address.connect_host, address.port,
+                                     seconds, tls=tls, server_hostname=address.host,
+                                     require_alpn="h2" if self.tls else None)
         if self.closed:
             transport.abort()
             raise count_error(self.recorder, ConnectionClosedError("the device's client is closed"))

@@ -4,13 +4,12 @@ Script functions: ``await send(data)`` and ``await recv(timeout=5000)``, which
 returns every buffered byte (waiting while there is none).
 """
 import asyncio
-import errno
 
-from stressgrid._core.device import current_device, now_us
+from stressgrid._core.device import current_device
 from stressgrid.errors import ConnectionClosedError, count_error
 
-from .source import open_connection
-from .waiting import as_bytes, time_limit, timeout_seconds, wait_for_wakeup
+from .connect import connect
+from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
 
 # Reading pauses when this much is buffered and not yet taken by recv().
 RECEIVE_BUFFER_LIMIT = 1 << 20
@@ -32,18 +31,9 @@ class TcpClient(asyncio.Protocol):
 
     async def open(self):
         device = self.device
-        recorder = device.recorder
         address = device.address
-        started = now_us()
-        try:
-            async with time_limit(device.timeout_s):
-                await open_connection(device.loop, lambda: self, address.connect_host, address.port)
-        except TimeoutError:
-            raise count_error(recorder, TimeoutError(errno.ETIMEDOUT, "connect timed out")) from None
-        except OSError as exc:
-            raise count_error(recorder, exc)
-        recorder.histogram("conn_us").record(now_us() - started)
-        recorder.counter("conn_count").value += 1
+        await connect(device.recorder, device.loop, lambda: self, address.connect_host, address.port,
+                      device.timeout_s)
 
     def close(self):
         if self.transport is not None:

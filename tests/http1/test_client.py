@@ -116,7 +116,7 @@ def test_connect_timeout_leaves_the_task_usable(edge):
         client, recorder = new_client(edge.port, protocol="https")
         with pytest.raises(TimeoutError, match="connecting"):
             await client.request(b"GET", "/hello", timeout=100)
-        assert recorder.counter("timeout_error_count").value == 1
+        assert recorder.counter("conn_timedout_error_count").value == 1
         # The cancellation that timed the connect out is not left on the task.
         await asyncio.sleep(0.01)
         plain, _ = new_client(edge.port)

@@ -163,9 +163,9 @@ def test_plan_timeout_is_the_default(edge):
 def test_connect_that_hangs_times_out(edge):
     # The misbehaving server speaks no TLS: the handshake hangs until our deadline.
     result = run_local(plan("await get('/hello', timeout=150)", edge.port, protocol="https", size=2), 10,
-                       until=lambda agg: agg.counter("timeout_error_count") >= 4)
-    assert errors(result) == {"timeout_error_count": result.counters["timeout_error_count"]}
-    assert "connecting to 127.0.0.1" in result.errors["timeout_error_count"]
+                       until=lambda agg: agg.counter("conn_timedout_error_count") >= 4)
+    assert errors(result) == {"conn_timedout_error_count": result.counters["conn_timedout_error_count"]}
+    assert "connecting to 127.0.0.1" in result.errors["conn_timedout_error_count"]
     assert "conn_count" not in result.counters
 
 
