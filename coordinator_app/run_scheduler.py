@@ -42,8 +42,9 @@ import json
 import typing
 
 from stressgrid import wire
+from stressgrid.plan import constants
 from stressgrid.plan.constants import (CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR,
-                                       LOOP_LAG_WARNING_US)
+                                       LOOP_LAG_WARNING_US, plural)
 from stressgrid.plan.arrivals import (ARRIVAL_SHARE, DROPPED_ITERATION_COUNTER, START_DELAY_HISTOGRAM, START_DELAY_WARNING_US,
                                       rate_at, segments)
 from stressgrid.plan.model import PlanError
@@ -84,10 +85,10 @@ class Conflict(Exception):
 class RunState(enum.Enum):
     """Where the active run is; the first four are the plan's phases, in order."""
 
-    RAMPUP = schedule.RAMPUP
-    SUSTAIN = schedule.SUSTAIN
-    RAMPDOWN = schedule.RAMPDOWN
-    COOLDOWN = schedule.COOLDOWN
+    RAMPUP = constants.RAMPUP
+    SUSTAIN = constants.SUSTAIN
+    RAMPDOWN = constants.RAMPDOWN
+    COOLDOWN = constants.COOLDOWN
     ENDING = "ending"  # EndRun sent: waiting for the RunStopped of every generator that ran cohorts
     ABORTING = "aborting"  # Abort sent: waiting for every generator's RunStopped
     FINISHING = "finishing"  # ended: its report is with the writers
@@ -95,7 +96,7 @@ class RunState(enum.Enum):
 
 PHASES = (RunState.RAMPUP, RunState.SUSTAIN, RunState.RAMPDOWN, RunState.COOLDOWN)
 # The states waiting for the generators' RunStopped, and the final state each leads to.
-CONFIRMING = {RunState.ENDING: schedule.DONE, RunState.ABORTING: schedule.ABORTED}
+CONFIRMING = {RunState.ENDING: constants.DONE, RunState.ABORTING: constants.ABORTED}
 # The event of a generator that did not confirm in time, and what it did not confirm.
 UNANSWERED = {RunState.ENDING: ("end_unanswered", "end of the run"),
               RunState.ABORTING: ("abort_unanswered", "abort")}
@@ -134,11 +135,6 @@ class Outbox:
         self.messages.append((routing_id, message))
 
 
-def plural(count, word):
-    """``1 generator``, ``2 generators``."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 class Run:
     """The run in progress: its plan, timeline, state and what it has started where."""
 
@@ -154,7 +150,7 @@ class Run:
         self.started_wall = at.wall
         self.state = RunState.RAMPUP
         self.phase = RunState.RAMPUP  # the last phase entered: what the API shows as the state
-        self.final_state = None  # schedule.DONE or schedule.ABORTED once FINISHING
+        self.final_state = None  # constants.DONE or constants.ABORTED once FINISHING
         self.step_index = 0
         self.cursor = 0  # the run-wide round-robin position over the addresses
         self.cohorts = {}  # cohort id -> {routing id: schedule.Assignment}: what each was sent
@@ -465,7 +461,7 @@ class RunScheduler:
         out = self._begin(at)
         run = self.run
         if run is not None and not run.ended:
-            self._finish(out, run, schedule.ABORTED, "the coordinator stopped")
+            self._finish(out, run, constants.ABORTED, "the coordinator stopped")
         return out
 
     def run_written(self, run_id, at):
@@ -761,9 +757,9 @@ class RunScheduler:
 
     def _finish(self, out, run, final_state, note):
         """End the run now and hand its last interval and report to the writers."""
-        if final_state == schedule.ABORTED and run.state is not RunState.ABORTING:
+        if final_state == constants.ABORTED and run.state is not RunState.ABORTING:
             self._abort_generators(out, run, note)
-        elif final_state == schedule.DONE:
+        elif final_state == constants.DONE:
             self._event(out, "run_done", "")
         run.note = note
         self._say_ignored(out)
@@ -786,7 +782,7 @@ class RunScheduler:
         """Hand the writers the report the run would get if the coordinator died now: the
         whole run so far, aborted, as JSON text made here so no writer reads live state."""
         run.next_checkpoint = self._at.monotonic + CHECKPOINT_INTERVAL_S
-        report = self._report(run, schedule.ABORTED, self.aggregator.run_totals(), INTERRUPTED_NOTE,
+        report = self._report(run, constants.ABORTED, self.aggregator.run_totals(), INTERRUPTED_NOTE,
                               run.judge.summary)
         out.writes.append(("checkpoint", (run.info, json.dumps(report.to_dict(), sort_keys=True))))
 

@@ -16,15 +16,9 @@ import datetime
 import re
 
 from stressgrid.plan.arrivals import share_part
+from stressgrid.plan.constants import COOLDOWN, DONE, RAMPDOWN, RAMPUP, SUSTAIN
 from stressgrid.plan.split import block_part, split_blocks, split_exactly
 
-RAMPUP = "rampup"
-SUSTAIN = "sustain"
-RAMPDOWN = "rampdown"
-COOLDOWN = "cooldown"
-DONE = "done"
-ABORTED = "aborted"
-FINAL_STATES = (DONE, ABORTED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ import time
 import zmq
 
 from stressgrid import __version__, wire
+from stressgrid.plan.constants import ABORTED
 
 from . import fleet_auth, schedule
 from .run_scheduler import Conflict, Instant, RunScheduler
@@ -206,11 +207,11 @@ class Coordinator:
                                    started_at=summary.get("started_at") or row["created_at"],
                                    report_interval_ms=0)
                     write_report(self.archive, info, summary, {}, [])
-                archive = self.archive.recover(row["id"], summary or {"state": schedule.ABORTED, "note": INTERRUPTED_NOTE})
+                archive = self.archive.recover(row["id"], summary or {"state": ABORTED, "note": INTERRUPTED_NOTE})
             except (OSError, ValueError, TypeError, KeyError):
                 log.exception("could not archive interrupted run %s", row["id"])
                 archive = None
-            self.store.finish(row["id"], schedule.ABORTED, finished_at, archive, summary, INTERRUPTED_NOTE)
+            self.store.finish(row["id"], ABORTED, finished_at, archive, summary, INTERRUPTED_NOTE)
             log.warning("run %s was in progress when the coordinator stopped: marked aborted%s", row["id"],
                         " with its report up to its last checkpoint" if summary else "")
 
@@ -404,7 +405,7 @@ class Coordinator:
     def _run_written(self, info, result):
         """Writer thread: the run's reports and archive are written; record and release it."""
         summary = result.get("summary") or {}
-        self.store.finish(info.id, summary.get("state", schedule.ABORTED), summary.get("finished_at"),
+        self.store.finish(info.id, summary.get("state", ABORTED), summary.get("finished_at"),
                           result.get("archive"), summary, summary.get("note", ""))
         if not self._stopping:
             try:

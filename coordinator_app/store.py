@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 
-from .schedule import FINAL_STATES
+from stressgrid.plan.constants import FINAL_STATES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -9,9 +9,9 @@ sustain phase has begun makes ``abort_reason`` say why the run should end.
 """
 import enum
 
+from stressgrid.plan.constants import RAMPUP, SUSTAIN
 from stressgrid.plan.thresholds import observe
 
-from .schedule import RAMPUP, SUSTAIN
 from .summary import RateWindow, summarize
 
 

@@ -61,10 +61,6 @@ def live_counter(name):
     return base not in STATUS_CLASS_COUNTERS or base in WARNING_STATUS_COUNTERS
 
 
-def plural(n, word):
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _wrap_values(values, width, separator="   "):
     """``values`` joined by ``separator`` in rows of at most ``width`` characters, each row
     breaking between two values (a value wider than a row alone is cut)."""

@@ -13,9 +13,9 @@ import tempfile
 import time
 
 from stressgrid.orphans import die_with_parent
+from stressgrid.plan.constants import plural
 
 from .api_client import Api
-from .display import plural
 from .exits import EXIT_COORDINATOR, EXIT_NO_GENERATORS, CliError
 
 LOCAL_START_TIMEOUT_S = 60.0

@@ -7,10 +7,11 @@ import sys
 import time
 import urllib.parse
 
+from stressgrid.plan.constants import FINAL_STATES, plural
 from stressgrid.plan.result import RunResult, dropped_iterations, error_name, run_errors
 
 from .api_client import Api, ApiError
-from .display import BOLD, YELLOW, Display, plural
+from .display import BOLD, YELLOW, Display
 from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENERATORS, EXIT_OK,
                     EXIT_RUN_ERRORS, EXIT_THRESHOLDS, EXIT_USAGE, CliError)
 from .local import LocalGrid
@@ -19,7 +20,6 @@ from .plan_spec import PlanSpec
 from .summary_table import show_summary
 
 RECONNECT_WINDOW_S = 20.0  # how long a lost coordinator may stay away during a run
-FINAL_STATES = ("done", "aborted")
 
 
 def _raise_interrupt(signum, frame):

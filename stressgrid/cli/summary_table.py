@@ -7,11 +7,11 @@ the sustain phase and the peak second; the error rate; each threshold with the
 value it measured. Fits 80 columns.
 """
 from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
-                                       REQUEST_GROUP_PREFIX, WARNING_STATUS_COUNTERS)
+                                       REQUEST_GROUP_PREFIX, WARNING_STATUS_COUNTERS, plural)
 from stressgrid.plan.thresholds import ThresholdError, parse
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
-    is_host_error, plural
+    is_host_error
 
 NAME_WIDTH = 20
 HISTOGRAM_COLUMNS = (("count", "count"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"),

@@ -87,3 +87,17 @@ def effective_devices(desired, generators):
     """``desired`` rounded down to a multiple of the ramp step, as the website's form does."""
     step = ramp_step_size(generators)
     return (desired // step) * step
+
+# A run's phases as the API reports them (its "state"), and the two it ends in.
+RAMPUP = "rampup"
+SUSTAIN = "sustain"
+RAMPDOWN = "rampdown"
+COOLDOWN = "cooldown"
+DONE = "done"
+ABORTED = "aborted"
+FINAL_STATES = (DONE, ABORTED)
+
+
+def plural(count, word):
+    """``1 generator``, ``2 generators``: counts in events, errors and the CLI's lines."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
