@@ -78,10 +78,10 @@ cdef class Device:
         self.timeout_s = opts.timeout_ms / 1000.0 if opts is not None else 5.0
 
     def reset(self):
-        """Forget timings and pacing: the device starts over as a new one."""
+        """Forget timings and the step's delay: the script starts over. The ticks of
+        ``pace`` go on: they are the device's, whichever pass of its script takes them."""
         self.timings = None
         self.step_delay_us = -1
-        self.pace_interval_us = 0
 
     cpdef record_intended(self, str twin, int64_t value):
         """A latency of the step the device is in, also recorded in ``twin`` from the step's
@@ -278,6 +278,7 @@ class _Tick:
 def pace(ms):
     """Wait for the device's next tick, every ``ms`` milliseconds from its first ``pace``
     (await it); the steps after it are measured from their tick too (``intended_`` twins).
+    The ticks are the device's: a script that ends and starts again keeps them.
 
     A device that comes back after its tick has passed goes on at once, its steps late by
     that much; ticks that passed while it was busy beyond that one are counted in

@@ -78,3 +78,26 @@ def test_iterations_beyond_the_pool_are_dropped_counted_and_fail_the_run(tmp_pat
     dropped = summary["counters"]["dropped_iteration"]["total"]
     assert started + dropped == 40 and dropped >= 20
     assert visits(root) == started
+
+
+# Each pass takes over 80 ms and its tick comes every 50 ms: every pace is late, by 30 to 80 ms.
+PACED_VISIT = "import time\nawait pace(50)\nawait get('/visit', name='visit')\ntime.sleep(0.08)\n"
+
+
+def test_thresholds_judge_the_intended_twins_and_the_missed_ticks(tmp_path, visits_server):
+    port, root = visits_server
+    (tmp_path / "paced.py").write_text(PACED_VISIT)
+    code, out, err = run_cli(["run", "paced", tmp_path / "paced.py", "--local", "--workers", "1",
+                              "--target-port", port, "-t", "127.0.0.1", "-s", 2, "--rampup", "0.5", "--sustain", 2,
+                              "--rampdown", "0.5", "--cooldown", 0,
+                              "--threshold", "request_visit_headers_us p50 < 20ms",
+                              "--threshold", "request_visit_intended_headers_us p50 < 20ms",
+                              "--threshold", "missed_tick count == 0"], tmp_path, timeout=90)
+    assert code == 99, err
+    archived = json.loads(archive_file(pathlib.Path(out), "summary.json"))
+    assert [r["state"] for r in archived["verdict"]["thresholds"]] == ["passed", "failed", "failed"], err
+    histograms = archived["summary"]["histograms"]
+    twin, plain = histograms["request_visit_intended_headers_us"], histograms["request_visit_headers_us"]
+    assert twin["count"] == plain["count"] == histograms["intended_headers_us"]["count"] == visits(root)
+    assert twin["p50"] >= 25_000 > plain["p50"]
+    assert archived["summary"]["counters"]["missed_tick"]["total"] > 0

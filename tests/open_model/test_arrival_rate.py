@@ -249,7 +249,9 @@ def test_the_closed_model_with_pace_shows_the_freeze_too(counted_nginx):
     with frozen_for(root, 1.0, after=1.5):
         result = run_local(paced, 4.0)
     intended = result.histograms["intended_headers_us"]
-    assert intended.total_count == result.histograms["headers_us"].total_count == served(root)
+    assert intended.total_count == result.histograms["headers_us"].total_count
+    # nginx served those, and at most one more a device: a request in flight at the stop.
+    assert 0 <= served(root) - intended.total_count <= 4
     # Each device's request after the thaw started about a second after its tick.
     # (At least the 4 highest of them are over 0.8 s: the value ranked 4th from the top.)
     assert intended.value_at_percentile(100.0 * (intended.total_count - 3) / intended.total_count) >= 800_000

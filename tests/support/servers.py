@@ -1,5 +1,6 @@
 """Real servers for tests: started on loopback, waited for by port, stopped for sure."""
 import contextlib
+import errno
 import itertools
 import os
 import shutil
@@ -34,16 +35,26 @@ _next_ports = _port_block()
 
 
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
-    """A port of this worker's block that nothing is bound to right now (``kind`` on ``host``)."""
+    """A port of this worker's block that nothing is bound to right now (``kind`` on ``host``,
+    and on ``::1`` too where there is IPv6: a client given ``localhost`` may try that first)."""
     for _ in range(PORTS_PER_WORKER):
         port = next(_next_ports)
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
+        if _can_bind(socket.AF_INET, kind, host, port) and _can_bind(socket.AF_INET6, kind, "::1", port):
             return port
     raise RuntimeError(f"every port of this test worker's block is in use on {host}")
+
+
+def _can_bind(family, kind, host, port):
+    try:
+        sock = socket.socket(family, kind)
+    except OSError:  # no IPv6 here: nothing can hold the port there either
+        return True
+    with sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRNOTAVAIL  # ::1 not configured
+        return True
 
 
 def wait_for_port(port, host="127.0.0.1", timeout=15.0, process=None):
