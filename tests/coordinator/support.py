@@ -284,6 +284,26 @@ class FakeGenerator:
         self.socket.close(0)
 
 
+def reconnect(coordinator, generator_id, timeout=15.0):
+    """A ``FakeGenerator`` registered as ``generator_id`` on a new connection with that identity.
+
+    Until the coordinator's ROUTER has seen the old connection with the identity close, it
+    ignores a new one that claims it (no ROUTER_HANDOVER, on purpose), and what is sent on
+    that one is lost: each refused try is closed and another made on a new connection.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        generator = FakeGenerator(coordinator, generator_id, register=False)
+        generator.register(wait=False)
+        try:
+            generator.wait_for(wire.Registered, timeout=1.0)
+            return generator
+        except AssertionError:
+            generator.close()
+            if time.monotonic() > deadline:
+                raise
+
+
 def snapshot(histograms=None, counters=None, gauges=None):
     """A wire metrics snapshot: ``histograms`` maps name -> values (us)."""
     recorder = Recorder()

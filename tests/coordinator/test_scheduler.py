@@ -13,7 +13,7 @@ from hdrh.log import HistogramLogReader
 from stressgrid import wire
 from stressgrid._core.metrics import Histogram
 from stressgrid.plan.split import split_exactly
-from tests.coordinator.support import FakeGenerator, coordinator_process, snapshot, wait_until
+from tests.coordinator.support import FakeGenerator, coordinator_process, reconnect, snapshot, wait_until
 
 
 def plan(name, blocks, addresses=None, **opts):
@@ -252,7 +252,7 @@ def test_a_short_run_keeps_every_value_exact_in_csv_summary_and_hdr_logs(coordin
 def test_a_generator_reconnecting_with_its_identity_once_the_old_connection_closed_keeps_its_place(coordinator, generators):
     first, = generators(1)
     first.close()
-    again = FakeGenerator(coordinator, first.generator_id)
+    again = reconnect(coordinator, first.generator_id)
     try:
         state = wait_until(lambda: (s := coordinator.api.state())["generators"][0]["registrations"] == 2 and s)
         assert [g["id"] for g in state["generators"]] == [first.generator_id]
