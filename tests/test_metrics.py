@@ -1,4 +1,5 @@
 """The recorder's histograms agree with the hdrhistogram package on the same values."""
+import math
 import pickle
 
 import pytest
@@ -26,15 +27,27 @@ def reference(values):
     return histogram
 
 
-def assert_same_summary(ours, theirs):
+def assert_same_summary(ours, values):
+    """Our summary of ``values`` is the hdrhistogram package's.
+
+    Its percentiles come from one walk of its counts (``get_percentile_to_value_dict``, the
+    same values as ``get_value_at_percentile``); its mean and standard deviation are its own
+    definitions (each value taken at its bucket's median equivalent) summed over the values,
+    rather than over its whole counts array twice: the same numbers, a fortieth of the time.
+    """
+    theirs = reference(values)
     summary = ours.summary()
     assert summary["count"] == theirs.get_total_count()
+    percentiles = theirs.get_percentile_to_value_dict(list(PERCENTILES.values()))
     for name, percentile in PERCENTILES.items():
-        assert summary[name] == theirs.get_value_at_percentile(percentile), name
+        assert summary[name] == percentiles[percentile], name
     assert summary["min"] == theirs.get_min_value()
     assert summary["max"] == theirs.get_max_value()
-    assert summary["mean"] == pytest.approx(theirs.get_mean_value(), rel=1e-9)
-    assert summary["stddev"] == pytest.approx(theirs.get_stddev(), rel=1e-6, abs=1e-6)
+    medians = [theirs._hdr_median_equiv_value(value) for value in values]
+    mean = sum(medians) / len(medians)
+    assert summary["mean"] == pytest.approx(mean, rel=1e-9)
+    stddev = math.sqrt(sum((median - mean) ** 2 for median in medians) / len(medians))
+    assert summary["stddev"] == pytest.approx(stddev, rel=1e-6, abs=1e-6)
 
 
 def test_layout_matches_hdrhistogram():
@@ -51,7 +64,7 @@ def test_fixed_values_summary():
     values = [1, 5, 5, 100, 999, 1000, 1001, 2500, 12345, 250_000, 59_999_999]
     ours = Histogram("x")
     ours.record_many(values)
-    assert_same_summary(ours, reference(values))
+    assert_same_summary(ours, values)
 
 
 @settings(max_examples=150, deadline=None)
@@ -59,7 +72,7 @@ def test_fixed_values_summary():
 def test_summary_agrees_with_hdrhistogram(values):
     ours = Histogram("x")
     ours.record_many(values)
-    assert_same_summary(ours, reference(values))
+    assert_same_summary(ours, values)
 
 
 @settings(max_examples=100, deadline=None)
@@ -70,7 +83,7 @@ def test_merge_is_exact(first, second):
     b.record_many(second)
     merged = Histogram.decode(a.encode())
     merged.add_encoded(*b.encode())
-    assert_same_summary(merged, reference(first + second))
+    assert_same_summary(merged, first + second)
     direct = Histogram("all")
     direct.record_many(first + second)
     assert merged == direct
@@ -186,7 +199,7 @@ def test_aggregate_merges_snapshots_exactly():
     for recorder in workers:
         aggregate.add_snapshot(recorder.snapshot())
     assert aggregate.counter("conn_count") == len(everything)
-    assert_same_summary(aggregate.histograms["conn_us"], reference(everything))
+    assert_same_summary(aggregate.histograms["conn_us"], everything)
 
 
 @pytest.mark.parametrize("snapshot", [
