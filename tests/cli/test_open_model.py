@@ -98,6 +98,8 @@ def test_thresholds_judge_the_intended_twins_and_the_missed_ticks(tmp_path, visi
     assert [r["state"] for r in archived["verdict"]["thresholds"]] == ["passed", "failed", "failed"], err
     histograms = archived["summary"]["histograms"]
     twin, plain = histograms["request_visit_intended_headers_us"], histograms["request_visit_headers_us"]
-    assert twin["count"] == plain["count"] == histograms["intended_headers_us"]["count"] == visits(root)
+    assert twin["count"] == plain["count"] == histograms["intended_headers_us"]["count"]
+    # nginx served those, and at most one more a device: a request in flight at the stop.
+    assert 0 <= visits(root) - twin["count"] <= 2
     assert twin["p50"] >= 25_000 > plain["p50"]
     assert archived["summary"]["counters"]["missed_tick"]["total"] > 0
