@@ -1,6 +1,6 @@
 from libc.stdint cimport int64_t
 
-from stressgrid._core.metrics cimport Recorder
+from stressgrid._core.metrics cimport Recorder, RequestGroup
 
 
 cdef class Device:
@@ -26,6 +26,7 @@ cdef class Device:
     cdef _start(self, str key, int64_t now)
     cdef _stop(self, str key, int64_t now)
     cpdef record_intended(self, str twin, int64_t value)
+    cpdef record_intended_headers(self, int64_t headers_us, RequestGroup group)
 
 
 cdef int64_t monotonic_us() noexcept nogil

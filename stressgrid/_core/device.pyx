@@ -10,10 +10,12 @@ from cpython.contextvars cimport get_value
 from libc.stdint cimport int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from stressgrid._core.metrics cimport Counter, Histogram, Recorder
+from stressgrid._core.metrics cimport Counter, Histogram, Recorder, RequestGroup
 
 import os
 import random as _random
+
+from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
 _current = ContextVar("stressgrid_device")
 _uniform = _random.random
@@ -90,6 +92,14 @@ cdef class Device:
         if self.step_delay_us >= 0:
             histogram = self.recorder.histogram(twin)
             histogram.record_c(value + self.step_delay_us)
+
+    cpdef record_intended_headers(self, int64_t headers_us, RequestGroup group):
+        """A response's ``headers_us`` twins: ``intended_headers_us``, and its named request's
+        (``group``, or ``None``) ``request_<name>_intended_headers_us``."""
+        if self.step_delay_us >= 0:
+            self.record_intended(INTENDED_HEADERS_HISTOGRAM, headers_us)
+            if group is not None:
+                self.record_intended(group.intended_headers_name, headers_us)
 
     cdef _start(self, str key, int64_t now):
         if self.timings is None:

@@ -22,7 +22,6 @@ from stressgrid._core.request cimport timeout_seconds
 from asyncio import InvalidStateError
 
 from stressgrid.errors import ProtocolError, count_error
-from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
 
 cdef class ClientBase:
@@ -152,10 +151,8 @@ cdef class ConnectionBase:
             group.record(core.sent_at, core.headers_at,
                          core.headers_at if event == SWITCHED else monotonic_us(), <int>(<tuple>result)[0])
         cdef Device device = client.device if client is not None else None
-        if device is not None and device.step_delay_us >= 0:
-            device.record_intended(INTENDED_HEADERS_HISTOGRAM, core.headers_at - core.sent_at)
-            if group is not None:
-                device.record_intended(group.intended_headers_name, core.headers_at - core.sent_at)
+        if device is not None:
+            device.record_intended_headers(core.headers_at - core.sent_at, group)
         try:
             waiter.set_result(result)
         except InvalidStateError:

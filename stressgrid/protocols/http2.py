@@ -27,7 +27,6 @@ from stressgrid._core.http2 import Http2Connection
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
-from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
 from .connect import connect
 from .tls import context_for
@@ -139,11 +138,7 @@ class _Http2Protocol(asyncio.Protocol):
             group = user[8]
             if group is not None:
                 group.add(stream.started_us, stream.headers_at_us, now_us(), stream.status)
-            device = self.client.device
-            if device.step_delay_us >= 0:
-                device.record_intended(INTENDED_HEADERS_HISTOGRAM, stream.headers_at_us - stream.started_us)
-                if group is not None:
-                    device.record_intended(group.intended_headers_name, stream.headers_at_us - stream.started_us)
+            self.client.device.record_intended_headers(stream.headers_at_us - stream.started_us, group)
             future.set_result((stream.status, stream.headers, body))
         elif stream.refused and not user[7]:
             self.client.resend(user)
