@@ -85,3 +85,12 @@ def pytest_runtest_teardown(item):
     guard = item.stash.get(_UNIT_GUARD, None)
     if guard is not None:
         guard.undo()
+
+
+@pytest.fixture
+def logged_nginx(tmp_path):
+    """A real nginx that answers 200 to every request and logs each one's path: ``(port,
+    root)``; ``tests.support.servers.requests_logged(root)`` reads what it served."""
+    from tests.support.servers import logging_nginx
+    with logging_nginx(tmp_path) as server:
+        yield server

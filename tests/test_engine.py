@@ -28,22 +28,25 @@ def plan(script, size=1, protocol="tcp", port=9, host="127.0.0.1", **opts):
             "blocks": [{"script": script, "params": {"n": 3}, "size": size}], "opts": opts}
 
 
-def test_normal_return_restarts_at_once(tmp_path):
+def run_on_udp_sink(script, seconds, counter, value, size=1, **opts):
+    """Run ``script`` on ``size`` UDP devices aimed at a socket that reads nothing, until
+    ``counter`` reaches ``value`` (at most ``seconds``)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
-        script = "inc_counter('run')\nassert params['n'] == 3 and device_id.startswith('0-')"
-        result = run_local(plan(script, size=2, protocol="udp", port=sink.getsockname()[1]), 5,
-                           until=lambda agg: agg.counter("run_count") >= 200)
+        return run_local(plan(script, size=size, protocol="udp", port=sink.getsockname()[1], **opts), seconds,
+                         until=lambda agg: agg.counter(counter) >= value)
+
+
+def test_normal_return_restarts_at_once(tmp_path):
+    script = "inc_counter('run')\nassert params['n'] == 3 and device_id.startswith('0-')"
+    result = run_on_udp_sink(script, 5, "run_count", 200, size=2)
     assert result.counters["run_count"] >= 200
     assert not [name for name in result.counters if name.endswith("_error_count")]
 
 
 def test_uncaught_exception_counted_and_restarted_after_a_second():
     script = "inc_counter('attempt')\nvalue = {}['missing']"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        result = run_local(plan(script, size=1, protocol="udp", port=sink.getsockname()[1]), 10,
-                           until=lambda agg: agg.counter("key_error_count") >= 2)
+    result = run_on_udp_sink(script, 10, "key_error_count", 2)
     assert result.counters["key_error_count"] == 2
     assert result.counters["attempt_count"] == 2
     # Two attempts of one device are a second apart (less a hair of timer rounding).
@@ -54,10 +57,7 @@ def test_uncaught_exception_counted_and_restarted_after_a_second():
 def test_custom_exception_name_and_timings():
     script = ("class QuotaExceeded(Exception):\n    pass\n"
               "start_timing('step')\nawait delay(5)\nstop_timing('step')\nraise QuotaExceeded()")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 5,
-                           until=lambda agg: agg.counter("quota_exceeded_error_count") >= 1)
+    result = run_on_udp_sink(script, 5, "quota_exceeded_error_count", 1)
     assert result.counters["quota_exceeded_error_count"] >= 1
     step = result.histograms["step_us"].summary()
     # delay(5) waits 5 ms less at most the loop's timer rounding (1 ms in uvloop): CI measured
@@ -71,10 +71,7 @@ def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_l
     # Such a key would make the coordinator refuse the generator's whole telemetry message:
     # the script's mistake must stay the script's, and cost nothing else.
     script = f"start_timing('ok')\ninc_counter('before')\n{call}\nawait delay(60000)"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 10,
-                           until=lambda agg: agg.counter("value_error_count") >= 1)
+    result = run_on_udp_sink(script, 10, "value_error_count", 1)
     assert result.counters["before_count"] >= 1
     assert result.errors["value_error_count"].startswith(f"line 3: {call} -> ValueError: metric key ")
     assert all(METRIC_NAME.fullmatch(name) for name in [*result.counters, *result.histograms])
@@ -83,19 +80,13 @@ def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_l
 @pytest.mark.parametrize("ms", ["0", "-5", "'10'", "True", "3_600_001"])
 def test_pace_refuses_a_tick_that_is_not_1_ms_to_an_hour_at_its_line(ms):
     script = f"inc_counter('before')\nawait pace({ms})\nawait delay(60000)"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        result = run_local(plan(script, protocol="udp", port=sink.getsockname()[1]), 10,
-                           until=lambda agg: agg.counter("value_error_count") >= 1)
+    result = run_on_udp_sink(script, 10, "value_error_count", 1)
     assert result.errors["value_error_count"].startswith(f"line 2: await pace({ms}) -> ValueError: pace must be ")
 
 
 def test_pace_in_an_arrival_rate_iteration_is_an_error():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        result = run_local(plan("await pace(10)", protocol="udp", port=sink.getsockname()[1],
-                                executor="arrival_rate", rate=20, sustain_ms=5000, max_devices=2), 10,
-                           until=lambda agg: agg.counter("runtime_error_count") >= 2)
+    result = run_on_udp_sink("await pace(10)", 10, "runtime_error_count", 2,
+                             executor="arrival_rate", rate=20, sustain_ms=5000, max_devices=2)
     assert result.counters["runtime_error_count"] >= 2
     assert "pace() is for the devices executor" in result.errors["runtime_error_count"]
     assert "missed_tick_count" not in result.counters

@@ -8,7 +8,7 @@ import pytest
 from tests.cli.support import run_cli
 from tests.cli.test_local import SHORT, archive_file
 from tests.conftest import ROOT
-from tests.support.servers import logging_nginx, requests_logged
+from tests.support.servers import requests_logged
 
 # Each device asks for its own user's page once, then idles: nginx's access log holds the rows used.
 ONE_REQUEST = "await get('/users/' + row['user'], name='user_page')\nawait delay(600000)\n"
@@ -20,14 +20,8 @@ def pages_served(root):
     return collections.Counter(path.rsplit("/", 1)[1] for path in log if path.startswith("/users/"))
 
 
-@pytest.fixture
-def users_server(tmp_path):
-    with logging_nginx(tmp_path) as server:
-        yield server
-
-
-def test_every_row_of_a_csv_file_reaches_one_device_of_the_fleet(tmp_path, users_server):
-    port, root = users_server
+def test_every_row_of_a_csv_file_reaches_one_device_of_the_fleet(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "page.py").write_text(ONE_REQUEST)
     names = [f"user{i:02}" for i in range(12)]
     (tmp_path / "users.csv").write_text("user,group\n" + "".join(f"{n},g{i % 3}\n" for i, n in enumerate(names)))
@@ -41,8 +35,8 @@ def test_every_row_of_a_csv_file_reaches_one_device_of_the_fleet(tmp_path, users
     assert summary["requests"]["user_page"]["count"] == 30
 
 
-def test_a_plan_file_names_its_rows_in_a_json_lines_file(tmp_path, users_server):
-    port, root = users_server
+def test_a_plan_file_names_its_rows_in_a_json_lines_file(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "users.jsonl").write_text("".join(json.dumps({"user": f"j{i}"}) + "\n" for i in range(5)))
     (tmp_path / "plan.json").write_text(json.dumps({
         "name": "jsonl", "addresses": [{"host": "127.0.0.1", "port": port, "protocol": "http"}],

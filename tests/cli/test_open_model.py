@@ -7,23 +7,17 @@ import pytest
 
 from tests.cli.support import run_cli
 from tests.cli.test_local import archive_file
-from tests.support.servers import logging_nginx, requests_logged
+from tests.support.servers import requests_logged
 
 VISIT = "await get('/visit', name='visit')\n"
-
-
-@pytest.fixture
-def visits_server(tmp_path):
-    with logging_nginx(tmp_path) as server:
-        yield server
 
 
 def visits(root):
     return requests_logged(root).count("/visit")
 
 
-def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_path, visits_server):
-    port, root = visits_server
+def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "visit.py").write_text(VISIT)
     code, out, err = run_cli(["run", "visits", tmp_path / "visit.py", "--local", "--workers", "2",
                               "--target-port", port, "-t", "127.0.0.1", "-s", 200, "--rate", 50,
@@ -38,8 +32,8 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     assert "dropped_iteration" not in summary["counters"]
 
 
-def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, visits_server):
-    port, root = visits_server
+def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "visit.py").write_text(VISIT)
     # 0 -> 40 a second over 2 s, then 40 a second for 1 s: 40 + 40 iterations.
     code, out, err = run_cli(["run", "ramp", tmp_path / "visit.py", "--local", "--workers", "1",
@@ -64,8 +58,8 @@ def test_nonsense_is_refused_naming_the_option(tmp_path, flags, named):
     assert out == ""
 
 
-def test_iterations_beyond_the_pool_are_dropped_counted_and_fail_the_run(tmp_path, visits_server):
-    port, root = visits_server
+def test_iterations_beyond_the_pool_are_dropped_counted_and_fail_the_run(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "slow.py").write_text(VISIT + "await delay(500)\n")
     # 20 a second on 2 devices busy half a second each: at most 4 a second can start.
     code, out, err = run_cli(["run", "pool", tmp_path / "slow.py", "--local", "--workers", "1",
@@ -84,8 +78,8 @@ def test_iterations_beyond_the_pool_are_dropped_counted_and_fail_the_run(tmp_pat
 PACED_VISIT = "import time\nawait pace(50)\nawait get('/visit', name='visit')\ntime.sleep(0.08)\n"
 
 
-def test_thresholds_judge_the_intended_twins_and_the_missed_ticks(tmp_path, visits_server):
-    port, root = visits_server
+def test_thresholds_judge_the_intended_twins_and_the_missed_ticks(tmp_path, logged_nginx):
+    port, root = logged_nginx
     (tmp_path / "paced.py").write_text(PACED_VISIT)
     code, out, err = run_cli(["run", "paced", tmp_path / "paced.py", "--local", "--workers", "1",
                               "--target-port", port, "-t", "127.0.0.1", "-s", 2, "--rampup", "0.5", "--sustain", 2,

@@ -18,15 +18,9 @@ from stressgrid.plan.resolve import resolve_addresses
 from stressgrid.runtime.engine import ArrivalShare, Engine
 from stressgrid.runtime.local import run_local
 from tests.support.plans import error_counters, plan, run_until
-from tests.support.servers import logging_nginx, requests_logged
+from tests.support.servers import requests_logged
 
 VISIT = "await get('/')"
-
-
-@pytest.fixture
-def counted_nginx(tmp_path):
-    with logging_nginx(tmp_path) as server:
-        yield server
 
 
 def served(root):
@@ -69,11 +63,11 @@ def open_plan(port, rate, seconds, max_devices, pre_allocated=None, script=VISIT
                 max_devices=max_devices, pre_allocated_devices=min(max_devices, pre_allocated or max_devices))
 
 
-def test_500_iterations_a_second_for_4_s_reach_nginx_every_one(counted_nginx):
+def test_500_iterations_a_second_for_4_s_reach_nginx_every_one(logged_nginx):
     # What rate one worker sustains is a figure for benchmarks/, not for a test that shares the
     # machine with the rest of the suite: this one is light, with a pool deep enough for a busy
     # machine (a device is created when no other is free).
-    port, root = counted_nginx
+    port, root = logged_nginx
     result = run_local(open_plan(port, 500, 4, max_devices=2000, pre_allocated=50), 5.5)
     assert not error_counters(result), (result.counters, result.errors)
     assert result.counters.get("dropped_iteration_count", 0) == 0
@@ -86,8 +80,8 @@ def test_500_iterations_a_second_for_4_s_reach_nginx_every_one(counted_nginx):
     assert result.histograms["intended_iteration_us"].total_count == started
 
 
-def test_a_frozen_target_is_measured_from_each_iterations_scheduled_start(counted_nginx):
-    port, root = counted_nginx
+def test_a_frozen_target_is_measured_from_each_iterations_scheduled_start(logged_nginx):
+    port, root = logged_nginx
     with frozen_for(root, 1.0, after=1.5):
         result = run_local(open_plan(port, 200, 4, max_devices=1000, pre_allocated=100), 6.0)
     assert result.counters.get("dropped_iteration_count", 0) == 0
@@ -101,8 +95,8 @@ def test_a_frozen_target_is_measured_from_each_iterations_scheduled_start(counte
     assert intended.value_at_percentile(50.0) < 500_000
 
 
-def test_the_closed_model_sees_the_same_freeze_in_a_few_samples_only(counted_nginx):
-    port, root = counted_nginx
+def test_the_closed_model_sees_the_same_freeze_in_a_few_samples_only(logged_nginx):
+    port, root = logged_nginx
     closed = plan(port, "while True:\n    await get('/')\n    await delay(5)\n", size=4)
     with frozen_for(root, 1.0, after=1.5):
         result = run_local(closed, 4.0)
@@ -136,19 +130,27 @@ def run_share(plan_dict, share, drive):
         return runner.run(main())
 
 
-def test_a_share_that_starts_behind_its_clock_starts_what_fell_due_at_once_and_ends_on_time(counted_nginx):
+async def until(condition):
+    """Let the loop run until ``condition()`` holds (checked every 10 ms)."""
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def run_out(executor):
+    """Until ``executor``'s schedule is over and its last iterations have ended."""
+    return until(lambda: executor.schedule.over and not executor.running)
+
+
+def test_a_share_that_starts_behind_its_clock_starts_what_fell_due_at_once_and_ends_on_time(logged_nginx):
     # A worker that was not ready when its cohort came starts 1 s behind the cohort's clock:
     # the 200 iterations due by then start at once, late, and the schedule still ends 2 s
     # after the cohort's start, not 3 s.
-    port, root = counted_nginx
+    port, root = logged_nginx
     due_at_start = []
 
     async def drive(executor):
         due_at_start.append(len(executor.running))  # started by start_cohort, none run yet
-        while not executor.schedule.over:
-            await asyncio.sleep(0.05)
-        while executor.running:
-            await asyncio.sleep(0.01)
+        await run_out(executor)
 
     metrics, _ = run_share(open_plan(port, 200, 2, max_devices=1000),
                            ArrivalShare(max_devices=1000, pre_allocated_devices=100, behind_ms=1000), drive)
@@ -162,11 +164,11 @@ def test_a_share_that_starts_behind_its_clock_starts_what_fell_due_at_once_and_e
     assert delays.value_at_percentile(75.0) >= 400_000
 
 
-def test_a_stop_counts_the_iterations_due_and_not_started_as_dropped(counted_nginx):
-    port, _ = counted_nginx
+def test_a_stop_counts_the_iterations_due_and_not_started_as_dropped(logged_nginx):
+    port, _ = logged_nginx
 
     async def drive(executor):
-        await asyncio.sleep(0.2)
+        await until(lambda: executor.schedule.next_k >= 40)  # mid-run
         time.sleep(0.5)  # the loop is held: the release timer cannot run before the stop
         executor.stop()
 
@@ -188,18 +190,14 @@ stop_timing('c')
 """
 
 
-def test_every_step_of_a_late_iteration_carries_its_start_delay(counted_nginx):
+def test_every_step_of_a_late_iteration_carries_its_start_delay(logged_nginx):
     # A share 1 s behind its clock: half its iterations start late, by up to a second. Each
     # of their steps (two named requests, a timed third) is measured again from when the
     # iteration should have started: the same latency plus the iteration's start delay.
-    port, root = counted_nginx
-
-    async def drive(executor):
-        while not executor.schedule.over or executor.running:
-            await asyncio.sleep(0.02)
+    port, root = logged_nginx
 
     metrics, _ = run_share(open_plan(port, 100, 2, max_devices=1000, script=THREE_STEPS),
-                           ArrivalShare(max_devices=1000, pre_allocated_devices=100, behind_ms=1000), drive)
+                           ArrivalShare(max_devices=1000, pre_allocated_devices=100, behind_ms=1000), run_out)
     histograms = metrics.histograms
     assert metrics.counters["iteration_count"] == 200 and served(root) == 600
     delay = histograms["iteration_start_delay_us"]
@@ -227,8 +225,8 @@ await delay(60000)
 """
 
 
-def test_a_paced_device_measures_its_steps_from_their_tick_and_counts_missed_ticks(counted_nginx):
-    port, root = counted_nginx
+def test_a_paced_device_measures_its_steps_from_their_tick_and_counts_missed_ticks(logged_nginx):
+    port, root = logged_nginx
     result = run_until(plan(port, "import time\n" + PACED, size=1), "done_count", 1, duration=10)
     histograms = result.histograms
     assert requests_logged(root) == ["/late"]
@@ -240,11 +238,11 @@ def test_a_paced_device_measures_its_steps_from_their_tick_and_counts_missed_tic
     assert histograms["step_us"].max < 150_000
 
 
-def test_the_closed_model_with_pace_shows_the_freeze_too(counted_nginx):
+def test_the_closed_model_with_pace_shows_the_freeze_too(logged_nginx):
     # The closed-model run of the freeze test again, each device paced at a request every
     # 20 ms: after the freeze, each device's next step is measured from its tick, a second
     # late, and the ticks the freeze swallowed are counted.
-    port, root = counted_nginx
+    port, root = logged_nginx
     paced = plan(port, "while True:\n    await pace(20)\n    await get('/')\n", size=4)
     with frozen_for(root, 1.0, after=1.5):
         result = run_local(paced, 4.0)
