@@ -5,9 +5,9 @@ for the same rate.
                                       [--trivial-rate 100000]
 
 - **Scheduling overhead**: one worker pinned to core 1 runs a trivial script (``pass``, on
-  UDP devices that send nothing) at ``--trivial-rate`` iterations a second for ``--window``
-  seconds: its CPU time per iteration, the iterations started against those scheduled, the
-  dropped ones, and the start delay's p99 (scheduled -> actual start).
+  UDP devices that send nothing) at ``--trivial-rate`` iterations a second, measured over
+  ``--window`` seconds after ``--warmup``: its CPU time per iteration, the iterations started
+  against those due, the dropped ones, and the start delay's p99 (scheduled -> actual start).
 - **Against nginx**: nginx on core 0, the generator on core 1, at each of ``--rates``, one GET
   per iteration: the rate nginx counted over the measured window (stub_status), the
   generator's CPU time per iteration, and its start delay p99. The same for Locust, one
@@ -65,16 +65,33 @@ def figures(result):
             "errors": {k: v for k, v in result.counters.items() if k.endswith("_error_count")}}
 
 
-def run_trivial(rate, seconds, out):
-    """The worker side of the overhead figure: ``pass`` at ``rate`` for ``seconds``."""
-    from stressgrid.runtime.local import run_local
+def run_trivial(rate, warmup, window, out):
+    """The worker side of the overhead figure: ``pass`` at ``rate``, measured over ``window``
+    seconds once ``warmup`` seconds have passed (the pool's first iterations open its sockets)."""
+    import asyncio
+
+    import uvloop
+
+    from stressgrid.metrics import MetricsAggregate
+    from stressgrid.runtime.local import run_engine
+    measured = MetricsAggregate()
+    marks = {}
+
+    def on_snapshot(snapshot):
+        if marks:
+            measured.add_snapshot(snapshot)
+        elif time.monotonic() >= opened + warmup:
+            marks.update(cpu=time.process_time(), at=time.monotonic())
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
-        plan = open_plan(sink.getsockname()[1], "udp", "pass", rate, seconds, 500)
-        cpu = time.process_time()
-        result = run_local(plan, seconds + 1)
-        cpu = time.process_time() - cpu
-    pathlib.Path(out).write_text(json.dumps({**figures(result), "cpu_s": cpu}))
+        plan = open_plan(sink.getsockname()[1], "udp", "pass", rate, warmup + window + 1, 500)
+        opened = time.monotonic()
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_engine(plan, warmup + window, until=lambda _: False, on_snapshot=on_snapshot))
+        cpu = time.process_time() - marks["cpu"]
+        seconds = time.monotonic() - marks["at"]
+    pathlib.Path(out).write_text(json.dumps({**figures(measured), "cpu_s": cpu, "seconds": seconds}))
 
 
 def run_ours(port, rate, seconds):
@@ -94,17 +111,17 @@ def run_closed(port, seconds):
     run_devices("bench-closed", port, "http", "while True:\n    await get('/')\n", seconds, file=sys.stderr)
 
 
-def trivial(rate, window):
+def trivial(rate, warmup, window):
     with tempfile.NamedTemporaryFile("r") as out:
-        subprocess.run(pinned([sys.executable, __file__, "--run-trivial", str(rate), "--seconds", str(window),
-                               "--out", out.name]), check=True, timeout=window + 120)
+        subprocess.run(pinned([sys.executable, __file__, "--run-trivial", str(rate), "--warmup", str(warmup),
+                               "--seconds", str(window), "--out", out.name]), check=True, timeout=window + 120)
         result = json.loads(out.read())
-    scheduled = round(rate * window)
+    due = round(rate * result["seconds"])
     per_iteration = result["cpu_s"] * 1e6 / max(result["iterations"], 1)
-    print(f"trivial  {result['iterations']} of {scheduled} scheduled started, {result['dropped']} dropped, "
-          f"{per_iteration:.2f} CPU-us/iteration, start delay p99 {result['delay_p99_us']} us "
-          f"errors {result['errors']}", flush=True)
-    return per_iteration, result["iterations"] / window
+    print(f"trivial  {result['iterations']} started of about {due} due in {result['seconds']:.2f} s, "
+          f"{result['dropped']} dropped, {per_iteration:.2f} CPU-us/iteration, start delay p99 "
+          f"{result['delay_p99_us']} us errors {result['errors']}", flush=True)
+    return per_iteration, result["iterations"] / result["seconds"]
 
 
 def against_nginx(name, command, status_port, rate, warmup, window):
@@ -138,7 +155,7 @@ def main():
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_trivial:
-        return run_trivial(args.run_trivial, args.seconds, args.out)
+        return run_trivial(args.run_trivial, args.warmup, args.seconds, args.out)
     if args.run_ours:
         return run_ours(args.run_ours, args.rate, args.seconds)
     if args.run_closed:
@@ -157,7 +174,7 @@ def main():
             locust = None if args.no_locust else require("locust", REQUIREMENTS)
             for round_number in range(args.rounds):
                 print(f"-- round {round_number + 1}", flush=True)
-                results["trivial"].append(trivial(args.trivial_rate, args.window))
+                results["trivial"].append(trivial(args.trivial_rate, args.warmup, args.window))
                 closed = [sys.executable, __file__, "--run-closed", str(port), "--seconds", str(seconds)]
                 results["closed"].append(against_nginx("closed", closed, status_port, None, args.warmup, args.window))
                 for rate in rates:

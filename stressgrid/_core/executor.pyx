@@ -2,18 +2,19 @@
 """The arrival-rate executor of one worker: iterations started on schedule on a pool of devices.
 
 One ``Schedule`` (``stressgrid._core.arrivals``) says when each of this
-worker's iterations is due. One loop timer wakes at the next due time and
-releases every iteration due by then in one batch. The loop's timers count
-whole milliseconds, so a wake releases what is due up to ``EARLY_US`` ahead:
-an iteration starts within about half a millisecond of its time either way,
-not up to a whole one late. Each iteration of a batch gets a free device of
-the pool (a new one while the pool is under its ceiling) and runs as its own
-task. An iteration that finds no free
+worker's iterations is due. A ``WakeTimer`` (``stressgrid._core.waketimer``)
+wakes the loop at the next due time, to within the kernel's timer slack rather
+than the loop timers' millisecond, and every iteration due by then is released
+in one batch. Wakes are at least ``MIN_WAKE_GAP_US`` apart: at 100,000
+iterations a second a wake releases a batch of 25 or more, so the wakes cost
+little per iteration and no iteration is held back longer than the gap. Each
+iteration of a batch gets a free device of the pool (a new one while the pool
+is under its ceiling) and runs as its own task. An iteration that finds no free
 device and no room for one is dropped and counted, never queued behind the
 others: a queue would hide the load the schedule asked for.
 
 Per iteration: ``iteration_count`` when it starts, ``iteration_start_delay_us``
-(scheduled -> actual start, 0 if it started early), and once it ends ``iteration_us`` (actual start ->
+(scheduled -> actual start), and once it ends ``iteration_us`` (actual start ->
 end) and ``intended_iteration_us`` (scheduled start -> end, the figure a
 stalled target cannot hide). The device's ``step_delay_us`` is the start delay
 while the iteration runs: each latency of its steps also gets an ``intended_``
@@ -27,12 +28,13 @@ from libc.stdint cimport int64_t
 from stressgrid._core.arrivals cimport Schedule
 from stressgrid._core.device cimport Device, monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
+from stressgrid._core.waketimer cimport WakeTimer
 
 from stressgrid._core.device import set_current_device
 from stressgrid.plan.arrivals import (DROPPED_ITERATION_COUNTER, INTENDED_ITERATION_HISTOGRAM,
                                       ITERATION_COUNTER, ITERATION_HISTOGRAM, START_DELAY_HISTOGRAM)
 
-cdef int64_t EARLY_US = 500
+cdef int64_t MIN_WAKE_GAP_US = 250
 
 cdef object CancelledError = asyncio.CancelledError
 cdef object current_task = asyncio.current_task
@@ -65,7 +67,7 @@ cdef class ArrivalExecutor:
     cdef readonly dict running  # Device -> its iteration's task
     cdef int64_t origin_us
     cdef bint started
-    cdef object timer
+    cdef WakeTimer timer
     cdef readonly bint stopped
     cdef Counter iterations
     cdef Counter dropped
@@ -119,16 +121,13 @@ cdef class ArrivalExecutor:
             raise ValueError(f"a schedule cannot start {behind_us} us in the future")
         while self.created < self.pre_allocated:
             self.idle.append(self._new_device())
+        self.timer = WakeTimer(self.loop, self._release)
         self.origin_us = monotonic_us() - behind_us
         self.started = True
         self._release()
 
-    def _on_timer(self):
-        self.timer = None
-        self._release()
-
-    cdef _release(self):
-        cdef int64_t now = monotonic_us() - self.origin_us + EARLY_US
+    def _release(self):
+        cdef int64_t now = monotonic_us() - self.origin_us
         cdef Schedule schedule = self.schedule
         cdef Device device
         cdef int block
@@ -151,10 +150,10 @@ cdef class ArrivalExecutor:
             self.running[device] = self.loop.create_task(
                 self._iterate(device, self.blocks[block], row, self.origin_us + schedule.next_us))
             schedule.advance_c()
-        if not schedule.over:
-            # Rounded up to the millisecond of the loop's timers.
-            self.timer = self.loop.call_later(((schedule.next_us - now + 999) // 1000) / 1000.0,
-                                              self._on_timer)
+        if schedule.over:
+            self.timer.close()
+        else:
+            self.timer.arm(self.origin_us + max(schedule.next_us, now + MIN_WAKE_GAP_US))
 
     async def _iterate(self, Device device, block, row, int64_t intended_us):
         cdef int64_t started = monotonic_us()
@@ -217,8 +216,7 @@ cdef class ArrivalExecutor:
             self.dropped.value += 1
             schedule.advance_c()
         if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+            self.timer.close()
         for device in self.idle:
             if device.client is not None:
                 device.client.close()
