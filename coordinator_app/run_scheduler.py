@@ -173,7 +173,7 @@ class Run:
         self.answer_deadline = None  # ENDING, ABORTING: the latest the report waits for answers
         self.waiting = set()  # ENDING, ABORTING: routing ids yet to answer RunStopped
         self.note = ""
-        self.judge = RunJudge(plan.thresholds, at.monotonic)
+        self.judge = RunJudge(plan.thresholds, at.monotonic, plan.opts.open_model)
         self.info = RunInfo(id=run_id, name=plan.name, plan=self.plan_dict, started_at=at.wall,
                             report_interval_ms=plan.opts.report_interval_ms)
 

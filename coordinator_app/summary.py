@@ -34,9 +34,19 @@ class RateWindow:
     ``enter``/``leave`` mark the sustain phase's bounds with the counter totals
     at that moment (monotonic ``now``); ``span(now, totals)`` gives the
     ``(window name, seconds, counts within it)`` for a summary at ``now``.
+
+    Totals arrive a second or two after what they count (a worker reports every
+    second, its generator every second). In the closed model the lag is the
+    same at both bounds and cancels out. An arrival-rate run (``open_model``)
+    has no ramp-up: its first bound has nothing in flight, and its last would
+    miss the phase's final second or two. It starts no iteration after the
+    phase either, so all its counters gain after ``leave`` is the phase's own
+    work, arriving late or ending late: its counts run on to the run's end,
+    over the phase's seconds.
     """
 
     started: float
+    open_model: bool = False
     entered: float = None
     entered_totals: dict = None
     left: float = None
@@ -49,13 +59,14 @@ class RateWindow:
     def leave(self, now, totals):
         """The sustain phase ends (a second call changes nothing)."""
         if self.entered is not None and self.left is None:
-            self.left, self.left_totals = now, dict(totals)
+            self.left, self.left_totals = now, None if self.open_model else dict(totals)
 
     def span(self, now, totals):
         """``(window, seconds, {counter: count within the window})``."""
         if self.entered is None:
             return RUN_WINDOW, max(now - self.started, 1e-3), dict(totals)
-        end, end_totals = (self.left, self.left_totals) if self.left is not None else (now, totals)
+        end = self.left if self.left is not None else now
+        end_totals = self.left_totals if self.left_totals is not None else totals
         counts = {name: value - self.entered_totals.get(name, 0) for name, value in end_totals.items()}
         return SUSTAIN_WINDOW, max(end - self.entered, 1e-3), counts
 

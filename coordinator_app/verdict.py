@@ -90,8 +90,8 @@ class RunJudge:
     """Everything a run's verdict needs, fed by the coordinator: the sustain window, the
     whole-run summary and the thresholds' states (``judge`` each second and at the end)."""
 
-    def __init__(self, thresholds, started):
-        self.rates = RateWindow(started)
+    def __init__(self, thresholds, started, open_model=False):
+        self.rates = RateWindow(started, open_model)
         self.verdict = Verdict(thresholds)
         self.summary = None
 

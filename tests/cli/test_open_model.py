@@ -30,6 +30,10 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     assert summary["counters"]["iteration"]["total"] == 150, err
     assert visits(root) == 150 == summary["histograms"]["intended_iteration_us"]["count"]
     assert "dropped_iteration" not in summary["counters"]
+    # The rate over the sustain phase counts its last second too, which reached the
+    # coordinator after the phase had ended.
+    assert summary["rate_window"]["phase"] == "sustain"
+    assert summary["counters"]["iteration"]["rate"] == pytest.approx(50, rel=0.02)
 
 
 def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, logged_nginx):

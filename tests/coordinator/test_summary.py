@@ -19,6 +19,17 @@ def test_rates_are_over_the_sustain_phase_once_it_began():
     assert window.span(130.0, {"response_count": 1200}) == ("sustain", 10.0, {"response_count": 1000})
 
 
+def test_an_arrival_rate_runs_rates_count_what_arrives_after_its_sustain_phase():
+    # 200 iterations a second for 20 s: when the phase ends, the last 1.3 s are still on
+    # their way; they arrive in the ramp-down step and count for the phase, over its 20 s.
+    window = RateWindow(started=0.0, open_model=True)
+    window.enter(0.0, {})
+    window.leave(20.0, {"iteration_count": 3740})
+    assert window.span(21.0, {"iteration_count": 3990}) == ("sustain", 20.0, {"iteration_count": 3990})
+    window.leave(22.0, {"iteration_count": 4000})  # a second end changes nothing
+    assert window.span(27.0, {"iteration_count": 4000}) == ("sustain", 20.0, {"iteration_count": 4000})
+
+
 def test_the_summary_holds_exact_histogram_figures_totals_rates_and_peaks():
     histogram = Histogram("headers_us")
     histogram.record_many(range(1, 10001))
