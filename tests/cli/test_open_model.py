@@ -1,5 +1,6 @@
 """``--rate`` and its options: an arrival-rate run from the command line over a local fleet of two
 workers, counted at nginx; nonsense refused naming the option."""
+import html.parser
 import json
 import pathlib
 
@@ -10,6 +11,40 @@ from tests.cli.test_local import archive_file
 from tests.support.servers import requests_logged
 
 VISIT = "await get('/visit', name='visit')\n"
+
+
+class _Tables(html.parser.HTMLParser):
+    """``{table class: {first cell: [cells]}}`` of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.table, self.row, self.cell = {}, None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.table = self.tables.setdefault(dict(attrs).get("class", ""), {})
+        elif tag == "tr":
+            self.row = []
+        elif tag == "td":
+            self.cell = ""
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.row.append(self.cell)
+            self.cell = None
+        elif tag == "tr" and self.row:
+            self.table[self.row[0]] = self.row
+            self.row = None
+
+
+def report_tables(page):
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
 
 
 def visits(root):
@@ -34,6 +69,12 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     # coordinator after the phase had ended.
     assert summary["rate_window"]["phase"] == "sustain"
     assert summary["counters"]["iteration"]["rate"] == pytest.approx(50, rel=0.02)
+    # The HTML report's tables hold the open model's figures and their intended twins.
+    tables = report_tables(archive_file(pathlib.Path(out), "report.html"))
+    assert tables["counters"]["iteration"][1] == "150"
+    for name in ("iteration_us", "intended_iteration_us", "iteration_start_delay_us", "headers_us",
+                 "intended_headers_us", "request_visit_intended_headers_us"):
+        assert tables["histograms"][name][1] == f"{summary['histograms'][name]['count']:,}", name
 
 
 def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, logged_nginx):

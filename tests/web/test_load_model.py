@@ -3,6 +3,8 @@ rate shown live; nonsense marked at its field."""
 import re
 import subprocess
 
+from tests.coordinator.support import wait_until
+from tests.coordinator.test_prometheus import samples
 from tests.support.servers import require
 from tests.web.support import expect, fill_plan
 
@@ -13,6 +15,17 @@ def redis_value(port, key):
     out = subprocess.run([require("redis-cli"), "-p", str(port), "--raw", "GET", key],
                          check=True, capture_output=True, text=True).stdout.strip()
     return int(out or 0)
+
+
+def open_model_scraped(stack):
+    """Whether ``/metrics`` counts iterations and has ``intended_iteration_us`` quantiles."""
+    status, body, _ = stack.api.get("/metrics")
+    assert status == 200
+    found = [(name, dict(labels), value) for (name, labels), value in samples(body.decode()).items()]
+    iterations = [v for n, ls, v in found if n == "stressgrid_counter_total" and ls.get("counter") == "iteration"]
+    p99 = [v for n, ls, v in found if n == "stressgrid_histogram_quantile"
+           and ls.get("histogram") == "intended_iteration_us" and ls.get("quantile") == "0.99"]
+    return iterations and iterations[0] > 0 and p99 and p99[0] > 0
 
 
 def choose_arrival_rate(page, rate="", steps="", max_devices="", pre_allocated=""):
@@ -50,6 +63,8 @@ def test_an_arrival_rate_run_from_the_form_starts_every_scheduled_iteration(stac
     # Iterations started in the last second (their exact number is counted at redis below).
     expect(page.locator('[data-tile="iterations"] .tile-value')).to_have_text(re.compile(r"^[1-9]\d*(\.\d+)?/s$"),
                                                                             timeout=20000)
+    # /metrics has the open model's counters and histograms under their own names.
+    wait_until(lambda: open_model_scraped(stack), 15, message="iterations and their intended twin in /metrics")
     detail = stack.api.wait_run_finished(run_id.text_content(), timeout=60)
     assert detail["state"] == "done", detail["state"]
     # Every iteration that started reached redis, counted there.
