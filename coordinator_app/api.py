@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from stressgrid import metrics
 from stressgrid.plan import Plan, PlanError, api as script_api, constants, feeder, model, script
 from stressgrid.plan.resolve import resolve_addresses
+from stressgrid.summary_tables import summary_tables
 
 from . import json_body
 from .auth import protect
@@ -46,6 +47,9 @@ def _plan_from_request():
     return plan, resolve_addresses(plan.addresses)
 
 
+MICRO = "\u00b5s"
+
+
 def run_json(row, detail=False):
     """The API form of a stored run (``detail`` adds its plan and summary)."""
     result = {key: row.get(key) for key in ("id", "name", "state", "created_at", "finished_at",
@@ -60,6 +64,10 @@ def run_json(row, detail=False):
     if detail:
         result["plan"] = row.get("plan")
         result["summary"] = row.get("summary")
+        numbers = (result["summary"] or {}).get("summary")
+        # The tables every view of the run shows (the website renders these; the CLI and the
+        # HTML report lay out the same ones).
+        result["summary_tables"] = [table.to_dict() for table in summary_tables(numbers, MICRO)] if numbers else []
     return result
 
 

@@ -14,9 +14,9 @@ import json
 import math
 import time
 
-from stressgrid.cli.display import format_rate, format_us
-from stressgrid.plan.constants import (CPU_HISTOGRAM, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM,
-                                       LOOP_LAG_WARNING_US)
+from stressgrid.formatting import format_rate, format_us
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM, LOOP_LAG_WARNING_US
+from stressgrid.summary_tables import summary_tables
 
 from . import Writer
 from .archive import report_name, write_atomically
@@ -35,7 +35,7 @@ table{border-collapse:collapse;margin:6px 0}th,td{padding:3px 10px;text-align:ri
 th:first-child,td:first-child{text-align:left}th{font-weight:600;color:#444;border-bottom:1px solid #ccc}
 tr:nth-child(even) td{background:#f6f7f9}.badge{display:inline-block;padding:2px 10px;border-radius:10px;
 font-weight:700;color:#fff}.passed{background:#16a34a}.failed{background:#dc2626}.none{background:#6b7280}
-.fail{color:#b91c1c;font-weight:600}.muted{color:#666}pre{background:#f6f7f9;padding:10px;overflow:auto;
+.fail{color:#b91c1c;font-weight:600}.warn{color:#b45309;font-weight:600}.muted{color:#666}pre{background:#f6f7f9;padding:10px;overflow:auto;
 max-height:420px;font-size:12px}svg.chart{width:100%;max-width:760px;display:block;margin:8px 0}
 .plot{fill:#fff;stroke:#ccc}.grid{stroke:#eee}.title{font-weight:600;font-size:13px}
 .ytick{text-anchor:end;font-size:11px;fill:#555}.xtick{text-anchor:middle;font-size:11px;fill:#555}
@@ -96,33 +96,13 @@ def _verdict_section(verdict):
 
 
 def _summary_section(summary):
-    histograms = summary.get("histograms") or {}
-    rows = [(_e(name), f"{h['count']:,}", *(_e(format_us(h[k]) if name != CPU_HISTOGRAM else _percent(h[k]))
-                                            for k in ("mean", "p50", "p90", "p99", "p99_9", "max")))
-            for name, h in histograms.items()]
     parts = ["<h2>Summary</h2>"]
-    if rows:
-        parts.append(_table(("histogram", "count", "mean", "p50", "p90", "p99", "p99.9", "max"), rows,
-                            "histograms"))
-    window = summary.get("rate_window") or {}
-    where = "the sustain phase" if window.get("phase") == "sustain" else "the whole run"
-    counters = [(_e(name), f"{c['total']:,}", _e(format_rate(c["rate"])), _e(format_rate(c["peak"])))
-                for name, c in (summary.get("counters") or {}).items()]
-    if counters:
-        parts.append(_table(("counter", "total", "rate/s", "peak/s"), counters, "counters"))
-        parts.append(f'<p class="muted">rate/s: the mean over {where} '
-                     f'({window.get("seconds", 0):g} s); peak/s: the busiest second.</p>')
-    requests = [(_e(name), f"{r['count']:,}", _e(format_rate(r["rate"])),
-                 *(_e(format_us((r.get("headers") or {}).get(k))) for k in ("p50", "p90", "p99", "max")),
-                 f"{r['response_4xx']:,}", f"{r['response_5xx']:,}")
-                for name, r in (summary.get("requests") or {}).items()]
-    if requests:
-        parts.append(_table(("request", "count", "rate/s", "headers p50", "p90", "p99", "max", "4xx", "5xx"),
-                            requests, "requests"))
-    checks = [(_e(name), f"{c['pass_percent']:.2f}%", f"{c['passed']:,}", f"{c['failed']:,}")
-              for name, c in (summary.get("checks") or {}).items()]
-    if checks:
-        parts.append(_table(("check", "passed", "passes", "fails"), checks, "checks"))
+    for table in summary_tables(summary):
+        rows = [[f'<span class="warn">{_e(row[0])}</span>' if row[0] in table.warnings else _e(row[0]),
+                 *(_e(cell) for cell in row[1:])] for row in table.rows]
+        parts.append(_table(table.columns, rows, table.kind))
+        if table.note:
+            parts.append(f'<p class="muted">{_e(table.note)}.</p>')
     parts.append(f'<p>error rate: <b id="error-rate">{summary.get("error_rate_percent", 0):.2f}%</b> '
                  f'<span class="muted">(every *_error count over responses + receives + errors)</span></p>')
     return "".join(parts)

@@ -7,44 +7,11 @@ import sys
 from stressgrid.plan.arrivals import DROPPED_ITERATION_COUNTER, ITERATION_COUNTER
 from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
                                        REQUEST_GROUP_PREFIX, STATUS_CLASS_COUNTERS, WARNING_STATUS_COUNTERS)
+from stressgrid.formatting import format_bytes, format_duration, format_rate, format_us
 from stressgrid.plan.result import error_name, is_host_error
 
 RED, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 QUIET_EVENTS = frozenset({"run_started", "run_done", "generator_registered"})
-
-
-def format_us(value, micro="us"):
-    """A microsecond value for humans: ``850us``, ``12.3ms``, ``1.25s``."""
-    if value is None:
-        return "-"
-    if value < 1000:
-        return f"{value:.0f}{micro}"
-    if value < 1_000_000:
-        ms = value / 1000
-        return f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
-    return f"{value / 1_000_000:.2f}s"
-
-
-def format_rate(value):
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
-
-
-def format_bytes(value):
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1000
-    return f"{value:.1f}TB"
-
-
-def format_duration(ms):
-    seconds = max(0, int(round((ms or 0) / 1000)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def counter_name(name):

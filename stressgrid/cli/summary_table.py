@@ -1,21 +1,19 @@
 """The end-of-run table on stderr: how fast, how many failed, did it pass.
 
 Every number comes from the run's whole-run summary (``summary.summary`` of
-the API's run, the same as ``summary.json``): per histogram the exact count,
-mean, p50, p90, p99, p99.9 and max; per counter the total, the mean rate over
-the sustain phase and the peak second; the error rate; each threshold with the
-value it measured. Fits 80 columns.
+the API's run, the same as ``summary.json``). Its tables are the ones every
+view shows (``stressgrid.summary_tables``), drawn here in columns; then the
+network, generator health, errors with their script lines, the error rate,
+watched events and each threshold with the value it measured.
 """
-from stressgrid.plan.constants import (CHECK_PREFIX, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_WARNING_US,
-                                       REQUEST_GROUP_PREFIX, WARNING_STATUS_COUNTERS, plural)
+from stressgrid.formatting import format_bytes, format_us
+from stressgrid.plan.constants import CPU_WARNING_PERCENT, LOOP_LAG_WARNING_US, plural
 from stressgrid.plan.thresholds import ThresholdError, parse
+from stressgrid.summary_tables import format_metric, summary_tables
 
-from .display import BOLD, DIM, RED, YELLOW, error_name, format_bytes, format_rate, format_us, \
-    is_host_error
+from .display import BOLD, DIM, RED, YELLOW, error_name, is_host_error
 
 NAME_WIDTH = 20
-HISTOGRAM_COLUMNS = (("count", "count"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"),
-                     ("p99", "p99"), ("p99.9", "p99_9"), ("max", "max"))
 WATCHED_EVENTS = ("generator_lost", "generator_cpu_high", "generator_loop_lag_high", "cohort_skipped",
                   "cohort_not_sent")
 VERDICT_MARKS = {"passed": "PASS", "failed": "FAIL", "passing": "pass", "failing": "FAIL",
@@ -34,73 +32,25 @@ def format_value(expr, value, micro="us"):
         threshold = parse(expr)
     except ThresholdError:
         return f"{value:g}"
-    if threshold.kind == "histogram" and threshold.key.endswith("_us"):
-        return format_us(value, micro)
     if threshold.kind == "error_rate" or threshold.key.endswith("_percent"):
         return f"{value:.2f}%"
-    return format_rate(value) if isinstance(value, float) else f"{value:,}"
+    if threshold.stat == "count":
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+    return format_metric(threshold.key, value, micro)
 
 
-def histogram_rows(summary, micro="us"):
-    """The histogram table: a header, then one line per histogram."""
-    histograms = [(n, h) for n, h in sorted((summary.get("histograms") or {}).items())
-                  if n not in GENERATOR_HISTOGRAMS and not n.startswith(REQUEST_GROUP_PREFIX)]
-    if not histograms:
-        return []
-    rows = [(f"  {'histogram':<{NAME_WIDTH}}" + "".join(f"{title:>8}" for title, _ in HISTOGRAM_COLUMNS),
-             DIM)]
-    for name, h in histograms:
-        cells = [f"{h.get('count', 0):>8,}"] + [f"{format_us(h.get(key), micro):>8}"
-                                                 for _, key in HISTOGRAM_COLUMNS[1:]]
-        rows.append((f"  {_name(name):<{NAME_WIDTH}}" + "".join(cells), None))
-    return rows
-
-
-def counter_rows(summary):
-    """The counter table: total, mean rate over the sustain phase, peak second."""
-    counters = [(n, c) for n, c in sorted((summary.get("counters") or {}).items())
-                if not n.startswith(("network_", CHECK_PREFIX, REQUEST_GROUP_PREFIX)) and not n.endswith("_error")]
-    if not counters:
-        return []
-    window = summary.get("rate_window") or {}
-    where = "the sustain phase" if window.get("phase") == "sustain" else "the whole run"
-    rows = [(f"  {'counter':<{NAME_WIDTH}}{'total':>14}{'rate/s':>12}{'peak/s':>12}", DIM)]
-    for name, c in counters:
-        warn = name in WARNING_STATUS_COUNTERS and c.get("total", 0) > 0
-        rows.append((f"  {_name(name):<{NAME_WIDTH}}{c.get('total', 0):>14,}"
-                     f"{format_rate(c.get('rate', 0)):>12}{format_rate(c.get('peak', 0)):>12}"
-                     + ("  (error statuses: a warning, not counted as errors)" if warn else ""),
-                     YELLOW if warn else None))
-    rows.append((f"  (rate/s: the mean over {where}, {window.get('seconds', 0):.1f} s; "
-                 f"peak/s: the busiest second)", DIM))
-    return rows
-
-
-def request_rows(summary, micro="us"):
-    """The named requests: responses, rate, their headers_us percentiles and error statuses."""
-    groups = summary.get("requests") or {}
-    if not groups:
-        return []
-    rows = [(f"  {'request':<{NAME_WIDTH}}{'count':>9}{'rate/s':>9}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}"
-             f"{'4xx':>7}{'5xx':>7}", DIM)]
-    for name, group in groups.items():
-        headers = group.get("headers") or {}
-        client_errors, server_errors = group.get("response_4xx", 0), group.get("response_5xx", 0)
-        rows.append((f"  {_name(name):<{NAME_WIDTH}}{group.get('count', 0):>9,}{format_rate(group.get('rate', 0)):>9}"
-                     + "".join(f"{format_us(headers.get(key), micro):>8}" for key in ("p50", "p90", "p99", "max"))
-                     + f"{client_errors:>7,}{server_errors:>7,}",
-                     YELLOW if client_errors or server_errors else None))
-    rows.append(("  (p50 to max: each named request's headers_us; 4xx, 5xx: its error statuses)", DIM))
-    return rows
-
-
-def check_rows(summary):
-    """Each ``check`` of the scripts with the share of its calls that passed."""
-    rows = []
-    for name, check in (summary.get("checks") or {}).items():
-        passed, calls = check.get("passed", 0), check.get("passed", 0) + check.get("failed", 0)
-        rows.append((f"  {_name('check ' + name):<{NAME_WIDTH}}{check.get('pass_percent', 0):>13.2f}%  passed, "
-                     f"{passed:,} of {calls:,}", YELLOW if check.get("failed") else None))
+def table_rows(table):
+    """One of the summary's tables (``SummaryTable``): a title row, its rows, its note.
+    The name column is ``NAME_WIDTH`` wide; each other column as wide as its widest cell."""
+    widths = [max(len(table.columns[i]), *(len(row[i]) for row in table.rows)) + 2
+              for i in range(1, len(table.columns))]
+    rows = [(f"  {table.columns[0]:<{NAME_WIDTH}}" + "".join(f"{title:>{w}}" for title, w in
+                                                            zip(table.columns[1:], widths)), DIM)]
+    for row in table.rows:
+        rows.append((f"  {_name(row[0]):<{NAME_WIDTH}}" + "".join(f"{cell:>{w}}" for cell, w in zip(row[1:], widths)),
+                     YELLOW if row[0] in table.warnings else None))
+    if table.note:
+        rows.append((f"  ({table.note})", DIM))
     return rows
 
 
@@ -153,10 +103,8 @@ def summary_rows(detail, micro="us", seen_events=()):
     if report.get("note"):
         head += f" ({report['note']})"
     rows = [(head, BOLD)]
-    rows += histogram_rows(summary, micro)
-    rows += request_rows(summary, micro)
-    rows += counter_rows(summary)
-    rows += check_rows(summary)
+    for table in summary_tables(summary, micro):
+        rows += table_rows(table)
     counters = summary.get("counters") or {}
     if "network_rx_bytes" in counters or "network_tx_bytes" in counters:
         rows.append((f"  {'network rx / tx':<{NAME_WIDTH}}"

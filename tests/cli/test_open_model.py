@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from stressgrid.formatting import format_us
 from tests.cli.support import run_cli
 from tests.cli.test_local import archive_file
 from tests.support.servers import requests_logged
@@ -73,8 +74,11 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     tables = report_tables(archive_file(pathlib.Path(out), "report.html"))
     assert tables["counters"]["iteration"][1] == "150"
     for name in ("iteration_us", "intended_iteration_us", "iteration_start_delay_us", "headers_us",
-                 "intended_headers_us", "request_visit_intended_headers_us"):
+                 "intended_headers_us"):
         assert tables["histograms"][name][1] == f"{summary['histograms'][name]['count']:,}", name
+    # The named request's row has the p99 of its intended twin.
+    twin = summary["histograms"]["request_visit_intended_headers_us"]["p99"]
+    assert tables["requests"]["visit"][7] == format_us(twin)
 
 
 def test_a_ramp_of_rate_steps_follows_its_line(tmp_path, logged_nginx):

@@ -440,9 +440,10 @@ def test_the_dom_helper_builds_html_and_svg_elements(modules):
 
 # -- run_summary.js --------------------------------------------------------------------
 
-def test_the_summary_tables_list_named_requests_and_checks_from_the_coordinators_summary(modules):
+def test_the_summary_tables_are_drawn_as_the_coordinator_laid_them_out(modules):
     from coordinator_app.summary import summarize
     from stressgrid._core.metrics import Histogram
+    from stressgrid.summary_tables import summary_tables
     headers = Histogram("request_login_headers_us")
     for value in (1000, 2000, 3000, 40_000):
         headers.record(value)
@@ -450,13 +451,20 @@ def test_the_summary_tables_list_named_requests_and_checks_from_the_coordinators
               "request_login_response_5xx_count": 1, "response_count": 4,
               "check_ok_pass_count": 3, "check_ok_fail_count": 1}
     summary = summarize({"request_login_headers_us": headers}, totals, {}, ("sustain", 2.0, totals))
-    rows = modules.run("run_summary.js", """(m, summary) => {
-        const root = m.summaryTables(summary);
+    tables = [table.to_dict() for table in summary_tables(summary, "\u00b5s")]
+    drawn = modules.run("run_summary.js", """(m, summary, tables) => {
+        const root = m.summaryTables(summary, tables);
         const cells = (name) => [...root.querySelectorAll(`table.${name} tbody tr`)].map(
             (row) => [...row.children].map((cell) => cell.textContent));
-        return {requests: cells("summary-requests"), checks: cells("summary-checks")};
-    }""", summary)
-    figures = summary["requests"]["login"]["headers"]
-    assert 2000 <= figures["p50"] < 2010 and all(40_000 <= figures[k] < 40_100 for k in ("p90", "p99", "max"))
-    assert rows["requests"] == [["login", "4", "2", "2 ms", "40 ms", "40 ms", "40 ms", "0", "1"]]
-    assert rows["checks"] == [["ok", "75.00%", "4"]]
+        const warned = [...root.querySelectorAll("tr.warning-row")].map((row) => row.dataset.name);
+        return {requests: cells("summary-requests"), checks: cells("summary-checks"),
+                counters: cells("summary-counters"), warned,
+                notes: [...root.querySelectorAll("p.muted")].map((p) => p.textContent)};
+    }""", summary, tables)
+    laid = {table["kind"]: table for table in tables}
+    assert drawn["requests"] == laid["requests"]["rows"] == [["login", "4", "2", "2.0ms", "40.0ms", "40.0ms",
+                                                              "40.0ms", "0", "1"]]
+    assert drawn["checks"] == laid["checks"]["rows"] == [["ok", "75.00%", "3", "4"]]
+    assert drawn["counters"] == laid["counters"]["rows"] == [["response", "4", "2", "0"]]
+    assert drawn["warned"] == ["login", "ok"]
+    assert drawn["notes"] == [f"{table['note']}." for table in tables if table["note"]]

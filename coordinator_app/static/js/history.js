@@ -337,7 +337,7 @@ export class HistoryView {
         root.appendChild(list);
       }
 
-      root.appendChild(runSummary(summary));
+      root.appendChild(runSummary(detail));
     }
     return root;
   }

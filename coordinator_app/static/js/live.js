@@ -268,7 +268,7 @@ export class LiveView {
     if (panel.dataset.run !== ended.id) {
       panel.dataset.run = ended.id;
       panel.textContent = "";
-      panel.append(element("h3", "", "Whole run"), runSummary(report));
+      panel.append(element("h3", "", "Whole run"), runSummary(ended));
     }
   }
 

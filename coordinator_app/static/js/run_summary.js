@@ -3,10 +3,8 @@
 // the live panel and a History row's details both show them.
 
 import { element } from "./dom.js";
-import { compact, formatterFor, integer, micros } from "./format.js";
+import { formatterFor, micros } from "./format.js";
 
-const HISTOGRAM_COLUMNS = [["count", "count"], ["mean", "mean"], ["p50", "p50"], ["p90", "p90"],
-  ["p99", "p99"], ["p99.9", "p99_9"], ["max", "max"]];
 const VERDICT_TEXT = {
   passed: ["PASSED", "verdict-passed"],
   failed: ["FAILED", "verdict-failed"],
@@ -75,41 +73,18 @@ export function thresholdList(verdict) {
   return root;
 }
 
-/** The whole-run summary: histograms, counters with sustain-phase rates and peaks, error rate. */
-export function summaryTables(summary) {
+/**
+ * The whole-run summary's tables as the coordinator lays them out for every view (the API's
+ * ``summary_tables``: the CLI's table and the HTML report show the same rows), then the error rate.
+ */
+export function summaryTables(summary, tables) {
   const root = element("div", "run-summary-tables");
-  const histograms = Object.entries(summary.histograms || {});
-  if (histograms.length) {
-    root.appendChild(table("summary-histograms", ["Histogram", ...HISTOGRAM_COLUMNS.map(([label]) => label)],
-      histograms.map(([name, h]) => [name, ...HISTOGRAM_COLUMNS.map(([, key]) =>
-        (key === "count" ? integer : formatterFor(name))(h[key]))])));
-  }
-  const counters = Object.entries(summary.counters || {});
-  if (counters.length) {
-    root.appendChild(table("summary-counters", ["Counter", "total", "rate/s", "peak/s"],
-      counters.map(([name, c]) => {
-        const format = formatterFor(name, true);
-        return [name, formatterFor(name)(c.total), format(c.rate), format(c.peak)];
-      })));
-    const window = summary.rate_window || {};
-    root.appendChild(element("p", "muted small",
-      `rate/s: the mean over ${window.phase === "sustain" ? "the sustain phase" : "the whole run"} ` +
-      `(${window.seconds} s); peak/s: the busiest second.`));
-  }
-  const requests = Object.entries(summary.requests || {});
-  if (requests.length) {
-    root.appendChild(table("summary-requests", ["Request", "count", "rate/s", "p50", "p90", "p99", "max", "4xx", "5xx"],
-      requests.map(([name, r]) => {
-        const headers = r.headers || {};
-        return [name, integer(r.count), compact(r.rate), ...["p50", "p90", "p99", "max"].map((key) => micros(headers[key])),
-          integer(r.response_4xx), integer(r.response_5xx)];
-      })));
-    root.appendChild(element("p", "muted small", "Named requests: p50 to max of each one's headers_us; 4xx, 5xx: its error statuses."));
-  }
-  const checks = Object.entries(summary.checks || {});
-  if (checks.length) {
-    root.appendChild(table("summary-checks", ["Check", "passed", "of calls"],
-      checks.map(([name, c]) => [name, `${c.pass_percent.toFixed(2)}%`, integer(c.passed + c.failed)])));
+  for (const laid of tables || []) {
+    const node = root.appendChild(table(`summary-${laid.kind}`, laid.columns, laid.rows));
+    for (const row of node.querySelectorAll("tbody tr")) {
+      if (laid.warnings.includes(row.dataset.name)) row.classList.add("warning-row");
+    }
+    if (laid.note) root.appendChild(element("p", "muted small", `${laid.note}.`));
   }
   const rate = summary.error_rate_percent || 0;
   const line = element("p", rate ? "error-rate danger-text" : "error-rate");
@@ -119,12 +94,14 @@ export function summaryTables(summary) {
   return root;
 }
 
-/** Everything a finished run's report says at a glance (``report``: the API's run summary). */
-export function runSummary(report) {
+/** Everything a finished run's report says at a glance (``detail``: the API's run, with its
+ * ``summary`` report and ``summary_tables``). */
+export function runSummary(detail) {
+  const report = detail.summary;
   const root = element("div", "run-summary");
   if (report.verdict && report.verdict.thresholds && report.verdict.thresholds.length) {
     root.appendChild(thresholdList(report.verdict));
   }
-  if (report.summary) root.appendChild(summaryTables(report.summary));
+  if (report.summary) root.appendChild(summaryTables(report.summary, detail.summary_tables));
   return root;
 }
