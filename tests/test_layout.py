@@ -63,6 +63,15 @@ def test_the_package_under_test_is_the_one_this_run_is_about():
         assert PACKAGE == ROOT / "stressgrid"
 
 
+def test_the_installed_command_is_the_cli():
+    # The console script an installation puts beside its Python; a source tree has none.
+    script = pathlib.Path(sys.executable).parent / "stressgrid"
+    assert script.exists() == TESTING_INSTALLED
+    if TESTING_INSTALLED:
+        done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "run load tests on a Stressgrid coordinator" in done.stdout, done
+
+
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda args: args[1].split()[-1])
 def test_in_a_source_tree_not_compiled_every_command_says_what_to_run(tmp_path, args):
     tree = tree_without_compiled_modules(tmp_path / "checkout")

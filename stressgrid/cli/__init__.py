@@ -13,8 +13,6 @@ stdout, so ``wget $(python -m stressgrid.cli run ...)`` fetches it.
 Modules: ``exits`` (exit codes and the error that ends the command), ``options``
 (flags and the coordinator address), ``plan_spec`` (the plan from flags and plan
 files), ``api_client`` (the coordinator's JSON API), ``display`` (telemetry on
-stderr), ``local`` (``--local``'s child processes) and ``run`` (the command).
+stderr), ``local`` (``--local``'s child processes) and ``run`` (the command,
+``stressgrid.cli.run:main``). Importing the package imports none of them.
 """
-from .run import main
-
-__all__ = ["main"]
