@@ -42,6 +42,7 @@ import json
 import typing
 
 from stressgrid import wire
+from stressgrid.metrics import COUNTER_SUFFIX
 from stressgrid.plan import constants
 from stressgrid.plan.constants import (CPU_WARNING_PERCENT, DEVICE_UNPLACED_ERROR, GENERATOR_LOST_ERROR,
                                        LOOP_LAG_WARNING_US, plural)
@@ -49,7 +50,7 @@ from stressgrid.plan.arrivals import (ARRIVAL_SHARE, DROPPED_ITERATION_COUNTER, 
                                       rate_at, segments)
 from stressgrid.plan.model import PlanError
 
-from . import run_scope, schedule, validate
+from . import run_scope, run_timeline, validate
 from .aggregate import TelemetryAggregator
 from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
@@ -145,7 +146,7 @@ class Run:
         self.addresses = [address.to_dict() for address in addresses]
         self.opts = plan.opts.to_dict()
         self.blocks = [block.to_dict() for block in plan.blocks]
-        self.timeline = schedule.build_timeline(plan.opts)
+        self.timeline = run_timeline.build_timeline(plan.opts)
         self.started = at.monotonic
         self.started_wall = at.wall
         self.state = RunState.RAMPUP
@@ -499,7 +500,7 @@ class RunScheduler:
             if run is not None and not run.ended:
                 # Its devices' load left the run: an error of the run, never a warning.
                 held = run.devices_on(generator.routing_id)
-                self.aggregator.count_error(GENERATOR_LOST_ERROR + "_count",
+                self.aggregator.count_error(GENERATOR_LOST_ERROR + COUNTER_SUFFIX,
                                             f"{lost}, with {plural(held, 'device')} of the run")
                 if run.state in PHASES:
                     self._replace(out, run, generator)
@@ -599,7 +600,7 @@ class RunScheduler:
 
     def _start_cohort(self, out, run, index):
         opts = run.plan.opts
-        blocks = run.blocks if opts.open_model else schedule.cohort_blocks(run.blocks, opts.ramp_steps, index)
+        blocks = run.blocks if opts.open_model else run_timeline.cohort_blocks(run.blocks, opts.ramp_steps, index)
         if not blocks:
             return
         generators = list(self.registry)
@@ -610,9 +611,9 @@ class RunScheduler:
             return
         routing_ids = [g.routing_id for g in generators]
         if opts.open_model:
-            assignments, run.cursor = schedule.assign_arrivals(blocks, routing_ids, opts, run.cursor)
+            assignments, run.cursor = run_timeline.assign_arrivals(blocks, routing_ids, opts, run.cursor)
         else:
-            assignments, run.cursor = schedule.assign_cohort(blocks, routing_ids, index, run.cursor)
+            assignments, run.cursor = run_timeline.assign_cohort(blocks, routing_ids, index, run.cursor)
         self._send_cohort(out, run, index, assignments)
 
     def _send_cohort(self, out, run, index, assignments):
@@ -645,8 +646,8 @@ class RunScheduler:
                     continue
                 self._count_devices(run, lost.generator_id, -assignment.size)
                 if assignment.share is None:
-                    counts = schedule.fill_rooms(assignment.size, rooms)
-                    parts = schedule.carve(assignment, [g.routing_id for g in generators], counts)
+                    counts = run_timeline.fill_rooms(assignment.size, rooms)
+                    parts = run_timeline.carve(assignment, [g.routing_id for g in generators], counts)
                 else:
                     counts, parts = self._move_share(run, assignment, generators, rooms)
                 rooms = [room - count for room, count in zip(rooms, counts)]
@@ -661,7 +662,7 @@ class RunScheduler:
             self._event(out, "devices_replaced", f"{plural(moved, 'device')} of {lost.generator_id} "
                                                  f"started again on the other generators", lost)
         if unplaced:
-            self.aggregator.count_error(DEVICE_UNPLACED_ERROR + "_count",
+            self.aggregator.count_error(DEVICE_UNPLACED_ERROR + COUNTER_SUFFIX,
                                         f"{plural(unplaced, 'device')} of {lost.generator_id} fit on no "
                                         f"other generator", unplaced)
             self._event(out, "devices_unplaced", f"{plural(unplaced, 'device')} of {lost.generator_id} fit "

@@ -30,7 +30,7 @@ import zmq
 from stressgrid import __version__, wire
 from stressgrid.plan.constants import ABORTED
 
-from . import fleet_auth, schedule
+from . import fleet_auth, run_timeline
 from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
 from .writers import INTERRUPTED_NOTE, RunInfo, WriterPipeline
@@ -389,7 +389,7 @@ class Coordinator:
                                                      self._now()))
 
     def _unique_run_id(self, name):
-        base = schedule.run_id(name)
+        base = run_timeline.run_id(name)
         run_id = base
         for n in itertools.count(2):
             if not self.store.exists(run_id):

@@ -1,4 +1,4 @@
-# Browse the bundled demo target (python -m stressgrid.demo_target): the greeting page, then
+# Browse the bundled demo target (python -m stressgrid.targets.demo): the greeting page, then
 # the JSON document, with a pause between visits like a person reading. Each request is named,
 # so the summary has a row for each page, and each answer is checked.
 # Protocol: http (or http10, http2 against a server that speaks it). Params (all optional):

@@ -1,4 +1,4 @@
-# One visit to the bundled demo target (python -m stressgrid.demo_target), for an open-model
+# One visit to the bundled demo target (python -m stressgrid.targets.demo), for an open-model
 # (arrival-rate) run: the script is one iteration, started at the planned rate on a free
 # device of the pool, which keeps its connection for its next iteration.
 #   python -m stressgrid.cli run visits examples/demo_visit.py --local --demo-target \

@@ -1,4 +1,4 @@
-# Shoppers of the bundled demo target (python -m stressgrid.demo_target), each one user from a
+# Shoppers of the bundled demo target (python -m stressgrid.targets.demo), each one user from a
 # feeder file: run it with `--data examples/shop_users.csv`, and device i of the whole fleet is
 # row i of the file (every row is used once before any is used again). Each shopper signs in
 # with its own name (the demo target echoes the body back, so the check sees whether the answer

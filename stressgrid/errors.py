@@ -62,7 +62,7 @@ _ERRNO_REASONS = {
 
 # The counter of a connection that found no free (source address, port) for its
 # target, and what to do about it.
-ADDR_NOT_AVAIL_ERROR = "addr_not_avail_error_count"
+ADDR_NOT_AVAIL_COUNTER = "addr_not_avail_error_count"
 ADDR_NOT_AVAIL_ADVICE = ("no source address and port left for the target (ephemeral ports exhausted, or a "
                          "source address not on this machine): add source addresses (--source-addresses) "
                          "or targets")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator_app.schedule import assign_arrivals
+from coordinator_app.run_timeline import assign_arrivals
 from stressgrid import wire
 from stressgrid._core.arrivals import Schedule
 from stressgrid.generator.cohorts import CohortBook, CohortError, check_start_cohort, split_cohort

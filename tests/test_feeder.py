@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator_app import schedule
+from coordinator_app import run_timeline
 from stressgrid.generator.cohorts import CohortError, check_start_cohort, fit_shares, split_cohort
 from stressgrid.plan import Plan, PlanError
 from stressgrid.plan.feeder import FeederError, format_of, parse_rows
@@ -140,12 +140,12 @@ def test_every_row_is_used_once_before_any_repeats_however_the_fleet_divides(
     cursor = 0
     worker_cursor = 0
     for index in range(steps):
-        cohort = schedule.cohort_blocks(blocks, steps, index)
-        assignments, cursor = schedule.assign_cohort(cohort, routing_ids, index, cursor)
+        cohort = run_timeline.cohort_blocks(blocks, steps, index)
+        assignments, cursor = run_timeline.assign_cohort(cohort, routing_ids, index, cursor)
         if lost and len(assignments) > 1:
             victim = assignments.pop()
-            counts = schedule.fill_rooms(victim.size, [victim.size] * len(assignments))
-            assignments += schedule.carve(victim, [a.generator for a in assignments], counts)
+            counts = run_timeline.fill_rooms(victim.size, [victim.size] * len(assignments))
+            assignments += run_timeline.carve(victim, [a.generator for a in assignments], counts)
         for assignment in assignments:
             start = StartCohort(run_id="r", cohort_id=str(index), blocks=json.loads(json.dumps(assignment.blocks)),
                                 addresses=[{"host": "h", "port": 1, "protocol": "tcp"}], opts={},

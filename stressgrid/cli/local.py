@@ -142,7 +142,7 @@ class LocalGrid:
             AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         if self.demo_target:
             target_port = free_port()
-            target = self._start("demo target", ["stressgrid.demo_target", "--host", "127.0.0.1",
+            target = self._start("demo target", ["stressgrid.targets.demo", "--host", "127.0.0.1",
                                                  "--port", str(target_port)])
             self.target = ("127.0.0.1", target_port, "http")
         self.base_url = f"http://127.0.0.1:{management_port}"

@@ -64,7 +64,7 @@ the only line on stdout, so this works:
 worker per core) start as child processes on free loopback ports, the archive
 is downloaded into the current directory and its path printed; both processes
 stop when the command ends. --demo-target also starts the bundled demo HTTP
-server (python -m stressgrid.demo_target) and points the plan at it:
+server (python -m stressgrid.targets.demo) and points the plan at it:
   %(prog)s run demo examples/demo_http.py --local --demo-target -s 100 --sustain 20
 """
 

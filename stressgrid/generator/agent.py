@@ -32,8 +32,8 @@ import time
 import zmq
 
 from stressgrid import wire
-from stressgrid.errors import ADDR_NOT_AVAIL_ADVICE, ADDR_NOT_AVAIL_ERROR
-from stressgrid.metrics import MetricsAggregate
+from stressgrid.errors import ADDR_NOT_AVAIL_ADVICE, ADDR_NOT_AVAIL_COUNTER
+from stressgrid.metrics import COUNTER_SUFFIX, MetricsAggregate
 from stressgrid.plan import constants
 from stressgrid.protocols.source import parse_pool
 
@@ -47,10 +47,10 @@ from .supervisor import WorkerPool
 from .worker import watchdog_identity, worker_identity
 
 ACTIVE_DEVICES_GAUGE = "active_device_number"
-WORKER_KILLED_ERROR = constants.WORKER_KILLED_ERROR + "_count"
-WORKER_CRASHED_ERROR = constants.WORKER_CRASHED_ERROR + "_count"
-DEVICE_CANCELLED_ERROR = constants.DEVICE_CANCELLED_ERROR + "_count"
-DEVICE_UNPLACED_ERROR = constants.DEVICE_UNPLACED_ERROR + "_count"
+WORKER_KILLED_COUNTER = constants.WORKER_KILLED_ERROR + COUNTER_SUFFIX
+WORKER_CRASHED_COUNTER = constants.WORKER_CRASHED_ERROR + COUNTER_SUFFIX
+DEVICE_CANCELLED_COUNTER = constants.DEVICE_CANCELLED_ERROR + COUNTER_SUFFIX
+DEVICE_UNPLACED_COUNTER = constants.DEVICE_UNPLACED_ERROR + COUNTER_SUFFIX
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
 
@@ -236,7 +236,7 @@ class HostAgent:
                     f"{unplaced + sum(share.devices for share in shares)} devices found no room "
                     f"(this generator holds at most {sum(self._worker_capacities)})")
             self._send_event("cohort_cut_short", text)
-            self._count_error(DEVICE_UNPLACED_ERROR, text, unplaced)
+            self._count_error(DEVICE_UNPLACED_COUNTER, text, unplaced)
         for share in shares:
             self._send_to_worker(share.worker_index, share.start)
         log.info("cohort %s of run %s: %s devices over workers %s", start.cohort_id, start.run_id,
@@ -406,10 +406,10 @@ class HostAgent:
             if kind not in self._reported_error_kinds:
                 self._reported_error_kinds.add(kind)
                 pending.errors[kind] = line
-                if kind == DEVICE_CANCELLED_ERROR:
+                if kind == DEVICE_CANCELLED_COUNTER:
                     self._send_event("device_cancelled", f"worker {slot.index}: a script cancelled its own "
                                                          f"device (restarted like any failing one): {line}")
-                elif kind == ADDR_NOT_AVAIL_ERROR:
+                elif kind == ADDR_NOT_AVAIL_COUNTER:
                     self._send_event("addr_not_avail", f"worker {slot.index}: {ADDR_NOT_AVAIL_ADVICE}: {line}")
 
     def _on_worker_run_stopped(self, slot, stopped):
@@ -436,7 +436,7 @@ class HostAgent:
             log.warning("%s with %d devices; restarting it", description, devices)
             if not exit_.killed:  # a kill was counted when it was decided
                 self._send_event("worker_crashed", f"{description} with {devices} devices")
-                self._count_error(WORKER_CRASHED_ERROR, description)
+                self._count_error(WORKER_CRASHED_COUNTER, description)
             self.stops.forget(exit_.index)
             self._forget_worker_answers(exit_.index)
         self.pool.restart_due()
@@ -446,7 +446,7 @@ class HostAgent:
         doing = f"; its last report: {slot.last_event}" if slot.last_event else ""
         self._send_event("worker_killed", f"worker {slot.index} (pid {slot.pid}) did not confirm {what} "
                                           f"within {self.stops.timeout_s:g} s; killed it{doing}")
-        self._count_error(WORKER_KILLED_ERROR, f"worker {slot.index} did not confirm {what}{doing}")
+        self._count_error(WORKER_KILLED_COUNTER, f"worker {slot.index} did not confirm {what}{doing}")
         self.pool.kill(slot.index)
 
     def _count_error(self, name, line, count=1):

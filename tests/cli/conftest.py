@@ -10,7 +10,7 @@ from tests.support.servers import free_port, running
 def demo_target():
     """The bundled demo HTTP server on a free loopback port; yields the port."""
     port = free_port()
-    with running([sys.executable, "-m", "stressgrid.demo_target", "--port", str(port)], port):
+    with running([sys.executable, "-m", "stressgrid.targets.demo", "--port", str(port)], port):
         yield port
 
 

@@ -84,7 +84,7 @@ def test_a_malformed_request_gets_400_and_a_close(demo_target):
 
 def test_workers_share_the_port_and_stop_together(tmp_path):
     port = free_port()
-    with running([sys.executable, "-m", "stressgrid.demo_target", "--port", str(port),
+    with running([sys.executable, "-m", "stressgrid.targets.demo", "--port", str(port),
                   "--workers", "2"], port) as process:
         # The port listens before the workers are forked: wait for both.
         workers = wait_until(lambda: len(found := psutil.Process(process.pid).children()) == 2 and found,
@@ -96,14 +96,14 @@ def test_workers_share_the_port_and_stop_together(tmp_path):
 
 
 def test_a_taken_port_is_a_clear_error(demo_target):
-    result = subprocess.run([sys.executable, "-m", "stressgrid.demo_target", "--port",
+    result = subprocess.run([sys.executable, "-m", "stressgrid.targets.demo", "--port",
                              str(demo_target)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{demo_target}" in result.stderr
 
 
 def test_it_says_where_it_listens(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "stressgrid.demo_target", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "stressgrid.targets.demo", "--port", "0"],
                                stderr=subprocess.PIPE, text=True)
     try:
         line = process.stderr.readline()

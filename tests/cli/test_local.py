@@ -56,7 +56,7 @@ def test_the_readme_demo_runs_a_real_load_test_and_leaves_only_the_archive(tmp_p
         cli.kill()
     assert code == 0, err
     # Coordinator, demo target, generator agent and its workers (one per core).
-    assert any("-m stressgrid.demo_target" in c for c in commands), commands
+    assert any("-m stressgrid.targets.demo" in c for c in commands), commands
     assert sum("-m stressgrid.generator.worker" in c for c in commands) == len(os.sched_getaffinity(0)), commands
     assert "local mode: coordinator on http://127.0.0.1:" in err
     # The only stdout line is the path of the archive, downloaded into the current directory.

@@ -32,7 +32,7 @@ def value(found, name, **labels):
 @pytest.fixture(scope="module")
 def demo_port():
     port = free_port()
-    with running([sys.executable, "-m", "stressgrid.demo_target", "--port", str(port)], port):
+    with running([sys.executable, "-m", "stressgrid.targets.demo", "--port", str(port)], port):
         yield port
 
 

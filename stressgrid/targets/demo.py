@@ -1,6 +1,6 @@
 """A small, fast HTTP/1.x server to point a first load test at.
 
-``python -m stressgrid.demo_target [--host 127.0.0.1] [--port 5000] [--workers 1]``
+``python -m stressgrid.targets.demo [--host 127.0.0.1] [--port 5000] [--workers 1]``
 
 It listens on loopback by default and answers:
 
@@ -360,7 +360,7 @@ def run_workers(sock, count):
 
 def argument_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m stressgrid.demo_target",
+        prog="python -m stressgrid.targets.demo",
         description="A small, fast HTTP/1.x server to load test: GET / (text), /json, "
                     "/slow?ms=N, /bytes?n=N, /status/NNN, /health; POST or PUT /echo.")
     parser.add_argument("--host", default=DEFAULT_HOST,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator_app import schedule
+from coordinator_app import run_timeline
 from stressgrid.plan import Opts
 from stressgrid.plan.split import split_exactly
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 def test_timeline_orders_starts_then_sustain_then_reverse_stops_then_cooldown():
     opts = Opts(ramp_steps=3, rampup_step_ms=100, sustain_ms=1000, rampdown_step_ms=50, cooldown_ms=200)
-    timeline = schedule.build_timeline(opts)
+    timeline = run_timeline.build_timeline(opts)
     actions = [(s.at_ms, s.action, s.phase if s.action in ("phase", "end") else s.cohort)
                for s in timeline.steps]
     assert actions == [
@@ -35,7 +35,7 @@ def test_timeline_orders_starts_then_sustain_then_reverse_stops_then_cooldown():
 
 def test_zero_length_phases_are_skipped_but_cohorts_still_start_and_stop():
     opts = Opts(ramp_steps=2, rampup_step_ms=0, sustain_ms=0, rampdown_step_ms=0, cooldown_ms=0)
-    timeline = schedule.build_timeline(opts)
+    timeline = run_timeline.build_timeline(opts)
     assert [s.action for s in timeline.steps if s.action in ("start", "stop")] == \
         ["start", "start", "stop", "stop"]
     assert [s.cohort for s in timeline.steps if s.action == "stop"] == [1, 0]
@@ -53,9 +53,9 @@ def test_cohorts_split_over_generators_lose_nothing_and_rotate_round_robin_exact
     started = {i: 0 for i in range(len(sizes))}
     offsets = []
     for index in range(steps):
-        cohort = schedule.cohort_blocks(blocks, steps, index)
+        cohort = run_timeline.cohort_blocks(blocks, steps, index)
         assert all(block["size"] > 0 for block in cohort)
-        assignments, cursor = schedule.assign_cohort(cohort, routing_ids, index, cursor)
+        assignments, cursor = run_timeline.assign_cohort(cohort, routing_ids, index, cursor)
         assert sum(a.size for a in assignments) == sum(b["size"] for b in cohort)
         for assignment in assignments:
             assert assignment.size > 0 and assignment.generator in routing_ids
@@ -76,8 +76,8 @@ def test_small_cohorts_rotate_their_remainder_over_generators():
     per_generator = {b"a": 0, b"b": 0, b"c": 0, b"d": 0}
     cursor = 0
     for index in range(4):
-        cohort = schedule.cohort_blocks(blocks, 4, index)
-        assignments, cursor = schedule.assign_cohort(cohort, list(per_generator), index, cursor)
+        cohort = run_timeline.cohort_blocks(blocks, 4, index)
+        assignments, cursor = run_timeline.assign_cohort(cohort, list(per_generator), index, cursor)
         for assignment in assignments:
             per_generator[assignment.generator] += assignment.size
     assert per_generator == {b"a": 1, b"b": 1, b"c": 1, b"d": 1}
@@ -86,24 +86,24 @@ def test_small_cohorts_rotate_their_remainder_over_generators():
 @pytest.mark.parametrize("size,steps", [(10, 3), (3, 10), (100000, 7), (1, 1)])
 def test_cohort_sizes_split_each_block_exactly_over_the_ramp_steps(size, steps):
     blocks = [{"script": "", "params": {}, "size": size}]
-    sizes = [sum(b["size"] for b in schedule.cohort_blocks(blocks, steps, i)) for i in range(steps)]
+    sizes = [sum(b["size"] for b in run_timeline.cohort_blocks(blocks, steps, i)) for i in range(steps)]
     assert sizes == split_exactly(size, steps)
 
 
 def test_no_generators_get_no_assignments():
-    assert schedule.assign_cohort([{"size": 3}], [], 0, 5) == ([], 5)
+    assert run_timeline.assign_cohort([{"size": 3}], [], 0, 5) == ([], 5)
 
 
 def test_run_id_replaces_non_alphanumerics_and_stamps_utc():
     now = datetime.datetime(2024, 2, 29, 23, 59, 58, tzinfo=datetime.timezone.utc)
-    assert schedule.run_id("10k browsing/photos_c5.2xlarge", now) == \
+    assert run_timeline.run_id("10k browsing/photos_c5.2xlarge", now) == \
         "10k-browsing-photos-c5-2xlarge-20240229235958"
-    assert schedule.run_id("ok", None).startswith("ok-20")
+    assert run_timeline.run_id("ok", None).startswith("ok-20")
 
 
 @given(devices=st.integers(0, 500), rooms=st.lists(st.integers(-5, 200), max_size=8))
 def test_filling_rooms_places_every_device_that_fits_and_never_overfills(devices, rooms):
-    counts = schedule.fill_rooms(devices, rooms)
+    counts = run_timeline.fill_rooms(devices, rooms)
     assert len(counts) == len(rooms)
     assert sum(counts) == min(devices, sum(max(room, 0) for room in rooms))
     assert all(0 <= count <= max(room, 0) for count, room in zip(counts, rooms))
@@ -113,20 +113,20 @@ def test_filling_rooms_places_every_device_that_fits_and_never_overfills(devices
 
 
 def test_filling_rooms_shares_evenly_then_gives_the_rest_to_who_has_room():
-    assert schedule.fill_rooms(10, [100, 100, 100]) == [4, 3, 3]
-    assert schedule.fill_rooms(10, [1, 100, 2]) == [1, 7, 2]
-    assert schedule.fill_rooms(10, [1, 2]) == [1, 2]
+    assert run_timeline.fill_rooms(10, [100, 100, 100]) == [4, 3, 3]
+    assert run_timeline.fill_rooms(10, [1, 100, 2]) == [1, 7, 2]
+    assert run_timeline.fill_rooms(10, [1, 2]) == [1, 2]
 
 
 @given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=4), data=st.data())
 def test_carving_an_assignment_keeps_every_device_its_block_and_its_target(sizes, data):
     blocks = [{"script": "s", "params": {"block": i}, "size": size} for i, size in enumerate(sizes)]
-    assignment = schedule.Assignment(b"lost", blocks, address_offset=7)
+    assignment = run_timeline.Assignment(b"lost", blocks, address_offset=7)
     total = assignment.size
     cuts = sorted(data.draw(st.lists(st.integers(0, total), max_size=4)))
     counts = [b - a for a, b in zip([0] + cuts, cuts + [total])]
     generators = [f"g{i}".encode() for i in range(len(counts))]
-    parts = schedule.carve(assignment, generators, counts)
+    parts = run_timeline.carve(assignment, generators, counts)
     assert [p.size for p in parts] == [c for c in counts if c]
     assert [p.generator for p in parts] == [g for g, c in zip(generators, counts) if c]
     # Device k of the lost assignment keeps its block and its round-robin target 7 + k.
