@@ -21,8 +21,8 @@ Inputs (each returns an ``Outbox``):
 
 Outputs (``Outbox`` fields, each in order): ``messages`` to send as
 ``(routing id, wire message)``; ``events`` recorded (the run's own are also
-among ``writes``); ``writes``, calls of the ``WriterPipeline`` as
-``(method, args)``; ``store``, calls of the ``RunStore`` as ``(method, args)``;
+among ``writes``); ``writes``, calls of the ``WriterPipeline``, and ``store``,
+calls of the ``RunStore``, as typed effects (``coordinator_app.effects``);
 ``publish``, true when the state shown by ``state(at)`` changed; ``reply``,
 a command's answer. Carry out the writes and store calls before sending: the
 outbox of an undelivered message (which may end the run) comes after them.
@@ -51,6 +51,8 @@ from stressgrid.plan.arrivals import (ARRIVAL_SHARE, DROPPED_ITERATION_COUNTER, 
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, run_timeline, validate
+from .effects import (InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteInterval, WriteSecond,
+                      WriteStart)
 from .aggregate import TelemetryAggregator
 from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
@@ -427,12 +429,12 @@ class RunScheduler:
                                       f"{capacity:,}: add generators or lower the blocks' sizes")
         out = self._begin(at)
         run = Run(run_id, plan, addresses, at)
-        out.store.append(("insert", (run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict)))
+        out.store.append(InsertRun(run_id, plan.name, run.state.value, at.wall, plan.size, run.plan_dict))
         self.aggregator.start_run()
         self.telemetry_check.start_run()
         self.stale.start_run()
         self.run = run
-        out.writes.append(("start", (run.info,)))
+        out.writes.append(WriteStart(run.info))
         self._event(out, "run_started",
                     f"{plural(plan.size, 'device')} on {plural(len(self.registry), 'generator')}")
         self._advance_run(out, run)
@@ -512,7 +514,7 @@ class RunScheduler:
         generators = list(self.registry)
         telemetry = self.aggregator.tick(generators)
         if run is not None and not run.ended:
-            out.writes.append(("second", (run.info, telemetry)))
+            out.writes.append(WriteSecond(run.info, telemetry))
             self._judge(out, run)
             if self._at.monotonic >= run.next_checkpoint:
                 self._checkpoint(out, run)
@@ -576,7 +578,7 @@ class RunScheduler:
                 return
         if now >= run.next_cut:
             report = self.aggregator.cut_interval(list(self.registry))
-            out.writes.append(("interval", (run.info, report)))
+            out.writes.append(WriteInterval(run.info, report))
             run.next_cut += run.interval_s
             if run.next_cut <= now:
                 run.next_cut = now + run.interval_s
@@ -595,7 +597,7 @@ class RunScheduler:
                                     self.aggregator.current_totals())
         if state in PHASES:
             run.phase = state
-            out.store.append(("set_state", (run.id, state.value)))
+            out.store.append(SetRunState(run.id, state.value))
             self._event(out, "phase", state.value)
 
     def _start_cohort(self, out, run, index):
@@ -771,7 +773,7 @@ class RunScheduler:
         final = self._report(run, final_state, totals, note, summary)
         run.final_state = final_state
         self._enter(out, run, RunState.FINISHING)
-        out.writes.append(("finish", (run.info, last, final)))
+        out.writes.append(WriteFinish(run.info, last, final))
 
     def _report(self, run, state, totals, note, summary):
         return FinalReport(state=state, started_at=run.started_wall, finished_at=self._at.wall,
@@ -785,7 +787,7 @@ class RunScheduler:
         run.next_checkpoint = self._at.monotonic + CHECKPOINT_INTERVAL_S
         report = self._report(run, constants.ABORTED, self.aggregator.run_totals(), INTERRUPTED_NOTE,
                               run.judge.summary)
-        out.writes.append(("checkpoint", (run.info, json.dumps(report.to_dict(), sort_keys=True))))
+        out.writes.append(WriteCheckpoint(run.info, json.dumps(report.to_dict(), sort_keys=True)))
 
     def _say_ignored(self, out):
         """The run's last word on what it did not merge: other runs' messages, capped metric keys."""
@@ -805,7 +807,7 @@ class RunScheduler:
         if run is not None and not run.ended:
             event["elapsed_s"] = round(self._at.monotonic - run.started, 3)
             run.events.append(event)
-            out.writes.append(("event", (run.info, event)))
+            out.writes.append(WriteEvent(run.info, event))
         self.events.append(event)
         del self.events[:-RECENT_EVENTS]
         out.events.append(event)

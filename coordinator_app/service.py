@@ -318,10 +318,10 @@ class Coordinator:
         """
         for event in out.events:
             log.info("%s: %s", event["kind"], event["message"])
-        for method, args in out.store:
-            getattr(self.store, method)(*args)
-        for method, args in out.writes:
-            getattr(self.pipeline, method)(*args)
+        for effect in out.store:
+            effect.apply(self.store)
+        for effect in out.writes:
+            effect.apply(self.pipeline)
         payloads = {}  # one encoding of a message sent to many (the heartbeat)
         for routing_id, message in out.messages:
             payload = payloads.get(id(message))

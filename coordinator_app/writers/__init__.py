@@ -117,27 +117,28 @@ class WriterPipeline:
 
     def start(self, run):
         """Queue the start of ``run`` for every writer."""
-        self._queue.put(("start", run, ()))
+        self._queue.put(("start", run, lambda writer: writer.start(run)))
 
     def event(self, run, event):
         """Queue a run event for every writer."""
-        self._queue.put(("event", run, (event,)))
+        self._queue.put(("event", run, lambda writer: writer.event(run, event)))
 
     def second(self, run, telemetry):
         """Queue a closed second's telemetry for every writer."""
-        self._queue.put(("second", run, (telemetry,)))
+        self._queue.put(("second", run, lambda writer: writer.second(run, telemetry)))
 
     def interval(self, run, report):
         """Queue a closed report interval for every writer."""
-        self._queue.put(("interval", run, (report,)))
+        if report is not None:
+            self._queue.put(("interval", run, lambda writer: writer.interval(run, report)))
 
     def checkpoint(self, run, report_json):
         """Queue the run's report so far, for a coordinator that dies before its end."""
-        self._queue.put(("checkpoint", run, (report_json,)))
+        self._queue.put(("checkpoint", run, lambda writer: writer.checkpoint(run, report_json)))
 
     def finish(self, run, last, final):
         """Queue the run's last partial interval (or ``None``) and its final report."""
-        self._queue.put(("finish", run, (last, final)))
+        self._queue.put(("finish", run, lambda _: self._finish(run, last, final)))
 
     def close(self, timeout=60.0):
         """Finish everything queued, then stop the thread and close the writers."""
@@ -149,47 +150,43 @@ class WriterPipeline:
             item = self._queue.get()
             if item is None:
                 break
-            kind, run, args = item
+            stage, run, call = item
             try:
-                self._dispatch(kind, run, args)
+                if stage == "finish":
+                    call(None)
+                else:
+                    for writer in self.writers:
+                        self._call(writer, stage, run, call)
             except Exception:  # noqa: BLE001 - the writer thread must survive anything
-                log.exception("writer pipeline failed on %s", kind)
+                log.exception("writer pipeline failed on %s", stage)
         for writer in self.writers:
             try:
                 writer.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing writer %s failed", writer.name)
 
-    def _dispatch(self, kind, run, args):
-        if kind == "interval" and args[0] is None:
-            return
-        if kind == "finish":
-            self._finish(run, *args)
-            return
-        for writer in self.writers:
-            self._call(writer, kind, run, args)
-
-    def _call(self, writer, kind, run, args):
+    def _call(self, writer, stage, run, call):
+        """``call(writer)``, the writer's ``stage``; a failure is logged and kept with the run."""
         started = time.monotonic()
         try:
-            return getattr(writer, kind)(run, *args)
+            return call(writer)
         except Exception as exc:  # noqa: BLE001 - one writer's failure must not stop the others
-            log.exception("%s writer failed in %s for run %s", writer.name, kind, run.id)
-            run.writer_errors.append({"writer": writer.name, "stage": kind,
+            log.exception("%s writer failed in %s for run %s", writer.name, stage, run.id)
+            run.writer_errors.append({"writer": writer.name, "stage": stage,
                                       "error": f"{type(exc).__name__}: {exc}"})
             return None
         finally:
             elapsed = time.monotonic() - started
             if elapsed > 5:
-                log.warning("%s writer took %.1f s in %s", writer.name, elapsed, kind)
+                log.warning("%s writer took %.1f s in %s", writer.name, elapsed, stage)
 
     def _finish(self, run, last, final):
         result = {}
         if last is not None:
             for writer in self.writers:
-                self._call(writer, "interval", run, (last,))
+                self._call(writer, "interval", run, lambda writer: writer.interval(run, last))
         for writer in self.writers:
-            returned = self._call(writer, "finish", run, (final,))
+            returned = self._call(writer, "finish", run, lambda writer: writer.finish(run, final))
             if returned:
                 result.update(returned)
         result["summary"] = final.to_dict(run.writer_errors)

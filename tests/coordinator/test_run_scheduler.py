@@ -1,8 +1,11 @@
 """The sans-IO run scheduler, driven by a fake clock: exact times, exact messages."""
+import dataclasses
 import json
 
 import pytest
 
+from coordinator_app.effects import (InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteSecond,
+                                     WriteStart)
 from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
 from stressgrid import wire
 from stressgrid.plan import Plan, PlanError
@@ -102,7 +105,9 @@ def events(out):
 
 
 def writes(out, kind):
-    return [args for method, args in out.writes if method == kind]
+    """The fields of each writer effect of type ``kind`` in ``out``."""
+    return [tuple(getattr(effect, field.name) for field in dataclasses.fields(effect))
+            for effect in out.writes if isinstance(effect, kind)]
 
 
 @pytest.fixture
@@ -129,29 +134,29 @@ def test_steps_phases_reports_and_the_end_come_at_their_exact_times(scheduler, c
                                     addresses=run.addresses, opts=run.opts, address_offset=1)),
     ]
     assert [a["ip"] for a in run.addresses] == ["127.0.0.1", "127.0.0.2"]
-    assert out.store == [("insert", ("run-1", "sched", "rampup", WALL_OFFSET + T0, 4, plan.to_dict()))]
-    assert [method for method, _ in out.writes] == ["start", "event"]
+    assert out.store == [InsertRun("run-1", "sched", "rampup", WALL_OFFSET + T0, 4, plan.to_dict())]
+    assert [type(effect) for effect in out.writes] == [WriteStart, WriteEvent]
     assert events(out) == [("run_started", "4 devices on 2 generators")]
     assert out.reply["state"] == "rampup" and out.reply["remaining_ms"] == 2500
     assert scheduler.next_deadline() == T0 + 0.4
 
     driven = drive(scheduler, clock, 10, alive=("gen-a", "gen-b"))
     # Each second's telemetry goes to the writers (for the report's charts) with the run's info.
-    assert [(elapsed, args[0].id) for elapsed, out in driven for args in writes(out, "second")][:2] \
+    assert [(elapsed, args[0].id) for elapsed, out in driven for args in writes(out, WriteSecond)][:2] \
         == [(1.0, "run-1"), (2.0, "run-1")]
     timeline = [(elapsed, sent(out), events(out),
-                 [m for m, _ in out.writes if m not in ("event", "second")], out.store)
+                 [type(e).__name__ for e in out.writes if not isinstance(e, (WriteEvent, WriteSecond))], out.store)
                 for elapsed, out in driven]
     assert timeline == [
         (0.4, [("start", "gen-a", "1", [1], 2), ("start", "gen-b", "1", [1], 3)], [], [], []),
-        (0.8, [], [("phase", "sustain")], [], [("set_state", ("run-1", "sustain"))]),
-        (1.0, [], [], ["interval"], []),  # the first report interval and the one-second tick
+        (0.8, [], [("phase", "sustain")], [], [SetRunState("run-1", "sustain")]),
+        (1.0, [], [], ["WriteInterval"], []),  # the first report interval and the one-second tick
         (1.4, [("stop", "gen-a", "1"), ("stop", "gen-b", "1")], [("phase", "rampdown")], [],
-         [("set_state", ("run-1", "rampdown"))]),
+         [SetRunState("run-1", "rampdown")]),
         (1.7, [("stop", "gen-a", "0"), ("stop", "gen-b", "0")], [], [], []),
-        (2.0, [], [("phase", "cooldown")], ["interval"], [("set_state", ("run-1", "cooldown"))]),
+        (2.0, [], [("phase", "cooldown")], ["WriteInterval"], [SetRunState("run-1", "cooldown")]),
         # The end: each generator is asked for its last metrics; its answer ends the run.
-        (2.5, [("EndRun", "gen-a"), ("EndRun", "gen-b")], [("run_done", "")], ["finish"], []),
+        (2.5, [("EndRun", "gen-a"), ("EndRun", "gen-b")], [("run_done", "")], ["WriteFinish"], []),
         # Once the run has ended only the one-second tick remains.
         (3.0, [], [], [], []), (4.0, [], [], [], []), (5.0, [], [], [], []), (6.0, [], [], [], []),
         (7.0, [], [], [], []), (8.0, [], [], [], []), (9.0, [], [], [], []), (10.0, [], [], [], []),
@@ -164,7 +169,7 @@ def test_the_final_report_holds_exact_times_events_and_devices(scheduler, clock)
     plan, addresses = make_plan(sizes=(3,), ramp_steps=1)
     scheduler.submit("run-1", plan, addresses, clock.at())
     happened = drive(scheduler, clock, 2.5, alive=("gen-a",))
-    (info, last, final), = [args for _, out in happened for args in writes(out, "finish")]
+    (info, last, final), = [args for _, out in happened for args in writes(out, WriteFinish)]
     summary = final.to_dict()
     assert summary["state"] == "done" and summary["duration_s"] == 1.8
     assert summary["devices_requested"] == summary["devices_started"] == 3
@@ -236,7 +241,7 @@ def test_a_dropped_generators_devices_start_again_on_the_others_with_their_targe
             if e["kind"] in ("generator_lost", "devices_replaced")]
     assert lost == [(2.0, "generator_lost", "flaky went silent for more than 1.5 s and was dropped"),
                     (2.0, "devices_replaced", "7 devices of flaky started again on the other generators")]
-    (_, _, final), = [args for _, out in happened for args in writes(out, "finish")]
+    (_, _, final), = [args for _, out in happened for args in writes(out, WriteFinish)]
     assert final.state == "done" and final.devices_started == 20
     assert final.generators == {"steady": 20}
     # The lost generator is an error of the run, with what was lost.
@@ -273,7 +278,7 @@ def test_a_second_submit_is_rejected_while_a_run_is_active_or_being_written(sche
     with pytest.raises(Conflict):  # ending: waiting for the generator's last metrics
         scheduler.submit("run-2", plan, addresses, clock.at(0.15))
     # ended; its report is being written
-    assert writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.2)), "finish")
+    assert writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.2)), WriteFinish)
     with pytest.raises(Conflict):
         scheduler.submit("run-2", plan, addresses, clock.at(0.2))
     assert scheduler.run_written("run-other", clock.at()).publish is False
@@ -305,7 +310,7 @@ def test_abort_waits_for_every_generators_answer_and_counts_what_came_before_it(
     assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 1
     scheduler.receive(b"gen-a", late, clock.at(1.6))
     out = scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at())
-    (_, last, final), = writes(out, "finish")
+    (_, last, final), = writes(out, WriteFinish)
     assert final.state == "aborted" and final.note == "aborted on request"
     assert final.totals.totals == {"late_count": 8}
     assert [e["kind"] for e in final.events] == ["run_started", "phase", "run_aborted"]
@@ -328,10 +333,10 @@ def test_the_end_waits_for_each_generators_last_metrics_and_counts_them(schedule
     last = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"last_count": 3}),
                           active_device_number=0, errors={})
     for name in ("gen-a", "gen-b"):
-        assert not writes(scheduler.receive(name.encode(), last, clock.at(1.4)), "finish")
-    assert not writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at()), "finish")
+        assert not writes(scheduler.receive(name.encode(), last, clock.at(1.4)), WriteFinish)
+    assert not writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at()), WriteFinish)
     out = scheduler.receive(b"gen-b", wire.RunStopped(run_id="run-1"), clock.at(1.5))
-    (_, _, final), = writes(out, "finish")
+    (_, _, final), = writes(out, WriteFinish)
     assert final.state == "done" and final.totals.totals == {"last_count": 6}
     assert final.finished_at == WALL_OFFSET + T0 + 1.5
     assert [e["kind"] for e in final.events][-1] == "run_done"
@@ -346,7 +351,7 @@ def test_an_unanswered_end_finishes_the_run_done_after_the_generator_timeout(sch
     out = scheduler.advance(clock.at(6.3))
     assert ("end_unanswered", "gen-b did not confirm the end of the run within 5 s; "
                               "its last metrics may be missing") in events(out)
-    (_, _, final), = writes(out, "finish")
+    (_, _, final), = writes(out, WriteFinish)
     assert final.state == "done"
 
 
@@ -358,11 +363,11 @@ def test_an_unanswered_abort_ends_the_run_after_the_generator_timeout(scheduler,
     scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.6))
     happened = drive(scheduler, clock, 5.5, alive=("gen-a", "gen-b"))
     assert [elapsed for elapsed, _ in happened] == [1.0, 2.0, 3.0, 4.0, 5.0, 5.5]
-    assert all(not writes(out, "finish") for _, out in happened[:-1])
+    assert all(not writes(out, WriteFinish) for _, out in happened[:-1])
     end = happened[-1][1]
     assert events(end) == [("abort_unanswered", "gen-b did not confirm the abort within 5 s; "
                                                 "its last metrics may be missing")]
-    (_, _, final), = writes(end, "finish")
+    (_, _, final), = writes(end, WriteFinish)
     assert final.state == "aborted" and final.events[-1]["elapsed_s"] == 5.5
 
 
@@ -375,7 +380,7 @@ def test_a_generator_that_registers_anew_or_is_dropped_owes_no_answer(scheduler,
     register(scheduler, clock, "gen-a")  # restarted: it runs nothing any more
     assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 1
     happened = drive(scheduler, clock, 7.0, alive=("gen-a",))
-    finished = [(elapsed, events(out)) for elapsed, out in happened if writes(out, "finish")]
+    finished = [(elapsed, events(out)) for elapsed, out in happened if writes(out, WriteFinish)]
     # Dropped at the tick after 5 s of silence, before the abort's own deadline (7.0).
     assert finished == [(6.0, [("generator_lost", "gen-b went silent for more than 5 s and was dropped")])]
 
@@ -386,7 +391,7 @@ def test_an_abort_that_reaches_no_generator_ends_the_run_at_once(scheduler, cloc
     scheduler.submit("run-1", plan, addresses, clock.at())
     out = scheduler.abort("run-1", clock.at(0.5))
     ended = scheduler.undelivered(b"gen-a", out.messages[0][1], clock.at())
-    (_, _, final), = writes(ended, "finish")
+    (_, _, final), = writes(ended, WriteFinish)
     assert final.state == "aborted"
 
 
@@ -396,7 +401,7 @@ def test_stopping_the_coordinator_aborts_the_run_and_still_writes_its_report(sch
     scheduler.submit("run-1", plan, addresses, clock.at())
     out = scheduler.stop(clock.at(3.0))
     assert sent(out) == [("Abort", "gen-a")]
-    (_, _, final), = writes(out, "finish")
+    (_, _, final), = writes(out, WriteFinish)
     assert final.state == "aborted" and final.note == "the coordinator stopped"
     assert scheduler.stop(clock.at()).writes == []
 
@@ -456,7 +461,7 @@ def test_the_run_started_event_counts_generators_in_the_singular_and_plural(sche
     plan, addresses = make_plan(sizes=(5,))
     out = scheduler.submit("run-1", plan, addresses, clock.at())
     assert events(out) == [("run_started", text)]
-    (info, event), = writes(out, "event")
+    (info, event), = writes(out, WriteEvent)
     assert event["message"] == text and info.id == "run-1"
 
 
@@ -537,7 +542,7 @@ def test_every_five_seconds_the_report_so_far_is_checkpointed_as_an_aborted_run(
         scheduler.receive(b"gen-a", counted, clock.at(second - 0.5))
         checkpoints += [(second, json.loads(text)) for elapsed, out in drive(scheduler, clock, second,
                                                                              alive=("gen-a",))
-                        for info, text in writes(out, "checkpoint") if info.id == "run-1"]
+                        for info, text in writes(out, WriteCheckpoint) if info.id == "run-1"]
     assert [second for second, _ in checkpoints] == [5, 10]
     second, report = checkpoints[1]
     # What the run added up to when it was taken, and, if the coordinator dies, how the run ends.
