@@ -3,11 +3,31 @@
     python benchmarks/idle_devices.py [--tcp-devices 15000] [--delay-devices 200000]
 
 1. TCP: devices connected to a local redis-server whose script only waits in
-   ``delay``: worker RSS per device (goal: at most 6 KB).
+   ``delay``: worker RSS per device (goal: at most 3.5 KB).
 2. Delay only: devices of a lazily connecting protocol (HTTP) whose script only
-   waits in ``delay``: RSS per device (goal: at most 3 KB) and how many start
+   waits in ``delay``: RSS per device (goal: at most 2 KB) and how many start
    per second (goal: at least 50,000).
 Each part runs in a fresh process so the RSS figures are its own.
+
+Where the bytes go (``tracemalloc`` over 20,000 devices, by allocating line):
+
+=====================================================  ========  ========
+per device                                             delay     TCP
+=====================================================  ========  ========
+the device's task, its coroutine frame, its context    629 B     627 B
+the transport and its socket (``connect``)             -         970 B
+the script's coroutine                                 216 B     216 B
+``Device`` and its id                                  202 B     202 B
+asyncio's registry of tasks (a weak set entry)         185 B     185 B
+the protocol client (HTTP/1 or TCP)                    176 B     234 B
+the current-device context variable                    120 B     120 B
+the ``Sleep`` of ``delay`` (``_core/sleeps.pyx``)      113 B     113 B
+traced in all                                          1.7 KB    2.9 KB
+=====================================================  ========  ========
+
+RSS adds the allocator's overhead and, for TCP, libuv's handle. ``delay`` used
+to hold a ``Future``, a loop timer (three objects and libuv's timer) and a
+generator: 1,049 B, where the ``Sleep`` in one heap per loop takes 113 B.
 """
 import argparse
 import asyncio

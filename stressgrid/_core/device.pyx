@@ -11,6 +11,7 @@ from libc.stdint cimport int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder, RequestGroup
+from stressgrid._core.sleeps cimport SleepQueue
 
 import os
 import random as _random
@@ -229,19 +230,15 @@ def _wake(future):
         future.set_result(None)
 
 
-class _Delay:
-    # An awaitable timer without a coroutine frame: idle devices stay small.
-    __slots__ = ("future", "handle")
+cdef SleepQueue _sleeps = None
 
-    def __init__(self, loop, double seconds):
-        self.future = loop.create_future()
-        self.handle = loop.call_later(seconds, _wake, self.future)
 
-    def __await__(self):
-        try:
-            return (yield from self.future.__await__())
-        finally:
-            self.handle.cancel()
+cdef SleepQueue sleeps_of(loop):
+    """The sleep queue of ``loop`` (a worker has one loop; tests make one after another)."""
+    global _sleeps
+    if _sleeps is None or _sleeps.loop is not loop:
+        _sleeps = SleepQueue(loop)
+    return _sleeps
 
 
 def delay(ms, random_ratio=0.0):
@@ -253,7 +250,7 @@ def delay(ms, random_ratio=0.0):
     cdef double seconds = ms / 1000.0
     if random_ratio:
         seconds *= 1.0 + random_ratio * (_uniform() * 2.0 - 1.0)
-    return _Delay(running_device().loop, seconds)
+    return sleeps_of(running_device().loop).sleep(monotonic_us() + <int64_t>(seconds * 1e6))
 
 
 # pace(ms) takes ticks of 1 ms to 1 hour.
