@@ -225,11 +225,6 @@ def random_bits(size):
     return _random.getrandbits(size).to_bytes(nbytes, "big")
 
 
-def _wake(future):
-    if not future.done():
-        future.set_result(None)
-
-
 cdef SleepQueue _sleeps = None
 
 
@@ -260,24 +255,18 @@ MISSED_TICK_COUNTER = "missed_tick_count"
 
 
 class _Tick:
-    # pace()'s awaitable: waits for the tick if it is ahead, then sets how late the device's
-    # step starts (0 if on time).
-    __slots__ = ("device", "tick_us", "future", "handle")
+    # pace()'s awaitable: sleeps until the tick if it is ahead, then sets how late the
+    # device's step starts (0 if on time).
+    __slots__ = ("device", "tick_us", "sleep")
 
-    def __init__(self, Device device, int64_t tick_us, double seconds):
+    def __init__(self, Device device, int64_t tick_us, bint ahead):
         self.device = device
         self.tick_us = tick_us
-        self.future = self.handle = None
-        if seconds > 0:
-            self.future = device.loop.create_future()
-            self.handle = device.loop.call_later(seconds, _wake, self.future)
+        self.sleep = sleeps_of(device.loop).sleep(tick_us) if ahead else None
 
     def __await__(self):
-        if self.future is not None:
-            try:
-                yield from self.future.__await__()
-            finally:
-                self.handle.cancel()
+        if self.sleep is not None:
+            yield from self.sleep
         cdef int64_t late = monotonic_us() - <int64_t>self.tick_us
         (<Device>self.device).step_delay_us = late if late > 0 else 0
 
@@ -306,12 +295,12 @@ def pace(ms):
     cdef int64_t missed = 0
     if now < tick:
         device.pace_next_us = tick + interval
-        return _Tick(device, tick, (tick - now) / 1e6)
+        return _Tick(device, tick, True)
     missed = (now - tick) // interval
     if missed:
         (<Counter>device.recorder.counter(MISSED_TICK_COUNTER)).value += missed
     device.pace_next_us = tick + (missed + 1) * interval
-    return _Tick(device, tick, 0.0)
+    return _Tick(device, tick, False)
 
 
 COMMON_BUILTINS = {

@@ -1,5 +1,6 @@
 # cython: freethreading_compatible = False
-"""``await delay(ms)`` without a loop timer, a future and a generator per sleeping device.
+"""``await delay(ms)`` and ``await pace(ms)`` without a loop timer, a future and a generator
+per sleeping device.
 
 A device that waits in ``delay`` used to hold a ``Future``, a loop timer (its
 handle, the loop's timer object and libuv's), the timer's argument tuple, a
