@@ -26,7 +26,7 @@ from stressgrid.formatting import format_bytes, format_rate, format_us
 from stressgrid.plan.constants import (CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUEST_GROUP_PREFIX,
                                        WARNING_STATUS_COUNTERS)
 
-HISTOGRAM_FIGURES = (("count", "count"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"),
+HISTOGRAM_COLUMNS = (("count", "count"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"),
                      ("p99.9", "p99_9"), ("max", "max"))
 REQUEST_PERCENTILES = ("p50", "p90", "p99", "max")
 HIDDEN_COUNTER_PREFIXES = ("network_", CHECK_PREFIX, REQUEST_GROUP_PREFIX)
@@ -72,10 +72,10 @@ def summary_tables(summary, micro="us"):
 
 def _histograms(summary, micro):
     rows = tuple((name, f"{figures.get('count', 0):,}",
-                  *(format_metric(name, figures.get(key), micro) for _, key in HISTOGRAM_FIGURES[1:]))
+                  *(format_metric(name, figures.get(key), micro) for _, key in HISTOGRAM_COLUMNS[1:]))
                  for name, figures in sorted((summary.get("histograms") or {}).items())
                  if name not in GENERATOR_HISTOGRAMS and not name.startswith(REQUEST_GROUP_PREFIX))
-    return SummaryTable("histograms", ("histogram", *(title for title, _ in HISTOGRAM_FIGURES)), rows)
+    return SummaryTable("histograms", ("histogram", *(title for title, _ in HISTOGRAM_COLUMNS)), rows)
 
 
 def _requests(summary, micro):
