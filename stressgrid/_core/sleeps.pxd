@@ -29,3 +29,4 @@ cdef class Sleep:
     cdef public bint _asyncio_future_blocking
 
     cdef _finish(self, int state)
+    cdef _raise_unless_over(self)

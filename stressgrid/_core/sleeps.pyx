@@ -159,18 +159,18 @@ cdef class Sleep:
     def cancelled(self):
         return self.state == CANCELLED
 
-    def result(self):
+    cdef _raise_unless_over(self):
         if self.state == CANCELLED:
             raise CancelledError()
         if self.state == PENDING:
             raise InvalidStateError("the sleep is not over")
-        return None
+
+    def result(self):
+        self._raise_unless_over()
+        return None  # a sleep ends with no value
 
     def exception(self):
-        if self.state == CANCELLED:
-            raise CancelledError()
-        if self.state == PENDING:
-            raise InvalidStateError("the sleep is not over")
+        self._raise_unless_over()
         return None
 
     def add_done_callback(self, callback, *, context=None):
