@@ -211,15 +211,14 @@ def test_a_worker_late_to_start_runs_its_whole_share_and_a_restarted_one_resumes
                              opts={**plan.to_dict()["opts"], ARRIVAL_SHARE: {
                                  "offset": 0, "stride": 1, "from_ms": 0, "behind_ms": 0, "max_devices": 4,
                                  "pre_allocated_devices": 4}}, address_offset=0)
-    now = [50.0]
-    book = CohortBook(clock=lambda: now[0])
+    book = CohortBook()
     shares, _ = split_cohort(start, 2)
-    book.add(start, shares)
-    now[0] += 2.5
+    book.add(start, shares, 50.0)
+    now = 52.5
     # Worker 1 was not ready when the cohort came: it gets the share from its beginning, on
     # the cohort's clock (2.5 s of it due at once), so that it ends with the others.
-    late = book.shares_of(1)[0].opts[ARRIVAL_SHARE]
+    late = book.shares_of(1, now)[0].opts[ARRIVAL_SHARE]
     assert (late["from_ms"], late["behind_ms"]) == (0, 2500)
     # Worker 0 restarted 2.5 s in: it resumes there (what it ran before is not run twice).
-    resumed = book.shares_of(0, resume=True)[0].opts[ARRIVAL_SHARE]
+    resumed = book.shares_of(0, now, resume=True)[0].opts[ARRIVAL_SHARE]
     assert (resumed["from_ms"], resumed["behind_ms"]) == (2500, 0)

@@ -19,7 +19,6 @@ the generator's ``arrival_share`` (``stressgrid.plan.arrivals.share_part``), wit
 the pool's ``max_devices`` and ``pre_allocated_devices`` split exactly.
 """
 import dataclasses
-import time
 
 from stressgrid.plan import Address
 from stressgrid.plan.arrivals import (ARRIVAL_RATE, ARRIVAL_SHARE, DEVICES, MAX_STRIDE, MAX_TOTAL_WEIGHT, ArrivalError,
@@ -220,21 +219,20 @@ class CohortBook:
 
     The agent consults it to re-create a restarted worker's devices and to
     know which workers to tell when a cohort or a run stops. An arrival-rate
-    share is re-created where its schedule has got to (``clock`` seconds since
-    it was added), not from its beginning.
+    share is re-created where its schedule has got to (the seconds since it
+    was added), not from its beginning. Time is a parameter (monotonic seconds).
     """
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self):
         self._cohorts = {}  # (run_id, cohort_id) -> [CohortShare]
-        self._added_at = {}  # (run_id, cohort_id) -> clock() when added
-        self._clock = clock
+        self._added_at = {}  # (run_id, cohort_id) -> now when added
 
-    def add(self, start, shares):
+    def add(self, start, shares, now):
         key = (start.run_id, start.cohort_id)
         if key in self._cohorts:
             raise CohortError(f"cohort {start.cohort_id!r} of run {start.run_id!r} is already running")
         self._cohorts[key] = list(shares)
-        self._added_at[key] = self._clock()
+        self._added_at[key] = now
 
     def remove(self, run_id, cohort_id):
         """The shares of a cohort, forgotten; empty if it was not running."""
@@ -253,7 +251,7 @@ class CohortBook:
         """Run ids with a live cohort, in the order they started."""
         return list(dict.fromkeys(run_id for run_id, _ in self._cohorts))
 
-    def shares_of(self, worker_index, resume=False):
+    def shares_of(self, worker_index, now, resume=False):
         """The messages that create ``worker_index``'s devices, oldest cohort first.
 
         For a worker that ran them before (``resume``: restarted after a crash or a kill), an
@@ -262,7 +260,6 @@ class CohortBook:
         due while it was starting starts at once, late (its start delay says by how much), so
         that the schedule ends when the coordinator expects it to and none of it is lost.
         """
-        now = self._clock()
         starts = []
         for key, shares in self._cohorts.items():
             for share in shares:

@@ -41,11 +41,8 @@ class WorkerSlot:
     index: int
     process: subprocess.Popen = None
     started_at: float = 0.0
-    ready: bool = False
-    active_devices: int = 0
     young_deaths: int = 0
     restart_at: float = None
-    last_event: str = None  # what the worker last reported about itself (a stall, a refused stop)
     kill_requested: bool = False  # this pool killed it (``kill``)
 
     @property
@@ -85,9 +82,10 @@ class WorkerPool:
         return len(self.slots)
 
     def start_all(self):
-        """Start a process for every slot."""
+        """Start a process for every slot; returns the slots."""
         for slot in self.slots:
             self._spawn(slot)
+        return list(self.slots)
 
     def _spawn(self, slot):
         command = [sys.executable, "-m", "stressgrid.generator.worker", "--index", str(slot.index),
@@ -96,16 +94,9 @@ class WorkerPool:
         slot.process = subprocess.Popen(command, env=self._environment, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         slot.started_at = self._clock()
-        slot.ready = False
-        slot.active_devices = 0
         slot.restart_at = None
-        slot.last_event = None
         slot.kill_requested = False
         log.debug("worker %d started as pid %d", slot.index, slot.process.pid)
-
-    def slot_of(self, index):
-        """The slot of worker ``index``, or ``None`` for an index this pool does not have."""
-        return self.slots[index] if 0 <= index < len(self.slots) else None
 
     def kill(self, index):
         """SIGKILL worker ``index``; ``reap`` sees it end and restarts it."""
@@ -125,8 +116,6 @@ class WorkerPool:
             if returncode is None:
                 continue
             exits.append(WorkerExit(slot.index, slot.process.pid, returncode, slot.kill_requested))
-            slot.ready = False
-            slot.active_devices = 0
             slot.young_deaths = slot.young_deaths + 1 if now - slot.started_at < YOUNG_DEATH_S else 0
             delay = 0.0 if slot.young_deaths <= 1 else min(MAX_RESTART_DELAY_S, 2.0 ** (slot.young_deaths - 2))
             slot.restart_at = now + delay
@@ -162,7 +151,6 @@ class WorkerPool:
                 process.wait()
         for slot in self.slots:
             slot.restart_at = None
-            slot.ready = False
 
 
 def _signal(process, signum):

@@ -50,8 +50,9 @@ def test_an_abort_kills_workers_whose_devices_spin_and_names_the_line(coordinato
             assert f"did not confirm abort of run 'run-1' within {STOP_TIMEOUT_S:g} s" in event.message
             assert re.search(r"its last report: the event loop has not turned .* at line [23]: ", event.message)
         assert {int(re.search(r"pid (\d+)", e.message).group(1)) for e in killed} == set(before)
-        # The kills are errors of the run, sent before the answer.
-        counted = merged(m for m in coordinator.telemetry_since(0) if m.metrics)
+        # The kills are errors of the run (not of a host at rest), sent before the answer.
+        assert {event.run_id for event in killed} == {"run-1"}
+        counted = merged(m for m in coordinator.telemetry_since(0) if m.metrics and m.run_id == "run-1")
         assert counted.counters.get("worker_killed_error_count") == 2
         # Both workers start again, empty.
         coordinator.expect(wire.Event, timeout=15, where=lambda m: m.kind == "worker_restarted")

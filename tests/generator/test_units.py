@@ -103,13 +103,13 @@ def test_fitting_places_what_fits_and_counts_the_rest(sizes, workers, room):
 def test_book_tracks_shares_per_worker_and_run():
     book = CohortBook()
     first, _ = split_cohort(start([5], cohort_id="1"), 2)
-    book.add(start([5], cohort_id="1"), first)
+    book.add(start([5], cohort_id="1"), first, 0.0)
     second, _ = split_cohort(start([2], cohort_id="2"), 2)
-    book.add(start([2], cohort_id="2"), second)
+    book.add(start([2], cohort_id="2"), second, 1.0)
     with pytest.raises(CohortError):
-        book.add(start([2], cohort_id="2"), second)
+        book.add(start([2], cohort_id="2"), second, 1.0)
     assert book.devices() == 7 and book.devices(0) == 4
-    assert [s.cohort_id for s in book.shares_of(1)] == ["1", "2"]
+    assert [s.cohort_id for s in book.shares_of(1, 2.0)] == ["1", "2"]
     assert book.runs() == ["r"]
     assert [s.devices for s in book.remove("r", "1")] == [3, 2]
     assert book.remove("r", "1") == []
