@@ -61,11 +61,11 @@ def families(state):
     active = _gauge("stressgrid_active_devices", "Devices running on every generator")
     active.add_metric([], sum(g.get("active_device_number", 0) for g in generators))
     result += [count, cpu, devices, seen, active]
-    if not run or run.get("finishing"):
+    if not run or run.get("outcome"):
         return result
     run_id = run["id"]
     running = _gauge("stressgrid_run_active", "1 while the run is active", ["run", "phase"])
-    running.add_metric([run_id, run.get("state", "")], 1)
+    running.add_metric([run_id, run.get("phase", "")], 1)
     elapsed = _gauge("stressgrid_run_elapsed_seconds", "Seconds since the run started", ["run"])
     elapsed.add_metric([run_id], (run.get("elapsed_ms") or 0) / 1000.0)
     result += [running, elapsed]

@@ -152,8 +152,8 @@ class Run:
         self.started = at.monotonic
         self.started_wall = at.wall
         self.state = RunState.RAMPUP
-        self.phase = RunState.RAMPUP  # the last phase entered: what the API shows as the state
-        self.final_state = None  # constants.DONE or constants.ABORTED once FINISHING
+        self.phase = RunState.RAMPUP  # the last of the plan's phases entered
+        self.outcome = None  # constants.DONE or constants.ABORTED once FINISHING
         self.step_index = 0
         self.cursor = 0  # the run-wide round-robin position over the addresses
         self.cohorts = {}  # cohort id -> {routing id: schedule.Assignment}: what each was sent
@@ -206,14 +206,17 @@ class Run:
         return self.next_cut
 
     def to_dict(self, now):
-        """The run's live state: phase, elapsed and remaining time, devices."""
+        """The run's live state, elapsed and remaining time, devices.
+
+        ``state`` is where the run is (a ``RunState`` value: a phase of the plan, then
+        ``ending`` or ``aborting``, then ``finishing``), ``phase`` the last of the plan's
+        phases it entered, ``outcome`` ``done`` or ``aborted`` once it is finishing.
+        """
         elapsed_ms = round((now - self.started) * 1000)
         phase, phase_left = self.timeline.phase_at(elapsed_ms)
         ending = self.state in CONFIRMING or self.state is RunState.FINISHING
         return {"id": self.id, "name": self.plan.name,
-                "state": self.phase.value, "finishing": self.final_state,
-                "ending": self.state is RunState.ENDING,
-                "aborting": self.state is RunState.ABORTING,
+                "state": self.state.value, "phase": self.phase.value, "outcome": self.outcome,
                 "abort_unconfirmed": len(self.waiting) if self.state is RunState.ABORTING else 0,
                 "elapsed_ms": elapsed_ms,
                 "remaining_ms": 0 if ending else max(self.timeline.total_ms - elapsed_ms, 0),
@@ -771,7 +774,7 @@ class RunScheduler:
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
                                   final=True)
         final = self._report(run, final_state, totals, note, summary)
-        run.final_state = final_state
+        run.outcome = final_state
         self._enter(out, run, RunState.FINISHING)
         out.writes.append(WriteFinish(run.info, last, final))
 

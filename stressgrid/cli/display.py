@@ -98,7 +98,7 @@ class Display:
             self._draw(self._block(run, telemetry, state))
             return
         # Plain lines: one per second of telemetry (a phase change alone is an event line).
-        key = (telemetry.get("time"), self._phase(run) if run.get("finishing") else None)
+        key = (telemetry.get("time"), self._phase(run) if run.get("outcome") else None)
         if key != self.last_line:
             self.last_line = key
             self.stream.write(self._line(run, telemetry) + "\n")
@@ -121,13 +121,12 @@ class Display:
             self.message(f"{when}{event.get('kind')}: {event.get('message')}", style)
 
     def _phase(self, run):
-        if run.get("aborting"):
-            return "aborting"
-        if run.get("ending"):
+        state = run.get("state", "?")
+        if state == "ending":
             return "ending, collecting the generators' last metrics"
-        if run.get("finishing"):
-            return f"{run['finishing']}, writing the report"
-        return run.get("state", "?")
+        if state == "finishing":
+            return f"{run.get('outcome')}, writing the report"
+        return state
 
     def _line(self, run, telemetry):
         parts = [f"[{format_duration(run.get('elapsed_ms'))}] {self._phase(run)}, "

@@ -206,7 +206,7 @@ def test_an_aborted_run_reports_what_generators_flush_before_they_answer(tmp_pat
             gens[0].send(wire.RunStopped(run_id=run["id"]))
             state = wait_until(lambda: (s := api.state())["ingest"]["messages"] >= ingested + 3
                                and s["run"]["abort_unconfirmed"] == 1 and s)
-            assert state["run"]["aborting"]
+            assert state["run"]["state"] == "aborting"
             assert api.get(f"/api/runs/{run['id']}")[1]["result_url"] is None  # still waiting on gen-b
             gens[1].send(wire.RunStopped(run_id=run["id"]))
             detail = api.wait_run_finished(run["id"], timeout=10)

@@ -178,7 +178,7 @@ def test_the_final_report_holds_exact_times_events_and_devices(scheduler, clock)
         ("run_started", "3 devices on 1 generator", 0.0), ("phase", "sustain", 0.4),
         ("phase", "rampdown", 1.0), ("phase", "cooldown", 1.3), ("run_done", "", 1.8)]
     assert scheduler.run.state is RunState.FINISHING
-    assert scheduler.state(clock.at())["run"]["finishing"] == "done"
+    assert scheduler.state(clock.at())["run"]["outcome"] == "done"
 
 
 def test_a_due_step_waits_for_its_exact_time_and_not_a_microsecond_less(scheduler, clock):
@@ -294,8 +294,8 @@ def test_abort_waits_for_every_generators_answer_and_counts_what_came_before_it(
     out = scheduler.abort("run-1", clock.at(1.25))
     assert out.messages == [(b"gen-a", wire.Abort(run_id="run-1")), (b"gen-b", wire.Abort(run_id="run-1"))]
     assert events(out) == [("run_aborted", "aborted on request")]
-    assert out.reply["aborting"] and out.reply["abort_unconfirmed"] == 2 and out.reply["remaining_ms"] == 0
-    assert scheduler.run.state is RunState.ABORTING and out.reply["state"] == "sustain"
+    assert out.reply["state"] == "aborting" and out.reply["abort_unconfirmed"] == 2 and out.reply["remaining_ms"] == 0
+    assert scheduler.run.state is RunState.ABORTING and out.reply["phase"] == "sustain"
     assert scheduler.run.next_deadline() == T0 + 1.25 + 5.0  # the generator timeout after the abort
     # Aborting again changes nothing and sends nothing.
     assert scheduler.abort("run-1", clock.at()).messages == []
@@ -326,7 +326,7 @@ def test_the_end_waits_for_each_generators_last_metrics_and_counts_them(schedule
         ("stop", "gen-a", "0"), ("stop", "gen-b", "0"),
         ("EndRun", "gen-a"), ("EndRun", "gen-b")]  # idle ran no cohort: it owes no answer
     state = scheduler.state(clock.at())["run"]
-    assert state["ending"] and not state["aborting"] and state["remaining_ms"] == 0
+    assert state["state"] == "ending" and state["phase"] == "rampdown" and state["remaining_ms"] == 0
     assert scheduler.run.state is RunState.ENDING and scheduler.run.next_deadline() == T0 + 1.3 + 5.0
     # Abort while ending changes nothing: the devices have stopped already.
     assert scheduler.abort("run-1", clock.at()).messages == []

@@ -75,12 +75,12 @@ export class HistoryView {
   updateLive(run) {
     if (!run) return;
     const known = this.runs.find((r) => r.id === run.id);
-    if (!known || !known.live || known.live.state === run.state) return;
+    if (!known || !known.live || known.live.phase === run.phase) return;
     known.live = run;
     const badge = this.body.querySelector(`tr.run-row[data-run="${CSS.escape(run.id)}"] .badge`);
     if (badge) {
-      badge.textContent = `running · ${run.state}`;
-      badge.className = `badge phase-${run.state}`;
+      badge.textContent = `running · ${run.phase}`;
+      badge.className = `badge phase-${run.phase}`;
     }
   }
 
@@ -145,7 +145,7 @@ export class HistoryView {
 
     const finished = run.finished_at || (live ? Date.now() / 1000 : null);
     const state = element("td");
-    const stateName = live ? (run.live.state || run.state) : run.state;
+    const stateName = live ? (run.live.phase || run.state) : run.state;
     state.appendChild(element("span", `badge phase-${live ? stateName : run.state}`,
       live ? `running · ${stateName}` : run.state));
     if (run.note) state.title = run.note;

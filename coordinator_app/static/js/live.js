@@ -215,18 +215,18 @@ export class LiveView {
       label = RESULT_LABELS[result];
       kind = result;
     } else if (!run) {
-      const final = (this.ended && this.ended.state) || last.finishing || (last.aborting ? "aborted" : "done");
+      const final = (this.ended && this.ended.state) || last.outcome || (last.state === "aborting" ? "aborted" : "done");
       label = PHASE_LABELS[final] || final;
       kind = final;
-    } else if (run.finishing) {
-      label = `${PHASE_LABELS[run.finishing] || run.finishing} · writing report`;
-      kind = run.finishing;
-    } else if (run.aborting) {
+    } else if (run.state === "finishing") {
+      label = `${PHASE_LABELS[run.outcome] || run.outcome} · writing report`;
+      kind = run.outcome;
+    } else if (run.state === "aborting") {
       label = "Aborting";
       kind = "aborted";
-    } else if (run.ending) {
+    } else if (run.state === "ending") {
       label = "Ending · collecting last metrics";
-      kind = run.state;
+      kind = run.phase;
     } else {
       label = PHASE_LABELS[run.state] || run.state;
       kind = run.state;
@@ -235,7 +235,7 @@ export class LiveView {
     phase.className = `badge phase-${kind}`;
     document.title = run ? `${label} · ${duration(run.remaining_ms)} left · ${run.name} — Stressgrid` : "Stressgrid";
     document.getElementById("run-remaining").textContent = run ? duration(run.remaining_ms) : "—";
-    const ending = !run || run.finishing || run.aborting || run.ending;
+    const ending = !run || ["ending", "aborting", "finishing"].includes(run.state);
     this.abortButton.hidden = Boolean(ending);
     this.dismissButton.hidden = Boolean(run);
     const results = document.getElementById("run-results");
