@@ -144,12 +144,8 @@ def abort_run(run_id):
 @blueprint.delete("/runs/<run_id>")
 def delete_run(run_id):
     """Forget a finished run and delete its archive."""
-    if _live(run_id) is not None:
-        raise Conflict("run_active", f"run {run_id} is in progress; abort it first")
-    row = coordinator().store.delete(run_id)
-    if row is None:
+    if not coordinator().delete(run_id):
         return error(404, f"no run {run_id}")
-    coordinator().archive.delete(run_id, row.get("archive"))
     return Response(status=204)
 
 

@@ -35,6 +35,31 @@ class SetRunState:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinishRun:
+    """The run's report is written: its final state, summary and archive."""
+
+    run_id: str
+    state: str
+    finished_at: float
+    archive: str
+    summary: dict
+    note: str
+
+    def apply(self, store):
+        store.finish(self.run_id, self.state, self.finished_at, self.archive, self.summary, self.note)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteRun:
+    """A finished run is forgotten."""
+
+    run_id: str
+
+    def apply(self, store):
+        store.delete(self.run_id)
+
+
+@dataclasses.dataclass(frozen=True)
 class WriteStart:
     """Every writer opens the run."""
 

@@ -13,10 +13,13 @@ Inputs (each returns an ``Outbox``):
 * ``malformed(routing_id, reason, at)``: a message that could not be decoded;
 * ``undelivered(routing_id, message, at)``: a message of an outbox that could
   not be sent (the generator is gone or its queue is full);
-* ``submit(run_id, plan, addresses, at)`` and ``abort(run_id, at)``: the API's
-  commands (``Conflict`` when not possible now); ``stop(at)``: the
+* ``submit(run_id, plan, addresses, at)``, ``abort(run_id, at)`` and
+  ``forget(run_id, at)`` (a finished run deleted): the API's commands
+  (``Conflict`` when not possible now); ``stop(at)``: the
   coordinator stops (an active run is aborted);
-* ``run_written(run_id, at)``: the writers have written the run's report;
+* ``run_written(run_id, result, at)``: the writers have written the run's
+  report (``result``: the pipeline's, with the final ``summary`` and the
+  ``archive``): it is stored, and the run released;
 * ``advance(at)``: time passed; call it at ``next_deadline()`` at the latest.
 
 Outputs (``Outbox`` fields, each in order): ``messages`` to send as
@@ -51,7 +54,7 @@ from stressgrid.plan.arrivals import (ARRIVAL_SHARE, DROPPED_ITERATION_COUNTER, 
 from stressgrid.plan.model import PlanError
 
 from . import run_scope, run_timeline, validate
-from .effects import (InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteInterval, WriteSecond,
+from .effects import (DeleteRun, FinishRun, InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteInterval, WriteSecond,
                       WriteStart)
 from .aggregate import TelemetryAggregator
 from .registry import GeneratorIdInUse, Registry
@@ -445,6 +448,15 @@ class RunScheduler:
         out.reply = run.to_dict(at.monotonic)
         return out
 
+    def forget(self, run_id, at):
+        """Delete finished run ``run_id`` from the store; ``Conflict`` while it is the run in
+        progress (its report not written yet)."""
+        if self.run is not None and self.run.id == run_id:
+            raise Conflict("run_active", f"run {run_id} is in progress; abort it first")
+        out = self._begin(at)
+        out.store.append(DeleteRun(run_id))
+        return out
+
     def abort(self, run_id, at):
         """Abort the active run ``run_id``; ``reply`` is its state dict.
 
@@ -470,9 +482,12 @@ class RunScheduler:
             self._finish(out, run, constants.ABORTED, "the coordinator stopped")
         return out
 
-    def run_written(self, run_id, at):
-        """Every writer has finished run ``run_id``: a new run may start."""
+    def run_written(self, run_id, result, at):
+        """Every writer has finished run ``run_id``: it is stored as it ended, and a new run may start."""
         out = self._begin(at)
+        summary = result.get("summary") or {}
+        out.store.append(FinishRun(run_id, summary.get("state", constants.ABORTED), summary.get("finished_at"),
+                                   result.get("archive"), summary, summary.get("note", "")))
         if self.run is not None and self.run.id == run_id and self.run.ended:
             self.run = None
             self.last_run_id = run_id

@@ -14,7 +14,11 @@ two ways:
   publishes every second and on every change, never the live objects.
 
 Reports go to the writer pipeline's own thread, so writing files or calling
-CloudWatch never stalls ingest.
+CloudWatch never stalls ingest. When a run's report is written, the writer
+thread queues the result and wakes the coordinator thread, whose scheduler
+stores the run as it ended: run state is written only from the scheduler's
+outbox (after the thread has stopped, by the thread that stopped it; before
+it starts, by the recovery of runs a dead coordinator left open).
 """
 import concurrent.futures
 import dataclasses
@@ -31,6 +35,7 @@ from stressgrid import __version__, wire
 from stressgrid.plan.constants import ABORTED
 
 from . import fleet_auth, run_timeline
+from .effects import FinishRun
 from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
 from .writers import INTERRUPTED_NOTE, RunInfo, WriterPipeline
@@ -120,6 +125,7 @@ class Coordinator:
                                       __version__, self._now())
         self.publisher = Publisher()
         self._commands = queue.SimpleQueue()
+        self._written = queue.SimpleQueue()  # (run id, writers' result) of runs whose report is written
         self._context = zmq.Context()
         self._wake_address = f"inproc://stressgrid-wake-{id(self)}"
         self._wake_lock = threading.Lock()
@@ -184,6 +190,8 @@ class Coordinator:
                 log.warning("coordinator thread did not stop in time")
             self._thread.join(timeout)
         self.pipeline.close(timeout)
+        if self._thread is None or not self._thread.is_alive():  # else it still owns the scheduler
+            self._store_written()
         self.publisher.close()
         if self._zap is not None:
             self._zap.stop()
@@ -211,7 +219,7 @@ class Coordinator:
             except (OSError, ValueError, TypeError, KeyError):
                 log.exception("could not archive interrupted run %s", row["id"])
                 archive = None
-            self.store.finish(row["id"], ABORTED, finished_at, archive, summary, INTERRUPTED_NOTE)
+            FinishRun(row["id"], ABORTED, finished_at, archive, summary, INTERRUPTED_NOTE).apply(self.store)
             log.warning("run %s was in progress when the coordinator stopped: marked aborted%s", row["id"],
                         " with its report up to its last checkpoint" if summary else "")
 
@@ -224,11 +232,17 @@ class Coordinator:
             if self._wake is None or self._wake.closed or not self._thread.is_alive():
                 raise RuntimeError("coordinator is not running")
             self._commands.put(_Command(kind, args, future))
-            try:
-                self._wake.send(b"", zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # wake-ups are already queued; the thread will see this command too
+            self._wake_thread()
         return future
+
+    def _wake_thread(self):
+        """Wake the coordinator thread (hold ``_wake_lock``)."""
+        if self._wake is None or self._wake.closed:
+            return
+        try:
+            self._wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # wake-ups are already queued; the thread will see what is new too
 
     def _call(self, kind, *args, timeout=30.0):
         return self._post(kind, *args).result(timeout)
@@ -243,6 +257,18 @@ class Coordinator:
     def abort(self, run_id):
         """Abort the active run ``run_id``; raises ``Conflict`` if it is not the active one."""
         return self._call("abort", run_id)
+
+    def delete(self, run_id):
+        """Delete finished run ``run_id`` and its archive; ``False`` if there is no such run.
+
+        Raises ``Conflict`` while it is in progress.
+        """
+        row = self.store.get(run_id)
+        if row is None:
+            return False
+        self._call("forget", run_id)
+        self.archive.delete(run_id, row.get("archive"))
+        return True
 
     def state(self):
         """The latest published state: generators, active run, latest telemetry."""
@@ -277,6 +303,7 @@ class Coordinator:
                         except zmq.Again:
                             break
                     self._run_commands()
+                    self._store_written()
                 self._carry_out(scheduler.advance(self._now()))
         except Exception:  # noqa: BLE001 - log what killed the thread, then fail loudly
             log.exception("coordinator thread failed")
@@ -396,19 +423,23 @@ class Coordinator:
                 return run_id
             run_id = f"{base}-{n}"
 
+    def _command_forget(self, run_id):
+        self._carry_out(self.scheduler.forget(run_id, self._now()))
+
     def _command_abort(self, run_id):
         return self._carry_out(self.scheduler.abort(run_id, self._now()))
 
-    def _command_finished(self, run_id):
-        self._carry_out(self.scheduler.run_written(run_id, self._now()))
-
     def _run_written(self, info, result):
-        """Writer thread: the run's reports and archive are written; record and release it."""
-        summary = result.get("summary") or {}
-        self.store.finish(info.id, summary.get("state", ABORTED), summary.get("finished_at"),
-                          result.get("archive"), summary, summary.get("note", ""))
-        if not self._stopping:
+        """Writer thread: the run's reports and archive are written; the coordinator thread
+        (or, once it has stopped, ``stop``) stores the run and releases it."""
+        self._written.put((info.id, result))
+        with self._wake_lock:
+            self._wake_thread()
+
+    def _store_written(self):
+        while True:
             try:
-                self._post("finished", info.id)
-            except (RuntimeError, zmq.ZMQError):
-                pass
+                run_id, result = self._written.get_nowait()
+            except queue.Empty:
+                return
+            self._carry_out(self.scheduler.run_written(run_id, result, self._now()))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from coordinator_app.effects import (InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteSecond,
+from coordinator_app.effects import (DeleteRun, FinishRun, InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteSecond,
                                      WriteStart)
 from coordinator_app.run_scheduler import Conflict, Instant, RunScheduler, RunState
 from stressgrid import wire
@@ -281,8 +281,16 @@ def test_a_second_submit_is_rejected_while_a_run_is_active_or_being_written(sche
     assert writes(scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(0.2)), WriteFinish)
     with pytest.raises(Conflict):
         scheduler.submit("run-2", plan, addresses, clock.at(0.2))
-    assert scheduler.run_written("run-other", clock.at()).publish is False
-    assert scheduler.run_written("run-1", clock.at()).publish is True
+    with pytest.raises(Conflict) as refused:  # its report is not written yet
+        scheduler.forget("run-1", clock.at(0.2))
+    assert refused.value.code == "run_active"
+    written = {"summary": {"state": "done", "finished_at": 1.5, "note": ""}, "archive": "run-1.tar.gz"}
+    assert scheduler.run_written("run-other", {}, clock.at()).publish is False
+    out = scheduler.run_written("run-1", written, clock.at())
+    assert out.publish is True
+    # The run is stored as it ended by the scheduler's outbox, the one writer of run state.
+    assert out.store == [FinishRun("run-1", "done", 1.5, "run-1.tar.gz", written["summary"], "")]
+    assert scheduler.forget("run-1", clock.at()).store == [DeleteRun("run-1")]
     assert scheduler.submit("run-2", plan, addresses, clock.at()).reply["id"] == "run-2"
 
 
