@@ -100,6 +100,22 @@ def error_reason(exc):
     return name[: -len("_error")] if name.endswith("_error") else name
 
 
+def lost_connection_error(exc, closed):
+    """What a script waiting on a connection that ended raises, from ``connection_lost``'s ``exc``.
+
+    The same on every protocol: the OS's error when the kernel gave one (a reset is
+    ``conn_reset``), a ``TlsError`` when TLS failed, else ``ConnectionClosedError`` saying
+    ``closed``. A fresh exception on every call, so that each waiter counts its own.
+    """
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        error = TlsError(f"TLS failed: {exc}")
+        error.__cause__ = exc
+        return error
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
+        return type(exc)(exc.errno, exc.strerror)
+    return ConnectionClosedError(closed if exc is None else f"{closed}: {exc}")
+
+
 def error_counter_name(exc):
     """``ConnectionRefusedError()`` -> ``conn_refused_error_count``."""
     return error_reason(exc) + "_error_count"

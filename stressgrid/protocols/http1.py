@@ -30,7 +30,7 @@ from stressgrid._core.device import now_us
 from stressgrid._core.http1 import Http1Core, request_writer
 from stressgrid._core.http1_client import ClientBase, ConnectionBase
 from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
-from stressgrid.errors import ConnectionClosedError, TlsError, count_error
+from stressgrid.errors import ConnectionClosedError, TlsError, count_error, lost_connection_error
 
 from .connect import connect_error, connect_timed_out, record_connected
 from .source import open_connection
@@ -72,17 +72,6 @@ def _target(address, opts):
     if target is None:
         target = _targets[key] = _Target(address, opts)
     return target
-
-
-def _connection_error(exc):
-    """A transport's loss reason as the exception a script sees."""
-    if exc is None:
-        return ConnectionClosedError("server closed the connection")
-    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-        error = TlsError(f"TLS failed: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
 
 
 class _Connection(ConnectionBase, asyncio.Protocol):
@@ -171,7 +160,7 @@ class _Connection(ConnectionBase, asyncio.Protocol):
                 # never answered: the request is sent again on a new connection.
                 client.resend(waiter, request, self.flags)
                 return
-            error = closed if exc is None else _connection_error(exc)
+            error = closed if exc is None else lost_connection_error(exc, "server closed the connection")
             if not waiter.done():
                 waiter.set_exception(count_error(client.recorder, error))
             return

@@ -26,7 +26,7 @@ from stressgrid._core.device import now_us
 from stressgrid._core.http2 import Http2Connection
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
+from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error, lost_connection_error
 
 from .connect import connect
 from .tls import context_for
@@ -84,9 +84,7 @@ class _Http2Protocol(asyncio.Protocol):
         for stream in pending:
             future = stream.user[0]
             if not future.done():
-                error = ConnectionClosedError(
-                    "HTTP/2 connection closed with the request in flight"
-                    + (f": {exc}" if exc is not None else ""))
+                error = lost_connection_error(exc, "HTTP/2 connection closed with the request in flight")
                 future.set_exception(count_error(recorder, error))
 
     # requests

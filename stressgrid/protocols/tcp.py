@@ -6,7 +6,7 @@ returns every buffered byte (waiting while there is none).
 import asyncio
 
 from stressgrid._core.device import current_device
-from stressgrid.errors import ConnectionClosedError, count_error
+from stressgrid.errors import ConnectionClosedError, count_error, lost_connection_error
 
 from .connect import connect
 from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
@@ -61,9 +61,7 @@ class TcpClient(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc):
-        if exc is None or not isinstance(exc, ConnectionError):
-            exc = ConnectionClosedError("connection closed by the target")
-        self.closed_exc = exc
+        self.closed_exc = lost_connection_error(exc, "connection closed by the target")
         for waiter in (self.waiter, self.drain_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

@@ -36,7 +36,7 @@ from stressgrid._core.device import current_device, now_us
 from stressgrid._core.request import check_headers
 from stressgrid._core.http_functions import group_for
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error
+from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error, lost_connection_error
 
 from .waiting import timeout_seconds
 
@@ -147,8 +147,8 @@ class WebSocketConnection(asyncio.Protocol):
             message = "WebSocket connection failed earlier"
         elif core.close_sent:
             message = "WebSocket closed by this device"
-        elif self.lost_exc is not None:
-            message = f"WebSocket connection lost: {self.lost_exc}"
+        elif self.lost_exc is not None:  # a reset counts as one, as on every protocol
+            return count_error(self.recorder, lost_connection_error(self.lost_exc, "WebSocket connection lost"))
         else:
             message = "WebSocket connection closed by the server without a close frame"
         error = ConnectionClosedError(message)

@@ -3,9 +3,12 @@ HTTP/1, HTTP/2, WebSocket (its upgrade rides HTTP/1) and raw TCP; over TLS, the 
 
 Real sockets on loopback: a port nothing listens on (refused), a listener whose accept queue
 is full so that the kernel drops every new SYN (a connect that outlasts the plan's 200 ms),
-and a TLS client meeting nginx's plain HTTP port (the handshake fails)."""
+a TLS client meeting nginx's plain HTTP port (the handshake fails), and a server that reads
+the first bytes and resets the connection (an RST: ``SO_LINGER`` 0)."""
 import contextlib
 import socket
+import struct
+import threading
 
 import pytest
 
@@ -18,7 +21,7 @@ PROTOCOLS = {
     "http1": ("http", "await get('/')", "https"),
     "http2": ("http2", "await get('/')", "http2s"),
     "websocket": ("http", "await ws_upgrade('/')", "https"),
-    "tcp": ("tcp", "await send(b'x')", None),
+    "tcp": ("tcp", "await send(b'x')\nawait recv()", None),
 }
 
 
@@ -41,6 +44,37 @@ def unanswered_port():
     finally:
         for each in [*fillers, listener]:
             each.close()
+
+
+@contextlib.contextmanager
+def resetting_port():
+    """A port whose server reads what a connection sends first, then resets it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the accept timed out: look at ``stop`` again
+                continue
+            with connection:
+                connection.settimeout(2)
+                with contextlib.suppress(OSError):
+                    connection.recv(65536)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        server.join()
+        listener.close()
 
 
 def run_fault(protocol, script, port, counter):
@@ -73,3 +107,15 @@ def test_a_failed_tls_handshake(name, tmp_path):
     with logging_nginx(tmp_path) as (port, _):
         line = run_fault(protocol, script, port, "tls_error_count")
     assert f"TLS handshake with 127.0.0.1:{port} failed" in line, line
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_a_reset_after_the_connect(name):
+    protocol, script, _ = PROTOCOLS[name]
+    with resetting_port() as port:
+        result = run_until(plan(port, script, protocol=protocol, timeout_ms=2000), "conn_reset_error_count", 2,
+                           duration=15)
+    # The connection was made (and timed); its reset is counted as one, and as nothing else.
+    assert error_counters(result) == {"conn_reset_error_count": result.counters["conn_reset_error_count"]}
+    assert result.counters["conn_count"] >= 2 and result.histograms["conn_us"].total_count >= 2
+    assert "ConnectionResetError" in result.errors["conn_reset_error_count"]
