@@ -23,26 +23,63 @@ class TlsError(ConnectionError):
     reason = "tls"
 
 
-class ProtocolError(Exception):
-    """The target broke the protocol (a malformed response, frame or datagram)."""
+class RemoteProtocolError(Exception):
+    """The target broke the protocol (a malformed response, frame or datagram).
+
+    Counted against the target (``protocol_error_count``); the connection is not
+    used again.
+    """
 
     reason = "protocol"
 
 
-class RequestArgumentError(ValueError, TypeError):
-    """A script called an HTTP function wrongly (a bad path, header, body or timeout).
+class LocalProtocolError(RuntimeError):
+    """A protocol used out of turn on this side: a second request while one is in
+    flight, a WebSocket function before ``ws_upgrade``, a failure inside the protocol
+    library that no peer caused.
 
-    Raised before anything is sent: the script's own mistake, counted like any
-    exception a script raises (``request_argument_error_count``, with its
-    line), never against the target. It is both a ``ValueError`` and a
-    ``TypeError``, so either ``except`` catches it.
+    Raised at the script's line and counted as ``local_protocol_error_count``: the
+    script's mistake (or ours), never the target's. A ``RuntimeError``, so an
+    ``except RuntimeError`` catches it.
     """
 
+    reason = "local_protocol"
 
-class Http2StreamError(ProtocolError):
+
+class RequestArgumentError(LocalProtocolError, ValueError, TypeError):
+    """A script called an HTTP function wrongly (a bad path, header, body or timeout).
+
+    Raised before anything is sent: the script's own mistake, counted as
+    ``request_argument_error_count`` with its line, never against the target. It is
+    also a ``ValueError`` and a ``TypeError``, so either ``except`` catches it.
+    """
+
+    reason = "request_argument"
+
+
+class Http2StreamError(RemoteProtocolError):
     """The server reset the HTTP/2 stream of a request."""
 
     reason = "http2_stream"
+
+
+class WebSocketProtocolError(RemoteProtocolError):
+    """The server broke RFC 6455; ``close_code`` is the code of the close frame this
+    side answered with (1002 protocol error, 1007 invalid UTF-8, 1009 too big)."""
+
+    def __init__(self, message, close_code):
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class WebSocketClosedError(ConnectionClosedError):
+    """The WebSocket ended while the script still used it: ``close_code`` and
+    ``close_reason`` are the server's close frame's (``None`` and ``""`` without one)."""
+
+    def __init__(self, message, close_code=None, close_reason=""):
+        super().__init__(message)
+        self.close_code = close_code
+        self.close_reason = close_reason
 
 
 _ERRNO_REASONS = {
@@ -84,7 +121,8 @@ def snake_case(name):
 def error_reason(exc):
     """The reason part of the error counter for ``exc`` (without ``_error``)."""
     reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and isinstance(exc, (ConnectionClosedError, TlsError, ProtocolError)):
+    if isinstance(reason, str) and isinstance(exc, (ConnectionClosedError, TlsError, RemoteProtocolError,
+                                                    LocalProtocolError)):
         return reason
     if isinstance(exc, socket.gaierror):
         return _GAI_REASONS.get(exc.errno, "dns")

@@ -12,9 +12,9 @@ directly with bytes.
 What a request means (path, headers, body, timeout, the decoded response
 body) is decided in ``stressgrid._core.request``, shared with HTTP/2.
 
-Errors: a malformed response raises ``ProtocolError`` (the server's fault); a
-request the script built wrong raises ``RequestArgumentError`` (the script's
-fault); a connection that closes before the response is complete
+Errors: a malformed response raises ``RemoteProtocolError`` (the server's fault); a
+request the script built wrong raises ``RequestArgumentError`` and a request out of
+turn ``LocalProtocolError`` (the script's fault); a connection that closes before the response is complete
 raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -29,7 +29,7 @@ from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from stressgrid._core.request import authority
-from stressgrid.errors import ConnectionClosedError, ProtocolError
+from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
 # Exported so the asyncio layer and tests can name the states and events.
 STATE_IDLE = IDLE
@@ -101,7 +101,7 @@ cdef class Http1Core:
     cpdef start(self, bint head, bint close_after, bint measured=True):
         """A request was just written: expect its response."""
         if self.state != IDLE:
-            raise RuntimeError(f"connection is not idle (state {self.state}); "
+            raise LocalProtocolError(f"connection is not idle (state {self.state}); "
                                "one request at a time per connection")
         if self.parser is None:
             # Created lazily: an idle device that never sent a request holds none.
@@ -132,10 +132,10 @@ cdef class Http1Core:
                 self.leftover += data
                 return SWITCHED
             if state == FAILED:
-                raise ProtocolError("connection already failed")
+                raise LocalProtocolError("connection already failed")
             # IDLE or DONE: the server talks although nothing was asked.
             self.reusable = False
-            raise ProtocolError("unexpected data from the server while no request was in flight")
+            raise RemoteProtocolError("unexpected data from the server while no request was in flight")
         self.received += len(data)
         global _feeding
         cdef Http1Core outer = _feeding
@@ -157,7 +157,7 @@ cdef class Http1Core:
                 else:
                     self.state = FAILED
                     self.reusable = False
-                    raise ProtocolError(f"malformed HTTP response: {exc}") from None
+                    raise RemoteProtocolError(f"malformed HTTP response: {exc}") from None
         finally:
             _feeding = outer
         if self.error is not None:
@@ -205,7 +205,7 @@ cdef class Http1Core:
         if self.state == UPGRADED:
             return (self.status, self.headers, self.leftover)
         if self.state != DONE:
-            raise RuntimeError(f"no complete response (state {self.state})")
+            raise LocalProtocolError(f"no complete response (state {self.state})")
         body = self.body
         if body is None:
             body = b""

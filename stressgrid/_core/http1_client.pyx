@@ -21,7 +21,7 @@ from stressgrid._core.request cimport timeout_seconds
 
 from asyncio import InvalidStateError
 
-from stressgrid.errors import ProtocolError, count_error
+from stressgrid.errors import RemoteProtocolError, count_error
 
 
 cdef class ClientBase:
@@ -104,7 +104,7 @@ cdef class ConnectionBase:
         cdef int event
         try:
             event = self.core.feed(data)
-        except Exception as exc:   # a ProtocolError: the server broke HTTP
+        except Exception as exc:   # a RemoteProtocolError: the server broke HTTP
             self.fail(exc)
             return
         if event != NEED_MORE:
@@ -139,7 +139,7 @@ cdef class ConnectionBase:
             self.discard(False)
         try:
             result = core.result()
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             if client is not None:
                 count_error(client.recorder, exc)
             if not waiter.done():

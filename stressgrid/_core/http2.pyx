@@ -23,7 +23,7 @@ from stressgrid._core.device cimport monotonic_us
 from stressgrid._core.metrics cimport Histogram, ResponseCounters
 from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
-from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
+from stressgrid.errors import Http2StreamError, LocalProtocolError, RemoteProtocolError, RequestArgumentError
 
 # Our receive windows: large, so a big response streams without waiting for
 # WINDOW_UPDATE round trips. The library sends WINDOW_UPDATE as data is read.
@@ -116,10 +116,10 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     try:
         if namelen == 7 and memcmp(name, b":status", 7) == 0:
             if valuelen != 3:
-                raise ProtocolError(f"HTTP/2 response with a bad :status")
+                raise RemoteProtocolError(f"HTTP/2 response with a bad :status")
             for i in range(3):
                 if value[i] < 48 or value[i] > 57:
-                    raise ProtocolError(f"HTTP/2 response with a bad :status")
+                    raise RemoteProtocolError(f"HTTP/2 response with a bad :status")
                 status = status * 10 + (value[i] - 48)
             stream.status = status
             # A new header block: fields of an interim (1xx) block before it are dropped.
@@ -293,12 +293,12 @@ cdef class Http2Connection:
         settings[3].value = 100
         rv = nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, settings, 4)
         if rv != 0:
-            raise ProtocolError(nghttp2_strerror(rv).decode())
+            raise LocalProtocolError(nghttp2_strerror(rv).decode())
         if window_size > 65535:
             rv = nghttp2_session_set_local_window_size(self.session, NGHTTP2_FLAG_NONE, 0,
                                                        <int32_t>window_size)
             if rv != 0:
-                raise ProtocolError(nghttp2_strerror(rv).decode())
+                raise LocalProtocolError(nghttp2_strerror(rv).decode())
 
     def __dealloc__(self):
         if self.session != NULL:
@@ -440,13 +440,13 @@ cdef class Http2Connection:
         finished (whole responses and resets), or ``None``. What the library
         answers (acknowledgements, WINDOW_UPDATE) waits in ``data_to_send``.
 
-        Raises ``ProtocolError`` when the server broke the protocol; the
+        Raises ``RemoteProtocolError`` when the server broke the protocol; the
         connection is then unusable (``data_to_send`` has its GOAWAY)."""
         cdef const uint8_t *ptr
         cdef Py_ssize_t size
         cdef ssize_t rv
         if self.session == NULL:
-            raise ProtocolError("HTTP/2 connection is closed")
+            raise LocalProtocolError("HTTP/2 connection is closed")
         if type(data) is not bytes:
             data = bytes(data)
         ptr = <const uint8_t *>PyBytes_AS_STRING(data)
@@ -459,7 +459,7 @@ cdef class Http2Connection:
             raise error
         if rv < 0:
             self.terminated = True
-            raise ProtocolError(f"HTTP/2 protocol error: {nghttp2_strerror(<int>rv).decode()}")
+            raise RemoteProtocolError(f"HTTP/2 protocol error: {nghttp2_strerror(<int>rv).decode()}")
         # Sending can close streams too (a reset of a malformed response):
         # serialize now so they are reported with this read.
         self._drain()
@@ -467,7 +467,7 @@ cdef class Http2Connection:
                 not nghttp2_session_want_read(self.session):
             # The library found a connection error and queued its GOAWAY.
             self.terminated = True
-            raise ProtocolError(f"HTTP/2 connection error: {self.library_error or 'unknown'}")
+            raise RemoteProtocolError(f"HTTP/2 connection error: {self.library_error or 'unknown'}")
         return self.take_finished()
 
     cpdef object take_finished(self):
@@ -500,7 +500,7 @@ cdef class Http2Connection:
             error, self.error = self.error, None
             raise error
         if n < 0:
-            raise ProtocolError(f"HTTP/2 send failed: {nghttp2_strerror(<int>n).decode()}")
+            raise LocalProtocolError(f"HTTP/2 send failed: {nghttp2_strerror(<int>n).decode()}")
         return 0
 
     cpdef bytes data_to_send(self):

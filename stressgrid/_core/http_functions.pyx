@@ -22,7 +22,7 @@ from stressgrid._core.metrics cimport Histogram, RequestGroup
 from stressgrid._core.request cimport request_body
 
 from stressgrid._core import device as _device_module
-from stressgrid.errors import RequestArgumentError
+from stressgrid.errors import LocalProtocolError, RequestArgumentError
 from stressgrid.plan.arrivals import INTENDED_FIRST_RESPONSE_HISTOGRAM
 
 cdef object _device_var = _device_module._current
@@ -60,7 +60,7 @@ cdef object send(bytes method, path, headers, body, bytes content_type, timeout,
     else:
         request = getattr(client, "request", None)
         if request is None:
-            raise RuntimeError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
+            raise LocalProtocolError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
         response = request(method, path, headers, body, content_type, timeout, group)
     cdef int64_t intended_us = (<Device>device).intended_start_us
     if intended_us:

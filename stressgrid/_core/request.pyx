@@ -23,7 +23,7 @@ HTTP target:
 A request the script built wrong raises ``RequestArgumentError`` before any
 byte is sent: the script's fault, counted like any exception a script raises,
 never against the target. A response body that does not decode raises
-``ProtocolError``: the target's fault.
+``RemoteProtocolError``: the target's fault.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.math cimport isfinite
@@ -33,7 +33,7 @@ from urllib.parse import quote as _quote
 
 from msgpack import packb as _msgpack_packb, unpackb as _msgpack_unpackb
 
-from stressgrid.errors import ProtocolError, RequestArgumentError
+from stressgrid.errors import RemoteProtocolError, RequestArgumentError
 
 # Everything printable but space: what may stand in a request target unescaped.
 _PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))
@@ -243,7 +243,7 @@ cpdef object decode_body(int kind, object body, object content_type):
         return _msgpack_unpackb(body)
     except Exception as exc:
         what = "JSON" if kind == BODY_JSON else "msgpack"
-        raise ProtocolError(f"response body is not valid {what} (content type {content_type}): {exc}") from None
+        raise RemoteProtocolError(f"response body is not valid {what} (content type {content_type}): {exc}") from None
 
 
 def authority(str host, int port, bint tls):

@@ -9,8 +9,8 @@ full the oldest message is dropped and counted (``dropped`` and the optional
 ``ws_dropped_frame_count`` counter), never silently. ``encode*`` build frames
 to send, masked with a fresh random key when the core is the client.
 
-A peer that breaks the protocol makes ``feed`` raise ``ProtocolError`` with a
-``close_code`` (1002 protocol error, 1007 invalid UTF-8, 1009 too big); the
+A peer that breaks the protocol makes ``feed`` raise ``WebSocketProtocolError`` (a
+``RemoteProtocolError``) with its ``close_code`` (1002 protocol error, 1007 invalid UTF-8, 1009 too big); the
 matching close frame is then waiting in ``data_to_send``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -24,7 +24,7 @@ from stressgrid._core.metrics cimport Counter
 import collections
 import os
 
-from stressgrid.errors import ProtocolError
+from stressgrid.errors import WebSocketProtocolError
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -337,9 +337,7 @@ cdef class WebSocketCore:
         self.frag_parts = None
         if not self.close_sent:
             self._queue(self.encode_close(code))
-        error = ProtocolError(message)
-        error.close_code = code
-        raise error
+        raise WebSocketProtocolError(message, code)
 
     cdef void _queue(self, bytes frame):
         if self.out is None:

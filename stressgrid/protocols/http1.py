@@ -30,7 +30,7 @@ from stressgrid._core.device import now_us
 from stressgrid._core.http1 import Http1Core, request_writer
 from stressgrid._core.http1_client import ClientBase, ConnectionBase
 from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
-from stressgrid.errors import ConnectionClosedError, TlsError, count_error, lost_connection_error
+from stressgrid.errors import ConnectionClosedError, LocalProtocolError, TlsError, count_error, lost_connection_error
 
 from .connect import connect_error, connect_timed_out, record_connected
 from .source import open_connection
@@ -205,18 +205,18 @@ class Http1Client(ClientBase):
         """``request()`` when there is no idle open connection."""
         conn = self.conn
         if self.detached or (conn is not None and conn.upgraded):
-            raise RuntimeError("the connection was upgraded (to WebSocket, by ws_upgrade); "
+            raise LocalProtocolError("the connection was upgraded (to WebSocket, by ws_upgrade); "
                                "HTTP functions cannot use it any more")
         if conn is not None:
             if not conn.waiter.done():
-                raise RuntimeError("one HTTP request at a time per device: await the previous one first")
+                raise LocalProtocolError("one HTTP request at a time per device: await the previous one first")
             # The previous call was cancelled mid-response: that connection is no use.
             conn.waiter = None
             conn.discard(True)
         if self.connecting:
-            raise RuntimeError("one HTTP request at a time per device: await the previous one first")
+            raise LocalProtocolError("one HTTP request at a time per device: await the previous one first")
         if self.closed:
-            raise RuntimeError("the device's HTTP client is closed")
+            raise LocalProtocolError("the device's HTTP client is closed")
         self.connecting = True
         return self._open_then_send(None, data, flags, now_us() + int(budget_s * 1e6), budget_s)
 
@@ -233,7 +233,7 @@ class Http1Client(ClientBase):
         """Give the upgraded connection to ``protocol``; returns its transport."""
         conn = self.conn
         if conn is None or not conn.upgraded:
-            raise RuntimeError("no upgraded connection to detach")
+            raise LocalProtocolError("no upgraded connection to detach")
         self.conn = None
         self.detached = True
         conn.client = None
@@ -301,7 +301,7 @@ class Http1Client(ClientBase):
         if waiter is None:
             if self.closed:
                 conn.discard(True)
-                raise RuntimeError("the device's HTTP client is closed")
+                raise LocalProtocolError("the device's HTTP client is closed")
             return await self.send(conn, loop.create_future(), data, flags, deadline_us, budget_s)
         if waiter.done() or self.closed:
             conn.discard(True)   # the script gave up or the device is closing

@@ -26,7 +26,7 @@ from stressgrid._core.device import now_us
 from stressgrid._core.http2 import Http2Connection
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error, lost_connection_error
+from stressgrid.errors import ConnectionClosedError, RemoteProtocolError, count_error, lost_connection_error
 
 from .connect import connect
 from .tls import context_for
@@ -59,7 +59,7 @@ class _Http2Protocol(asyncio.Protocol):
         try:
             finished = core.feed(data)
             out = core.data_to_send()
-        except Exception as exc:  # noqa: BLE001 - ProtocolError, or a failure the core stored
+        except Exception as exc:  # noqa: BLE001 - RemoteProtocolError, or a failure the core stored
             self.fail(exc)
             return
         if out:
@@ -130,7 +130,7 @@ class _Http2Protocol(asyncio.Protocol):
         if stream.complete:
             try:
                 body = stream.decoded_body()
-            except ProtocolError as exc:
+            except RemoteProtocolError as exc:
                 future.set_exception(count_error(self.client.recorder, exc))
                 return
             group = user[8]
@@ -257,7 +257,7 @@ class Http2Client:
         future = protocol.submit(method, path, headers, body, content_type,
                                  max(0.0, deadline - self.loop.time()), group=group)
         if future is None:
-            raise count_error(self.recorder, ProtocolError("a new HTTP/2 connection refused a request"))
+            raise count_error(self.recorder, RemoteProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 
     def resend(self, user):
@@ -271,7 +271,7 @@ class Http2Client:
                     protocol = await self.connected(seconds)
                 retry = protocol.submit(method, path, headers, body, content_type, seconds, True, group)
                 if retry is None:
-                    raise count_error(self.recorder, ProtocolError(
+                    raise count_error(self.recorder, RemoteProtocolError(
                         "HTTP/2 request refused by the server twice"))
                 result = await retry
             except asyncio.CancelledError:

@@ -24,9 +24,12 @@ is answered and ends the connection. Received messages wait in a bounded queue
   ``None``; never waits.
 
 Once the server closed the connection and the queue is empty, receiving and
-fetching raise ``ConnectionClosedError`` (``closed_error_count``) carrying
-``close_code`` and ``close_reason``; a server that breaks the protocol raises
-``ProtocolError`` (``protocol_error_count``) and is sent the matching close code.
+fetching raise ``WebSocketClosedError`` (a ``ConnectionClosedError``:
+``closed_error_count``) carrying ``close_code`` and ``close_reason``; a server that
+breaks the protocol raises ``WebSocketProtocolError`` (a ``RemoteProtocolError``:
+``protocol_error_count``) carrying the ``close_code`` it was sent. A WebSocket
+function used out of turn (before ``ws_upgrade``, two receives at once) raises
+``LocalProtocolError`` (``local_protocol_error_count``).
 """
 import asyncio
 import json as _json
@@ -36,7 +39,8 @@ from stressgrid._core.device import current_device, now_us
 from stressgrid._core.request import check_headers
 from stressgrid._core.http_functions import group_for
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
-from stressgrid.errors import ConnectionClosedError, ProtocolError, count_error, lost_connection_error
+from stressgrid.errors import (LocalProtocolError, RemoteProtocolError, WebSocketClosedError,
+                               count_error, lost_connection_error)
 
 from .waiting import timeout_seconds
 
@@ -62,7 +66,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.timer = None        # made with the first receive that waits
         self.lost = False
         self.lost_exc = None
-        self.failure = None      # the ProtocolError that ended the connection, until raised
+        self.failure = None      # the RemoteProtocolError that ended the connection, until raised
         self.paused = False
         self.drain_waiters = None
         self.sent = self.loop.create_future()
@@ -77,7 +81,7 @@ class WebSocketConnection(asyncio.Protocol):
         core = self.core
         try:
             queued = core.feed(data)
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self.failure = count_error(self.recorder, exc)
             self._write(core.data_to_send())
             self._shut()
@@ -151,10 +155,7 @@ class WebSocketConnection(asyncio.Protocol):
             return count_error(self.recorder, lost_connection_error(self.lost_exc, "WebSocket connection lost"))
         else:
             message = "WebSocket connection closed by the server without a close frame"
-        error = ConnectionClosedError(message)
-        error.close_code = core.close_code or None
-        error.close_reason = core.close_reason
-        return count_error(self.recorder, error)
+        return count_error(self.recorder, WebSocketClosedError(message, core.close_code or None, core.close_reason))
 
     @property
     def ended(self):
@@ -199,7 +200,7 @@ class WebSocketConnection(asyncio.Protocol):
         if message is not None:
             return message
         if self.waiter is not None and not self.waiter.done():
-            raise RuntimeError("one WebSocket receive at a time per device")
+            raise LocalProtocolError("one WebSocket receive at a time per device")
         loop = self.loop
         deadline = now_us() + int(timeout_s * 1e6)
         while True:
@@ -307,9 +308,9 @@ async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
     device = current_device()
     client = device.client
     if not hasattr(client, "upgrade") or not hasattr(client, "detach"):
-        raise RuntimeError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
+        raise LocalProtocolError("ws_upgrade needs an HTTP/1.x target (http, https, http10, http10s)")
     if getattr(client, "ws", None) is not None:
-        raise RuntimeError("ws_upgrade was already called on this device's connection")
+        raise LocalProtocolError("ws_upgrade was already called on this device's connection")
     group = group_for(device, name)
     if headers:
         check_headers(headers)   # a script's bad header is its own error, before anything is sent
@@ -335,7 +336,7 @@ async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
     if problem is not None:
         transport = client.detach(asyncio.Protocol())
         transport.abort()
-        raise count_error(device.recorder, ProtocolError(problem))
+        raise count_error(device.recorder, RemoteProtocolError(problem))
     connection = WebSocketConnection(device)
     connection.transport = client.transport
     client.ws = connection
@@ -354,7 +355,7 @@ async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
 def _ws():
     ws = getattr(current_device().client, "ws", None)
     if ws is None:
-        raise RuntimeError("no WebSocket on this device: call await ws_upgrade(path) first")
+        raise LocalProtocolError("no WebSocket on this device: call await ws_upgrade(path) first")
     return ws
 
 

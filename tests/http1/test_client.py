@@ -7,7 +7,7 @@ import uvloop
 
 from stressgrid._core.device import Device
 from stressgrid._core.metrics import Recorder
-from stressgrid.errors import error_reason
+from stressgrid.errors import LocalProtocolError, error_reason
 from stressgrid.plan.model import Address, Opts
 from stressgrid.protocols.http1 import create_client
 from stressgrid.protocols.tls import client_context
@@ -87,11 +87,13 @@ def test_one_request_at_a_time(edge):
     async def main():
         client, _ = new_client(edge.port)
         first = client.request(b"GET", "/hello")          # connecting
-        with pytest.raises(RuntimeError, match="one HTTP request at a time"):
+        with pytest.raises(LocalProtocolError, match="one HTTP request at a time") as misuse:
             client.request(b"GET", "/hello")
+        # The script's mistake, counted as such: never as the target's protocol error.
+        assert error_reason(misuse.value) == "local_protocol"
         assert (await first)[0] == 200
         first = client.request(b"GET", "/hello")          # on the open connection
-        with pytest.raises(RuntimeError, match="one HTTP request at a time"):
+        with pytest.raises(LocalProtocolError, match="one HTTP request at a time"):
             client.request(b"GET", "/hello")
         assert (await first)[0] == 200
         client.close()

@@ -8,7 +8,7 @@ import pytest
 from stressgrid._core.http1 import (EVENT_COMPLETE, EVENT_NEED_MORE, EVENT_SWITCHED, STATE_FAILED,
                                     STATE_IDLE, Http1Core, RequestWriter)
 from stressgrid._core.metrics import Recorder
-from stressgrid.errors import ConnectionClosedError, ProtocolError
+from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
 pytestmark = pytest.mark.unit
 
@@ -212,7 +212,7 @@ def test_empty_json_body_stays_bytes_and_invalid_json_is_protocol_error():
     assert core.result()[2] == b""
     exchange(core, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}",
              split_whole)
-    with pytest.raises(ProtocolError, match="not valid JSON"):
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
         core.result()
     # The framing was fine: the connection carries on.
     assert core.state == STATE_IDLE and core.reusable
@@ -289,11 +289,11 @@ def test_switching_protocols_hands_over_leftover(split):
 def test_malformed_responses_are_protocol_errors(data):
     core, recorder = new_core()
     core.start(False, False)
-    with pytest.raises(ProtocolError, match="malformed HTTP response"):
+    with pytest.raises(RemoteProtocolError, match="malformed HTTP response"):
         for part in split_bytes(data):
             core.feed(part)
     assert core.state == STATE_FAILED and not core.reusable
-    with pytest.raises(ProtocolError):
+    with pytest.raises(LocalProtocolError):  # feeding a failed core is the caller's mistake
         core.feed(b"more")
     assert recorder.counter("response_count").value == 0
 
@@ -318,14 +318,14 @@ def test_eof_while_idle_is_quiet_and_unsolicited_data_is_an_error():
     core, _ = new_core()
     assert core.eof() == EVENT_NEED_MORE
     core, _ = new_core()
-    with pytest.raises(ProtocolError, match="no request"):
+    with pytest.raises(RemoteProtocolError, match="no request"):
         core.feed(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
 
 
 def test_one_request_at_a_time():
     core, _ = new_core()
     core.start(False, False)
-    with pytest.raises(RuntimeError, match="one request at a time"):
+    with pytest.raises(LocalProtocolError, match="one request at a time"):
         core.start(False, False)
 
 

@@ -143,7 +143,7 @@ class EdgeServer:
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
                 writer.write(conn.data_to_send())
-        except (ConnectionError, h2.exceptions.ProtocolError):
+        except (ConnectionError, h2.exceptions.RemoteProtocolError):
             pass
         finally:
             writer.close()

@@ -12,7 +12,7 @@ import pytest
 
 from stressgrid._core.http2 import CANCEL, REFUSED_STREAM, Http2Connection
 from stressgrid._core.metrics import Recorder
-from stressgrid.errors import Http2StreamError, ProtocolError, RequestArgumentError
+from stressgrid.errors import Http2StreamError, LocalProtocolError, RemoteProtocolError, RequestArgumentError
 
 pytestmark = pytest.mark.unit
 
@@ -265,7 +265,7 @@ def test_interim_response_and_trailers():
 def test_garbage_from_the_server_is_a_protocol_error_and_queues_goaway():
     core, *_ = make_core()
     core.data_to_send()
-    with pytest.raises(ProtocolError, match="connection error"):
+    with pytest.raises(RemoteProtocolError, match="connection error"):
         core.feed(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     assert core.data_to_send()  # GOAWAY for the server
     assert not core.request_allowed
@@ -308,7 +308,7 @@ def test_connection_lost_returns_streams_in_flight():
     b = core.request(b"GET", b"/b", (), None, None)
     assert sorted(s.stream_id for s in core.connection_lost()) == [a.stream_id, b.stream_id]
     assert not core.request_allowed
-    with pytest.raises(ProtocolError):
+    with pytest.raises(LocalProtocolError):  # feeding a closed connection is the caller's mistake
         core.feed(b"")
 
 

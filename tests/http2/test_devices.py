@@ -174,7 +174,7 @@ def test_undecodable_body_is_a_protocol_error(edge):
 try:
     await get("/bad-json")
 except Exception as exc:
-    assert type(exc).__name__ == "ProtocolError" and "application/json" in str(exc), exc
+    assert type(exc).__name__ == "RemoteProtocolError" and "application/json" in str(exc), exc
     inc_counter("rejected")
 inc_counter("done")
 """ + LINGER

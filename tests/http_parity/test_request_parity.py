@@ -89,7 +89,7 @@ CASES = {
     "suffix_json_body": ('get("/doc.pjson", {h})', None, (200, "application/problem+json", DOC)),
     "msgpack_body": ('get("/doc.msgpack", {h})', None, (200, "application/msgpack", DOC)),
     "suffix_msgpack_body": ('get("/doc.xmp", {h})', None, (200, "application/vnd.test+msgpack", DOC)),
-    "invalid_json_body": ('get("/bad.json", {h})', None, "ProtocolError"),
+    "invalid_json_body": ('get("/bad.json", {h})', None, "RemoteProtocolError"),
     "not_found": ('get("/missing", {h})', None, (404, "text/html", None)),
     "body_with_json": ('post("/echo/x", {h}, b"x", json={{}})', None, "RequestArgumentError"),
     "crlf_in_header": ('get("/echo/x", {h} + [("X-A", "v\\r\\nInjected: 1")])', None, "RequestArgumentError"),

@@ -11,7 +11,7 @@ from websockets.streams import StreamReader
 
 from stressgrid._core.metrics import Counter
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
-from stressgrid.errors import ProtocolError
+from stressgrid.errors import RemoteProtocolError
 
 pytestmark = pytest.mark.unit
 
@@ -206,7 +206,7 @@ BAD_FRAMES = {
 def test_protocol_violations_fail_with_a_close_code(case, mode):
     data, code = BAD_FRAMES[case]
     core = WebSocketCore()
-    with pytest.raises(ProtocolError) as raised:
+    with pytest.raises(RemoteProtocolError) as raised:
         feed(core, data, mode)
     assert raised.value.close_code == code
     assert raised.value.reason == "protocol"
@@ -218,12 +218,12 @@ def test_protocol_violations_fail_with_a_close_code(case, mode):
 
 def test_message_over_the_size_limit_fails_before_it_is_buffered():
     core = WebSocketCore(max_message_size=1000)
-    with pytest.raises(ProtocolError) as raised:
+    with pytest.raises(RemoteProtocolError) as raised:
         core.feed(server_frame(Opcode.BINARY, b"x" * 1001)[:20])  # only the header arrived
     assert raised.value.close_code == 1009
     fragmented = WebSocketCore(max_message_size=1000)
     fragmented.feed(server_frame(Opcode.BINARY, b"x" * 600, fin=False))
-    with pytest.raises(ProtocolError):
+    with pytest.raises(RemoteProtocolError):
         fragmented.feed(server_frame(Opcode.CONT, b"x" * 600))
 
 

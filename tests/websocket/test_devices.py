@@ -143,7 +143,7 @@ await ws_upgrade("/bad-utf8")
 try:
     await ws_receive_text()
 except Exception as exc:
-    assert type(exc).__name__ == "ProtocolError" and exc.close_code == 1007, exc
+    assert type(exc).__name__ == "WebSocketProtocolError" and exc.close_code == 1007, exc
     inc_counter("rejected")
 """ + LINGER
     result = run_until(plan(server.port, script), "rejected_count", 1)
