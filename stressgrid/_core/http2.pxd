@@ -159,6 +159,18 @@ cdef class Http2Stream:
     cdef readonly int64_t headers_at_us   # its response headers came
 
 
+cdef class PendingRequest:
+    cdef readonly object future
+    cdef readonly bytes method
+    cdef readonly object path
+    cdef readonly object headers
+    cdef readonly object body
+    cdef readonly object content_type
+    cdef readonly double timeout_s
+    cdef readonly bint retried
+    cdef readonly object group
+
+
 cdef class Http2Connection:
     cdef nghttp2_session *session
     cdef readonly dict streams

@@ -95,6 +95,25 @@ cdef class Http2Stream:
                 f"error={error_name(self.error_code)}>")
 
 
+cdef class PendingRequest:
+    """A request in flight, kept as its stream's ``user`` by the asyncio layer: the
+    script's ``future``, and what is needed to send the request again when the server
+    refused it unprocessed (``retried``: sent again once already; ``group``: a named
+    request's metrics group, or ``None``)."""
+
+    def __cinit__(self, future, bytes method, path, headers, body, content_type, double timeout_s,
+                  bint retried, group):
+        self.future = future
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.content_type = content_type
+        self.timeout_s = timeout_s
+        self.retried = retried
+        self.group = group
+
+
 # ---------------------------------------------------------------------------
 # nghttp2 callbacks. user_data is the Http2Connection, alive for as long as the
 # library runs (only inside feed/data_to_send/request of that object).

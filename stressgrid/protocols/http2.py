@@ -23,7 +23,7 @@ import asyncio
 
 from stressgrid._core.deadline import DeadlineTimer, passed
 from stressgrid._core.device import now_us
-from stressgrid._core.http2 import Http2Connection
+from stressgrid._core.http2 import Http2Connection, PendingRequest
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
 from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
 from stressgrid.errors import ConnectionClosedError, RemoteProtocolError, count_error, lost_connection_error
@@ -82,7 +82,7 @@ class _Http2Protocol(asyncio.Protocol):
             self.client.protocol = None
         recorder = self.client.recorder
         for stream in pending:
-            future = stream.user[0]
+            future = stream.user.future
             if not future.done():
                 error = lost_connection_error(exc, "HTTP/2 connection closed with the request in flight")
                 future.set_exception(count_error(recorder, error))
@@ -95,7 +95,8 @@ class _Http2Protocol(asyncio.Protocol):
         loop = self.client.loop
         future = loop.create_future()
         stream = self.core.request(method, path, headers, body,
-                                   (future, method, path, headers, body, content_type, timeout_s, retried, group),
+                                   PendingRequest(future, method, path, headers, body, content_type, timeout_s,
+                                                  retried, group),
                                    content_type)
         if stream is None:
             return None
@@ -123,8 +124,8 @@ class _Http2Protocol(asyncio.Protocol):
                 self.complete(stream)
 
     def complete(self, stream):
-        user = stream.user
-        future = user[0]
+        request = stream.user
+        future = request.future
         if future.done():
             return
         if stream.complete:
@@ -133,13 +134,13 @@ class _Http2Protocol(asyncio.Protocol):
             except RemoteProtocolError as exc:
                 future.set_exception(count_error(self.client.recorder, exc))
                 return
-            group = user[8]
+            group = request.group
             if group is not None:
                 group.add(stream.started_us, stream.headers_at_us, now_us(), stream.status)
             self.client.device.record_intended_headers(stream.headers_at_us - stream.started_us, group)
             future.set_result((stream.status, stream.headers, body))
-        elif stream.refused and not user[7]:
-            self.client.resend(user)
+        elif stream.refused and not request.retried:
+            self.client.resend(request)
         else:
             future.set_exception(count_error(self.client.recorder, stream.exception()))
 
@@ -164,10 +165,10 @@ class _Http2Protocol(asyncio.Protocol):
         recorder = self.client.recorder
         for stream in expired:
             self.core.reset_stream(stream.stream_id)
-            future = stream.user[0]
+            future = stream.user.future
             if not future.done():
                 future.set_exception(count_error(recorder, TimeoutError(
-                    f"no HTTP/2 response within {stream.user[6] * 1000:.0f} ms")))
+                    f"no HTTP/2 response within {stream.user.timeout_s * 1000:.0f} ms")))
         if expired:
             self.flush()
         if earliest is not None and not self.lost and self.timer is not None:
@@ -189,7 +190,7 @@ class _Http2Protocol(asyncio.Protocol):
         if self.client.protocol is self:
             self.client.protocol = None
         for stream in pending:
-            future = stream.user[0]
+            future = stream.user.future
             if not future.done():
                 future.set_exception(exc)
         if self.transport is not None:
@@ -260,16 +261,18 @@ class Http2Client:
             raise count_error(self.recorder, RemoteProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 
-    def resend(self, user):
+    def resend(self, request):
         """Send a request the server refused unprocessed again, on a new connection."""
-        future, method, path, headers, body, content_type, seconds, _, group = user
+        future = request.future
+        seconds = request.timeout_s
 
         async def again():
             try:
                 protocol = self.protocol
                 if protocol is None or not protocol.core.request_allowed:
                     protocol = await self.connected(seconds)
-                retry = protocol.submit(method, path, headers, body, content_type, seconds, True, group)
+                retry = protocol.submit(request.method, request.path, request.headers, request.body,
+                                        request.content_type, seconds, True, request.group)
                 if retry is None:
                     raise count_error(self.recorder, RemoteProtocolError(
                         "HTTP/2 request refused by the server twice"))
