@@ -191,7 +191,7 @@ cdef class Http2Connection:
 
     cpdef Http2Stream request(self, bytes method, bytes path, object headers, bytes body, object user,
                               bytes content_type=*)
-    cpdef object feed(self, object data)
+    cpdef Py_ssize_t feed(self, object data) except -1
     cpdef bytes data_to_send(self)
     cpdef object take_finished(self)
     cdef int _drain(self) except -1

@@ -3,8 +3,8 @@
 
 ``Http2Connection`` owns one nghttp2 client session. The caller moves bytes:
 ``data_to_send()`` returns what must be written to the socket (the connection
-preface first), ``feed(data)`` takes what the socket read and returns the
-streams that finished, if any. The library does the framing, HPACK, flow
+preface first), ``feed(data)`` takes what the socket read and returns how many
+streams finished, which ``take_finished()`` then hands over. The library does the framing, HPACK, flow
 control (WINDOW_UPDATE is sent as received data is consumed), SETTINGS from
 the server and GOAWAY handling; this module turns its callbacks into
 ``Http2Stream`` results and records ``headers_us``, ``body_us`` and
@@ -454,10 +454,10 @@ cdef class Http2Connection:
         else:
             self.finished.append(stream)
 
-    cpdef object feed(self, object data):
-        """Take bytes read from the socket; returns the list of streams that
-        finished (whole responses and resets), or ``None``. What the library
-        answers (acknowledgements, WINDOW_UPDATE) waits in ``data_to_send``.
+    cpdef Py_ssize_t feed(self, object data) except -1:
+        """Take bytes read from the socket; returns how many streams finished (whole
+        responses and resets), for ``take_finished``. What the library answers
+        (acknowledgements, WINDOW_UPDATE) waits in ``data_to_send``.
 
         Raises ``RemoteProtocolError`` when the server broke the protocol; the
         connection is then unusable (``data_to_send`` has its GOAWAY)."""
@@ -487,10 +487,10 @@ cdef class Http2Connection:
             # The library found a connection error and queued its GOAWAY.
             self.terminated = True
             raise RemoteProtocolError(f"HTTP/2 connection error: {self.library_error or 'unknown'}")
-        return self.take_finished()
+        return len(self.finished) if self.finished is not None else 0
 
     cpdef object take_finished(self):
-        """Streams finished since the last ``feed`` (or ``None``)."""
+        """The streams finished since the last call, or ``None``."""
         cdef list finished = self.finished
         self.finished = None
         return finished

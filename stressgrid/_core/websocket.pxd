@@ -22,7 +22,7 @@ cdef class WebSocketCore:
     cdef int frag_opcode
     cdef list frag_parts
     cdef Py_ssize_t frag_size
-    cdef list out
+    cdef object out    # what waits for data_to_send: None, one frame (bytes) or a list of frames
 
     cpdef Py_ssize_t feed(self, object data) except -1
     cdef int _keep(self, const uint8_t *data, Py_ssize_t size) except -1
@@ -30,10 +30,11 @@ cdef class WebSocketCore:
     cdef int _frame(self, bint fin, int opcode, const uint8_t *payload, Py_ssize_t size) except -1
     cdef int _message(self, int opcode, object payload) except -1
     cdef int _close_frame(self, const uint8_t *payload, Py_ssize_t size) except -1
-    cdef void _queue(self, bytes frame)
+    cdef int _queue(self, bytes frame) except -1
+    cdef bytes _encode(self, int opcode, bytes payload, bint fin)
+    cdef bytes _encode_close(self, int code, str reason)
     cdef int _fail(self, int code, str message) except -1
     cpdef object next_message(self)
-    cpdef bytes encode(self, int opcode, bytes payload, bint fin=*)
-    cpdef bytes encode_text(self, str text)
-    cpdef bytes encode_binary(self, bytes data)
+    cpdef send_text(self, str text)
+    cpdef send_binary(self, bytes data)
     cpdef bytes data_to_send(self)

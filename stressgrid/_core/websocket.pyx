@@ -6,8 +6,10 @@ fragmented messages, validates text as UTF-8, answers pings with pongs and
 closes with the close handshake; whole messages wait in a bounded queue
 (``next_message``): ``str`` for text, ``bytes`` for binary. When the queue is
 full the oldest message is dropped and counted (``dropped`` and the optional
-``ws_dropped_frame_count`` counter), never silently. ``encode*`` build frames
-to send, masked with a fresh random key when the core is the client.
+``ws_dropped_frame_count`` counter), never silently. ``send*`` queue frames,
+masked with a fresh random key when the core is the client; everything the
+core sends (those, and the pongs and close replies it makes by itself) is
+taken from ``data_to_send``, as from the other protocol cores.
 
 A peer that breaks the protocol makes ``feed`` raise ``WebSocketProtocolError`` (a
 ``RemoteProtocolError``) with its ``close_code`` (1002 protocol error, 1007 invalid UTF-8, 1009 too big); the
@@ -260,7 +262,7 @@ cdef class WebSocketCore:
         if opcode == OP_PING:
             self.pings_received += 1
             if not self.close_sent:
-                self._queue(self.encode(OP_PONG, PyBytes_FromStringAndSize(<const char *>payload, size)))
+                self._queue(self._encode(OP_PONG, PyBytes_FromStringAndSize(<const char *>payload, size), True))
             return 0
         if opcode == OP_PONG:
             return 0
@@ -329,21 +331,25 @@ cdef class WebSocketCore:
         self.close_reason = reason
         if not self.close_sent:
             # Answer the close handshake, echoing the code.
-            self._queue(self.encode_close(code if size >= 2 else 0))
+            self._queue(self._encode_close(code if size >= 2 else 0, ""))
         return 0
 
     cdef int _fail(self, int code, str message) except -1:
         self.failed = True
         self.frag_parts = None
         if not self.close_sent:
-            self._queue(self.encode_close(code))
+            self._queue(self._encode_close(code, ""))
         raise WebSocketProtocolError(message, code)
 
-    cdef void _queue(self, bytes frame):
-        if self.out is None:
-            self.out = [frame]
+    cdef int _queue(self, bytes frame) except -1:
+        cdef object out = self.out
+        if out is None:
+            self.out = frame    # the common case, one frame: no list
+        elif type(out) is bytes:
+            self.out = [out, frame]
         else:
-            self.out.append(frame)
+            (<list>out).append(frame)
+        return 0
 
     # -- output ---------------------------------------------------------------
 
@@ -353,7 +359,7 @@ cdef class WebSocketCore:
             return self.messages.popleft()
         return None
 
-    cpdef bytes encode(self, int opcode, bytes payload, bint fin=True):
+    cdef bytes _encode(self, int opcode, bytes payload, bint fin):
         """One frame; masked when this core is the client."""
         cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
         cdef Py_ssize_t header = 2
@@ -388,50 +394,55 @@ cdef class WebSocketCore:
             _apply_mask(out + header, size, key)
         return frame
 
-    cpdef bytes encode_text(self, str text):
-        return self.encode(OP_TEXT, PyUnicode_AsUTF8String(text))
+    cpdef send_text(self, str text):
+        """Queue a text message."""
+        self._queue(self._encode(OP_TEXT, PyUnicode_AsUTF8String(text), True))
 
-    cpdef bytes encode_binary(self, bytes data):
-        return self.encode(OP_BINARY, data)
+    cpdef send_binary(self, bytes data):
+        """Queue a binary message."""
+        self._queue(self._encode(OP_BINARY, data, True))
 
-    def encode_fragments(self, message, Py_ssize_t fragment_size):
-        """``message`` (``str`` or ``bytes``) as frames of at most ``fragment_size`` bytes."""
+    def send_fragments(self, message, Py_ssize_t fragment_size):
+        """Queue ``message`` (``str`` or ``bytes``) as frames of at most ``fragment_size`` bytes."""
         cdef int opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
         cdef bytes payload = message.encode("utf-8") if opcode == OP_TEXT else bytes(message)
         cdef Py_ssize_t start = 0, size = len(payload)
         if fragment_size < 1:
             raise ValueError("fragment_size must be at least 1")
-        frames = []
         while True:
             end = min(start + fragment_size, size)
-            frames.append(self.encode(opcode if start == 0 else OP_CONTINUATION,
-                                      payload[start:end], end >= size))
+            self._queue(self._encode(opcode if start == 0 else OP_CONTINUATION, payload[start:end], end >= size))
             start = end
             if start >= size:
-                return b"".join(frames)
+                return
 
-    def encode_ping(self, bytes payload=b""):
+    def send_ping(self, bytes payload=b""):
+        """Queue a ping."""
         if len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
-        return self.encode(OP_PING, payload)
+        self._queue(self._encode(OP_PING, payload, True))
 
-    def encode_close(self, int code=CLOSE_NORMAL, str reason=""):
-        """The close frame (``code`` 0: none); after it this side sends nothing more."""
+    def send_close(self, int code=CLOSE_NORMAL, str reason=""):
+        """Queue the close frame (``code`` 0: none); after it this side sends nothing more."""
+        self._queue(self._encode_close(code, reason))
+
+    cdef bytes _encode_close(self, int code, str reason):
         cdef bytes payload = b""
         if code:
             payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + close_reason_bytes(reason)
         self.close_sent = True
-        return self.encode(OP_CLOSE, payload)
+        return self._encode(OP_CLOSE, payload, True)
 
     cpdef bytes data_to_send(self):
-        """Frames the core answered by itself (pongs, close replies), or ``b""``."""
-        cdef list out = self.out
+        """Every frame queued (by ``send*``, and the pongs and close replies the core made by
+        itself), in order, to write now; ``b""`` when there are none."""
+        cdef object out = self.out
         if out is None:
             return b""
         self.out = None
-        if len(out) == 1:
-            return out[0]
-        return b"".join(out)
+        if type(out) is bytes:
+            return <bytes>out
+        return b"".join(<list>out)
 
     @property
     def closed(self):

@@ -44,6 +44,8 @@ class _Http2Protocol(asyncio.Protocol):
         self.core = core
         self.transport = None
         self.lost = False
+        self.lost_exc = None  # why the transport was lost (connection_lost's reason)
+        self.failure = None  # the error ``fail`` counted, when the connection failed
         self.timer = None     # made with the first request
 
     # asyncio callbacks
@@ -57,13 +59,14 @@ class _Http2Protocol(asyncio.Protocol):
             return  # failed already: what still arrives is not read
         core = self.core
         try:
-            finished = core.feed(data)
+            core.feed(data)
             out = core.data_to_send()
         except Exception as exc:  # noqa: BLE001 - RemoteProtocolError, or a failure the core stored
             self.fail(exc)
             return
         if out:
             self.transport.write(out)
+        finished = core.take_finished()  # what the read finished, and any reset sending it answered
         if finished is not None:
             complete = self.complete
             for stream in finished:
@@ -76,6 +79,7 @@ class _Http2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.lost = True
+        self.lost_exc = exc
         self._drop_timer()
         pending = self.core.connection_lost()
         if self.client.protocol is self:
@@ -177,7 +181,7 @@ class _Http2Protocol(asyncio.Protocol):
     def fail(self, exc):
         """The connection is broken: fail every request on it, count it once, close."""
         recorder = self.client.recorder
-        count_error(recorder, exc)
+        self.failure = count_error(recorder, exc)
         try:
             out = self.core.data_to_send()  # the GOAWAY the library queued
             if out and not self.lost:
@@ -258,6 +262,9 @@ class Http2Client:
         future = protocol.submit(method, path, headers, body, content_type,
                                  max(0.0, deadline - self.loop.time()), group=group)
         if future is None:
+            if protocol.lost:  # failed, reset or closed before the request went: that is its error
+                raise count_error(self.recorder, protocol.failure or lost_connection_error(
+                    protocol.lost_exc, "HTTP/2 connection closed before the request was sent"))
             raise count_error(self.recorder, RemoteProtocolError("a new HTTP/2 connection refused a request"))
         return await future
 

@@ -179,11 +179,22 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- used by the script functions -----------------------------------------
 
-    def send(self, frame):
-        """Write one encoded frame; an awaitable that waits while the send buffer is full."""
+    def send_text(self, text):
+        """Send one text message; an awaitable that waits while the send buffer is full."""
         if self.ended:
             raise self._closed_error()
-        self.transport.write(frame)
+        self.core.send_text(text)
+        return self._write_sent()
+
+    def send_binary(self, data):
+        """Send one binary message; an awaitable that waits while the send buffer is full."""
+        if self.ended:
+            raise self._closed_error()
+        self.core.send_binary(data)
+        return self._write_sent()
+
+    def _write_sent(self):
+        self.transport.write(self.core.data_to_send())
         if not self.paused:
             return self.sent
         waiter = self.loop.create_future()
@@ -235,7 +246,8 @@ class WebSocketConnection(asyncio.Protocol):
             if not self.lost and self.transport is not None:
                 core = self.core
                 if not core.close_sent and not core.failed:
-                    self.transport.write(core.encode_close(CLOSE_GOING_AWAY))
+                    core.send_close(CLOSE_GOING_AWAY)
+                    self.transport.write(core.data_to_send())
                 self.transport.close()
         except Exception:  # noqa: BLE001 - close must not raise
             pass
@@ -364,7 +376,7 @@ def ws_send_text(text):
     ws = _ws()
     if not isinstance(text, str):
         raise TypeError(f"ws_send_text takes str, not {type(text).__name__}")
-    return ws.send(ws.core.encode_text(text))
+    return ws.send_text(text)
 
 
 def ws_send_binary(data):
@@ -377,13 +389,13 @@ def ws_send_binary(data):
             data = data.encode()
         else:
             raise TypeError(f"ws_send_binary takes bytes, not {type(data).__name__}")
-    return ws.send(ws.core.encode_binary(data))
+    return ws.send_binary(data)
 
 
 def ws_send_json(obj):
     """Send ``obj`` as JSON in one text message (await it)."""
     ws = _ws()
-    return ws.send(ws.core.encode_text(_json.dumps(obj, separators=(",", ":"))))
+    return ws.send_text(_json.dumps(obj, separators=(",", ":")))
 
 
 def _as_text(message):

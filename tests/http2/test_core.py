@@ -54,8 +54,7 @@ class Peer:
 
     def handshake(self):
         self.pump_client()
-        finished = self.core.feed(self.server_bytes())
-        assert finished is None
+        assert self.core.feed(self.server_bytes()) == 0 and self.core.take_finished() is None
         self.pump_client()  # SETTINGS ACK
 
 
@@ -66,14 +65,20 @@ def make_core(**kwargs):
     return core, headers, body, recorder.counter("response_count")
 
 
+def feed(core, data):
+    """Feed ``data``; returns the streams it finished (as many as ``feed`` said)."""
+    count = core.feed(data)
+    finished = core.take_finished() or []
+    assert len(finished) == count
+    return finished
+
+
 def feed_all(core, data, mode):
     """Feed ``data`` whole or byte by byte; returns every finished stream."""
     finished = []
     chunks = [data] if mode == "whole" else [data[i:i + 1] for i in range(len(data))]
     for chunk in chunks:
-        result = core.feed(chunk)
-        if result:
-            finished.extend(result)
+        finished.extend(feed(core, chunk))
     return finished
 
 
@@ -141,10 +146,10 @@ def test_two_responses_in_one_read_and_split_across_reads():
     data = peer.server_bytes()
     # The first read ends in the middle of the second response: trailing data.
     cut = len(data) - 3
-    assert core.feed(data[:cut]) == [second]
+    assert feed(core, data[:cut]) == [second]
     assert second.status == 404 and second.body == b"missing"
     assert not first.complete
-    assert core.feed(data[cut:]) == [first]
+    assert feed(core, data[cut:]) == [first]
     assert first.status == 200 and first.body == b""
 
 
@@ -160,7 +165,7 @@ def test_request_body_larger_than_the_servers_window_waits_for_window_updates():
         assert rounds < 100, "request body never completed"
         peer.pump_client()
         # The server acknowledges what it read: WINDOW_UPDATE lets the client go on.
-        core.feed(peer.server_bytes())
+        feed(core, peer.server_bytes())
     assert rounds > 1  # the window did stop the client at least once
     assert peer.bodies[1] == body
     sent = dict(peer.requests[1])
@@ -185,14 +190,14 @@ def test_large_response_with_a_small_receive_window_sends_window_updates():
         if window == 0:
             # Blocked until the client's WINDOW_UPDATE arrives.
             before = peer.window_updates
-            finished = core.feed(peer.server_bytes())
+            finished = feed(core, peer.server_bytes())
             peer.pump_client()
             assert peer.window_updates > before
             continue
         chunk = body[offset:offset + window]
         offset += len(chunk)
         peer.h2.send_data(1, chunk, end_stream=offset == len(body))
-        finished = core.feed(peer.server_bytes())
+        finished = feed(core, peer.server_bytes())
         peer.pump_client()
     assert finished == [stream]
     assert stream.body == body
@@ -208,11 +213,11 @@ def test_server_max_concurrent_streams_is_honoured():
     for expected_open in ([1, 3], [1, 3, 5]):
         stream_id = expected_open[-2]
         peer.h2.send_headers(stream_id, [(":status", "200")], end_stream=True)
-        core.feed(peer.server_bytes())
+        feed(core, peer.server_bytes())
         peer.pump_client()
         assert list(peer.requests) == expected_open
     peer.h2.send_headers(5, [(":status", "204")], end_stream=True)
-    assert core.feed(peer.server_bytes()) == [streams[2]]
+    assert feed(core, peer.server_bytes()) == [streams[2]]
     assert [s.status for s in streams] == [200, 200, 204]
 
 
@@ -223,7 +228,7 @@ def test_reset_stream_finishes_it_with_the_error_code():
     stream = core.request(b"GET", b"/", (), None, None)
     peer.pump_client()
     peer.h2.reset_stream(1, error_code=2)  # INTERNAL_ERROR
-    assert core.feed(peer.server_bytes()) == [stream]
+    assert feed(core, peer.server_bytes()) == [stream]
     assert not stream.complete and stream.error_code == 2 and not stream.refused
     error = stream.exception()
     assert isinstance(error, Http2StreamError) and "INTERNAL_ERROR" in str(error)
@@ -239,7 +244,7 @@ def test_goaway_refuses_unprocessed_streams_and_new_requests():
     peer.pump_client()
     peer.h2.send_headers(1, [(":status", "200")], end_stream=True)
     peer.h2.close_connection(last_stream_id=1)
-    finished = core.feed(peer.server_bytes())
+    finished = feed(core, peer.server_bytes())
     assert done in finished and done.complete
     assert refused in finished and refused.refused and refused.error_code == REFUSED_STREAM
     assert core.goaway_received and core.goaway_last_stream_id == 1
@@ -266,7 +271,7 @@ def test_garbage_from_the_server_is_a_protocol_error_and_queues_goaway():
     core, *_ = make_core()
     core.data_to_send()
     with pytest.raises(RemoteProtocolError, match="connection error"):
-        core.feed(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        feed(core, b"HTTP/1.1 400 Bad Request\r\n\r\n")
     assert core.data_to_send()  # GOAWAY for the server
     assert not core.request_allowed
 
@@ -282,7 +287,7 @@ def test_invalid_status_is_reported_never_swallowed():
     peer.pump_client()
     peer.h2.send_headers(1, [(":status", "2x0")], end_stream=True)
     # The library resets just that stream: the caller sees an error, not a response.
-    assert core.feed(peer.server_bytes()) == [stream]
+    assert feed(core, peer.server_bytes()) == [stream]
     assert not stream.complete and stream.error_code == 1  # PROTOCOL_ERROR
     assert ":status" in core.library_error
 

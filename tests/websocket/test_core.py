@@ -92,7 +92,7 @@ def test_frame_length_encodings_both_ways(length):
     for start in range(0, len(data), 40_000):
         core.feed(data[start:start + 40_000])
     assert drain(core) == [payload]
-    (frame,) = parse_client_frames(core.encode_binary(payload))
+    (frame,) = parse_client_frames(sent(core.send_binary, payload))
     assert frame.opcode == Opcode.BINARY and frame.data == payload and frame.fin
 
 
@@ -111,14 +111,30 @@ def test_fragmented_message_with_a_ping_in_the_middle(mode):
     assert pong.opcode == Opcode.PONG and pong.data == b"are you there"
 
 
+def sent(send, *args):
+    """What ``send(*args)`` (a core's ``send*`` method) queued, taken from its ``data_to_send``."""
+    send(*args)
+    return send.__self__.data_to_send()
+
+
+def test_sends_queue_in_order_until_taken():
+    core = WebSocketCore()
+    core.send_text("a")
+    core.send_binary(b"b")
+    core.send_ping(b"c")
+    frames = parse_client_frames(core.data_to_send())
+    assert [(f.opcode, f.data) for f in frames] == [(Opcode.TEXT, b"a"), (Opcode.BINARY, b"b"), (Opcode.PING, b"c")]
+    assert core.data_to_send() == b""
+
+
 def test_client_frames_are_masked_with_fresh_keys():
     core = WebSocketCore()
-    first = core.encode_text("same text")
-    second = core.encode_text("same text")
+    first = sent(core.send_text, "same text")
+    second = sent(core.send_text, "same text")
     assert first[1] & 0x80 and second[1] & 0x80
     assert first[2:6] != second[2:6]  # a new masking key per frame
     assert b"same text" not in first
-    frames = parse_client_frames(first + second + core.encode_fragments(b"abcdefg", 3))
+    frames = parse_client_frames(first + second + sent(core.send_fragments, b"abcdefg", 3))
     assert [f.data for f in frames] == [b"same text", b"same text", b"abc", b"def", b"g"]
     assert [f.fin for f in frames] == [True, True, False, False, True]
     assert [f.opcode for f in frames][2:] == [Opcode.BINARY, Opcode.CONT, Opcode.CONT]
@@ -126,10 +142,10 @@ def test_client_frames_are_masked_with_fresh_keys():
 
 def test_server_mode_core_reads_client_frames():
     client, server = WebSocketCore(), WebSocketCore(client=False)
-    data = client.encode_fragments("x" * 1000 + "ü", 7) + client.encode_binary(b"\x01" * 70000)
+    data = sent(client.send_fragments, "x" * 1000 + "ü", 7) + sent(client.send_binary, b"\x01" * 70000)
     server.feed(data)
     assert drain(server) == ["x" * 1000 + "ü", b"\x01" * 70000]
-    server.feed(client.encode_ping(b"p"))
+    server.feed(sent(client.send_ping, b"p"))
     client.feed(server.data_to_send())  # the server's pong (unmasked)
     assert client.next_message() is None
 
@@ -160,18 +176,18 @@ def test_close_without_code_is_answered_without_code():
                                     "x" * 123, "é" * 61 + "x"])
 def test_a_long_close_reason_is_cut_on_a_character_boundary(reason):
     client, server = WebSocketCore(), WebSocketCore(client=False)
-    server.feed(client.encode_close(1000, reason))      # our own parser must accept it
-    sent = server.close_reason.encode("utf-8")
+    server.feed(sent(client.send_close, 1000, reason))      # our own parser must accept it
+    received = server.close_reason.encode("utf-8")
     assert server.close_code == 1000 and not server.failed
     assert reason.startswith(server.close_reason)
-    assert len(sent) <= 123 and len(sent) > 123 - 4    # cut at most a partial character short
+    assert len(received) <= 123 and len(received) > 123 - 4    # cut at most a partial character short
     if len(reason.encode("utf-8")) <= 123:
         assert server.close_reason == reason
 
 
 def test_our_close_then_the_servers():
     core = WebSocketCore()
-    (frame,) = parse_client_frames(core.encode_close(1000, "done"))
+    (frame,) = parse_client_frames(sent(core.send_close, 1000, "done"))
     assert Close.parse(frame.data) == Close(1000, "done")
     core.feed(server_frame(Opcode.PING, b"x"))
     assert core.data_to_send() == b""  # nothing after our close frame
@@ -245,7 +261,7 @@ def test_handshake_keys():
 def test_unmasking_never_writes_into_shared_bytes():
     client, server = WebSocketCore(), WebSocketCore(client=False)
     for value in range(256):
-        server.feed(client.encode_binary(bytes([value])))
+        server.feed(sent(client.send_binary, bytes([value])))
     assert drain(server) == [bytes([value]) for value in range(256)]
     # One-byte bytes objects are interpreter-wide singletons: still intact.
     assert [bytes([value]) for value in range(256)] == [b"%c" % value for value in range(256)]
