@@ -17,11 +17,10 @@ cdef enum:
     REQUEST_HEAD = 1      # a HEAD: its response has no body
     REQUEST_CLOSE = 2     # the connection ends with this request
 
-# What feed() and eof() report.
-cdef enum FeedEvent:
+# What feed() and eof() return: how many responses are ready for result() (a 101 is one).
+cdef enum:
     NEED_MORE = 0
     COMPLETE = 1
-    SWITCHED = 2
 
 cdef class Http1Core:
     # llhttp through httptools; replaced after a HEAD response (see on_headers_complete).
@@ -47,13 +46,15 @@ cdef class Http1Core:
     cdef readonly Py_ssize_t completed
     cdef object error           # raised inside a parser callback, re-raised by feed()
     cdef readonly bytes leftover  # bytes after a 101 response
+    cdef bytes out              # the request start() was given, until data_to_send()
     cdef int64_t sent_at
     cdef int64_t headers_at
     cdef Histogram headers_us
     cdef Histogram body_us
     cdef ResponseCounters responses
 
-    cpdef start(self, bint head, bint close_after, bint measured=*)
+    cpdef start(self, bytes request, bint head, bint close_after, bint measured=*)
+    cpdef bytes data_to_send(self)
     cpdef int feed(self, data) except -1
     cpdef int eof(self) except -1
     cpdef tuple result(self)

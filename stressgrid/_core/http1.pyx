@@ -31,16 +31,13 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
-# Exported so the asyncio layer and tests can name the states and events.
+# Exported so the asyncio layer and tests can name the states.
 STATE_IDLE = IDLE
 STATE_WAITING = WAITING
 STATE_BODY = BODY
 STATE_DONE = DONE
 STATE_UPGRADED = UPGRADED
 STATE_FAILED = FAILED
-EVENT_NEED_MORE = NEED_MORE
-EVENT_COMPLETE = COMPLETE
-EVENT_SWITCHED = SWITCHED
 
 
 cdef inline str latin1(bytes data):
@@ -85,10 +82,14 @@ cdef inline tuple header_pair(bytes name, bytes value):
 cdef class Http1Core:
     """One connection's response parser and built-in response metrics.
 
-    Usage per request: ``start()`` right after the request bytes are written,
-    ``feed()`` every chunk read until it returns ``EVENT_COMPLETE`` (or
-    ``EVENT_SWITCHED`` after a 101), then ``result()``. ``eof()`` when the
-    peer closes: it completes a close-delimited body or raises.
+    The contract of every protocol core: ``data_to_send()`` hands over what to
+    write, ``feed(data)`` takes what was read and returns how many results are
+    ready. Per request: ``start(request, ...)`` with the request's bytes (from a
+    ``RequestWriter``), write ``data_to_send()``, then ``feed()`` every chunk
+    read until it returns 1: the response is complete (or, ``upgraded``, a 101
+    switched the connection to another protocol); ``result()`` hands it over.
+    ``eof()`` when the peer closes: it completes a close-delimited body (1) or
+    raises.
     """
 
     def __cinit__(self, Recorder recorder not None):
@@ -98,8 +99,8 @@ cdef class Http1Core:
         self.responses = recorder.response_counters()
         self.reusable = True
 
-    cpdef start(self, bint head, bint close_after, bint measured=True):
-        """A request was just written: expect its response."""
+    cpdef start(self, bytes request, bint head, bint close_after, bint measured=True):
+        """Send ``request`` (``data_to_send`` has it) and expect its response."""
         if self.state != IDLE:
             raise LocalProtocolError(f"connection is not idle (state {self.state}); "
                                "one request at a time per connection")
@@ -113,7 +114,22 @@ cdef class Http1Core:
         self._reset_response()
         self.headers = []
         self.state = WAITING
+        self.out = request
         self.sent_at = monotonic_us()
+
+    cpdef bytes data_to_send(self):
+        """The request given to ``start``, once (``b""`` when there is none)."""
+        cdef bytes out = self.out
+        if out is None:
+            return b""
+        self.out = None
+        return out
+
+    @property
+    def upgraded(self):
+        """A 101 switched the connection to another protocol: ``result()`` has its
+        leftover bytes, and this core reads no more."""
+        return self.state == UPGRADED
 
     cdef inline void _reset_response(self):
         self.has_length = False
@@ -125,12 +141,12 @@ cdef class Http1Core:
         self.content_type = None
 
     cpdef int feed(self, data) except -1:
-        """Parse ``data``; returns ``EVENT_NEED_MORE``, ``EVENT_COMPLETE`` or ``EVENT_SWITCHED``."""
+        """Parse ``data``; returns 1 when the response (or a 101) is complete, else 0."""
         cdef int state = self.state
         if state != WAITING and state != BODY:
             if state == UPGRADED:
                 self.leftover += data
-                return SWITCHED
+                return COMPLETE
             if state == FAILED:
                 raise LocalProtocolError("connection already failed")
             # IDLE or DONE: the server talks although nothing was asked.
@@ -171,10 +187,8 @@ cdef class Http1Core:
             self.parser = None
             self.drop_parser = False
         state = self.state
-        if state == DONE:
+        if state == DONE or state == UPGRADED:
             return COMPLETE
-        if state == UPGRADED:
-            return SWITCHED
         return NEED_MORE
 
     cpdef int eof(self) except -1:

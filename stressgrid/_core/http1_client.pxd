@@ -48,7 +48,7 @@ cdef class ConnectionBase:
     cdef readonly bint upgraded          # a 101 came: the connection is no longer HTTP
     cdef public bint lost
 
-    cpdef complete(self, int event)
+    cpdef complete(self)
     # Hooks the compiled path calls; _Connection implements them.
     cpdef idle_data(self, data)
     cpdef fail(self, exc)

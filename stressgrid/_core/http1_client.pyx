@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
 from stressgrid._core.device cimport Device, monotonic_us
-from stressgrid._core.http1 cimport (NEED_MORE, REQUEST_CLOSE, REQUEST_HEAD, SWITCHED, Http1Core,
+from stressgrid._core.http1 cimport (REQUEST_CLOSE, REQUEST_HEAD, UPGRADED, Http1Core,
                                      RequestWriter)
 from stressgrid._core.request cimport timeout_seconds
 
@@ -66,11 +66,11 @@ cdef class ClientBase:
         """
         cdef Http1Core core = conn.core
         conn.reused = core.completed > 0
-        core.start(flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
+        core.start(data, flags & REQUEST_HEAD, flags & REQUEST_CLOSE)
         conn.waiter = waiter
         conn.request = data if conn.reused else None
         conn.flags = flags
-        conn.transport.write(data)
+        conn.transport.write(core.data_to_send())
         self.inflight = conn
         if deadline_us == 0:
             deadline_us = core.sent_at + <int64_t>(budget_s * 1e6)
@@ -101,14 +101,14 @@ cdef class ConnectionBase:
         if self.waiter is None:
             self.idle_data(data)
             return
-        cdef int event
+        cdef int ready
         try:
-            event = self.core.feed(data)
+            ready = self.core.feed(data)
         except Exception as exc:   # a RemoteProtocolError: the server broke HTTP
             self.fail(exc)
             return
-        if event != NEED_MORE:
-            self.complete(event)
+        if ready:
+            self.complete()
 
     # ---- hooks: the Python subclass implements them ----------------------------
 
@@ -124,16 +124,17 @@ cdef class ConnectionBase:
         """Stop using this connection: close it (``abort``: at once)."""
         raise NotImplementedError
 
-    cpdef complete(self, int event):
+    cpdef complete(self):
         """Hand the finished response (or a 101's leftover) to the waiting script."""
         cdef object waiter = self.waiter
         cdef ClientBase client = self.client
         cdef Http1Core core = self.core
+        cdef bint switched = core.state == UPGRADED
         self.waiter = None
         self.request = None
         if client is not None:
             client.inflight = None
-        if event == SWITCHED:
+        if switched:
             self.upgraded = True
         elif not core.reusable:
             self.discard(False)
@@ -149,7 +150,7 @@ cdef class ConnectionBase:
         if group is not None:
             client.group = None    # result() has reset the core's status: the result has it
             group.record(core.sent_at, core.headers_at,
-                         core.headers_at if event == SWITCHED else monotonic_us(), <int>(<tuple>result)[0])
+                         core.headers_at if switched else monotonic_us(), <int>(<tuple>result)[0])
         cdef Device device = client.device if client is not None else None
         if device is not None:
             device.record_intended_headers(core.headers_at - core.sent_at, group)

@@ -147,7 +147,7 @@ class _Connection(ConnectionBase, asyncio.Protocol):
             if exc is not None:
                 # A reset or TLS failure: even a close-delimited body is cut short.
                 raise ConnectionClosedError("connection lost")
-            event = core.eof()
+            ready = core.eof()
         except ConnectionClosedError as closed:
             request = self.request
             self.waiter = None
@@ -164,8 +164,8 @@ class _Connection(ConnectionBase, asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(count_error(client.recorder, error))
             return
-        if event:
-            self.complete(event)   # a body that ends with the connection
+        if ready:
+            self.complete()   # a body that ends with the connection
         core.release()
 
 

@@ -5,12 +5,15 @@ import random
 import msgpack
 import pytest
 
-from stressgrid._core.http1 import (EVENT_COMPLETE, EVENT_NEED_MORE, EVENT_SWITCHED, STATE_FAILED,
-                                    STATE_IDLE, Http1Core, RequestWriter)
+from stressgrid._core.http1 import STATE_FAILED, STATE_IDLE, Http1Core, RequestWriter
 from stressgrid._core.metrics import Recorder
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
 pytestmark = pytest.mark.unit
+
+# What feed() and eof() return, as for every protocol core: how many results are ready.
+NEED_MORE, READY = 0, 1
+REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 
 # ---- requests ---------------------------------------------------------------------
@@ -108,20 +111,21 @@ def new_core():
 
 
 def exchange(core, data, split, head=False, close_after=False):
-    """Start a request and feed ``data``; returns the last event."""
-    core.start(head, close_after)
-    event = EVENT_NEED_MORE
+    """Start a request and feed ``data``; returns what the last ``feed`` returned."""
+    core.start(REQUEST, head, close_after)
+    assert core.data_to_send() == REQUEST and core.data_to_send() == b""  # handed over once
+    ready = NEED_MORE
     for part in split(data):
-        assert event == EVENT_NEED_MORE, "the response completed before all its bytes were fed"
-        event = core.feed(part)
-    return event
+        assert ready == NEED_MORE, "the response completed before all its bytes were fed"
+        ready = core.feed(part)
+    return ready
 
 
 @pytest.mark.parametrize("split", SPLITS)
 def test_content_length_response(split):
     core, recorder = new_core()
     data = b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\n\r\nhello"
-    assert exchange(core, data, split) == EVENT_COMPLETE
+    assert exchange(core, data, split) == READY and not core.upgraded
     assert core.result() == (200, [("Server", "t"), ("Content-Length", "5")], b"hello")
     assert core.reusable and core.state == STATE_IDLE
     assert recorder.counter("response_count").value == 1
@@ -134,7 +138,7 @@ def test_chunked_response(split):
     core, _ = new_core()
     data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
-    assert exchange(core, data, split) == EVENT_COMPLETE
+    assert exchange(core, data, split) == READY
     status, headers, body = core.result()
     assert (status, body) == (200, b"hello world")
     assert core.reusable
@@ -144,8 +148,8 @@ def test_chunked_response(split):
 def test_close_delimited_body_finishes_on_eof(split):
     core, recorder = new_core()
     data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
-    assert exchange(core, data, split) == EVENT_NEED_MORE
-    assert core.eof() == EVENT_COMPLETE
+    assert exchange(core, data, split) == NEED_MORE
+    assert core.eof() == READY
     assert core.result() == (200, [("Content-Type", "text/plain")], b"until the end")
     assert not core.reusable
     assert recorder.counter("response_count").value == 1
@@ -155,11 +159,11 @@ def test_close_delimited_body_finishes_on_eof(split):
 def test_head_response_has_no_body_and_core_goes_on(split):
     core, _ = new_core()
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: application/json\r\n\r\n"
-    assert exchange(core, data, split, head=True) == EVENT_COMPLETE
+    assert exchange(core, data, split, head=True) == READY
     assert core.result() == (200, [("Content-Length", "1234"), ("Content-Type", "application/json")], b"")
     assert core.reusable
     # The next exchange on the same connection parses from a clean state.
-    assert exchange(core, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", split) == EVENT_COMPLETE
+    assert exchange(core, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", split) == READY
     assert core.result()[::2] == (201, b"ok")
 
 
@@ -169,7 +173,7 @@ def test_informational_responses_are_skipped(split):
     data = (b"HTTP/1.1 100 Continue\r\n\r\n"
             b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    assert exchange(core, data, split) == EVENT_COMPLETE
+    assert exchange(core, data, split) == READY
     assert core.result() == (200, [("Content-Length", "2")], b"ok")
     assert recorder.counter("response_count").value == 1
     assert recorder.histogram("headers_us").total_count == 1
@@ -178,7 +182,7 @@ def test_informational_responses_are_skipped(split):
 def test_no_content_and_not_modified_have_no_body():
     core, _ = new_core()
     for status in (204, 304):
-        assert exchange(core, f"HTTP/1.1 {status} X\r\n\r\n".encode(), split_whole) == EVENT_COMPLETE
+        assert exchange(core, f"HTTP/1.1 {status} X\r\n\r\n".encode(), split_whole) == READY
         assert core.result()[::2] == (status, b"")
         assert core.reusable
 
@@ -222,10 +226,10 @@ def test_large_body_in_many_chunks():
     core, _ = new_core()
     body = bytes(random.Random(1).getrandbits(8) for _ in range(4096)) * 300   # 1.2 MB
     data = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-    core.start(False, False)
+    core.start(REQUEST, False, False)
     chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
     events = [core.feed(chunk) for chunk in chunks]
-    assert events[-1] == EVENT_COMPLETE and set(events[:-1]) == {EVENT_NEED_MORE}
+    assert events[-1] == READY and set(events[:-1]) == {NEED_MORE}
     result = core.result()[2]
     assert len(result) == len(body) and result == body
 
@@ -257,7 +261,7 @@ def test_request_close_makes_connection_single_use():
 def test_trailing_data_keeps_the_response_but_not_the_connection(trailing):
     core, recorder = new_core()
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + trailing
-    assert exchange(core, data, split_whole) == EVENT_COMPLETE
+    assert exchange(core, data, split_whole) == READY
     assert core.result() == (200, [("Content-Length", "5")], b"first")
     assert core.reusable is False
     assert recorder.counter("response_count").value == 1
@@ -268,9 +272,9 @@ def test_switching_protocols_hands_over_leftover(split):
     core, recorder = new_core()
     head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     frames = b"\x81\x05hello\x81\x02hi"
-    core.start(False, False)
+    core.start(REQUEST, False, False)
     events = [core.feed(part) for part in split(head + frames)]
-    assert events[-1] == EVENT_SWITCHED
+    assert events[-1] == READY and core.upgraded
     status, headers, leftover = core.result()
     assert status == 101
     assert ("Upgrade", "websocket") in headers
@@ -288,7 +292,7 @@ def test_switching_protocols_hands_over_leftover(split):
 ])
 def test_malformed_responses_are_protocol_errors(data):
     core, recorder = new_core()
-    core.start(False, False)
+    core.start(REQUEST, False, False)
     with pytest.raises(RemoteProtocolError, match="malformed HTTP response"):
         for part in split_bytes(data):
             core.feed(part)
@@ -306,9 +310,9 @@ def test_malformed_responses_are_protocol_errors(data):
 ])
 def test_eof_before_the_end_is_connection_closed(data, message):
     core, recorder = new_core()
-    core.start(False, False)
+    core.start(REQUEST, False, False)
     if data:
-        assert core.feed(data) == EVENT_NEED_MORE
+        assert core.feed(data) == NEED_MORE
     with pytest.raises(ConnectionClosedError, match=message):
         core.eof()
     assert recorder.counter("response_count").value == 0
@@ -316,7 +320,7 @@ def test_eof_before_the_end_is_connection_closed(data, message):
 
 def test_eof_while_idle_is_quiet_and_unsolicited_data_is_an_error():
     core, _ = new_core()
-    assert core.eof() == EVENT_NEED_MORE
+    assert core.eof() == NEED_MORE
     core, _ = new_core()
     with pytest.raises(RemoteProtocolError, match="no request"):
         core.feed(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
@@ -324,9 +328,9 @@ def test_eof_while_idle_is_quiet_and_unsolicited_data_is_an_error():
 
 def test_one_request_at_a_time():
     core, _ = new_core()
-    core.start(False, False)
+    core.start(REQUEST, False, False)
     with pytest.raises(LocalProtocolError, match="one request at a time"):
-        core.start(False, False)
+        core.start(REQUEST, False, False)
 
 
 def test_many_exchanges_on_one_core():
@@ -334,7 +338,7 @@ def test_many_exchanges_on_one_core():
     for i in range(100):
         body = str(i).encode()
         data = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-        assert exchange(core, data, split_random if i % 2 else split_whole) == EVENT_COMPLETE
+        assert exchange(core, data, split_random if i % 2 else split_whole) == READY
         assert core.result()[2] == body
     assert recorder.counter("response_count").value == 100
     assert core.completed == 100
