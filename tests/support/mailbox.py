@@ -33,7 +33,7 @@ class Mailbox:
     def _read(self, timeout):
         raise NotImplementedError
 
-    def _read_one(self, timeout):
+    def receive(self, timeout):
         """Read one message into ``received`` within ``timeout`` s; whether one came."""
         got = self._read(timeout)
         if got is None:
@@ -62,7 +62,7 @@ class Mailbox:
                     self.matched = entry
                     return entry.message
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._read_one(remaining):
+            if remaining <= 0 or not self.receive(remaining):
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
                                      f"last messages: {self._last_kinds()}")
 
@@ -81,7 +81,7 @@ class Mailbox:
             if remaining <= 0:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
                                      f"last messages: {self._last_kinds()}")
-            self._read_one(min(remaining, STATE_POLL_S))
+            self.receive(min(remaining, STATE_POLL_S))
 
     def _last_kinds(self):
         return [type(entry.message).__name__ for entry in self.received[-20:]]
