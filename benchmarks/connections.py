@@ -383,14 +383,15 @@ def run(args):
         window = Window(coordinator, args.heartbeat_period)
         held_target = target.held()
         held_ss = established_by_ss(coordinator, target.port)
-        rss_per_connection = (workers_rss(agent) - rss_before) / max(1, held_target)
+        rss = workers_rss(agent)
+        rss_per_connection = (rss - rss_before) / max(1, held_target)
         inuse, socket_memory = sockstat()
         metrics = merged(coordinator, hold_from)
         errors = {name: value for name, value in metrics.counters.items() if name.endswith("_error_count")}
         print(f"held: {held_target:,} by the target, {held_ss:,} by ss; kernel TCP {inuse:,} sockets, "
               f"{socket_memory / 2**20:.0f} MiB buffers")
         print(f"client RSS: {rss_per_connection / 1024:.2f} KB per connection "
-              f"({workers_rss(agent) / 2**20:.0f} MiB in {workers} workers)")
+              f"({rss / 2**20:.0f} MiB in {workers} workers)")
         print(f"over one heartbeat period ({args.heartbeat_period:g} s): {window.describe()}; "
               f"errors {errors or 'none'}")
         fields = {"connections_target": held_target, "connections_ss": held_ss, "ramp_s": f"{ramp_s:.1f}",

@@ -262,11 +262,16 @@ class Http2Client:
         future = protocol.submit(method, path, headers, body, content_type,
                                  max(0.0, deadline - self.loop.time()), group=group)
         if future is None:
-            if protocol.lost:  # failed, reset or closed before the request went: that is its error
-                raise count_error(self.recorder, protocol.failure or lost_connection_error(
-                    protocol.lost_exc, "HTTP/2 connection closed before the request was sent"))
-            raise count_error(self.recorder, RemoteProtocolError("a new HTTP/2 connection refused a request"))
+            raise self._not_taken(protocol, "a new HTTP/2 connection refused a request")
         return await future
+
+    def _not_taken(self, protocol, refusal):
+        """The counted error of a request ``protocol`` did not take: its failure, reset or close
+        when it ended before the request went (counted once), else the server's ``refusal``."""
+        if protocol.lost:
+            return count_error(self.recorder, protocol.failure or lost_connection_error(
+                protocol.lost_exc, "HTTP/2 connection closed before the request was sent"))
+        return count_error(self.recorder, RemoteProtocolError(refusal))
 
     def resend(self, request):
         """Send a request the server refused unprocessed again, on a new connection."""
@@ -281,8 +286,7 @@ class Http2Client:
                 retry = protocol.submit(request.method, request.path, request.headers, request.body,
                                         request.content_type, seconds, True, request.group)
                 if retry is None:
-                    raise count_error(self.recorder, RemoteProtocolError(
-                        "HTTP/2 request refused by the server twice"))
+                    raise self._not_taken(protocol, "HTTP/2 request refused by the server twice")
                 result = await retry
             except asyncio.CancelledError:
                 future.cancel()

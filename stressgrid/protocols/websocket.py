@@ -179,21 +179,12 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- used by the script functions -----------------------------------------
 
-    def send_text(self, text):
-        """Send one text message; an awaitable that waits while the send buffer is full."""
+    def send(self, queue, message):
+        """Send one message: ``queue`` (the core's ``send_text`` or ``send_binary``) frames it,
+        then it is written; an awaitable that waits while the send buffer is full."""
         if self.ended:
             raise self._closed_error()
-        self.core.send_text(text)
-        return self._write_sent()
-
-    def send_binary(self, data):
-        """Send one binary message; an awaitable that waits while the send buffer is full."""
-        if self.ended:
-            raise self._closed_error()
-        self.core.send_binary(data)
-        return self._write_sent()
-
-    def _write_sent(self):
+        queue(message)
         self.transport.write(self.core.data_to_send())
         if not self.paused:
             return self.sent
@@ -376,7 +367,7 @@ def ws_send_text(text):
     ws = _ws()
     if not isinstance(text, str):
         raise TypeError(f"ws_send_text takes str, not {type(text).__name__}")
-    return ws.send_text(text)
+    return ws.send(ws.core.send_text, text)
 
 
 def ws_send_binary(data):
@@ -389,13 +380,13 @@ def ws_send_binary(data):
             data = data.encode()
         else:
             raise TypeError(f"ws_send_binary takes bytes, not {type(data).__name__}")
-    return ws.send_binary(data)
+    return ws.send(ws.core.send_binary, data)
 
 
 def ws_send_json(obj):
     """Send ``obj`` as JSON in one text message (await it)."""
     ws = _ws()
-    return ws.send_text(_json.dumps(obj, separators=(",", ":")))
+    return ws.send(ws.core.send_text, _json.dumps(obj, separators=(",", ":")))
 
 
 def _as_text(message):
