@@ -67,9 +67,12 @@ def test_a_constant_rate_over_two_workers_starts_every_scheduled_iteration(tmp_p
     assert visits(root) == 150 == summary["histograms"]["intended_iteration_us"]["count"]
     assert "dropped_iteration" not in summary["counters"]
     # The rate over the sustain phase counts its last second too, which reached the
-    # coordinator after the phase had ended.
-    assert summary["rate_window"]["phase"] == "sustain"
-    assert summary["counters"]["iteration"]["rate"] == pytest.approx(50, rel=0.02)
+    # coordinator after the phase had ended: all 150 iterations over the window's length
+    # (3 s, and what the coordinator's clock added on a busy machine: a timed bound would fail
+    # there; this one does only when an iteration is left out).
+    window = summary["rate_window"]
+    assert window["phase"] == "sustain"
+    assert summary["counters"]["iteration"]["rate"] == pytest.approx(150 / window["seconds"], rel=1e-3)
     # The HTML report's tables hold the open model's figures and their intended twins.
     tables = report_tables(archive_file(pathlib.Path(out), "report.html"))
     assert tables["counters"]["iteration"][1] == "150"
