@@ -173,7 +173,7 @@ def test_a_stopped_cohort_leaves_nothing_behind():
 
     (active, frozen_running, enabled_running), frozen_left, enabled_after = uvloop.run(main())
     assert active == 5000
-    assert frozen_running > 5000 * 3  # task, coroutine, device and more for each device
+    assert frozen_running > 5000 * 3  # runner, context, coroutine, device and more for each
     assert frozen_left < 100  # what a stopped device held is gone, not kept frozen
     assert enabled_running and enabled_after
 
@@ -185,15 +185,16 @@ def test_a_cohort_stopped_while_starting_starts_no_more_devices():
         starting = asyncio.ensure_future(engine.start_cohort("c", blocks, [NEVER_CONNECTED], Opts()))
         while not engine.cohorts.get("c") or not engine.cohorts["c"].tasks:
             await asyncio.sleep(0)
+        runners = engine.cohorts["c"].tasks
         stopped = await engine.stop_cohort("c")
         started = await starting
-        # A device started after the stop would still be a pending task.
-        left_running = asyncio.all_tasks() - {asyncio.current_task()}
-        return stopped, started, left_running, engine.cohorts
+        # A device started after the stop would still be running.
+        left_running = [runner for runner in runners if not runner.done()]
+        return stopped, started, len(runners), left_running, engine.active_devices, engine.cohorts
 
-    stopped, started, left_running, cohorts = uvloop.run(main())
-    assert started == stopped < START_BATCH * 4
-    assert left_running == set() and cohorts == {}
+    stopped, started, created, left_running, active, cohorts = uvloop.run(main())
+    assert started == stopped == created < START_BATCH * 4
+    assert left_running == [] and active == 0 and cohorts == {}
 
 
 def test_a_device_whose_script_catches_the_stop_is_stopped_all_the_same():

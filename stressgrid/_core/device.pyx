@@ -1,7 +1,8 @@
 """The running device and the common script functions (DESIGN.md section 4).
 
 The script functions find their device through a context variable: each device
-runs in its own asyncio task, and a task carries its own context.
+is stepped in its own context (by its ``DeviceRunner``, or its task in an
+arrival-rate pool), and the tasks a script makes copy that context.
 """
 from contextvars import ContextVar
 

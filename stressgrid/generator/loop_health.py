@@ -10,7 +10,7 @@
   holds the loop, but not this thread: Python hands the interpreter over to it
   every few milliseconds.
 - ``script_line``: ``line 3: while True:`` for the innermost script frame of a
-  stack (a thread's or a suspended device task's).
+  stack (a thread's or a suspended device's).
 """
 import asyncio
 import sys
@@ -46,7 +46,8 @@ def outward(frame):
 
 
 def task_line(task, source_lines_of):
-    """Where a suspended device task's script waits (``script_line``), or ``None``."""
+    """Where a suspended device's script waits (``script_line``), or ``None``: ``task`` is
+    its ``DeviceRunner`` or its task (``get_coro()``)."""
     frames = []
     awaiting = task.get_coro()
     while awaiting is not None:  # the chain of coroutines each awaits the next

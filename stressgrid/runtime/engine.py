@@ -5,7 +5,8 @@ again at once as a new device; an uncaught exception is counted as
 ``<reason>_error_count`` (its first traceback line per kind is kept) and the
 device starts again after one second. So is a ``CancelledError`` the script
 raises itself (``device_cancelled_error_count``): only a stop ends a device. Stopping a cohort cancels its devices
-and closes their connections.
+and closes their connections. Each device is stepped by a ``DeviceRunner``
+(``stressgrid._core.runner``), which plays its task's part.
 
 An arrival-rate cohort (``opts.executor == "arrival_rate"``) runs its share of
 the fleet's schedule instead, on a pool of devices
@@ -18,15 +19,15 @@ import gc
 import traceback
 
 from stressgrid._core.arrivals import Schedule
-from stressgrid._core.device import COMMON_BUILTINS, Device, set_current_device
+from stressgrid._core.device import COMMON_BUILTINS, Device
 from stressgrid._core.executor import ArrivalExecutor
 from stressgrid._core.metrics import Recorder
+from stressgrid._core.runner import DeviceRunner
 from stressgrid.errors import count_error, error_counter_name
 from stressgrid.plan.arrivals import POISSON, segments
 from stressgrid.plan.script import SCRIPT_FILENAME, compile_script, script_function
 from stressgrid.protocols import protocol_module
 
-RESTART_AFTER_ERROR_S = 1.0
 # A device still running this long after it was cancelled (its script caught the
 # cancellation) is cancelled again, until it ends.
 RECANCEL_AFTER_S = 1.0
@@ -150,6 +151,8 @@ class Engine:
             return share.pre_allocated_devices
         loop = self.loop
         number = 0
+        # One bound method of each for all the cohort's devices, not one per device.
+        on_failure, on_end = self._record_failure, self._device_ended
         self._hold_collector()
         try:
             for block, size, rows, data_offset in compiled:
@@ -163,7 +166,10 @@ class Engine:
                     device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
                     number += 1
                     row = rows[(data_offset + k) % len(rows)] if rows else None
-                    cohort.tasks.append(loop.create_task(self._run_device(device, block, row, cohort.stop)))
+                    runner = DeviceRunner(device, block, row, cohort.stop, on_failure, on_end)
+                    self.active_devices += 1
+                    runner.start()
+                    cohort.tasks.append(runner)
         finally:
             self._address_cursor = cursor
             self._release_collector()
@@ -216,7 +222,8 @@ class Engine:
         A device whose script lets the cancellation pass is not restarted, and is
         cancelled again every ``RECANCEL_AFTER_S`` until it ends. A script that
         catches the cancellation keeps its device running: ``on_refused(tasks)``
-        is called once with those devices' tasks when the first wait ends.
+        is called once with those devices' runners (or tasks, in an arrival-rate
+        pool) when the first wait ends.
         """
         cohort = self.cohorts.pop(cohort_id, None)
         if cohort is None:
@@ -245,38 +252,8 @@ class Engine:
         for cohort_id in list(self.cohorts):
             await self.stop_cohort(cohort_id)
 
-    async def _run_device(self, device, block, row, stop):
-        set_current_device(device)
-        function = block.function
-        params = block.params
-        create_client = block.module.create_client
-        device_id = device.device_id
-        self.active_devices += 1
-        try:
-            while not stop.is_set:
-                client = device.client = create_client(device)
-                failed = False
-                try:
-                    await client.open()
-                    await function(params, device_id, row)
-                except (Exception, SystemExit) as exc:  # noqa: BLE001 - scripts may raise anything
-                    self._record_failure(exc, block)
-                    failed = True
-                except asyncio.CancelledError as exc:
-                    if stop.is_set or asyncio.current_task().cancelling():
-                        raise  # a stop
-                    self._record_failure(exc, block)
-                    failed = True
-                finally:
-                    client.close()
-                    device.client = None
-                    device.reset()
-                if failed:
-                    await asyncio.sleep(RESTART_AFTER_ERROR_S)
-                else:
-                    await asyncio.sleep(0)
-        finally:
-            self.active_devices -= 1
+    def _device_ended(self, runner):
+        self.active_devices -= 1
 
     def script_source_lines(self, namespace):
         """The source lines of the running script whose globals are ``namespace``, or ``None``."""
