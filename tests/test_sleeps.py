@@ -8,7 +8,8 @@ import pytest
 import uvloop
 
 from stressgrid._core.device import now_us
-from stressgrid._core.sleeps import SleepQueue
+from stressgrid._core.sleeps import sleep_until
+from stressgrid._core.timers import TimerQueue
 
 pytestmark = pytest.mark.unit
 
@@ -25,11 +26,11 @@ def run(request):
 
 def test_a_sleep_ends_at_its_time_and_sleeps_end_in_the_order_they_are_due(run):
     async def main():
-        queue = SleepQueue(asyncio.get_running_loop())
+        queue = TimerQueue(asyncio.get_running_loop())
         ended = []
 
         async def sleeper(due_us):
-            await queue.sleep(due_us)
+            await sleep_until(queue, due_us)
             ended.append((due_us, now_us()))
 
         start = now_us()
@@ -46,8 +47,8 @@ def test_a_sleep_ends_at_its_time_and_sleeps_end_in_the_order_they_are_due(run):
 
 def test_a_sleep_already_due_ends_on_the_next_loop_turn(run):
     async def main():
-        queue = SleepQueue(asyncio.get_running_loop())
-        sleep = queue.sleep(now_us() - 5_000)
+        queue = TimerQueue(asyncio.get_running_loop())
+        sleep = sleep_until(queue, now_us() - 5_000)
         assert not sleep.done()
         assert await sleep is None
         assert sleep.done() and not sleep.cancelled() and sleep.result() is None and sleep.exception() is None
@@ -57,11 +58,11 @@ def test_a_sleep_already_due_ends_on_the_next_loop_turn(run):
 
 def test_a_cancelled_task_cancels_its_sleep_which_leaves_the_queue_at_once(run):
     async def main():
-        queue = SleepQueue(asyncio.get_running_loop())
+        queue = TimerQueue(asyncio.get_running_loop())
         sleeps = []
 
         async def sleeper():
-            sleeps.append(queue.sleep(now_us() + 60_000_000))
+            sleeps.append(sleep_until(queue, now_us() + 60_000_000))
             await sleeps[0]
 
         task = asyncio.ensure_future(sleeper())
@@ -82,17 +83,17 @@ def test_a_cancelled_task_cancels_its_sleep_which_leaves_the_queue_at_once(run):
 def test_asyncio_takes_a_sleep_as_a_future(run):
     async def main():
         loop = asyncio.get_running_loop()
-        queue = SleepQueue(loop)
-        assert asyncio.isfuture(queue.sleep(now_us()))
+        queue = TimerQueue(loop)
+        assert asyncio.isfuture(sleep_until(queue, now_us()))
         # wait_for cancels a sleep that outlasts it.
-        long = queue.sleep(now_us() + 60_000_000)
+        long = sleep_until(queue, now_us() + 60_000_000)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(long, 0.02)
         assert long.cancelled() and queue.pending == 0  # the first sleep ended meanwhile
-        assert await asyncio.gather(queue.sleep(now_us() + 1_000), queue.sleep(now_us() + 2_000)) == [None, None]
-        assert await asyncio.shield(queue.sleep(now_us() + 1_000)) is None
+        assert await asyncio.gather(sleep_until(queue, now_us() + 1_000), sleep_until(queue, now_us() + 2_000)) == [None, None]
+        assert await asyncio.shield(sleep_until(queue, now_us() + 1_000)) is None
         # Callbacks: each called once, with the sleep, on the loop; a removed one not at all.
-        sleep = queue.sleep(now_us() + 1_000)
+        sleep = sleep_until(queue, now_us() + 1_000)
         called = []
         sleep.add_done_callback(lambda s: called.append(("a", s)))
         sleep.add_done_callback(lambda s: called.append(("b", s)))
@@ -112,8 +113,8 @@ def test_asyncio_takes_a_sleep_as_a_future(run):
 
 def test_a_pending_sleep_refuses_its_result_and_a_cancelled_one_raises(run):
     async def main():
-        queue = SleepQueue(asyncio.get_running_loop())
-        sleep = queue.sleep(now_us() + 60_000_000)
+        queue = TimerQueue(asyncio.get_running_loop())
+        sleep = sleep_until(queue, now_us() + 60_000_000)
         with pytest.raises(asyncio.InvalidStateError):
             sleep.result()
         assert sleep.cancel() and sleep.cancelled() and not sleep.cancel()
@@ -128,10 +129,10 @@ def test_a_pending_sleep_refuses_its_result_and_a_cancelled_one_raises(run):
 
 def test_removing_from_anywhere_in_the_heap_keeps_the_order(run):
     async def main():
-        queue = SleepQueue(asyncio.get_running_loop())
+        queue = TimerQueue(asyncio.get_running_loop())
         start = now_us()
         rng = random.Random(11)
-        sleeps = [queue.sleep(start + rng.randrange(1_000, 40_000)) for _ in range(200)]
+        sleeps = [sleep_until(queue, start + rng.randrange(1_000, 40_000)) for _ in range(200)]
         cancelled = set(rng.sample(range(200), 80))
         for index in cancelled:
             sleeps[index].cancel()

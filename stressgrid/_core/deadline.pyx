@@ -2,21 +2,22 @@
 """One deadline on an event loop, on the monotonic microsecond clock.
 
 ``DeadlineTimer(loop, owner)`` calls ``owner.on_deadline()`` once the deadline
-given to ``arm`` has passed (within ``DEADLINE_SLACK_US``). It keeps at most one loop
-timer and moves it only when a deadline comes that is earlier than where that
-timer is set: arming a later deadline (the next request of a device, say)
-costs no timer work, the early timer just sets itself again for the deadline
-when it fires. ``cancel()`` forgets the deadline and the loop timer.
+given to ``arm`` has passed (within ``DEADLINE_SLACK_US``). It is an entry of
+its loop's ``TimerQueue`` (``stressgrid._core.timers``), not a loop timer of its
+own, and it moves in that queue only when a deadline comes that is earlier than
+where it waits: arming a later deadline (the next request of a device, say)
+costs no heap work, the early entry just goes back in for the deadline when it
+comes due. ``cancel()`` forgets the deadline and leaves the queue.
 
 HTTP/1, HTTP/2 and WebSocket keep their deadlines with it. It is built to add
-little to a device: the loop's timer calls the timer object itself, and the
-owner is called by name, so no bound method is made per arm or kept. The owner
-refers to its timer and the timer to its owner: an owner drops its timer when
-it closes.
+little to a device: one object, no loop timer, and the owner is called by name,
+so no bound method is made per arm or kept. The owner refers to its timer and
+the timer to its owner: an owner drops its timer when it closes.
 """
 from libc.stdint cimport int64_t
 
 from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.timers cimport TimerQueue, timers_of
 
 SLACK_US = DEADLINE_SLACK_US
 
@@ -26,51 +27,40 @@ def passed(int64_t deadline_us, int64_t now_us):
     return deadline_passed(deadline_us, now_us)
 
 
-cdef class DeadlineTimer:
+cdef class DeadlineTimer(Timed):
     """See the module docstring."""
 
     def __cinit__(self, loop, owner):
-        self.loop = loop
+        self.queue = timers_of(loop)
         self.owner = owner
-        self.handle = None
-        self.handle_at_us = 0
         self.deadline_us = 0
 
     cpdef arm(self, int64_t deadline_us):
         """The deadline is ``deadline_us`` now (earlier or later than before)."""
+        cdef TimerQueue queue = self.queue
         self.deadline_us = deadline_us
-        if self.handle is None:
-            self._set_handle(deadline_us, monotonic_us())
-        elif deadline_us < self.handle_at_us:
-            self.handle.cancel()
-            self._set_handle(deadline_us, monotonic_us())
+        if self.index < 0:
+            queue.push(self, deadline_us)
+        elif deadline_us < self.due_us:
+            queue.remove(self)
+            queue.push(self, deadline_us)
 
     cpdef cancel(self):
-        """No deadline any more; the loop timer goes too."""
+        """No deadline any more; the entry leaves the queue."""
         self.deadline_us = 0
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            handle.cancel()
+        self.queue.remove(self)
 
     @property
     def armed(self):
         """True while a deadline is set."""
         return self.deadline_us != 0
 
-    cdef _set_handle(self, int64_t at_us, int64_t now_us):
-        self.handle_at_us = at_us
-        self.handle = self.loop.call_later((at_us - now_us) / 1e6 if at_us > now_us else 0.0, self)
-
-    def __call__(self):
-        """The loop's timer fired."""
-        cdef int64_t now, deadline = self.deadline_us
-        self.handle = None
+    cdef expire(self, int64_t now_us):
+        cdef int64_t deadline = self.deadline_us
         if deadline == 0:
             return
-        now = monotonic_us()
-        if not deadline_passed(deadline, now):
-            self._set_handle(deadline, now)    # set for an earlier deadline: on to this one
+        if not deadline_passed(deadline, monotonic_us()):
+            self.queue.push(self, deadline)    # waited for an earlier deadline: on to this one
             return
         self.deadline_us = 0
         self.owner.on_deadline()

@@ -12,7 +12,8 @@ from libc.stdint cimport int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder, RequestGroup
-from stressgrid._core.sleeps cimport SleepQueue
+from stressgrid._core.sleeps cimport sleep_until
+from stressgrid._core.timers cimport timers_of
 
 import os
 import random as _random
@@ -226,17 +227,6 @@ def random_bits(size):
     return _random.getrandbits(size).to_bytes(nbytes, "big")
 
 
-cdef SleepQueue _sleeps = None
-
-
-cdef SleepQueue sleeps_of(loop):
-    """The sleep queue of ``loop`` (a worker has one loop; tests make one after another)."""
-    global _sleeps
-    if _sleeps is None or _sleeps.loop is not loop:
-        _sleeps = SleepQueue(loop)
-    return _sleeps
-
-
 def delay(ms, random_ratio=0.0):
     """Sleep ``ms * (1 + random_ratio * U(-1, 1))`` milliseconds (await it)."""
     if not isinstance(ms, (int, float)) or ms < 0:
@@ -246,7 +236,7 @@ def delay(ms, random_ratio=0.0):
     cdef double seconds = ms / 1000.0
     if random_ratio:
         seconds *= 1.0 + random_ratio * (_uniform() * 2.0 - 1.0)
-    return sleeps_of(running_device().loop).sleep(monotonic_us() + <int64_t>(seconds * 1e6))
+    return sleep_until(timers_of(running_device().loop), monotonic_us() + <int64_t>(seconds * 1e6))
 
 
 # pace(ms) takes ticks of 1 ms to 1 hour.
@@ -263,7 +253,7 @@ class _Tick:
     def __init__(self, Device device, int64_t tick_us, bint ahead):
         self.device = device
         self.tick_us = tick_us
-        self.sleep = sleeps_of(device.loop).sleep(tick_us) if ahead else None
+        self.sleep = sleep_until(timers_of(device.loop), tick_us) if ahead else None
 
     def __await__(self):
         if self.sleep is not None:

@@ -1,26 +1,11 @@
 cimport cython
 from libc.stdint cimport int64_t
 
-
-@cython.final
-cdef class SleepQueue:
-    cdef readonly object loop
-    cdef list heap                  # pending Sleeps, a binary heap on due_us
-    cdef object handle              # the loop timer for the earliest, while one is set
-    cdef int64_t handle_at_us       # when that loop timer is due
-
-    cpdef Sleep sleep(self, int64_t due_us)
-    cdef _arm(self, int64_t due_us)
-    cdef _remove(self, Py_ssize_t index)
-    cdef _sift_up(self, Py_ssize_t index)
-    cdef _sift_down(self, Py_ssize_t index)
+from stressgrid._core.timers cimport Timed, TimerQueue
 
 
 @cython.final
-cdef class Sleep:
-    cdef SleepQueue queue
-    cdef readonly int64_t due_us
-    cdef Py_ssize_t index           # in the queue's heap, -1 out of it
+cdef class Sleep(Timed):
     cdef object callback            # the first done callback (a task's wakeup) and its context
     cdef object context
     cdef list more                  # further (callback, context) pairs, rarely any
@@ -30,3 +15,6 @@ cdef class Sleep:
 
     cdef _finish(self, int state)
     cdef _raise_unless_over(self)
+
+
+cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us)

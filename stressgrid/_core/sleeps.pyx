@@ -5,8 +5,7 @@ per sleeping device.
 A device that waits in ``delay`` used to hold a ``Future``, a loop timer (its
 handle, the loop's timer object and libuv's), the timer's argument tuple, a
 generator and its frame: about 1 KB, most of an idle device. Here it holds one
-``Sleep``, and all the sleeps of a loop share one ``SleepQueue``: a binary heap
-on the due time, with one loop timer set for the earliest.
+``Sleep``, an entry of its loop's ``TimerQueue`` (``stressgrid._core.timers``).
 
 To asyncio's ``Task`` a ``Sleep`` is a future (``_asyncio_future_blocking``,
 ``add_done_callback``, ``cancel``, ``result`` ...): the task waits on it, a
@@ -14,22 +13,19 @@ cancelled task cancels it (it leaves the heap at once, so a stopped device keeps
 nothing in it), and ``asyncio.wait_for``, ``gather`` and ``shield`` take it as
 they take a future. It is its own iterator, so ``await`` makes no generator.
 Like a future's, its callbacks are called through ``loop.call_soon`` once it is
-done. Due times are on ``monotonic_us``; the loop timer fires within its
-millisecond (``SLACK_US``), as ``asyncio.sleep`` would.
+done. Due times are on ``monotonic_us``; the queue ends a sleep within the loop
+timers' millisecond, as ``asyncio.sleep`` would.
 """
 import asyncio
 import contextvars
 
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.timers cimport Timed, TimerQueue
 
 cdef object CancelledError = asyncio.CancelledError
 cdef object InvalidStateError = asyncio.InvalidStateError
 cdef object copy_context = contextvars.copy_context
-
-# The loop's timers count whole milliseconds: a sleep due within this is due now.
-cdef int64_t SLACK_US = 500
 
 cdef enum:
     PENDING = 0
@@ -37,105 +33,22 @@ cdef enum:
     CANCELLED = 2
 
 
-cdef class SleepQueue:
-    """The pending sleeps of one event loop, earliest first, behind one loop timer."""
-
-    def __cinit__(self, loop):
-        self.loop = loop
-        self.heap = []
-        self.handle = None
-        self.handle_at_us = 0
-
-    cpdef Sleep sleep(self, int64_t due_us):
-        """A ``Sleep`` done at ``due_us``."""
-        cdef Sleep sleep = Sleep.__new__(Sleep)
-        sleep.queue = self
-        sleep.due_us = due_us
-        sleep.index = len(self.heap)
-        self.heap.append(sleep)
-        self._sift_up(sleep.index)
-        if self.handle is None or due_us < self.handle_at_us:
-            self._arm(due_us)
-        return sleep
-
-    @property
-    def pending(self):
-        """How many sleeps wait."""
-        return len(self.heap)
-
-    cdef _arm(self, int64_t due_us):
-        if self.handle is not None:
-            self.handle.cancel()
-        cdef int64_t wait_us = due_us - monotonic_us()
-        self.handle_at_us = due_us
-        self.handle = self.loop.call_later(wait_us / 1e6 if wait_us > 0 else 0, self._fire)
-
-    def _fire(self):
-        cdef Sleep sleep
-        cdef int64_t now = monotonic_us() + SLACK_US
-        self.handle = None
-        while self.heap and (<Sleep>self.heap[0]).due_us <= now:
-            sleep = <Sleep>self.heap[0]
-            self._remove(0)
-            sleep._finish(DONE)
-        if self.heap:
-            self._arm((<Sleep>self.heap[0]).due_us)
-
-    cdef _remove(self, Py_ssize_t index):
-        cdef list heap = self.heap
-        cdef Sleep removed = <Sleep>heap[index]
-        cdef Sleep last = <Sleep>heap.pop()
-        removed.index = -1
-        if last is removed:
-            return
-        heap[index] = last
-        last.index = index
-        self._sift_up(index)
-        self._sift_down(last.index)
-
-    cdef _sift_up(self, Py_ssize_t index):
-        cdef list heap = self.heap
-        cdef Sleep item = <Sleep>heap[index]
-        cdef Sleep parent
-        while index > 0:
-            parent = <Sleep>heap[(index - 1) >> 1]
-            if parent.due_us <= item.due_us:
-                break
-            heap[index] = parent
-            parent.index = index
-            index = (index - 1) >> 1
-        heap[index] = item
-        item.index = index
-
-    cdef _sift_down(self, Py_ssize_t index):
-        cdef list heap = self.heap
-        cdef Py_ssize_t size = len(heap)
-        cdef Sleep item = <Sleep>heap[index]
-        cdef Sleep child
-        cdef Py_ssize_t pick
-        while True:
-            pick = 2 * index + 1
-            if pick >= size:
-                break
-            if pick + 1 < size and (<Sleep>heap[pick + 1]).due_us < (<Sleep>heap[pick]).due_us:
-                pick += 1
-            child = <Sleep>heap[pick]
-            if item.due_us <= child.due_us:
-                break
-            heap[index] = child
-            child.index = index
-            index = pick
-        heap[index] = item
-        item.index = index
+cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us):
+    """A ``Sleep`` done at ``due_us``, in ``queue``."""
+    cdef Sleep sleep = Sleep.__new__(Sleep)
+    queue.push(sleep, due_us)
+    return sleep
 
 
-cdef class Sleep:
-    """See the module docstring. Made by ``SleepQueue.sleep``."""
+cdef class Sleep(Timed):
+    """See the module docstring. Made by ``sleep_until``."""
 
     def __cinit__(self):
-        self.index = -1
         self.state = PENDING
         self._asyncio_future_blocking = False
+
+    cdef expire(self, int64_t now_us):
+        self._finish(DONE)
 
     cdef _finish(self, int state):
         self.state = state
@@ -206,8 +119,7 @@ cdef class Sleep:
     def cancel(self, msg=None):
         if self.state != PENDING:
             return False
-        if self.index >= 0:
-            self.queue._remove(self.index)
+        self.queue.remove(self)
         self._finish(CANCELLED)
         return True
 

@@ -1,0 +1,29 @@
+cimport cython
+from libc.stdint cimport int64_t
+
+
+# An entry of a TimerQueue: a Sleep (sleeps.pyx) or a DeadlineTimer (deadline.pyx).
+cdef class Timed:
+    cdef TimerQueue queue
+    cdef readonly int64_t due_us     # when the queue expires it (while index >= 0)
+    cdef Py_ssize_t index            # in the queue's heap, -1 out of it
+
+    cdef expire(self, int64_t now_us)
+
+
+@cython.final
+cdef class TimerQueue:
+    cdef readonly object loop
+    cdef list heap                   # Timed entries, a binary heap on due_us
+    cdef object handle               # the loop timer for the earliest, while one is set
+    cdef int64_t handle_at_us        # when that loop timer is due
+
+    cdef push(self, Timed entry, int64_t due_us)
+    cdef remove(self, Timed entry)
+    cdef _arm(self, int64_t due_us)
+    cdef _remove_at(self, Py_ssize_t index)
+    cdef _sift_up(self, Py_ssize_t index)
+    cdef _sift_down(self, Py_ssize_t index)
+
+
+cdef TimerQueue timers_of(loop)

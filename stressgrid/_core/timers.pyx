@@ -1,0 +1,143 @@
+# cython: freethreading_compatible = False
+"""The timers of a worker's devices, in one heap per event loop behind one loop timer.
+
+A loop timer costs a device a handle, the loop's timer object and libuv's (about
+450 bytes with uvloop), and a device in a connect storm or a sleep would hold one
+each. Here every timed thing of a loop, the sleeps of ``delay`` and ``pace``
+(``stressgrid._core.sleeps``) and the request deadlines of the protocol clients
+(``stressgrid._core.deadline``), is a ``Timed`` entry of that loop's
+``TimerQueue``: a binary heap on the due time, with one loop timer set for the
+earliest. When the loop timer fires, every entry due within ``SLACK_US`` (the
+loop timers' millisecond) leaves the heap and is expired, in due order.
+"""
+from libc.stdint cimport int64_t
+
+from stressgrid._core.device cimport monotonic_us
+
+# The loop's timers count whole milliseconds: an entry due within this is due now.
+cdef int64_t SLACK_US = 500
+
+
+cdef class Timed:
+    """An entry of a ``TimerQueue``; subclasses say what expiring does."""
+
+    def __cinit__(self):
+        self.index = -1
+
+    cdef expire(self, int64_t now_us):
+        """Called once the entry is due, after it left the heap."""
+        raise NotImplementedError
+
+
+cdef class TimerQueue:
+    """The pending ``Timed`` entries of one event loop, earliest first, behind one loop timer."""
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.heap = []
+        self.handle = None
+        self.handle_at_us = 0
+
+    @property
+    def pending(self):
+        """How many entries wait."""
+        return len(self.heap)
+
+    cdef push(self, Timed entry, int64_t due_us):
+        """Put ``entry`` (out of the heap) in it, due at ``due_us``."""
+        entry.queue = self
+        entry.due_us = due_us
+        entry.index = len(self.heap)
+        self.heap.append(entry)
+        self._sift_up(entry.index)
+        if self.handle is None or due_us < self.handle_at_us:
+            self._arm(due_us)
+
+    cdef remove(self, Timed entry):
+        """Take ``entry`` out of the heap, if it is in it."""
+        if entry.index >= 0:
+            self._remove_at(entry.index)
+
+    cdef _arm(self, int64_t due_us):
+        if self.handle is not None:
+            self.handle.cancel()
+        cdef int64_t wait_us = due_us - monotonic_us()
+        self.handle_at_us = due_us
+        self.handle = self.loop.call_later(wait_us / 1e6 if wait_us > 0 else 0, self._fire)
+
+    def _fire(self):
+        cdef Timed entry
+        cdef int64_t now = monotonic_us()
+        cdef list due = []
+        self.handle = None
+        # Take every due entry out first: expiring one may push entries (a deadline set
+        # again), and those wait for the next loop timer, however soon it is.
+        while self.heap and (<Timed>self.heap[0]).due_us <= now + SLACK_US:
+            entry = <Timed>self.heap[0]
+            self._remove_at(0)
+            due.append(entry)
+        for entry in due:
+            try:
+                entry.expire(now)
+            except Exception as exc:  # noqa: BLE001 - one entry's failure must not cost the others theirs
+                self.loop.call_exception_handler({"message": "a timer's callback failed", "exception": exc})
+        if self.heap and self.handle is None:
+            self._arm((<Timed>self.heap[0]).due_us)
+
+    cdef _remove_at(self, Py_ssize_t index):
+        cdef list heap = self.heap
+        cdef Timed removed = <Timed>heap[index]
+        cdef Timed last = <Timed>heap.pop()
+        removed.index = -1
+        if last is removed:
+            return
+        heap[index] = last
+        last.index = index
+        self._sift_up(index)
+        self._sift_down(last.index)
+
+    cdef _sift_up(self, Py_ssize_t index):
+        cdef list heap = self.heap
+        cdef Timed item = <Timed>heap[index]
+        cdef Timed parent
+        while index > 0:
+            parent = <Timed>heap[(index - 1) >> 1]
+            if parent.due_us <= item.due_us:
+                break
+            heap[index] = parent
+            parent.index = index
+            index = (index - 1) >> 1
+        heap[index] = item
+        item.index = index
+
+    cdef _sift_down(self, Py_ssize_t index):
+        cdef list heap = self.heap
+        cdef Py_ssize_t size = len(heap)
+        cdef Timed item = <Timed>heap[index]
+        cdef Timed child
+        cdef Py_ssize_t pick
+        while True:
+            pick = 2 * index + 1
+            if pick >= size:
+                break
+            if pick + 1 < size and (<Timed>heap[pick + 1]).due_us < (<Timed>heap[pick]).due_us:
+                pick += 1
+            child = <Timed>heap[pick]
+            if item.due_us <= child.due_us:
+                break
+            heap[index] = child
+            child.index = index
+            index = pick
+        heap[index] = item
+        item.index = index
+
+
+cdef TimerQueue _queue = None
+
+
+cdef TimerQueue timers_of(loop):
+    """The timer queue of ``loop`` (a worker has one loop; tests make one after another)."""
+    global _queue
+    if _queue is None or _queue.loop is not loop:
+        _queue = TimerQueue(loop)
+    return _queue
