@@ -15,10 +15,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 # A C compiler, Python's headers (the base image's own are in /usr/local/include;
-# python3-dev is the package the install guide names) and libnghttp2's headers
-# for the HTTP/2 core.
+# python3-dev is the package the install guide names), libnghttp2's headers
+# for the HTTP/2 core and llhttp's sources for the HTTP/1 core (compiled in).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc python3-dev libnghttp2-dev \
+    && apt-get install -y --no-install-recommends gcc python3-dev libnghttp2-dev node-llhttp \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

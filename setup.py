@@ -1,7 +1,9 @@
 """Build script: compiles every Cython module under ``stressgrid/_core``.
 
 Each ``stressgrid/_core/<name>.pyx`` becomes the extension ``stressgrid._core.<name>``.
-Modules that link a system library list it in ``LINKED_LIBRARIES``.
+Modules that link a system library list it in ``LINKED_LIBRARIES``; the HTTP/1 core
+compiles llhttp's C sources in (``LLHTTP_SOURCES``: Debian's ``node-llhttp`` installs
+them, and no Debian package has llhttp as a library).
 """
 import glob
 import os
@@ -15,6 +17,22 @@ LINKED_LIBRARIES = {
 }
 
 
+# llhttp's sources and header, as Debian's node-llhttp installs them; each of
+# LLHTTP_SHIMS includes one source (a distribution's sources must be paths inside it).
+LLHTTP_SOURCES = "/usr/share/llhttp"
+LLHTTP_INCLUDE = "/usr/share/include/llhttp"
+LLHTTP_SHIMS = [os.path.join("stressgrid", "_core", f"llhttp_{name}.c") for name in ("parser", "api", "http")]
+
+
+def _llhttp():
+    needed = [os.path.join(LLHTTP_SOURCES, name) for name in ("llhttp.c", "api.c", "http.c")]
+    missing = [path for path in needed + [os.path.join(LLHTTP_INCLUDE, "llhttp.h")] if not os.path.exists(path)]
+    if missing:
+        raise SystemExit(f"building stressgrid needs llhttp's sources: {', '.join(missing)} not found "
+                         "(apt-get install node-llhttp)")
+    return LLHTTP_SHIMS
+
+
 def _extensions():
     extensions = []
     for path in sorted(glob.glob(os.path.join("stressgrid", "_core", "*.pyx"))):
@@ -22,7 +40,9 @@ def _extensions():
         extensions.append(
             Extension(
                 f"stressgrid._core.{name}",
-                [path],
+                [path] + (_llhttp() if name == "http1" else []),
+                include_dirs=[LLHTTP_INCLUDE, LLHTTP_SOURCES] if name in ("http1", "http1_client", "http_functions")
+                else [],
                 libraries=LINKED_LIBRARIES.get(name, []),
                 extra_compile_args=["-O2"],
             )

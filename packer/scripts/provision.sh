@@ -181,7 +181,7 @@ venv="$prefix/venv"
 runtime_packages=(python3 python3-venv libnghttp2-14 ca-certificates)
 # Needed only to compile the Cython extensions from a source archive; removed
 # again once the package is installed.
-build_packages=(gcc python3-dev libnghttp2-dev)
+build_packages=(gcc python3-dev libnghttp2-dev node-llhttp)
 
 apt_get() {
     DEBIAN_FRONTEND=noninteractive apt-get -y -o DPkg::Lock::Timeout=600 "$@"

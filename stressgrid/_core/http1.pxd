@@ -1,5 +1,6 @@
 from libc.stdint cimport int64_t
 
+from stressgrid._core.llhttp cimport llhttp_t
 from stressgrid._core.metrics cimport Histogram, ResponseCounters
 
 
@@ -23,8 +24,8 @@ cdef enum:
     COMPLETE = 1
 
 cdef class Http1Core:
-    # llhttp through httptools; replaced after a HEAD response (see on_headers_complete).
-    cdef object parser
+    # llhttp's parser, in the core itself; its callbacks are C functions (http1.pyx).
+    cdef llhttp_t parser
     cdef readonly int state
     # Request facts the response depends on.
     cdef bint head
@@ -34,9 +35,10 @@ cdef class Http1Core:
     cdef bint has_length
     cdef bint chunked
     cdef readonly bint reusable   # the connection may carry another request after this one
-    cdef bint drop_parser
     cdef readonly int status
     cdef list headers
+    cdef bytes field            # the header name being read (llhttp may give it in pieces)
+    cdef bytes value            # and its value
     cdef object body            # None, one bytes chunk, or a list of chunks
     cdef int body_kind          # a request.BodyKind
     cdef object content_type    # its Content-Type, for the error of a body that does not decode
@@ -58,14 +60,13 @@ cdef class Http1Core:
     cpdef int feed(self, data) except -1
     cpdef int eof(self) except -1
     cpdef tuple result(self)
-    cpdef void shrink(self)
     cpdef void release(self)
     cdef inline void _reset_response(self)
     cdef inline void _finish(self)
     cdef inline void _store(self, exc)
     cdef void message_begin(self)
     cdef void header(self, bytes name, bytes value)
-    cdef void headers_complete(self)
+    cdef int headers_complete(self)
     cdef void body_chunk(self, bytes chunk)
     cdef void message_complete(self)
 

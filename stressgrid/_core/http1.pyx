@@ -2,8 +2,10 @@
 """HTTP/1.0 and 1.1 client protocol core, without I/O.
 
 ``RequestWriter`` turns a script's request into bytes; ``Http1Core`` follows one
-connection's responses through httptools (llhttp) and records the built-in
-metrics. Neither touches a socket or an event loop: the asyncio glue
+connection's responses through llhttp and records the built-in metrics. The
+parser lives inside the core and calls C functions, never Python: a response
+costs no Python call per header, and a connection no parser object. Neither
+touches a socket or an event loop: the asyncio glue
 (``stressgrid._core.http1_client`` and ``stressgrid.protocols.http1``) writes
 what ``RequestWriter`` builds, feeds what it reads to ``Http1Core.feed`` and
 reports ``Http1Core.eof`` when the peer closes. The unit tests drive both
@@ -17,16 +19,18 @@ request the script built wrong raises ``RequestArgumentError`` and a request out
 turn ``LocalProtocolError`` (the script's fault); a connection that closes before the response is complete
 raises ``ConnectionClosedError``.
 """
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport uint32_t
 
 from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE, llhttp_errno_name,
+                                      llhttp_errno_t, llhttp_execute, llhttp_get_error_pos,
+                                      llhttp_get_error_reason, llhttp_init, llhttp_settings_init,
+                                      llhttp_settings_t, llhttp_should_keep_alive, llhttp_t)
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
                                        content_kind, decode_body, named, normalise_headers, request_path)
-
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
@@ -98,15 +102,14 @@ cdef class Http1Core:
         self.body_us = recorder.histogram("body_us")
         self.responses = recorder.response_counters()
         self.reusable = True
+        llhttp_init(&self.parser, HTTP_RESPONSE, &_SETTINGS)
+        self.parser.data = <void *>self
 
     cpdef start(self, bytes request, bint head, bint close_after, bint measured=True):
         """Send ``request`` (``data_to_send`` has it) and expect its response."""
         if self.state != IDLE:
             raise LocalProtocolError(f"connection is not idle (state {self.state}); "
                                "one request at a time per connection")
-        if self.parser is None:
-            # Created lazily: an idle device that never sent a request holds none.
-            self.parser = HttpResponseParser(_CALLBACKS)
         self.head = head
         self.close_after = close_after
         self.measured = measured
@@ -152,40 +155,35 @@ cdef class Http1Core:
             # IDLE or DONE: the server talks although nothing was asked.
             self.reusable = False
             raise RemoteProtocolError("unexpected data from the server while no request was in flight")
-        self.received += len(data)
-        global _feeding
-        cdef Http1Core outer = _feeding
-        _feeding = self
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:
+        if type(data) is not bytes:
+            data = bytes(data)
+        cdef const char *start = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        self.received += size
+        cdef llhttp_errno_t status = llhttp_execute(&self.parser, start, size)
+        if status == HPE_PAUSED_UPGRADE:
             # llhttp stops at the end of the 101 head: the rest is the new protocol's.
             if self.state == UPGRADED:
-                self.leftover = data[exc.args[0]:]
-        except HttpParserError as exc:
-            if self.error is None:
-                if self.state == DONE:
-                    # Junk after a complete response: keep the response, drop the connection.
-                    self.reusable = False
-                elif self.state == UPGRADED:
-                    # A 101 without Upgrade/Connection headers; where its head ends is unknown.
-                    self.leftover = b""
-                else:
-                    self.state = FAILED
-                    self.reusable = False
-                    raise RemoteProtocolError(f"malformed HTTP response: {exc}") from None
-        finally:
-            _feeding = outer
+                self.leftover = data[llhttp_get_error_pos(&self.parser) - start:]
+        elif status != HPE_OK and self.error is None:
+            if self.state == DONE:
+                # Junk after a complete response: keep the response, drop the connection.
+                self.reusable = False
+            elif self.state == UPGRADED:
+                # A 101 without Upgrade/Connection headers; where its head ends is unknown.
+                self.leftover = b""
+            else:
+                self.state = FAILED
+                self.reusable = False
+                raise RemoteProtocolError(
+                    f"malformed HTTP response: {(<bytes>llhttp_errno_name(status)).decode()}: "
+                    f"{(<bytes>llhttp_get_error_reason(&self.parser)).decode(errors='replace')}")
         if self.error is not None:
             error = self.error
             self.error = None
             self.state = FAILED
             self.reusable = False
             raise error
-        if self.drop_parser:
-            # After HEAD llhttp still waits for the body the headers announced.
-            self.parser = None
-            self.drop_parser = False
         state = self.state
         if state == DONE or state == UPGRADED:
             return COMPLETE
@@ -234,14 +232,8 @@ cdef class Http1Core:
             body = decode_body(kind, body, content_type)
         return (result_status, result_headers, body)
 
-    cpdef void shrink(self):
-        """Idle for a while: drop the parser (made again by the next ``start``)."""
-        if self.state == IDLE:
-            self.parser = None
-
     cpdef void release(self):
-        """Forget the parser (it refers back to this core) and any response."""
-        self.parser = None
+        """Forget any response: the connection is done with."""
         self._reset_response()
         self.state = FAILED
 
@@ -253,11 +245,12 @@ cdef class Http1Core:
             self.body_us.record_c(monotonic_us() - self.headers_at)
 
     cdef inline void _store(self, exc):
-        # httptools-style: never let an exception cross llhttp; feed() re-raises it.
+        # Never let an exception cross llhttp: the callback stops the parser and feed()
+        # re-raises it.
         if self.error is None:
             self.error = exc
 
-    # ---- httptools callbacks (through the module functions below) ------------
+    # ---- what llhttp's callbacks (the C functions below) call ------------------
 
     cdef void message_begin(self):
         if self.state != WAITING:
@@ -281,28 +274,24 @@ cdef class Http1Core:
         except BaseException as exc:
             self._store(exc)
 
-    cdef void headers_complete(self):
+    cdef int headers_complete(self):
+        """Returns 1 when the response has no body whatever its headers announce (HEAD)."""
         cdef int status
         if self.state != WAITING:
             self.reusable = False
-            return
+            return 0
         try:
-            status = self.parser.get_status_code()
+            status = self.parser.status_code
             self.status = status
             if status < 200 and status != 101:
-                return   # informational: the final response follows
+                return 0   # informational: the final response follows
             self.headers_at = monotonic_us()
             if self.measured:
                 self.headers_us.record_c(self.headers_at - self.sent_at)
-            if self.head:
-                # A HEAD response has no body whatever its headers announce.
-                self.reusable = self.parser.should_keep_alive() and not self.close_after
-                self.drop_parser = True
-                self._finish()
-                return
             self.state = BODY
         except BaseException as exc:
             self._store(exc)
+        return 1 if self.head else 0
 
     cdef void body_chunk(self, bytes chunk):
         cdef object body
@@ -336,56 +325,90 @@ cdef class Http1Core:
                 self.leftover = b""
                 self.reusable = False
                 return
-            self.reusable = self.parser.should_keep_alive() and not self.close_after
+            self.reusable = llhttp_should_keep_alive(&self.parser) and not self.close_after
             self._finish()
         except BaseException as exc:
             self._store(exc)
 
 
-# The core whose feed() is running. httptools calls the callbacks of the object
-# given to its parser; giving every parser the same object of shared functions
-# (instead of the core, whose methods would be bound anew for each parser)
-# keeps five bound methods out of every connection.
-cdef Http1Core _feeding = None
+# llhttp's callbacks: C functions, each handing its bytes to the core the parser is
+# in. A header's name or value may come in pieces (a read that ends inside it):
+# they are joined when its *_complete callback comes. A callback whose core stored
+# an error stops the parser (llhttp_execute returns an error; feed() raises it).
+
+cdef int _on_message_begin(llhttp_t *parser) noexcept:
+    cdef Http1Core core = <Http1Core>parser.data
+    core.message_begin()
+    return 0
 
 
-def _on_message_begin():
-    if _feeding is not None:
-        _feeding.message_begin()
+cdef inline int _add_piece(llhttp_t *parser, const char *at, size_t length, bint to_value) noexcept:
+    # A piece of the header name (or value) being read, joined to the pieces before it.
+    cdef Http1Core core = <Http1Core>parser.data
+    cdef bytes head = core.value if to_value else core.field
+    try:
+        piece = PyBytes_FromStringAndSize(at, length)
+        if head is not None:
+            piece = head + piece
+    except BaseException as exc:
+        core._store(exc)
+        return -1
+    if to_value:
+        core.value = piece
+    else:
+        core.field = piece
+    return 0
 
 
-def _on_header(bytes name, bytes value):
-    if _feeding is not None:
-        _feeding.header(name, value)
+cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
+    return _add_piece(parser, at, length, False)
 
 
-def _on_headers_complete():
-    if _feeding is not None:
-        _feeding.headers_complete()
+cdef int _on_header_value(llhttp_t *parser, const char *at, size_t length) noexcept:
+    return _add_piece(parser, at, length, True)
 
 
-def _on_body(bytes chunk):
-    if _feeding is not None:
-        _feeding.body_chunk(chunk)
+cdef int _on_header_value_complete(llhttp_t *parser) noexcept:
+    cdef Http1Core core = <Http1Core>parser.data
+    cdef bytes name = core.field
+    cdef bytes value = core.value
+    core.field = None
+    core.value = None
+    core.header(b"" if name is None else name, b"" if value is None else value)
+    return -1 if core.error is not None else 0
 
 
-def _on_message_complete():
-    if _feeding is not None:
-        _feeding.message_complete()
+cdef int _on_headers_complete(llhttp_t *parser) noexcept:
+    cdef Http1Core core = <Http1Core>parser.data
+    cdef int skip_body = core.headers_complete()
+    return -1 if core.error is not None else skip_body
 
 
-cdef class _Callbacks:
-    cdef public object on_message_begin, on_header, on_headers_complete, on_body, on_message_complete
+cdef int _on_body(llhttp_t *parser, const char *at, size_t length) noexcept:
+    cdef Http1Core core = <Http1Core>parser.data
+    try:
+        core.body_chunk(PyBytes_FromStringAndSize(at, length))
+    except BaseException as exc:
+        core._store(exc)
+        return -1
+    return 0
 
-    def __cinit__(self):
-        self.on_message_begin = _on_message_begin
-        self.on_header = _on_header
-        self.on_headers_complete = _on_headers_complete
-        self.on_body = _on_body
-        self.on_message_complete = _on_message_complete
+
+cdef int _on_message_complete(llhttp_t *parser) noexcept:
+    cdef Http1Core core = <Http1Core>parser.data
+    core.message_complete()
+    return -1 if core.error is not None else 0
 
 
-cdef _Callbacks _CALLBACKS = _Callbacks()
+cdef llhttp_settings_t _SETTINGS
+llhttp_settings_init(&_SETTINGS)
+_SETTINGS.on_message_begin = _on_message_begin
+_SETTINGS.on_header_field = _on_header_field
+_SETTINGS.on_header_value = _on_header_value
+_SETTINGS.on_header_value_complete = _on_header_value_complete
+_SETTINGS.on_headers_complete = _on_headers_complete
+_SETTINGS.on_body = _on_body
+_SETTINGS.on_message_complete = _on_message_complete
 
 
 _writers = {}

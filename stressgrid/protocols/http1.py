@@ -318,12 +318,9 @@ class Http1Client(ClientBase):
                 self.connect_timed_out = True
                 task.cancel()
                 return
-            # Nothing due: an idle device gives its timer and its connection's
-            # parser back (both made again by the next request).
+            # Nothing due: an idle device gives its timer back (made again by the
+            # next request).
             self.timer = None
-            idle = self.conn
-            if idle is not None:
-                idle.core.shrink()
             return
         waiter = conn.waiter
         self.inflight = None

@@ -543,7 +543,7 @@ def test_dockerfile_builds_the_extensions_then_a_slim_runtime():
     assert [name for name, _, _ in stages] == ["build", "runtime"], stages
     (_, build_image, build), (_, runtime_image, runtime) = stages
     assert build_image == runtime_image == "python:3.11-slim-bookworm"
-    assert apt_installed(build) == {"gcc", "python3-dev", "libnghttp2-dev"}
+    assert apt_installed(build) == {"gcc", "python3-dev", "libnghttp2-dev", "node-llhttp"}
     assert any(re.search(r"\bpip wheel\b.*--wheel-dir /wheels \.$", command) for command in runs(build)), runs(build)
     assert ("COPY", ". .") in build
     # No compiler or headers at run time; the library the HTTP/2 core links.
