@@ -26,7 +26,7 @@ Where the bytes of such a device go (``tracemalloc``, 5,000 devices, by allocati
 
 =====================================================  ========
 the transport and its socket                           1,125 B
-the ``DeviceRunner`` and its context                   352 B
+the ``DeviceRunner``                                   120 B
 ``Http1Core``, llhttp's parser inside it               296 B
 the script's coroutine                                 265 B
 ``Device`` and its id                                  202 B
@@ -34,7 +34,7 @@ the HTTP/1 client (``Http1Client``)                    176 B
 the connection (``_Connection``)                       112 B
 the ``Sleep`` of ``delay``                             104 B
 its entry in the loop's weak map of transports         118 B
-traced in all                                          2.75 KB
+traced in all                                          2.52 KB
 =====================================================  ========
 
 RSS is about 2 KB more: the connect storm's transient objects (the connect's

@@ -17,19 +17,18 @@ per device                                             delay     TCP
 =====================================================  ========  ========
 the transport and its socket (``connect``)             -         1,121 B
 its entry in the loop's weak map of transports         -         88 B
-the ``DeviceRunner`` (``_core/runner.pyx``)            168 B     168 B
-its context, holding the current device                184 B     184 B
+the ``DeviceRunner`` (``_core/runner.pyx``)            120 B     120 B
 the script's coroutine                                 216 B     216 B
 ``Device`` and its id                                  202 B     202 B
 the protocol client (HTTP/1 or TCP)                    176 B     96 B
 the ``Sleep`` of ``delay`` (``_core/sleeps.pyx``)      112 B     112 B
-traced in all                                          1.07 KB   2.30 KB
+traced in all                                          0.84 KB   2.07 KB
 =====================================================  ========  ========
 
 RSS adds the allocator's overhead and, for TCP, libuv's handle. Until the
 ``DeviceRunner``, a device was an asyncio ``Task`` (with its context) around a
 wrapper coroutine, plus the task's entry in asyncio's weak set of tasks: 934 B
-where the runner and its context take 352 B. ``delay`` used to hold a ``Future``,
+where the runner takes 120 B (its cohort's runners share one context). ``delay`` used to hold a ``Future``,
 a loop timer (three objects and libuv's timer) and a generator: 1,049 B, where the
 ``Sleep`` in one heap per loop takes 112 B.
 """

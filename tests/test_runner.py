@@ -133,3 +133,31 @@ def test_a_stop_ends_a_device_wherever_it_is(where):
     assert all(runner.done() and runner.get_coro() is None for runner in runners)
     assert counters.get("attempt_count", 0) == (0 if where == "before its first step" else 50)
     assert all(runner.device.client is None for runner in runners)
+
+
+def test_a_task_factory_already_on_the_loop_still_makes_the_tasks():
+    script = ("import asyncio\n"
+              "async def part():\n"
+              "    inc_counter('part')\n"
+              "    return device_id\n"
+              "assert await asyncio.create_task(part()) == device_id\n"
+              "await delay(60000)\n")
+    made = []
+
+    def factory(loop, coro, context=None):
+        made.append(coro)
+        return asyncio.Task(coro, loop=loop, context=context)
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(factory)
+        engine = Engine()
+        await engine.start_cohort("c", [(script, {}, 3)], [NEVER_CONNECTED], Opts())
+        async with asyncio.timeout(10):
+            while engine.recorder.counter("part_count").value < 3:
+                await asyncio.sleep(0.005)
+        await engine.stop_cohort("c")
+        return engine.snapshot()["counters"]
+
+    counters = uvloop.run(main())
+    assert counters["part_count"] == 3 and errors_of(counters) == {}
+    assert sum(1 for coro in made if getattr(coro, "__name__", "") == "part") == 3

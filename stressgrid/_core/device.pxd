@@ -30,6 +30,9 @@ cdef class Device:
 
 
 cdef int64_t monotonic_us() noexcept nogil
+cdef void step_into(Device device) noexcept
+cdef void step_out() noexcept
+cdef object device_or_none()
 cdef Device running_device()
 cdef tuple timing_names(str key)
 cdef str metric_key(object key)

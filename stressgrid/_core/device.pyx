@@ -1,8 +1,9 @@
 """The running device and the common script functions (DESIGN.md section 4).
 
-The script functions find their device through a context variable: each device
-is stepped in its own context (by its ``DeviceRunner``, or its task in an
-arrival-rate pool), and the tasks a script makes copy that context.
+The script functions find their device as the one whose ``DeviceRunner`` is
+stepping (``step_into``/``step_out``), or else through a context variable: an
+arrival-rate iteration's task and the tasks a script makes carry their device
+in their context.
 """
 from contextvars import ContextVar
 
@@ -146,8 +147,31 @@ cdef tuple timing_names(str key):
     return <tuple>names
 
 
+# The device whose DeviceRunner is stepping its script right now (runner.pyx): a
+# runner's device needs no context of its own. The tasks a script makes get one, with
+# the device in ``_current`` (runner.pyx's task factory), as do arrival-rate iterations.
+cdef Device _stepping = None
+
+
+cdef void step_into(Device device) noexcept:
+    global _stepping
+    _stepping = device
+
+
+cdef void step_out() noexcept:
+    global _stepping
+    _stepping = None
+
+
+cdef object device_or_none():
+    """The device whose script is running, or ``None``."""
+    if _stepping is not None:
+        return _stepping
+    return get_value(_current)
+
+
 cdef Device running_device():
-    cdef object device = get_value(_current)
+    cdef object device = device_or_none()
     if device is None:
         raise LookupError("no device is running in this task")
     return <Device>device

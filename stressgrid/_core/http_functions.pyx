@@ -13,19 +13,15 @@ The first request of an arrival-rate iteration also records
 ``intended_first_response_us``: from the iteration's scheduled start to the
 whole response, the wait a user arriving then would have seen.
 """
-from cpython.contextvars cimport get_value
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport Device, metric_key, monotonic_us
+from stressgrid._core.device cimport Device, device_or_none, metric_key, monotonic_us
 from stressgrid._core.http1_client cimport ClientBase
 from stressgrid._core.metrics cimport Histogram, RequestGroup
 from stressgrid._core.request cimport request_body
 
-from stressgrid._core import device as _device_module
 from stressgrid.errors import LocalProtocolError, RequestArgumentError
 from stressgrid.plan.arrivals import INTENDED_FIRST_RESPONSE_HISTOGRAM
-
-cdef object _device_var = _device_module._current
 
 # request_<name>_response_5xx_count, the longest key of a group, stays within 100 characters.
 MAX_REQUEST_NAME_LENGTH = 64
@@ -50,7 +46,7 @@ def group_for(Device device not None, name):
 
 
 cdef object send(bytes method, path, headers, body, bytes content_type, timeout, name):
-    cdef object device = get_value(_device_var)
+    cdef object device = device_or_none()
     if device is None:
         raise RuntimeError("HTTP functions run inside a device script")
     cdef RequestGroup group = None if name is None else request_group(<Device?>device, name)

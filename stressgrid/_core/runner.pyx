@@ -4,7 +4,8 @@
 A device used to run as a ``Task`` around a wrapper coroutine (open the client,
 run the script, count a failure, rest, start again). The task, its entry in
 asyncio's registry of tasks and the wrapper's frame took about 750 bytes of an
-idle device. ``DeviceRunner`` is the task and the wrapper in one object:
+idle device, and the task's context another 184. ``DeviceRunner`` is the task and
+the wrapper in one object:
 
 - it steps the coroutine in hand (the client's ``open()``, then the script) as a
   task steps its coroutine: it waits on whatever future-like object the coroutine
@@ -15,8 +16,12 @@ idle device. ``DeviceRunner`` is the task and the wrapper in one object:
 - while it steps, ``asyncio.current_task()`` is the runner, with the task methods
   that asyncio's own helpers call on it (``cancel``, ``cancelling``,
   ``uncancel``): ``asyncio.timeout`` and the connect deadlines work inside a
-  script as they do in a task. Scripts' own ``create_task``/``gather`` make
-  ordinary tasks, which copy the device's context and so find the device.
+  script as they do in a task;
+- while it steps, its device is the running one (``device.step_into``), so the
+  script functions find it with no context per device: the runners of a cohort
+  step in one shared context (``RunnerGroup``). A task the script makes
+  (``create_task``, ``gather``) is made by ``DeviceTaskFactory``, the loop's task
+  factory, in a copy of that context that holds the device.
 
 ``cancel()`` stops the device as cancelling its task did: the cancellation is
 thrown into the coroutine at the point where it waits; a script that lets it pass
@@ -29,13 +34,14 @@ import contextvars
 
 from cpython.ref cimport PyObject
 
-from stressgrid._core.device cimport Device
+from stressgrid._core.device cimport Device, step_into, step_out
 
 from asyncio.tasks import _enter_task, _leave_task
 
 from stressgrid._core.device import set_current_device
 
 cdef object CancelledError = asyncio.CancelledError
+cdef object Task = asyncio.Task
 cdef object copy_context = contextvars.copy_context
 
 # A device whose pass failed starts again after this long.
@@ -58,47 +64,62 @@ cdef enum:
     PYGEN_NEXT = 1
 
 
-cdef class DeviceRunner:
-    """Runs ``block``'s script on ``device`` over and over until cancelled or ``stop.is_set``.
+cdef class RunnerGroup:
+    """What the runners of a cohort share: their loop, the context they step in, the
+    cohort's stop flag (``stop.is_set``) and the engine's hooks: ``on_failure(exc,
+    block)`` counts a failed pass, ``on_end(runner)`` is called once per device, when it
+    has ended."""
 
-    ``on_failure(exc, block)`` counts a failed pass; ``on_end(runner)`` is called
-    once, when the device has ended. ``start()`` schedules the first pass.
-    """
-
-    cdef readonly Device device
-    cdef object block
-    cdef object row
+    cdef readonly object loop
+    cdef object context
     cdef object stop
     cdef object on_failure
     cdef object on_end
-    cdef object loop
-    cdef object context
-    cdef object coro          # the coroutine in hand: the client's open(), then the script
-    cdef bint in_script
-    cdef object waiting       # the future-like object the coroutine waits on
-    cdef object handle        # the loop handle of the next pass, while resting
-    cdef list done_callbacks  # (callback, context) pairs of whoever waits for the end
-    cdef int state
-    cdef int cancel_requests
-    cdef bint must_cancel
-    cdef public object _asyncio_future_blocking
 
-    def __cinit__(self, Device device not None, block, row, stop, on_failure, on_end):
-        self.device = device
-        self.block = block
-        self.row = row
+    def __cinit__(self, loop, stop, on_failure, on_end):
+        self.loop = loop
+        self.context = contextvars.Context()
         self.stop = stop
         self.on_failure = on_failure
         self.on_end = on_end
-        self.loop = device.loop
-        self.context = copy_context()
-        self.context.run(set_current_device, device)
+
+
+# The runner whose coroutine is running, for the task factory.
+cdef DeviceRunner _stepping = None
+
+
+cdef class DeviceRunner:
+    """Runs ``block``'s script on ``device`` over and over, until cancelled or until its
+    group's ``stop.is_set``. ``start()`` schedules the first pass."""
+
+    cdef readonly Device device
+    cdef RunnerGroup group
+    cdef object block
+    cdef object row
+    cdef object coro          # the coroutine in hand: the client's open(), then the script
+    cdef object waiting       # the future-like object the coroutine waits on
+    cdef object handle        # the loop handle of the next pass, while resting
+    cdef list done_callbacks  # (callback, context) pairs of whoever waits for the end
+    cdef int cancel_requests
+    cdef unsigned char state
+    cdef bint in_script
+    cdef bint must_cancel
+
+    def __cinit__(self, RunnerGroup group not None, Device device not None, block, row):
+        self.group = group
+        self.device = device
+        self.block = block
+        self.row = row
         self.state = RESTING
-        self._asyncio_future_blocking = False
+
+    @property
+    def _asyncio_future_blocking(self):
+        # To asyncio.isfuture a runner is a future (of its device's end); never a yielded one.
+        return False
 
     def start(self):
         """Schedule the first pass of the script."""
-        self.handle = self.loop.call_soon(self, None, context=self.context)
+        self.handle = self.group.loop.call_soon(self, None, context=self.group.context)
 
     # -- stepping -------------------------------------------------------------------
 
@@ -121,7 +142,7 @@ cdef class DeviceRunner:
         self._step(exc)
 
     cdef _begin_pass(self):
-        if self.stop.is_set:
+        if self.group.stop.is_set:
             self._end()
             return
         cdef Device device = self.device
@@ -131,45 +152,55 @@ cdef class DeviceRunner:
         self.state = STEPPING
         self._step(None)
 
-    cdef _step(self, exc):
+    cdef object _resume(self, exc, int *sent):
+        """Send ``None`` into the coroutine, or throw ``exc``: what it yielded or returned
+        (``sent`` says which); what it raised, raised."""
         cdef PyObject *raw = NULL
-        cdef int sent
-        cdef object result
-        cdef object blocking
+        if exc is None:
+            sent[0] = PyIter_Send(self.coro, None, &raw)
+            result = <object>raw
+            decref(raw)
+            return result
+        try:
+            result = self.coro.throw(exc)
+        except StopIteration as stop:
+            sent[0] = PYGEN_RETURN
+            return stop.value
+        sent[0] = PYGEN_NEXT
+        return result
+
+    cdef _step(self, exc):
+        global _stepping
+        cdef int sent = 0
+        cdef RunnerGroup group = self.group
+        loop = group.loop
         block = self.block
         while True:
             if self.must_cancel:
                 self.must_cancel = False
                 if not isinstance(exc, CancelledError):
                     exc = CancelledError()
-            _enter_task(self.loop, self)
             try:
-                if exc is None:
-                    sent = PyIter_Send(self.coro, None, &raw)
-                    result = <object>raw
-                    decref(raw)
-                else:
-                    try:
-                        result = self.coro.throw(exc)
-                    except StopIteration:
-                        sent = PYGEN_RETURN
-                    else:
-                        sent = PYGEN_NEXT
-                    exc = None
+                _enter_task(loop, self)
+                _stepping = self
+                step_into(self.device)
+                try:
+                    result = self._resume(exc, &sent)
+                finally:
+                    step_out()
+                    _stepping = None
+                    _leave_task(loop, self)
             except CancelledError as error:
-                _leave_task(self.loop, self)
                 self._pass_failed(error, True)
                 return
             except (Exception, SystemExit) as error:  # noqa: BLE001 - scripts may raise anything
-                _leave_task(self.loop, self)
                 self._pass_failed(error, False)
                 return
             except BaseException:
-                _leave_task(self.loop, self)
                 self._close_pass()
                 self._end()
                 raise
-            _leave_task(self.loop, self)
+            exc = None
             if sent == PYGEN_RETURN:
                 if self.in_script:
                     self._pass_ended(False)
@@ -180,39 +211,40 @@ cdef class DeviceRunner:
                 continue
             blocking = getattr(result, "_asyncio_future_blocking", None)
             if blocking is not None and blocking:
-                if result.get_loop() is not self.loop:
+                if result.get_loop() is not loop:
                     exc = RuntimeError(f"the device awaited {result!r}, which belongs to another event loop")
                     continue
                 result._asyncio_future_blocking = False
-                result.add_done_callback(self, context=self.context)
+                result.add_done_callback(self, context=group.context)
                 self.waiting = result
                 if self.must_cancel and result.cancel():
                     self.must_cancel = False
                 return
             if result is None:   # a bare yield (asyncio.sleep(0)): step again on the next turn
-                self.loop.call_soon(self, None, context=self.context)
+                loop.call_soon(self, None, context=group.context)
                 return
             exc = RuntimeError(f"the device's coroutine yielded {result!r}, which is not awaitable "
                                f"by a task (await it, do not yield it)")
 
     cdef _pass_failed(self, error, bint cancelled):
-        if cancelled and (self.cancel_requests > 0 or self.stop.is_set):
+        if cancelled and (self.cancel_requests > 0 or self.group.stop.is_set):
             self._close_pass()   # a stop
             self._end()
             return
-        self.on_failure(error, self.block)
+        self.group.on_failure(error, self.block)
         self._pass_ended(True)
 
     cdef _pass_ended(self, bint failed):
+        cdef RunnerGroup group = self.group
         self._close_pass()
-        if self.stop.is_set:
+        if group.stop.is_set:
             self._end()
-        elif failed:
-            self.state = RESTING
-            self.handle = self.loop.call_later(RESTART_AFTER_ERROR_S, self, None, context=self.context)
+            return
+        self.state = RESTING
+        if failed:
+            self.handle = group.loop.call_later(RESTART_AFTER_ERROR_S, self, None, context=group.context)
         else:
-            self.state = RESTING
-            self.handle = self.loop.call_soon(self, None, context=self.context)
+            self.handle = group.loop.call_soon(self, None, context=group.context)
 
     cdef _close_pass(self):
         cdef Device device = self.device
@@ -230,11 +262,11 @@ cdef class DeviceRunner:
         self.state = ENDED
         self.coro = None
         self.handle = None
-        self.on_end(self)
+        self.group.on_end(self)
         callbacks, self.done_callbacks = self.done_callbacks, None
         if callbacks is not None:
             for callback, context in callbacks:
-                self.loop.call_soon(callback, self, context=context)
+                self.group.loop.call_soon(callback, self, context=context)
 
     # -- what asyncio calls on the current task ------------------------------------------
 
@@ -267,10 +299,7 @@ cdef class DeviceRunner:
         return self.coro
 
     def get_loop(self):
-        return self.loop
-
-    def get_context(self):
-        return self.context
+        return self.group.loop
 
     # -- the future of the device's end: for asyncio.wait ------------------------------------
 
@@ -292,7 +321,7 @@ cdef class DeviceRunner:
         if context is None:
             context = copy_context()
         if self.state == ENDED:
-            self.loop.call_soon(callback, self, context=context)
+            self.group.loop.call_soon(callback, self, context=context)
             return
         if self.done_callbacks is None:
             self.done_callbacks = []
@@ -309,3 +338,29 @@ cdef class DeviceRunner:
     def __repr__(self):
         return f"<DeviceRunner {self.device.device_id} {('resting', 'running', 'ended')[self.state]}>"
 
+
+cdef class DeviceTaskFactory:
+    """The loop's task factory (``install_task_factory``): a task made while a runner steps
+    (a script's ``create_task``, ``gather``...) gets a copy of the running context that holds
+    the runner's device, so the script functions find it there. Other tasks are made as the
+    factory it replaced (or the loop) would make them."""
+
+    cdef object previous
+
+    def __cinit__(self, previous):
+        self.previous = previous
+
+    def __call__(self, loop, coro, context=None):
+        if _stepping is not None and context is None:
+            context = copy_context()
+            context.run(set_current_device, _stepping.device)
+        if self.previous is not None:
+            return self.previous(loop, coro) if context is None else self.previous(loop, coro, context=context)
+        return Task(coro, loop=loop, context=context)
+
+
+def install_task_factory(loop):
+    """Make ``loop``'s tasks with ``DeviceTaskFactory`` (once per loop)."""
+    previous = loop.get_task_factory()
+    if not isinstance(previous, DeviceTaskFactory):
+        loop.set_task_factory(DeviceTaskFactory(previous))

@@ -22,7 +22,7 @@ from stressgrid._core.arrivals import Schedule
 from stressgrid._core.device import COMMON_BUILTINS, Device
 from stressgrid._core.executor import ArrivalExecutor
 from stressgrid._core.metrics import Recorder
-from stressgrid._core.runner import DeviceRunner
+from stressgrid._core.runner import DeviceRunner, RunnerGroup, install_task_factory
 from stressgrid.errors import count_error, error_counter_name
 from stressgrid.plan.arrivals import POISSON, segments
 from stressgrid.plan.script import SCRIPT_FILENAME, compile_script, script_function
@@ -102,6 +102,7 @@ class Engine:
 
     def __init__(self, loop=None):
         self.loop = loop or asyncio.get_running_loop()
+        install_task_factory(self.loop)  # a script's own tasks find its device
         self.recorder = Recorder()
         self.cohorts = {}
         self.active_devices = 0
@@ -151,8 +152,7 @@ class Engine:
             return share.pre_allocated_devices
         loop = self.loop
         number = 0
-        # One bound method of each for all the cohort's devices, not one per device.
-        on_failure, on_end = self._record_failure, self._device_ended
+        group = RunnerGroup(loop, cohort.stop, self._record_failure, self._device_ended)
         self._hold_collector()
         try:
             for block, size, rows, data_offset in compiled:
@@ -166,7 +166,7 @@ class Engine:
                     device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
                     number += 1
                     row = rows[(data_offset + k) % len(rows)] if rows else None
-                    runner = DeviceRunner(device, block, row, cohort.stop, on_failure, on_end)
+                    runner = DeviceRunner(group, device, block, row)
                     self.active_devices += 1
                     runner.start()
                     cohort.tasks.append(runner)

@@ -78,7 +78,9 @@ def test_an_arrival_rate_run_from_the_form_starts_every_scheduled_iteration(stac
 
 def test_nonsense_in_the_load_model_is_marked_at_its_field(stack, open_page):
     page = open_page(stack)
-    fill_plan(page, "open nonsense", stack.redis_port, devices="10", script=INCREMENT, params="{}")
+    # 1000 devices: enough for the closed model's ramp step (10 per generator) however many
+    # generators the page counts (a generator that registered anew counts twice a while).
+    fill_plan(page, "open nonsense", stack.redis_port, devices="1000", script=INCREMENT, params="{}")
     choose_arrival_rate(page, rate="-5")
     page.click("#check-button")
     expect(page.locator('[data-field="rate"] .field-error')).to_contain_text("more than 0")
