@@ -401,6 +401,11 @@ def run(args):
                   "heartbeat_p99_ms": None if window.p99_ms is None else f"{window.p99_ms:.2f}",
                   "workers": workers, "target_processes": target_processes, "source_addresses": len(pool)}
         print(" ".join(["RESULT", *(f"{name}={value}" for name, value in fields.items() if value is not None)]))
+        if held_target < args.connections or held_ss < args.connections:
+            print(f"FAILED: {args.connections:,} connections asked, {held_target:,} held by the target, "
+                  f"{held_ss:,} by ss", file=sys.stderr)
+            return 1
+        return 0
 
 
 def _interrupt(signum, frame):
@@ -423,7 +428,7 @@ def main():
     parser.add_argument("--step-timeout", type=float, default=120.0, help="seconds a ramp step may take")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run(parser.parse_args())
+        sys.exit(run(parser.parse_args()))
     except KeyboardInterrupt:
         print("interrupted: everything it started is stopped", file=sys.stderr)
         sys.exit(130)
