@@ -147,11 +147,6 @@ class HostAgent:
             if self.router in ready:
                 self._read_workers()
             self._supervise()
-            # What the coordinator sent while this loop was busy (reading 50 workers'
-            # telemetry on a saturated machine can take seconds) is word from it: read it
-            # before the link decides that the coordinator has gone silent.
-            if self.link.socket.poll(0, zmq.POLLIN):
-                self._read_coordinator()
             self.link.tick()
             now = self._clock()
             if now >= next_report:
