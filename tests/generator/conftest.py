@@ -155,7 +155,7 @@ class AgentProcess:
             children = psutil.Process(self.pid).children()
         except psutil.NoSuchProcess:
             return []
-        return sorted(child.pid for child in children if child.status() != psutil.STATUS_ZOMBIE)
+        return sorted(child.pid for child in children if _alive(child))
 
     def log(self):
         return pathlib.Path(self.log_path).read_text(errors="replace")
@@ -348,3 +348,11 @@ def connections_to(pid, ports):
         return 0
     return sum(1 for c in connections
                if c.raddr and c.raddr.port in ports and c.status == psutil.CONN_ESTABLISHED)
+
+
+def _alive(process):
+    """Whether ``process`` is running: neither a zombie nor gone (a worker may exit meanwhile)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
