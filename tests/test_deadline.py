@@ -6,6 +6,7 @@ import uvloop
 
 from stressgrid._core.deadline import SLACK_US, DeadlineTimer, passed
 from stressgrid._core.device import now_us
+from stressgrid._core.timers import timer_queue
 
 pytestmark = pytest.mark.unit
 
@@ -121,3 +122,33 @@ def test_passed_allows_the_slack():
     assert passed(1_000_000, 1_000_000)
     assert passed(1_000_000, 1_000_000 - SLACK_US)
     assert not passed(1_000_000, 1_000_000 - SLACK_US - 1)
+
+
+@pytest.mark.parametrize("change", ["cancel", "arm later"])
+def test_a_timer_changed_by_another_that_expires_in_the_same_batch_obeys_the_change(run, change):
+    async def main():
+        loop = asyncio.get_running_loop()
+        later = []
+
+        def change_second():
+            if change == "cancel":
+                second.cancel()
+            else:
+                later.append(now_us() + 30_000)
+                second.arm(later[0])
+
+        first_calls, second_calls = Calls(then=change_second), Calls()
+        first = DeadlineTimer(loop, first_calls)
+        second = DeadlineTimer(loop, second_calls)
+        due = now_us() + 10_000
+        first.arm(due)
+        second.arm(due + 1)   # due in the same loop timer's batch, after the first
+        await first_calls.wait(1)
+        # The second is in its loop's queue once if armed again, not at all if cancelled.
+        assert timer_queue(loop).pending == (0 if change == "cancel" else 1)
+        await one_loop_round_after(loop, 0.06)
+        if change == "cancel":
+            assert second_calls.times == [] and not second.armed
+        else:
+            assert len(second_calls.times) == 1 and second_calls.times[0] + SLACK_US >= later[0]
+    run(main())

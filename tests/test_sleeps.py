@@ -9,7 +9,7 @@ import uvloop
 
 from stressgrid._core.device import now_us
 from stressgrid._core.sleeps import sleep_until
-from stressgrid._core.timers import TimerQueue
+from stressgrid._core.timers import TimerQueue, timer_queue
 
 pytestmark = pytest.mark.unit
 
@@ -145,4 +145,24 @@ def test_removing_from_anywhere_in_the_heap_keeps_the_order(run):
         ended = [s.due_us for s in order if not s.cancelled()]
         assert ended == sorted(s.due_us for i, s in enumerate(sleeps) if i not in cancelled)
 
+    run(main())
+
+
+def test_a_sleep_cancelled_by_what_ends_before_it_in_the_same_batch_stays_cancelled(run):
+    async def main():
+        queue = timer_queue(asyncio.get_running_loop())   # the one deadlines use too
+        due = now_us() + 10_000
+        first, second = sleep_until(queue, due), sleep_until(queue, due + 1)
+        first.add_done_callback(lambda _: None)
+        # A deadline due first in the same batch cancels the second sleep when it expires.
+        from stressgrid._core.deadline import DeadlineTimer
+
+        class Owner:
+            def on_deadline(self):
+                second.cancel()
+
+        DeadlineTimer(asyncio.get_running_loop(), Owner()).arm(due - 1)
+        await first
+        await asyncio.sleep(0.01)
+        assert second.cancelled() and queue.pending == 0
     run(main())

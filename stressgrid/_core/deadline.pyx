@@ -57,8 +57,8 @@ cdef class DeadlineTimer(Timed):
 
     cdef expire(self, int64_t now_us):
         cdef int64_t deadline = self.deadline_us
-        if deadline == 0:
-            return
+        if deadline == 0 or self.index >= 0:
+            return   # cancelled, or armed again, by what expired before it in the same batch
         if not deadline_passed(deadline, monotonic_us()):
             self.queue.push(self, deadline)    # waited for an earlier deadline: on to this one
             return

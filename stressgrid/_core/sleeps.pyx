@@ -48,7 +48,8 @@ cdef class Sleep(Timed):
         self._asyncio_future_blocking = False
 
     cdef expire(self, int64_t now_us):
-        self._finish(DONE)
+        if self.state == PENDING:   # not cancelled by what expired before it in the same batch
+            self._finish(DONE)
 
     cdef _finish(self, int state):
         self.state = state

@@ -141,3 +141,8 @@ cdef TimerQueue timers_of(loop):
     if _queue is None or _queue.loop is not loop:
         _queue = TimerQueue(loop)
     return _queue
+
+
+def timer_queue(loop):
+    """The ``TimerQueue`` of ``loop`` that sleeps and deadlines share."""
+    return timers_of(loop)
