@@ -120,9 +120,12 @@ def test_a_stop_ends_a_device_wherever_it_is(where):
         runners = list(engine.cohorts["c"].tasks)
         if where == "before its first step":
             assert all(runner.cancel() for runner in runners)
-        else:
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
+        else:   # every device takes its first pass (and, failing, rests)
+            attempts, failures = engine.recorder.counter("attempt_count"), engine.recorder.counter("key_error_count")
+            failing = where == "resting after a failure"
+            async with asyncio.timeout(10):
+                while attempts.value < 50 or (failing and failures.value < 50):
+                    await asyncio.sleep(0)
         async with asyncio.timeout(0.9):   # under the second a failed device rests
             stopped = await engine.stop_cohort("c")
         counters = engine.snapshot()["counters"]

@@ -55,7 +55,7 @@ cdef class DeadlineTimer(Timed):
         """True while a deadline is set."""
         return self.deadline_us != 0
 
-    cdef expire(self, int64_t now_us):
+    cdef expire(self):
         cdef int64_t deadline = self.deadline_us
         if deadline == 0 or self.index >= 0:
             return   # cancelled, or armed again, by what expired before it in the same batch

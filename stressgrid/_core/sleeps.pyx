@@ -47,7 +47,7 @@ cdef class Sleep(Timed):
         self.state = PENDING
         self._asyncio_future_blocking = False
 
-    cdef expire(self, int64_t now_us):
+    cdef expire(self):
         if self.state == PENDING:   # not cancelled by what expired before it in the same batch
             self._finish(DONE)
 

@@ -8,7 +8,7 @@ cdef class Timed:
     cdef readonly int64_t due_us     # when the queue expires it (while index >= 0)
     cdef Py_ssize_t index            # in the queue's heap, -1 out of it
 
-    cdef expire(self, int64_t now_us)
+    cdef expire(self)
 
 
 @cython.final

@@ -24,7 +24,7 @@ cdef class Timed:
     def __cinit__(self):
         self.index = -1
 
-    cdef expire(self, int64_t now_us):
+    cdef expire(self):
         """Called once the entry is due, after it left the heap."""
         raise NotImplementedError
 
@@ -78,7 +78,7 @@ cdef class TimerQueue:
             due.append(entry)
         for entry in due:
             try:
-                entry.expire(now)
+                entry.expire()
             except Exception as exc:  # noqa: BLE001 - one entry's failure must not cost the others theirs
                 self.loop.call_exception_handler({"message": "a timer's callback failed", "exception": exc})
         if self.heap and self.handle is None:
