@@ -264,6 +264,15 @@ def workers_rss(agent):
     return total
 
 
+def raise_priority(pid):
+    """Nice -10 for every thread of ``pid``: on Linux a priority belongs to a thread, and ZeroMQ
+    sends and receives (CurveZMQ included) on I/O threads of its own, which a renice of the
+    process's id alone leaves at the workers' priority."""
+    for thread in psutil.Process(pid).threads():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, thread.id, -10)
+
+
 def wait_until(coordinator, condition, timeout):
     """Receive messages (the agent sends several a second) until ``condition()`` or ``timeout``.
 
@@ -342,9 +351,8 @@ def run(args):
         # workers and the target keep both cores (an agent that hears nothing for 3 s registers
         # again, and a fresh registration drops its devices). The workers and the target keep
         # the normal priority.
-        for pid in (0, agent.pid):
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, -10)
+        for pid in (os.getpid(), agent.pid):
+            raise_priority(pid)
         rss_before = workers_rss(agent)
         started = time.monotonic()
         asked = 0
@@ -394,12 +402,16 @@ def run(args):
               f"({rss / 2**20:.0f} MiB in {workers} workers)")
         print(f"over one heartbeat period ({args.heartbeat_period:g} s): {window.describe()}; "
               f"errors {errors or 'none'}")
+        silences = agent.log().count("no word from the coordinator")
+        print(f"control plane: the longest gap between the coordinator's heartbeats {coordinator.longest_heartbeat_gap:.2f} s; "
+              f"the agent found the coordinator silent {silences} times")
         fields = {"connections_target": held_target, "connections_ss": held_ss, "ramp_s": f"{ramp_s:.1f}",
                   "client_kb_per_connection": f"{rss_per_connection / 1024:.2f}",
                   "kernel_tcp_buffers_mib": f"{socket_memory / 2**20:.0f}",
                   "cpu_idle_percent": f"{window.cpu_idle:.1f}", "heartbeats": window.heartbeats,
                   "heartbeat_p99_ms": None if window.p99_ms is None else f"{window.p99_ms:.2f}",
-                  "workers": workers, "target_processes": target_processes, "source_addresses": len(pool)}
+                  "workers": workers, "target_processes": target_processes, "source_addresses": len(pool),
+                  "heartbeat_gap_s": f"{coordinator.longest_heartbeat_gap:.2f}", "agent_silences": silences}
         print(" ".join(["RESULT", *(f"{name}={value}" for name, value in fields.items() if value is not None)]))
         if held_target < args.connections or held_ss < args.connections:
             print(f"FAILED: {args.connections:,} connections asked, {held_target:,} held by the target, "

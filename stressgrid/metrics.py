@@ -5,7 +5,7 @@ A snapshot is the wire form a ``Recorder`` produces every second:
 "gauges": {name: number}}``. Merging adds bucket counts and counter values, so
 the result is exact at every level (worker, host, coordinator).
 """
-from stressgrid._core.metrics import PERCENTILES, Histogram
+from stressgrid._core.metrics import PERCENTILES, Histogram, add_encoded_all
 
 COUNTER_SUFFIX = "_count"
 RATE_SUFFIX = "_per_second"
@@ -46,20 +46,24 @@ class MetricsAggregate:
         gauges = snapshot.get("gauges", {})
         if not all(isinstance(x, dict) for x in (histograms, counters, gauges)):
             raise ValueError("snapshot parts must be maps")
-        decoded = []
         for name, encoded in histograms.items():
             if not isinstance(name, str) or not isinstance(encoded, (list, tuple)) or len(encoded) != 2:
                 raise ValueError(f"bad histogram {name!r}")
             data, clamped = encoded
-            if not isinstance(data, bytes) or not isinstance(clamped, int):
+            if not isinstance(data, bytes) or not isinstance(clamped, int) or isinstance(clamped, bool):
                 raise ValueError(f"bad histogram {name!r}")
-            # Validate everything before merging anything.
-            decoded.append(Histogram.decode((data, clamped), name))
         for name, value in counters.items():
             if not isinstance(name, str) or not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"bad counter {name!r}")
-        for histogram in decoded:
-            self.histogram(histogram.name).add(histogram)
+        # Every histogram or none: a snapshot that fails part-way leaves this aggregate as it was
+        # (histograms it named first are dropped again).
+        new_names = [name for name in histograms if name not in self.histograms]
+        try:
+            add_encoded_all([(self.histogram(name), data, clamped) for name, (data, clamped) in histograms.items()])
+        except ValueError:
+            for name in new_names:
+                del self.histograms[name]
+            raise
         for name, value in counters.items():
             self.counters[name] = self.counters.get(name, 0) + value
         for name, value in gauges.items():

@@ -213,6 +213,28 @@ def test_aggregate_rejects_malformed_snapshots(snapshot):
     assert aggregate.counters == {} and aggregate.histograms == {}
 
 
+def test_a_snapshot_bad_part_way_merges_nothing():
+    aggregate = MetricsAggregate()
+    first = Recorder()
+    first.histogram("a_us").record_many([50, 60, 70])
+    first.histogram("b_us").record_many([1000])
+    aggregate.add_snapshot(first.snapshot())
+    before = {name: (h.nonzero(), h.total_count, h.clamped_count, h.summary())
+              for name, h in aggregate.histograms.items()}
+    wide = Recorder()
+    wide.histogram("a_us").record_many([1, 5_000_000])  # would widen a_us both ways
+    snapshot = wide.snapshot()
+    encoded = snapshot["histograms"]["a_us"][0]
+    snapshot["histograms"]["a_us"] = (encoded, 7)
+    snapshot["histograms"]["new_us"] = (encoded, 0)
+    snapshot["histograms"]["b_us"] = (b"\x80", 0)  # truncated: after a_us and new_us merged
+    with pytest.raises(ValueError, match="'b_us'.*truncated"):
+        aggregate.add_snapshot(snapshot)
+    after = {name: (h.nonzero(), h.total_count, h.clamped_count, h.summary())
+             for name, h in aggregate.histograms.items()}
+    assert after == before
+
+
 def test_rate_names():
     assert rate_name("response_count") == "response_per_second"
     assert rate_name("conn_refused_error_count") == "conn_refused_error_per_second"

@@ -39,6 +39,9 @@ from .worker import watchdog_identity, worker_identity
 
 # Messages read from one socket before the others get a turn.
 RECEIVE_BATCH = 1000
+# A turn of the loop this long is logged with where its time went: the coordinator waits
+# for the agent's heartbeats, and the agent registers again after hearing nothing for a while.
+SLOW_TURN_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +145,15 @@ class HostAgent:
                 _drain(wake_reader)
             if self._stop_requested:
                 break
+            turn_started = self._clock()
             if self.link.socket in ready:
                 self._read_coordinator()
-            if self.router in ready:
-                self._read_workers()
+            worker_messages = self._read_workers() if self.router in ready else 0
+            workers_read = self._clock()
             self._supervise()
+            # What the coordinator sent while the workers' messages were handled counts as heard:
+            # a silence is the coordinator's, never the length of this turn.
+            self._read_coordinator()
             self.link.tick()
             now = self._clock()
             if now >= next_report:
@@ -155,6 +162,11 @@ class HostAgent:
                 next_report += self.config.telemetry_interval_s
                 if next_report < now:  # fell behind (suspended): do not burst
                     next_report = now + self.config.telemetry_interval_s
+            turn_ended = self._clock()
+            if turn_ended - turn_started >= SLOW_TURN_S:
+                log.warning("one turn of the agent's loop took %.1f s: %.1f s reading %d worker messages, "
+                            "%.1f s supervising and reporting", turn_ended - turn_started,
+                            workers_read - turn_started, worker_messages, turn_ended - workers_read)
 
     def _supervise(self):
         self._carry_out(self.core.tick(self._clock()))
@@ -203,11 +215,12 @@ class HostAgent:
             self._carry_out(self.core.registered_anew(self._clock()))
 
     def _read_workers(self):
-        for _ in range(RECEIVE_BATCH):
+        """Read and handle up to ``RECEIVE_BATCH`` worker messages; returns how many came."""
+        for count in range(RECEIVE_BATCH):
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return count
             if len(frames) != 2:
                 log.warning("a worker message with %d frames ignored", len(frames))
                 continue
@@ -225,6 +238,7 @@ class HostAgent:
                     message=f"the agent does not accept {message.type.value!r} messages from {identity!r}"))
                 continue
             self._carry_out(self.core.from_worker(index, message, self._clock()))
+        return RECEIVE_BATCH
 
     def _reply_to_worker(self, identity, message):
         try:

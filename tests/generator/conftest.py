@@ -60,6 +60,8 @@ class FakeCoordinator(Mailbox):
         self.registered = set()
         self.identity = None  # the ROUTER identity of the agent that registered last
         self.last_sent_at = None  # when the latest command or heartbeat went out
+        self.longest_heartbeat_gap = 0.0  # the longest time between two rounds of heartbeats, s
+        self._last_heartbeat = None
         self._next_heartbeat = 0.0
 
     def _bind(self):
@@ -90,6 +92,9 @@ class FakeCoordinator(Mailbox):
             for identity in self.registered:
                 self.socket.send_multipart([identity, wire.encode(wire.Heartbeat(sent_at=time.time()))])
             self.last_sent_at = now
+            if self._last_heartbeat is not None:
+                self.longest_heartbeat_gap = max(self.longest_heartbeat_gap, now - self._last_heartbeat)
+            self._last_heartbeat = now
             self._next_heartbeat = now + 1.0
 
     # -- receiving (waits: tests.support.mailbox) ---------------------------------------
