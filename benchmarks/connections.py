@@ -277,7 +277,8 @@ def wait_until(coordinator, condition, timeout):
     """Receive messages (the agent sends several a second) until ``condition()`` or ``timeout``.
 
     A ``Register`` is answered, as the coordinator would: an agent whose coordinator was slow
-    to heartbeat registers again, and reports nothing until it is registered.
+    to heartbeat registers again (and keeps its devices), and reports nothing until it is
+    registered.
     """
     deadline = time.monotonic() + timeout
     while not condition():
@@ -286,7 +287,9 @@ def wait_until(coordinator, condition, timeout):
         if coordinator.receive(min(0.5, max(0.01, deadline - time.monotonic()))):
             latest = coordinator.received[-1]
             if isinstance(latest.message, wire.Register):
-                coordinator.send(wire.Registered(coordinator_version="benchmark"), latest.identity)
+                # As the coordinator: a connection it knows keeps its place, and its devices.
+                known = latest.identity in coordinator.registered
+                coordinator.send(wire.Registered(coordinator_version="benchmark", known=known), latest.identity)
                 coordinator.registered.add(latest.identity)
     return True
 

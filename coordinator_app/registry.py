@@ -43,6 +43,7 @@ class Generator:
     registrations: int = 1
     suspect: bool = False  # sent a malformed message: validate its telemetry before merging
     source_addresses: int = 0  # its source-address pool's size (0: the system picks)
+    instance: str = ""  # the agent's instance token (wire.Register.instance)
 
     def to_dict(self, now):
         """The JSON form the API shows (``now``: the registry's monotonic time)."""
@@ -100,6 +101,7 @@ class Registry:
             found.version, found.cores = message.version, message.cores
             found.workers, found.capacity = message.workers, message.capacity
             found.source_addresses = message.source_addresses
+            found.instance = message.instance
             found.last_seen = now
             found.registrations += 1
             return found, False, None
@@ -113,10 +115,17 @@ class Registry:
         generator = Generator(routing_id=routing_id, generator_id=message.generator_id,
                               version=message.version, cores=message.cores,
                               workers=message.workers, capacity=message.capacity,
-                              source_addresses=message.source_addresses, registered_at=self._wall(), last_seen=now)
+                              source_addresses=message.source_addresses, instance=message.instance,
+                              registered_at=self._wall(), last_seen=now)
         self._generators[routing_id] = generator
         self._routing_ids[generator.generator_id] = routing_id
         return generator, True, replaced
+
+    def holds_instance(self, routing_id, instance):
+        """Whether the generator on ``routing_id`` registered with ``instance`` (not empty): a
+        Register carrying it is that agent's link registering again, not a restarted agent."""
+        found = self._generators.get(routing_id)
+        return bool(instance) and found is not None and found.instance == instance
 
     def seen(self, routing_id, now):
         """Note a message from ``routing_id``; the generator, or ``None`` if not registered."""

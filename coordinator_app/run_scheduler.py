@@ -320,12 +320,15 @@ class RunScheduler:
     def _on_register(self, out, routing_id, message):
         if not self._valid(out, routing_id, validate.check_register, message):
             return
+        known = self.registry.holds_instance(routing_id, message.instance)
         try:
             generator, new, replaced = self.registry.register(routing_id, message, self._at.monotonic)
         except GeneratorIdInUse as exc:
             self._refuse_claim(out, routing_id, exc)
             return
-        out.send(routing_id, wire.Registered(coordinator_version=self.coordinator_version))
+        # The same agent registering again (its link heard nothing for a while) keeps its place
+        # and goes on running its share.
+        out.send(routing_id, wire.Registered(coordinator_version=self.coordinator_version, known=known))
         if replaced is not None:
             self._event(out, "generator_restarted", f"{generator.generator_id} came back on a new "
                                                     f"connection; the old one was silent", generator)
@@ -334,7 +337,7 @@ class RunScheduler:
         kind = "generator_registered" if new else "generator_reregistered"
         self._event(out, kind, f"{generator.generator_id} ({plural(message.workers, 'worker')}, "
                                f"{plural(message.cores, 'core')}, version {message.version})", generator)
-        if self.run is not None and self.run.state in CONFIRMING:
+        if not known and self.run is not None and self.run.state in CONFIRMING:
             # A generator registering anew has stopped everything it ran.
             self._stop_answered(out, self.run, routing_id)
         elif self.run is not None and not self.run.ended and generator.generator_id in self.run.replaced:

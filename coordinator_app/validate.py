@@ -40,6 +40,9 @@ def _int(value):
     return type(value) is int
 
 
+MAX_INSTANCE_LENGTH = 64
+
+
 def check_register(message):
     """Raise ``InvalidMessage`` unless every field of a ``wire.Register`` is acceptable."""
     if GENERATOR_ID.fullmatch(message.generator_id) is None:
@@ -53,6 +56,8 @@ def check_register(message):
     if not 0 <= message.source_addresses <= MAX_POOL_ADDRESSES:
         raise InvalidMessage(f"register: source_addresses must be from 0 to {MAX_POOL_ADDRESSES}, "
                              f"not {message.source_addresses}")
+    if len(message.instance) > MAX_INSTANCE_LENGTH or not message.instance.isprintable():
+        raise InvalidMessage(f"register: instance must be at most {MAX_INSTANCE_LENGTH} printable characters")
 
 
 def check_event(message):

@@ -72,11 +72,18 @@ class Register:
     workers: "int"
     capacity: "int"
     source_addresses: "int" = 0  # the source-address pool's size (0: none); optional for older peers
+    # Drawn by the agent when it starts: a Register with the instance the coordinator already
+    # holds for this connection is the same agent registering again, not a restarted one.
+    instance: "str" = ""  # optional for older peers
 
 
 @message(MessageType.REGISTERED)
 class Registered:
+    """``known``: the coordinator still had this agent (same connection, same ``instance``:
+    its link registered again after a silence) and kept its place and its share of the run:
+    every cohort it runs is still the run's. Otherwise whatever it runs is no run's any more."""
     coordinator_version: "str"
+    known: "bool" = False  # optional for older peers
 
 
 @message(MessageType.HEARTBEAT)

@@ -51,7 +51,8 @@ class CoordinatorLink:
         self.config = config
         self.register_message = wire.Register(generator_id=config.generator_id, version=__version__,
                                               cores=cores, workers=workers, capacity=capacity,
-                                              source_addresses=source_addresses)
+                                              source_addresses=source_addresses,
+                                              instance=secrets.token_hex(8))
         self._clock = clock
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, routing_identity(config.generator_id))
@@ -104,13 +105,19 @@ class CoordinatorLink:
 
         A fresh registration (after the first, the coordinator having lost
         track of this generator) means the coordinator knows none of the
-        cohorts still running here.
+        cohorts still running here. One the coordinator answers as ``known``
+        (this link registered again after hearing nothing for a while, but
+        the coordinator kept its place) is not fresh: the cohorts go on.
         """
         if self.registered:
             return False  # the answer to a repeated Register
         self.state = LinkState.REGISTERED
         self.registrations += 1
         self._heartbeat_due = self._clock()
+        if message.known:
+            log.warning("registered again with the coordinator at %s, which had kept this generator's place: "
+                        "its devices go on", self.config.coordinator_url)
+            return False
         log.info("registered with the coordinator at %s (coordinator version %s)",
                  self.config.coordinator_url, message.coordinator_version)
         return self.registrations > 1

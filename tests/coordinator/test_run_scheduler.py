@@ -561,3 +561,26 @@ def test_every_five_seconds_the_report_so_far_is_checkpointed_as_an_aborted_run(
     assert report["devices_started"] == 2 and report["summary"] is not None
     # The run itself goes on.
     assert scheduler.run.state is RunState.SUSTAIN
+
+
+def test_a_connection_registering_again_is_known_and_still_owes_its_answer_to_an_abort(scheduler, clock):
+    first = wire.Register(generator_id="gen-a", version="1", cores=1, workers=2, capacity=100, instance="i1")
+    out = scheduler.receive(b"gen-a", first, clock.at())
+    assert out.messages == [(b"gen-a", wire.Registered(coordinator_version="test", known=False))]
+    register(scheduler, clock, "gen-b")
+    plan, addresses = make_plan(sustain_ms=60000)
+    scheduler.submit("run-1", plan, addresses, clock.at())
+    drive(scheduler, clock, 1.2, alive=("gen-a", "gen-b"))
+    scheduler.abort("run-1", clock.at(1.25))
+    # gen-a's link heard nothing for a while and registers again, the same agent on the same
+    # connection: the coordinator kept its place, says so, and still waits for its answer.
+    out = scheduler.receive(b"gen-a", first, clock.at(1.3))
+    assert out.messages == [(b"gen-a", wire.Registered(coordinator_version="test", known=True))]
+    assert [e["kind"] for e in out.events] == ["generator_reregistered"]
+    assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 2
+    scheduler.receive(b"gen-a", wire.RunStopped(run_id="run-1"), clock.at(1.4))
+    assert scheduler.state(clock.at())["run"]["abort_unconfirmed"] == 1
+    # gen-b restarted (another instance on the same identity): it runs nothing, owes nothing.
+    restarted = wire.Register(generator_id="gen-b", version="1", cores=1, workers=2, capacity=100, instance="i2")
+    out = scheduler.receive(b"gen-b", restarted, clock.at(1.5))
+    assert (b"gen-b", wire.Registered(coordinator_version="test", known=False)) in out.messages

@@ -117,11 +117,12 @@ class FakeCoordinator(Mailbox):
             except wire.WireError as exc:
                 return identity, exc
 
-    def register(self, timeout=15.0):
-        """Wait for ``Register``, answer ``Registered``; returns the Register message."""
+    def register(self, timeout=15.0, known=False):
+        """Wait for ``Register``, answer ``Registered`` (``known``: as the coordinator answers the
+        agent it already holds registering again); returns the Register message."""
         register = self.expect(wire.Register, timeout)
         identity = self.identity = self.matched.identity
-        self.send(wire.Registered(coordinator_version="test"), identity)
+        self.send(wire.Registered(coordinator_version="test", known=known), identity)
         self.registered.add(identity)
         self._next_heartbeat = 0.0
         return register

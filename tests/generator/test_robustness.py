@@ -87,6 +87,32 @@ def test_devices_stop_when_the_coordinator_vanishes(coordinator, start_agent, tm
     assert agent.process.poll() is None and len(agent.worker_pids()) == 2
 
 
+@pytest.mark.parametrize("known", [True, False], ids=["known", "anew"])
+def test_registering_again_keeps_the_devices_only_where_the_coordinator_kept_the_agent(
+        coordinator, start_agent, tmp_path, known):
+    agent = start_agent(coordinator.url, grace_s=30.0)
+    first = coordinator.register()
+    with redis_server(tmp_path) as port:
+        redis = Redis(port)
+        coordinator.send(redis_cohort(port, 4))
+        coordinator.expect(wire.Telemetry, timeout=15, where=lambda m: m.active_device_number == 4)
+        # Heartbeats stop: the agent's link registers again, as the same instance.
+        coordinator.heartbeating = False
+        again = coordinator.register(timeout=10, known=known)
+        coordinator.heartbeating = True
+        assert again.instance == first.instance and again.instance
+        if known:  # the coordinator kept its place: the devices go on
+            since = time.monotonic()
+            telemetry = coordinator.wait_until(
+                lambda m: isinstance(m, wire.Telemetry) and time.monotonic() - since > 2, 10, "2 s of telemetry")
+            assert telemetry.active_device_number == 4 and redis.device_connections() == 4
+            assert "its devices go on" in agent.log() and "anew" not in agent.log()
+        else:  # a coordinator that lost track of it: whatever it ran is no run's any more
+            coordinator.wait_for_state(lambda: redis.device_connections() == 0, 15, "devices stopped")
+            assert "the coordinator registered this generator anew" in agent.log()
+        redis.close()
+
+
 def test_devices_keep_running_while_the_coordinator_talks(coordinator, start_agent, tmp_path):
     agent = start_agent(coordinator.url, grace_s=2.0)
     coordinator.register()
