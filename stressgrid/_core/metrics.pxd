@@ -23,7 +23,7 @@ cdef class Histogram:
 
     cdef void record_c(self, int64_t value) noexcept
     cdef void add_histogram(self, Histogram other) noexcept
-    cdef void subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept
+    cdef int64_t subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept
     cdef void take_back_encoded(self, bytes data, int64_t clamped, Py_ssize_t min_index,
                                 Py_ssize_t max_index) noexcept
     cdef void clear(self) noexcept

@@ -285,30 +285,25 @@ cdef class Histogram:
         if high > self.max_index:
             self.max_index = high
 
-    cdef void subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept:
-        # Takes back the pairs add_encoded applied before it met a bad one; they decoded
-        # cleanly once, so they do again.
+    cdef int64_t subtract_encoded(self, const uint8_t *p, const uint8_t *end) noexcept:
+        # Takes back the bucket counts of pairs add_encoded applied (all of them, or those before
+        # it met a bad one); they decoded cleanly once, so they do again. Returns their sum.
         cdef uint64_t delta, count
         cdef Py_ssize_t index = 0
+        cdef int64_t taken = 0
         while p < end:
             p = read_varint(p, end, &delta)
             p = read_varint(p, end, &count)
             index += <Py_ssize_t>delta
             self.counts[index] -= <int64_t>count
+            taken += <int64_t>count
+        return taken
 
     cdef void take_back_encoded(self, bytes data, int64_t clamped, Py_ssize_t min_index,
                                 Py_ssize_t max_index) noexcept:
         # Undoes a whole add_encoded of ``data`` that succeeded, bounds (as they were before it) included.
         cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
-        cdef const uint8_t *end = p + PyBytes_GET_SIZE(data)
-        cdef uint64_t delta, count
-        cdef Py_ssize_t index = 0
-        while p < end:
-            p = read_varint(p, end, &delta)
-            p = read_varint(p, end, &count)
-            index += <Py_ssize_t>delta
-            self.counts[index] -= <int64_t>count
-            self.total -= <int64_t>count
+        self.total -= self.subtract_encoded(p, p + PyBytes_GET_SIZE(data))
         self.clamped -= clamped
         self.min_index = min_index
         self.max_index = max_index
