@@ -82,6 +82,19 @@ class WebSocketClosedError(ConnectionClosedError):
         self.close_reason = close_reason
 
 
+class MqttReasonError(RemoteProtocolError):
+    """The MQTT broker refused: a CONNACK, PUBACK, PUBREC, PUBCOMP, SUBACK or UNSUBACK with a
+    failure reason code (0x80 and above; MQTT 3.1.1's refusals as the MQTT 5 code of the same
+    meaning). Counted by the reason's name: ``not_authorized_error_count``,
+    ``quota_exceeded_error_count``, ... ``packet`` is the packet that carried it."""
+
+    def __init__(self, message, reason_code, reason, packet):
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.reason = reason
+        self.packet = packet
+
+
 _ERRNO_REASONS = {
     errno.ECONNREFUSED: "conn_refused",
     errno.ECONNRESET: "conn_reset",

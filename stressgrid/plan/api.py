@@ -3,11 +3,12 @@
 This table is what the script checker uses; the runtime binds the same names.
 """
 
-PROTOCOLS = ("http10", "http10s", "http", "https", "http2", "http2s", "tcp", "udp")
-TLS_PROTOCOLS = frozenset({"http10s", "https", "http2s"})
+PROTOCOLS = ("http10", "http10s", "http", "https", "http2", "http2s", "tcp", "udp", "mqtt", "mqtts")
+TLS_PROTOCOLS = frozenset({"http10s", "https", "http2s", "mqtts"})
 HTTP1_PROTOCOLS = frozenset({"http10", "http10s", "http", "https"})
 HTTP2_PROTOCOLS = frozenset({"http2", "http2s"})
 HTTP_PROTOCOLS = HTTP1_PROTOCOLS | HTTP2_PROTOCOLS
+MQTT_PROTOCOLS = frozenset({"mqtt", "mqtts"})
 
 COMMON_SYNC = frozenset({
     "start_timing", "stop_timing", "stop_start_timing", "inc_counter", "check",
@@ -22,8 +23,10 @@ WS_ASYNC = frozenset({
 })
 WS_SYNC = frozenset({"ws_fetch_text", "ws_fetch_binary", "ws_fetch_json"})
 SOCKET_ASYNC = frozenset({"send", "recv"})
+MQTT_ASYNC = frozenset({"mqtt_connect", "publish", "subscribe", "unsubscribe", "mqtt_receive", "mqtt_disconnect"})
+MQTT_SYNC = frozenset({"mqtt_fetch"})
 
-ALL_PROTOCOL_FUNCTIONS = HTTP_ASYNC | WS_ASYNC | WS_SYNC | SOCKET_ASYNC
+ALL_PROTOCOL_FUNCTIONS = HTTP_ASYNC | WS_ASYNC | WS_SYNC | SOCKET_ASYNC | MQTT_ASYNC | MQTT_SYNC
 
 
 def protocol_async_functions(protocol):
@@ -35,6 +38,8 @@ def protocol_async_functions(protocol):
         names |= WS_ASYNC
     if protocol in ("tcp", "udp"):
         names |= SOCKET_ASYNC
+    if protocol in MQTT_PROTOCOLS:
+        names |= MQTT_ASYNC
     return frozenset(names)
 
 
@@ -43,6 +48,8 @@ def protocol_sync_functions(protocol):
     names = set(COMMON_SYNC)
     if protocol in HTTP1_PROTOCOLS:
         names |= WS_SYNC
+    if protocol in MQTT_PROTOCOLS:
+        names |= MQTT_SYNC
     return frozenset(names)
 
 
@@ -56,4 +63,6 @@ def protocol_description(protocol):
         return "HTTP and WebSocket functions"
     if protocol in HTTP2_PROTOCOLS:
         return "HTTP functions"
+    if protocol in MQTT_PROTOCOLS:
+        return "MQTT functions"
     return "send/recv"

@@ -67,11 +67,11 @@ DEFAULT_PROTOCOL = "http"
 PROTOCOL_LABELS = {
     "http10": "HTTP 1.0", "http10s": "HTTP 1.0 over TLS", "http": "HTTP 1.1",
     "https": "HTTP 1.1 over TLS", "http2": "HTTP/2", "http2s": "HTTP/2 over TLS",
-    "tcp": "TCP", "udp": "UDP",
+    "tcp": "TCP", "udp": "UDP", "mqtt": "MQTT", "mqtts": "MQTT over TLS",
 }
 DEFAULT_PORTS = {
     "http10": 80, "http10s": 443, "http": 80, "https": 443, "http2": 80, "http2s": 443,
-    "tcp": 6379, "udp": 53,
+    "tcp": 6379, "udp": 53, "mqtt": 1883, "mqtts": 8883,
 }
 
 

@@ -22,6 +22,9 @@ DEFAULT_OPTS = {
     "report_interval_ms": 60000,
     "timeout_ms": 5000,
 }
+DEFAULT_MQTT_VERSION = "5.0"
+# opts.mqtt_version as a plan may write it -> as the plan keeps it.
+MQTT_VERSIONS = {"5.0": "5.0", "5": "5.0", 5: "5.0", "3.1.1": "3.1.1"}
 MAX_NAME_LENGTH = 200
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 MAX_RAMP_STEPS = 100000
@@ -109,6 +112,8 @@ class Opts:
     # The load model (``stressgrid.plan.arrivals``): ``devices`` holds a population of
     # devices; ``arrival_rate`` starts iterations at a rate. The fields below are those of
     # an arrival-rate run (``sustain_ms`` is then its schedule's length).
+    # The MQTT version of mqtt and mqtts devices: "5.0" or "3.1.1".
+    mqtt_version: str = DEFAULT_MQTT_VERSION
     executor: str = DEVICES
     rate: float = 0
     rate_steps: tuple = ()
@@ -118,6 +123,8 @@ class Opts:
 
     def to_dict(self):
         result = dataclasses.asdict(self)
+        if self.mqtt_version == DEFAULT_MQTT_VERSION:
+            del result["mqtt_version"]
         if self.executor == DEVICES:
             for name in _ARRIVAL_FIELDS:
                 del result[name]
@@ -321,6 +328,11 @@ def _opts(value, plan_devices):
     tls_ca_file = value.get("tls_ca_file", "")
     if not isinstance(tls_ca_file, str):
         raise PlanError("opts.tls_ca_file", "must be a path")
+    mqtt_version = value.get("mqtt_version", DEFAULT_MQTT_VERSION)
+    if isinstance(mqtt_version, bool) or not isinstance(mqtt_version, (str, int)) \
+            or mqtt_version not in MQTT_VERSIONS:
+        raise PlanError("opts.mqtt_version", 'must be "5.0" or "3.1.1"')
+    mqtt_version = MQTT_VERSIONS[mqtt_version]
     executor = value.get("executor", DEVICES)
     if executor not in EXECUTORS:
         raise PlanError("opts.executor", f"must be one of {', '.join(EXECUTORS)}")
@@ -329,7 +341,7 @@ def _opts(value, plan_devices):
         if given:
             raise PlanError(f"opts.{given[0]}", f"is an option of the arrival-rate load model: "
                                                 f"set opts.executor to {ARRIVAL_RATE!r}")
-        return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, **values)
+        return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, mqtt_version=mqtt_version, **values)
     if plan_devices > MAX_TOTAL_WEIGHT:
         raise PlanError("blocks", f"the sizes weigh the blocks of an arrival-rate run; together "
                                   f"they must be at most {MAX_TOTAL_WEIGHT}")
@@ -339,7 +351,7 @@ def _opts(value, plan_devices):
     except ArrivalError as exc:
         raise PlanError(f"opts.{exc.field}", exc.message) from None
     values["sustain_ms"] = sum(duration for duration, _ in arrival.rate_steps)
-    return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, executor=executor,
+    return Opts(tls_verify=tls_verify, tls_ca_file=tls_ca_file, mqtt_version=mqtt_version, executor=executor,
                 rate=arrival.rate, rate_steps=arrival.rate_steps if not arrival.rate else (),
                 arrivals=arrival.arrivals, max_devices=arrival.max_devices,
                 pre_allocated_devices=arrival.pre_allocated_devices, **values)

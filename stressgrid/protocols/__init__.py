@@ -19,6 +19,8 @@ _MODULES = {
     "https": "stressgrid.protocols.http1",
     "http2": "stressgrid.protocols.http2",
     "http2s": "stressgrid.protocols.http2",
+    "mqtt": "stressgrid.protocols.mqtt",
+    "mqtts": "stressgrid.protocols.mqtt",
 }
 
 

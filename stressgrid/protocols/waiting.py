@@ -91,3 +91,34 @@ async def wait_for_wakeup(owner, seconds):
     finally:
         handle.cancel()
         owner.waiter = None
+
+
+class WriteFlow:
+    """The write side of an ``asyncio.Protocol``: ``paused`` while the transport's buffer is
+    full, and the futures of the sends waiting for it to drain (``drain_waiters``, a list
+    made when the first one waits). A mixin: the class says where the two attributes live."""
+
+    __slots__ = ()
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self._release_drain_waiters()
+
+    def _release_drain_waiters(self):
+        waiters, self.drain_waiters = self.drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _drain_waiter(self, loop):
+        """A future the caller awaits until the buffer drained (or the connection ended)."""
+        waiter = loop.create_future()
+        if self.drain_waiters is None:
+            self.drain_waiters = [waiter]
+        else:
+            self.drain_waiters.append(waiter)
+        return waiter
+

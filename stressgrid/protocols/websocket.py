@@ -42,7 +42,7 @@ from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
 from stressgrid.errors import (LocalProtocolError, RemoteProtocolError, WebSocketClosedError,
                                count_error, lost_connection_error)
 
-from .waiting import timeout_seconds
+from .waiting import WriteFlow, timeout_seconds
 
 MAX_QUEUED_MESSAGES = 1024
 CLOSE_GOING_AWAY = 1001
@@ -52,7 +52,7 @@ CLOSE_GOING_AWAY = 1001
 _HANDSHAKE_NAMES = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(WriteFlow, asyncio.Protocol):
     """A device's connection after the upgrade: bytes to the core, messages to the script."""
 
     def __init__(self, device):
@@ -106,13 +106,6 @@ class WebSocketConnection(asyncio.Protocol):
         self._wake()
         self._release_drain_waiters()
 
-    def pause_writing(self):
-        self.paused = True
-
-    def resume_writing(self):
-        self.paused = False
-        self._release_drain_waiters()
-
     # -- internals ------------------------------------------------------------
 
     def _write(self, data):
@@ -127,12 +120,6 @@ class WebSocketConnection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _release_drain_waiters(self):
-        waiters, self.drain_waiters = self.drain_waiters, None
-        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -188,12 +175,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport.write(self.core.data_to_send())
         if not self.paused:
             return self.sent
-        waiter = self.loop.create_future()
-        if self.drain_waiters is None:
-            self.drain_waiters = [waiter]
-        else:
-            self.drain_waiters.append(waiter)
-        return waiter
+        return self._drain_waiter(self.loop)
 
     async def receive(self, timeout_s):
         """The next message, waiting up to ``timeout_s``."""

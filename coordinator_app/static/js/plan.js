@@ -42,15 +42,24 @@ for _ in range(params.get("iterations", 100)):
     await delay(params.get("delay_ms", 1000), 0.05)
 `;
 
+const MQTT_SCRIPT = `# The body of an async function, run once per device over its own MQTT session.
+await mqtt_connect(keepalive=60)
+await subscribe("devices/" + device_id + "/commands", qos=1)
+for _ in range(params.get("iterations", 100)):
+    await publish("devices/" + device_id + "/telemetry", b'{"temperature": 21.5}', qos=1)
+    await delay(params.get("delay_ms", 1000), 0.1)
+`;
+
 /** A starting script for a protocol. */
 export function exampleScript(protocol) {
   if (protocol === "tcp") return TCP_SCRIPT;
   if (protocol === "udp") return UDP_SCRIPT;
+  if (protocol === "mqtt" || protocol === "mqtts") return MQTT_SCRIPT;
   return HTTP_SCRIPT;
 }
 
 export function exampleParams(protocol) {
-  if (protocol === "tcp" || protocol === "udp") return '{"iterations": 100, "delay_ms": 1000}';
+  if (["tcp", "udp", "mqtt", "mqtts"].includes(protocol)) return '{"iterations": 100, "delay_ms": 1000}';
   return '{"path": "/", "delay_ms": 1000}';
 }
 

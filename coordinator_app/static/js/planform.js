@@ -282,7 +282,7 @@ export class PlanForm {
       this.field("port").value = defaultPort(protocol, this.meta);
     }
     // Swap an untouched example script for the new protocol's.
-    const examples = new Set(["http", "tcp", "udp"].map(exampleScript));
+    const examples = new Set(["http", "tcp", "udp", "mqtt"].map(exampleScript));
     const paramExamples = new Set(["http", "tcp"].map(exampleParams));
     for (const block of this.blocks) {
       if (examples.has(block.editor.value)) block.editor.value = exampleScript(protocol);
