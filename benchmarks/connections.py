@@ -11,8 +11,9 @@ Every device sends a 16-byte heartbeat every 30 s (the first at a random moment 
 first 30 s) and times the echo (histogram ``heartbeat_us``). The cohort ramps in steps,
 each one started once the target holds every connection of the steps before.
 
-For the run it widens the local port range to 1024-65535 (and, if connection tracking is
-in use, raises its table's size); both are put back as they were on the way out. It
+For the run it widens the local port range to 1024-65535, raises the kernel's TCP memory
+limits (``tcp_mem``) where they are short of two pages a connection and, if connection
+tracking is in use, its table's size; all are put back as they were on the way out. It
 refuses to start when the machine's available memory is short of its estimate.
 
 Printed at every ``--report-every`` connections (the ramp pauses for a measured window):
@@ -173,6 +174,11 @@ ESTIMATE_BYTES_PER_PROCESS = 40 * 2**20
 CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 LOCAL_PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+# The kernel's TCP memory limits, in pages: low, pressure, max. Over max, the kernel refuses
+# socket memory and connections stall and time out; a stall of the readers (a busy CPU) can
+# park a few KB in every socket, so the pressure mark is raised to a page a connection and the
+# maximum to two (4 and 8 GiB for 1,000,000), as a limit, not an allocation.
+TCP_MEM = "/proc/sys/net/ipv4/tcp_mem"
 
 
 def read_setting(path):
@@ -202,6 +208,10 @@ class KernelSettings:
         maximum = read_setting(CONNTRACK_MAX)
         if count is not None and maximum is not None and int(maximum) < 2 * connections + 10_000:
             self._set(CONNTRACK_MAX, str(2 * connections + 10_000))  # tracked or not: harmless
+        tcp_mem = (read_setting(TCP_MEM) or "").split()
+        if len(tcp_mem) == 3 and int(tcp_mem[2]) < 2 * connections:
+            low, pressure, _ = (int(value) for value in tcp_mem)
+            self._set(TCP_MEM, f"{low} {max(pressure, connections)} {2 * connections}")
 
     def _set(self, path, value):
         before = read_setting(path)
