@@ -1,4 +1,5 @@
-"""What the protocol benchmarks (http1.py, http2.py, websocket.py) share.
+"""What the benchmarks share: for the protocol ones (http1.py, http2.py, websocket.py) most
+of it, for those measuring in a process of their own (idle_devices.py, mqtt.py) ``in_process``.
 
 The server runs pinned to ``SERVER_CORE`` and each load generator in turn to
 ``CLIENT_CORE``; rounds interleave the generators so drift hits all alike. A
@@ -10,6 +11,7 @@ so start-up costs are left out. Processes, ports and nginx come from
 import argparse
 import contextlib
 import dataclasses
+import multiprocessing
 import os
 import pathlib
 import re
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from queue import Empty
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +32,31 @@ CONNECTIONS = 50
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 BODY = "x" * 600                        # about the size of nginx's default index page
+
+
+# -- a measurement in a process of its own ------------------------------------------
+
+def in_process(target, *args, timeout_s=900):
+    """``target(*args, queue)`` in a fresh process (its RSS and CPU time its own): what it put
+    in the queue. A process that dies first, or outlasts ``timeout_s``, stops the benchmark."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                return queue.get(timeout=1)
+            except Empty:
+                if not process.is_alive():
+                    raise SystemExit(f"{target.__name__} exited with {process.exitcode} before its result") from None
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{target.__name__} took over {timeout_s} s") from None
+    finally:
+        process.join(60)
+        if process.is_alive():
+            process.kill()
 
 
 # -- the command line -------------------------------------------------------------

@@ -35,7 +35,6 @@ a loop timer (three objects and libuv's timer) and a generator: 1,049 B, where t
 import argparse
 import asyncio
 import json
-import multiprocessing
 import pathlib
 import sys
 import tempfile
@@ -43,6 +42,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import in_process  # noqa: E402
 
 IDLE_SCRIPT = "await delay(600000)"
 
@@ -101,13 +102,7 @@ def _measure(protocol, port, devices, queue):
 
 
 def measure(protocol, port, devices):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(protocol, port, devices, queue))
-    process.start()
-    result = queue.get(timeout=600)
-    process.join(60)
-    return result
+    return in_process(_measure, protocol, port, devices, timeout_s=600)
 
 
 def main():

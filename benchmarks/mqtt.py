@@ -28,15 +28,15 @@ qos1_per_cpu_s=... qos1_vs_paho=...``.
 """
 import argparse
 import asyncio
-import multiprocessing
 import pathlib
 import sys
 import tempfile
 import time
-from queue import Empty
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import in_process  # noqa: E402
 
 PAYLOAD = b"x" * 64
 IDLE_SCRIPT = """
@@ -148,29 +148,6 @@ def _paho_run(port, clients, publishes, qos, queue):
     queue.put({"done": publishes if not qos else sum(1 for info in infos if info.is_published()),
                "elapsed_s": elapsed,
                "cpu_s": (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)})
-
-
-def in_process(target, *args, timeout_s=900):
-    """``target(*args, queue)`` in a fresh process: what it put in the queue. A process that
-    dies first, or outlasts ``timeout_s``, stops the benchmark."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                return queue.get(timeout=1)
-            except Empty:
-                if not process.is_alive():
-                    raise SystemExit(f"{target.__name__} exited with {process.exitcode} before its result") from None
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{target.__name__} took over {timeout_s} s") from None
-    finally:
-        process.join(60)
-        if process.is_alive():
-            process.kill()
 
 
 def main():

@@ -533,16 +533,10 @@ cdef class MqttCore:
             flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
         body.append(flags)
         body += _two(keepalive)
-        if self.version == MQTT_5:
-            body += _encode_properties(properties, CONNECT)
-        elif properties:
-            raise ValueError("properties need MQTT 5")
+        body += self._properties_field(properties, CONNECT)
         body += _utf8(client_id, "client_id")
         if will is not None:
-            if self.version == MQTT_5:
-                body += _encode_properties(will_properties, WILL)
-            elif will_properties:
-                raise ValueError("will properties need MQTT 5")
+            body += self._properties_field(will_properties, WILL, "will properties")
             body += _utf8(will_topic, "the will's topic")
             body += _bytes_field(will_payload, "the will's payload")
         if username is not None:
@@ -562,11 +556,7 @@ cdef class MqttCore:
             raise ValueError(f"a topic to publish on is not empty and has no wildcard, not {topic!r}")
         cdef bytes encoded_topic = _utf8(topic, "topic")
         cdef const unsigned char[:] view = payload if not isinstance(payload, str) else payload.encode()
-        cdef bytes encoded_properties = b""
-        if self.version == MQTT_5:
-            encoded_properties = _encode_properties(properties, PUBLISH) if properties else b"\x00"
-        elif properties:
-            raise ValueError("properties need MQTT 5")
+        cdef bytes encoded_properties = self._properties_field(properties, PUBLISH)
         cdef Py_ssize_t length = (PyBytes_GET_SIZE(encoded_topic) + (2 if qos else 0)
                                   + PyBytes_GET_SIZE(encoded_properties) + view.shape[0])
         if length > MAX_REMAINING_LENGTH:
@@ -603,6 +593,15 @@ cdef class MqttCore:
     def pubcomp(self, int packet_id, int reason_code=0, dict properties=None):
         return self._ack(PUBCOMP << 4, PUBCOMP, packet_id, reason_code, properties)
 
+    cdef bytes _properties_field(self, dict properties, int where, str what="properties"):
+        """The properties field of a packet (or the will) of type ``where``: their length and
+        them in MQTT 5; nothing in MQTT 3.1.1, which refuses any (``what`` names them)."""
+        if self.version == MQTT_5:
+            return _encode_properties(properties, where) if properties else b"\x00"
+        if properties:
+            raise ValueError(f"{what} need MQTT 5")
+        return b""
+
     cdef bytes _ack(self, int first, int kind, int packet_id, int reason_code, dict properties):
         _check_packet_id(packet_id)
         cdef bytearray body = bytearray(_two(packet_id))
@@ -622,10 +621,7 @@ cdef class MqttCore:
         if not filters:
             raise ValueError("SUBSCRIBE needs at least one topic filter")
         cdef bytearray body = bytearray(_two(packet_id))
-        if self.version == MQTT_5:
-            body += _encode_properties(properties, SUBSCRIBE)
-        elif properties:
-            raise ValueError("properties need MQTT 5")
+        body += self._properties_field(properties, SUBSCRIBE)
         for topic_filter, options in filters:
             if not topic_filter:
                 raise ValueError("a topic filter is not empty")
@@ -642,10 +638,7 @@ cdef class MqttCore:
         if not filters:
             raise ValueError("UNSUBSCRIBE needs at least one topic filter")
         cdef bytearray body = bytearray(_two(packet_id))
-        if self.version == MQTT_5:
-            body += _encode_properties(properties, UNSUBSCRIBE)
-        elif properties:
-            raise ValueError("properties need MQTT 5")
+        body += self._properties_field(properties, UNSUBSCRIBE)
         for topic_filter in filters:
             if not topic_filter:
                 raise ValueError("a topic filter is not empty")

@@ -146,15 +146,14 @@ class HostAgent:
             if self._stop_requested:
                 break
             turn_started = self._clock()
-            if self.link.socket in ready:
-                self._read_coordinator()
-            coordinator_read = self._clock()
             worker_messages = self._read_workers() if self.router in ready else 0
             workers_read = self._clock()
             self._supervise()
-            # What the coordinator sent while the workers' messages were handled counts as heard:
-            # a silence is the coordinator's, never the length of this turn.
+            # The coordinator's socket is read last, right before the silence check: what it sent
+            # while the workers' messages were handled counts as heard, so a silence is the
+            # coordinator's, never the length of this turn.
             self._read_coordinator()
+            coordinator_read = self._clock()
             self.link.tick()
             now = self._clock()
             if now >= next_report:
@@ -165,10 +164,10 @@ class HostAgent:
                     next_report = now + self.config.telemetry_interval_s
             turn_ended = self._clock()
             if turn_ended - turn_started >= SLOW_TURN_S:
-                log.warning("one turn of the agent's loop took %.1f s: %.1f s on the coordinator's messages, "
-                            "%.1f s on %d worker messages, %.1f s supervising and reporting",
-                            turn_ended - turn_started, coordinator_read - turn_started,
-                            workers_read - coordinator_read, worker_messages, turn_ended - workers_read)
+                log.warning("one turn of the agent's loop took %.1f s: %.1f s on %d worker messages, "
+                            "%.1f s supervising and on the coordinator's messages, %.1f s reporting",
+                            turn_ended - turn_started, workers_read - turn_started, worker_messages,
+                            coordinator_read - workers_read, turn_ended - coordinator_read)
 
     def _supervise(self):
         self._carry_out(self.core.tick(self._clock()))

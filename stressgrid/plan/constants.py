@@ -69,6 +69,10 @@ PROTOCOL_LABELS = {
     "https": "HTTP 1.1 over TLS", "http2": "HTTP/2", "http2s": "HTTP/2 over TLS",
     "tcp": "TCP", "udp": "UDP", "mqtt": "MQTT", "mqtts": "MQTT over TLS",
 }
+# The MQTT version of mqtt and mqtts devices (opts.mqtt_version), and the ways a plan may
+# write one -> as the plan keeps it.
+DEFAULT_MQTT_VERSION = "5.0"
+MQTT_VERSIONS = {"5.0": "5.0", "5": "5.0", 5: "5.0", "3.1.1": "3.1.1"}
 DEFAULT_PORTS = {
     "http10": 80, "http10s": 443, "http": 80, "https": 443, "http2": 80, "http2s": 443,
     "tcp": 6379, "udp": 53, "mqtt": 1883, "mqtts": 8883,

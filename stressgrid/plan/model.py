@@ -10,6 +10,7 @@ from typing import Any
 
 from . import api
 from .arrivals import ARRIVAL_RATE, DEVICES, EXECUTORS, MAX_TOTAL_WEIGHT, ArrivalError, check_arrival_opts
+from .constants import DEFAULT_MQTT_VERSION, MQTT_VERSIONS
 from .script import ScriptError, check_script
 from .thresholds import ThresholdError, parse_plan_thresholds
 
@@ -22,9 +23,6 @@ DEFAULT_OPTS = {
     "report_interval_ms": 60000,
     "timeout_ms": 5000,
 }
-DEFAULT_MQTT_VERSION = "5.0"
-# opts.mqtt_version as a plan may write it -> as the plan keeps it.
-MQTT_VERSIONS = {"5.0": "5.0", "5": "5.0", 5: "5.0", "3.1.1": "3.1.1"}
 MAX_NAME_LENGTH = 200
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 MAX_RAMP_STEPS = 100000

@@ -41,10 +41,11 @@ import ssl
 from stressgrid._core.deadline import DeadlineTimer, passed
 from stressgrid._core.device import current_device, now_us
 from stressgrid._core.mqtt import (AUTH, CONNACK, DISCONNECT, MQTT_3_1_1, MQTT_5, PINGRESP, PUBACK, PUBCOMP,
-                                   PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK, MqttCore, MqttProtocolError,
-                                   reason_name)
+                                   PACKET_NAMES, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK, MqttCore,
+                                   MqttProtocolError, reason_name)
 from stressgrid.errors import (ConnectionClosedError, LocalProtocolError, MqttReasonError, TlsError,
                                count_error, lost_connection_error)
+from stressgrid.plan.constants import DEFAULT_MQTT_VERSION
 
 from .connect import connect
 from .tls import context_for
@@ -53,7 +54,6 @@ from .waiting import WriteFlow, timeout_seconds
 MAX_QUEUED_MESSAGES = 1024
 # opts.mqtt_version -> the protocol level CONNECT carries.
 VERSIONS = {"5.0": MQTT_5, "3.1.1": MQTT_3_1_1}
-DEFAULT_VERSION = "5.0"
 FAILURE = 0x80  # reason codes from here on are failures
 CONNACK_KEY = 0  # the pending CONNECT waits under this key (packet identifiers start at 1)
 
@@ -66,7 +66,7 @@ class PingTimeoutError(ConnectionClosedError):
 
 def protocol_level(opts):
     """The MQTT protocol level (4 or 5) of a plan's ``opts.mqtt_version``."""
-    return VERSIONS[getattr(opts, "mqtt_version", DEFAULT_VERSION) or DEFAULT_VERSION]
+    return VERSIONS[getattr(opts, "mqtt_version", DEFAULT_MQTT_VERSION) or DEFAULT_MQTT_VERSION]
 
 
 class _Pending:
@@ -251,7 +251,7 @@ class MqttClient(WriteFlow, asyncio.Protocol):
                     del self.pending[key]
                     if not pending.future.done():
                         pending.future.set_exception(TimeoutError(
-                            f"no {_NAMES[pending.waits_for]} within the time allowed"))
+                            f"no {PACKET_NAMES[pending.waits_for]} within the time allowed"))
                 else:
                     self._arm(pending.deadline_us)
             if not self.pending:
@@ -459,10 +459,6 @@ class MqttClient(WriteFlow, asyncio.Protocol):
         self.ended_here = True
         self._drop_timer()
         self.transport.close()
-
-
-_NAMES = {CONNACK: "CONNACK", PUBACK: "PUBACK", PUBREC: "PUBREC", PUBCOMP: "PUBCOMP", SUBACK: "SUBACK",
-          UNSUBACK: "UNSUBACK"}
 
 
 def create_client(device):

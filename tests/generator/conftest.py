@@ -29,7 +29,7 @@ from stressgrid.join_token import JoinToken
 from stressgrid.metrics import MetricsAggregate
 from tests.conftest import ROOT, example
 from tests.support.mailbox import Mailbox
-from tests.support.servers import free_port, redis_server
+from tests.support.servers import free_port, redis_server, wait_for
 
 GENERATOR_ID = "test-generator"
 # The fake coordinator's CURVE keys, and the join token agents get for it.
@@ -330,20 +330,6 @@ def merged(telemetry):
     for message in telemetry:
         aggregate.add_snapshot(message.metrics)
     return aggregate
-
-
-def wait_for(condition, timeout, interval=0.02):
-    """Check ``condition`` until it holds or ``timeout`` s pass; returns whether it held.
-
-    For state outside any message stream (a server's client count after a
-    process exited): a bounded poll, not a fixed sleep.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def connections_to(pid, ports):

@@ -5,9 +5,8 @@ import pathlib
 import pwd
 import subprocess
 import tempfile
-import time
 
-from tests.support.servers import free_port, require, running, self_signed_certificate
+from tests.support.servers import free_port, require, running, self_signed_certificate, wait_for
 
 
 class Broker:
@@ -30,15 +29,16 @@ class Broker:
                 [require("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(self.plain_port), "-t", topic_filter,
                  "-q", "2", "-v", "-N", "-F", "%t %p\n"], stdout=output, stderr=subprocess.DEVNULL)
             try:
-                self.wait_for_sys_value("clients/connected", 1)
+                # The broker republishes its $SYS counters every second: connected, it has subscribed.
+                if not wait_for(lambda: self.sys_value("clients/connected") >= 1, 10, 0.2):
+                    raise RuntimeError(f"mosquitto_sub on {topic_filter} did not connect")
 
                 def messages(n, timeout=10.0):
-                    deadline = time.monotonic() + timeout
-                    while True:
-                        lines = pathlib.Path(output.name).read_bytes().splitlines()
-                        if len(lines) >= n or time.monotonic() > deadline:
-                            return lines
-                        time.sleep(0.05)
+
+                    def read():
+                        return pathlib.Path(output.name).read_bytes().splitlines()
+                    wait_for(lambda: len(read()) >= n, timeout, 0.05)
+                    return read()
 
                 yield messages
             finally:
@@ -53,16 +53,6 @@ class Broker:
         if output.returncode != 0:
             raise RuntimeError(f"mosquitto_sub could not read $SYS/broker/{name}: {output.stderr.strip()}")
         return int(output.stdout.split()[0])
-
-    def wait_for_sys_value(self, name, expected, timeout=10.0):
-        """``$SYS/broker/<name>`` once it reached ``expected`` or ``timeout`` passed (the broker's
-        counters lag by up to its one-second ``sys_interval``); the last value read."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.sys_value(name)
-            if value >= expected or time.monotonic() > deadline:
-                return value
-            time.sleep(0.2)
 
 
 @contextlib.contextmanager

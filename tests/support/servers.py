@@ -72,6 +72,20 @@ def wait_for_port(port, host="127.0.0.1", timeout=15.0, process=None):
             time.sleep(0.02)
 
 
+def wait_for(condition, timeout, interval=0.02):
+    """Check ``condition`` until it holds or ``timeout`` s pass; returns whether it held.
+
+    For state outside any message stream (a server's client count after a
+    process exited): a bounded poll, not a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def require(binary):
     """Path of ``binary`` or a clear error: the CI script installs every one."""
     path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
