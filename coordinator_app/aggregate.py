@@ -191,13 +191,14 @@ class TelemetryAggregator:
             totals[name] = totals.get(name, 0) + value
         pending.clear()
 
-    def tick(self, generators):
+    def tick(self, generators, shortest_s=1e-3):
         """Close the current second; returns the telemetry dict for the UI and CLI.
 
-        ``generators``: the registered generator records.
+        ``generators``: the registered generator records; rates are over the time since the
+        last tick, or ``shortest_s`` when that was shorter.
         """
         now = self._clock()
-        elapsed = max(now - self.last_tick, 1e-3)
+        elapsed = max(now - self.last_tick, shortest_s)
         self.last_tick = now
         self._flush()
         second = self.second
@@ -235,6 +236,16 @@ class TelemetryAggregator:
         second.clear()
         self.latest = telemetry
         return telemetry
+
+    def last_second(self, generators):
+        """Close the run's last, partial second as it ends: its telemetry, or ``None`` when
+        nothing arrived since the last tick. Generators report once a second, so a window
+        shorter than a second may hold a whole second's report: its rates are per second of
+        at least a second, never inflated by a short window."""
+        if not (self.pending.counters or self.pending.histograms or self.second.counters
+                or self.second.histograms):
+            return None
+        return self.tick(generators, shortest_s=1.0)
 
     def _update_maxima(self, telemetry, second, elapsed):
         maxima = self.maxima

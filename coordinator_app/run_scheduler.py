@@ -788,6 +788,9 @@ class RunScheduler:
         run.note = note
         self._say_ignored(out)
         generators = list(self.registry)
+        telemetry = self.aggregator.last_second(generators)
+        if telemetry is not None:  # what arrived since the last tick goes into the charts too
+            out.writes.append(WriteSecond(run.info, telemetry))
         last, totals = self.aggregator.finish_run(generators)
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
                                   final=True)

@@ -165,6 +165,25 @@ def test_per_second_rates_and_run_maxima():
     assert totals.totals == {"response_count": 70}
 
 
+def test_the_last_partial_second_is_told_only_when_something_arrived_in_it():
+    clock = Clock()
+    aggregator = TelemetryAggregator(clock, clock)
+    gen = Gen()
+    aggregator.start_run()
+    clock.now += 1
+    aggregator.tick([gen])
+    clock.now += 0.25
+    assert aggregator.last_second([gen]) is None  # nothing since the tick
+    aggregator.ingest(gen, telemetry(snapshot({"body_us": [10, 20]}, {"response_count": 8}), active=2))
+    clock.now += 0.25
+    last = aggregator.last_second([gen])
+    assert last["histograms"]["body_us"]["count"] == 2
+    # A generator's once-a-second report in a quarter second is not 32 responses a second.
+    assert last["counters"]["response_count"]["per_second"] == 8
+    _, totals = aggregator.finish_run([gen])
+    assert totals.maxima["response_per_second"] == 8
+
+
 def test_csv_has_clock_then_sorted_keys_with_histograms_expanded_in_place():
     clock = Clock()
     aggregator = TelemetryAggregator(clock, clock)

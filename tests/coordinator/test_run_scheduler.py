@@ -338,7 +338,7 @@ def test_the_end_waits_for_each_generators_last_metrics_and_counts_them(schedule
     assert scheduler.run.state is RunState.ENDING and scheduler.run.next_deadline() == T0 + 1.3 + 5.0
     # Abort while ending changes nothing: the devices have stopped already.
     assert scheduler.abort("run-1", clock.at()).messages == []
-    last = wire.Telemetry(run_id="run-1", metrics=snapshot(counters={"last_count": 3}),
+    last = wire.Telemetry(run_id="run-1", metrics=snapshot({"set_us": [100, 300]}, counters={"last_count": 3}),
                           active_device_number=0, errors={})
     for name in ("gen-a", "gen-b"):
         assert not writes(scheduler.receive(name.encode(), last, clock.at(1.4)), WriteFinish)
@@ -346,6 +346,12 @@ def test_the_end_waits_for_each_generators_last_metrics_and_counts_them(schedule
     out = scheduler.receive(b"gen-b", wire.RunStopped(run_id="run-1"), clock.at(1.5))
     (_, _, final), = writes(out, WriteFinish)
     assert final.state == "done" and final.totals.totals == {"last_count": 6}
+    # What arrived after the last one-second tick (at 1.0 s) is the report's last point, before
+    # the report itself; its rates are per second over a whole second, not over the 0.5 s left.
+    assert [type(effect) for effect in out.writes][-2:] == [WriteSecond, WriteFinish]
+    (_, telemetry), = writes(out, WriteSecond)
+    assert telemetry["histograms"]["set_us"]["count"] == 4
+    assert telemetry["counters"]["last_count"] == {"per_second": 6.0, "total": 6}
     assert final.finished_at == WALL_OFFSET + T0 + 1.5
     assert [e["kind"] for e in final.events][-1] == "run_done"
 
