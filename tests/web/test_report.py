@@ -10,9 +10,11 @@ from tests.web.support import expect, short_run
 
 @pytest.fixture(scope="module")
 def finished(stack):
-    """A finished run with a failing and a passing threshold; returns its detail."""
+    """A finished run with a failing and a passing threshold; returns its detail. Its three
+    seconds of sustain give the charts several points even on a busy machine."""
     stack.idle()
-    return short_run(stack, "report-run", thresholds=["receive count > 0", "set_us p99 < 1us"])
+    return short_run(stack, "report-run", sustain_ms=3000,
+                     thresholds=["receive count > 0", "set_us p99 < 1us"])
 
 
 def _watched_page(browser, allowed):
