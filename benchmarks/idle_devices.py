@@ -21,8 +21,8 @@ the ``DeviceRunner`` (``_core/runner.pyx``)            120 B     120 B
 the script's coroutine                                 216 B     216 B
 ``Device`` and its id                                  202 B     202 B
 the protocol client (HTTP/1 or TCP)                    176 B     96 B
-the ``Sleep`` of ``delay`` (``_core/sleeps.pyx``)      112 B     112 B
-traced in all                                          0.84 KB   2.07 KB
+the ``Sleep`` of ``delay`` (``_core/sleeps.pyx``)      120 B     120 B
+traced in all                                          0.85 KB   2.08 KB
 =====================================================  ========  ========
 
 RSS adds the allocator's overhead and, for TCP, libuv's handle. Until the

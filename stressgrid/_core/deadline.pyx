@@ -16,7 +16,7 @@ the timer to its owner: an owner drops its timer when it closes.
 """
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.timers cimport TimerQueue, timers_of
 
 SLACK_US = DEADLINE_SLACK_US

@@ -29,7 +29,6 @@ cdef class Device:
     cpdef record_intended_headers(self, int64_t headers_us, RequestGroup group)
 
 
-cdef int64_t monotonic_us() noexcept nogil
 cdef void step_into(Device device) noexcept
 cdef void step_out() noexcept
 cdef object device_or_none()

@@ -10,8 +10,8 @@ from contextvars import ContextVar
 from cpython.contextvars cimport get_value
 
 from libc.stdint cimport int64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder, RequestGroup
 from stressgrid._core.sleeps cimport sleep_until
 from stressgrid._core.timers cimport timers_of
@@ -23,12 +23,6 @@ from stressgrid.plan.arrivals import INTENDED_HEADERS_HISTOGRAM
 
 _current = ContextVar("stressgrid_device")
 _uniform = _random.random
-
-
-cdef int64_t monotonic_us() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return <int64_t>now.tv_sec * 1000000 + now.tv_nsec // 1000
 
 
 def now_us():

@@ -26,7 +26,8 @@ import asyncio
 from libc.stdint cimport int64_t
 
 from stressgrid._core.arrivals cimport Schedule
-from stressgrid._core.device cimport Device, monotonic_us
+from stressgrid._core.clock cimport monotonic_us
+from stressgrid._core.device cimport Device
 from stressgrid._core.metrics cimport Counter, Histogram, Recorder
 from stressgrid._core.waketimer cimport WakeTimer
 

@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport uint32_t
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE, llhttp_errno_name,
                                       llhttp_errno_t, llhttp_execute, llhttp_get_error_pos,
                                       llhttp_get_error_reason, llhttp_init, llhttp_settings_init,

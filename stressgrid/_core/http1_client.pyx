@@ -14,12 +14,13 @@ call ``ClientBase.request_c`` directly.
 from libc.stdint cimport int64_t
 
 from stressgrid._core.deadline cimport DeadlineTimer
-from stressgrid._core.device cimport Device, monotonic_us
+from stressgrid._core.clock cimport monotonic_us
+from stressgrid._core.device cimport Device
 from stressgrid._core.http1 cimport (REQUEST_CLOSE, REQUEST_HEAD, UPGRADED, Http1Core,
                                      RequestWriter)
+from stressgrid._core.pending cimport Pending, pending_on
 from stressgrid._core.request cimport timeout_seconds
-
-from asyncio import InvalidStateError
+from stressgrid._core.timers cimport timers_of
 
 from stressgrid.errors import RemoteProtocolError, count_error
 
@@ -44,7 +45,7 @@ cdef class ClientBase:
             | (REQUEST_CLOSE if writer.close_after else 0)
         cdef ConnectionBase conn = self.conn
         if conn is not None and conn.waiter is None and not conn.upgraded:
-            return self.send(conn, self.loop.create_future(), data, flags, 0, budget_s)
+            return self.send(conn, pending_on(timers_of(self.loop)), data, flags, 0, budget_s)
         return self.request_slow(data, flags, budget_s)
 
     # ---- hooks: the Python subclass implements them ----------------------------
@@ -154,7 +155,9 @@ cdef class ConnectionBase:
         cdef Device device = client.device if client is not None else None
         if device is not None:
             device.record_intended_headers(core.headers_at - core.sent_at, group)
-        try:
+        # A script that stopped waiting (cancelled) has done with the result. One that waits
+        # in its device's runner takes its next step inside this call.
+        if isinstance(waiter, Pending):
+            (<Pending>waiter).complete(result)
+        elif not waiter.done():
             waiter.set_result(result)
-        except InvalidStateError:
-            pass    # the script stopped waiting (cancelled)

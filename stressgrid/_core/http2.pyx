@@ -19,7 +19,7 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy, memcmp
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.metrics cimport Histogram, ResponseCounters
 from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 

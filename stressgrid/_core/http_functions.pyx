@@ -15,7 +15,8 @@ whole response, the wait a user arriving then would have seen.
 """
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport Device, device_or_none, metric_key, monotonic_us
+from stressgrid._core.clock cimport monotonic_us
+from stressgrid._core.device cimport Device, device_or_none, metric_key
 from stressgrid._core.http1_client cimport ClientBase
 from stressgrid._core.metrics cimport Histogram, RequestGroup
 from stressgrid._core.request cimport request_body

@@ -9,8 +9,13 @@ the wrapper in one object:
 
 - it steps the coroutine in hand (the client's ``open()``, then the script) as a
   task steps its coroutine: it waits on whatever future-like object the coroutine
-  yields (a ``Future``, a ``Sleep`` of ``delay``, a ``Task`` of ``gather``) with
-  itself as the done callback, and steps again on a bare ``yield``;
+  yields (a ``Future``, a ``Task`` of ``gather``) with itself as the done callback,
+  and steps again on a bare ``yield``;
+- what our own functions return (a request's or a sleep's ``Pending``,
+  ``stressgrid._core.pending``) it waits on as a ``Waker``: a protocol that completes
+  the request wakes it at once, and the script's next step runs inside that
+  protocol's callback, with no future, no loop handle and no task step between the
+  response and the script;
 - between two passes of the script it rests on one loop handle: none after a pass
   that ended normally, ``RESTART_AFTER_ERROR_S`` after a failure;
 - while it steps, ``asyncio.current_task()`` is the runner, with the task methods
@@ -35,8 +40,9 @@ import contextvars
 from cpython.ref cimport PyObject
 
 from stressgrid._core.device cimport Device, step_into, step_out
+from stressgrid._core.pending cimport Pending, Waker
 
-from asyncio.tasks import _enter_task, _leave_task
+from asyncio.tasks import _current_tasks, _enter_task, _leave_task
 
 from stressgrid._core.device import set_current_device
 
@@ -64,6 +70,12 @@ cdef enum:
     PYGEN_NEXT = 1
 
 
+cdef extern from "Python.h":
+    int PyContext_Enter(object context) except -1
+    int PyContext_Exit(object context) except -1
+    PyObject *PyDict_GetItem(object dictionary, object key)
+
+
 cdef class RunnerGroup:
     """What the runners of a cohort share: their loop, the context they step in, the
     cohort's stop flag (``stop.is_set``) and the engine's hooks: ``on_failure(exc,
@@ -88,7 +100,7 @@ cdef class RunnerGroup:
 cdef DeviceRunner _stepping = None
 
 
-cdef class DeviceRunner:
+cdef class DeviceRunner(Waker):
     """Runs ``block``'s script on ``device`` over and over, until cancelled or until its
     group's ``stop.is_set``. ``start()`` schedules the first pass."""
 
@@ -141,6 +153,23 @@ cdef class DeviceRunner:
                 exc = error
         self._step(exc)
 
+    cdef int wake(self, Pending pending) except -1:
+        """``pending``, which the coroutine awaits, is complete: step it now, in the group's
+        context, unless a task (or a runner) is running: then through the loop."""
+        cdef RunnerGroup group = self.group
+        if self.waiting is not pending:
+            return 0
+        if PyDict_GetItem(_current_tasks, group.loop) is not NULL:
+            group.loop.call_soon(self, pending, context=group.context)
+            return 0
+        self.waiting = None
+        PyContext_Enter(group.context)
+        try:
+            self._step(None)
+        finally:
+            PyContext_Exit(group.context)
+        return 0
+
     cdef _begin_pass(self):
         if self.group.stop.is_set:
             self._end()
@@ -172,6 +201,7 @@ cdef class DeviceRunner:
     cdef _step(self, exc):
         global _stepping
         cdef int sent = 0
+        cdef Pending pending
         cdef RunnerGroup group = self.group
         loop = group.loop
         block = self.block
@@ -209,6 +239,16 @@ cdef class DeviceRunner:
                 self.coro = block.function(block.params, self.device.device_id, self.row)
                 self.in_script = True
                 continue
+            if isinstance(result, Pending):
+                pending = <Pending>result
+                if pending.queue.loop is not loop:
+                    exc = RuntimeError(f"the device awaited {result!r}, which belongs to another event loop")
+                    continue
+                pending.wait_by(self, group.context)
+                self.waiting = pending
+                if self.must_cancel and pending.cancel():
+                    self.must_cancel = False
+                return
             blocking = getattr(result, "_asyncio_future_blocking", None)
             if blocking is not None and blocking:
                 if result.get_loop() is not loop:

@@ -12,7 +12,7 @@ loop timers' millisecond) leaves the heap and is expired, in due order.
 """
 from libc.stdint cimport int64_t
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.clock cimport monotonic_us
 
 # The loop's timers count whole milliseconds: an entry due within this is due now.
 cdef int64_t SLACK_US = 500

@@ -24,7 +24,7 @@ from libc.stdint cimport int64_t
 
 from posix.unistd cimport close
 
-from stressgrid._core.device cimport monotonic_us
+from stressgrid._core.clock cimport monotonic_us
 
 cdef extern from *:
     """

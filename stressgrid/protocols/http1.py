@@ -30,6 +30,7 @@ from stressgrid._core.device import now_us
 from stressgrid._core.http1 import Http1Core, request_writer
 from stressgrid._core.http1_client import ClientBase, ConnectionBase
 from stressgrid._core.http_functions import BUILTINS as _HTTP_BUILTINS
+from stressgrid._core.pending import new_pending
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, TlsError, count_error, lost_connection_error
 
 from .connect import connect_error, connect_timed_out, record_connected
@@ -302,7 +303,7 @@ class Http1Client(ClientBase):
             if self.closed:
                 conn.discard(True)
                 raise LocalProtocolError("the device's HTTP client is closed")
-            return await self.send(conn, loop.create_future(), data, flags, deadline_us, budget_s)
+            return await self.send(conn, new_pending(loop), data, flags, deadline_us, budget_s)
         if waiter.done() or self.closed:
             conn.discard(True)   # the script gave up or the device is closing
             return None
