@@ -37,7 +37,7 @@ cdef class Http1Core:
     cdef readonly bint reusable   # the connection may carry another request after this one
     cdef readonly int status
     cdef list headers
-    cdef bytes field            # the header name being read (llhttp may give it in pieces)
+    cdef bytes field            # the header name being read, when a read ended inside it
     cdef bytes value            # and its value
     cdef object body            # None, one bytes chunk, or a list of chunks
     cdef int body_kind          # a request.BodyKind
@@ -65,7 +65,7 @@ cdef class Http1Core:
     cdef inline void _finish(self)
     cdef inline void _store(self, exc)
     cdef void message_begin(self)
-    cdef void header(self, bytes name, bytes value)
+    cdef void header(self, const char *name, Py_ssize_t name_size, const char *value, Py_ssize_t value_size)
     cdef int headers_complete(self)
     cdef void body_chunk(self, bytes chunk)
     cdef void message_complete(self)

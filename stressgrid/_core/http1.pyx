@@ -21,7 +21,8 @@ raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp, memcpy
 
 from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE, llhttp_errno_name,
@@ -30,7 +31,8 @@ from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE,
                                       llhttp_settings_t, llhttp_should_keep_alive, llhttp_t)
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
-                                       content_kind, decode_body, named, normalise_headers, request_path)
+                                       content_kind, decode_body, named_at, normalise_headers, request_path,
+                                       strncasecmp)
 
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
@@ -44,43 +46,75 @@ STATE_UPGRADED = UPGRADED
 STATE_FAILED = FAILED
 
 
-cdef inline str latin1(bytes data):
+cdef inline str latin1(const char *data, Py_ssize_t size):
     # Header bytes map 1:1 onto code points 0-255: lossless, and the cheapest decode.
-    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+    return PyUnicode_DecodeLatin1(data, size, NULL)
 
 
 # Responses repeat their headers ("Server: nginx", "Content-Type: text/html"...):
 # a small direct-mapped cache of decoded (name, value) pairs, shared by every
-# connection of the process, saves two decodes and a tuple per header.
+# connection of the process, saves two bytes objects, two decodes and a tuple per header.
 cdef enum:
     HEADER_CACHE_SIZE = 1024        # a power of two
     HEADER_CACHE_MAX_BYTES = 256    # longer headers are decoded every time
 cdef list _header_cache = [None] * HEADER_CACHE_SIZE
 
 
-cdef inline tuple header_pair(bytes name, bytes value):
-    cdef const unsigned char *p
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name), m = PyBytes_GET_SIZE(value)
-    cdef uint32_t h = 2166136261u   # FNV-1a over name, a separator and value
+cdef inline bint same_bytes(bytes known, const char *data, Py_ssize_t size) noexcept:
+    return PyBytes_GET_SIZE(known) == size and memcmp(PyBytes_AS_STRING(known), data, size) == 0
+
+
+cdef inline uint64_t mixed(uint64_t h, const char *data, Py_ssize_t size) noexcept:
+    # Eight bytes a step (a byte a step took longer than the rest of a header's handling).
+    cdef uint64_t word
+    while size >= 8:
+        memcpy(&word, data, 8)
+        h = (h ^ word) * 0x9E3779B97F4A7C15u
+        h ^= h >> 29
+        data += 8
+        size -= 8
+    if size:
+        word = 0
+        memcpy(&word, data, size)
+        h = (h ^ word) * 0x9E3779B97F4A7C15u
+        h ^= h >> 29
+    return h
+
+
+cdef inline tuple header_pair(const char *name, Py_ssize_t n, const char *value, Py_ssize_t m):
+    cdef Py_ssize_t i
     cdef tuple entry, pair
     if n + m > HEADER_CACHE_MAX_BYTES:
-        return (latin1(name), latin1(value))
-    p = <const unsigned char *>PyBytes_AS_STRING(name)
-    for i in range(n):
-        h = (h ^ p[i]) * 16777619u
-    h = (h ^ 0xff) * 16777619u
-    p = <const unsigned char *>PyBytes_AS_STRING(value)
-    for i in range(m):
-        h = (h ^ p[i]) * 16777619u
-    i = h & (HEADER_CACHE_SIZE - 1)
+        return (latin1(name, n), latin1(value, m))
+    cdef uint64_t h = mixed(mixed(<uint64_t>n * 0xFF51AFD7ED558CCDu + <uint64_t>m, name, n), value, m)
+    i = (h ^ (h >> 32)) & (HEADER_CACHE_SIZE - 1)
     cached = _header_cache[i]
     if cached is not None:
         entry = <tuple>cached
-        if <bytes>entry[0] == name and <bytes>entry[1] == value:
+        if same_bytes(<bytes>entry[0], name, n) and same_bytes(<bytes>entry[1], value, m):
             return <tuple>entry[2]
-    pair = (latin1(name), latin1(value))
-    _header_cache[i] = (name, value, pair)
+    pair = (latin1(name, n), latin1(value, m))
+    _header_cache[i] = (PyBytes_FromStringAndSize(name, n), PyBytes_FromStringAndSize(value, m), pair)
     return pair
+
+
+cdef inline bint mentions_chunked(const char *value, Py_ssize_t size) noexcept:
+    """``chunked`` appears in the value, whatever its case."""
+    cdef Py_ssize_t i
+    for i in range(size - 6):
+        if strncasecmp(value + i, b"chunked", 7) == 0:
+            return True
+    return False
+
+
+# The header name and value being read while each lies whole in the chunk being fed: no bytes
+# object is made for them (and, through the cache above, usually none at all). Valid within
+# one feed(); when a chunk ends inside a header, feed() keeps what was read of it as bytes
+# (``Http1Core.field``/``value``) and later pieces join those.
+cdef const char *_field_at = NULL
+cdef Py_ssize_t _field_size = 0
+cdef const char *_value_at = NULL
+cdef Py_ssize_t _value_size = 0
 
 
 cdef class Http1Core:
@@ -161,6 +195,7 @@ cdef class Http1Core:
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         self.received += size
         cdef llhttp_errno_t status = llhttp_execute(&self.parser, start, size)
+        _keep_pieces(self)
         if status == HPE_PAUSED_UPGRADE:
             # llhttp stops at the end of the 101 head: the rest is the new protocol's.
             if self.state == UPGRADED:
@@ -256,21 +291,21 @@ cdef class Http1Core:
         if self.state != WAITING:
             self.reusable = False   # the server starts another message nobody asked for
 
-    cdef void header(self, bytes name, bytes value):
+    cdef void header(self, const char *name, Py_ssize_t name_size, const char *value, Py_ssize_t value_size):
         if self.state != WAITING:
             self.reusable = False   # a second message after ours
             return
         cdef tuple pair
         try:
-            pair = header_pair(name, value)
+            pair = header_pair(name, name_size, value, value_size)
             self.headers.append(pair)
-            if named(name, b"content-length", 14):
+            if named_at(name, name_size, b"content-length", 14):
                 self.has_length = True
-            elif named(name, b"content-type", 12):
-                self.body_kind = content_kind(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+            elif named_at(name, name_size, b"content-type", 12):
+                self.body_kind = content_kind(value, value_size)
                 self.content_type = pair[1]
-            elif named(name, b"transfer-encoding", 17):
-                self.chunked = b"chunked" in value.lower()
+            elif named_at(name, name_size, b"transfer-encoding", 17):
+                self.chunked = mentions_chunked(value, value_size)
         except BaseException as exc:
             self._store(exc)
 
@@ -332,9 +367,10 @@ cdef class Http1Core:
 
 
 # llhttp's callbacks: C functions, each handing its bytes to the core the parser is
-# in. A header's name or value may come in pieces (a read that ends inside it):
-# they are joined when its *_complete callback comes. A callback whose core stored
-# an error stops the parser (llhttp_execute returns an error; feed() raises it).
+# in. A header's name or value lies whole in the chunk being fed, or (a read that ends
+# inside it) comes in pieces joined as bytes; the core gets it when its *_complete
+# callback comes. A callback whose core stored an error stops the parser
+# (llhttp_execute returns an error; feed() raises it).
 
 cdef int _on_message_begin(llhttp_t *parser) noexcept:
     cdef Http1Core core = <Http1Core>parser.data
@@ -342,39 +378,77 @@ cdef int _on_message_begin(llhttp_t *parser) noexcept:
     return 0
 
 
-cdef inline int _add_piece(llhttp_t *parser, const char *at, size_t length, bint to_value) noexcept:
-    # A piece of the header name (or value) being read, joined to the pieces before it.
+cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
+    global _field_at, _field_size
     cdef Http1Core core = <Http1Core>parser.data
-    cdef bytes head = core.value if to_value else core.field
+    if _field_at == NULL and core.field is None:
+        _field_at, _field_size = at, length
+        return 0
     try:
-        piece = PyBytes_FromStringAndSize(at, length)
-        if head is not None:
-            piece = head + piece
+        core.field = _joined(core.field, &_field_at, _field_size, at, length)
     except BaseException as exc:
         core._store(exc)
         return -1
-    if to_value:
-        core.value = piece
-    else:
-        core.field = piece
     return 0
 
 
-cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
-    return _add_piece(parser, at, length, False)
-
-
 cdef int _on_header_value(llhttp_t *parser, const char *at, size_t length) noexcept:
-    return _add_piece(parser, at, length, True)
+    global _value_at, _value_size
+    cdef Http1Core core = <Http1Core>parser.data
+    if _value_at == NULL and core.value is None:
+        _value_at, _value_size = at, length
+        return 0
+    try:
+        core.value = _joined(core.value, &_value_at, _value_size, at, length)
+    except BaseException as exc:
+        core._store(exc)
+        return -1
+    return 0
+
+
+cdef bytes _joined(bytes kept, const char **whole_at, Py_ssize_t whole_size, const char *at, size_t length):
+    """What was read of a name or value (kept as bytes, or lying whole at ``whole_at``),
+    with the piece at ``at`` after it."""
+    if kept is None:
+        kept = PyBytes_FromStringAndSize(whole_at[0], whole_size)
+        whole_at[0] = NULL
+    return kept + PyBytes_FromStringAndSize(at, length)
+
+
+cdef int _keep_pieces(Http1Core core) except -1:
+    """The end of a chunk: what was read of a header's name and value is kept as bytes,
+    since the chunk they lie in is done with."""
+    global _field_at, _value_at
+    if _field_at != NULL:
+        core.field = PyBytes_FromStringAndSize(_field_at, _field_size)
+        _field_at = NULL
+    if _value_at != NULL:
+        core.value = PyBytes_FromStringAndSize(_value_at, _value_size)
+        _value_at = NULL
+    return 0
 
 
 cdef int _on_header_value_complete(llhttp_t *parser) noexcept:
+    global _field_at, _value_at
     cdef Http1Core core = <Http1Core>parser.data
     cdef bytes name = core.field
     cdef bytes value = core.value
+    cdef const char *name_at = _field_at
+    cdef const char *value_at = _value_at
+    cdef Py_ssize_t name_size = _field_size
+    cdef Py_ssize_t value_size = _value_size
+    if name is not None:
+        name_at, name_size = PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name)
+    elif name_at == NULL:
+        name_at, name_size = b"", 0
+    if value is not None:
+        value_at, value_size = PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)
+    elif value_at == NULL:
+        value_at, value_size = b"", 0
+    _field_at = _value_at = NULL
     core.field = None
     core.value = None
-    core.header(b"" if name is None else name, b"" if value is None else value)
+    core.header(name_at, name_size, value_at, value_size)   # name and value stay alive here
     return -1 if core.error is not None else 0
 
 

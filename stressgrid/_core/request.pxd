@@ -18,9 +18,14 @@ cdef enum BodyKind:
     BODY_MSGPACK = 2
 
 
+cdef inline bint named_at(const char *name, Py_ssize_t size, const char *lower, Py_ssize_t length) noexcept:
+    """The ``size`` bytes at ``name`` are ``lower`` (``length`` bytes), whatever their case."""
+    return size == length and strncasecmp(name, lower, length) == 0
+
+
 cdef inline bint named(bytes name, const char *lower, Py_ssize_t length) noexcept:
     """``name`` is ``lower`` (``length`` bytes), whatever its case."""
-    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), lower, length) == 0
+    return named_at(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), lower, length)
 
 
 cpdef bytes request_path(path)
