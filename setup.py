@@ -22,6 +22,8 @@ LINKED_LIBRARIES = {
 LLHTTP_SOURCES = "/usr/share/llhttp"
 LLHTTP_INCLUDE = "/usr/share/include/llhttp"
 LLHTTP_SHIMS = [os.path.join("stressgrid", "_core", f"llhttp_{name}.c") for name in ("parser", "api", "http")]
+# Modules that see llhttp's parser struct: http1 and those that cimport its core (http1.pxd).
+LLHTTP_HEADER_USERS = {"http1", "http1_client", "http_functions", "ws_client"}
 
 
 def _llhttp():
@@ -41,8 +43,7 @@ def _extensions():
             Extension(
                 f"stressgrid._core.{name}",
                 [path] + (_llhttp() if name == "http1" else []),
-                include_dirs=[LLHTTP_INCLUDE, LLHTTP_SOURCES] if name in ("http1", "http1_client", "http_functions")
-                else [],
+                include_dirs=[LLHTTP_INCLUDE, LLHTTP_SOURCES] if name in LLHTTP_HEADER_USERS else [],
                 libraries=LINKED_LIBRARIES.get(name, []),
                 extra_compile_args=["-O2"],
             )

@@ -35,3 +35,4 @@ cdef object device_or_none()
 cdef Device running_device()
 cdef tuple timing_names(str key)
 cdef str metric_key(object key)
+cpdef double wait_seconds(object timeout_ms, Device device) except -1.0

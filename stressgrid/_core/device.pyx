@@ -171,6 +171,16 @@ cdef Device running_device():
     return <Device>device
 
 
+cpdef double wait_seconds(object timeout_ms, Device device) except -1.0:
+    """A script's ``timeout=`` in milliseconds as seconds; ``None`` is the plan's default
+    (the socket and message protocols; HTTP's is ``request.timeout_seconds``)."""
+    if timeout_ms is None:
+        return device.timeout_s
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms < 0:
+        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout_ms!r}")
+    return timeout_ms / 1000.0
+
+
 def current_device():
     """The device whose script is running in this task."""
     return running_device()

@@ -39,7 +39,7 @@ import collections
 import ssl
 
 from stressgrid._core.deadline import DeadlineTimer, passed
-from stressgrid._core.device import current_device, now_us
+from stressgrid._core.device import current_device, now_us, wait_seconds
 from stressgrid._core.mqtt import (AUTH, CONNACK, DISCONNECT, MQTT_3_1_1, MQTT_5, PINGRESP, PUBACK, PUBCOMP,
                                    PACKET_NAMES, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK, MqttCore,
                                    MqttProtocolError, reason_name)
@@ -49,7 +49,7 @@ from stressgrid.plan.constants import DEFAULT_MQTT_VERSION
 
 from .connect import connect
 from .tls import context_for
-from .waiting import WriteFlow, timeout_seconds
+from .waiting import WriteFlow
 
 MAX_QUEUED_MESSAGES = 1024
 # opts.mqtt_version -> the protocol level CONNECT carries.
@@ -483,30 +483,30 @@ async def mqtt_connect(client_id=None, keepalive=60, clean_start=True, username=
     """Connect the device's MQTT session; returns the CONNACK."""
     client = _client("mqtt_connect")
     return await client.mqtt_connect(client_id, keepalive, clean_start, username, password, will, properties,
-                                     timeout_seconds(timeout, client.device))
+                                     wait_seconds(timeout, client.device))
 
 
 async def publish(topic, payload, qos=0, retain=False, properties=None, *, timeout=None):
     """Publish ``payload`` (bytes or str) on ``topic``; QoS 1 and 2 wait for the broker's answer."""
     client = _client("publish")
-    return await client.publish(topic, payload, _qos(qos), retain, properties, timeout_seconds(timeout, client.device))
+    return await client.publish(topic, payload, _qos(qos), retain, properties, wait_seconds(timeout, client.device))
 
 
 async def subscribe(topic_filter, qos=0, properties=None, *, timeout=None):
     """Subscribe to ``topic_filter``; returns the granted QoS."""
     client = _client("subscribe")
-    return await client.subscribe(topic_filter, _qos(qos), properties, timeout_seconds(timeout, client.device))
+    return await client.subscribe(topic_filter, _qos(qos), properties, wait_seconds(timeout, client.device))
 
 
 async def unsubscribe(topic_filter, *, timeout=None):
     client = _client("unsubscribe")
-    await client.unsubscribe(topic_filter, timeout_seconds(timeout, client.device))
+    await client.unsubscribe(topic_filter, wait_seconds(timeout, client.device))
 
 
 async def mqtt_receive(timeout=None):
     """The next message delivered to the device, waiting up to ``timeout`` ms."""
     client = _client("mqtt_receive")
-    return await client.receive(timeout_seconds(timeout, client.device))
+    return await client.receive(wait_seconds(timeout, client.device))
 
 
 def mqtt_fetch():

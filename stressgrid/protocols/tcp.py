@@ -5,11 +5,11 @@ returns every buffered byte (waiting while there is none).
 """
 import asyncio
 
-from stressgrid._core.device import current_device
+from stressgrid._core.device import current_device, wait_seconds
 from stressgrid.errors import ConnectionClosedError, count_error, lost_connection_error
 
 from .connect import connect
-from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
+from .waiting import as_bytes, wait_for_wakeup
 
 # Reading pauses when this much is buffered and not yet taken by recv().
 RECEIVE_BUFFER_LIMIT = 1 << 20
@@ -100,7 +100,7 @@ class TcpClient(asyncio.Protocol):
                 self._raise_closed()
 
     async def recv(self, timeout=None):
-        seconds = timeout_seconds(timeout, self.device)
+        seconds = wait_seconds(timeout, self.device)
         if not self.buffer:
             if self.closed_exc is not None:
                 self._raise_closed()

@@ -6,11 +6,11 @@ which returns one datagram.
 import asyncio
 import collections
 
-from stressgrid._core.device import current_device
+from stressgrid._core.device import current_device, wait_seconds
 from stressgrid.errors import count_error
 
 from .source import open_datagram
-from .waiting import as_bytes, timeout_seconds, wait_for_wakeup
+from .waiting import as_bytes, wait_for_wakeup
 
 # Datagrams kept for recv(); the oldest is dropped (and counted) past this.
 RECEIVE_QUEUE_LIMIT = 1024
@@ -78,7 +78,7 @@ class UdpClient(asyncio.DatagramProtocol):
         self.device.recorder.counter("send_count").value += 1
 
     async def recv(self, timeout=None):
-        seconds = timeout_seconds(timeout, self.device)
+        seconds = wait_seconds(timeout, self.device)
         if not self.queue:
             if self.error is not None:
                 self._raise_error()

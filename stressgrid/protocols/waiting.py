@@ -52,15 +52,6 @@ class _TimeLimit:
         return False
 
 
-def timeout_seconds(timeout_ms, device):
-    """A script's ``timeout=`` in milliseconds, or the plan's default."""
-    if timeout_ms is None:
-        return device.timeout_s
-    if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or timeout_ms < 0:
-        raise ValueError(f"timeout must be a non-negative number of milliseconds, not {timeout_ms!r}")
-    return timeout_ms / 1000.0
-
-
 def as_bytes(data):
     """Bytes from bytes-like data, text (UTF-8) or a list of those (iodata)."""
     if isinstance(data, bytes):

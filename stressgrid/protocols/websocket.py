@@ -32,17 +32,19 @@ function used out of turn (before ``ws_upgrade``, two receives at once) raises
 ``LocalProtocolError`` (``local_protocol_error_count``).
 """
 import asyncio
-import json as _json
 
-from stressgrid._core.deadline import DeadlineTimer
 from stressgrid._core.device import current_device, now_us
 from stressgrid._core.request import check_headers
 from stressgrid._core.http_functions import group_for
+from stressgrid._core.pending import new_pending
 from stressgrid._core.websocket import WebSocketCore, accept_key, new_key
+from stressgrid._core.ws_client import (ConnectionBase, ws_fetch_binary, ws_fetch_json, ws_fetch_text,
+                                        ws_receive_binary, ws_receive_json, ws_receive_text, ws_send_binary,
+                                        ws_send_json, ws_send_text)
 from stressgrid.errors import (LocalProtocolError, RemoteProtocolError, WebSocketClosedError,
                                count_error, lost_connection_error)
 
-from .waiting import WriteFlow, timeout_seconds
+from .waiting import WriteFlow
 
 MAX_QUEUED_MESSAGES = 1024
 CLOSE_GOING_AWAY = 1001
@@ -52,49 +54,24 @@ CLOSE_GOING_AWAY = 1001
 _HANDSHAKE_NAMES = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
 
 
-class WebSocketConnection(WriteFlow, asyncio.Protocol):
-    """A device's connection after the upgrade: bytes to the core, messages to the script."""
+class WebSocketConnection(WriteFlow, ConnectionBase, asyncio.Protocol):
+    """A device's connection after the upgrade: bytes to the core, messages to the script.
+    The per-message path is compiled (``ConnectionBase``); here is the rest."""
+
+    __slots__ = ()
 
     def __init__(self, device):
         self.loop = device.loop
         self.recorder = device.recorder
         self.core = WebSocketCore(MAX_QUEUED_MESSAGES,
                                   dropped_counter=device.recorder.counter("ws_dropped_frame_count"))
-        self.transport = None
-        self.waiter = None
-        self.budget_s = 0.0
-        self.timer = None        # made with the first receive that waits
-        self.lost = False
-        self.lost_exc = None
-        self.failure = None      # the RemoteProtocolError that ended the connection, until raised
-        self.paused = False
-        self.drain_waiters = None
-        self.sent = self.loop.create_future()
+        self.sent = new_pending(self.loop)
         self.sent.set_result(None)
 
     # -- asyncio callbacks ----------------------------------------------------
 
     def connection_made(self, transport):
         self.transport = transport
-
-    def data_received(self, data):
-        core = self.core
-        try:
-            queued = core.feed(data)
-        except RemoteProtocolError as exc:
-            self.failure = count_error(self.recorder, exc)
-            self._write(core.data_to_send())
-            self._shut()
-            self._wake()
-            return
-        out = core.data_to_send()
-        if out:
-            self._write(out)
-        if core.close_received:
-            self._shut()
-            self._wake()
-        elif queued and self.waiter is not None:
-            self._wake()
 
     def eof_received(self):
         return False
@@ -108,20 +85,9 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
 
     # -- internals ------------------------------------------------------------
 
-    def _write(self, data):
-        if data and not self.lost and self.transport is not None:
-            self.transport.write(data)
-
     def _shut(self):
         if self.transport is not None and not self.lost:
             self.transport.close()
-
-    def _wake(self):
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _closed_error(self):
         """The exception for a use of the connection after it ended."""
@@ -144,11 +110,6 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             message = "WebSocket connection closed by the server without a close frame"
         return count_error(self.recorder, WebSocketClosedError(message, core.close_code or None, core.close_reason))
 
-    @property
-    def ended(self):
-        core = self.core
-        return self.lost or core.close_received or core.failed or core.close_sent
-
     def _drop_timer(self):
         timer, self.timer = self.timer, None    # it refers back to this connection
         if timer is not None:
@@ -163,54 +124,6 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         if not waiter.done():
             waiter.set_exception(count_error(self.recorder, TimeoutError(
                 f"no WebSocket message within {self.budget_s * 1000:.0f} ms")))
-
-    # -- used by the script functions -----------------------------------------
-
-    def send(self, queue, message):
-        """Send one message: ``queue`` (the core's ``send_text`` or ``send_binary``) frames it,
-        then it is written; an awaitable that waits while the send buffer is full."""
-        if self.ended:
-            raise self._closed_error()
-        queue(message)
-        self.transport.write(self.core.data_to_send())
-        if not self.paused:
-            return self.sent
-        return self._drain_waiter(self.loop)
-
-    async def receive(self, timeout_s):
-        """The next message, waiting up to ``timeout_s``."""
-        core = self.core
-        message = core.next_message()
-        if message is not None:
-            return message
-        if self.waiter is not None and not self.waiter.done():
-            raise LocalProtocolError("one WebSocket receive at a time per device")
-        loop = self.loop
-        deadline = now_us() + int(timeout_s * 1e6)
-        while True:
-            if self.ended:
-                raise self._closed_error()
-            waiter = self.waiter = loop.create_future()
-            self.budget_s = timeout_s
-            timer = self.timer
-            if timer is None:
-                timer = self.timer = DeadlineTimer(loop, self)
-            timer.arm(deadline)
-            try:
-                await waiter
-            finally:
-                if self.waiter is waiter:
-                    self.waiter = None
-            message = core.next_message()
-            if message is not None:
-                return message
-
-    def fetch(self):
-        """The next queued message or ``None``; raises once the connection ended and nothing is left."""
-        message = self.core.next_message()
-        if message is None and self.ended:
-            raise self._closed_error()
-        return message
 
     def close(self):
         """Say goodbye (close frame 1001) and close; never raises."""
@@ -336,81 +249,6 @@ async def ws_upgrade(path, headers=(), *, timeout=None, name=None):
 
 
 # -- script functions ---------------------------------------------------------
-
-def _ws():
-    ws = getattr(current_device().client, "ws", None)
-    if ws is None:
-        raise LocalProtocolError("no WebSocket on this device: call await ws_upgrade(path) first")
-    return ws
-
-
-def ws_send_text(text):
-    """Send ``text`` as one text message (await it)."""
-    ws = _ws()
-    if not isinstance(text, str):
-        raise TypeError(f"ws_send_text takes str, not {type(text).__name__}")
-    return ws.send(ws.core.send_text, text)
-
-
-def ws_send_binary(data):
-    """Send ``data`` as one binary message (await it)."""
-    ws = _ws()
-    if not isinstance(data, bytes):
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        elif isinstance(data, str):
-            data = data.encode()
-        else:
-            raise TypeError(f"ws_send_binary takes bytes, not {type(data).__name__}")
-    return ws.send(ws.core.send_binary, data)
-
-
-def ws_send_json(obj):
-    """Send ``obj`` as JSON in one text message (await it)."""
-    ws = _ws()
-    return ws.send(ws.core.send_text, _json.dumps(obj, separators=(",", ":")))
-
-
-def _as_text(message):
-    return message if isinstance(message, str) else message.decode("utf-8")
-
-
-def _as_binary(message):
-    return message if isinstance(message, bytes) else message.encode("utf-8")
-
-
-async def ws_receive_text(timeout=5000):
-    """The next message as ``str``, waiting up to ``timeout`` ms."""
-    return _as_text(await _ws().receive(timeout_seconds(timeout, current_device())))
-
-
-async def ws_receive_binary(timeout=5000):
-    """The next message as ``bytes``, waiting up to ``timeout`` ms."""
-    return _as_binary(await _ws().receive(timeout_seconds(timeout, current_device())))
-
-
-async def ws_receive_json(timeout=5000):
-    """The next message parsed as JSON, waiting up to ``timeout`` ms."""
-    return _json.loads(await _ws().receive(timeout_seconds(timeout, current_device())))
-
-
-def ws_fetch_text():
-    """The next queued message as ``str``, or ``None``."""
-    message = _ws().fetch()
-    return None if message is None else _as_text(message)
-
-
-def ws_fetch_binary():
-    """The next queued message as ``bytes``, or ``None``."""
-    message = _ws().fetch()
-    return None if message is None else _as_binary(message)
-
-
-def ws_fetch_json():
-    """The next queued message parsed as JSON, or ``None``."""
-    message = _ws().fetch()
-    return None if message is None else _json.loads(message)
-
 
 BUILTINS = {
     "ws_upgrade": ws_upgrade,
