@@ -20,19 +20,17 @@ turn ``LocalProtocolError`` (the script's fault); a connection that closes befor
 raises ``ConnectionClosedError``.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdint cimport uint64_t
-from libc.string cimport memcmp, memcpy
 
 from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE, llhttp_errno_name,
                                       llhttp_errno_t, llhttp_execute, llhttp_get_error_pos,
                                       llhttp_get_error_reason, llhttp_init, llhttp_settings_init,
                                       llhttp_settings_t, llhttp_should_keep_alive, llhttp_t)
+from stressgrid._core.header_cache cimport header_pair, new_header_cache
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
-                                       content_kind, decode_body, named_at, normalise_headers, request_path,
-                                       strncasecmp)
+                                       content_kind, decode_body, named_at, normalise_headers,
+                                       request_path, strncasecmp)
 
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
@@ -46,56 +44,7 @@ STATE_UPGRADED = UPGRADED
 STATE_FAILED = FAILED
 
 
-cdef inline str latin1(const char *data, Py_ssize_t size):
-    # Header bytes map 1:1 onto code points 0-255: lossless, and the cheapest decode.
-    return PyUnicode_DecodeLatin1(data, size, NULL)
-
-
-# Responses repeat their headers ("Server: nginx", "Content-Type: text/html"...):
-# a small direct-mapped cache of decoded (name, value) pairs, shared by every
-# connection of the process, saves two bytes objects, two decodes and a tuple per header.
-cdef enum:
-    HEADER_CACHE_SIZE = 1024        # a power of two
-    HEADER_CACHE_MAX_BYTES = 256    # longer headers are decoded every time
-cdef list _header_cache = [None] * HEADER_CACHE_SIZE
-
-
-cdef inline bint same_bytes(bytes known, const char *data, Py_ssize_t size) noexcept:
-    return PyBytes_GET_SIZE(known) == size and memcmp(PyBytes_AS_STRING(known), data, size) == 0
-
-
-cdef inline uint64_t mixed(uint64_t h, const char *data, Py_ssize_t size) noexcept:
-    # Eight bytes a step (a byte a step took longer than the rest of a header's handling).
-    cdef uint64_t word
-    while size >= 8:
-        memcpy(&word, data, 8)
-        h = (h ^ word) * 0x9E3779B97F4A7C15u
-        h ^= h >> 29
-        data += 8
-        size -= 8
-    if size:
-        word = 0
-        memcpy(&word, data, size)
-        h = (h ^ word) * 0x9E3779B97F4A7C15u
-        h ^= h >> 29
-    return h
-
-
-cdef inline tuple header_pair(const char *name, Py_ssize_t n, const char *value, Py_ssize_t m):
-    cdef Py_ssize_t i
-    cdef tuple entry, pair
-    if n + m > HEADER_CACHE_MAX_BYTES:
-        return (latin1(name, n), latin1(value, m))
-    cdef uint64_t h = mixed(mixed(<uint64_t>n * 0xFF51AFD7ED558CCDu + <uint64_t>m, name, n), value, m)
-    i = (h ^ (h >> 32)) & (HEADER_CACHE_SIZE - 1)
-    cached = _header_cache[i]
-    if cached is not None:
-        entry = <tuple>cached
-        if same_bytes(<bytes>entry[0], name, n) and same_bytes(<bytes>entry[1], value, m):
-            return <tuple>entry[2]
-    pair = (latin1(name, n), latin1(value, m))
-    _header_cache[i] = (PyBytes_FromStringAndSize(name, n), PyBytes_FromStringAndSize(value, m), pair)
-    return pair
+cdef list _header_cache = new_header_cache()   # decoded header pairs (header_cache.pxd)
 
 
 cdef inline bint mentions_chunked(const char *value, Py_ssize_t size) noexcept:
@@ -297,7 +246,7 @@ cdef class Http1Core:
             return
         cdef tuple pair
         try:
-            pair = header_pair(name, name_size, value, value_size)
+            pair = header_pair(_header_cache, name, name_size, value, value_size)
             self.headers.append(pair)
             if named_at(name, name_size, b"content-length", 14):
                 self.has_length = True

@@ -15,11 +15,11 @@ and ``feed`` raises it after the library returns.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy, memcmp
 
 from stressgrid._core.clock cimport monotonic_us
+from stressgrid._core.header_cache cimport header_pair, new_header_cache
 from stressgrid._core.metrics cimport Histogram, ResponseCounters
 from stressgrid._core.request cimport BODY_BYTES, content_kind, decode_body, normalise_headers
 
@@ -114,6 +114,9 @@ cdef class PendingRequest:
         self.group = group
 
 
+cdef list _header_cache = new_header_cache()   # decoded header pairs (header_cache.pxd)
+
+
 # ---------------------------------------------------------------------------
 # nghttp2 callbacks. user_data is the Http2Connection, alive for as long as the
 # library runs (only inside feed/data_to_send/request of that object).
@@ -148,12 +151,11 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame,
             return 0
         if stream.status < 200:
             return 0  # a field of an interim response
-        header_name = PyUnicode_DecodeLatin1(<const char *>name, namelen, NULL)
-        header_value = PyUnicode_DecodeLatin1(<const char *>value, valuelen, NULL)
+        pair = header_pair(_header_cache, <const char *>name, namelen, <const char *>value, valuelen)
         if namelen == 12 and memcmp(name, b"content-type", 12) == 0:
-            stream.content_type = header_value
+            stream.content_type = pair[1]
             stream.body_kind = content_kind(<const char *>value, valuelen)
-        stream.headers.append((header_name, header_value))
+        stream.headers.append(pair)
         return 0
     except BaseException as exc:
         conn.error = exc

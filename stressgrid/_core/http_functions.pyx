@@ -3,9 +3,8 @@
 ``put``, ``patch``), one set for every HTTP protocol.
 
 Each finds the running device through the task's context variable and hands
-the request to its client: straight into the compiled HTTP/1 path
-(``ClientBase.request_c``) without a Python frame, or to ``request()`` of
-another client (HTTP/2). ``body``/``json=``/``msgpack=`` become the body and
+the request to its client: straight into the compiled HTTP/1 or HTTP/2 path
+(``request_c`` of their ``ClientBase``) without a Python frame. ``body``/``json=``/``msgpack=`` become the body and
 its content type here (``stressgrid._core.request``); the clients check the
 rest before anything is sent.
 
@@ -18,6 +17,7 @@ from libc.stdint cimport int64_t
 from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.device cimport Device, device_or_none, metric_key
 from stressgrid._core.http1_client cimport ClientBase
+from stressgrid._core.http2_client cimport ClientBase as Http2ClientBase
 from stressgrid._core.metrics cimport Histogram, RequestGroup
 from stressgrid._core.request cimport request_body
 
@@ -54,11 +54,10 @@ cdef object send(bytes method, path, headers, body, bytes content_type, timeout,
     client = (<Device?>device).client
     if isinstance(client, ClientBase):
         response = (<ClientBase>client).request_c(method, path, headers, body, content_type, timeout, group)
+    elif isinstance(client, Http2ClientBase):
+        response = (<Http2ClientBase>client).request_c(method, path, headers, body, content_type, timeout, group)
     else:
-        request = getattr(client, "request", None)
-        if request is None:
-            raise LocalProtocolError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
-        response = request(method, path, headers, body, content_type, timeout, group)
+        raise LocalProtocolError("HTTP functions need an HTTP target (http10, http10s, http, https, http2, http2s)")
     cdef int64_t intended_us = (<Device>device).intended_start_us
     if intended_us:
         (<Device>device).intended_start_us = 0

@@ -535,10 +535,6 @@ cdef class RequestGroup:
         self.body.record_c(done_us - headers_us)
         self.responses.count(status)
 
-    def add(self, int64_t sent_us, int64_t headers_us, int64_t done_us, int status):
-        """``record`` from Python (the HTTP/2 client)."""
-        self.record(sent_us, headers_us, done_us, status)
-
 
 cdef class Recorder:
     """Every metric of one worker: histograms, counters and gauges by name.

@@ -21,11 +21,12 @@ request.
 """
 import asyncio
 
-from stressgrid._core.deadline import DeadlineTimer, passed
+from stressgrid._core.deadline import passed
 from stressgrid._core.device import now_us
-from stressgrid._core.http2 import Http2Connection, PendingRequest
+from stressgrid._core.http2 import Http2Connection
+from stressgrid._core.http2_client import ClientBase, ProtocolBase
 from stressgrid._core.http_functions import BUILTINS as HTTP_BUILTINS
-from stressgrid._core.request import authority, check_headers, request_path, timeout_seconds
+from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, RemoteProtocolError, count_error, lost_connection_error
 
 from .connect import connect
@@ -36,43 +37,21 @@ ALPN_PROTOCOLS = ["h2"]
 
 # -- the connection -----------------------------------------------------------
 
-class _Http2Protocol(asyncio.Protocol):
-    """Moves one connection's bytes between its transport and its core."""
+class _Http2Protocol(ProtocolBase, asyncio.Protocol):
+    """Moves one connection's bytes between its transport and its core. The per-request path
+    is compiled (``ProtocolBase``); here is the rest."""
+
+    __slots__ = ()
 
     def __init__(self, client, core):
         self.client = client
         self.core = core
-        self.transport = None
-        self.lost = False
-        self.lost_exc = None  # why the transport was lost (connection_lost's reason)
-        self.failure = None  # the error ``fail`` counted, when the connection failed
-        self.timer = None     # made with the first request
 
     # asyncio callbacks
 
     def connection_made(self, transport):
         self.transport = transport
         self.flush()
-
-    def data_received(self, data):
-        if self.lost:
-            return  # failed already: what still arrives is not read
-        core = self.core
-        try:
-            core.feed(data)
-            out = core.data_to_send()
-        except Exception as exc:  # noqa: BLE001 - RemoteProtocolError, or a failure the core stored
-            self.fail(exc)
-            return
-        if out:
-            self.transport.write(out)
-        finished = core.take_finished()  # what the read finished, and any reset sending it answered
-        if finished is not None:
-            complete = self.complete
-            for stream in finished:
-                complete(stream)
-        if core.goaway_received and not core.streams:
-            self.transport.close()
 
     def eof_received(self):
         return False
@@ -90,63 +69,6 @@ class _Http2Protocol(asyncio.Protocol):
             if not future.done():
                 error = lost_connection_error(exc, "HTTP/2 connection closed with the request in flight")
                 future.set_exception(count_error(recorder, error))
-
-    # requests
-
-    def submit(self, method, path, headers, body, content_type, timeout_s, retried=False, group=None):
-        """Send a request; its future, or ``None`` when this connection takes no more.
-        ``group``: a named request's metrics group (``stressgrid._core.metrics.RequestGroup``)."""
-        loop = self.client.loop
-        future = loop.create_future()
-        stream = self.core.request(method, path, headers, body,
-                                   PendingRequest(future, method, path, headers, body, content_type, timeout_s,
-                                                  retried, group),
-                                   content_type)
-        if stream is None:
-            return None
-        deadline = stream.deadline_us = now_us() + int(timeout_s * 1e6)
-        timer = self.timer
-        if timer is None:
-            timer = self.timer = DeadlineTimer(loop, self)
-        if not timer.armed or deadline < timer.deadline_us:
-            timer.arm(deadline)
-        self.flush()
-        return future
-
-    def flush(self):
-        core = self.core
-        try:
-            out = core.data_to_send()
-        except Exception as exc:  # noqa: BLE001
-            self.fail(exc)
-            return
-        if out and not self.lost:
-            self.transport.write(out)
-        finished = core.take_finished()
-        if finished is not None:
-            for stream in finished:
-                self.complete(stream)
-
-    def complete(self, stream):
-        request = stream.user
-        future = request.future
-        if future.done():
-            return
-        if stream.complete:
-            try:
-                body = stream.decoded_body()
-            except RemoteProtocolError as exc:
-                future.set_exception(count_error(self.client.recorder, exc))
-                return
-            group = request.group
-            if group is not None:
-                group.add(stream.started_us, stream.headers_at_us, now_us(), stream.status)
-            self.client.device.record_intended_headers(stream.headers_at_us - stream.started_us, group)
-            future.set_result((stream.status, stream.headers, body))
-        elif stream.refused and not request.retried:
-            self.client.resend(request)
-        else:
-            future.set_exception(count_error(self.client.recorder, stream.exception()))
 
     def _drop_timer(self):
         timer, self.timer = self.timer, None    # it refers back to this protocol
@@ -201,8 +123,9 @@ class _Http2Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-class Http2Client:
-    """A device's HTTP/2 connection, opened on the first request."""
+class Http2Client(ClientBase):
+    """A device's HTTP/2 connection, opened on the first request. The per-request path is
+    compiled (``ClientBase``); here is the rest."""
 
     def __init__(self, device):
         self.device = device
@@ -238,25 +161,7 @@ class Http2Client:
 
     # requests
 
-    def request(self, method, path, headers, body, content_type, timeout, group=None):
-        """An awaitable of ``(status, headers, body)``.
-
-        Checked before anything is sent (``RequestArgumentError``): the
-        path, the timeout, and the headers (by the core's ``request`` on an
-        open connection, else by a check of their own here).
-        """
-        seconds = timeout_seconds(timeout, self.device.timeout_s)
-        path = request_path(path)
-        protocol = self.protocol
-        if protocol is not None:
-            future = protocol.submit(method, path, headers, body, content_type, seconds, group=group)
-            if future is not None:
-                return future
-        if headers:
-            check_headers(headers)
-        return self._request_on_new_connection(method, path, headers, body, content_type, seconds, group)
-
-    async def _request_on_new_connection(self, method, path, headers, body, content_type, seconds, group):
+    async def request_on_new_connection(self, method, path, headers, body, content_type, seconds, group):
         deadline = self.loop.time() + seconds
         protocol = await self.connected(seconds)
         future = protocol.submit(method, path, headers, body, content_type,
