@@ -92,18 +92,25 @@ def require(binary, requirements):
 # -- the server: nginx ----------------------------------------------------------------
 
 @contextlib.contextmanager
-def pinned_nginx(directory, requirements, listen=""):
+def pinned_nginx(directory, requirements, listen="", tls=False):
     """nginx with one worker on the server core answering every request with ``BODY``.
 
-    ``listen`` adds parameters to the load port's ``listen`` (``" http2"`` for h2c).
+    ``listen`` adds parameters to the load port's ``listen`` (``" http2"`` for h2c);
+    ``tls`` serves the load port over TLS with a fresh self-signed certificate.
     Yields ``(port, status_port)``; ``served(status_port)`` counts the requests.
     """
     require("nginx", requirements)      # exits with the benchmark's hint where nginx() would raise
     port, status_port = free_port(), free_port()
+    certificate = ""
+    if tls:
+        key, cert = servers.self_signed_certificate(directory)
+        listen += " ssl"
+        certificate = f"ssl_certificate {cert}; ssl_certificate_key {key};"
     # keepalive_* here rather than in http {}: that block is the tests' and keeps their values.
     blocks = f"""
     server {{
         listen 127.0.0.1:{port}{listen} backlog=8192;
+        {certificate}
         keepalive_requests 100000000;
         keepalive_timeout 120s;
         location / {{ default_type text/html; return 200 "{BODY}"; }}

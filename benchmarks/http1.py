@@ -1,6 +1,6 @@
 """HTTP/1.1 load generation side by side: our worker, wrk and Locust against one nginx.
 
-    python benchmarks/http1.py [--rounds 3] [--window 5] [--idle-devices 5000]
+    python benchmarks/http1.py [--rounds 3] [--window 5] [--idle-devices 5000] [--tls]
 
 nginx runs pinned to core 0 and each load generator in turn pinned to core 1,
 with 50 kept-alive connections each, interleaved round after round:
@@ -12,6 +12,11 @@ with 50 kept-alive connections each, interleaved round after round:
 - with ``--only untimed``: ours without the script's start/stop_timing, to
   tell the HTTP path's cost from the timing's; with ``--only named``: ours with
   every GET given ``name=`` (its request group's metrics), untimed.
+
+With ``--tls`` nginx serves over TLS (a fresh self-signed certificate, TLS 1.3) and
+ours (``https`` devices) and ``wrk`` (an ``https://`` URL) are compared there, each on
+kept-alive connections, so the handshakes stay out of the window (Locust with
+``--only locust``).
 
 Requests are counted by nginx itself (stub_status) over the same measured
 window for all three, and CPU time is the generator process's user + system
@@ -112,13 +117,14 @@ def measure(name, command, status_port, warmup, window):
     return rps, cpu_us
 
 
-def ours_command(port, seconds, variant="ours"):
-    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds), "--variant", variant]
+def ours_command(port, seconds, variant="ours", tls=False):
+    return [sys.executable, __file__, "--run-ours", str(port), "--seconds", str(seconds), "--variant", variant,
+            *(["--tls"] if tls else [])]
 
 
-def run_ours(port, seconds, variant):
+def run_ours(port, seconds, variant, tls):
     """The worker side: 50 devices running the ``variant``'s GET loop, for ``seconds``."""
-    run_devices("bench-http1", port, "http", SCRIPTS[variant], seconds, file=sys.stderr)
+    run_devices("bench-http1", port, "https" if tls else "http", SCRIPTS[variant], seconds, file=sys.stderr)
 
 
 def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
@@ -130,11 +136,13 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
     import uvloop
 
     from stressgrid.plan import Address, Opts
+    from stressgrid.runtime.allocator import keep_large_buffers_on_heap
     from stressgrid.runtime.engine import Engine
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     process = psutil.Process()
+    keep_large_buffers_on_heap()   # as a worker process does
     expected = devices if "get(" in script else 0
 
     async def main():
@@ -189,33 +197,34 @@ def main():
     parser.add_argument("--variant", choices=sorted(SCRIPTS), default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--tls", action="store_true", help="everything over TLS: ours and wrk by default")
     args = parser.parse_args()
     if args.run_ours:
-        return run_ours(args.run_ours, args.seconds, args.variant)
+        return run_ours(args.run_ours, args.seconds, args.variant, args.tls)
     if args.run_idle:
         return run_idle(args.run_idle, args.devices, args.out)
     need_two_cores("nginx on one, the load generator on the other")
 
-    generators = args.only or ["ours", "wrk", "locust"]
+    generators = args.only or (["ours", "wrk"] if args.tls else ["ours", "wrk", "locust"])
     seconds = lifetime(args.warmup, args.window)
     with tempfile.TemporaryDirectory(prefix="sg-bench-http1-") as directory:
         directory = pathlib.Path(directory)
         locustfile = directory / "locustfile.py"
         locustfile.write_text(LOCUSTFILE)
-        with pinned_nginx(directory, REQUIREMENTS) as (port, status_port):
-            url = f"http://127.0.0.1:{port}/"
+        with pinned_nginx(directory, REQUIREMENTS, tls=args.tls) as (port, status_port):
+            url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}/"
             commands = {
-                **{variant: ours_command(port, seconds, variant) for variant in SCRIPTS},
+                **{variant: ours_command(port, seconds, variant, args.tls) for variant in SCRIPTS},
                 "wrk": [require("wrk", REQUIREMENTS), "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", url],
                 "locust": [require("locust", REQUIREMENTS), "-f", str(locustfile), "--headless",
                            "-u", str(CONNECTIONS), "-r", str(CONNECTIONS), "-t", f"{int(seconds)}s",
                            "--host", url.rstrip("/"), "--only-summary", "--loglevel", "ERROR"],
             }
-            print(f"nginx on core {SERVER_CORE}, generators on core {CLIENT_CORE}, "
-                  f"{CONNECTIONS} connections, {args.window:.0f} s windows", flush=True)
+            print(f"nginx{' over TLS' if args.tls else ''} on core {SERVER_CORE}, generators on core "
+                  f"{CLIENT_CORE}, {CONNECTIONS} connections, {args.window:.0f} s windows", flush=True)
             results = interleaved(args.rounds, generators, lambda name: measure(
                 name, commands[name], status_port, args.warmup, args.window))
-            per_device = idle_memory(port, args.idle_devices) if args.idle_devices else None
+            per_device = idle_memory(port, args.idle_devices) if args.idle_devices and not args.tls else None
 
     medians = report_medians(results, requests_line)
     print_result({"rps": median(medians, "ours", 0, ".0f"),

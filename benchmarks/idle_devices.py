@@ -56,11 +56,13 @@ def _measure(protocol, port, devices, queue):
     import uvloop
 
     from stressgrid.plan import Address, Opts
+    from stressgrid.runtime.allocator import keep_large_buffers_on_heap
     from stressgrid.runtime.engine import Engine
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     process = psutil.Process()
+    keep_large_buffers_on_heap()   # as a worker process does
 
     async def main():
         engine = Engine()

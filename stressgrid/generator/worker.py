@@ -43,6 +43,7 @@ from stressgrid.plan import Address, Opts
 from stressgrid.plan.arrivals import ARRIVAL_SHARE
 from stressgrid.plan.constants import LOOP_LAG_HISTOGRAM
 from stressgrid.protocols import source
+from stressgrid.runtime.allocator import keep_large_buffers_on_heap
 from stressgrid.runtime.engine import ArrivalShare, Engine
 
 from .config import configure_logging
@@ -301,6 +302,7 @@ def main(argv=None):
     if not die_with_parent(signal.SIGKILL, parent_pid):
         log.warning("the host agent (pid %d) is already gone; not starting", parent_pid)
         return 1
+    keep_large_buffers_on_heap()
     worker = Worker(args.index, args.endpoint, parent_pid)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run())

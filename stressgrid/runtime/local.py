@@ -14,6 +14,7 @@ from stressgrid.metrics import MetricsAggregate
 from stressgrid.plan import Plan
 from stressgrid.plan.resolve import resolve_addresses
 
+from .allocator import keep_large_buffers_on_heap
 from .engine import Engine
 
 
@@ -73,5 +74,6 @@ def run_local(plan, duration_s, until=None):
     ``until(aggregate)`` may end the run early once it returns true (tests use
     it to wait for an event rather than a fixed time); it is checked every 50 ms.
     """
+    keep_large_buffers_on_heap()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run_engine(plan, duration_s, until))
