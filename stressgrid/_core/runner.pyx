@@ -155,15 +155,20 @@ cdef class DeviceRunner(Waker):
 
     cdef int wake(self, Pending pending) except -1:
         """``pending``, which the coroutine awaits, is complete: step it now, in the group's
-        context, unless a task (or a runner) is running: then through the loop."""
+        context, unless a task (or a runner) is running or that context is in use: then
+        through the loop."""
         cdef RunnerGroup group = self.group
         if self.waiting is not pending:
             return 0
         if PyDict_GetItem(_current_tasks, group.loop) is not NULL:
             group.loop.call_soon(self, pending, context=group.context)
             return 0
+        try:
+            PyContext_Enter(group.context)
+        except RuntimeError:   # entered already: this call comes from inside it
+            group.loop.call_soon(self, pending, context=group.context)
+            return 0
         self.waiting = None
-        PyContext_Enter(group.context)
         try:
             self._step(None)
         finally:

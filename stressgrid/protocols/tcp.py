@@ -9,14 +9,14 @@ from stressgrid._core.device import current_device, wait_seconds
 from stressgrid.errors import ConnectionClosedError, count_error, lost_connection_error
 
 from .connect import connect
-from .waiting import as_bytes, wait_for_wakeup
+from .waiting import WakeOnData, as_bytes
 
 # Reading pauses when this much is buffered and not yet taken by recv().
 RECEIVE_BUFFER_LIMIT = 1 << 20
 
 
-class TcpClient(asyncio.Protocol):
-    __slots__ = ("device", "transport", "buffer", "waiter", "closed_exc", "paused",
+class TcpClient(WakeOnData, asyncio.Protocol):
+    __slots__ = ("device", "transport", "buffer", "waiter", "timer", "closed_exc", "paused",
                  "drain_waiter", "writing_paused")
 
     def __init__(self, device):
@@ -24,6 +24,7 @@ class TcpClient(asyncio.Protocol):
         self.transport = None
         self.buffer = None
         self.waiter = None
+        self.timer = None
         self.closed_exc = None
         self.paused = False
         self.drain_waiter = None
@@ -36,6 +37,7 @@ class TcpClient(asyncio.Protocol):
                       device.timeout_s)
 
     def close(self):
+        self.drop_timer()
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
@@ -53,18 +55,17 @@ class TcpClient(asyncio.Protocol):
         if len(self.buffer) >= RECEIVE_BUFFER_LIMIT and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake(True)
 
     def eof_received(self):
         return False
 
     def connection_lost(self, exc):
         self.closed_exc = lost_connection_error(exc, "connection closed by the target")
-        for waiter in (self.waiter, self.drain_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        self.wake()
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pause_writing(self):
         self.writing_paused = True
@@ -104,7 +105,7 @@ class TcpClient(asyncio.Protocol):
         if not self.buffer:
             if self.closed_exc is not None:
                 self._raise_closed()
-            await wait_for_wakeup(self, seconds)
+            await self.wait(seconds)
             if not self.buffer:
                 self._raise_closed()
         data = bytes(self.buffer)
@@ -120,14 +121,14 @@ def create_client(device):
     return TcpClient(device)
 
 
-async def send(data):
-    """Send ``data`` (bytes, str or a list of them) on the device's connection."""
-    await current_device().client.send(data)
+def send(data):
+    """Send ``data`` (bytes, str or a list of them) on the device's connection (await it)."""
+    return current_device().client.send(data)
 
 
-async def recv(timeout=None):
-    """Every byte received so far, waiting up to ``timeout`` ms for the first."""
-    return await current_device().client.recv(timeout)
+def recv(timeout=None):
+    """Every byte received so far, waiting up to ``timeout`` ms for the first (await it)."""
+    return current_device().client.recv(timeout)
 
 
 BUILTINS = {"send": send, "recv": recv}

@@ -10,20 +10,21 @@ from stressgrid._core.device import current_device, wait_seconds
 from stressgrid.errors import count_error
 
 from .source import open_datagram
-from .waiting import as_bytes, wait_for_wakeup
+from .waiting import WakeOnData, as_bytes
 
 # Datagrams kept for recv(); the oldest is dropped (and counted) past this.
 RECEIVE_QUEUE_LIMIT = 1024
 
 
-class UdpClient(asyncio.DatagramProtocol):
-    __slots__ = ("device", "transport", "queue", "waiter", "error")
+class UdpClient(WakeOnData, asyncio.DatagramProtocol):
+    __slots__ = ("device", "transport", "queue", "waiter", "timer", "error")
 
     def __init__(self, device):
         self.device = device
         self.transport = None
         self.queue = None
         self.waiter = None
+        self.timer = None
         self.error = None
 
     async def open(self):
@@ -35,6 +36,7 @@ class UdpClient(asyncio.DatagramProtocol):
             raise count_error(device.recorder, exc)
 
     def close(self):
+        self.drop_timer()
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
@@ -49,20 +51,15 @@ class UdpClient(asyncio.DatagramProtocol):
             self.queue.popleft()
             self.device.recorder.counter("udp_dropped_datagram_count").value += 1
         self.queue.append(data)
-        self._wake()
+        self.wake(True)
 
     def error_received(self, exc):
         # ICMP errors (port unreachable -> ECONNREFUSED) fail the next recv.
         self.error = exc
-        self._wake()
+        self.wake()
 
     def connection_lost(self, exc):
         self.transport = None
-
-    def _wake(self):
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _raise_error(self):
         exc, self.error = self.error, None
@@ -82,7 +79,7 @@ class UdpClient(asyncio.DatagramProtocol):
         if not self.queue:
             if self.error is not None:
                 self._raise_error()
-            await wait_for_wakeup(self, seconds)
+            await self.wait(seconds)
             if not self.queue:
                 self._raise_error()
         self.device.recorder.counter("receive_count").value += 1
@@ -93,14 +90,14 @@ def create_client(device):
     return UdpClient(device)
 
 
-async def send(data):
-    """Send one datagram."""
-    await current_device().client.send(data)
+def send(data):
+    """Send one datagram (await it)."""
+    return current_device().client.send(data)
 
 
-async def recv(timeout=None):
-    """The next datagram, waiting up to ``timeout`` ms."""
-    return await current_device().client.recv(timeout)
+def recv(timeout=None):
+    """The next datagram, waiting up to ``timeout`` ms (await it)."""
+    return current_device().client.recv(timeout)
 
 
 BUILTINS = {"send": send, "recv": recv}

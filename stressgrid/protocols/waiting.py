@@ -1,17 +1,10 @@
-"""Waiting on a future with a deadline, without a task per wait."""
+"""Waiting for data with a deadline, without a task, a future or a loop timer per wait."""
 import asyncio
 
+from stressgrid._core.deadline import DeadlineTimer
+from stressgrid._core.device import now_us
+from stressgrid._core.pending import new_pending
 from stressgrid.errors import count_error
-
-
-def _expire(future):
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-def arm_timeout(loop, future, timeout_s):
-    """Fail ``future`` with ``TimeoutError`` after ``timeout_s``; cancel the handle when done."""
-    return loop.call_later(timeout_s, _expire, future)
 
 
 def time_limit(seconds):
@@ -65,23 +58,44 @@ def as_bytes(data):
     raise TypeError(f"data must be bytes, str or a list of them, not {type(data).__name__}")
 
 
-async def wait_for_wakeup(owner, seconds):
-    """Park until ``owner.waiter`` is resolved, or raise a counted ``TimeoutError``.
+class WakeOnData:
+    """The receive side of the socket protocols (TCP, UDP): ``wait(seconds)`` hands the
+    script a ``Pending`` that ``wake`` completes when data or an error came, or that fails
+    with a counted ``TimeoutError`` at its deadline. One ``DeadlineTimer`` per client, armed
+    again for each wait; ``drop_timer`` when the client closes. A mixin: the class has
+    ``device``, ``waiter`` and ``timer`` attributes."""
 
-    ``owner`` is a protocol client with ``waiter`` and ``device`` attributes;
-    its callbacks resolve ``owner.waiter`` when data or an error arrives.
-    """
-    device = owner.device
-    loop = device.loop
-    waiter = owner.waiter = loop.create_future()
-    handle = arm_timeout(loop, waiter, seconds)
-    try:
-        await waiter
-    except TimeoutError as exc:
-        raise count_error(device.recorder, exc)
-    finally:
-        handle.cancel()
-        owner.waiter = None
+    __slots__ = ()
+
+    def wait(self, seconds):
+        device = self.device
+        waiter = self.waiter = new_pending(device.loop)
+        timer = self.timer
+        if timer is None:
+            timer = self.timer = DeadlineTimer(device.loop, self)
+        timer.arm(now_us() + int(seconds * 1e6))
+        return waiter
+
+    def wake(self, now=False):
+        """The wait is over: ``now``, in this call (data came, and the device's runner steps
+        the script from here), else through the loop."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is None:
+            return
+        if now:
+            waiter.complete(None)
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def on_deadline(self):
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(count_error(self.device.recorder, TimeoutError()))
+
+    def drop_timer(self):
+        timer, self.timer = self.timer, None    # it refers back to this client
+        if timer is not None:
+            timer.cancel()
 
 
 class WriteFlow:
