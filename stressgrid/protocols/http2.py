@@ -3,9 +3,10 @@
 Each device has one connection, opened on its first request. Requests a
 script issues concurrently (``asyncio.gather``) share it as parallel streams,
 within the server's ``SETTINGS_MAX_CONCURRENT_STREAMS``. The protocol work is
-done by the Cython core (``stressgrid._core.http2``, over libnghttp2); this
-module moves its bytes over an asyncio transport, wakes the waiting scripts
-and turns failures into counted exceptions:
+done by the Cython core (``stressgrid._core.http2``, over libnghttp2) and the
+per-request path (a request submitted, its response handed to the script inside
+``data_received``) is compiled in ``stressgrid._core.http2_client``; this module
+connects, keeps the deadlines and turns failures into counted exceptions:
 
 - a GOAWAY from the server lets streams in flight finish; the next request
   opens a new connection, and a request the server refused unprocessed
