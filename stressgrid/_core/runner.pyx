@@ -160,6 +160,8 @@ cdef class DeviceRunner(Waker):
         cdef RunnerGroup group = self.group
         if self.waiting is not pending:
             return 0
+        # The running task of each loop is in asyncio's _current_tasks (3.10 to 3.13, the
+        # dict _enter_task fills): a step inside a task's would make _enter_task refuse.
         if PyDict_GetItem(_current_tasks, group.loop) is not NULL:
             group.loop.call_soon(self, pending, context=group.context)
             return 0
