@@ -9,6 +9,8 @@ from stressgrid._core.pending import new_pending
 from stressgrid.plan import Address, Opts
 from stressgrid.runtime.engine import Engine
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request):
