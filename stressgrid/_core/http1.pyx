@@ -327,41 +327,38 @@ cdef int _on_message_begin(llhttp_t *parser) noexcept:
     return 0
 
 
-cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
-    global _field_at, _field_size
+cdef inline int _add_piece(llhttp_t *parser, const char *at, size_t length, bint to_value) noexcept:
+    # A piece of the header name (or value) being read: where it lies in the chunk, while it
+    # is the first; else joined, as bytes, to what came before it.
     cdef Http1Core core = <Http1Core>parser.data
-    if _field_at == NULL and core.field is None:
-        _field_at, _field_size = at, length
+    cdef const char **whole_at = &_value_at if to_value else &_field_at
+    cdef Py_ssize_t *whole_size = &_value_size if to_value else &_field_size
+    cdef bytes kept = core.value if to_value else core.field
+    if whole_at[0] == NULL and kept is None:
+        whole_at[0] = at
+        whole_size[0] = length
         return 0
     try:
-        core.field = _joined(core.field, &_field_at, _field_size, at, length)
+        if kept is None:
+            kept = PyBytes_FromStringAndSize(whole_at[0], whole_size[0])
+            whole_at[0] = NULL
+        kept = kept + PyBytes_FromStringAndSize(at, length)
     except BaseException as exc:
         core._store(exc)
         return -1
+    if to_value:
+        core.value = kept
+    else:
+        core.field = kept
     return 0
+
+
+cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
+    return _add_piece(parser, at, length, False)
 
 
 cdef int _on_header_value(llhttp_t *parser, const char *at, size_t length) noexcept:
-    global _value_at, _value_size
-    cdef Http1Core core = <Http1Core>parser.data
-    if _value_at == NULL and core.value is None:
-        _value_at, _value_size = at, length
-        return 0
-    try:
-        core.value = _joined(core.value, &_value_at, _value_size, at, length)
-    except BaseException as exc:
-        core._store(exc)
-        return -1
-    return 0
-
-
-cdef bytes _joined(bytes kept, const char **whole_at, Py_ssize_t whole_size, const char *at, size_t length):
-    """What was read of a name or value (kept as bytes, or lying whole at ``whole_at``),
-    with the piece at ``at`` after it."""
-    if kept is None:
-        kept = PyBytes_FromStringAndSize(whole_at[0], whole_size)
-        whole_at[0] = NULL
-    return kept + PyBytes_FromStringAndSize(at, length)
+    return _add_piece(parser, at, length, True)
 
 
 cdef int _keep_pieces(Http1Core core) except -1:
