@@ -31,6 +31,7 @@ from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, RemoteProtocolError, count_error, lost_connection_error
 
 from .connect import connect
+from .waiting import HoldsTimer
 from .tls import context_for
 
 ALPN_PROTOCOLS = ["h2"]
@@ -38,7 +39,7 @@ ALPN_PROTOCOLS = ["h2"]
 
 # -- the connection -----------------------------------------------------------
 
-class _Http2Protocol(ProtocolBase, asyncio.Protocol):
+class _Http2Protocol(HoldsTimer, ProtocolBase, asyncio.Protocol):
     """Moves one connection's bytes between its transport and its core. The per-request path
     is compiled (``ProtocolBase``); here is the rest."""
 
@@ -60,7 +61,7 @@ class _Http2Protocol(ProtocolBase, asyncio.Protocol):
     def connection_lost(self, exc):
         self.lost = True
         self.lost_exc = exc
-        self._drop_timer()
+        self.drop_timer()
         pending = self.core.connection_lost()
         if self.client.protocol is self:
             self.client.protocol = None
@@ -70,11 +71,6 @@ class _Http2Protocol(ProtocolBase, asyncio.Protocol):
             if not future.done():
                 error = lost_connection_error(exc, "HTTP/2 connection closed with the request in flight")
                 future.set_exception(count_error(recorder, error))
-
-    def _drop_timer(self):
-        timer, self.timer = self.timer, None    # it refers back to this protocol
-        if timer is not None:
-            timer.cancel()
 
     def on_deadline(self):
         """The deadline timer: fail the requests past their deadline, re-arm for the rest."""
@@ -113,7 +109,7 @@ class _Http2Protocol(ProtocolBase, asyncio.Protocol):
             pass
         pending = self.core.connection_lost()
         self.lost = True
-        self._drop_timer()
+        self.drop_timer()
         if self.client.protocol is self:
             self.client.protocol = None
         for stream in pending:

@@ -49,7 +49,7 @@ from stressgrid.plan.constants import DEFAULT_MQTT_VERSION
 
 from .connect import connect
 from .tls import context_for
-from .waiting import WriteFlow
+from .waiting import HoldsTimer, WriteFlow
 
 MAX_QUEUED_MESSAGES = 1024
 # opts.mqtt_version -> the protocol level CONNECT carries.
@@ -80,7 +80,7 @@ class _Pending:
         self.waits_for = waits_for
 
 
-class MqttClient(WriteFlow, asyncio.Protocol):
+class MqttClient(HoldsTimer, WriteFlow, asyncio.Protocol):
     """A device's MQTT connection: bytes to the core, packets to the waiting script functions."""
 
     __slots__ = ("device", "loop", "recorder", "core", "transport", "timer", "connected", "keepalive_us",
@@ -127,7 +127,7 @@ class MqttClient(WriteFlow, asyncio.Protocol):
     def close(self):
         """Say goodbye (DISCONNECT) and close; never raises."""
         try:
-            self._drop_timer()
+            self.drop_timer()
             if not self.ended:
                 if self.connected:
                     self.transport.write(self.core.disconnect())
@@ -161,7 +161,7 @@ class MqttClient(WriteFlow, asyncio.Protocol):
     def connection_lost(self, exc):
         self.lost = True
         self.lost_exc = exc
-        self._drop_timer()
+        self.drop_timer()
         self._wake_all()
         self._release_drain_waiters()
 
@@ -231,11 +231,6 @@ class MqttClient(WriteFlow, asyncio.Protocol):
         if timer.deadline_us == 0 or deadline_us < timer.deadline_us:
             timer.arm(deadline_us)
 
-    def _drop_timer(self):
-        timer, self.timer = self.timer, None  # it refers back to this client
-        if timer is not None:
-            timer.cancel()
-
     def on_deadline(self):
         """The timer's deadline passed: expire what is due, ping when due, arm for the next."""
         now = now_us()
@@ -288,7 +283,7 @@ class MqttClient(WriteFlow, asyncio.Protocol):
     def _give_up(self):
         """End the connection from this side after a failure; every waiter wakes."""
         self.ended_here = True
-        self._drop_timer()
+        self.drop_timer()
         if self.transport is not None and not self.lost:
             self.transport.close()
         self._wake_all()
@@ -457,7 +452,7 @@ class MqttClient(WriteFlow, asyncio.Protocol):
         if self.connected:
             self._write(self.core.disconnect())
         self.ended_here = True
-        self._drop_timer()
+        self.drop_timer()
         self.transport.close()
 
 

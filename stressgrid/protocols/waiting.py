@@ -58,11 +58,24 @@ def as_bytes(data):
     raise TypeError(f"data must be bytes, str or a list of them, not {type(data).__name__}")
 
 
-class WakeOnData:
+class HoldsTimer:
+    """A client or connection with one ``DeadlineTimer`` in its ``timer`` attribute, which
+    refers back to it: ``drop_timer`` when it closes, so the loop's timer queue lets it go.
+    A mixin."""
+
+    __slots__ = ()
+
+    def drop_timer(self):
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+
+
+class WakeOnData(HoldsTimer):
     """The receive side of the socket protocols (TCP, UDP): ``wait(seconds)`` hands the
     script a ``Pending`` that ``wake`` completes when data or an error came, or that fails
     with a counted ``TimeoutError`` at its deadline. One ``DeadlineTimer`` per client, armed
-    again for each wait; ``drop_timer`` when the client closes. A mixin: the class has
+    again for each wait (``HoldsTimer``). A mixin: the class has
     ``device``, ``waiter`` and ``timer`` attributes."""
 
     __slots__ = ()
@@ -91,11 +104,6 @@ class WakeOnData:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(count_error(self.device.recorder, TimeoutError()))
-
-    def drop_timer(self):
-        timer, self.timer = self.timer, None    # it refers back to this client
-        if timer is not None:
-            timer.cancel()
 
 
 class WriteFlow:
@@ -126,4 +134,3 @@ class WriteFlow:
         else:
             self.drain_waiters.append(waiter)
         return waiter
-

@@ -44,7 +44,7 @@ from stressgrid._core.ws_client import (ConnectionBase, ws_fetch_binary, ws_fetc
 from stressgrid.errors import (LocalProtocolError, RemoteProtocolError, WebSocketClosedError,
                                count_error, lost_connection_error)
 
-from .waiting import WriteFlow
+from .waiting import HoldsTimer, WriteFlow
 
 MAX_QUEUED_MESSAGES = 1024
 CLOSE_GOING_AWAY = 1001
@@ -54,7 +54,7 @@ CLOSE_GOING_AWAY = 1001
 _HANDSHAKE_NAMES = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
 
 
-class WebSocketConnection(WriteFlow, ConnectionBase, asyncio.Protocol):
+class WebSocketConnection(HoldsTimer, WriteFlow, ConnectionBase, asyncio.Protocol):
     """A device's connection after the upgrade: bytes to the core, messages to the script.
     The per-message path is compiled (``ConnectionBase``); here is the rest."""
 
@@ -79,7 +79,7 @@ class WebSocketConnection(WriteFlow, ConnectionBase, asyncio.Protocol):
     def connection_lost(self, exc):
         self.lost = True
         self.lost_exc = exc
-        self._drop_timer()
+        self.drop_timer()
         self._wake()
         self._release_drain_waiters()
 
@@ -110,11 +110,6 @@ class WebSocketConnection(WriteFlow, ConnectionBase, asyncio.Protocol):
             message = "WebSocket connection closed by the server without a close frame"
         return count_error(self.recorder, WebSocketClosedError(message, core.close_code or None, core.close_reason))
 
-    def _drop_timer(self):
-        timer, self.timer = self.timer, None    # it refers back to this connection
-        if timer is not None:
-            timer.cancel()
-
     def on_deadline(self):
         """The deadline of the receive in progress passed."""
         waiter = self.waiter
@@ -128,7 +123,7 @@ class WebSocketConnection(WriteFlow, ConnectionBase, asyncio.Protocol):
     def close(self):
         """Say goodbye (close frame 1001) and close; never raises."""
         try:
-            self._drop_timer()
+            self.drop_timer()
             if not self.lost and self.transport is not None:
                 core = self.core
                 if not core.close_sent and not core.failed:
