@@ -59,6 +59,37 @@ def in_process(target, *args, timeout_s=900):
             process.kill()
 
 
+def device_process():
+    """Set up this process as a worker process is for its devices (every descriptor the hard
+    limit allows, the allocator's settings); returns its ``psutil.Process`` for RSS and CPU."""
+    import resource
+
+    import psutil
+
+    from stressgrid.runtime.allocator import keep_large_buffers_on_heap
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    keep_large_buffers_on_heap()
+    return psutil.Process()
+
+
+async def warm_up(engine, address, script, settle_s):
+    """Run 10 devices of ``script`` for ``settle_s`` and stop them, so what is measured next
+    has the script compiled, its protocol imported and the allocator's paths touched; their
+    metrics are dropped."""
+    import asyncio
+    import gc
+
+    from stressgrid.plan import Opts
+
+    await engine.start_cohort("warm", [(script, {}, 10)], [address], Opts())
+    await asyncio.sleep(settle_s)
+    await engine.stop_cohort("warm")
+    engine.snapshot()
+    gc.collect()
+
+
 # -- the command line -------------------------------------------------------------
 
 def arguments(doc):

@@ -65,15 +65,14 @@ idle device. Everything runs on loopback and ends on its own.
 """
 import argparse
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import (CLIENT_CORE, CONNECTIONS, SERVER_CORE, arguments, interleaved, lifetime, measure_window,
-                    median, need_two_cores, pinned, pinned_nginx, print_result, report_medians, require,
-                    requests_line, run_devices, served, versus)
+from common import (CLIENT_CORE, CONNECTIONS, SERVER_CORE, arguments, device_process, interleaved, lifetime,
+                    measure_window, median, need_two_cores, pinned, pinned_nginx, print_result, report_medians,
+                    require, requests_line, run_devices, served, versus)
 
 REQUIREMENTS = "tests/http1/REQUIREMENTS.txt"
 
@@ -141,17 +140,12 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
     import asyncio
     import gc
 
-    import psutil
     import uvloop
 
     from stressgrid.plan import Address, Opts
-    from stressgrid.runtime.allocator import keep_large_buffers_on_heap
     from stressgrid.runtime.engine import Engine
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    process = psutil.Process()
-    keep_large_buffers_on_heap()   # as a worker process does
+    process = device_process()
     expected = devices if "get(" in script else 0
 
     async def main():

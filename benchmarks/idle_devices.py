@@ -43,36 +43,25 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import in_process  # noqa: E402
+from common import device_process, in_process, warm_up  # noqa: E402
 
 IDLE_SCRIPT = "await delay(600000)"
 
 
 def _measure(protocol, port, devices, queue):
     import gc
-    import resource
 
-    import psutil
     import uvloop
 
     from stressgrid.plan import Address, Opts
-    from stressgrid.runtime.allocator import keep_large_buffers_on_heap
     from stressgrid.runtime.engine import Engine
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    process = psutil.Process()
-    keep_large_buffers_on_heap()   # as a worker process does
+    process = device_process()
 
     async def main():
         engine = Engine()
         address = Address("127.0.0.1", port, protocol, "127.0.0.1")
-        # Warm up: compile the script, import the protocol, touch allocator paths.
-        await engine.start_cohort("warm", [(IDLE_SCRIPT, {}, 10)], [address], Opts())
-        await asyncio.sleep(0.2)
-        await engine.stop_cohort("warm")
-        engine.snapshot()
-        gc.collect()
+        await warm_up(engine, address, IDLE_SCRIPT, 0.2)
         before = process.memory_info().rss
         started = time.perf_counter()
         await engine.start_cohort("idle", [(IDLE_SCRIPT, {}, devices)], [address], Opts(timeout_ms=30000))

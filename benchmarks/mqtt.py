@@ -36,7 +36,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import in_process  # noqa: E402
+from common import device_process, in_process, warm_up  # noqa: E402
 
 PAYLOAD = b"x" * 64
 IDLE_SCRIPT = """
@@ -61,27 +61,18 @@ def _engine_run(port, script, params, devices, wait_counter, timeout_s, queue):
     """In a fresh process: run ``devices`` devices of ``script`` until ``wait_counter`` reaches
     ``devices``; the RSS growth and the CPU time it took."""
     import gc
-    import resource
 
-    import psutil
     import uvloop
 
     from stressgrid.plan import Address, Opts
     from stressgrid.runtime.engine import Engine
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    process = psutil.Process()
+    process = device_process()
 
     async def main():
         engine = Engine()
         address = Address("127.0.0.1", port, "mqtt", "127.0.0.1")
-        # Warm up: compile, import the protocol, touch the allocator's paths.
-        await engine.start_cohort("warm", [(IDLE_SCRIPT, {}, 10)], [address], Opts())
-        await asyncio.sleep(0.5)
-        await engine.stop_cohort("warm")
-        engine.snapshot()
-        gc.collect()
+        await warm_up(engine, address, IDLE_SCRIPT, 0.5)
         rss_before = process.memory_info().rss
         cpu_before = process.cpu_times()
         started = time.perf_counter()
