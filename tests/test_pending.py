@@ -154,10 +154,11 @@ def test_completing_outside_any_task_steps_the_script_before_complete_returns():
         for number in range(3):
             await wait_for_pending(box, number + 1)
             seen = []
+            called = asyncio.Event()
             # As a protocol's data_received: a loop callback, no task running.
-            loop.call_soon(lambda n=number: (box.made[n].complete(n), seen.append(list(box.after))))
-            while not seen:
-                await asyncio.sleep(0)
+            loop.call_soon(lambda n=number: (box.made[n].complete(n), seen.append(list(box.after)),
+                                             called.set()))
+            await called.wait()
             # The script's next step ran inside complete(): it saw the value, as its runner.
             assert seen[0][-1] == (number, runner)
             assert len(box.made) == number + 2   # and is waiting on its next pending
