@@ -13,7 +13,9 @@ from stressgrid.plan import Plan, PlanError, api as script_api, constants, feede
 from stressgrid.plan.resolve import resolve_addresses
 from stressgrid.summary_tables import summary_tables
 
-from . import json_body
+from stressgrid.comparison import DEFAULT_TOLERANCE_PERCENT, compare, comparison_tables
+
+from . import baseline, json_body
 from .auth import protect
 from .service import Conflict
 from .writers.archive import report_name
@@ -43,7 +45,7 @@ def _plan_from_request():
         raise PlanError("plan", str(exc)) from None
     if not isinstance(data, dict):
         raise PlanError("plan", "the body must be a plan as a JSON object")
-    plan = Plan.from_dict(data)
+    plan = baseline.with_baseline(Plan.from_dict(data), coordinator().store)
     return plan, resolve_addresses(plan.addresses)
 
 
@@ -128,6 +130,44 @@ def get_run(run_id):
     if live is not None:
         result["live"] = live
     return jsonify(result)
+
+
+MAX_TOLERANCE_PERCENT = 1000.0
+
+
+@blueprint.get("/runs/<run_id>/compare/<baseline_id>")
+def compare_runs(run_id, baseline_id):
+    """Run ``run_id`` against ``baseline_id`` (a run id, or ``last-passed``: the newest passed
+    run before it): every histogram percentile and counter rate of both with the change, those
+    worse by more than ``tolerance`` percent (default 10) listed, and the tables every view
+    draws. 404 for an unknown run, 409 (``no_summary``) for one without a summary yet."""
+    store = coordinator().store
+    row = store.get(run_id)
+    if row is None:
+        return error(404, f"no run {run_id}")
+    try:
+        base = baseline.find(store, baseline_id, before=run_id)
+    except baseline.BaselineMissing as exc:
+        return error(404, str(exc))
+    text = request.args.get("tolerance", str(DEFAULT_TOLERANCE_PERCENT))
+    try:
+        tolerance = float(text)
+    except ValueError:
+        tolerance = -1.0
+    if not 0 <= tolerance <= MAX_TOLERANCE_PERCENT:
+        return error(400, f"must be a percentage from 0 to {MAX_TOLERANCE_PERCENT:g}", field="tolerance")
+    for run in (row, base):
+        if baseline.figures(run) is None:
+            return error(409, f"run {run['id']} has no summary to compare yet (it is {run['state']})",
+                         code="no_summary")
+    comparison = compare(baseline.figures(row), baseline.figures(base), tolerance)
+    return jsonify(run=run_id, baseline=base["id"], comparison=comparison,
+                   same_scripts=_scripts(row) == _scripts(base),
+                   tables=[table.to_dict() for table in comparison_tables(comparison, base["id"], MICRO)])
+
+
+def _scripts(run):
+    return [block.get("script") for block in (run.get("plan") or {}).get("blocks") or ()]
 
 
 @blueprint.post("/runs/<run_id>/abort")

@@ -44,9 +44,11 @@ class FinishRun:
     archive: str
     summary: dict
     note: str
+    histograms: dict = None  # stressgrid.metrics.encode_histograms() of the whole run
 
     def apply(self, store):
-        store.finish(self.run_id, self.state, self.finished_at, self.archive, self.summary, self.note)
+        store.finish(self.run_id, self.state, self.finished_at, self.archive, self.summary, self.note,
+                     self.histograms)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -490,7 +490,8 @@ class RunScheduler:
         out = self._begin(at)
         summary = result.get("summary") or {}
         out.store.append(FinishRun(run_id, summary.get("state", constants.ABORTED), summary.get("finished_at"),
-                                   result.get("archive"), summary, summary.get("note", "")))
+                                   result.get("archive"), summary, summary.get("note", ""),
+                                   result.get("histograms")))
         if self.run is not None and self.run.id == run_id and self.run.ended:
             self.run = None
             self.last_run_id = run_id

@@ -1,14 +1,19 @@
 """Run history in SQLite under the data directory (survives coordinator restarts).
 
 Each call opens its own short-lived connection, so any thread may use the
-store; a lock keeps writers from racing each other in this process.
+store; a lock keeps writers from racing each other in this process. A
+finished run keeps its whole-run histograms exactly (``Histogram.encode``'s
+form, base64 in JSON), so a later run can be compared with it at any
+percentile.
 """
 import contextlib
 import json
 import sqlite3
 import threading
 
+from stressgrid.metrics import decode_histograms
 from stressgrid.plan.constants import FINAL_STATES
+from stressgrid.plan.result import RunResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -21,10 +26,13 @@ CREATE TABLE IF NOT EXISTS runs (
     plan        TEXT NOT NULL,
     archive     TEXT,
     summary     TEXT,
-    note        TEXT NOT NULL DEFAULT ''
+    note        TEXT NOT NULL DEFAULT '',
+    histograms  TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 """
+# Columns added after the first schema: (name, declaration) for ALTER TABLE on older files.
+ADDED_COLUMNS = (("histograms", "TEXT"),)
 
 
 class RunStore:
@@ -35,6 +43,10 @@ class RunStore:
         self._lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            for column, declaration in ADDED_COLUMNS:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
 
     @contextlib.contextmanager
     def _connect(self):
@@ -51,6 +63,7 @@ class RunStore:
         if row is None:
             return None
         result = dict(row)
+        result.pop("histograms", None)
         result["plan"] = json.loads(result["plan"])
         result["summary"] = json.loads(result["summary"]) if result["summary"] else None
         return result
@@ -72,18 +85,41 @@ class RunStore:
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
 
-    def finish(self, run_id, state, finished_at, archive, summary, note=""):
-        """Record a run's end: final state, archive file name and summary."""
+    def finish(self, run_id, state, finished_at, archive, summary, note="", histograms=None):
+        """Record a run's end: final state, archive file name, summary and whole-run histograms
+        (``encode_histograms``' form, or ``None`` when the run left none)."""
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE runs SET state = ?, finished_at = ?, archive = ?, summary = ?, "
-                         "note = ? WHERE id = ?",
+                         "note = ?, histograms = ? WHERE id = ?",
                          (state, finished_at, archive, json.dumps(summary) if summary else None,
-                          note, run_id))
+                          note, json.dumps(histograms) if histograms else None, run_id))
 
     def get(self, run_id):
         """One run with its plan and summary, or ``None``."""
         with self._connect() as conn:
             return self._row(conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    def histograms(self, run_id):
+        """A finished run's whole-run histograms ``{name: Histogram}``, or ``None`` when it
+        kept none (it ended before any value, or was recorded before they were kept)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT histograms FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return decode_histograms(json.loads(row["histograms"])) if row and row["histograms"] else None
+
+    def last_passed(self, before=None):
+        """The newest run whose result is ``passed`` (created before run ``before``, when
+        given), with its plan and summary, or ``None``."""
+        query = "SELECT * FROM runs WHERE summary IS NOT NULL"
+        arguments = ()
+        if before is not None:
+            query += " AND created_at <= (SELECT created_at FROM runs WHERE id = ?) AND id != ?"
+            arguments = (before, before)
+        with self._connect() as conn:
+            for row in conn.execute(query + " ORDER BY created_at DESC, id DESC", arguments):
+                run = self._row(row)
+                if run["summary"].get("result") == RunResult.PASSED:
+                    return run
+        return None
 
     def list(self, limit=1000):
         """Runs newest first, without their plans and summaries."""

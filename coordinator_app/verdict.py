@@ -33,13 +33,19 @@ class Verdict:
 
     def __init__(self, thresholds):
         self.thresholds = tuple(thresholds)
+        unresolved = [t.expr for t in self.thresholds if t.needs_baseline]
+        if unresolved:
+            raise ValueError(f"thresholds without their baseline's value: {', '.join(unresolved)}")
         self.results = [self._result(t, None, ThresholdState.NO_DATA) for t in self.thresholds]
         self.final = False
 
     @staticmethod
     def _result(threshold, actual, state):
-        return {"expr": threshold.expr, "abort_on_fail": threshold.abort_on_fail,
-                "state": state.value, "actual": round(actual, 3) if isinstance(actual, float) else actual}
+        result = {"expr": threshold.expr, "abort_on_fail": threshold.abort_on_fail,
+                  "state": state.value, "actual": _round(actual)}
+        if threshold.baseline_factor is not None:  # what the baseline measured, and the limit it gave
+            result.update(baseline=_round(threshold.baseline_value), limit=_round(threshold.value))
+        return result
 
     def _evaluate(self, histograms, summary, final):
         counters = summary["counters"]
@@ -84,6 +90,10 @@ class Verdict:
     def to_dict(self):
         """``{"outcome": ..., "final": bool, "thresholds": [results]}``."""
         return {"outcome": self.outcome, "final": self.final, "thresholds": list(self.results)}
+
+
+def _round(value):
+    return round(value, 3) if isinstance(value, float) else value
 
 
 class RunJudge:

@@ -5,6 +5,8 @@ A snapshot is the wire form a ``Recorder`` produces every second:
 "gauges": {name: number}}``. Merging adds bucket counts and counter values, so
 the result is exact at every level (worker, host, coordinator).
 """
+import base64
+
 from stressgrid._core.metrics import PERCENTILES, Histogram, add_encoded_all
 
 COUNTER_SUFFIX = "_count"
@@ -21,6 +23,22 @@ def rate_name(counter_name):
 
 def is_error(name):
     return name.endswith(ERROR_SUFFIXES)
+
+
+def encode_histograms(histograms):
+    """``{name: [base64 of the sparse encoding, clamped count]}`` of the histograms with values."""
+    encoded = {}
+    for name, histogram in sorted(histograms.items()):
+        if histogram.total_count:
+            data, clamped = histogram.encode()
+            encoded[name] = [base64.b64encode(data).decode("ascii"), clamped]
+    return encoded
+
+
+def decode_histograms(encoded):
+    """``encode_histograms``'s form back into ``{name: Histogram}``."""
+    return {name: Histogram.decode((base64.b64decode(data), clamped), name)
+            for name, (data, clamped) in encoded.items()}
 
 
 class MetricsAggregate:

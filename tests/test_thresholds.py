@@ -44,6 +44,12 @@ def test_expressions_parse_to_their_parts(expr, kind, key, stat, percentile, op,
     ("headers_us p99 < 1ms $", 22, "unexpected '$'"),
     ("headers_us p99 <", 17, "number"),
     ("response_per_second count > 1", 21, "mean"),
+    ("headers_us p99 < baseline 1.1", 27, "'* <factor>' after baseline"),
+    ("headers_us p99 < baseline *", 28, "a factor after '*'"),
+    ("headers_us p99 < baseline * x", 29, "a factor after '*'"),
+    ("headers_us p99 < baseline * 0", 29, "above 0"),
+    ("headers_us p99 < baseline * 1.1ms", 32, "after the factor"),
+    ("headers_us p99 < 2 * baseline", 20, "after the value"),
 ])
 def test_a_bad_expression_names_its_column(expr, column, words):
     with pytest.raises(ThresholdError) as caught:
@@ -95,10 +101,38 @@ def test_the_plan_takes_strings_and_objects_and_names_a_bad_one():
     with pytest.raises(PlanError) as caught:
         Plan.from_dict(_plan(["error_rate < 1%", {"expr": "headers_us p99 <"}]))
     assert caught.value.to_dict() == {"field": "thresholds[1].expr", "column": 17,
-                                      "message": "column 17: expected a number"}
+                                      "message": "column 17: expected a number or 'baseline'"}
     for bad, field in (("nope", "thresholds"), ([{"expr": "error_rate < 1", "x": 1}], "thresholds[0].x"),
                        ([{"expr": "error_rate < 1", "abort_on_fail": 1}], "thresholds[0].abort_on_fail"),
                        ([5], "thresholds[0]")):
         with pytest.raises(PlanError) as caught:
             Plan.from_dict(_plan(bad))
         assert caught.value.field == field
+
+
+@pytest.mark.parametrize("expr, op, factor", [
+    ("headers_us p99 < baseline * 1.10", "<", 1.10),
+    ("response rate>baseline*0.95", ">", 0.95),
+    ("error_rate <= baseline", "<=", 1.0),
+])
+def test_a_baseline_threshold_has_its_factor_and_no_limit_until_given_the_baselines_value(expr, op, factor):
+    threshold = parse(expr)
+    assert (threshold.op, threshold.baseline_factor, threshold.value) == (op, pytest.approx(factor), None)
+    assert threshold.needs_baseline
+    limited = threshold.against(200.0)
+    assert not limited.needs_baseline
+    assert (limited.baseline_value, limited.value) == (200.0, pytest.approx(200.0 * factor))
+    assert limited.expr == threshold.expr and limited.to_dict() == threshold.to_dict()
+
+
+def test_a_plan_with_baseline_thresholds_needs_a_baseline_which_it_keeps():
+    with pytest.raises(PlanError) as caught:
+        Plan.from_dict(_plan(["error_rate < 1%", "headers_us p99 < baseline * 1.1"]))
+    assert caught.value.field == "baseline" and "thresholds[1]" in caught.value.message
+    plan = Plan.from_dict({**_plan(["headers_us p99 < baseline * 1.1"]), "baseline": " last-passed "})
+    assert plan.baseline == "last-passed" and plan.to_dict()["baseline"] == "last-passed"
+    assert "baseline" not in Plan.from_dict(_plan([])).to_dict()
+    for bad in ("", 5, "x" * 300):
+        with pytest.raises(PlanError) as caught:
+            Plan.from_dict({**_plan([]), "baseline": bad})
+        assert caught.value.field == "baseline"

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 
+from stressgrid.metrics import encode_histograms
 from stressgrid.plan.result import dropped_iterations, run_result
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class WriterPipeline:
             if returned:
                 result.update(returned)
         result["summary"] = final.to_dict(run.writer_errors)
+        result["histograms"] = encode_histograms(final.totals.histograms)
         if self.on_finished is not None:
             try:
                 self.on_finished(run, result)

@@ -4,8 +4,8 @@ While a run goes on, its files live in ``<data>/runs/<run id>/``:
 ``results.csv`` (rewritten whole at every interval, so it is always
 complete and its header covers every key so far), ``plan.json``,
 ``events.jsonl`` (appended as things happen), and one HdrHistogram log per
-histogram under ``hdr/``. When the run ends ``errors.json`` and
-``summary.json`` are added and the directory is packed into
+histogram under ``hdr/``. When the run ends ``errors.json``,
+``summary.json`` and ``histograms.json`` (the whole run's, exactly) are added and the directory is packed into
 ``<data>/results/<run id>.tar.gz`` as ``<run id>/...``. Every few seconds the
 run's report so far goes to ``checkpoint.json``: a run cut short by a
 coordinator crash is packed from whatever its directory holds, with that
@@ -20,11 +20,15 @@ import time
 
 from hdrh.log import HistogramLogWriter
 
+from stressgrid.metrics import encode_histograms
+
 from . import Writer, csv_format
 
 # Values are microseconds; interval max values are logged in the same unit.
 HDR_MAX_VALUE_UNIT_RATIO = 1.0
 CHECKPOINT_FILE = "checkpoint.json"
+# The whole run's histograms, exactly: {name: [base64 of Histogram.encode()'s bytes, clamped]}.
+HISTOGRAMS_FILE = "histograms.json"
 
 
 def report_name(run_id):
@@ -140,6 +144,8 @@ class ArchiveWriter(Writer):
         (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
         if not state["rows"]:
             write_atomically(directory / "results.csv", csv_format.render([]))
+        write_atomically(directory / HISTOGRAMS_FILE,
+                         json.dumps(encode_histograms(final.totals.histograms), sort_keys=True) + "\n")
         return {"archive": self._seal(run.id, final.to_dict(run.writer_errors))}
 
     def _seal(self, run_id, summary):

@@ -208,6 +208,7 @@ class PlanSpec:
             raise CliError(EXIT_USAGE, f"plan file {args.plan}: thresholds must be a list")
         # (A plan file's bad value is left for the plan check to name.)
         self.thresholds = [*planned, *args.threshold] if args.threshold else planned
+        self.baseline = args.baseline if args.baseline is not None else data.get("baseline")
 
     def _arrival_flags(self, args):
         """``--rate`` and its kin, over the plan file's opts: either makes the run open-model."""
@@ -294,8 +295,7 @@ class PlanSpec:
                 opts["rampdown_step_ms"] = self.rampdown_ms
             else:
                 opts.setdefault("rampdown_step_ms", opts["timeout_ms"])
-            return {"name": self.name, "addresses": self.addresses, "blocks": self.blocks,
-                    "opts": opts, "thresholds": self.thresholds}
+            return self._plan_dict(opts)
         total_up = self._ramp_total(self.rampup_ms, "rampup_step_ms")
         total_down = self._ramp_total(self.rampdown_ms, "rampdown_step_ms")
         steps = self.ramp_steps
@@ -307,8 +307,14 @@ class PlanSpec:
                 opts["rampup_step_ms"] = int(round(total_up / steps))
             if total_down is not None:
                 opts["rampdown_step_ms"] = int(round(total_down / steps))
-        return {"name": self.name, "addresses": self.addresses, "blocks": self.blocks,
-                "opts": opts, "thresholds": self.thresholds}
+        return self._plan_dict(opts)
+
+    def _plan_dict(self, opts):
+        plan = {"name": self.name, "addresses": self.addresses, "blocks": self.blocks, "opts": opts,
+                "thresholds": self.thresholds}
+        if self.baseline is not None:
+            plan["baseline"] = self.baseline
+        return plan
 
     def check(self, plan):
         """Validate ``plan`` locally (scripts included); raises ``CliError`` like the API would."""

@@ -17,7 +17,7 @@ from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENER
 from .local import LocalGrid
 from .options import DEFAULT_COORDINATOR, argument_parser, coordinator_url
 from .plan_spec import PlanSpec
-from .summary_table import show_summary
+from .summary_table import show_comparison, show_summary
 
 RECONNECT_WINDOW_S = 20.0  # how long a lost coordinator may stay away during a run
 
@@ -194,6 +194,13 @@ def run_and_report(api, spec, display, grid=None):
                                                  f"report of run {run_id}") from None
             interrupted = True
     show_summary(display, detail)
+    compared = (detail.get("plan") or {}).get("baseline")
+    if compared:
+        try:
+            show_comparison(display, api.call("GET", f"/api/runs/{urllib.parse.quote(run_id)}/compare/"
+                                                     f"{urllib.parse.quote(compared)}"))
+        except ApiError as exc:
+            display.error(f"stressgrid: cannot compare run {run_id} with run {compared}: {exc}")
     return (*verdict(detail, interrupted), detail)
 
 
@@ -261,6 +268,9 @@ def command_run(args, display):
                                    "--target-port and --target-protocol")
     demo = ("127.0.0.1", 1, "http") if args.demo_target else None
     spec = PlanSpec(args, demo)
+    if args.local and spec.baseline is not None:
+        raise CliError(EXIT_USAGE, "a baseline is a run of a coordinator's history, and --local starts a "
+                                   "new coordinator with none: run against the coordinator that holds it")
     # Everything that can be checked before contacting anyone: the plan and its scripts.
     spec.check(spec.plan(1))
     if not args.local:

@@ -9,11 +9,12 @@ watched events and each threshold with the value it measured.
 from stressgrid.formatting import format_bytes, format_us
 from stressgrid.plan.constants import CPU_WARNING_PERCENT, LOOP_LAG_WARNING_US, plural
 from stressgrid.plan.thresholds import ThresholdError, parse
-from stressgrid.summary_tables import format_metric, summary_tables
+from stressgrid.summary_tables import SummaryTable, format_metric, summary_tables
 
 from .display import BOLD, DIM, RED, YELLOW, error_name, is_host_error
 
 NAME_WIDTH = 20
+COMPARISON_NAMED = 6  # the worse figures a comparison's first line names
 WATCHED_EVENTS = ("generator_lost", "generator_cpu_high", "generator_loop_lag_high", "cohort_skipped",
                   "cohort_not_sent")
 VERDICT_MARKS = {"passed": "PASS", "failed": "FAIL", "passing": "pass", "failing": "FAIL",
@@ -39,15 +40,18 @@ def format_value(expr, value, micro="us"):
     return format_metric(threshold.key, value, micro)
 
 
-def table_rows(table):
+def table_rows(table, whole_names=False):
     """One of the summary's tables (``SummaryTable``): a title row, its rows, its note.
-    The name column is ``NAME_WIDTH`` wide; each other column as wide as its widest cell."""
+    The name column is ``NAME_WIDTH`` wide (``whole_names``: as wide as the longest name);
+    each other column as wide as its widest cell."""
     widths = [max(len(table.columns[i]), *(len(row[i]) for row in table.rows)) + 2
               for i in range(1, len(table.columns))]
-    rows = [(f"  {table.columns[0]:<{NAME_WIDTH}}" + "".join(f"{title:>{w}}" for title, w in
-                                                            zip(table.columns[1:], widths)), DIM)]
+    width = max(NAME_WIDTH, *(len(row[0]) + 1 for row in table.rows)) if whole_names else NAME_WIDTH
+    name = (lambda text: text) if whole_names else _name
+    rows = [(f"  {table.columns[0]:<{width}}" + "".join(f"{title:>{w}}" for title, w in
+                                                       zip(table.columns[1:], widths)), DIM)]
     for row in table.rows:
-        rows.append((f"  {_name(row[0]):<{NAME_WIDTH}}" + "".join(f"{cell:>{w}}" for cell, w in zip(row[1:], widths)),
+        rows.append((f"  {name(row[0]):<{width}}" + "".join(f"{cell:>{w}}" for cell, w in zip(row[1:], widths)),
                      YELLOW if row[0] in table.warnings else None))
     if table.note:
         rows.append((f"  ({table.note})", DIM))
@@ -85,8 +89,12 @@ def threshold_rows(verdict, micro="us"):
              BOLD + (RED if outcome == "FAILED" else ""))]
     for r in results:
         mark = VERDICT_MARKS.get(r.get("state"), "?")
+        expr = r.get("expr", "")
         abort = "  (abort_on_fail)" if r.get("abort_on_fail") else ""
-        rows.append((f"  {mark}  {r.get('expr', ''):<40} {format_value(r.get('expr', ''), r.get('actual'), micro):>12}"
+        if "limit" in r:
+            abort = (f"  limit {format_value(expr, r['limit'], micro)}, the baseline's "
+                     f"{format_value(expr, r.get('baseline'), micro)}") + abort
+        rows.append((f"  {mark}  {expr:<40} {format_value(expr, r.get('actual'), micro):>12}"
                      f"{abort}", RED if mark == "FAIL" else None))
     return rows
 
@@ -139,4 +147,29 @@ def show_summary(display, detail):
     """Print the end-of-run table through ``display`` (stderr)."""
     display.close()
     for text, style in summary_rows(detail, display.micro, display.seen_events):
+        display.message(text, style)
+
+
+def comparison_rows(answer):
+    """The lines of a comparison (the API's ``/api/runs/<id>/compare/<baseline>`` answer):
+    a head naming both runs and what got worse, then its tables."""
+    worse = (answer.get("comparison") or {}).get("worse") or []
+    named = ", ".join(worse[:COMPARISON_NAMED]) + (f" and {len(worse) - COMPARISON_NAMED} more"
+                                                    if len(worse) > COMPARISON_NAMED else "")
+    head = f"compared with run {answer.get('baseline')}: " + (
+        f"{plural(len(worse), 'figure')} worse: {named}" if worse else "nothing worse")
+    if not answer.get("same_scripts", True):
+        head += " (the runs' scripts differ)"
+    rows = [(head, BOLD + (YELLOW if worse else ""))]
+    for table in answer.get("tables") or ():
+        rows += table_rows(SummaryTable(table["kind"], tuple(table["columns"]),
+                                        tuple(tuple(row) for row in table["rows"]),
+                                        frozenset(table.get("warnings") or ()), table.get("note") or ""),
+                           whole_names=True)
+    return rows
+
+
+def show_comparison(display, answer):
+    """Print a comparison with a baseline run through ``display`` (stderr)."""
+    for text, style in comparison_rows(answer):
         display.message(text, style)

@@ -24,6 +24,10 @@ DEFAULT_OPTS = {
     "timeout_ms": 5000,
 }
 MAX_NAME_LENGTH = 200
+# A run id: the plan's name (its non-alphanumerics as -), '-' and a 14-digit UTC time.
+MAX_RUN_ID_LENGTH = MAX_NAME_LENGTH + 16
+# A plan's baseline that means the newest run whose result is passed.
+LAST_PASSED = "last-passed"
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 MAX_RAMP_STEPS = 100000
 MAX_BLOCK_SIZE = 100_000_000
@@ -159,13 +163,17 @@ class Plan:
     blocks: tuple
     opts: Opts
     thresholds: tuple = ()  # thresholds.Threshold, in the plan's order
+    baseline: str = None  # the run it is compared with: a run id, or LAST_PASSED
 
     def to_dict(self):
-        return {"name": self.name,
-                "addresses": [a.to_dict() for a in self.addresses],
-                "blocks": [b.to_dict() for b in self.blocks],
-                "opts": self.opts.to_dict(),
-                "thresholds": [t.to_dict() for t in self.thresholds]}
+        result = {"name": self.name,
+                  "addresses": [a.to_dict() for a in self.addresses],
+                  "blocks": [b.to_dict() for b in self.blocks],
+                  "opts": self.opts.to_dict(),
+                  "thresholds": [t.to_dict() for t in self.thresholds]}
+        if self.baseline is not None:
+            result["baseline"] = self.baseline
+        return result
 
     @property
     def size(self):
@@ -183,7 +191,7 @@ class Plan:
         """Validate ``data`` and build a plan; raises ``PlanError``."""
         if not isinstance(data, dict):
             raise PlanError("plan", "must be a JSON object")
-        unknown = set(data) - {"name", "addresses", "blocks", "opts", "thresholds"}
+        unknown = set(data) - {"name", "addresses", "blocks", "opts", "thresholds", "baseline"}
         if unknown:
             raise PlanError(sorted(unknown)[0], "unknown field")
         name = data.get("name")
@@ -202,8 +210,26 @@ class Plan:
         except ThresholdError as exc:
             where = f"column {exc.column}: " if exc.column else ""
             raise PlanError(exc.field, where + exc.message, column=exc.column) from None
+        baseline = _baseline(data.get("baseline"), thresholds)
         return cls(name=name.strip(), addresses=addresses, blocks=blocks, opts=opts,
-                   thresholds=thresholds)
+                   thresholds=thresholds, baseline=baseline)
+
+
+def _baseline(value, thresholds):
+    """The plan's ``baseline`` (a run id or ``last-passed``); thresholds that refer to a
+    baseline need one."""
+    if value is None:
+        for index, threshold in enumerate(thresholds):
+            if threshold.needs_baseline:
+                raise PlanError("baseline", f"thresholds[{index}] ({threshold.expr}) compares with a "
+                                            f"baseline run: give the plan's baseline (a run id or "
+                                            f"{LAST_PASSED})")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise PlanError("baseline", f"must be a run id or {LAST_PASSED}")
+    if len(value) > MAX_RUN_ID_LENGTH:
+        raise PlanError("baseline", f"must be at most {MAX_RUN_ID_LENGTH} characters")
+    return value.strip()
 
 
 def _is_int(value):

@@ -15,6 +15,13 @@ An expression is ``<metric> <stat> <op> <value>[unit]``:
   ``*_error`` counter except the generator hosts' TCP retransmits (see
   ``error_rate_percent``); its value takes ``%`` or none.
 
+The value may instead refer to a baseline run: ``baseline`` or ``baseline *
+<factor>`` (``headers_us p99 < baseline * 1.10``, ``response rate > baseline
+* 0.95``) compares with the same statistic of the baseline run times the
+factor. Such a threshold has ``baseline_factor`` set and no ``value`` until
+``against(baseline value)`` gives it one (the coordinator does, when the run
+is submitted with a baseline).
+
 Operators: ``<`` ``<=`` ``>`` ``>=`` ``==`` ``!=``. ``parse`` raises
 ``ThresholdError`` with the 1-based column of the first problem; ``observe``
 reads a threshold's value from a run's histograms and counter summary.
@@ -33,9 +40,10 @@ OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operat
              "==": operator.eq, "!=": operator.ne}
 TIME_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 ERROR_RATE = "error_rate"
+BASELINE = "baseline"
 MAX_EXPRESSION = 200
 
-_TOKEN = re.compile(r"\s*(?:(?P<op><=|>=|==|!=|<|>)|(?P<number>\d+(?:\.\d+)?)|(?P<word>[A-Za-z_%][A-Za-z0-9_.%]*))")
+_TOKEN = re.compile(r"\s*(?:(?P<op><=|>=|==|!=|<|>)|(?P<times>\*)|(?P<number>\d+(?:\.\d+)?)|(?P<word>[A-Za-z_%][A-Za-z0-9_.%]*))")
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100)")
 _METRIC = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -57,7 +65,9 @@ class Threshold:
     histogram's name or the counter's base name (``response``); ``stat`` a
     histogram statistic, ``percentile`` (with ``percentile`` set), or a counter's
     ``count``/``rate``/``peak``; ``value`` in the metric's own unit
-    (microseconds, percent, counts, per second).
+    (microseconds, percent, counts, per second). A threshold against a baseline
+    has ``baseline_factor`` set and ``value`` ``None`` until ``against`` sets it
+    (and ``baseline_value``, what the baseline run measured).
     """
 
     expr: str
@@ -68,6 +78,18 @@ class Threshold:
     op: str
     value: float
     abort_on_fail: bool = False
+    baseline_factor: float = None
+    baseline_value: float = None
+
+    @property
+    def needs_baseline(self):
+        """True while this threshold refers to a baseline run it has not been given."""
+        return self.baseline_factor is not None and self.value is None
+
+    def against(self, baseline_value):
+        """This threshold with its limit set from the baseline run's ``baseline_value``."""
+        return dataclasses.replace(self, baseline_value=baseline_value,
+                                   value=baseline_value * self.baseline_factor)
 
     def to_dict(self):
         """The plan form: the expression, or an object when ``abort_on_fail`` is set."""
@@ -166,8 +188,13 @@ def parse(expr, abort_on_fail=False):
         raise ThresholdError(f"expected an operator ({' '.join(OPERATORS)})",
                              rest[0][2] if rest else end)
     op = rest.pop(0)[1]
+    if rest and rest[0][:2] == ("word", BASELINE):
+        factor = _baseline_factor(rest[1:], end)
+        return Threshold(expr=" ".join(expr.split()), kind=metric_kind, key=key, stat=stat,
+                         percentile=percentile, op=op, value=None, abort_on_fail=abort_on_fail,
+                         baseline_factor=factor)
     if not rest or rest[0][0] != "number":
-        raise ThresholdError("expected a number", rest[0][2] if rest else end)
+        raise ThresholdError("expected a number or 'baseline'", rest[0][2] if rest else end)
     _, number, number_column = rest.pop(0)
     unit = ""
     unit_column = number_column + len(number)
@@ -178,6 +205,22 @@ def parse(expr, abort_on_fail=False):
     value = float(number) * _unit(metric_kind, key, unit, unit_column)
     return Threshold(expr=" ".join(expr.split()), kind=metric_kind, key=key, stat=stat,
                      percentile=percentile, op=op, value=value, abort_on_fail=abort_on_fail)
+
+
+def _baseline_factor(rest, end):
+    """The factor of ``baseline * <factor>`` from the tokens after ``baseline`` (1 when none)."""
+    if not rest:
+        return 1.0
+    if rest[0][0] != "times":
+        raise ThresholdError("expected '* <factor>' after baseline (baseline * 1.10)", rest[0][2])
+    if len(rest) < 2 or rest[1][0] != "number":
+        raise ThresholdError("expected a factor after '*' (baseline * 1.10)", rest[1][2] if len(rest) > 1 else end)
+    if len(rest) > 2:
+        raise ThresholdError("unexpected text after the factor (the baseline's own unit applies)", rest[2][2])
+    factor = float(rest[1][1])
+    if factor <= 0:
+        raise ThresholdError("the factor must be above 0", rest[1][2])
+    return factor
 
 
 def parse_plan_thresholds(value):

@@ -1,0 +1,61 @@
+"""A run compared with a baseline run, end to end: the CLI against a real coordinator,
+generator and the demo target, whose ``/slow`` answers as late as asked."""
+import json
+
+from tests.cli.support import run_cli
+from tests.cli.test_run import DEMO_SCRIPT, coordinator_flag, run_detail, target_flags
+from tests.cli.test_verdicts import SHORT
+
+
+def slow_run(grid, demo_target, tmp_path, name, slow_ms, *flags):
+    """The demo script with its named ``slow`` request answered after ``slow_ms``."""
+    return run_cli(["run", name, DEMO_SCRIPT, *coordinator_flag(grid), *target_flags(demo_target), "-s", 10,
+                    "--script-params", json.dumps({"slow_ms": slow_ms, "delay_ms": 20}), *SHORT, "-q",
+                    *flags], tmp_path, timeout=120)
+
+
+def test_a_slowed_target_fails_a_baseline_threshold_and_its_comparison_marks_it(grid, demo_target, tmp_path):
+    code, out, err = slow_run(grid, demo_target, tmp_path, "baseline fast", 1)
+    assert code == 0, err
+    fast = run_detail(grid, out)
+    threshold = "request_slow_headers_us p99 < baseline * 1.5"
+    code, out, err = slow_run(grid, demo_target, tmp_path, "baseline slow", 40, "--baseline", "last-passed",
+                              "--threshold", threshold, "--threshold", "error_rate <= baseline")
+    assert code == 99, err
+    slow = run_detail(grid, out)
+    assert slow["plan"]["baseline"] == fast["id"]
+    assert f"run {slow['id']} failed 1 threshold: {threshold}" in err.splitlines()[-1]
+    results = slow["summary"]["verdict"]["thresholds"]
+    fast_p99 = fast["summary"]["summary"]["histograms"]["request_slow_headers_us"]["p99"]
+    assert results[0]["baseline"] == fast_p99 and results[0]["actual"] > 40_000 > results[0]["limit"]
+    assert results[1]["state"] == "passed"
+    # The threshold's line says what the baseline measured and the limit it gave.
+    line = next(line for line in err.splitlines() if threshold in line)
+    assert "FAIL" in line and "limit" in line and "the baseline's" in line
+    # The comparison follows the summary: the slowed request is worse.
+    head = next(line for line in err.splitlines() if line.startswith(f"compared with run {fast['id']}: "))
+    assert "worse: " in head
+    # Its tables show whole names: the slowed request's row, with a growth of over +1000%.
+    row = next(line for line in err.splitlines() if line.startswith("  request_slow_headers_us "))
+    p50 = row.split()[1:3]
+    assert p50[0].endswith("ms") and float(p50[1].rstrip("%")) > 1000, row
+    status, answer, _ = grid.api.get(f"/api/runs/{slow['id']}/compare/{fast['id']}")
+    assert status == 200
+    assert "request_slow_headers_us" in answer["tables"][0]["warnings"]
+    assert "request_slow_headers_us p99" in answer["comparison"]["worse"]
+    # The other way round, the slowed request is the one that got better.
+    status, answer, _ = grid.api.get(f"/api/runs/{fast['id']}/compare/{slow['id']}")
+    assert status == 200
+    assert not any(name.startswith("request_slow_headers_us") for name in answer["comparison"]["worse"])
+
+
+def test_a_baseline_is_refused_in_local_mode_and_an_unknown_one_by_the_coordinator(grid, demo_target, tmp_path):
+    code, out, err = run_cli(["run", "local baseline", DEMO_SCRIPT, "--local", "--demo-target", "--baseline",
+                              "last-passed"], tmp_path, timeout=60)
+    assert code == 2 and out == "" and "--local" in err
+    code, out, err = slow_run(grid, demo_target, tmp_path, "unknown baseline", 1, "--baseline", "nope")
+    assert code == 2 and out == ""
+    assert "invalid plan: baseline: no run nope" in err
+    code, out, err = slow_run(grid, demo_target, tmp_path, "no baseline", 1, "--threshold",
+                              "headers_us p99 < baseline * 2")
+    assert code == 2 and "baseline" in err
