@@ -119,7 +119,8 @@ class Coordinator:
         self.store = RunStore(data_dir / "runs.db")
         self.archive = ArchiveWriter(data_dir)
         self.results_dir = self.archive.results_dir
-        self.pipeline = WriterPipeline(list(writers or ()) + [HtmlReportWriter(self.archive), self.archive],
+        self.pipeline = WriterPipeline(list(writers or ()) + [HtmlReportWriter(self.archive, self.store),
+                                                              self.archive],
                                        self._run_written)
         self.scheduler = RunScheduler(config.generator_timeout_s, config.heartbeat_interval_s,
                                       __version__, self._now())

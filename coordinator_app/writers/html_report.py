@@ -16,6 +16,7 @@ import time
 
 from stressgrid.formatting import format_rate, format_us
 from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM, LOOP_LAG_WARNING_US
+from stressgrid.comparison import compare, comparison_tables
 from stressgrid.summary_tables import summary_tables
 
 from . import Writer
@@ -95,17 +96,37 @@ def _verdict_section(verdict):
                                     "thresholds"))
 
 
-def _summary_section(summary):
-    parts = ["<h2>Summary</h2>"]
-    for table in summary_tables(summary):
+def _tables(tables):
+    """``SummaryTable``s as HTML tables, their warned rows' names marked, each with its note."""
+    parts = []
+    for table in tables:
         rows = [[f'<span class="warn">{_e(row[0])}</span>' if row[0] in table.warnings else _e(row[0]),
                  *(_e(cell) for cell in row[1:])] for row in table.rows]
         parts.append(_table(table.columns, rows, table.kind))
         if table.note:
             parts.append(f'<p class="muted">{_e(table.note)}.</p>')
+    return parts
+
+
+def _summary_section(summary):
+    parts = ["<h2>Summary</h2>", *_tables(summary_tables(summary))]
     parts.append(f'<p>error rate: <b id="error-rate">{summary.get("error_rate_percent", 0):.2f}%</b> '
                  f'<span class="muted">(every *_error count over responses + receives + errors)</span></p>')
     return "".join(parts)
+
+
+def _comparison_section(baseline):
+    """The run against its baseline (``(baseline id, comparison)``, or a sentence why not)."""
+    if baseline is None:
+        return ""
+    if isinstance(baseline, str):
+        return f"<h2>Compared with the baseline</h2><p class='muted'>{_e(baseline)}</p>"
+    baseline_id, comparison = baseline
+    worse = comparison["worse"]
+    head = (f"<p><span class='fail'>{len(worse):,} worse by more than {comparison['tolerance_percent']:g}%:</span> "
+            f"{_e(', '.join(worse))}</p>" if worse else "<p>nothing worse</p>")
+    return (f"<h2 id='comparison'>Compared with run {_e(baseline_id)}</h2>" + head
+            + "".join(_tables(comparison_tables(comparison, baseline_id))))
 
 
 def _series_section(points):
@@ -177,11 +198,13 @@ def _loop_lag_line(maxima):
     return f"<p>worst worker event-loop lag (p99 of a second): {_e(format_us(lag))}{warning}</p>"
 
 
-def render(info, report, histograms, points):
+def render(info, report, histograms, points, baseline=None):
     """The report's HTML text.
 
     ``info``: the run's ``RunInfo``; ``report``: its summary (``summary.json``);
-    ``histograms``: name -> whole-run ``Histogram``; ``points``: ``RunSeries.points``.
+    ``histograms``: name -> whole-run ``Histogram``; ``points``: ``RunSeries.points``;
+    ``baseline``: ``(baseline run id, compare()'s result)``, a sentence saying why the run
+    could not be compared with its baseline, or ``None`` for a run without one.
     """
     summary = report.get("summary") or {}
     generators = [(_e(name), f"{devices:,}") for name, devices in sorted((report.get("generators") or {}).items())]
@@ -192,7 +215,7 @@ def render(info, report, histograms, points):
             f"{report.get('devices_requested', 0):,} devices"
             + (f" &middot; {_e(report['note'])}" if report.get("note") else "") + "</p>")
     sections = [
-        head, _verdict_section(report.get("verdict")), _summary_section(summary),
+        head, _verdict_section(report.get("verdict")), _summary_section(summary), _comparison_section(baseline),
         _series_section(points), _distribution_section(histograms),
         _errors_section(report.get("errors") or {}), _events_section(report.get("events") or []),
         "<h2>Generators</h2>" + (_table(("generator", "devices started"), generators, "generators")
@@ -218,8 +241,10 @@ class HtmlReportWriter(Writer):
 
     name = "html_report"
 
-    def __init__(self, archive):
+    def __init__(self, archive, store=None):
+        """``store``: the run history, where a run's baseline (its plan's ``baseline``) is read."""
         self.archive = archive
+        self.store = store
         self._series = {}
 
     def start(self, run):
@@ -232,14 +257,28 @@ class HtmlReportWriter(Writer):
 
     def finish(self, run, final):
         series = self._series.pop(run.id, None)
-        return write_report(self.archive, run, final.to_dict(run.writer_errors), final.totals.histograms,
-                            series.points if series else [])
+        report = final.to_dict(run.writer_errors)
+        return write_report(self.archive, run, report, final.totals.histograms,
+                            series.points if series else [], self._baseline(run, report))
+
+    def _baseline(self, run, report):
+        """``render``'s ``baseline`` for the run: its comparison with the run its plan names."""
+        baseline_id = (run.plan or {}).get("baseline")
+        if baseline_id is None or self.store is None:
+            return None
+        baseline = self.store.get(baseline_id)
+        figures = ((baseline or {}).get("summary") or {}).get("summary")
+        if figures is None:
+            return f"run {baseline_id} is no longer in the history"
+        if not report.get("summary"):
+            return "this run has no summary to compare"
+        return baseline_id, compare(report["summary"], figures)
 
 
-def write_report(archive, info, report, histograms, points):
+def write_report(archive, info, report, histograms, points, baseline=None):
     """Render the report (``render``'s arguments) into the run's directory, so it goes into
     its archive, and beside the archive; returns ``{"report": its file name}``."""
-    text = render(info, report, histograms, points)
+    text = render(info, report, histograms, points, baseline)
     directory = archive.work_dir(info.id)
     directory.mkdir(parents=True, exist_ok=True)
     for path in (directory / "report.html", archive.results_dir / report_name(info.id)):

@@ -116,6 +116,13 @@ def test_baseline_thresholds_take_their_limits_from_the_baseline_runs_exact_hist
     assert (results[1]["baseline"], results[1]["state"]) == (100, "passed")
     assert (results[2]["baseline"], results[2]["limit"], results[2]["state"]) == (0, 0, "passed")
     assert detail["summary"]["verdict"]["outcome"] == "failed"
+    # The HTML report compares the run with its baseline: the latency grew, marked.
+    status, report, _ = coordinator.api.get(detail["report_url"])
+    assert status == 200
+    text = report.decode()
+    assert f"<h2 id='comparison'>Compared with run {ids['fast']}</h2>" in text
+    assert '<table class="comparison_histograms">' in text and '<span class="warn">conn_us</span>' in text
+    assert "conn_us p50" in text.split("<h2 id='comparison'>")[1].split("</p>")[0]
 
 
 @pytest.mark.parametrize("fields, field, words", [

@@ -111,6 +111,8 @@ export const api = {
     { contentType: "text/plain; charset=utf-8" }),
   abort: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/abort`),
   remove: (id) => request("DELETE", `/api/runs/${encodeURIComponent(id)}`),
+  compare: (id, baseline, tolerance) => request("GET", `/api/runs/${encodeURIComponent(id)}/compare/` +
+    `${encodeURIComponent(baseline)}?tolerance=${encodeURIComponent(tolerance)}`),
 };
 
 /** Download a protected file (``<a href>`` cannot send the token): fetch it and save the blob. */

@@ -2,6 +2,7 @@
 // link, a detail view, "load this plan" and delete.
 
 import { api, download, hasToken } from "./api.js";
+import { comparePanel } from "./compare.js";
 import { element } from "./dom.js";
 import { duration, integer, metricLabel, micros, percent, timestamp } from "./format.js";
 import { isCpuOverWarning, isHostWarning } from "./rules.js";
@@ -337,7 +338,7 @@ export class HistoryView {
         root.appendChild(list);
       }
 
-      root.appendChild(runSummary(detail));
+      root.append(runSummary(detail), comparePanel(detail));
     }
     return root;
   }

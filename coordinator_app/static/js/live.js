@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { LineChart } from "./chart.js";
+import { comparePanel } from "./compare.js";
 import { element } from "./dom.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, micros, percent,
@@ -268,7 +269,7 @@ export class LiveView {
     if (panel.dataset.run !== ended.id) {
       panel.dataset.run = ended.id;
       panel.textContent = "";
-      panel.append(element("h3", "", "Whole run"), runSummary(ended));
+      panel.append(element("h3", "", "Whole run"), runSummary(ended), comparePanel(ended));
     }
   }
 

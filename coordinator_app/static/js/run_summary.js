@@ -68,7 +68,25 @@ export function thresholdList(verdict) {
     item.dataset.state = result.state;
     item.append(element("span", "threshold-state", result.state.replace("_", " ")),
       element("code", "", result.expr), element("span", "threshold-actual", thresholdValue(result)));
+    if (result.limit !== undefined) {
+      item.appendChild(element("span", "muted small threshold-limit",
+        `limit ${thresholdValue({ ...result, actual: result.limit })}, the baseline's ` +
+        `${thresholdValue({ ...result, actual: result.baseline })}`));
+    }
     if (result.abort_on_fail) item.appendChild(element("span", "muted small", "abort on fail"));
+  }
+  return root;
+}
+
+/** Append tables as the coordinator lays them out (``{kind, columns, rows, warnings, note}``)
+ * to ``root``: the rows it warns of marked, each table's note under it. */
+export function laidTables(root, tables) {
+  for (const laid of tables || []) {
+    const node = root.appendChild(table(`summary-${laid.kind}`, laid.columns, laid.rows));
+    for (const row of node.querySelectorAll("tbody tr")) {
+      if (laid.warnings.includes(row.dataset.name)) row.classList.add("warning-row");
+    }
+    if (laid.note) root.appendChild(element("p", "muted small", `${laid.note}.`));
   }
   return root;
 }
@@ -79,13 +97,7 @@ export function thresholdList(verdict) {
  */
 export function summaryTables(summary, tables) {
   const root = element("div", "run-summary-tables");
-  for (const laid of tables || []) {
-    const node = root.appendChild(table(`summary-${laid.kind}`, laid.columns, laid.rows));
-    for (const row of node.querySelectorAll("tbody tr")) {
-      if (laid.warnings.includes(row.dataset.name)) row.classList.add("warning-row");
-    }
-    if (laid.note) root.appendChild(element("p", "muted small", `${laid.note}.`));
-  }
+  laidTables(root, tables);
   const rate = summary.error_rate_percent || 0;
   const line = element("p", rate ? "error-rate danger-text" : "error-rate");
   line.append("Error rate ", element("strong", "", `${rate.toFixed(2)}%`),
