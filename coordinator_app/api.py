@@ -132,6 +132,19 @@ def get_run(run_id):
     return jsonify(result)
 
 
+@blueprint.get("/runs/<run_id>/overview")
+def run_overview(run_id):
+    """The run at a glance, one point a second (downsampled for long runs): ``{"names":
+    {"rate", "latency"}, "fields": [...], "points": [[t, phase, devices, rate, p50, p90, p99,
+    errors], ...]}``; the active run's so far. 404 for an unknown run or one without points."""
+    if coordinator().store.get(run_id) is None:
+        return error(404, f"no run {run_id}")
+    found = coordinator().overview(run_id)
+    if found is None:
+        return error(404, f"run {run_id} has no overview (it kept no per-second data)")
+    return jsonify(found)
+
+
 MAX_TOLERANCE_PERCENT = 1000.0
 
 

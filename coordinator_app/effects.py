@@ -45,10 +45,11 @@ class FinishRun:
     summary: dict
     note: str
     histograms: dict = None  # stressgrid.metrics.encode_histograms() of the whole run
+    overview: dict = None  # overview.overview() of the whole run
 
     def apply(self, store):
         store.finish(self.run_id, self.state, self.finished_at, self.archive, self.summary, self.note,
-                     self.histograms)
+                     self.histograms, self.overview)
 
 
 @dataclasses.dataclass(frozen=True)

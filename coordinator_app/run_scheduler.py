@@ -57,6 +57,7 @@ from . import run_scope, run_timeline, validate
 from .effects import (DeleteRun, FinishRun, InsertRun, SetRunState, WriteCheckpoint, WriteEvent, WriteFinish, WriteInterval, WriteSecond,
                       WriteStart)
 from .aggregate import TelemetryAggregator
+from .overview import live_point, names_of
 from .registry import GeneratorIdInUse, Registry
 from .verdict import RunJudge
 from .writers import INTERRUPTED_NOTE, FinalReport, RunInfo
@@ -491,7 +492,7 @@ class RunScheduler:
         summary = result.get("summary") or {}
         out.store.append(FinishRun(run_id, summary.get("state", constants.ABORTED), summary.get("finished_at"),
                                    result.get("archive"), summary, summary.get("note", ""),
-                                   result.get("histograms")))
+                                   result.get("histograms"), result.get("overview")))
         if self.run is not None and self.run.id == run_id and self.run.ended:
             self.run = None
             self.last_run_id = run_id
@@ -536,7 +537,7 @@ class RunScheduler:
         generators = list(self.registry)
         telemetry = self.aggregator.tick(generators)
         if run is not None and not run.ended:
-            out.writes.append(WriteSecond(run.info, telemetry))
+            out.writes.append(WriteSecond(run.info, self._run_second(run, telemetry)))
             self._judge(out, run)
             if self._at.monotonic >= run.next_checkpoint:
                 self._checkpoint(out, run)
@@ -753,6 +754,16 @@ class RunScheduler:
         self._enter(out, run, state)
         self._finish_if_answered(out, run)
 
+    def _run_second(self, run, telemetry):
+        """A second's telemetry of the active run, with the run's phase and its overview point
+        (main names from the run's summary as of the second before)."""
+        names = names_of(run.judge.summary)
+        telemetry["phase"] = run.phase.value
+        telemetry["overview"] = {"names": {"rate": names[0], "latency": names[1]},
+                                 "point": live_point(telemetry, telemetry["time"] - run.started_wall,
+                                                     run.phase.value, names)}
+        return telemetry
+
     def _judge(self, out, run):
         """The run's live summary and thresholds; an ``abort_on_fail`` one failing ends it."""
         aggregator = self.aggregator
@@ -791,7 +802,7 @@ class RunScheduler:
         generators = list(self.registry)
         telemetry = self.aggregator.last_second(generators)
         if telemetry is not None:  # what arrived since the last tick goes into the charts too
-            out.writes.append(WriteSecond(run.info, telemetry))
+            out.writes.append(WriteSecond(run.info, self._run_second(run, telemetry)))
         last, totals = self.aggregator.finish_run(generators)
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
                                   final=True)

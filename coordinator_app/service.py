@@ -36,6 +36,7 @@ from stressgrid.plan.constants import ABORTED
 
 from . import fleet_auth, run_timeline
 from .effects import FinishRun
+from .overview import overview
 from .run_scheduler import Conflict, Instant, RunScheduler
 from .store import RunStore
 from .writers import INTERRUPTED_NOTE, RunInfo, WriterPipeline
@@ -119,9 +120,8 @@ class Coordinator:
         self.store = RunStore(data_dir / "runs.db")
         self.archive = ArchiveWriter(data_dir)
         self.results_dir = self.archive.results_dir
-        self.pipeline = WriterPipeline(list(writers or ()) + [HtmlReportWriter(self.archive, self.store),
-                                                              self.archive],
-                                       self._run_written)
+        self.report_writer = HtmlReportWriter(self.archive, self.store)
+        self.pipeline = WriterPipeline(list(writers or ()) + [self.report_writer, self.archive], self._run_written)
         self.scheduler = RunScheduler(config.generator_timeout_s, config.heartbeat_interval_s,
                                       __version__, self._now())
         self.publisher = Publisher()
@@ -270,6 +270,15 @@ class Coordinator:
         self._call("forget", run_id)
         self.archive.delete(run_id, row.get("archive"))
         return True
+
+    def overview(self, run_id):
+        """Run ``run_id`` at a glance (``overview.overview``'s dict): the active run's points so
+        far, a finished run's kept ones; ``None`` when it has none."""
+        points = self.report_writer.points(run_id)
+        if points is None:
+            return self.store.overview(run_id)
+        live = (self.state() or {}).get("run") or {}
+        return overview(points, live.get("summary") if live.get("id") == run_id else None)
 
     def state(self):
         """The latest published state: generators, active run, latest telemetry."""

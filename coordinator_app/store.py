@@ -27,12 +27,13 @@ CREATE TABLE IF NOT EXISTS runs (
     archive     TEXT,
     summary     TEXT,
     note        TEXT NOT NULL DEFAULT '',
-    histograms  TEXT
+    histograms  TEXT,
+    overview    TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 """
 # Columns added after the first schema: (name, declaration) for ALTER TABLE on older files.
-ADDED_COLUMNS = (("histograms", "TEXT"),)
+ADDED_COLUMNS = (("histograms", "TEXT"), ("overview", "TEXT"))
 
 
 class RunStore:
@@ -64,6 +65,7 @@ class RunStore:
             return None
         result = dict(row)
         result.pop("histograms", None)
+        result.pop("overview", None)
         result["plan"] = json.loads(result["plan"])
         result["summary"] = json.loads(result["summary"]) if result["summary"] else None
         return result
@@ -85,14 +87,16 @@ class RunStore:
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
 
-    def finish(self, run_id, state, finished_at, archive, summary, note="", histograms=None):
-        """Record a run's end: final state, archive file name, summary and whole-run histograms
-        (``encode_histograms``' form, or ``None`` when the run left none)."""
+    def finish(self, run_id, state, finished_at, archive, summary, note="", histograms=None, overview=None):
+        """Record a run's end: final state, archive file name, summary, whole-run histograms
+        (``encode_histograms``' form, or ``None`` when the run left none) and its overview
+        (``overview.overview``'s dict)."""
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE runs SET state = ?, finished_at = ?, archive = ?, summary = ?, "
-                         "note = ?, histograms = ? WHERE id = ?",
+                         "note = ?, histograms = ?, overview = ? WHERE id = ?",
                          (state, finished_at, archive, json.dumps(summary) if summary else None,
-                          note, json.dumps(histograms) if histograms else None, run_id))
+                          note, json.dumps(histograms) if histograms else None,
+                          json.dumps(overview) if overview else None, run_id))
 
     def get(self, run_id):
         """One run with its plan and summary, or ``None``."""
@@ -105,6 +109,12 @@ class RunStore:
         with self._connect() as conn:
             row = conn.execute("SELECT histograms FROM runs WHERE id = ?", (run_id,)).fetchone()
         return decode_histograms(json.loads(row["histograms"])) if row and row["histograms"] else None
+
+    def overview(self, run_id):
+        """A finished run's overview (``overview.overview``'s dict), or ``None``."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT overview FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row["overview"]) if row and row["overview"] else None
 
     def last_passed(self, before=None):
         """The newest run whose result is ``passed`` (created before run ``before``, when

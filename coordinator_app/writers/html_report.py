@@ -19,6 +19,7 @@ from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS,
 from stressgrid.comparison import compare, comparison_tables
 from stressgrid.summary_tables import summary_tables
 
+from ..overview import overview
 from . import Writer
 from .archive import report_name, write_atomically
 from .series import QUANTILES, RunSeries
@@ -255,11 +256,19 @@ class HtmlReportWriter(Writer):
         if series is not None:
             series.add(telemetry)
 
+    def points(self, run_id):
+        """A copy of the points so far of run ``run_id`` (``None`` when it is not running).
+        Called from other threads: the copy is taken in one step."""
+        series = self._series.get(run_id)
+        return list(series.points) if series is not None else None
+
     def finish(self, run, final):
         series = self._series.pop(run.id, None)
         report = final.to_dict(run.writer_errors)
-        return write_report(self.archive, run, report, final.totals.histograms,
-                            series.points if series else [], self._baseline(run, report))
+        points = series.points if series else []
+        written = write_report(self.archive, run, report, final.totals.histograms, points,
+                               self._baseline(run, report))
+        return {**written, "overview": overview(points, report.get("summary"))}
 
     def _baseline(self, run, report):
         """``render``'s ``baseline`` for the run: its comparison with the run its plan names."""

@@ -9,6 +9,8 @@ so a week-long run still fits in a report.
 """
 import dataclasses
 
+from ..overview import base, errors_per_second
+
 MAX_POINTS = 1800
 QUANTILES = ("p50", "p90", "p99")
 
@@ -16,6 +18,7 @@ QUANTILES = ("p50", "p90", "p99")
 @dataclasses.dataclass
 class Point:
     elapsed_s: float
+    phase: str  # the last of the plan's phases the run entered
     active_devices: int
     cpu_percent: float
     rates: dict  # counter base name -> per second
@@ -41,19 +44,14 @@ class RunSeries:
         self._seen += 1
         if (self._seen - 1) % self.stride:
             return
-        rates = {}
-        errors = 0.0
-        for name, counter in (telemetry.get("counters") or {}).items():
-            base = name[:-len("_count")] if name.endswith("_count") else name
-            rate = counter.get("per_second", 0)
-            rates[base] = rate
-            if base.endswith("_error") and not base.startswith("network_"):
-                errors += rate
+        rates = {base(name): counter.get("per_second", 0)
+                 for name, counter in (telemetry.get("counters") or {}).items()}
         quantiles = {name: tuple(h.get(q, 0) for q in QUANTILES)
                      for name, h in (telemetry.get("histograms") or {}).items()}
-        self.points.append(Point(round(at - self.started_at, 3),
+        self.points.append(Point(round(at - self.started_at, 3), telemetry.get("phase"),
                                  telemetry.get("active_device_number", 0),
-                                 telemetry.get("max_cpu_percent", 0.0), rates, quantiles, errors))
+                                 telemetry.get("max_cpu_percent", 0.0), rates, quantiles,
+                                 errors_per_second(rates)))
         if len(self.points) >= self.max_points:
             del self.points[1::2]
             self.stride *= 2

@@ -111,6 +111,7 @@ export const api = {
     { contentType: "text/plain; charset=utf-8" }),
   abort: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/abort`),
   remove: (id) => request("DELETE", `/api/runs/${encodeURIComponent(id)}`),
+  overview: (id) => request("GET", `/api/runs/${encodeURIComponent(id)}/overview`),
   compare: (id, baseline, tolerance) => request("GET", `/api/runs/${encodeURIComponent(id)}/compare/` +
     `${encodeURIComponent(baseline)}?tolerance=${encodeURIComponent(tolerance)}`),
 };

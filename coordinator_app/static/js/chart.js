@@ -14,18 +14,41 @@ export function niceTicks(max, count = 4) {
   return ticks;
 }
 
+/** The x axis' label for ``seconds`` from the start of a run: 45s, 2m, 1m30s, 1h05m. */
+export function elapsedLabel(seconds) {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return s % 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s / 60}m`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** The spans of consecutive points in the same phase: [{phase, start, end}] (``end``: the next span's start). */
+export function phaseBands(points) {
+  const bands = [];
+  for (const p of points) {
+    if (!p.phase) continue;
+    const last = bands[bands.length - 1];
+    if (last) last.end = p.t;
+    if (!last || last.phase !== p.phase) bands.push({ phase: p.phase, start: p.t, end: p.t });
+  }
+  return bands;
+}
+
 /**
- * ``new LineChart(container, {series, format, windowSeconds, height})``.
+ * ``new LineChart(container, {series, format, windowSeconds, height, elapsed})``.
  * ``series``: [{key, label, className}]; ``update(points)`` with points
  * [{t: unix seconds, <key>: value}] oldest first (a missing value is a gap).
+ * With ``elapsed``, ``t`` is seconds from the start of a run and the x axis spans the whole
+ * run from 0; points with a ``phase`` shade the span of each phase behind the lines.
  */
 export class LineChart {
-  constructor(container, { series, format = String, windowSeconds = 300, height = 120 }) {
+  constructor(container, { series, format = String, windowSeconds = 300, height = 120, elapsed = false }) {
     this.container = container;
     this.series = series;
     this.format = format;
     this.windowSeconds = windowSeconds;
     this.height = height;
+    this.elapsed = elapsed;
     this.points = [];
     this.width = 0;
     this.svg = svgElement("svg", { class: "chart", role: "img", height: String(height) });
@@ -62,10 +85,18 @@ export class LineChart {
     const top = 8;
     const bottom = 18;
     const points = this.points;
-    const last = points.length ? points[points.length - 1].t : Date.now() / 1000;
-    // The window grows with the data, from a minute to windowSeconds.
-    const span = points.length ? last - points[0].t : 0;
-    const window = Math.min(this.windowSeconds, Math.max(60, Math.ceil(span / 30) * 30));
+    let last;
+    let window;
+    if (this.elapsed) {
+      // The whole run: from its start to its latest point.
+      window = Math.max(10, points.length ? points[points.length - 1].t : 0);
+      last = window;
+    } else {
+      last = points.length ? points[points.length - 1].t : Date.now() / 1000;
+      // The window grows with the data, from a minute to windowSeconds.
+      const span = points.length ? last - points[0].t : 0;
+      window = Math.min(this.windowSeconds, Math.max(60, Math.ceil(span / 30) * 30));
+    }
     const t0 = last - window;
     const visible = points.filter((p) => p.t >= t0);
     let max = 0;
@@ -93,6 +124,14 @@ export class LineChart {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     svg.setAttribute("width", String(g.width));
     svg.setAttribute("viewBox", `0 0 ${g.width} ${this.height}`);
+    if (this.elapsed) {
+      for (const band of phaseBands(g.visible)) {
+        svgElement("rect", {
+          x: g.x(band.start).toFixed(1), y: g.top, height: g.plotH, "data-phase": band.phase,
+          width: Math.max(1, g.x(band.end) - g.x(band.start)).toFixed(1), class: `band phase-${band.phase}`,
+        }, svg);
+      }
+    }
     const axis = svgElement("g", { class: "chart-axis" }, svg);
     for (const tick of g.ticks) {
       const y = Math.round(g.y(tick)) + 0.5;
@@ -100,8 +139,15 @@ export class LineChart {
       const label = svgElement("text", { x: g.left - 6, y: y + 3.5, "text-anchor": "end" }, axis);
       label.textContent = this.format(tick);
     }
-    const every = [10, 15, 30, 60, 120, 300, 600].find((s) => g.window / s <= 5) || 600;
-    for (let ago = 0; ago <= g.window; ago += every) {
+    const every = [10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400]
+      .find((s) => g.window / s <= 5) || 86400;
+    if (this.elapsed) {
+      for (let at = 0; at <= g.window; at += every) {
+        const label = svgElement("text", { x: g.x(at), y: this.height - 4, "text-anchor": at ? "middle" : "start" }, axis);
+        label.textContent = elapsedLabel(at);
+      }
+    }
+    for (let ago = 0; !this.elapsed && ago <= g.window; ago += every) {
       const x = g.x(g.last - ago);
       const label = svgElement("text", { x, y: this.height - 4, "text-anchor": ago === 0 ? "end" : "middle" }, axis);
       label.textContent = ago === 0 ? "now" : ago % 60 ? `-${ago}s` : `-${ago / 60}m`;
@@ -153,7 +199,8 @@ export class LineChart {
     }
     const ago = Math.round(g.last - best.t);
     this.readout.textContent = "";
-    this.readout.appendChild(element("span", "muted", ago ? `${ago}s ago` : "now"));
+    this.readout.appendChild(element("span", "muted", this.elapsed ? `at ${elapsedLabel(best.t)}${best.phase ? ` · ${best.phase}` : ""}`
+      : ago ? `${ago}s ago` : "now"));
     for (const s of this.series) {
       this.readout.appendChild(element("span", `key ${s.className}`, `${s.label} ${this.format(best[s.key])}`));
     }

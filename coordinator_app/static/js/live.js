@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { LineChart } from "./chart.js";
 import { comparePanel } from "./compare.js";
+import { Overview } from "./overview.js";
 import { element } from "./dom.js";
 import {
   clock, compact, duration, formatterFor, integer, metricLabel, micros, percent,
@@ -99,6 +100,7 @@ export class LiveView {
     this.onRunEnded = onRunEnded;
     this.meta = meta;
     this.series = new Series();
+    this.overview = new Overview(document.getElementById("run-overview"));
     this.cards = new Map();
     this.runId = null;
     this.shownRunId = null;
@@ -139,7 +141,7 @@ export class LiveView {
     if (run) {
       this.lastRun = run;
       const telemetry = runTelemetry(state);
-      if (telemetry) this.series.add(telemetry);
+      if (telemetry && this.series.add(telemetry)) this.overview.add(telemetry);
     } else if (this.runId) {
       const ended = this.runId;
       this.runId = null;
@@ -167,6 +169,7 @@ export class LiveView {
     this.renderGenerators(state);
     this.renderEvents(state.events || []);
     const showing = this.shownRunId;
+    this.overview.show(showing);
     this.idle.hidden = Boolean(showing);
     this.runPanel.hidden = !showing;
     if (!showing) {
@@ -194,6 +197,7 @@ export class LiveView {
       if (this.shownRunId !== runId) return;
       if (detail.state === "done" || detail.state === "aborted") {
         this.ended = detail;
+        this.overview.fetch(); // the whole run, as the coordinator kept it
         this.render(this.state);
         return;
       }
