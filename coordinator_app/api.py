@@ -15,7 +15,7 @@ from stressgrid.summary_tables import summary_tables
 
 from stressgrid.comparison import DEFAULT_TOLERANCE_PERCENT, compare, comparison_tables
 
-from . import baseline, json_body
+from . import baseline, json_body, overview
 from .auth import protect
 from .service import Conflict
 from .writers.archive import report_name
@@ -233,6 +233,7 @@ def meta():
                 "timeout_ms": model.MAX_TIMEOUT_MS, "data_bytes": model.MAX_DATA_BYTES,
                 "data_rows": model.MAX_DATA_ROWS},
         feeder_formats=list(feeder.FORMATS),
+        metric_groups=overview.group_rules(),
     )
 
 

@@ -12,7 +12,8 @@ run's points so far from ``GET /api/runs/<id>/overview`` (``overview``); the
 HTML report draws the same points, and a finished run keeps them. Nothing here does I/O.
 """
 from stressgrid.metrics import is_error
-from stressgrid.plan.constants import CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUEST_GROUP_PREFIX
+from stressgrid.plan.constants import (CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUEST_GROUP_PREFIX,
+                                       STATUS_CLASS_COUNTERS)
 
 MAIN_RATES = ("response", "receive", "message")
 MAIN_LATENCIES = ("headers_us",)
@@ -83,3 +84,65 @@ def overview(points, summary):
     names = names_of(summary)
     return {"names": {"rate": names[0], "latency": names[1]}, "fields": list(POINT_FIELDS),
             "points": series_points(points, names)}
+
+
+def phase_bands(points):
+    """``[(from s, to s, phase)]``: the spans of consecutive overview points in one phase, each
+    up to the next one's first point."""
+    bands = []
+    for elapsed_s, phase, *_ in points:
+        if not phase:
+            continue
+        if bands:
+            bands[-1][1] = elapsed_s
+        if not bands or bands[-1][2] != phase:
+            bands.append([elapsed_s, elapsed_s, phase])
+    return [tuple(band) for band in bands]
+
+
+MAIN_GROUP = "main"
+# The groups after the main one and the named requests', in the order they are shown.
+LATER_GROUPS = ("checks", "status classes", "network", "errors", "generators")
+# What follows a named request's name in its metrics: request_<name>_headers_us, ..._response_4xx.
+NAMED_REQUEST_SUFFIXES = ("intended_headers_us", "headers_us", "body_us", "response", *STATUS_CLASS_COUNTERS)
+NETWORK_PREFIX = "network_"
+
+
+def group_rules():
+    """What the website needs to group metrics as ``metric_group`` does (GET /api/meta)."""
+    return {"main": MAIN_GROUP, "later": list(LATER_GROUPS), "request_prefix": REQUEST_GROUP_PREFIX,
+            "request_suffixes": list(NAMED_REQUEST_SUFFIXES), "check_prefix": CHECK_PREFIX,
+            "status_counters": list(STATUS_CLASS_COUNTERS), "network_prefix": NETWORK_PREFIX,
+            "generator_histograms": sorted(GENERATOR_HISTOGRAMS)}
+
+
+def metric_group(name):
+    """The group a metric's chart is folded in: ``request <name>`` for a named request's,
+    ``checks``, ``status classes``, ``network``, ``errors``, ``generators`` or ``main``."""
+    metric = base(name)
+    if metric.startswith(REQUEST_GROUP_PREFIX):
+        endings = [suffix for suffix in NAMED_REQUEST_SUFFIXES if metric.endswith(f"_{suffix}")]
+        if endings:
+            named = metric[len(REQUEST_GROUP_PREFIX):-len(max(endings, key=len)) - 1]
+            if named:
+                return f"request {named}"
+    if metric.startswith(CHECK_PREFIX):
+        return "checks"
+    if metric in STATUS_CLASS_COUNTERS:
+        return "status classes"
+    if metric.startswith(NETWORK_PREFIX):
+        return "network"
+    if is_error(metric):
+        return "errors"
+    if metric in GENERATOR_HISTOGRAMS:
+        return "generators"
+    return MAIN_GROUP
+
+
+def group_order(group):
+    """A sort key of groups: main, the named requests by name, then ``LATER_GROUPS``."""
+    if group == MAIN_GROUP:
+        return (0, "")
+    if group in LATER_GROUPS:
+        return (2, str(LATER_GROUPS.index(group)))
+    return (1, group)

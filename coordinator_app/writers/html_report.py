@@ -14,12 +14,13 @@ import json
 import math
 import time
 
-from stressgrid.formatting import format_rate, format_us
-from stressgrid.plan.constants import CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM, LOOP_LAG_WARNING_US
+from stressgrid.formatting import format_bytes, format_rate, format_us
+from stressgrid.plan.constants import (CPU_HISTOGRAM, CPU_WARNING_PERCENT, GENERATOR_HISTOGRAMS, LOOP_LAG_HISTOGRAM,
+                                       LOOP_LAG_WARNING_US)
 from stressgrid.comparison import compare, comparison_tables
 from stressgrid.summary_tables import summary_tables
 
-from ..overview import overview
+from ..overview import MAIN_GROUP, group_order, metric_group, overview, phase_bands
 from . import Writer
 from .archive import report_name, write_atomically
 from .series import QUANTILES, RunSeries
@@ -43,6 +44,11 @@ max-height:420px;font-size:12px}svg.chart{width:100%;max-width:760px;display:blo
 .ytick{text-anchor:end;font-size:11px;fill:#555}.xtick{text-anchor:middle;font-size:11px;fill:#555}
 .xlabel{text-anchor:end;font-size:11px;fill:#777}.legend{font-size:12px}.empty{text-anchor:middle;fill:#999}
 table.errors td:last-child{text-align:left;font-family:monospace;white-space:pre-wrap}
+.band{fill-opacity:.08}.band-rampup{fill:#2563eb}.band-sustain{fill:#16a34a}.band-rampdown{fill:#9333ea}
+.band-cooldown{fill:#6b7280}.band-key{padding:0 6px;border-radius:4px}.band-key.band-rampup{background:#2563eb22}
+.band-key.band-sustain{background:#16a34a22}.band-key.band-rampdown{background:#9333ea22}
+.band-key.band-cooldown{background:#6b728022}details.group{margin:6px 0}details.group summary{cursor:pointer;
+font-weight:600}.overview{display:grid;grid-template-columns:1fr 1fr;gap:0 16px}.overview svg.chart{max-width:100%}
 """
 
 
@@ -130,30 +136,63 @@ def _comparison_section(baseline):
             + "".join(_tables(comparison_tables(comparison, baseline_id))))
 
 
+def _overview_section(points, summary):
+    """The run at a glance: its main rate, main latency, active devices and errors per second
+    over the whole run on one time axis, the phases shaded (``overview.overview``'s points)."""
+    view = overview(points, summary)
+    rows = view["points"]
+    if not rows:
+        return "<h2 id='overview'>Overview</h2><p class='muted'>no per-second data</p>"
+    names = view["names"]
+    span = (0.0, max(rows[-1][0], 1.0))
+    bands = phase_bands(rows)
+
+    def chart(title, lines, y_format):
+        return line_chart(title, [(label, [(row[0], row[index]) for row in rows]) for label, index in lines],
+                          y_format=y_format, x_format=lambda x: f"{x:g} s", x_range=span, bands=bands)
+    rate_format = format_rate if names["rate"] is None or "_bytes" not in names["rate"] else format_bytes
+    return ("<h2 id='overview'>Overview</h2><div class='overview'>"
+            + chart(f"{names['rate'] or 'no rate'} per second", [("per second", 3)], rate_format)
+            + chart(f"{names['latency'] or 'no latency'}", [("p50", 4), ("p90", 5), ("p99", 6)], format_us)
+            + chart("active devices", [("devices", 2)], lambda v: f"{v:,.0f}")
+            + chart("errors per second", [("errors", 7)], format_rate)
+            + "</div><p class='muted'>shaded: " + ", ".join(
+                f"<span class='band-key band-{_e(phase)}'>{_e(phase)}</span>" for phase in dict.fromkeys(
+                    band[2] for band in bands)) + "</p>")
+
+
 def _series_section(points):
+    """Every metric over time, folded by group (the main metrics open, named requests,
+    checks, status classes, network, errors and the generators' health closed)."""
     if not points:
         return "<h2>Over time</h2><p class='muted'>no per-second data</p>"
-    charts = []
-    rate_names = sorted({name for p in points for name in p.rates
-                         if not name.endswith("_error") and not name.startswith("network_")})
-    charts.append(line_chart("rates per second", [
-        (name, [(p.elapsed_s, p.rates.get(name, 0)) for p in points]) for name in rate_names],
-        y_format=format_rate, x_format=lambda x: f"{x:g} s"))
-    histogram_names = sorted({name for p in points for name in p.quantiles
-                              if name not in GENERATOR_HISTOGRAMS})
-    for name in histogram_names:
-        charts.append(_quantile_chart(f"{name} per second", name, points))
-    charts.append(line_chart("active devices", [("devices", [(p.elapsed_s, p.active_devices) for p in points])],
-                             y_format=lambda v: f"{v:,.0f}", x_format=lambda x: f"{x:g} s"))
-    charts.append(line_chart("errors per second", [("errors", [(p.elapsed_s, p.errors_per_second)
-                                                               for p in points])],
-                             y_format=format_rate, x_format=lambda x: f"{x:g} s"))
-    charts.append(line_chart("generator CPU (the busiest generator)", [
-        ("cpu", [(p.elapsed_s, p.cpu_percent) for p in points])], y_format=_percent,
-        x_format=lambda x: f"{x:g} s"))
-    if any(LOOP_LAG_HISTOGRAM in p.quantiles for p in points):
-        charts.append(_quantile_chart("generator loop health: worker event-loop lag", LOOP_LAG_HISTOGRAM, points))
-    return "<h2>Over time</h2>" + "".join(charts)
+    groups = {}
+    for name in sorted({name for p in points for name in p.rates}):
+        groups.setdefault(metric_group(name), {"rates": [], "histograms": []})["rates"].append(name)
+    for name in sorted({name for p in points for name in p.quantiles} - {CPU_HISTOGRAM}):
+        groups.setdefault(metric_group(name), {"rates": [], "histograms": []})["histograms"].append(name)
+    groups.setdefault("generators", {"rates": [], "histograms": []})  # the busiest generator's CPU
+    parts = ["<h2>Over time</h2>"]
+    for group in sorted(groups, key=group_order):
+        members = groups[group]
+        charts = []
+        if members["rates"]:
+            charts.append(line_chart(f"{group}: rates per second", [
+                (name, [(p.elapsed_s, p.rates.get(name, 0)) for p in points]) for name in members["rates"]],
+                y_format=format_rate, x_format=lambda x: f"{x:g} s"))
+        for name in members["histograms"]:
+            title = ("generator loop health: worker event-loop lag" if name == LOOP_LAG_HISTOGRAM
+                     else f"{name} per second")
+            charts.append(_quantile_chart(title, name, points))
+        if group == "generators":
+            charts.append(line_chart("generator CPU (the busiest generator)", [
+                ("cpu", [(p.elapsed_s, p.cpu_percent) for p in points])], y_format=_percent,
+                x_format=lambda x: f"{x:g} s"))
+        count = len(charts)
+        parts.append(f"<details class='group' data-group='{_e(group)}'{' open' if group == MAIN_GROUP else ''}>"
+                     f"<summary>{_e(group)} <span class='muted'>({count} chart{'s' if count != 1 else ''})"
+                     f"</span></summary>{''.join(charts)}</details>")
+    return "".join(parts)
 
 
 def _quantile_chart(title, name, points):
@@ -216,8 +255,8 @@ def render(info, report, histograms, points, baseline=None):
             f"{report.get('devices_requested', 0):,} devices"
             + (f" &middot; {_e(report['note'])}" if report.get("note") else "") + "</p>")
     sections = [
-        head, _verdict_section(report.get("verdict")), _summary_section(summary), _comparison_section(baseline),
-        _series_section(points), _distribution_section(histograms),
+        head, _verdict_section(report.get("verdict")), _overview_section(points, summary),
+        _summary_section(summary), _comparison_section(baseline), _series_section(points), _distribution_section(histograms),
         _errors_section(report.get("errors") or {}), _events_section(report.get("events") or []),
         "<h2>Generators</h2>" + (_table(("generator", "devices started"), generators, "generators")
                                  if generators else "<p>none</p>")

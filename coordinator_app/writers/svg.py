@@ -37,11 +37,13 @@ def _ticks(low, high, count=5):
 
 
 def line_chart(title, lines, y_format=str, x_format=lambda x: f"{x:g}", log_y=False,
-               x_ticks=None, x_label="seconds"):
+               x_ticks=None, x_label="seconds", x_range=None, bands=()):
     """An ``<svg>`` chart of ``lines``: ``[(label, [(x, y), ...]), ...]``.
 
     ``y_format``/``x_format`` turn values into tick and hover text; ``x_ticks``
-    (``[(x, text)]``) replaces the computed x ticks.
+    (``[(x, text)]``) replaces the computed x ticks; ``x_range`` (``(low, high)``)
+    the x span of the points; ``bands`` (``[(x from, x to, name)]``) are shaded behind
+    the lines with the class ``band band-<name>``.
     """
     points = [(x, y) for _, line in lines for x, y in line if y is not None]
     if log_y:
@@ -52,8 +54,8 @@ def line_chart(title, lines, y_format=str, x_format=lambda x: f"{x:g}", log_y=Fa
     if not points:
         body.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" class="empty">no data</text></svg>')
         return "".join(body)
-    x_low, x_high = min(x for x, _ in points), max(x for x, _ in points)
-    if x_high == x_low:
+    x_low, x_high = x_range or (min(x for x, _ in points), max(x for x, _ in points))
+    if x_high <= x_low:
         x_high = x_low + 1
     if log_y:
         y_low = 10 ** math.floor(math.log10(min(y for _, y in points)))
@@ -79,6 +81,10 @@ def line_chart(title, lines, y_format=str, x_format=lambda x: f"{x:g}", log_y=Fa
         return TOP + plot_h - to_y(y) * plot_h
 
     body.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" class="plot"/>')
+    for start, end, name in bands:
+        left, right = px(max(start, x_low)), px(min(end, x_high))
+        body.append(f'<rect x="{left:.1f}" y="{TOP}" width="{max(right - left, 1):.1f}" height="{plot_h}" '
+                    f'class="band band-{html.escape(name)}"><title>{html.escape(name)}</title></rect>')
     for tick in y_ticks:
         y = py(tick)
         body.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'

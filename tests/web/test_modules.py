@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from coordinator_app.overview import group_order, metric_group
 from stressgrid.metrics import is_error
 from stressgrid.plan import api as script_api, check_script, constants, model
 from stressgrid.plan.script import SCRIPT_ARGUMENTS
@@ -152,6 +153,19 @@ def test_the_page_tells_errors_from_host_warnings_as_the_coordinator_does(module
     assert modules.run("rules.js", "(m, meta, limit) => [m.isCpuOverWarning(limit, meta), "
                        "m.isCpuOverWarning(limit + 0.5, meta), m.isCpuOverWarning(undefined, meta)]",
                        META, limit) == [False, True, False]
+
+
+def test_the_page_folds_metrics_in_the_coordinators_groups_and_order(modules):
+    names = ["request_get_response_headers_us", "request_index_response_count", "request_index_response_4xx",
+             "request_a_intended_headers_us", "request__headers_us", "request_count", "check_x_pass_count",
+             "response_2xx_count", "network_rx_bytes", "timeout_error_count", "cpu_percent", "worker_loop_lag_us",
+             "headers_us", "network_tcp_retransmit_error", "set_us"]
+    groups = modules.run("rules.js", "(m, meta, names) => names.map((n) => m.metricGroup(n, meta))", META, names)
+    assert groups == [metric_group(name) for name in names]
+    assert groups[:5] == ["request get_response", "request index", "request index", "request a", "main"]
+    ordered = modules.run("rules.js", "(m, meta, groups) => [...groups].sort((a, b) => "
+                          "m.groupOrder(a, meta) < m.groupOrder(b, meta) ? -1 : 1)", META, sorted(set(groups)))
+    assert ordered == sorted(set(groups), key=group_order)
 
 
 @pytest.mark.parametrize("protocol", script_api.PROTOCOLS)

@@ -23,6 +23,19 @@ def test_the_overview_shows_the_whole_run_so_far_and_stays_after_it(stack, open_
     for chart in ("rate", "devices"):
         expect(overview.locator(f'[data-chart="{chart}"] path.line')).to_have_count(1)
     expect(overview.locator('[data-chart="latency"] path.line')).to_have_count(3)
+    # Every metric's card, folded by group: the main ones open, the network's closed until asked.
+    groups = page.locator("#metric-groups > details.metric-group")
+    expect(groups.first).to_have_attribute("data-group", "main")
+    expect(groups.first.locator('[data-metric="rate:receive_count"]')).to_be_visible()
+    network = page.locator('#metric-groups > details[data-group="network"]')
+    expect(network.locator('[data-metric="rate:network_rx_bytes"]')).to_be_hidden()
+    assert groups.evaluate_all("els => els.map(e => e.open)")[1:] == [False] * (groups.count() - 1)
+    network.locator("summary").click()
+    card = network.locator('[data-metric="rate:network_rx_bytes"]')
+    expect(card).to_be_visible()
+    # Opened, its chart takes the card's width (drawn while folded, it is redrawn on opening).
+    wait_until(lambda: card.locator("svg.chart").evaluate("e => e.getBoundingClientRect().width") > 200,
+               message="the unfolded chart's width")
     # Sustain is shaded once the run reached it, behind each chart's lines.
     expect(overview.locator('[data-chart="rate"] rect.band[data-phase="sustain"]')).to_have_count(1, timeout=20000)
     stack.api.wait_run_finished(run_id, timeout=60)

@@ -47,6 +47,22 @@ def _check_report(page, detail):
     response = page.locator("table.counters tbody tr", has_text="receive").first
     expect(response.locator("td").nth(1)).to_have_text(f"{summary['counters']['receive']['total']:,}")
     expect(page.locator("#error-rate")).to_have_text(f"{summary['error_rate_percent']:.2f}%")
+    # It opens on the run at a glance: four charts over the whole run, the phases shaded.
+    overview = page.locator("div.overview svg.chart")
+    expect(overview).to_have_count(4)
+    assert overview.evaluate_all("els => els.map(e => e.getAttribute('aria-label'))") == [
+        # (the busier of the script's two timings; get_us on a tie)
+        "receive per second", "set_us" if summary["histograms"]["set_us"]["count"]
+        > summary["histograms"]["get_us"]["count"] else "get_us", "active devices", "errors per second"]
+    expect(overview.nth(0).locator("rect.band-sustain")).to_have_count(1)
+    # The errors-per-second line shows the failing block's errors.
+    errors = overview.nth(3).locator("circle title").all_text_contents()
+    assert any(not text.startswith("errors: 0/s") for text in errors), errors
+    # Then every metric over time, folded by group: the main one open, the others closed.
+    groups = page.locator("details.group")
+    assert groups.evaluate_all("els => els.map(e => [e.dataset.group, e.open])")[0] == ["main", True]
+    assert all(not is_open for _, is_open in groups.evaluate_all("els => els.map(e => [e.dataset.group, e.open])")[1:])
+    expect(page.locator("details.group[data-group='errors']")).to_contain_text("errors")
     # Every chart drew lines with points: rates, three quantiles per histogram, devices,
     # errors, CPU, and the percentile plot with a line per histogram.
     charts = page.locator("svg.chart")

@@ -11,7 +11,8 @@ import {
 } from "./format.js";
 import { runSummary, showVerdictBadge, table } from "./run_summary.js";
 import {
-  isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning, isStatusWarning, requestGroups,
+  groupOrder, isCpuOverWarning, isErrorCounter, isHostWarning, isLoopLagOverWarning, isStatusWarning, metricGroup,
+  requestGroups,
 } from "./rules.js";
 
 const WINDOW_SECONDS = 300;
@@ -392,14 +393,32 @@ export class LiveView {
   clearCards() {
     for (const card of this.cards.values()) card.chart.destroy();
     this.cards.clear();
-    document.getElementById("histogram-grid").textContent = "";
-    document.getElementById("rate-grid").textContent = "";
+    document.getElementById("metric-groups").textContent = "";
     document.getElementById("error-list").textContent = "";
   }
 
-  card(key, grid, title, series, format) {
+  /** The grid of a group's cards, in a fold of its own (the main group's open). */
+  groupGrid(name) {
+    const groups = document.getElementById("metric-groups");
+    const group = metricGroup(name, this.meta);
+    const found = [...groups.children].find((node) => node.dataset.group === group);
+    if (found) return found.querySelector(".grid");
+    const fold = element("details", "metric-group");
+    fold.dataset.group = group;
+    fold.dataset.order = groupOrder(group, this.meta);
+    fold.open = group === this.meta.metric_groups.main;
+    const summary = fold.appendChild(element("summary", "", group));
+    summary.appendChild(element("span", "muted small group-count"));
+    const grid = fold.appendChild(element("div", "grid"));
+    const after = [...groups.children].find((node) => node.dataset.order > fold.dataset.order);
+    groups.insertBefore(fold, after || null);
+    return grid;
+  }
+
+  card(key, title, series, format) {
     let card = this.cards.get(key);
     if (card) return card;
+    const grid = this.groupGrid(key.replace(/^\w+:/, ""));
     const root = element("article", "metric");
     root.dataset.metric = key;
     const head = element("div", "metric-head");
@@ -416,17 +435,17 @@ export class LiveView {
     const chart = new LineChart(plot, { series, format, windowSeconds: WINDOW_SECONDS, height: 110 });
     card = { root, values, chart };
     this.cards.set(key, card);
+    const count = grid.parentElement.querySelector(".group-count");
+    count.textContent = ` ${grid.childElementCount}`;
     return card;
   }
 
   renderMetrics(telemetry) {
     const histograms = telemetry.histograms || {};
     const counters = telemetry.counters || {};
-    const histogramGrid = document.getElementById("histogram-grid");
-    const rateGrid = document.getElementById("rate-grid");
     for (const [name, value] of Object.entries(histograms)) {
       const format = formatterFor(name);
-      const card = this.card(`hist:${name}`, histogramGrid, metricLabel(name), [
+      const card = this.card(`hist:${name}`, metricLabel(name), [
         { key: "p50", label: "p50", className: "s-p50" },
         { key: "p90", label: "p90", className: "s-p90" },
         { key: "p99", label: "p99", className: "s-p99" },
@@ -447,7 +466,7 @@ export class LiveView {
       const host = isHostWarning(name, this.meta);
       const warning = host || isStatusWarning(name, this.meta);
       const format = formatterFor(name, true);
-      const card = this.card(`rate:${name}`, rateGrid, metricLabel(name), [
+      const card = this.card(`rate:${name}`, metricLabel(name), [
         { key: "v", label: "per second", className: error ? "s-error" : warning ? "s-warning" : "s-rate", area: true },
       ], format);
       card.root.classList.toggle("alarm", error && value.total > 0);

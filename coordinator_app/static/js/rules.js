@@ -90,3 +90,33 @@ export function requestGroups(telemetry, meta) {
       };
     });
 }
+
+/** The group a metric's card is folded in (as the coordinator's overview.metric_group):
+ * "request <name>" for a named request's, "checks", "status classes", "network", "errors",
+ * "generators" or "main". */
+export function metricGroup(name, meta) {
+  const rules = meta.metric_groups;
+  const metric = name.replace(/_count$/, "");
+  if (metric.startsWith(rules.request_prefix)) {
+    const endings = rules.request_suffixes.filter((suffix) => metric.endsWith(`_${suffix}`));
+    if (endings.length) {
+      const longest = endings.reduce((a, b) => (b.length > a.length ? b : a));
+      const named = metric.slice(rules.request_prefix.length, metric.length - longest.length - 1);
+      if (named) return `request ${named}`;
+    }
+  }
+  if (metric.startsWith(rules.check_prefix)) return "checks";
+  if (rules.status_counters.includes(metric)) return "status classes";
+  if (metric.startsWith(rules.network_prefix)) return "network";
+  if (meta.error_suffixes.some((suffix) => metric.endsWith(suffix))) return "errors";
+  if (rules.generator_histograms.includes(metric)) return "generators";
+  return rules.main;
+}
+
+/** A sort key of groups: main, the named requests by name, then the fixed later ones. */
+export function groupOrder(group, meta) {
+  const rules = meta.metric_groups;
+  if (group === rules.main) return "0";
+  const later = rules.later.indexOf(group);
+  return later >= 0 ? `2-${String(later).padStart(2, "0")}` : `1-${group}`;
+}
