@@ -9,11 +9,10 @@ import json
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from stressgrid import metrics
+from stressgrid.comparison import DEFAULT_TOLERANCE_PERCENT, compare, comparison_tables
 from stressgrid.plan import Plan, PlanError, api as script_api, constants, feeder, model, script
 from stressgrid.plan.resolve import resolve_addresses
 from stressgrid.summary_tables import summary_tables
-
-from stressgrid.comparison import DEFAULT_TOLERANCE_PERCENT, compare, comparison_tables
 
 from . import baseline, json_body, overview
 from .auth import protect

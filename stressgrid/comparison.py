@@ -65,8 +65,9 @@ def compare(run, baseline, tolerance_percent=DEFAULT_TOLERANCE_PERCENT):
 
     Returns ``{"tolerance_percent", "histograms": {name: {stat: figure}},
     "counters": {name: {"rate": figure, "total": figure}}, "error_rate": figure,
-    "worse": ["headers_us p99", "response rate", "timeout_error total", ...], "only_in_run": [...],
-    "only_in_baseline": [...]}``. Histograms are compared where both runs have
+    "worse": ["timeout_error total", "headers_us p99", "response rate", ...], "only_in_run": [...],
+    "only_in_baseline": [...]}``, ``worse`` naming what is new first, then the largest
+    changes first. Histograms are compared where both runs have
     values; a counter one run lacks counts 0 there (as thresholds count it).
     """
     run_histograms = run.get("histograms") or {}
@@ -77,7 +78,7 @@ def compare(run, baseline, tolerance_percent=DEFAULT_TOLERANCE_PERCENT):
                                tolerance_percent)
                  for title, key in COMPARED_STATS}
         histograms[name] = stats
-        worse += [f"{name} {title}" for title, compared in stats.items() if compared["worse"]]
+        worse += [(f"{name} {title}", compared) for title, compared in stats.items() if compared["worse"]]
     run_counters = run.get("counters") or {}
     base_counters = baseline.get("counters") or {}
     counters = {}
@@ -89,15 +90,23 @@ def compare(run, baseline, tolerance_percent=DEFAULT_TOLERANCE_PERCENT):
         # Rates are over the sustain phase; trouble the baseline never had is news wherever it came.
         total["worse"] = trouble and total["change_percent"] is None
         counters[name] = {"rate": rate, "total": total}
-        worse += [f"{name} {key}" for key, compared in (("rate", rate), ("total", total)) if compared["worse"]]
+        worse += [(f"{name} {key}", compared) for key, compared in (("rate", rate), ("total", total))
+                  if compared["worse"]]
     error_rate = figure(run.get("error_rate_percent"), baseline.get("error_rate_percent"), True,
                         tolerance_percent)
     if error_rate["worse"]:
-        worse.append(ERROR_RATE)
+        worse.append((ERROR_RATE, error_rate))
     return {"tolerance_percent": tolerance_percent, "histograms": histograms, "counters": counters,
-            "error_rate": error_rate, "worse": worse,
+            "error_rate": error_rate, "worse": [name for name, _ in sorted(worse, key=_severity)],
             "only_in_run": sorted(set(run_histograms) - set(base_histograms)),
             "only_in_baseline": sorted(set(base_histograms) - set(run_histograms))}
+
+
+def _severity(item):
+    """The order of the worse figures: what is new first, then the largest changes (a stable
+    sort keeps the tables' order among equals)."""
+    change = item[1]["change_percent"]
+    return (0, 0.0) if change is None else (1, -abs(change))
 
 
 def _change(compared):

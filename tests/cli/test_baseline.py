@@ -18,16 +18,18 @@ def test_a_slowed_target_fails_a_baseline_threshold_and_its_comparison_marks_it(
     code, out, err = slow_run(grid, demo_target, tmp_path, "baseline fast", 1)
     assert code == 0, err
     fast = run_detail(grid, out)
-    threshold = "request_slow_headers_us p99 < baseline * 1.5"
-    code, out, err = slow_run(grid, demo_target, tmp_path, "baseline slow", 40, "--baseline", "last-passed",
+    # The medians, 1 ms against 150 ms: wide apart even on a machine busy enough to put a
+    # 1 ms answer's p99 at 40 ms.
+    threshold = "request_slow_headers_us p50 < baseline * 2"
+    code, out, err = slow_run(grid, demo_target, tmp_path, "baseline slow", 150, "--baseline", "last-passed",
                               "--threshold", threshold, "--threshold", "error_rate <= baseline")
     assert code == 99, err
     slow = run_detail(grid, out)
     assert slow["plan"]["baseline"] == fast["id"]
     assert f"run {slow['id']} failed 1 threshold: {threshold}" in err.splitlines()[-1]
     results = slow["summary"]["verdict"]["thresholds"]
-    fast_p99 = fast["summary"]["summary"]["histograms"]["request_slow_headers_us"]["p99"]
-    assert results[0]["baseline"] == fast_p99 and results[0]["actual"] > 40_000 > results[0]["limit"]
+    fast_p50 = fast["summary"]["summary"]["histograms"]["request_slow_headers_us"]["p50"]
+    assert results[0]["baseline"] == fast_p50 and results[0]["actual"] > 150_000 > results[0]["limit"]
     assert results[1]["state"] == "passed"
     # The threshold's line says what the baseline measured and the limit it gave.
     line = next(line for line in err.splitlines() if threshold in line)
@@ -35,14 +37,14 @@ def test_a_slowed_target_fails_a_baseline_threshold_and_its_comparison_marks_it(
     # The comparison follows the summary: the slowed request is worse.
     head = next(line for line in err.splitlines() if line.startswith(f"compared with run {fast['id']}: "))
     assert "worse: " in head
-    # Its tables show whole names: the slowed request's row, with a growth of over +1000%.
+    # Its tables show whole names: the slowed request's row, its median more than doubled.
     row = next(line for line in err.splitlines() if line.startswith("  request_slow_headers_us "))
     p50 = row.split()[1:3]
-    assert p50[0].endswith("ms") and float(p50[1].rstrip("%")) > 1000, row
+    assert p50[0].endswith("ms") and float(p50[1].rstrip("%")) > 100, row
     status, answer, _ = grid.api.get(f"/api/runs/{slow['id']}/compare/{fast['id']}")
     assert status == 200
     assert "request_slow_headers_us" in answer["tables"][0]["warnings"]
-    assert "request_slow_headers_us p99" in answer["comparison"]["worse"]
+    assert "request_slow_headers_us p50" in answer["comparison"]["worse"]
     # The other way round, the slowed request is the one that got better.
     status, answer, _ = grid.api.get(f"/api/runs/{fast['id']}/compare/{slow['id']}")
     assert status == 200

@@ -1,5 +1,5 @@
-// A small SVG time-series chart: a few lines over the last minutes, a y axis with
-// round ticks, and a hover read-out. No third-party code.
+// A small SVG time-series chart: a few lines over a span that grows with the data (or the whole run,
+// from its start), a y axis with round ticks, and a hover read-out. No third-party code.
 
 import { element, svgElement } from "./dom.js";
 

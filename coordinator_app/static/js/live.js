@@ -15,7 +15,8 @@ import {
   requestGroups,
 } from "./rules.js";
 
-const WINDOW_SECONDS = 300;
+// The most points a chart's series keeps (as the coordinator's report series).
+const MAX_POINTS = 1800;
 const PHASE_LABELS = {
   rampup: "Ramp-up", sustain: "Sustain", rampdown: "Ramp-down", cooldown: "Cooldown",
   done: "Done", aborted: "Aborted",
@@ -50,10 +51,14 @@ export function runTelemetry(state) {
   return telemetry.time >= state.run.started_at ? telemetry : null;
 }
 
-/** Time series of telemetry values, one point per telemetry second, for the charts. */
+/**
+ * Time series of telemetry values, one point per telemetry second from the page's first
+ * second of the run, for the charts: the whole run, every other point dropped each time a
+ * series reaches ``maxPoints``.
+ */
 export class Series {
-  constructor(windowSeconds = WINDOW_SECONDS) {
-    this.windowSeconds = windowSeconds;
+  constructor(maxPoints = MAX_POINTS) {
+    this.maxPoints = maxPoints;
     this.points = new Map(); // name -> [{t, ...values}]
     this.lastTime = null;
   }
@@ -70,8 +75,7 @@ export class Series {
       this.points.set(name, list);
     }
     list.push({ t, ...values });
-    const cutoff = t - this.windowSeconds - 5;
-    while (list.length && list[0].t < cutoff) list.shift();
+    if (list.length >= this.maxPoints) this.points.set(name, list.filter((_, i) => i % 2 === 0));
   }
 
   /** Add one telemetry second; false when it was already added. */
@@ -432,7 +436,7 @@ export class LiveView {
     root.dataset.order = metricOrder(key, this.meta);
     const after = [...grid.children].find((node) => node.dataset.order > root.dataset.order);
     grid.insertBefore(root, after || null);
-    const chart = new LineChart(plot, { series, format, windowSeconds: WINDOW_SECONDS, height: 110 });
+    const chart = new LineChart(plot, { series, format, windowSeconds: Infinity, height: 110 });
     card = { root, values, chart };
     this.cards.set(key, card);
     const count = grid.parentElement.querySelector(".group-count");
