@@ -71,6 +71,9 @@ def test_a_run_with_a_baseline_opens_compared_and_history_compares_any_two(stack
     expect(head).not_to_contain_text(f"{SPIN_HISTOGRAM} p50")
     fast_row = details.locator(f'table.summary-comparison_histograms tr[data-name="{SPIN_HISTOGRAM}"]')
     expect(fast_row).not_to_have_class("warning-row")
+    # A refresh of History (as at each run's end) keeps what was opened.
+    page.click("#history-refresh")
+    expect(page.locator(f'tr[data-detail="{fast["id"]}"] .compare-head')).to_contain_text(slow["id"])
     # What the page drew is what the API says.
     status, answer, _ = stack.api.get(f"/api/runs/{fast['id']}/compare/{slow['id']}")
     assert status == 200

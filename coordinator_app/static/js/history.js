@@ -55,6 +55,7 @@ export class HistoryView {
     this.limit = PAGE;
     this.runs = [];
     this.details = new Map(); // id -> detail of a finished run (final, so kept)
+    this.drawn = new Map(); // id -> the drawn details of a finished run
     this.open = new Set();
     this.region = "";
     this.loading = null;
@@ -224,6 +225,7 @@ export class HistoryView {
     try {
       await api.remove(run.id);
       this.details.delete(run.id);
+      this.drawn.delete(run.id);
       this.open.delete(run.id);
       this.runs = this.runs.filter((r) => r.id !== run.id);
       this.render();
@@ -292,11 +294,20 @@ export class HistoryView {
     row.dataset.detail = run.id;
     const cell = element("td");
     cell.colSpan = 9;
-    cell.appendChild(element("p", "muted", "Loading…"));
     row.appendChild(cell);
+    // A finished run's details are drawn once and moved into each new rendering of the table,
+    // so what was opened in them (a comparison) survives the refreshes.
+    const drawn = this.drawn.get(run.id);
+    if (drawn) {
+      cell.appendChild(drawn);
+      return row;
+    }
+    cell.appendChild(element("p", "muted", "Loading…"));
     this.detail(run.id).then((detail) => {
       cell.textContent = "";
-      cell.appendChild(this.renderDetail(detail));
+      const node = this.drawn.get(run.id) || this.renderDetail(detail);
+      if (FINAL.has(detail.state)) this.drawn.set(run.id, node);
+      cell.appendChild(node);
     }).catch((error) => {
       cell.textContent = `Could not load the run: ${error.message}`;
     });
