@@ -14,7 +14,7 @@ from stressgrid.plan import Plan, PlanError, api as script_api, constants, feede
 from stressgrid.plan.resolve import resolve_addresses
 from stressgrid.summary_tables import summary_tables
 
-from . import baseline, json_body, overview
+from . import baseline, json_body, overview, run_import
 from .auth import protect
 from .service import Conflict
 from .writers.archive import report_name
@@ -116,6 +116,25 @@ def list_runs():
             item["live"] = active
         runs.append(item)
     return jsonify(runs=runs)
+
+
+@blueprint.post("/runs/import")
+def import_run():
+    """Add a finished run to the history from what its archive holds (``{id, plan, summary,
+    histograms}``, run_import), so later runs can be compared with it: 201 with its id, 409
+    (``run_exists``) when the history has a run with that id, 400 naming a bad field."""
+    try:
+        run = run_import.imported(json_body.parse(request.get_data(cache=False)))
+    except json_body.BodyError as exc:
+        return error(400, str(exc), field="import")
+    except run_import.ImportProblem as exc:
+        return error(400, exc.message, field=exc.field)
+    if not coordinator().store.add_finished(run):
+        return error(409, f"the history has a run {run.run_id} already", code="run_exists")
+    response = jsonify(id=run.run_id)
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_run", run_id=run.run_id)
+    return response
 
 
 @blueprint.get("/runs/<run_id>")

@@ -77,6 +77,19 @@ class RunStore:
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (run_id, name, state, created_at, devices, json.dumps(plan)))
 
+    def add_finished(self, run):
+        """Record a run that finished elsewhere (``run_import.ImportedRun``); ``False`` when a run
+        with its id is recorded already."""
+        with self._lock, self._connect() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run.run_id,)).fetchone() is not None:
+                return False
+            conn.execute("INSERT INTO runs (id, name, state, created_at, finished_at, devices, plan, summary, "
+                         "note, histograms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (run.run_id, run.name, run.state, run.started_at, run.finished_at, run.devices,
+                          json.dumps(run.plan), json.dumps(run.summary), run.note,
+                          json.dumps(run.histograms) if run.histograms else None))
+        return True
+
     def exists(self, run_id):
         """True when a run with this id is recorded."""
         with self._connect() as conn:

@@ -37,7 +37,7 @@ def encode_histograms(histograms):
 
 def decode_histograms(encoded):
     """``encode_histograms``'s form back into ``{name: Histogram}``."""
-    return {name: Histogram.decode((base64.b64decode(data), clamped), name)
+    return {name: Histogram.decode((base64.b64decode(data, validate=True), clamped), name)
             for name, (data, clamped) in encoded.items()}
 
 

@@ -160,11 +160,11 @@ def argument_parser():
                       help="a pass/fail condition over the whole run, e.g. 'headers_us p99 < "
                            "200ms' or 'error_rate < 1%%' (repeatable; added to the plan file's); "
                            "any failing one makes the exit code 99")
-    plan.add_argument("--baseline", metavar="RUN_ID",
-                      help="compare the run with an earlier run of the coordinator's history (its id, "
-                           "or last-passed: the newest run that passed): the comparison is printed "
-                           "after the summary, and thresholds may use it ('headers_us p99 < baseline "
-                           "* 1.10')")
+    plan.add_argument("--baseline", metavar="RUN",
+                      help="compare the run with an earlier one: a run of the coordinator's history (its "
+                           "id, or last-passed: the newest run that passed) or a results archive "
+                           "(.tar.gz, e.g. one --local saved); the comparison is printed after the "
+                           "summary, and thresholds may use it ('headers_us p99 < baseline * 1.10')")
 
     output = run.add_argument_group("output")
     output.add_argument("-q", "--quiet", action="store_true",

@@ -11,6 +11,7 @@ from stressgrid.plan.constants import FINAL_STATES, plural
 from stressgrid.plan.result import RunResult, dropped_iterations, error_name, run_errors
 
 from .api_client import Api, ApiError
+from .archive_baseline import import_baseline, is_archive, read_archive
 from .display import BOLD, YELLOW, Display
 from .exits import (EXIT_BUSY, EXIT_COORDINATOR, EXIT_INTERRUPTED, EXIT_NO_GENERATORS, EXIT_OK,
                     EXIT_RUN_ERRORS, EXIT_THRESHOLDS, EXIT_USAGE, CliError)
@@ -164,6 +165,10 @@ def _generator_url(api, state):
 
 def run_and_report(api, spec, display, grid=None):
     """Submit, follow (Ctrl-C aborts); returns ``(exit code, reason or None, detail)``."""
+    if spec.baseline is not None and is_archive(spec.baseline):
+        archive = spec.baseline
+        spec.baseline = import_baseline(api, archive)
+        display.message(f"baseline: run {spec.baseline}, from {archive}")
     run = submit(api, spec, display)
     run_id = run["id"]
     interrupted = False
@@ -268,9 +273,11 @@ def command_run(args, display):
                                    "--target-port and --target-protocol")
     demo = ("127.0.0.1", 1, "http") if args.demo_target else None
     spec = PlanSpec(args, demo)
-    if args.local and spec.baseline is not None:
-        raise CliError(EXIT_USAGE, "a baseline is a run of a coordinator's history, and --local starts a "
-                                   "new coordinator with none: run against the coordinator that holds it")
+    if spec.baseline is not None and is_archive(spec.baseline):
+        read_archive(spec.baseline)  # a bad file is said before anything starts
+    elif args.local and spec.baseline is not None:
+        raise CliError(EXIT_USAGE, "--local starts a new coordinator with no history: give the baseline "
+                                   "as the results archive (.tar.gz) of the run to compare with")
     # Everything that can be checked before contacting anyone: the plan and its scripts.
     spec.check(spec.plan(1))
     if not args.local:

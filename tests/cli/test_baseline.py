@@ -1,6 +1,8 @@
 """A run compared with a baseline run, end to end: the CLI against a real coordinator,
 generator and the demo target, whose ``/slow`` answers as late as asked."""
 import json
+import pathlib
+import tarfile
 
 from tests.cli.support import run_cli
 from tests.cli.test_run import DEMO_SCRIPT, coordinator_flag, run_detail, target_flags
@@ -51,10 +53,39 @@ def test_a_slowed_target_fails_a_baseline_threshold_and_its_comparison_marks_it(
     assert not any(name.startswith("request_slow_headers_us") for name in answer["comparison"]["worse"])
 
 
-def test_a_baseline_is_refused_in_local_mode_and_an_unknown_one_by_the_coordinator(grid, demo_target, tmp_path):
-    code, out, err = run_cli(["run", "local baseline", DEMO_SCRIPT, "--local", "--demo-target", "--baseline",
-                              "last-passed"], tmp_path, timeout=60)
-    assert code == 2 and out == "" and "--local" in err
+def test_a_local_run_compares_with_the_archive_an_earlier_local_run_left(tmp_path):
+    """``--local`` keeps no history; the archive it saved is the baseline of the next one."""
+    local = ["--local", "--demo-target", "-s", 10, *SHORT, "-q"]
+    code, out, err = run_cli(["run", "local fast", DEMO_SCRIPT, *local, "--script-params",
+                              json.dumps({"slow_ms": 1, "delay_ms": 20})], tmp_path, timeout=120)
+    assert code == 0, err
+    archive = pathlib.Path(out)
+    with tarfile.open(archive) as opened:
+        names = opened.getnames()
+    run_id = archive.name[:-len(".tar.gz")]
+    assert f"{run_id}/histograms.json" in names  # the whole run's histograms, exactly
+    threshold = "request_slow_headers_us p50 < baseline * 2"
+    code, out, err = run_cli(["run", "local slow", DEMO_SCRIPT, *local, "--script-params",
+                              json.dumps({"slow_ms": 150, "delay_ms": 20}), "--baseline", str(archive),
+                              "--threshold", threshold], tmp_path, timeout=120)
+    assert code == 99, err
+    assert f"baseline: run {run_id}, from {archive}" in err
+    assert err.splitlines()[-1].endswith(f"failed 1 threshold: {threshold}")
+    assert any(line.startswith(f"compared with run {run_id}: ") for line in err.splitlines()), err
+    with tarfile.open(out) as opened:
+        slow = json.loads(opened.extractfile(f"{pathlib.Path(out).name[:-len('.tar.gz')]}/summary.json").read())
+    result = slow["verdict"]["thresholds"][0]
+    assert result["state"] == "failed" and result["limit"] == result["baseline"] * 2
+
+
+def test_bad_baselines_are_usage_errors(grid, demo_target, tmp_path):
+    not_archive = tmp_path / "notes.tar.gz"
+    not_archive.write_bytes(b"not gzip")
+    for flags, words in ((["--local", "--demo-target", "--baseline", "last-passed"], "results archive (.tar.gz)"),
+                         (["--local", "--demo-target", "--baseline", tmp_path / "gone.tar.gz"], "no such file"),
+                         (["--local", "--demo-target", "--baseline", not_archive], "not a results archive")):
+        code, out, err = run_cli(["run", "bad baseline", DEMO_SCRIPT, *flags], tmp_path, timeout=60)
+        assert code == 2 and out == "" and words in err, err
     code, out, err = slow_run(grid, demo_target, tmp_path, "unknown baseline", 1, "--baseline", "nope")
     assert code == 2 and out == ""
     assert "invalid plan: baseline: no run nope" in err

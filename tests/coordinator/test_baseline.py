@@ -1,8 +1,11 @@
 """Comparing runs through the API of a real coordinator process: the comparison endpoint,
 thresholds against a baseline run resolved at submit, their errors, and the history's
 whole-run histograms kept across the store's schema change."""
+import base64
+import io
 import json
 import sqlite3
+import tarfile
 
 import pytest
 
@@ -185,3 +188,61 @@ def test_the_store_keeps_histograms_and_opens_a_file_from_before_they_were_kept(
         [histogram.value_at_percentile(p) for p in (25, 50, 75, 100)]
     assert "histograms" not in store.get("new")
     assert store.last_passed()["id"] == "old" and store.last_passed(before="old") is None
+
+
+def exported(coordinator, run_id):
+    """What the CLI sends to import run ``run_id``: its plan, summary and whole-run histograms
+    as its archive holds them."""
+    status, detail, _ = coordinator.api.get(f"/api/runs/{run_id}")
+    assert status == 200
+    status, data, _ = coordinator.api.get(detail["result_url"])
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        def member(name):
+            return json.loads(archive.extractfile(f"{run_id}/{name}").read())
+        return {"id": run_id, "plan": member("plan.json"), "summary": member("summary.json"),
+                "histograms": member("histograms.json")}
+
+
+def test_an_imported_run_compares_as_the_run_it_came_from(history):
+    coordinator, _, ids = history
+    body = exported(coordinator, ids["fast"])
+    status, answer, _ = coordinator.api.post("/api/runs/import", body)
+    assert status == 409 and answer["error"]["code"] == "run_exists"
+    copy = "fast-copy-20260101000000"
+    status, answer, headers = coordinator.api.post("/api/runs/import", {**body, "id": copy})
+    assert status == 201 and answer == {"id": copy} and headers["Location"] == f"/api/runs/{copy}"
+    status, detail, _ = coordinator.api.get(f"/api/runs/{copy}")
+    assert detail["state"] == "aborted" and detail["note"].startswith("imported from its results archive")
+    assert detail["summary"] == body["summary"] and detail["result_url"] is None
+    original = coordinator.api.get(f"/api/runs/{ids['slow']}/compare/{ids['fast']}")[1]
+    imported = coordinator.api.get(f"/api/runs/{ids['slow']}/compare/{copy}")[1]
+    assert imported["comparison"] == original["comparison"]
+    # Its exact histograms came along: a percentile no summary holds is a limit.
+    status, checked, _ = coordinator.api.post("/api/plans/check", {
+        **plan("against the copy"), "baseline": copy, "thresholds": ["conn_us p95 <= baseline"]})
+    assert status == 200 and checked["plan"]["baseline"] == copy
+
+
+def _bad(body, **changes):
+    return {**body, **changes}
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda b: _bad(b, id="../etc"), "id"),
+    (lambda b: _bad(b, extra=1), "extra"),
+    (lambda b: _bad(b, plan=[]), "plan"),
+    (lambda b: _bad(b, summary={**b["summary"], "state": "sustain"}), "summary.state"),
+    (lambda b: _bad(b, summary={**b["summary"], "finished_at": "later"}), "summary.finished_at"),
+    (lambda b: _bad(b, summary={**b["summary"], "summary": {**b["summary"]["summary"], "histograms": {"conn_us": 5}}}),
+     "summary.summary.histograms.conn_us"),
+    (lambda b: _bad(b, histograms={"conn_us": ["!!!!", 0]}), "histograms"),
+    (lambda b: _bad(b, histograms={"conn_us": [base64.b64encode(b"\xff\xff\xff").decode(), 0]}), "histograms"),
+    (lambda b: _bad(b, histograms={"conn_us": "AAA="}), "histograms.conn_us"),
+])
+def test_a_bad_import_is_a_400_naming_its_field_and_stores_nothing(history, change, field):
+    coordinator, _, ids = history
+    body = change({**exported(coordinator, ids["fast"]), "id": "never-20260101000001"})
+    status, answer, _ = coordinator.api.post("/api/runs/import", body)
+    assert status == 400 and answer["error"]["field"] == field, answer
+    assert coordinator.api.get("/api/runs/never-20260101000001")[0] == 404
