@@ -77,6 +77,7 @@ export class Overview {
     const same = this.names && this.names.rate === names.rate && this.names.latency === names.latency;
     this.names = names;
     if (same && this.charts) return;
+    for (const chart of this.charts || []) chart.destroy();
     this.root.textContent = "";
     const rate = names.rate ? `${metricLabel(names.rate)} per second` : "no rate yet";
     const latency = names.latency ? `${metricLabel(names.latency)} (${names.latency})` : "no latency yet";
