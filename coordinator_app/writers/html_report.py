@@ -128,12 +128,27 @@ def _comparison_section(baseline):
         return ""
     if isinstance(baseline, str):
         return f"<h2>Compared with the baseline</h2><p class='muted'>{_e(baseline)}</p>"
-    baseline_id, comparison = baseline
+    baseline_id, comparison, views = baseline
     worse = comparison["worse"]
     head = (f"<p><span class='fail'>{len(worse):,} worse by more than {comparison['tolerance_percent']:g}%:</span> "
             f"{_e(', '.join(worse))}</p>" if worse else "<p>nothing worse</p>")
-    return (f"<h2 id='comparison'>Compared with run {_e(baseline_id)}</h2>" + head
+    return (f"<h2 id='comparison'>Compared with run {_e(baseline_id)}</h2>" + head + _overlay(*views)
             + "".join(_tables(comparison_tables(comparison, baseline_id))))
+
+
+def _overlay(run, baseline):
+    """This run's main rate and main latency p99 over its baseline's, from each one's start
+    (``overview.overview``'s dicts; nothing when the baseline kept no overview)."""
+    if not run or not baseline or not run["points"] or not baseline["points"]:
+        return ""
+    charts = []
+    for index, title, y_format in ((3, f"{run['names']['rate'] or 'rate'} per second", format_rate),
+                                   (6, f"{run['names']['latency'] or 'latency'} p99", format_us)):
+        charts.append(line_chart(f"{title}: this run and the baseline", [
+            (label, [(row[0], row[index]) for row in view["points"]])
+            for label, view in (("this run", run), ("baseline", baseline))],
+            y_format=y_format, x_format=lambda x: f"{x:g} s"))
+    return "<div class='overview'>" + "".join(charts) + "</div>"
 
 
 def _overview_section(points, summary):
@@ -243,7 +258,8 @@ def render(info, report, histograms, points, baseline=None):
 
     ``info``: the run's ``RunInfo``; ``report``: its summary (``summary.json``);
     ``histograms``: name -> whole-run ``Histogram``; ``points``: ``RunSeries.points``;
-    ``baseline``: ``(baseline run id, compare()'s result)``, a sentence saying why the run
+    ``baseline``: ``(baseline run id, compare()'s result, (this run's overview, the baseline's
+    overview or None))``, a sentence saying why the run
     could not be compared with its baseline, or ``None`` for a run without one.
     """
     summary = report.get("summary") or {}
@@ -305,12 +321,14 @@ class HtmlReportWriter(Writer):
         series = self._series.pop(run.id, None)
         report = final.to_dict(run.writer_errors)
         points = series.points if series else []
+        view = overview(points, report.get("summary"))
         written = write_report(self.archive, run, report, final.totals.histograms, points,
-                               self._baseline(run, report))
-        return {**written, "overview": overview(points, report.get("summary"))}
+                               self._baseline(run, report, view))
+        return {**written, "overview": view}
 
-    def _baseline(self, run, report):
-        """``render``'s ``baseline`` for the run: its comparison with the run its plan names."""
+    def _baseline(self, run, report, view):
+        """``render``'s ``baseline`` for the run (its overview ``view``): its comparison with the
+        run its plan names."""
         baseline_id = (run.plan or {}).get("baseline")
         if baseline_id is None or self.store is None:
             return None
@@ -320,7 +338,7 @@ class HtmlReportWriter(Writer):
             return f"run {baseline_id} is no longer in the history"
         if not report.get("summary"):
             return "this run has no summary to compare"
-        return baseline_id, compare(report["summary"], figures)
+        return baseline_id, compare(report["summary"], figures), (view, self.store.overview(baseline_id))
 
 
 def write_report(archive, info, report, histograms, points, baseline=None):

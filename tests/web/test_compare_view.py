@@ -57,6 +57,17 @@ def test_a_run_with_a_baseline_opens_compared_and_history_compares_any_two(stack
     expect(compared.locator("table.summary-comparison_counters")).to_contain_text("error rate")
     status, answer, _ = stack.api.get(f"/api/runs/{slow['id']}/compare/{fast['id']}")
     assert status == 200 and f"{SPIN_HISTOGRAM} p50" in answer["comparison"]["worse"]
+    # Overlaid from each run's start: the main rate and the main latency's p99, a line for each run.
+    overlay = compared.locator(".compare-overlay")
+    expect(overlay.locator('[data-chart="p99"] .overview-title')).to_have_text(
+        f"{SPIN_HISTOGRAM} p99: this run and the baseline")
+    for chart in ("rate", "p99"):
+        expect(overlay.locator(f'[data-chart="{chart}"] path.line')).to_have_count(2)
+    # The HTML report of the slowed run holds the same comparison and overlay.
+    status, report, _ = stack.api.get(slow["report_url"])
+    text = report.decode()
+    assert status == 200 and f"Compared with run {fast['id']}" in text
+    assert f'aria-label="{SPIN_HISTOGRAM} p99: this run and the baseline"' in text
 
     # History: the fast run against the slow one; its latency is no worse.
     page.locator(f'#history-table tr[data-run="{fast["id"]}"] td.run-name code').click()

@@ -36,8 +36,9 @@ export function phaseBands(points) {
 
 /**
  * ``new LineChart(container, {series, format, windowSeconds, height, elapsed})``.
- * ``series``: [{key, label, className}]; ``update(points)`` with points
- * [{t: unix seconds, <key>: value}] oldest first (a missing value is a gap).
+ * ``series``: [{key, label, className, area, join}]; ``update(points)`` with points
+ * [{t: unix seconds, <key>: value}] oldest first (a missing value is a gap, or with ``join``
+ * a point the series does not have: two series sampled at different times share a chart).
  * With ``elapsed``, ``t`` is seconds from the start of a run and the x axis spans the whole
  * run from 0; points with a ``phase`` shade the span of each phase behind the lines.
  */
@@ -158,7 +159,7 @@ export class LineChart {
       for (const p of g.visible) {
         const v = p[s.key];
         if (!Number.isFinite(v)) {
-          pen = false;
+          if (!s.join) pen = false; // a gap, unless the series joins over points it lacks
           continue;
         }
         d += `${pen ? "L" : "M"}${g.x(p.t).toFixed(1)},${g.y(v).toFixed(1)}`;

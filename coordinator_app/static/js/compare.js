@@ -4,8 +4,9 @@
 // marked. A run planned with a baseline opens compared with it.
 
 import { api } from "./api.js";
+import { LineChart } from "./chart.js";
 import { element } from "./dom.js";
-import { timestamp } from "./format.js";
+import { formatterFor, micros, timestamp } from "./format.js";
 import { laidTables } from "./run_summary.js";
 
 const LAST_PASSED = "last-passed";
@@ -20,6 +21,55 @@ export function comparisonHead(answer) {
     (worse.length > NAMED_WORSE ? ` and ${worse.length - NAMED_WORSE} more` : "");
   return `${worse.length} worse than run ${answer.baseline} by more than ` +
     `${answer.comparison.tolerance_percent}%: ${named}`;
+}
+
+/** Both runs' overview points on one elapsed axis: ``{t, run_<field>, baseline_<field>}``. */
+export function overlaid(run, baseline) {
+  const points = [];
+  for (const [prefix, view] of [["run", run], ["baseline", baseline]]) {
+    for (const row of view.points) {
+      const point = { t: row[view.fields.indexOf("t")] };
+      view.fields.forEach((field, i) => {
+        if (field !== "t") point[`${prefix}_${field}`] = row[i];
+      });
+      points.push(point);
+    }
+  }
+  return points.sort((a, b) => a.t - b.t);
+}
+
+/** Charts of this run over its baseline from the start (the main rate and the main latency's
+ * p99), added to ``charts`` (so they can be let go of). */
+async function overlay(root, runId, baselineId, charts) {
+  const box = root.appendChild(element("div", "overview compare-overlay"));
+  let run;
+  let baseline;
+  try {
+    [run, baseline] = await Promise.all([api.overview(runId), api.overview(baselineId)]);
+  } catch (error) {
+    box.replaceWith(element("p", "muted small", `No charts to overlay: ${error.message}`));
+    return;
+  }
+  const points = overlaid(run, baseline);
+  const shown = [
+    ["rate", `${run.names.rate || "rate"} per second`, formatterFor(run.names.rate || "", true)],
+    ["p99", `${run.names.latency || "latency"} p99`, micros],
+  ];
+  for (const [field, title, format] of shown) {
+    const chart = box.appendChild(element("div", "overview-chart"));
+    chart.dataset.chart = field;
+    chart.appendChild(element("div", "overview-title", `${title}: this run and the baseline`));
+    const plot = chart.appendChild(element("div", "metric-chart"));
+    const drawn = new LineChart(plot, {
+      series: [
+        { key: `run_${field}`, label: "this run", className: "s-p99", join: true },
+        { key: `baseline_${field}`, label: "baseline", className: "s-max", join: true },
+      ],
+      format, height: 90, elapsed: true,
+    });
+    drawn.update(points);
+    charts.push(drawn);
+  }
 }
 
 /** The panel under a finished run's summary (``detail``: the API's run). */
@@ -56,7 +106,9 @@ export function comparePanel(detail) {
     }
     if (planned) choice.value = planned;
   };
+  const charts = [];
   const show = async () => {
+    charts.splice(0).forEach((chart) => chart.destroy());
     result.textContent = "";
     result.appendChild(element("p", "muted", "Comparing…"));
     try {
@@ -68,6 +120,7 @@ export function comparePanel(detail) {
         comparisonHead(answer)));
       head.dataset.worse = String(answer.comparison.worse.length);
       if (!answer.same_scripts) result.appendChild(element("p", "muted small", "The two runs' scripts differ."));
+      overlay(result, detail.id, answer.baseline, charts);
       laidTables(result, answer.tables);
     } catch (error) {
       result.textContent = "";
