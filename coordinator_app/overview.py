@@ -9,7 +9,8 @@ generators' own and the named requests' copies). Both are chosen from the
 run's totals, so they settle as soon as its traffic flows. The live view gets
 each second's point in the telemetry (``live_point``, with the names) and the
 run's points so far from ``GET /api/runs/<id>/overview`` (``overview``); the
-HTML report draws the same points, and a finished run keeps them. Nothing here does I/O.
+HTML report draws the same points, and a finished run keeps them. ``metric_group`` folds
+every metric's chart in a group. Nothing here does I/O.
 """
 from stressgrid.metrics import is_error
 from stressgrid.plan.constants import (CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUEST_GROUP_PREFIX,
@@ -17,7 +18,8 @@ from stressgrid.plan.constants import (CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUE
 
 MAIN_RATES = ("response", "receive", "message")
 MAIN_LATENCIES = ("headers_us",)
-_NOT_RATES = ("network_", CHECK_PREFIX, REQUEST_GROUP_PREFIX)
+NETWORK_PREFIX = "network_"
+_NOT_RATES = (NETWORK_PREFIX, CHECK_PREFIX, REQUEST_GROUP_PREFIX)
 POINT_FIELDS = ("t", "phase", "devices", "rate", "p50", "p90", "p99", "errors")
 
 
@@ -45,7 +47,7 @@ def main_names(counter_totals, histogram_counts):
 
 def errors_per_second(rates):
     """The second's errors: every ``*_error`` counter's rate but the network's (``{base: rate}``)."""
-    return sum(rate for name, rate in rates.items() if is_error(name) and not name.startswith("network_"))
+    return sum(rate for name, rate in rates.items() if is_error(name) and not name.startswith(NETWORK_PREFIX))
 
 
 def point(elapsed_s, phase, devices, rates, quantiles, names):
@@ -105,7 +107,6 @@ MAIN_GROUP = "main"
 LATER_GROUPS = ("checks", "status classes", "network", "errors", "generators")
 # What follows a named request's name in its metrics: request_<name>_headers_us, ..._response_4xx.
 NAMED_REQUEST_SUFFIXES = ("intended_headers_us", "headers_us", "body_us", "response", *STATUS_CLASS_COUNTERS)
-NETWORK_PREFIX = "network_"
 
 
 def group_rules():

@@ -113,6 +113,9 @@ def imported(data):
     if not isinstance(plan, dict) or not isinstance(plan.get("name"), str) \
             or not 0 < len(plan["name"]) <= MAX_NAME_LENGTH:
         raise ImportProblem("plan", "must be the run's plan.json object, with its name")
+    blocks = plan.get("blocks", [])
+    if not isinstance(blocks, list) or not all(isinstance(block, dict) for block in blocks):
+        raise ImportProblem("plan.blocks", "must be a list of script blocks (objects)")
     summary = _summary(data.get("summary"))
     note = summary.get("note") if isinstance(summary.get("note"), str) else ""
     return ImportedRun(run_id=run_id, name=plan["name"], state=summary["state"],

@@ -232,6 +232,7 @@ def _bad(body, **changes):
     (lambda b: _bad(b, id="../etc"), "id"),
     (lambda b: _bad(b, extra=1), "extra"),
     (lambda b: _bad(b, plan=[]), "plan"),
+    (lambda b: _bad(b, plan={**b["plan"], "blocks": [5]}), "plan.blocks"),
     (lambda b: _bad(b, summary={**b["summary"], "state": "sustain"}), "summary.state"),
     (lambda b: _bad(b, summary={**b["summary"], "finished_at": "later"}), "summary.finished_at"),
     (lambda b: _bad(b, summary={**b["summary"], "summary": {**b["summary"]["summary"], "histograms": {"conn_us": 5}}}),
