@@ -18,7 +18,7 @@ MAX_MEMBER_BYTES = 16 * 1024 * 1024
 
 def is_archive(reference):
     """True when a baseline names an archive file rather than a run of the history."""
-    return reference.endswith((".tar.gz", ".tgz"))
+    return isinstance(reference, str) and reference.endswith((".tar.gz", ".tgz"))
 
 
 def read_archive(path):

@@ -86,6 +86,11 @@ def test_bad_baselines_are_usage_errors(grid, demo_target, tmp_path):
                          (["--local", "--demo-target", "--baseline", not_archive], "not a results archive")):
         code, out, err = run_cli(["run", "bad baseline", DEMO_SCRIPT, *flags], tmp_path, timeout=60)
         assert code == 2 and out == "" and words in err, err
+    # A plan file's baseline that is not a run id is named, not a crash.
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"baseline": 5}))
+    code, out, err = slow_run(grid, demo_target, tmp_path, "numeric baseline", 1, "--plan", plan_file)
+    assert code == 2 and "invalid plan: baseline: must be a run id or last-passed" in err, err
     code, out, err = slow_run(grid, demo_target, tmp_path, "unknown baseline", 1, "--baseline", "nope")
     assert code == 2 and out == ""
     assert "invalid plan: baseline: no run nope" in err
