@@ -24,7 +24,7 @@ from stressgrid.generator.coordinator_link import secure
 from stressgrid.generator.host_metrics import TCP_RETRANSMITS
 from stressgrid.join_token import ENV as JOIN_TOKEN_ENV
 from stressgrid.join_token import read_token_file
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, wait_for, wait_for_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -37,14 +37,10 @@ def device_errors(summary):
 
 def wait_until(predicate, timeout=15.0, interval=0.02, message="condition"):
     """Poll ``predicate`` until it returns a true value (returned), or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    value = wait_for(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    return value
 
 
 class Api:

@@ -73,17 +73,20 @@ def wait_for_port(port, host="127.0.0.1", timeout=15.0, process=None):
 
 
 def wait_for(condition, timeout, interval=0.02):
-    """Check ``condition`` until it holds or ``timeout`` s pass; returns whether it held.
+    """Check ``condition`` until it returns a true value (returned) or ``timeout`` s pass
+    (``False``).
 
     For state outside any message stream (a server's client count after a
     process exited): a bounded poll, not a fixed sleep.
     """
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
-    return True
 
 
 def require(binary):
