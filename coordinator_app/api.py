@@ -155,7 +155,7 @@ def run_overview(run_id):
     """The run at a glance, one point a second (downsampled for long runs): ``{"names":
     {"rate", "latency"}, "fields": [...], "points": [[t, phase, devices, rate, p50, p90, p99,
     errors], ...]}``; the active run's so far. 404 for an unknown run or one without points."""
-    if coordinator().store.get(run_id) is None:
+    if not coordinator().store.exists(run_id):
         return error(404, f"no run {run_id}")
     found = coordinator().overview(run_id)
     if found is None:

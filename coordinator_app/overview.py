@@ -16,6 +16,8 @@ from stressgrid.metrics import is_error
 from stressgrid.plan.constants import (CHECK_PREFIX, GENERATOR_HISTOGRAMS, REQUEST_GROUP_PREFIX,
                                        STATUS_CLASS_COUNTERS)
 
+from .summary import base_name
+
 MAIN_RATES = ("response", "receive", "message")
 MAIN_LATENCIES = ("headers_us",)
 NETWORK_PREFIX = "network_"
@@ -23,15 +25,10 @@ _NOT_RATES = (NETWORK_PREFIX, CHECK_PREFIX, REQUEST_GROUP_PREFIX)
 POINT_FIELDS = ("t", "phase", "devices", "rate", "p50", "p90", "p99", "errors")
 
 
-def base(counter):
-    """``response_count`` -> ``response``."""
-    return counter[:-len("_count")] if counter.endswith("_count") else counter
-
-
 def main_names(counter_totals, histogram_counts):
     """``(main rate counter, main latency histogram)`` (base names; ``None`` when the run has
     none) from ``{counter: total}`` and ``{histogram: count}`` of the run so far."""
-    totals = {base(name): total for name, total in counter_totals.items()}
+    totals = {base_name(name): total for name, total in counter_totals.items()}
     rate = next((name for name in MAIN_RATES if totals.get(name)), None)
     if rate is None:
         candidates = {name: total for name, total in totals.items()
@@ -69,7 +66,7 @@ def names_of(summary):
 def live_point(telemetry, elapsed_s, phase, names):
     """The overview point of one second's telemetry (``TelemetryAggregator.tick``'s dict)."""
     counters = telemetry.get("counters") or {}
-    rates = {base(name): c.get("per_second", 0) for name, c in counters.items()}
+    rates = {base_name(name): c.get("per_second", 0) for name, c in counters.items()}
     quantiles = {name: (h.get("p50"), h.get("p90"), h.get("p99"))
                  for name, h in (telemetry.get("histograms") or {}).items()}
     return point(round(elapsed_s, 3), phase, telemetry.get("active_device_number", 0), rates, quantiles, names)
@@ -120,7 +117,7 @@ def group_rules():
 def metric_group(name):
     """The group a metric's chart is folded in: ``request <name>`` for a named request's,
     ``checks``, ``status classes``, ``network``, ``errors``, ``generators`` or ``main``."""
-    metric = base(name)
+    metric = base_name(name)
     if metric.startswith(REQUEST_GROUP_PREFIX):
         endings = [suffix for suffix in NAMED_REQUEST_SUFFIXES if metric.endswith(f"_{suffix}")]
         if endings:

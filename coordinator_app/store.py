@@ -132,17 +132,14 @@ class RunStore:
     def last_passed(self, before=None):
         """The newest run whose result is ``passed`` (created before run ``before``, when
         given), with its plan and summary, or ``None``."""
-        query = "SELECT * FROM runs WHERE summary IS NOT NULL"
-        arguments = ()
+        query = "SELECT * FROM runs WHERE json_extract(summary, '$.result') = ?"
+        arguments = (RunResult.PASSED.value,)
         if before is not None:
             query += " AND created_at <= (SELECT created_at FROM runs WHERE id = ?) AND id != ?"
-            arguments = (before, before)
+            arguments += (before, before)
         with self._connect() as conn:
-            for row in conn.execute(query + " ORDER BY created_at DESC, id DESC", arguments):
-                run = self._row(row)
-                if run["summary"].get("result") == RunResult.PASSED:
-                    return run
-        return None
+            return self._row(conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1",
+                                          arguments).fetchone())
 
     def list(self, limit=1000):
         """Runs newest first, without their plans and summaries."""

@@ -9,7 +9,8 @@ so a week-long run still fits in a report.
 """
 import dataclasses
 
-from ..overview import base, errors_per_second
+from ..overview import errors_per_second
+from ..summary import base_name
 
 MAX_POINTS = 1800
 QUANTILES = ("p50", "p90", "p99")
@@ -44,7 +45,7 @@ class RunSeries:
         self._seen += 1
         if (self._seen - 1) % self.stride:
             return
-        rates = {base(name): counter.get("per_second", 0)
+        rates = {base_name(name): counter.get("per_second", 0)
                  for name, counter in (telemetry.get("counters") or {}).items()}
         quantiles = {name: tuple(h.get(q, 0) for q in QUANTILES)
                      for name, h in (telemetry.get("histograms") or {}).items()}
