@@ -541,21 +541,25 @@ class RunScheduler:
             self._judge(out, run)
             if self._at.monotonic >= run.next_checkpoint:
                 self._checkpoint(out, run)
-            for generator in generators:
-                if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
-                    run.cpu_flagged.add(generator.routing_id)
-                    self._event(out, "generator_cpu_high",
-                                f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
-                                f"may be limited by the generator, not the target", generator)
-            if telemetry["loop_lag_warning"] and not run.loop_lag_flagged:
-                run.loop_lag_flagged = True
-                self._event(out, "generator_loop_lag_high",
-                            f"workers' event loops woke up {telemetry['loop_lag_p99_us'] / 1000:.0f} ms late "
-                            f"(p99 over a second, over {LOOP_LAG_WARNING_US // 1000} ms): the latencies "
-                            f"measured then include that delay")
-            if run.rate_lines is not None:
-                self._check_arrivals(out, run, telemetry)
+            self._warn(out, run, generators, telemetry)
         out.publish = True
+
+    def _warn(self, out, run, generators, telemetry):
+        """The run's live warnings from a second of telemetry, once each."""
+        for generator in generators:
+            if generator.cpu_percent > CPU_WARNING_PERCENT and generator.routing_id not in run.cpu_flagged:
+                run.cpu_flagged.add(generator.routing_id)
+                self._event(out, "generator_cpu_high",
+                            f"{generator.generator_id} CPU at {generator.cpu_percent:g}%: its results "
+                            f"may be limited by the generator, not the target", generator)
+        if telemetry["loop_lag_warning"] and not run.loop_lag_flagged:
+            run.loop_lag_flagged = True
+            self._event(out, "generator_loop_lag_high",
+                        f"workers' event loops woke up {telemetry['loop_lag_p99_us'] / 1000:.0f} ms late "
+                        f"(p99 over a second, over {LOOP_LAG_WARNING_US // 1000} ms): the latencies "
+                        f"measured then include that delay")
+        if run.rate_lines is not None:
+            self._check_arrivals(out, run, telemetry)
 
     def _check_arrivals(self, out, run, telemetry):
         """An arrival-rate run's live warnings, once each: iterations dropped for want of a
@@ -793,16 +797,17 @@ class RunScheduler:
 
     def _finish(self, out, run, final_state, note):
         """End the run now and hand its last interval and report to the writers."""
+        generators = list(self.registry)
+        telemetry = self.aggregator.last_second(generators)
+        if telemetry is not None:  # what arrived since the last tick goes into the charts and warnings too
+            out.writes.append(WriteSecond(run.info, self._run_second(run, telemetry)))
+            self._warn(out, run, generators, telemetry)
         if final_state == constants.ABORTED and run.state is not RunState.ABORTING:
             self._abort_generators(out, run, note)
         elif final_state == constants.DONE:
             self._event(out, "run_done", "")
         run.note = note
         self._say_ignored(out)
-        generators = list(self.registry)
-        telemetry = self.aggregator.last_second(generators)
-        if telemetry is not None:  # what arrived since the last tick goes into the charts too
-            out.writes.append(WriteSecond(run.info, self._run_second(run, telemetry)))
         last, totals = self.aggregator.finish_run(generators)
         summary = run.judge.judge(self._at.monotonic, totals.histograms, totals.totals, totals.maxima,
                                   final=True)

@@ -62,7 +62,8 @@ def test_the_form_takes_protocols_defaults_and_script_help_from_the_coordinator(
     assert [url for _, url in page.watch.requests if url.endswith("/api/meta")] == [stack.url + "/api/meta"]
 
 
-def test_the_page_waits_for_the_coordinators_rules_when_it_is_unreachable(stack, open_page):
+def test_the_page_waits_for_the_coordinators_rules_when_it_is_unreachable_and_takes_no_input_meanwhile(
+        stack, open_page):
     page = open_page(stack, path="/#live")
     page.unroute("**/*")
     refused = []
@@ -77,8 +78,13 @@ def test_the_page_waits_for_the_coordinators_rules_when_it_is_unreachable(stack,
     page.route("**/api/meta", meta_once_refused)
     page.reload()
     expect(page.locator("#status-text")).to_have_text("coordinator unreachable")
+    # The form is built from the rules: what was typed before then would be reset.
+    expect(page.locator("#plan-name")).to_be_disabled()
+    expect(page.locator("#check-button")).to_be_disabled()
     expect(page.locator("#status-text")).to_have_text("live · 1 generator")
     expect(page.locator("#protocol option")).to_have_count(len(script_api.PROTOCOLS))
+    page.fill("#plan-name", "typed at once")
+    expect(page.locator("#plan-name")).to_have_value("typed at once")
     assert len(refused) == 1
 
 

@@ -106,6 +106,7 @@ export class PlanForm {
 
     if (!this.restoreDraft()) this.reset();
     this.update();
+    document.getElementById("plan-fieldset").disabled = false;
   }
 
   field(name) {
