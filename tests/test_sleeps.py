@@ -165,3 +165,36 @@ def test_a_sleep_cancelled_by_what_ends_before_it_in_the_same_batch_stays_cancel
         await first   # its wake-up comes after the whole batch expired
         assert second.cancelled() and queue.pending == 0
     run(main())
+
+
+def test_a_wait_may_end_a_thousandth_of_it_late_and_never_more_than_100_ms():
+    queue = TimerQueue(asyncio.new_event_loop())
+    assert [queue.slack_us(wait) for wait in (-5, 0, 1_000, 1_000_000, 30_000_000, 120_000_000)] == \
+        [0, 0, 0, 976, 29_296, 100_000]
+    sleep = sleep_until(queue, now_us() + 30_000_000)
+    assert 29_290 <= sleep.latest_us - sleep.due_us <= 29_296  # the wait counts from the push
+    sleep.cancel()
+
+
+def test_waits_within_each_others_slack_end_together_and_none_before_its_time(run):
+    async def main():
+        # A wait's slack is a quarter of it here (up to 60 ms), so that the test is short.
+        queue = TimerQueue(asyncio.get_running_loop(), slack_shift=2, max_slack_us=60_000)
+        start = now_us()
+        first, second, third = (sleep_until(queue, start + ms * 1000) for ms in (200, 220, 400))
+        # (the slack counts from each push, a few microseconds after the start)
+        assert [round((s.latest_us - s.due_us) / 1000) for s in (first, second, third)] == [50, 55, 60]
+        ended = {}
+        together = []
+        for name, sleep in (("first", first), ("second", second), ("third", third)):
+            sleep.add_done_callback(lambda _, name=name: ended.setdefault(name, now_us()))
+        first.add_done_callback(lambda _: together.append(second.done()))
+        await asyncio.gather(first, second, third)
+        # The loop timer waits for the first one's latest time (250 ms), when the second is due
+        # too: one wake-up for both.
+        assert together == [True]
+        for name, sleep in (("first", first), ("second", second), ("third", third)):
+            assert ended[name] + SLACK_US >= sleep.due_us
+        assert queue.pending == 0
+
+    run(main())
