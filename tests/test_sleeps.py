@@ -173,7 +173,12 @@ def test_a_wait_may_end_a_thousandth_of_it_late_and_never_more_than_100_ms():
         [0, 0, 0, 976, 29_296, 100_000]
     sleep = sleep_until(queue, now_us() + 30_000_000)
     assert 29_290 <= sleep.latest_us - sleep.due_us <= 29_296  # the wait counts from the push
+    # pace() sleeps exactly: the steps after a tick are measured from it.
+    exact = sleep_until(queue, now_us() + 30_000_000, True)
+    assert exact.latest_us == exact.due_us
+    assert exact.due_us > sleep.due_us and queue.pending == 2
     sleep.cancel()
+    exact.cancel()
 
 
 def test_waits_within_each_others_slack_end_together_and_none_before_its_time(run):

@@ -281,7 +281,8 @@ class _Tick:
     def __init__(self, Device device, int64_t tick_us, bint ahead):
         self.device = device
         self.tick_us = tick_us
-        self.sleep = sleep_until(timers_of(device.loop), tick_us) if ahead else None
+        # Exact: what follows is measured from the tick, so a late wake-up would be charged to it.
+        self.sleep = sleep_until(timers_of(device.loop), tick_us, True) if ahead else None
 
     def __await__(self):
         if self.sleep is not None:

@@ -10,4 +10,4 @@ cdef class Sleep(Pending):
     pass
 
 
-cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us)
+cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us, bint exact=*)

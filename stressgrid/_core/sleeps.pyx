@@ -20,10 +20,11 @@ from stressgrid._core.pending cimport DONE, PENDING
 from stressgrid._core.timers cimport TimerQueue
 
 
-cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us):
-    """A ``Sleep`` done at ``due_us``, in ``queue``."""
+cpdef Sleep sleep_until(TimerQueue queue, int64_t due_us, bint exact=False):
+    """A ``Sleep`` done at ``due_us`` in ``queue``: within the queue's slack (a long one may end a
+    little late, ``stressgrid._core.timers``), or within the loop's millisecond if ``exact``."""
     cdef Sleep sleep = Sleep.__new__(Sleep)
-    queue.push(sleep, due_us)
+    queue.push(sleep, due_us, exact)
     return sleep
 
 

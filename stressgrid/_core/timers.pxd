@@ -21,7 +21,7 @@ cdef class TimerQueue:
     cdef int slack_shift             # an entry may expire (its wait >> slack_shift) late...
     cdef int64_t max_slack_us        # ...and never more than this
 
-    cdef push(self, Timed entry, int64_t due_us)
+    cdef push(self, Timed entry, int64_t due_us, bint exact=*)
     cdef int64_t _slack(self, int64_t wait_us)
     cdef remove(self, Timed entry)
     cdef _arm(self, int64_t due_us)

@@ -14,9 +14,10 @@ end up to ``w / 1024`` later (0.1%), never more than ``MAX_SLACK_US`` (Linux giv
 ``latest_us`` and the loop timer set for the earliest of them; when it fires, every
 entry from the top of the heap that is due by then leaves it and is expired, in
 heap order. Waits shorter than about a second keep their time within the loop
-timers' millisecond (``SLACK_US``); long ones come together: 100,000 devices that
-beat every 120 s each at its own moment wake a worker every 100 ms for a batch of
-about 80, not 830 times a second for one. On this 2-core machine a wake-up costs a
+timers' millisecond (``SLACK_US``), and so does an entry pushed ``exact`` (``pace``'s
+ticks, which the steps after them are measured from); long ones come together:
+100,000 devices that beat every 120 s each at its own moment wake their loop every
+100 ms for a batch of about 80, not 830 times a second for one. On this 2-core machine a wake-up costs a
 process about 25 us of CPU (switching in and out, ``epoll_wait``); the batch also
 reaches the target together and comes back together.
 """
@@ -68,11 +69,11 @@ cdef class TimerQueue:
         """How many entries wait."""
         return len(self.heap)
 
-    cdef push(self, Timed entry, int64_t due_us):
-        """Put ``entry`` (out of the heap) in it, due at ``due_us`` (with its slack)."""
+    cdef push(self, Timed entry, int64_t due_us, bint exact=False):
+        """Put ``entry`` (out of the heap) in it, due at ``due_us``, with its slack unless ``exact``."""
         entry.queue = self
         entry.due_us = due_us
-        entry.latest_us = due_us + self._slack(due_us - monotonic_us())
+        entry.latest_us = due_us if exact else due_us + self._slack(due_us - monotonic_us())
         entry.index = len(self.heap)
         self.heap.append(entry)
         self._sift_up(entry.index)
