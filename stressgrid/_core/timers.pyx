@@ -17,9 +17,9 @@ heap order. Waits shorter than about a second keep their time within the loop
 timers' millisecond (``SLACK_US``), and so does an entry pushed ``exact`` (``pace``'s
 ticks, which the steps after them are measured from); long ones come together:
 100,000 devices that beat every 120 s each at its own moment wake their loop every
-100 ms for a batch of about 80, not 830 times a second for one. On this 2-core machine a wake-up costs a
-process about 25 us of CPU (switching in and out, ``epoll_wait``); the batch also
-reaches the target together and comes back together.
+100 ms for a batch of about 80, not 830 times a second for one. On this 2-core
+machine a wake-up costs a process about 25 us of CPU (switching in and out,
+``epoll_wait``); the batch also reaches the target together and comes back together.
 """
 from libc.stdint cimport int64_t
 
