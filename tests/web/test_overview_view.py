@@ -12,7 +12,9 @@ def test_the_overview_shows_the_whole_run_so_far_and_stays_after_it(stack, open_
     stack.idle()
     page = open_page(stack)
     expect(page.locator("#idle-text")).to_contain_text("No run in progress")
-    run_id = start_redis_run(stack, "overview-run", REDIS_SCRIPT, 10, 4000, {"delay_ms": 50})
+    # Sustained long enough for the live checks on a busy machine: once the run ends, the live
+    # cards make way for the whole run's tables.
+    run_id = start_redis_run(stack, "overview-run", REDIS_SCRIPT, 10, 20000, {"delay_ms": 50})
     overview = page.locator("#run-overview")
     expect(overview).to_be_visible()
     expect(overview.locator(".overview-chart")).to_have_count(4)
