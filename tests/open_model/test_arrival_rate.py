@@ -34,11 +34,16 @@ def nginx_processes(root):
 
 @contextlib.contextmanager
 def frozen_for(root, seconds, after):
-    """Stop every nginx process ``after`` s from now, for ``seconds``, from a thread."""
+    """Stop every nginx process ``after`` s after it served the run's first request, for
+    ``seconds``, from a thread (counted from the first request, not from the call: a busy
+    machine may take seconds to start the run, and the freeze must fall inside it)."""
     processes = nginx_processes(root)
     thawed = threading.Event()
 
     def freeze():
+        while not served(root):
+            if thawed.wait(0.01):
+                return
         if thawed.wait(after):
             return
         for process in processes:
