@@ -322,6 +322,12 @@ def merged(coordinator, since):
     return metrics
 
 
+def milliseconds(histogram, names):
+    """The summary figures ``names`` of ``histogram`` (microseconds) in ms, ``None`` each if it is empty."""
+    summary = histogram.summary() if histogram.total_count else None
+    return [summary[name] / 1000 if summary else None for name in names]
+
+
 class Window:
     """CPU idle, heartbeat latency and the workers' loop lag over a stretch of the run."""
 
@@ -333,12 +339,9 @@ class Window:
         metrics = merged(coordinator, started)
         beats = metrics.histogram("heartbeat_us")
         self.heartbeats = beats.total_count
-        summary = beats.summary() if beats.total_count else {}
-        self.p50_ms, self.p99_ms, self.max_ms = (summary[name] / 1000 if summary else None
-                                                 for name in ("median", "pc99", "max"))
-        lags = metrics.histogram(LOOP_LAG_HISTOGRAM)
-        self.loop_lag_p99_ms, self.loop_lag_max_ms = ((lags.summary()[name] / 1000 if lags.total_count else None)
-                                                      for name in ("pc99", "max"))
+        self.p50_ms, self.p99_ms, self.max_ms = milliseconds(beats, ("median", "pc99", "max"))
+        self.loop_lag_p99_ms, self.loop_lag_max_ms = milliseconds(metrics.histogram(LOOP_LAG_HISTOGRAM),
+                                                                  ("pc99", "max"))
 
     def describe(self):
         def ms(value):
