@@ -125,8 +125,8 @@ def test_cohorts_round_robin_across_addresses_and_stop():
     assert started == 8
     by_device = dict(seen)
     assert [by_device[f"c1-{i}"] for i in range(4)] == ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]
-    # The round-robin continues across cohorts.
-    assert [by_device[f"c2-{i}"] for i in range(4)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
+    # The round-robin continues across cohorts, and so do the devices' numbers (their place in the run).
+    assert [by_device[f"c2-{i}"] for i in range(4, 8)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
 
 
 def test_an_error_that_happened_before_the_stop_keeps_its_line():

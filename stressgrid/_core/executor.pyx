@@ -108,7 +108,8 @@ cdef class ArrivalExecutor:
         self.intended = recorder.histogram(INTENDED_ITERATION_HISTOGRAM)
 
     cdef Device _new_device(self):
-        cdef Device device = Device(f"{self.cohort_id}-{self.created}",
+        # Numbered by its place in the run (its address cursor), unique on every worker and generator.
+        cdef Device device = Device(f"{self.cohort_id}-{self.address_cursor}",
                                     self.addresses[self.address_cursor % len(self.addresses)],
                                     self.opts, self.recorder, self.loop)
         self.address_cursor += 1

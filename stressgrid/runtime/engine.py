@@ -161,9 +161,11 @@ class Engine:
                         await asyncio.sleep(0)
                         if cohort.stop.is_set:
                             return number  # stopped while starting: start no more
-                    address = addresses[cursor % len(addresses)]
+                    # The device's number is its place in the run (the address cursor): unique
+                    # among the run's devices on every worker and generator (an MQTT client id).
+                    device = Device(f"{cohort_id}-{cursor}", addresses[cursor % len(addresses)], opts,
+                                    self.recorder, loop)
                     cursor += 1
-                    device = Device(f"{cohort_id}-{number}", address, opts, self.recorder, loop)
                     number += 1
                     row = rows[(data_offset + k) % len(rows)] if rows else None
                     runner = DeviceRunner(group, device, block, row)
