@@ -66,7 +66,8 @@ def test_custom_exception_name_and_timings():
 
 
 @pytest.mark.parametrize("call", ["start_timing('Home Page')", "inc_counter('a-b')", "inc_counter('x' * 81)",
-                                  "check('', True)", "stop_start_timing('ok', 'bad key')"])
+                                  "check('', True)", "stop_start_timing('ok', 'bad key')",
+                                  "record_timing('Trip Time', 10)"])
 def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_line(call):
     # Such a key would make the coordinator refuse the generator's whole telemetry message:
     # the script's mistake must stay the script's, and cost nothing else.
@@ -75,6 +76,25 @@ def test_a_metric_key_the_coordinator_would_refuse_is_the_scripts_error_at_its_l
     assert result.counters["before_count"] >= 1
     assert result.errors["value_error_count"].startswith(f"line 3: {call} -> ValueError: metric key ")
     assert all(METRIC_NAME.fullmatch(name) for name in [*result.counters, *result.histograms])
+
+
+def test_a_time_the_script_measured_itself_is_recorded_as_given():
+    script = ("record_timing('trip', 1500)\nrecord_timing('trip', 2500.9)\nrecord_timing('trip', 0)\n"
+              "inc_counter('recorded')\nawait delay(60000)")
+    result = run_on_udp_sink(script, 10, "recorded_count", 1)
+    trip = result.histograms["trip_us"].summary()
+    assert (trip["count"], trip["min"]) == (3, 1)  # 0 is at the histogram's lowest value, 1 us
+    assert 2490 <= trip["max"] <= 2510  # 2,500 within the histogram's precision
+    assert "intended_trip_us" not in result.histograms
+
+
+@pytest.mark.parametrize("value", ["-1", "'5'", "True", "None", "float('nan')", "float('inf')", "2 ** 62"])
+def test_a_recorded_time_that_is_not_a_duration_is_the_scripts_error_at_its_line(value):
+    script = f"inc_counter('before')\nrecord_timing('trip', {value})\nawait delay(60000)"
+    result = run_on_udp_sink(script, 10, "value_error_count", 1)
+    assert result.errors["value_error_count"].startswith(
+        f"line 2: record_timing('trip', {value}) -> ValueError: record_timing needs a non-negative number")
+    assert "trip_us" not in result.histograms
 
 
 @pytest.mark.parametrize("ms", ["0", "-5", "'10'", "True", "3_600_001"])

@@ -208,6 +208,23 @@ def stop_start_timing(stop_key, start_key):
     device._start(metric_key(start_key), now)
 
 
+# A recorded timing past this is clamped by the histogram (its highest value), as any other.
+_LONGEST_TIMING_US = 1 << 62
+
+
+def record_timing(key, microseconds):
+    """Record ``microseconds``, a duration the script measured itself (a message's trip from the
+    timestamp it carries, a time the target reports), in histogram ``<key>_us``.
+
+    It has no ``intended_`` twin: the script knows what it measured from.
+    """
+    if (isinstance(microseconds, bool) or not isinstance(microseconds, (int, float))
+            or not 0 <= microseconds < _LONGEST_TIMING_US):
+        raise ValueError(f"record_timing needs a non-negative number of microseconds, not {microseconds!r}")
+    cdef Histogram histogram = running_device().recorder.histogram(timing_names(metric_key(key))[0])
+    histogram.record_c(<int64_t>microseconds)
+
+
 def inc_counter(key, value=1):
     """Add ``value`` to counter ``<key>_count``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -327,6 +344,7 @@ COMMON_BUILTINS = {
     "start_timing": start_timing,
     "stop_timing": stop_timing,
     "stop_start_timing": stop_start_timing,
+    "record_timing": record_timing,
     "inc_counter": inc_counter,
     "check": check,
     "random_bytes": random_bytes,

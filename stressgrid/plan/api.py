@@ -11,7 +11,7 @@ HTTP_PROTOCOLS = HTTP1_PROTOCOLS | HTTP2_PROTOCOLS
 MQTT_PROTOCOLS = frozenset({"mqtt", "mqtts"})
 
 COMMON_SYNC = frozenset({
-    "start_timing", "stop_timing", "stop_start_timing", "inc_counter", "check",
+    "start_timing", "stop_timing", "stop_start_timing", "record_timing", "inc_counter", "check",
     "random_bits", "random_bytes",
 })
 COMMON_ASYNC = frozenset({"delay", "pace"})

@@ -39,6 +39,7 @@ const SCRIPT_HELP = [
   ["await pace(ms)", "wait for the next tick every ms; later steps timed from it too (intended_*)", ["pace"]],
   ["start_timing(key) / stop_timing(key)", "histogram <key>_us", ["start_timing", "stop_timing"]],
   ["stop_start_timing(stop, start)", "end one timing, begin the next", ["stop_start_timing"]],
+  ["record_timing(key, us)", "histogram <key>_us of a time the script measured itself", ["record_timing"]],
   ["inc_counter(key, value=1)", "counter <key>_count and its rate", ["inc_counter"]],
   ["random_bits(n) / random_bytes(n)", "random bytes", ["random_bits", "random_bytes"]],
 ];
