@@ -25,7 +25,9 @@ The engine, not the script, keeps the session alive: a PINGREQ goes out whenever
 has sent nothing for the keep-alive (the broker's ``server_keep_alive`` when it sets one), and
 a PINGRESP that does not come within the device's timeout is counted
 (``ping_timeout_error_count``) and ends the connection. Inbound QoS 1 and 2 messages are
-acknowledged by the engine (PUBACK; PUBREC, then PUBCOMP on the broker's PUBREL).
+acknowledged by the engine (PUBACK; PUBREC, then PUBCOMP on the broker's PUBREL). A QoS 2
+message the broker sends again before its PUBREL is answered again but delivered once
+(``mqtt_duplicate_message_count``).
 
 Every wait is bounded by ``timeout`` (ms) or the plan's ``timeout_ms`` (``timeout_error_count``).
 A broker that breaks the protocol is a counted ``MqttProtocolError`` (``protocol_error_count``;
@@ -84,7 +86,7 @@ class MqttClient(HoldsTimer, WriteFlow, asyncio.Protocol):
     """A device's MQTT connection: bytes to the core, packets to the waiting script functions."""
 
     __slots__ = ("device", "loop", "recorder", "core", "transport", "timer", "connected", "keepalive_us",
-                 "sent_us", "pong_deadline_us", "pending", "next_id", "messages", "receiver",
+                 "sent_us", "pong_deadline_us", "pending", "next_id", "messages", "unreleased", "receiver",
                  "receive_deadline_us", "failure", "lost", "lost_exc", "broker_reason", "ended_here",
                  "paused", "drain_waiters")
 
@@ -102,6 +104,7 @@ class MqttClient(HoldsTimer, WriteFlow, asyncio.Protocol):
         self.pending = None          # packet identifier (CONNACK_KEY for CONNECT) -> _Pending
         self.next_id = 0
         self.messages = None         # deque of received PUBLISH packets
+        self.unreleased = None       # identifiers of QoS 2 messages received, until their PUBREL
         self.receiver = None         # the future of a waiting mqtt_receive
         self.receive_deadline_us = 0
         self.failure = None          # an error that ended the connection, counted, until raised once
@@ -182,6 +185,11 @@ class MqttClient(HoldsTimer, WriteFlow, asyncio.Protocol):
             else:
                 self._answer(packet.packet_id, PUBREC, packet)
         elif kind == PUBREL:
+            unreleased = self.unreleased
+            if unreleased is not None:
+                unreleased.discard(packet.packet_id)
+                if not unreleased:
+                    self.unreleased = None
             self._write(self.core.pubcomp(packet.packet_id))
         elif kind == PINGRESP:
             self.pong_deadline_us = 0
@@ -200,6 +208,14 @@ class MqttClient(HoldsTimer, WriteFlow, asyncio.Protocol):
             self._write(self.core.puback(packet.packet_id))
         elif qos == 2:
             self._write(self.core.pubrec(packet.packet_id))
+            unreleased = self.unreleased
+            if unreleased is None:
+                unreleased = self.unreleased = set()
+            elif packet.packet_id in unreleased:
+                # Sent again before the broker had our PUBREC: exactly once is delivered once.
+                self.recorder.counter("mqtt_duplicate_message_count").value += 1
+                return
+            unreleased.add(packet.packet_id)
         self.recorder.counter("message_count").value += 1
         messages = self.messages
         if messages is None:
