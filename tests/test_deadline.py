@@ -6,6 +6,7 @@ import uvloop
 
 from stressgrid._core.deadline import SLACK_US, DeadlineTimer, passed
 from stressgrid._core.device import now_us
+from stressgrid._core.sleeps import sleep_until
 from stressgrid._core.timers import timer_queue
 
 pytestmark = pytest.mark.unit
@@ -151,4 +152,29 @@ def test_a_timer_changed_by_another_that_expires_in_the_same_batch_obeys_the_cha
             assert second_calls.times == [] and not second.armed
         else:
             assert len(second_calls.times) == 1 and second_calls.times[0] + SLACK_US >= later[0]
+    run(main())
+
+
+@pytest.mark.parametrize("near_kind", ["deadline", "sleep"])
+def test_an_owner_that_arms_its_timer_far_out_holds_back_no_earlier_entry(run, near_kind):
+    # As an MQTT client does when its receive deadline passes: its timer goes on to the
+    # keep-alive, a minute away. The queue's loop timer is set again while it expires that
+    # batch; an entry due sooner (another device's deadline or sleep) keeps its time. It
+    # once waited for the minute: 200 devices that beat every 30 s stopped after 10 s.
+    async def main():
+        loop = asyncio.get_running_loop()
+        far = DeadlineTimer(loop, Calls(then=lambda: far.arm(now_us() + 60_000_000)))
+        started = now_us()
+        far.arm(started + 10_000)
+        if near_kind == "deadline":
+            near = Calls()
+            DeadlineTimer(loop, near).arm(started + 30_000)
+            await near.wait(1)   # 5 s at most
+            ended = near.times[0]
+        else:
+            await asyncio.wait_for(sleep_until(timer_queue(loop), started + 30_000), 5)
+            ended = now_us()
+        assert ended + SLACK_US >= started + 30_000
+        assert far.armed and timer_queue(loop).pending == 1
+        far.cancel()
     run(main())

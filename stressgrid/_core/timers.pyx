@@ -104,13 +104,16 @@ cdef class TimerQueue:
             entry = <Timed>self.heap[0]
             self._remove_at(0)
             due.append(entry)
+        # The loop timer is set for what is left before anything expires: an entry pushed
+        # meanwhile moves it only earlier (set by the first push instead, a deadline armed
+        # again a minute out held back every entry due before that minute).
+        if self.heap:
+            self._arm((<Timed>self.heap[0]).latest_us)
         for entry in due:
             try:
                 entry.expire()
             except Exception as exc:  # noqa: BLE001 - one entry's failure must not cost the others theirs
                 self.loop.call_exception_handler({"message": "a timer's callback failed", "exception": exc})
-        if self.heap and self.handle is None:
-            self._arm((<Timed>self.heap[0]).latest_us)
 
     cdef _remove_at(self, Py_ssize_t index):
         cdef list heap = self.heap
