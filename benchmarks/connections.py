@@ -1,15 +1,22 @@
-"""How many established TCP connections one generator host holds at once on this machine.
+"""How many established connections one generator host holds at once on this machine.
 
 A real host agent (``python -m stressgrid.generator``) with many workers, driven by a
 wire-speaking coordinator in this process, connects devices from many loopback source
-addresses (``--source-addresses``) to one target: a small epoll echo server in many
-processes sharing the port (``SO_REUSEPORT``). The open-file limit is 20,000 per process
+addresses (``--source-addresses``) to one target. The open-file limit is 20,000 per process
 here and cannot be raised, and on loopback every connection costs two descriptors (the
 client's and the target's), so by default both sides get one process per 19,000
 connections and one source address per 20,000 (a third of one address's ephemeral ports).
 Every device sends a 16-byte heartbeat every 30 s (the first at a random moment of the
-first 30 s) and times the echo (histogram ``heartbeat_us``). The cohort ramps in steps,
+first 30 s) and times its way back (histogram ``heartbeat_us``). The cohort ramps in steps,
 each one started once the target holds every connection of the steps before.
+
+``--protocol tcp`` (the default): raw TCP devices against a small epoll echo server in many
+processes sharing the port (``SO_REUSEPORT``); the target counts the connections it holds.
+``--protocol mqtt``: MQTT 5 devices (connected with a keep-alive of 60 s, subscribed to a
+topic of their own, the heartbeat a QoS 0 publish on it that the broker delivers back)
+against mosquitto brokers, one port each (devices dealt round-robin over them); the target's
+count is the brokers' own (``$SYS/broker/clients/connected``, which they republish every
+second). Needs ``mosquitto`` (Debian package).
 
 For the run it widens the local port range to 1024-65535, raises the kernel's TCP memory
 limits (``tcp_mem``) where they are short of two pages a connection and, if connection
@@ -18,15 +25,17 @@ refuses to start when the machine's available memory is short of its estimate.
 
 Printed at every ``--report-every`` connections (the ramp pauses for a measured window):
 the connections held, counted by the target and by ``ss``; the client's RSS per
-connection (the workers' RSS growth over the connections); the kernel's socket memory
+connection (the workers' RSS growth over the connections, from after a warm-up device in
+each worker); the kernel's socket memory
 (``/proc/net/sockstat``); the ramp rate; the machine's CPU idle, the heartbeat
 latency (p50, p99, max) and the workers' loop lag (p99, max) over the window; and at
-the end a ``RESULT`` line. The echo processes run at a real-time priority (round robin),
+the end a ``RESULT`` line. The target's processes run at a real-time priority (round robin),
 the agent and this process (the coordinator) at nice -10, the workers at the normal one.
 Every process it started is stopped on the way out, also on Ctrl-C or SIGTERM.
 
     python benchmarks/connections.py --connections 100000
     python benchmarks/connections.py --connections 1000000
+    python benchmarks/connections.py --protocol mqtt --connections 100000
 """
 import argparse
 import contextlib
@@ -52,7 +61,8 @@ from stressgrid import wire  # noqa: E402
 from stressgrid.metrics import MetricsAggregate  # noqa: E402
 from stressgrid.plan.constants import LOOP_LAG_HISTOGRAM  # noqa: E402
 from tests.generator.conftest import AgentProcess, FakeCoordinator  # noqa: E402
-from tests.support.servers import free_port  # noqa: E402
+from tests.mqtt.broker import mosquitto  # noqa: E402
+from tests.support.servers import free_port, require, stop_process  # noqa: E402
 
 HEARTBEAT = b"0123456789abcdef"
 HEARTBEAT_PERIOD_S = 30.0
@@ -70,22 +80,42 @@ for _ in range(params["heartbeats"]):
     stop_timing("heartbeat")
     await delay(period_ms)
 """
+MQTT_SCRIPT = """
+period_ms = params["period_ms"]
+topic = "beat/" + device_id
+await mqtt_connect(keepalive=60)
+await subscribe(topic)
+await delay(period_ms // 2, random_ratio=1.0)
+for _ in range(params["heartbeats"]):
+    start_timing("heartbeat")
+    await publish(topic, params["heartbeat"])
+    await mqtt_receive(timeout=10000)
+    stop_timing("heartbeat")
+    await delay(period_ms)
+"""
 LISTEN_BACKLOG = 65535
-TARGET_RT_PRIORITY = 1  # the echo processes' real-time priority (the lowest)
+TARGET_RT_PRIORITY = 1  # the target processes' real-time priority (the lowest)
 
 
 # -- the target -----------------------------------------------------------------------
 
+def real_time(pid):
+    """Real-time round robin for the target's process ``pid`` (0: this one), where the user may set it.
+
+    In a fleet the target is a machine of its own. Here it shares two cores with the 50-odd
+    workers whose load it answers: at the normal priority, and at nice -5 too, a woken echo
+    process waited for a core for up to 0.3-0.6 s at 1,000,000 (perf sched), and the heartbeat
+    latency measured that wait, not the generator. Real-time round robin (the kernel keeps 5%
+    of each second for the others) answers at once.
+    """
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(TARGET_RT_PRIORITY))
+
+
 def echo_server(port, held, ready):
     """One process of the target: accept, echo, and keep ``held`` = its open connections."""
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    # In a fleet the target is a machine of its own. Here it shares two cores with the 50-odd
-    # workers whose load it answers: at the normal priority, and at nice -5 too, a woken echo
-    # process waited for a core for up to 0.3-0.6 s at 1,000,000 (perf sched), and the heartbeat
-    # latency measured that wait, not the generator. Real-time round robin (where the user may
-    # set it; the kernel keeps 5% of each second for the others) answers at once.
-    with contextlib.suppress(OSError):
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(TARGET_RT_PRIORITY))
+    real_time(0)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -129,11 +159,17 @@ def echo_server(port, held, ready):
         held.value = len(connections)
 
 
-class Target:
+class EchoTarget:
     """``processes`` echo-server processes on one port."""
+
+    protocol = "tcp"
+    script = SCRIPT
+    kind = "echo processes"
+    watchers = 0  # connections of its own to its ports
 
     def __init__(self, processes):
         self.port = free_port()
+        self.ports = [self.port]
         context = multiprocessing.get_context("fork")
         self.counts = [context.Value(ctypes.c_long, 0, lock=False) for _ in range(processes)]
         self.processes = []
@@ -158,16 +194,70 @@ class Target:
                 process.join()
 
 
-def established_by_ss(coordinator, port):
-    """Connections established to ``port``, counted by ``ss`` at the target's side (the
+class MosquittoTarget:
+    """``brokers`` mosquitto processes, a port each; ``held`` is what they count themselves.
+
+    Each broker's ``$SYS/broker/clients/connected`` is followed by a ``mosquitto_sub`` of its
+    own (a client too, so one less is held) into a file whose last line is the latest count.
+    """
+
+    protocol = "mqtt"
+    script = MQTT_SCRIPT
+    kind = "mosquitto brokers"
+
+    def __init__(self, brokers):
+        self.stack = contextlib.ExitStack()
+        self.ports = []
+        self.readings = []
+        try:
+            directory = pathlib.Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="mosquitto-")))
+            for index in range(brokers):
+                home = directory / str(index)
+                home.mkdir()
+                broker = self.stack.enter_context(mosquitto(home))
+                real_time(broker.process.pid)
+                self.ports.append(broker.port)
+                reading = home / "connected"
+                with open(reading, "wb") as output:
+                    reader = subprocess.Popen([require("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port),
+                                               "-t", "$SYS/broker/clients/connected"], stdout=output)
+                self.stack.callback(stop_process, reader)
+                self.readings.append(reading)
+        except BaseException:
+            self.stack.close()
+            raise
+        self.port = ", ".join(map(str, self.ports))
+        self.watchers = len(self.readings)
+
+    def held(self):
+        total = 0
+        for reading in self.readings:
+            with open(reading, "rb") as file:
+                file.seek(max(0, os.fstat(file.fileno()).st_size - 64))
+                lines = file.read().split()
+            if lines:
+                total += max(0, int(lines[-1]) - 1)  # less the reader
+        return total
+
+    def stop(self):
+        self.stack.close()
+
+
+TARGETS = {target.protocol: target for target in (EchoTarget, MosquittoTarget)}
+
+
+def established_by_ss(coordinator, target):
+    """Devices' connections established to the target's ports, counted by ``ss`` at its side (the
     coordinator keeps answering meanwhile: at a million sockets ``ss`` takes seconds)."""
+    where = " or ".join(f"sport = :{port}" for port in target.ports)
     with tempfile.TemporaryFile() as output:
-        counting = subprocess.Popen(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], stdout=output)
+        counting = subprocess.Popen(["ss", "-Htn", "state", "established", f"( {where} )"], stdout=output)
         wait_until(coordinator, lambda: counting.poll() is not None, 600)
         if counting.wait() != 0:
             raise SystemExit(f"ss failed with status {counting.returncode}")
         output.seek(0)
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: output.read(1 << 20), b""))
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: output.read(1 << 20), b""))
+        return lines - target.watchers
 
 
 # -- the machine ------------------------------------------------------------------------
@@ -267,12 +357,25 @@ def sockstat():
 
 # -- the generator ----------------------------------------------------------------------
 
-def cohort(port, size, index, period_s, heartbeats):
+def cohort(target, size, name, offset, period_s, heartbeats):
+    """Cohort ``name`` (a step of the ramp): ``size`` devices, dealt over the target's ports from ``offset``."""
     params = {"period_ms": int(period_s * 1000), "heartbeats": heartbeats, "heartbeat": HEARTBEAT.decode()}
-    return wire.StartCohort(run_id="connections", cohort_id=str(index),
-                            blocks=[{"script": SCRIPT, "params": params, "size": size}],
-                            addresses=[{"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": "tcp"}],
-                            opts={"timeout_ms": 20_000}, address_offset=0)
+    addresses = [{"host": "127.0.0.1", "ip": "127.0.0.1", "port": port, "protocol": target.protocol}
+                 for port in target.ports]
+    return wire.StartCohort(run_id="connections", cohort_id=str(name),
+                            blocks=[{"script": target.script, "params": params, "size": size}],
+                            addresses=addresses, opts={"timeout_ms": 20_000}, address_offset=offset)
+
+
+def warm_up(coordinator, target, workers):
+    """One device a worker, connected and stopped again: what a worker's first device of a
+    protocol loads (its modules, the compiled script) is then not counted per connection."""
+    coordinator.send(cohort(target, workers, "warm-up", 0, HEARTBEAT_PERIOD_S, 1))
+    if not wait_until(coordinator, lambda: target.held() >= workers, 60):
+        raise SystemExit(f"warm-up: the target holds {target.held()} of {workers} connections after 60 s")
+    coordinator.send(wire.StopCohort(run_id="connections", cohort_id="warm-up"))
+    if not wait_until(coordinator, lambda: target.held() == 0, 60):
+        raise SystemExit(f"warm-up: the target still holds {target.held()} connections 60 s after the stop")
 
 
 def workers_rss(agent):
@@ -356,14 +459,15 @@ def run(args):
     target_processes = args.target_processes or max(1, -(-args.connections // PER_PROCESS))
     sources = args.source_addresses or max(1, -(-args.connections // PER_SOURCE_ADDRESS))
     need = check_memory(args.connections, workers + target_processes + 2)
-    print(f"{args.connections:,} connections: {workers} workers, {target_processes} echo processes, {sources} "
+    print(f"{args.connections:,} {args.protocol} connections: {workers} workers, {target_processes} "
+          f"{TARGETS[args.protocol].kind}, {sources} "
           f"source addresses; about {need / 2**30:.1f} GiB of {available_memory() / 2**30:.1f} GiB available")
     heartbeats = max(1, int(BEATING_S / args.heartbeat_period))
     pool = [f"127.0.0.{2 + index}" for index in range(sources)]
     with contextlib.ExitStack() as stack:  # unwound in reverse, every step even when one fails
         kernel = KernelSettings(args.connections)
         stack.callback(kernel.restore)
-        target = Target(target_processes)
+        target = TARGETS[args.protocol](target_processes)
         stack.callback(target.stop)
         context = zmq.Context()
         stack.callback(context.destroy, linger=0)
@@ -378,7 +482,7 @@ def run(args):
         register = coordinator.register(timeout=60)
         print(f"generator: {workers} workers, {register.source_addresses} source addresses "
               f"({pool[0]}-{pool[-1]}), capacity {register.capacity:,}; target: {target_processes} "
-              f"echo processes on 127.0.0.1:{target.port}")
+              f"{target.kind} on 127.0.0.1:{target.port}")
         if register.capacity < args.connections:
             raise SystemExit(f"the generator holds at most {register.capacity:,} devices")
         wait_until(coordinator, lambda: len(agent.worker_pids()) == workers, 60)
@@ -389,6 +493,7 @@ def run(args):
         # priority; the target runs at a real-time one (``echo_server``).
         for pid in (os.getpid(), agent.pid):
             raise_priority(pid)
+        warm_up(coordinator, target, workers)
         rss_before = workers_rss(agent)
         started = time.monotonic()
         asked = 0
@@ -398,7 +503,7 @@ def run(args):
         window = None
         while asked < args.connections:
             size = min(args.step, args.connections - asked, next_report - asked)
-            coordinator.send(cohort(target.port, size, index, args.heartbeat_period, heartbeats))
+            coordinator.send(cohort(target, size, index, asked, args.heartbeat_period, heartbeats))
             index += 1
             asked += size
             if not wait_until(coordinator, lambda: target.held() >= asked, args.step_timeout):
@@ -412,7 +517,7 @@ def run(args):
                 held = target.held()
                 inuse, socket_memory = sockstat()
                 client = (workers_rss(agent) - rss_before) / max(1, held)
-                print(f"[{asked:>9,}] held {held:,} (ss {established_by_ss(coordinator, target.port):,}); client "
+                print(f"[{asked:>9,}] held {held:,} (ss {established_by_ss(coordinator, target):,}); client "
                       f"{client / 1024:.2f} KB/connection; kernel TCP {inuse:,} sockets, "
                       f"{socket_memory / 2**20:.0f} MiB buffers; ramp {rate:,.0f}/s; {window.describe()}",
                       flush=True)
@@ -426,7 +531,7 @@ def run(args):
         wait_until(coordinator, lambda: False, args.heartbeat_period / 2 + 2)
         window = Window(coordinator, args.heartbeat_period)
         held_target = target.held()
-        held_ss = established_by_ss(coordinator, target.port)
+        held_ss = established_by_ss(coordinator, target)
         rss = workers_rss(agent)
         rss_per_connection = (rss - rss_before) / max(1, held_target)
         inuse, socket_memory = sockstat()
@@ -441,7 +546,7 @@ def run(args):
         silences = agent.log().count("no word from the coordinator")
         print(f"control plane: the longest gap between the coordinator's heartbeats {coordinator.longest_heartbeat_gap:.2f} s; "
               f"the agent found the coordinator silent {silences} times")
-        fields = {"connections_target": held_target, "connections_ss": held_ss, "ramp_s": f"{ramp_s:.1f}",
+        fields = {"protocol": args.protocol, "connections_target": held_target, "connections_ss": held_ss, "ramp_s": f"{ramp_s:.1f}",
                   "client_kb_per_connection": f"{rss_per_connection / 1024:.2f}",
                   "kernel_tcp_buffers_mib": f"{socket_memory / 2**20:.0f}",
                   "cpu_idle_percent": f"{window.cpu_idle:.1f}", "heartbeats": window.heartbeats,
@@ -464,10 +569,12 @@ def _interrupt(signum, frame):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=100_000)
+    parser.add_argument("--protocol", choices=sorted(TARGETS), default="tcp",
+                        help="tcp: echo processes; mqtt: mosquitto brokers (default: tcp)")
     parser.add_argument("--workers", type=int, help=f"generator workers (default: one per {PER_PROCESS:,})")
     parser.add_argument("--source-addresses", type=int,
                         help=f"loopback source addresses from 127.0.0.2 (default: one per {PER_SOURCE_ADDRESS:,})")
-    parser.add_argument("--target-processes", type=int, help=f"echo-server processes (default: one per {PER_PROCESS:,})")
+    parser.add_argument("--target-processes", type=int, help=f"echo-server processes or brokers (default: one per {PER_PROCESS:,})")
     parser.add_argument("--step", type=int, default=20_000, help="devices started per ramp step")
     parser.add_argument("--report-every", type=int, default=100_000, help="connections between progress lines")
     parser.add_argument("--window", type=float, default=10.0,

@@ -118,12 +118,17 @@ def running(args, ports=(), host="127.0.0.1", **popen):
                     raise RuntimeError(f"{exc}: {args[0]} said: {tail}") from None
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process, timeout=5.0):
+    """SIGTERM ``process``, and SIGKILL it if it has not ended within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager
