@@ -22,6 +22,9 @@ Measured (2026-12-07, this 2-core machine): idle 3.85 and 3.86 KB per device ove
 QoS 0 70,922 publishes per CPU-second, 5.39x paho-mqtt's 13,149 (4 clients); QoS 1 35,651,
 15.88x paho-mqtt's 2,245.
 
+More devices than one worker and one mosquitto hold (100,000 on this machine) are
+``benchmarks/connections.py --protocol mqtt``'s part: several workers, several brokers.
+
 Needs ``mosquitto`` (Debian package) and ``paho-mqtt`` (``pip install paho-mqtt``) for the
 peer. The last line is ``RESULT idle_kb_per_device=... qos0_per_cpu_s=... qos0_vs_paho=...
 qos1_per_cpu_s=... qos1_vs_paho=...``.
