@@ -56,12 +56,13 @@ class Broker:
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path, tls=False, users=None):
+def mosquitto(tmp_path, tls=False, users=None, log=None):
     """A mosquitto on free loopback ports; yields a ``Broker``.
 
     ``tls``: the devices' listener speaks TLS with a fresh self-signed certificate (a plain
     listener beside it serves ``$SYS`` to the tests). ``users``: ``{name: password}`` in a
-    password file, anonymous clients refused on the devices' listener.
+    password file, anonymous clients refused on the devices' listener. ``log``: a file the
+    broker logs each client's connection to (its address and client id).
     """
     port = free_port()
     # Started as root, mosquitto would switch to its own user, who cannot read pytest's
@@ -69,6 +70,8 @@ def mosquitto(tmp_path, tls=False, users=None):
     lines = [f"user {pwd.getpwuid(os.geteuid()).pw_name}", "persistence false", "sys_interval 1",
              "per_listener_settings true", "log_dest stderr",
              "max_connections -1", f"listener {port} 127.0.0.1"]
+    if log is not None:
+        lines += [f"log_dest file {log}", "connection_messages true"]
     certificate = None
     if tls:
         key, certificate = self_signed_certificate(tmp_path)
