@@ -235,6 +235,8 @@ def meta():
                     "script_functions": sorted(script_api.protocol_functions(protocol))}
                    for protocol in script_api.PROTOCOLS],
         default_protocol=constants.DEFAULT_PROTOCOL,
+        mqtt_versions=list(dict.fromkeys(constants.MQTT_VERSIONS.values())),
+        default_mqtt_version=constants.DEFAULT_MQTT_VERSION,
         script_arguments=list(script.SCRIPT_ARGUMENTS),
         devices_per_generator_step=constants.DEVICES_PER_GENERATOR_STEP,
         cpu_warning_percent=constants.CPU_WARNING_PERCENT,

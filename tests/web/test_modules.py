@@ -292,6 +292,25 @@ def test_a_plan_loads_back_into_the_form_values_it_came_from(modules):
     assert round(float(back["rampup"])) == 60 and round(float(back["rampdown"])) == 30
 
 
+@pytest.mark.parametrize("protocol", ["mqtt", "mqtts"])
+def test_an_mqtt_plan_carries_the_version_chosen_and_loads_back_with_it(modules, protocol):
+    assert modules.run("plan.js", "(m, meta) => meta.mqtt_versions", META) == ["5.0", "3.1.1"]
+    for version in ("3.1.1", "5.0"):
+        values = form_values(protocol=protocol, mqtt_version=version,
+                             blocks=[{"script": "await mqtt_connect()", "params": "{}", "size": "1000"}])
+        result = modules.call("plan.js", "buildPlan", values, 1, META)
+        assert result["errors"] == []
+        assert model.Plan.from_dict(result["plan"]).opts.mqtt_version == version
+        loaded = modules.run("plan.js", "(m, values, meta) => m.planToValues(m.buildPlan(values, 1, meta).plan, meta)",
+                             values, META)
+        assert loaded["values"]["mqtt_version"] == version
+    # Another protocol's plan has no MQTT version, whatever the hidden field holds.
+    plan = modules.call("plan.js", "buildPlan", form_values(mqtt_version="3.1.1"), 1, META)["plan"]
+    assert "mqtt_version" not in plan["opts"]
+    # A plan that does not say loads the coordinator's default.
+    assert modules.run("plan.js", "(m, meta) => m.planToValues({}, meta).values.mqtt_version", META) == "5.0"
+
+
 def test_the_open_model_builds_a_plan_the_coordinator_takes_and_loads_back(modules):
     values = form_values(executor="arrival_rate", rate="250.5", max_devices="40", pre_allocated="8",
                          arrivals="poisson", sustain="20")
@@ -355,6 +374,7 @@ def test_a_plan_without_opts_loads_the_coordinators_defaults(modules):
     ("opts.ramp_steps", {"target": "size", "block": 0}),
     ("opts.rampdown_step_ms", {"target": "rampdown"}),
     ("opts.tls_ca_file", {"target": "tls_ca_file"}),
+    ("opts.mqtt_version", {"target": "mqtt_version"}),
     ("name", {"target": "name"}),
     ("plan", {"target": None}),
 ])

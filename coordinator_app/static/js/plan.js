@@ -50,11 +50,16 @@ for _ in range(params.get("iterations", 100)):
     await delay(params.get("delay_ms", 1000), 0.1)
 `;
 
+/** Whether a protocol's devices speak MQTT (and so have an MQTT version). */
+export function isMqtt(protocol) {
+  return protocol === "mqtt" || protocol === "mqtts";
+}
+
 /** A starting script for a protocol. */
 export function exampleScript(protocol) {
   if (protocol === "tcp") return TCP_SCRIPT;
   if (protocol === "udp") return UDP_SCRIPT;
-  if (protocol === "mqtt" || protocol === "mqtts") return MQTT_SCRIPT;
+  if (isMqtt(protocol)) return MQTT_SCRIPT;
   return HTTP_SCRIPT;
 }
 
@@ -124,7 +129,7 @@ export function parseRateSteps(text) {
 /**
  * The form's values as numbers, lists and JSON; nothing is checked here.
  *
- * ``values``: {name, protocol, hosts, port, rampup, sustain, rampdown, cooldown,
+ * ``values``: {name, protocol, mqtt_version, hosts, port, rampup, sustain, rampdown, cooldown,
  * report_interval, timeout, tls_verify, tls_ca_file, blocks: [{script, params, size, data}]}
  * as strings from the inputs. A number that is not one is NaN.
  */
@@ -134,6 +139,7 @@ export function parseValues(values) {
   return {
     name: String(values.name || "").trim(),
     protocol: values.protocol,
+    mqttVersion: String(values.mqtt_version || ""),
     hosts: parseHosts(values.hosts),
     port: number(values.port),
     seconds,
@@ -303,6 +309,7 @@ export function planFrom(parsed, derived) {
     },
   };
   if (parsed.tlsVerify) plan.opts.tls_verify = true;
+  if (isMqtt(parsed.protocol) && parsed.mqttVersion) plan.opts.mqtt_version = parsed.mqttVersion;
   if (parsed.tlsCaFile) plan.opts.tls_ca_file = parsed.tlsCaFile;
   if (derived.open) {
     const { opts } = plan;
@@ -365,6 +372,7 @@ export function planToValues(plan, meta) {
       arrivals: open && opts.arrivals === "poisson" ? "poisson" : "uniform",
       name: plan.name || "",
       protocol: first.protocol || meta.default_protocol,
+      mqtt_version: opts.mqtt_version !== undefined ? String(opts.mqtt_version) : meta.default_mqtt_version,
       hosts: parseHosts(addresses.map((a) => a.host).join(",")).join(", "),
       port: first.port !== undefined ? String(first.port) : "",
       rampup: String(seconds(steps * opts.rampup_step_ms)),
@@ -413,6 +421,7 @@ export function formTarget(field) {
     "opts.timeout_ms": { target: "timeout" },
     "opts.tls_verify": { target: "tls_verify" },
     "opts.tls_ca_file": { target: "tls_ca_file" },
+    "opts.mqtt_version": { target: "mqtt_version" },
     "opts.executor": { target: "executor" },
     "opts.rate": { target: "rate" },
     "opts.rate_steps": { target: "rate_steps" },

@@ -6,13 +6,13 @@ import { CodeEditor } from "./editor.js";
 import { duration, integer, shortDuration } from "./format.js";
 import { highlightJson, pythonHighlighter } from "./highlight.js";
 import {
-  bareMessage, buildPlan, exampleParams, exampleScript, formTarget, jsonErrorPosition, jsonMessage,
+  bareMessage, buildPlan, exampleParams, exampleScript, formTarget, isMqtt, jsonErrorPosition, jsonMessage,
   OPEN_MODEL, planToValues,
 } from "./plan.js";
 import { defaultPort, effectiveDevices, rampStepSize, scriptFunctions, scriptNames } from "./rules.js";
 
 const DRAFT_KEY = "stressgrid.draft";
-const SIMPLE_FIELDS = ["name", "protocol", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
+const SIMPLE_FIELDS = ["name", "protocol", "mqtt_version", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
   "report_interval", "timeout", "tls_ca_file", "executor", "rate", "rate_steps", "max_devices", "pre_allocated",
   "arrivals"];
 // The load model's hint, by executor.
@@ -22,7 +22,7 @@ const EXECUTOR_HINTS = {
     "from when they should have started.",
 };
 // The fields whose defaults are the plan's own (meta.default_opts); the form picks the others.
-const PLAN_DEFAULT_FIELDS = ["cooldown", "report_interval", "timeout"];
+const PLAN_DEFAULT_FIELDS = ["cooldown", "report_interval", "timeout", "mqtt_version"];
 
 // [what to write, what it does, the functions it needs]: a protocol's help shows the
 // entries whose functions the coordinator gives that protocol.
@@ -93,6 +93,8 @@ export class PlanForm {
     });
     const protocols = this.field("protocol");
     for (const { name, label } of meta.protocols) protocols.appendChild(new Option(label, name));
+    const versions = this.field("mqtt_version");
+    for (const version of meta.mqtt_versions) versions.appendChild(new Option(version, version));
     this.field("name").maxLength = meta.limits.name_length;
     this.field("port").addEventListener("input", () => { this.portTouched = true; });
     this.field("protocol").addEventListener("change", () => this.protocolChanged());
@@ -358,6 +360,7 @@ export class PlanForm {
     const { derived } = buildPlan(this.values(), this.generators, this.meta);
     const open = Boolean(derived.open);
     for (const node of this.form.querySelectorAll(".arrival-field")) node.hidden = !open;
+    for (const node of this.form.querySelectorAll(".mqtt-field")) node.hidden = !isMqtt(this.field("protocol").value);
     for (const name of ["rampup", "rampdown"]) this.form.querySelector(`[data-field="${name}"]`).hidden = open;
     document.getElementById("executor-hint").textContent = EXECUTOR_HINTS[open ? OPEN_MODEL : "devices"];
     if (open) {
