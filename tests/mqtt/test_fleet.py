@@ -2,6 +2,7 @@
 import json
 import pathlib
 
+from stressgrid.plan.constants import HOST_WARNING_METRICS
 from tests.cli.support import run_cli
 from tests.cli.test_local import archive_file
 from tests.mqtt.broker import mosquitto
@@ -30,4 +31,6 @@ def test_the_devices_of_every_worker_have_their_own_client_ids(tmp_path):
     assert len(ids) == len(set(ids)) == devices, ids
     summary = json.loads(archive_file(pathlib.Path(out), "summary.json"))["summary"]
     assert summary["counters"]["announced"]["total"] == devices
-    assert not [name for name in summary["counters"] if name.endswith("_error")], summary["counters"]
+    # (The host's TCP retransmits are a warning about the machine, not a device's error.)
+    errors = [name for name in summary["counters"] if name.endswith("_error") and name not in HOST_WARNING_METRICS]
+    assert errors == [], summary["counters"]
