@@ -15,8 +15,9 @@ from stressgrid.metrics import decode_histograms
 from stressgrid.plan.constants import FINAL_STATES
 from stressgrid.plan.model import MAX_NAME_LENGTH, MAX_RUN_ID_LENGTH
 
+from .validate import METRIC_NAME
+
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-METRIC = re.compile(r"[a-z][a-z0-9_]*")
 MAX_METRICS = 10_000
 IMPORTED_NOTE = "imported from its results archive"
 
@@ -55,7 +56,7 @@ def _figures(value, field):
     if not isinstance(value, dict) or len(value) > MAX_METRICS:
         raise ImportProblem(field, f"must be an object of at most {MAX_METRICS:,} metrics")
     for name, figures in value.items():
-        if not METRIC.fullmatch(name) or not isinstance(figures, dict) \
+        if not METRIC_NAME.fullmatch(name) or not isinstance(figures, dict) \
                 or not all(isinstance(key, str) and (_number(number) or number is None)
                            for key, number in figures.items()):
             raise ImportProblem(f"{field}.{name}"[:200], "must be an object of numbers")
@@ -89,7 +90,7 @@ def _histograms(value):
     if not isinstance(value, dict) or len(value) > MAX_METRICS:
         raise ImportProblem("histograms", f"must be histograms.json's object of at most {MAX_METRICS:,}")
     for name, encoded in value.items():
-        if not METRIC.fullmatch(name) or not isinstance(encoded, list) or len(encoded) != 2 \
+        if not METRIC_NAME.fullmatch(name) or not isinstance(encoded, list) or len(encoded) != 2 \
                 or not isinstance(encoded[0], str) or not isinstance(encoded[1], int):
             raise ImportProblem(f"histograms.{name}"[:200], "must be [base64 text, clamped count]")
     try:

@@ -224,6 +224,23 @@ def test_an_imported_run_compares_as_the_run_it_came_from(history):
     assert status == 200 and checked["plan"]["baseline"] == copy
 
 
+def test_an_imported_run_keeps_the_metric_names_a_generator_may_send(history):
+    # A script's key may start with a digit (inc_counter("2fa") is counter 2fa_count): what
+    # the coordinator took from its generators, it takes back from the run's archive.
+    coordinator, _, ids = history
+    body = exported(coordinator, ids["fast"])
+    numbers = body["summary"]["summary"]
+    numbers["counters"]["2fa"] = {"total": 3, "rate": 1.5, "peak": 2}
+    numbers["histograms"]["2fa_us"] = numbers["histograms"]["conn_us"]
+    body["histograms"]["2fa_us"] = body["histograms"]["conn_us"]
+    copy = "digits-20260101000002"
+    status, answer, _ = coordinator.api.post("/api/runs/import", {**body, "id": copy})
+    assert status == 201, answer
+    detail = coordinator.api.get(f"/api/runs/{copy}")[1]
+    assert detail["summary"]["summary"]["counters"]["2fa"]["total"] == 3
+    assert "2fa_us" in detail["summary"]["summary"]["histograms"]
+
+
 def _bad(body, **changes):
     return {**body, **changes}
 
@@ -240,6 +257,7 @@ def _bad(body, **changes):
     (lambda b: _bad(b, histograms={"conn_us": ["!!!!", 0]}), "histograms"),
     (lambda b: _bad(b, histograms={"conn_us": [base64.b64encode(b"\xff\xff\xff").decode(), 0]}), "histograms"),
     (lambda b: _bad(b, histograms={"conn_us": "AAA="}), "histograms.conn_us"),
+    (lambda b: _bad(b, histograms={**b["histograms"], "Conn_us": b["histograms"]["conn_us"]}), "histograms.Conn_us"),
 ])
 def test_a_bad_import_is_a_400_naming_its_field_and_stores_nothing(history, change, field):
     coordinator, _, ids = history
