@@ -8,7 +8,7 @@ import uvloop
 
 from stressgrid.plan import Address, Opts, api
 from stressgrid.plan.script import SCRIPT_FUNCTION
-from stressgrid.runtime.engine import START_BATCH, CompiledBlock, Engine
+from stressgrid.runtime.engine import START_BATCH, STOP_BATCH, CompiledBlock, Engine
 from stressgrid.runtime.local import run_local
 from coordinator_app.validate import METRIC_NAME
 from tests.support.servers import free_port
@@ -147,6 +147,40 @@ def test_cohorts_round_robin_across_addresses_and_stop():
     assert [by_device[f"c1-{i}"] for i in range(4)] == ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]
     # The round-robin continues across cohorts, and so do the devices' numbers (their place in the run).
     assert [by_device[f"c2-{i}"] for i in range(4, 8)] == ["127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
+
+
+def test_a_big_cohort_stops_in_batches_and_the_loop_turns_in_between():
+    # The worker's telemetry (and so the agent's stop deadline) depends on its loop turning
+    # while thousands of devices end.
+    devices = 3 * STOP_BATCH + 10
+
+    async def main():
+        engine = Engine()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+            sink.bind(("127.0.0.1", 0))
+            address = Address("127.0.0.1", sink.getsockname()[1], "udp", "127.0.0.1")
+            block = ("inc_counter('started')\nawait delay(60000)", {}, devices)
+            await engine.start_cohort("big", [block], [address], Opts())
+            started = 0
+            while started < devices:   # a snapshot holds what was counted since the last one
+                await asyncio.sleep(0.01)
+                started += engine.snapshot()["counters"].get("started_count", 0)
+            seen = []
+
+            async def watch():
+                while engine.active_devices:
+                    seen.append(engine.active_devices)
+                    await asyncio.sleep(0)
+
+            watcher = asyncio.ensure_future(watch())
+            assert await engine.stop_cohort("big") == devices
+            await watcher
+        return seen
+
+    seen = uvloop.run(main())
+    # The watcher ran between the batches: it saw the devices go a batch at a time.
+    assert seen[0] == devices
+    assert sorted({n for n in seen if n < devices}, reverse=True) == [devices - k * STOP_BATCH for k in (1, 2, 3)]
 
 
 def test_an_error_that_happened_before_the_stop_keeps_its_line():

@@ -33,6 +33,11 @@ from stressgrid.protocols import protocol_module
 RECANCEL_AFTER_S = 1.0
 # Devices created between two yields to the loop, so telemetry keeps flowing.
 START_BATCH = 2000
+# Devices cancelled between two yields to the loop: each ends (its script unwinds, its
+# connection closes) on the loop's next turn, and 19,000 of them in one turn held a worker's
+# loop for over 3 s on a busy machine, past the agent's stop timeout. In batches, the loop
+# turns and the worker's telemetry tells the agent its devices are going.
+STOP_BATCH = 1000
 
 
 class CompiledBlock:
@@ -240,8 +245,10 @@ class Engine:
             running = cohort.tasks if cohort.executor is None else cohort.executor.stop()
             stopped = len(running)
             while running:
-                for task in running:
+                for count, task in enumerate(list(running), 1):
                     task.cancel()
+                    if count % STOP_BATCH == 0:
+                        await asyncio.sleep(0)
                 _, running = await asyncio.wait(running, timeout=RECANCEL_AFTER_S)
                 if running and on_refused is not None:
                     on_refused(running)
