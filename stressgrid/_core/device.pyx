@@ -225,11 +225,21 @@ def record_timing(key, microseconds):
     histogram.record_c(<int64_t>microseconds)
 
 
+# A counter's key -> its name (``<key>_count``), so a count builds no string per call.
+cdef dict _counter_names = {}
+
+
 def inc_counter(key, value=1):
     """Add ``value`` to counter ``<key>_count``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"inc_counter value must be a non-negative integer, not {value!r}")
-    cdef Counter counter = running_device().recorder.counter(f"{metric_key(key)}_count")
+    cdef str text = metric_key(key)
+    cdef object name = _counter_names.get(text)
+    if name is None:
+        name = f"{text}_count"
+        if len(_counter_names) < _MAX_REMEMBERED_KEYS:
+            _counter_names[text] = name
+    cdef Counter counter = running_device().recorder.counter(<str>name)
     counter.value += value
 
 
