@@ -12,9 +12,9 @@ import {
 import { defaultPort, effectiveDevices, rampStepSize, scriptFunctions, scriptNames } from "./rules.js";
 
 const DRAFT_KEY = "stressgrid.draft";
-const SIMPLE_FIELDS = ["name", "protocol", "mqtt_version", "hosts", "port", "rampup", "sustain", "rampdown", "cooldown",
-  "report_interval", "timeout", "tls_ca_file", "executor", "rate", "rate_steps", "max_devices", "pre_allocated",
-  "arrivals"];
+const SIMPLE_FIELDS = ["name", "protocol", "mqtt_version", "hosts", "port", "rampup", "sustain", "rampdown",
+  "cooldown", "report_interval", "timeout", "tls_ca_file", "executor", "rate", "rate_steps", "max_devices",
+  "pre_allocated", "arrivals"];
 // The load model's hint, by executor.
 const EXECUTOR_HINTS = {
   devices: "A population of devices, each running its script over and over.",
