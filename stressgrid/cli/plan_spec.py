@@ -5,6 +5,7 @@ import pathlib
 import re
 
 from stressgrid.plan import Plan, PlanError
+from stressgrid.plan.api import MQTT_PROTOCOLS
 from stressgrid.plan.arrivals import ARRIVAL_RATE
 from stressgrid.plan.feeder import FeederError, check_size, format_of, parse_rows
 from stressgrid.plan.constants import DEVICES_PER_GENERATOR_STEP
@@ -195,6 +196,12 @@ class PlanSpec:
                 self.opts.setdefault(key, _ms(default))
         if args.timeout is not None and self.opts["timeout_ms"] < 1:
             raise CliError(EXIT_USAGE, "--timeout must be at least 0.001 seconds")
+        if args.mqtt_version is not None:
+            protocols = {a.get("protocol") for a in self.addresses if isinstance(a, dict)}
+            if not protocols or not protocols <= MQTT_PROTOCOLS:
+                raise CliError(EXIT_USAGE, f"--mqtt-version is for {' and '.join(sorted(MQTT_PROTOCOLS))} targets, "
+                                           f"not {', '.join(sorted(map(str, protocols))) or 'none'}")
+            self.opts["mqtt_version"] = args.mqtt_version
         # Thresholds: the plan file's, then every --threshold.
         planned = data.get("thresholds", [])
         for expr in args.threshold or ():
