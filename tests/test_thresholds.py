@@ -22,6 +22,11 @@ pytestmark = pytest.mark.unit
     ("response count >= 10", "counter", "response", "count", 0.0, ">=", 10),
     ("response_count rate > 1.5", "counter", "response", "rate", 0.0, ">", 1.5),
     ("timeout_error count == 0", "counter", "timeout_error", "count", 0.0, "==", 0),
+    # A script's key may start with a digit (inc_counter("2fa"), start_timing("2fa")).
+    ("2fa count > 0", "counter", "2fa", "count", 0.0, ">", 0),
+    ("404_count rate < 1", "counter", "404", "rate", 0.0, "<", 1),
+    ("404 peak < 1", "counter", "404", "peak", 0.0, "<", 1),
+    ("2fa_us p99 < 200ms", "histogram", "2fa_us", "percentile", 99.0, "<", 200_000),
 ])
 def test_expressions_parse_to_their_parts(expr, kind, key, stat, percentile, op, value):
     threshold = parse(expr)
@@ -40,7 +45,8 @@ def test_expressions_parse_to_their_parts(expr, kind, key, stat, percentile, op,
     ("response count < 5ms", 19, "no unit"),
     ("error_rate mean < 1%", 12, "no statistic"),
     ("error_rate < 1% and more", 17, "after the value"),
-    ("9lives count < 1", 1, "metric name"),
+    ("Headers_us p99 < 1ms", 1, "metric name"),
+    ("9.5lives count < 1", 1, "metric name"),
     ("headers_us p99 < 1ms $", 22, "unexpected '$'"),
     ("headers_us p99 <", 17, "number"),
     ("response_per_second count > 1", 21, "mean"),

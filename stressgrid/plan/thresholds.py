@@ -45,7 +45,8 @@ MAX_EXPRESSION = 200
 
 _TOKEN = re.compile(r"\s*(?:(?P<op><=|>=|==|!=|<|>)|(?P<times>\*)|(?P<number>\d+(?:\.\d+)?)|(?P<word>[A-Za-z_%][A-Za-z0-9_.%]*))")
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100)")
-_METRIC = re.compile(r"[a-z][a-z0-9_]*")
+# What a script may name a metric (stressgrid._core.device.metric_key), with its suffix.
+_METRIC = re.compile(r"[a-z0-9_]+")
 
 
 class ThresholdError(ValueError):
@@ -166,13 +167,24 @@ def _metric(name, stat_token):
     return "counter", base, stat, 0.0
 
 
+def _metric_first(tokens):
+    """``tokens`` with a metric name that starts with digits (``2fa_us``, ``404``: a script's
+    key may) read as one word: the tokenizer reads digits as a number, but only a metric comes first."""
+    kind, text, column = tokens[0]
+    if kind == "number" and text.isdigit():
+        if len(tokens) > 1 and tokens[1][0] == "word" and tokens[1][2] == column + len(text):
+            return [("word", text + tokens[1][1], column), *tokens[2:]]
+        return [("word", text, column), *tokens[1:]]
+    return tokens
+
+
 def parse(expr, abort_on_fail=False):
     """The ``Threshold`` of ``expr``; raises ``ThresholdError`` naming the column."""
     if not isinstance(expr, str) or not expr.strip():
         raise ThresholdError("must be an expression like 'headers_us p99 < 200ms'", 1)
     if len(expr) > MAX_EXPRESSION:
         raise ThresholdError(f"must be at most {MAX_EXPRESSION} characters", MAX_EXPRESSION + 1)
-    tokens = _tokens(expr)
+    tokens = _metric_first(_tokens(expr))
     end = len(expr.rstrip()) + 1
     kind, name, column = tokens[0]
     if kind != "word" or not _METRIC.fullmatch(name):
