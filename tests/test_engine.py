@@ -2,6 +2,7 @@
 import asyncio
 import gc
 import socket
+import time
 
 import pytest
 import uvloop
@@ -161,8 +162,9 @@ def test_a_big_cohort_stops_in_batches_and_the_loop_turns_in_between():
             address = Address("127.0.0.1", sink.getsockname()[1], "udp", "127.0.0.1")
             block = ("inc_counter('started')\nawait delay(60000)", {}, devices)
             await engine.start_cohort("big", [block], [address], Opts())
-            started = 0
+            started, deadline = 0, time.monotonic() + 30
             while started < devices:   # a snapshot holds what was counted since the last one
+                assert time.monotonic() < deadline, f"{started} of {devices} devices started in 30 s"
                 await asyncio.sleep(0.01)
                 started += engine.snapshot()["counters"].get("started_count", 0)
             seen = []
