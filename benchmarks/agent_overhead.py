@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -30,17 +29,23 @@ import zmq  # noqa: E402
 
 from stressgrid import wire  # noqa: E402
 from stressgrid.metrics import MetricsAggregate  # noqa: E402
+from stressgrid.join_token import ENV as JOIN_TOKEN_ENV  # noqa: E402
+from tests.generator.conftest import COORDINATOR_SECRET, JOIN_TOKEN  # noqa: E402
+from tests.support.servers import stop_process  # noqa: E402
 
 GENERATOR_ID = "bench-generator"
 
 
 class BenchCoordinator:
-    """Just enough coordinator: registers generators, heartbeats, collects telemetry."""
+    """Just enough coordinator: registers generators, heartbeats, collects telemetry. It speaks
+    CurveZMQ with the keys of the tests' join token (``JOIN_TOKEN``), which ``agent_running`` gives."""
 
     def __init__(self):
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.curve_secretkey = COORDINATOR_SECRET
+        self.socket.curve_server = True
         port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         self.url = f"tcp://127.0.0.1:{port}"
         self.identity = None
@@ -97,7 +102,7 @@ class BenchCoordinator:
 @contextlib.contextmanager
 def agent_running(coordinator, workers):
     """A host agent process with ``workers`` workers, stopped by SIGTERM at the end."""
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), **{JOIN_TOKEN_ENV: JOIN_TOKEN.encode()})
     process = subprocess.Popen(
         [sys.executable, "-m", "stressgrid.generator", "--workers", str(workers),
          "--coordinator", coordinator.url, "--id", GENERATOR_ID, "--log-level", "ERROR"],
@@ -105,12 +110,7 @@ def agent_running(coordinator, workers):
     try:
         yield psutil.Process(process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 20)
 
 
 def udp_cohort(port, script, devices, cohort_id="1"):
