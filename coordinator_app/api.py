@@ -235,7 +235,7 @@ def meta():
                     "script_functions": sorted(script_api.protocol_functions(protocol))}
                    for protocol in script_api.PROTOCOLS],
         default_protocol=constants.DEFAULT_PROTOCOL,
-        mqtt_versions=list(dict.fromkeys(constants.MQTT_VERSIONS.values())),
+        mqtt_versions=list(constants.MQTT_VERSION_NAMES),
         default_mqtt_version=constants.DEFAULT_MQTT_VERSION,
         script_arguments=list(script.SCRIPT_ARGUMENTS),
         devices_per_generator_step=constants.DEVICES_PER_GENERATOR_STEP,

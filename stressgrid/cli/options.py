@@ -7,7 +7,7 @@ import urllib.parse
 from stressgrid import argtypes
 from stressgrid.plan.api import MQTT_PROTOCOLS, PROTOCOLS
 from stressgrid.plan.arrivals import ARRIVALS
-from stressgrid.plan.constants import DEFAULT_MQTT_VERSION, DEFAULT_PROTOCOL, MQTT_VERSIONS
+from stressgrid.plan.constants import DEFAULT_MQTT_VERSION, DEFAULT_PROTOCOL, MQTT_VERSION_NAMES
 
 from .exits import EXIT_CODES_HELP, EXIT_USAGE, CliError
 
@@ -111,9 +111,9 @@ def argument_parser():
                         help=f"target port (default {DEFAULT_TARGET_PORT})")
     target.add_argument("--target-protocol", choices=PROTOCOLS, metavar="PROTOCOL",
                         help=f"one of {', '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL})")
-    target.add_argument("--mqtt-version", choices=sorted(set(MQTT_VERSIONS.values())), metavar="VERSION",
+    target.add_argument("--mqtt-version", choices=MQTT_VERSION_NAMES, metavar="VERSION",
                         help=f"the version {' and '.join(sorted(MQTT_PROTOCOLS))} devices speak: "
-                             f"5.0 or 3.1.1 (default {DEFAULT_MQTT_VERSION})")
+                             f"{' or '.join(MQTT_VERSION_NAMES)} (default {DEFAULT_MQTT_VERSION})")
 
     plan = run.add_argument_group("plan")
     plan.add_argument("--plan", metavar="FILE", help="plan file, JSON or TOML (.toml)")

@@ -73,6 +73,7 @@ PROTOCOL_LABELS = {
 # write one -> as the plan keeps it.
 DEFAULT_MQTT_VERSION = "5.0"
 MQTT_VERSIONS = {"5.0": "5.0", "5": "5.0", 5: "5.0", "3.1.1": "3.1.1"}
+MQTT_VERSION_NAMES = tuple(dict.fromkeys(MQTT_VERSIONS.values()))  # as kept: "5.0", "3.1.1"
 DEFAULT_PORTS = {
     "http10": 80, "http10s": 443, "http": 80, "https": 443, "http2": 80, "http2s": 443,
     "tcp": 6379, "udp": 53, "mqtt": 1883, "mqtts": 8883,
