@@ -49,7 +49,7 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         tmp = pathlib.Path(directory)
         with redis_server(tmp) as port, coordinator_process(tmp) as coordinator, \
-                generator_processes(coordinator.generator_url, tmp, ["bench-a", "bench-b"]):
+                generator_processes(coordinator, tmp, ["bench-a", "bench-b"]):
             api = coordinator.api
             api.wait_generators(2)
             for index in range(args.runs):
