@@ -1,10 +1,9 @@
 # Response headers as (name, value) strings, through a cache of the pairs already decoded.
 #
 # Responses repeat their headers ("Server: nginx", "Content-Type: text/html"...): a
-# small direct-mapped cache of decoded pairs, one per protocol module (HTTP/1, HTTP/2)
-# shared by all its connections, saves two decodes and a tuple per header (and for
-# HTTP/1 the bytes objects of its name and value). Inline, so each module's header
-# callback compiles it in.
+# small direct-mapped cache of decoded pairs, one per module that decodes them (HTTP/1's
+# ResponseHeaders, HTTP/2's header callback) shared by all its connections, saves two
+# decodes and a tuple per header. Inline, so each of those modules compiles it in.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport uint64_t

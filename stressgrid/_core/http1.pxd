@@ -1,5 +1,6 @@
 from libc.stdint cimport int64_t
 
+from stressgrid._core.headers cimport ResponseHeaders
 from stressgrid._core.llhttp cimport llhttp_t
 from stressgrid._core.metrics cimport Histogram, ResponseCounters
 
@@ -36,9 +37,11 @@ cdef class Http1Core:
     cdef bint chunked
     cdef readonly bint reusable   # the connection may carry another request after this one
     cdef readonly int status
-    cdef list headers
-    cdef bytes field            # the header name being read, when a read ended inside it
-    cdef bytes value            # and its value
+    cdef ResponseHeaders headers
+    # What the header block held when a read ended inside the header fields (http1.pyx).
+    cdef bytes head_kept
+    cdef Py_ssize_t head_count
+    cdef Py_ssize_t head_entry
     cdef object body            # None, one bytes chunk, or a list of chunks
     cdef int body_kind          # a request.BodyKind
     cdef object content_type    # its Content-Type, for the error of a body that does not decode

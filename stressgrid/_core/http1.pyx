@@ -4,7 +4,10 @@
 ``RequestWriter`` turns a script's request into bytes; ``Http1Core`` follows one
 connection's responses through llhttp and records the built-in metrics. The
 parser lives inside the core and calls C functions, never Python: a response
-costs no Python call per header, and a connection no parser object. Neither
+costs no Python call per header, and a connection no parser object. The header
+fields are packed raw as they are parsed and decoded only when the script reads
+them (``stressgrid._core.headers``); the core looks only at those that frame the
+body (Content-Length, Transfer-Encoding) or decide its decoding (Content-Type). Neither
 touches a socket or an event loop: the asyncio glue
 (``stressgrid._core.http1_client`` and ``stressgrid.protocols.http1``) writes
 what ``RequestWriter`` builds, feeds what it reads to ``Http1Core.feed`` and
@@ -26,7 +29,9 @@ from stressgrid._core.llhttp cimport (HPE_OK, HPE_PAUSED_UPGRADE, HTTP_RESPONSE,
                                       llhttp_errno_t, llhttp_execute, llhttp_get_error_pos,
                                       llhttp_get_error_reason, llhttp_init, llhttp_settings_init,
                                       llhttp_settings_t, llhttp_should_keep_alive, llhttp_t)
-from stressgrid._core.header_cache cimport header_pair, new_header_cache
+from stressgrid._core.header_cache cimport latin1
+from stressgrid._core.headers cimport (HeaderBlock, ResponseHeaders, block_clear, block_error, block_field_done, block_keep,
+                                       block_piece, block_restore, take_block)
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
                                        content_kind, decode_body, named_at, normalise_headers,
@@ -44,9 +49,6 @@ STATE_UPGRADED = UPGRADED
 STATE_FAILED = FAILED
 
 
-cdef list _header_cache = new_header_cache()   # decoded header pairs (header_cache.pxd)
-
-
 cdef inline bint mentions_chunked(const char *value, Py_ssize_t size) noexcept:
     """``chunked`` appears in the value, whatever its case."""
     cdef Py_ssize_t i
@@ -56,14 +58,13 @@ cdef inline bint mentions_chunked(const char *value, Py_ssize_t size) noexcept:
     return False
 
 
-# The header name and value being read while each lies whole in the chunk being fed: no bytes
-# object is made for them (and, through the cache above, usually none at all). Valid within
-# one feed(); when a chunk ends inside a header, feed() keeps what was read of it as bytes
-# (``Http1Core.field``/``value``) and later pieces join those.
-cdef const char *_field_at = NULL
-cdef Py_ssize_t _field_size = 0
-cdef const char *_value_at = NULL
-cdef Py_ssize_t _value_size = 0
+# The header fields of the response being parsed, packed as llhttp hands them over
+# (headers.pxd). One block serves every connection: feed() runs to its end before another
+# connection's, and a connection whose read ends inside its header fields keeps what the
+# block holds (``Http1Core.head_kept``) and puts it back at its next feed().
+cdef HeaderBlock _block
+_block.data = NULL
+block_clear(&_block)
 
 
 cdef class Http1Core:
@@ -98,7 +99,6 @@ cdef class Http1Core:
         self.measured = measured
         self.received = 0
         self._reset_response()
-        self.headers = []
         self.state = WAITING
         self.out = request
         self.sent_at = monotonic_us()
@@ -122,6 +122,7 @@ cdef class Http1Core:
         self.chunked = False
         self.status = 0
         self.headers = None
+        self.head_kept = None
         self.body = None
         self.body_kind = BODY_BYTES
         self.content_type = None
@@ -143,8 +144,13 @@ cdef class Http1Core:
         cdef const char *start = PyBytes_AS_STRING(data)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         self.received += size
+        if self.head_kept is not None:
+            block_restore(&_block, self.head_kept, self.head_count, self.head_entry)
+            self.head_kept = None
         cdef llhttp_errno_t status = llhttp_execute(&self.parser, start, size)
-        _keep_pieces(self)
+        if _block.size:
+            # The read ended inside the response's header fields: they wait for the next.
+            self.head_kept = block_keep(&_block, &self.head_count, &self.head_entry)
         if status == HPE_PAUSED_UPGRADE:
             # llhttp stops at the end of the 101 head: the rest is the new protocol's.
             if self.state == UPGRADED:
@@ -241,22 +247,18 @@ cdef class Http1Core:
             self.reusable = False   # the server starts another message nobody asked for
 
     cdef void header(self, const char *name, Py_ssize_t name_size, const char *value, Py_ssize_t value_size):
-        if self.state != WAITING:
-            self.reusable = False   # a second message after ours
-            return
-        cdef tuple pair
-        try:
-            pair = header_pair(_header_cache, name, name_size, value, value_size)
-            self.headers.append(pair)
-            if named_at(name, name_size, b"content-length", 14):
-                self.has_length = True
-            elif named_at(name, name_size, b"content-type", 12):
-                self.body_kind = content_kind(value, value_size)
-                self.content_type = pair[1]
-            elif named_at(name, name_size, b"transfer-encoding", 17):
-                self.chunked = mentions_chunked(value, value_size)
-        except BaseException as exc:
-            self._store(exc)
+        # A whole field of our response (packed in the block): what framing needs of it.
+        if named_at(name, name_size, b"content-length", 14):
+            self.has_length = True
+        elif named_at(name, name_size, b"content-type", 12):
+            self.body_kind = content_kind(value, value_size)
+            if self.body_kind != BODY_BYTES:
+                try:
+                    self.content_type = latin1(value, value_size)
+                except BaseException as exc:
+                    self._store(exc)
+        elif named_at(name, name_size, b"transfer-encoding", 17):
+            self.chunked = mentions_chunked(value, value_size)
 
     cdef int headers_complete(self):
         """Returns 1 when the response has no body whatever its headers announce (HEAD)."""
@@ -269,6 +271,7 @@ cdef class Http1Core:
             self.status = status
             if status < 200 and status != 101:
                 return 0   # informational: the final response follows
+            self.headers = take_block(&_block)
             self.headers_at = monotonic_us()
             if self.measured:
                 self.headers_us.record_c(self.headers_at - self.sent_at)
@@ -293,7 +296,7 @@ cdef class Http1Core:
         cdef int state = self.state
         if state == WAITING:
             # The end of a 1xx: forget its headers, wait for the final response.
-            self.headers = []
+            block_clear(&_block)
             self.has_length = False
             self.chunked = False
             self.body_kind = BODY_BYTES
@@ -328,29 +331,23 @@ cdef int _on_message_begin(llhttp_t *parser) noexcept:
 
 
 cdef inline int _add_piece(llhttp_t *parser, const char *at, size_t length, bint to_value) noexcept:
-    # A piece of the header name (or value) being read: where it lies in the chunk, while it
-    # is the first; else joined, as bytes, to what came before it.
+    # A piece of the name (or value) of a field of our response: into the block.
     cdef Http1Core core = <Http1Core>parser.data
-    cdef const char **whole_at = &_value_at if to_value else &_field_at
-    cdef Py_ssize_t *whole_size = &_value_size if to_value else &_field_size
-    cdef bytes kept = core.value if to_value else core.field
-    if whole_at[0] == NULL and kept is None:
-        whole_at[0] = at
-        whole_size[0] = length
-        return 0
+    cdef int failed
+    if core.state != WAITING:
+        return 0   # a message after ours, or trailers: not our response's headers
+    failed = block_piece(&_block, at, length, to_value)
+    if failed:
+        _store_block_error(core, failed)
+        return -1
+    return 0
+
+
+cdef void _store_block_error(Http1Core core, int failed) noexcept:
     try:
-        if kept is None:
-            kept = PyBytes_FromStringAndSize(whole_at[0], whole_size[0])
-            whole_at[0] = NULL
-        kept = kept + PyBytes_FromStringAndSize(at, length)
+        core._store(block_error(failed))
     except BaseException as exc:
         core._store(exc)
-        return -1
-    if to_value:
-        core.value = kept
-    else:
-        core.field = kept
-    return 0
 
 
 cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexcept:
@@ -361,40 +358,20 @@ cdef int _on_header_value(llhttp_t *parser, const char *at, size_t length) noexc
     return _add_piece(parser, at, length, True)
 
 
-cdef int _keep_pieces(Http1Core core) except -1:
-    """The end of a chunk: what was read of a header's name and value is kept as bytes,
-    since the chunk they lie in is done with."""
-    global _field_at, _value_at
-    if _field_at != NULL:
-        core.field = PyBytes_FromStringAndSize(_field_at, _field_size)
-        _field_at = NULL
-    if _value_at != NULL:
-        core.value = PyBytes_FromStringAndSize(_value_at, _value_size)
-        _value_at = NULL
-    return 0
-
-
 cdef int _on_header_value_complete(llhttp_t *parser) noexcept:
-    global _field_at, _value_at
     cdef Http1Core core = <Http1Core>parser.data
-    cdef bytes name = core.field
-    cdef bytes value = core.value
-    cdef const char *name_at = _field_at
-    cdef const char *value_at = _value_at
-    cdef Py_ssize_t name_size = _field_size
-    cdef Py_ssize_t value_size = _value_size
-    if name is not None:
-        name_at, name_size = PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name)
-    elif name_at == NULL:
-        name_at, name_size = b"", 0
-    if value is not None:
-        value_at, value_size = PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)
-    elif value_at == NULL:
-        value_at, value_size = b"", 0
-    _field_at = _value_at = NULL
-    core.field = None
-    core.value = None
-    core.header(name_at, name_size, value_at, value_size)   # name and value stay alive here
+    cdef const char *name
+    cdef const char *value
+    cdef Py_ssize_t name_size, value_size
+    cdef int failed
+    if core.state != WAITING:
+        core.reusable = False   # a second message after ours, or trailers
+        return 0
+    failed = block_field_done(&_block, &name, &name_size, &value, &value_size)
+    if failed:
+        _store_block_error(core, failed)
+        return -1
+    core.header(name, name_size, value, value_size)
     return -1 if core.error is not None else 0
 
 

@@ -15,6 +15,7 @@ from libc.stdint cimport int64_t
 from stressgrid._core.clock cimport monotonic_us
 from stressgrid._core.deadline cimport DeadlineTimer
 from stressgrid._core.device cimport Device
+from stressgrid._core.headers cimport headers_of_pairs
 from stressgrid._core.http2 cimport Http2Connection, Http2Stream, PendingRequest
 from stressgrid._core.metrics cimport RequestGroup
 from stressgrid._core.pending cimport Pending, pending_on
@@ -149,7 +150,7 @@ cdef class ProtocolBase:
             if group is not None:
                 (<RequestGroup>group).record(stream.started_us, stream.headers_at_us, monotonic_us(), stream.status)
             client.device.record_intended_headers(stream.headers_at_us - stream.started_us, group)
-            pending.complete((stream.status, stream.headers, body))   # the script may go on right here
+            pending.complete((stream.status, headers_of_pairs(stream.headers), body))   # the script may go on right here
         elif stream.refused and not request.retried:
             client.resend(request)
         else:

@@ -355,3 +355,74 @@ def test_repeated_and_colliding_headers_decode_right():
         _, headers, _ = core.result()
         assert headers == [("Server", "same"), ("X-Index", f"v{i}-é"), ("X-Long", "y" * (300 + i % 3)),
                            ("Content-Length", "0")]
+
+
+# ---- the response's headers: packed while parsed, decoded when read -------------------
+
+HEADED = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: Text/HTML\r\nX-Empty:\r\n"
+          b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nX-Latin: caf\xe9\r\nContent-Length: 2\r\n\r\nok")
+HEADED_PAIRS = [("Server", "nginx"), ("Content-Type", "Text/HTML"), ("X-Empty", ""), ("Set-Cookie", "a=1"),
+                ("set-cookie", "b=2"), ("X-Latin", "café"), ("Content-Length", "2")]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_headers_read_as_a_sequence_of_pairs(split):
+    from collections.abc import Sequence
+    core, _ = new_core()
+    assert exchange(core, HEADED, split) == READY
+    status, headers, body = core.result()
+    assert isinstance(headers, Sequence) and len(headers) == 7
+    # Looked up before anything else decodes them, then read every other way.
+    assert headers.get("content-type") == "Text/HTML" and headers.get("SET-COOKIE") == "a=1"
+    assert headers.get("x-empty") == "" and headers.get("x-latin") == "café"
+    assert headers.get("x-missing") is None and headers.get("x-missing", "-") == "-"
+    assert headers.get("caf\u00e9") is None and headers.get("\u20ac") is None   # not a name sent
+    assert headers == HEADED_PAIRS and headers == tuple(HEADED_PAIRS) and headers != HEADED_PAIRS[:-1]
+    assert list(headers) == HEADED_PAIRS and headers[0] == ("Server", "nginx") and headers[-1][1] == "2"
+    assert headers[1:3] == HEADED_PAIRS[1:3] and list(reversed(headers)) == HEADED_PAIRS[::-1]
+    assert ("X-Empty", "") in headers and headers.index(("set-cookie", "b=2")) == 4
+    assert headers.count(("Server", "nginx")) == 1 and dict(headers)["Set-Cookie"] == "a=1"
+    assert repr(headers) == repr(HEADED_PAIRS)
+    assert headers.get("content-type") == "Text/HTML"                               # after decoding too
+    with pytest.raises(TypeError):
+        hash(headers)
+
+
+def test_a_response_without_header_fields_has_empty_headers():
+    core, _ = new_core()
+    assert exchange(core, b"HTTP/1.1 204 No Content\r\n\r\n", split_whole) == READY
+    status, headers, body = core.result()
+    assert (status, len(headers), list(headers), headers.get("server")) == (204, 0, [], None)
+
+
+def test_connections_whose_reads_end_inside_their_headers_keep_them_apart():
+    # One buffer packs every connection's header fields while it parses: a read that ends
+    # inside them keeps what it has until that connection's next read, whatever others read.
+    cores = [new_core()[0] for _ in range(3)]
+    responses = [HEADED.replace(b"nginx", f"server-{i}".encode()) for i in range(3)]
+    cut = HEADED.index(b"Set-Cookie") + 5
+    for core, response in zip(cores, responses):
+        core.start(REQUEST, False, False)
+        assert core.feed(response[:cut]) == NEED_MORE
+    other, _ = new_core()
+    assert exchange(other, b"HTTP/1.1 200 OK\r\nX-Other: 1\r\nContent-Length: 0\r\n\r\n", split_whole) == READY
+    assert list(other.result()[1]) == [("X-Other", "1"), ("Content-Length", "0")]
+    for i in reversed(range(3)):
+        assert cores[i].feed(responses[i][cut:]) == READY
+        assert cores[i].result()[1] == [("Server", f"server-{i}")] + HEADED_PAIRS[1:]
+
+
+@pytest.mark.parametrize("split", [split_whole, split_random])
+def test_header_fields_past_a_mebibyte_are_a_protocol_error(split):
+    core, _ = new_core()
+    field = b"X-Big: " + b"v" * 8000 + b"\r\n"
+    data = b"HTTP/1.1 200 OK\r\n" + field * 140 + b"Content-Length: 0\r\n\r\n"
+    core.start(REQUEST, False, False)
+    with pytest.raises(RemoteProtocolError, match="header fields exceed 1048576 bytes"):
+        for part in split(data):
+            core.feed(part)
+    assert core.state == STATE_FAILED and not core.reusable
+    # Just under the limit is a response like any other.
+    core, _ = new_core()
+    assert exchange(core, b"HTTP/1.1 200 OK\r\n" + field * 120 + b"Content-Length: 0\r\n\r\n", split) == READY
+    assert len(core.result()[1]) == 121

@@ -55,6 +55,9 @@ assert (status, body) == (200, {"ok": True}), (status, body)
 status, headers, body = await head("/index.html")
 assert status == 200 and body == b""
 assert ("Content-Length", str(params["index"])) in headers, headers
+assert headers.get("content-length") == headers.get("CONTENT-LENGTH") == str(params["index"]), headers
+assert headers.get("x-absent") is None and headers.get("x-absent", "") == ""
+assert dict(headers)["Content-Length"] == str(params["index"]) and len(headers) == len(list(headers))
 status, _, body = await get("/big.bin")
 assert status == 200 and len(body) == params["big"]
 assert body[:4] == bytes([0, 1, 2, 3]) and body[-1] == 255

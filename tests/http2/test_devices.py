@@ -20,6 +20,7 @@ def test_requests_and_decoded_bodies(nginx_servers):
 status, headers, body = await get("/index.html")
 assert status == 200 and body == {INDEX!r}, (status, body[:40])
 assert ("content-type", "text/html") in headers, headers
+assert headers.get("Content-Type") == "text/html" and dict(headers)["content-type"] == "text/html", headers
 status, _, body = await get("/doc.json")
 assert status == 200 and body == {DOC!r}, body
 status, _, body = await get("/doc.msgpack")
