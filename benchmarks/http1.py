@@ -16,7 +16,9 @@ with 50 kept-alive connections each, interleaved round after round:
 With ``--tls`` nginx serves over TLS (a fresh self-signed certificate, TLS 1.3) and
 ours (``https`` devices) and ``wrk`` (an ``https://`` URL) are compared there, each on
 kept-alive connections, so the handshakes stay out of the window (Locust with
-``--only locust``).
+``--only locust``); the idle devices below are then ``https`` devices too (about 53 KiB
+each, OpenSSL's per-connection state most of it; 60 KiB over the loop's own TLS, before
+``stressgrid._core.tls``).
 
 Requests are counted by nginx itself (stub_status) over the same measured
 window for all three, and CPU time is the generator process's user + system
@@ -135,7 +137,7 @@ def run_ours(port, seconds, variant, tls):
     run_devices("bench-http1", port, "https" if tls else "http", SCRIPTS[variant], seconds, file=sys.stderr)
 
 
-def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
+def run_idle(port, devices, queue_path, script=IDLE_SCRIPT, tls=False):
     """A fresh worker: ``devices`` devices each GET once then wait; RSS growth per device."""
     import asyncio
     import gc
@@ -150,7 +152,7 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
 
     async def main():
         engine = Engine()
-        address = Address("127.0.0.1", port, "http", "127.0.0.1")
+        address = Address("127.0.0.1", port, "https" if tls else "http", "127.0.0.1")
         responses = engine.recorder.counter("response_count")
         await engine.start_cohort("warm", [(IDLE_SCRIPT, {}, 20)], [address], Opts())
         while responses.value < 20:
@@ -160,12 +162,14 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
         await asyncio.sleep(0.2)
         before = process.memory_info().rss
         base = responses.value
-        await engine.start_cohort("idle", [(script, {}, devices)], [address], Opts(timeout_ms=1000))
+        # TLS handshakes of a storm of devices queue behind one another on one core: a longer timeout.
+        timeout_s = 5 if tls else 1
+        await engine.start_cohort("idle", [(script, {}, devices)], [address], Opts(timeout_ms=timeout_s * 1000))
         deadline = time.monotonic() + 60
         while responses.value - base < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         done = responses.value - base
-        await asyncio.sleep(1.5)      # the request timers lapse: the devices are idle now
+        await asyncio.sleep(timeout_s + 0.5)      # the request timers lapse: the devices are idle now
         gc.collect()
         after = process.memory_info().rss
         errors = {k: v for k, v in engine.snapshot()["counters"].items() if k.endswith("_error_count")}
@@ -176,10 +180,10 @@ def run_idle(port, devices, queue_path, script=IDLE_SCRIPT):
         runner.run(main())
 
 
-def idle_memory(port, devices):
+def idle_memory(port, devices, tls):
     with tempfile.NamedTemporaryFile("r") as out:
         subprocess.run(pinned([sys.executable, __file__, "--run-idle", str(port), "--devices", str(devices),
-                               "--out", out.name]), check=True, timeout=180)
+                               "--out", out.name] + (["--tls"] if tls else [])), check=True, timeout=180)
         done, grown, errors = out.read().split(" ", 2)
     done, grown = int(done), int(grown)
     per_device = grown / max(done, 1)
@@ -205,7 +209,7 @@ def main():
     if args.run_ours:
         return run_ours(args.run_ours, args.seconds, args.variant, args.tls)
     if args.run_idle:
-        return run_idle(args.run_idle, args.devices, args.out)
+        return run_idle(args.run_idle, args.devices, args.out, tls=args.tls)
     need_two_cores("nginx on one, the load generator on the other")
 
     generators = args.only or (["ours", "wrk"] if args.tls else ["ours", "wrk", "locust"])
@@ -227,7 +231,7 @@ def main():
                   f"{CLIENT_CORE}, {CONNECTIONS} connections, {args.window:.0f} s windows", flush=True)
             results = interleaved(args.rounds, generators, lambda name: measure(
                 name, commands[name], status_port, args.warmup, args.window))
-            per_device = idle_memory(port, args.idle_devices) if args.idle_devices and not args.tls else None
+            per_device = idle_memory(port, args.idle_devices, args.tls) if args.idle_devices else None
 
     medians = report_medians(results, requests_line)
     print_result({"rps": median(medians, "ours", 0, ".0f"),

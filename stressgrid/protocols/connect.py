@@ -51,13 +51,9 @@ async def connect(recorder, loop, protocol_factory, host, port, seconds, *, tls=
     (TLS with the context ``tls``, for ``server_hostname``; a server that does not select
     ``require_alpn`` by ALPN fails it), counted in ``recorder``; or the counted error, raised."""
     started = now_us()
-    kwargs = {}
-    if tls is not None:
-        kwargs = {"ssl": tls, "server_hostname": server_hostname or host,
-                  "ssl_handshake_timeout": max(seconds, 0.001)}
     try:
         async with time_limit(seconds):
-            connection = await open_connection(loop, protocol_factory, host, port, **kwargs)
+            connection = await open_connection(loop, protocol_factory, host, port, tls, server_hostname)
     except TimeoutError:
         raise count_error(recorder, connect_timed_out(server_hostname or host, port, seconds)) from None
     except (OSError, ssl.CertificateError) as exc:  # ssl.SSLError is an OSError

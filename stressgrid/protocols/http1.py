@@ -273,7 +273,7 @@ class Http1Client(ClientBase):
             if target.tls_problem is not None:
                 raise TlsError(target.tls_problem)
             _, conn = await open_connection(loop, lambda: _Connection(self), target.host, target.port,
-                                             ssl=target.tls, server_hostname=target.sni)
+                                             tls=target.tls, server_hostname=target.sni)
         except asyncio.CancelledError:
             if not self.connect_timed_out:
                 if waiter is not None and not waiter.done():

@@ -19,6 +19,7 @@ import sys
 
 import psutil
 
+from stressgrid._core.tls import open_tls
 from stressgrid.plan.constants import MAX_POOL_ADDRESSES
 
 AUTO = "auto"
@@ -193,25 +194,32 @@ async def _resolved(loop, host, port, kind):
     return infos[0][4]
 
 
-def open_connection(loop, protocol_factory, host, port, **kwargs):
-    """``loop.create_connection`` from the pool's next source address (when there is a pool);
-    await what it returns. Without a pool it is the loop's own awaitable, with no coroutine
-    of ours around it: a connect storm of many devices holds one object less per device."""
+def open_connection(loop, protocol_factory, host, port, tls=None, server_hostname=None):
+    """Connect to (host, port) from the pool's next source address (when there is a pool),
+    over TLS with the context ``tls`` (for ``server_hostname``, else ``host``) when given;
+    await what it returns, ``(transport, protocol)``. Plain TCP without a pool is the loop's
+    own awaitable, with no coroutine of ours around it: a connect storm of many devices
+    holds one object less per device."""
+    if tls is not None:
+        return open_tls(lambda factory: _open_tcp(loop, factory, host, port), protocol_factory, loop, tls,
+                        server_hostname or host)
+    return _open_tcp(loop, protocol_factory, host, port)
+
+
+def _open_tcp(loop, protocol_factory, host, port):
     if not _pool:
-        return loop.create_connection(protocol_factory, host, port, **kwargs)
-    return _connect_from_pool(loop, protocol_factory, host, port, kwargs)
+        return loop.create_connection(protocol_factory, host, port)
+    return _connect_from_pool(loop, protocol_factory, host, port)
 
 
-async def _connect_from_pool(loop, protocol_factory, host, port, kwargs):
+async def _connect_from_pool(loop, protocol_factory, host, port):
     target = await _resolved(loop, host, port, socket.SOCK_STREAM)
     sock = bound_socket(socket.SOCK_STREAM, target[0])
     if sock is None:
-        return await loop.create_connection(protocol_factory, host, port, **kwargs)
+        return await loop.create_connection(protocol_factory, host, port)
     try:
         await loop.sock_connect(sock, target)
-        if kwargs.get("ssl") and not kwargs.get("server_hostname"):
-            kwargs["server_hostname"] = host
-        return await loop.create_connection(protocol_factory, sock=sock, **kwargs)
+        return await loop.create_connection(protocol_factory, sock=sock)
     except BaseException:
         sock.close()
         raise

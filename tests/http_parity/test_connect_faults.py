@@ -3,17 +3,21 @@ HTTP/1, HTTP/2, WebSocket (its upgrade rides HTTP/1) and raw TCP; over TLS, the 
 
 Real sockets on loopback: a port nothing listens on (refused), a listener whose accept queue
 is full so that the kernel drops every new SYN (a connect that outlasts the plan's 200 ms),
-a TLS client meeting nginx's plain HTTP port (the handshake fails), and a server that reads
-the first bytes and resets the connection (an RST: ``SO_LINGER`` 0)."""
+a TLS client meeting nginx's plain HTTP port (the handshake fails), a server that reads
+the first bytes and resets the connection (an RST: ``SO_LINGER`` 0), and over TLS a server
+that reads the client's hello and then says nothing (a handshake that outlasts the plan's
+200 ms) or resets it, and a TLS server that answers the request with bytes that are not a
+TLS record once the handshake is done."""
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 
 import pytest
 
 from tests.support.plans import error_counters, plan, run_until
-from tests.support.servers import free_port, logging_nginx
+from tests.support.servers import free_port, logging_nginx, self_signed_certificate
 
 TIMEOUT_MS = 200  # the plan's timeout where the fault is a connect that outlasts it
 # Elsewhere a fault comes at once: a timeout far above it keeps a slow machine from adding one.
@@ -49,8 +53,8 @@ def unanswered_port():
 
 
 @contextlib.contextmanager
-def resetting_port():
-    """A port whose server reads what a connection sends first, then resets it."""
+def serving(handle):
+    """A port whose server runs ``handle(connection)`` for each connection, one at a time."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -66,8 +70,7 @@ def resetting_port():
             with connection:
                 connection.settimeout(2)
                 with contextlib.suppress(OSError):
-                    connection.recv(65536)
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    handle(connection, stop)
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
@@ -77,6 +80,22 @@ def resetting_port():
         stop.set()
         server.join()
         listener.close()
+
+
+def read_then_reset(connection, _):
+    """Read what the client sends first (a request, or a TLS hello), then reset."""
+    connection.recv(65536)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def read_then_stay_silent(connection, stop):
+    connection.recv(65536)
+    stop.wait(1)
+
+
+def resetting_port():
+    """A port whose server reads what a connection sends first, then resets it."""
+    return serving(read_then_reset)
 
 
 def run_fault(protocol, script, port, counter, timeout_ms=OTHER_TIMEOUT_MS):
@@ -121,3 +140,65 @@ def test_a_reset_after_the_connect(name):
     assert error_counters(result) == {"conn_reset_error_count": result.counters["conn_reset_error_count"]}
     assert result.counters["conn_count"] >= 2 and result.histograms["conn_us"].total_count >= 2
     assert "ConnectionResetError" in result.errors["conn_reset_error_count"]
+
+
+TLS_PROTOCOLS = sorted(name for name, (_, _, tls) in PROTOCOLS.items() if tls)
+
+
+@pytest.mark.parametrize("name", TLS_PROTOCOLS)
+def test_a_tls_handshake_that_outlasts_the_timeout(name):
+    _, script, protocol = PROTOCOLS[name]
+    with serving(read_then_stay_silent) as port:
+        line = run_fault(protocol, script, port, "conn_timedout_error_count", TIMEOUT_MS)
+    assert f"connecting to 127.0.0.1:{port} took over {TIMEOUT_MS} ms" in line, line
+
+
+@pytest.mark.parametrize("name", TLS_PROTOCOLS)
+def test_a_reset_during_the_tls_handshake(name):
+    _, script, protocol = PROTOCOLS[name]
+    with resetting_port() as port:
+        line = run_fault(protocol, script, port, "conn_reset_error_count")
+    assert "ConnectionResetError" in line, line
+
+
+def tls_serving(tmp_path, answer):
+    """A port whose TLS server reads a request then runs ``answer(tls_socket)``."""
+    key, cert = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def handle(connection, _):
+        with context.wrap_socket(connection, server_side=True) as tls:
+            tls.recv(65536)
+            answer(tls)
+
+    return serving(handle)
+
+
+def test_bytes_that_are_not_tls_after_the_handshake(tmp_path):
+    def answer_in_plain(tls):
+        with socket.fromfd(tls.fileno(), socket.AF_INET, socket.SOCK_STREAM) as plain:
+            plain.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+
+    _, script, protocol = PROTOCOLS["http1"]
+    with tls_serving(tmp_path, answer_in_plain) as port:
+        result = run_until(plan(port, script, protocol=protocol, timeout_ms=OTHER_TIMEOUT_MS), "tls_error_count",
+                           2, duration=15)
+    # The handshakes succeeded (each connection counted and timed); what followed is a TLS error.
+    assert error_counters(result) == {"tls_error_count": result.counters["tls_error_count"]}
+    assert result.counters["conn_count"] >= 2
+    assert "TLS failed: [SSL: WRONG_VERSION_NUMBER]" in result.errors["tls_error_count"], result.errors
+
+
+def test_a_body_that_ends_with_the_servers_close_notify(tmp_path):
+    # A body delimited by the end of the connection, over TLS: the server's close_notify ends it.
+    def answer_then_close_notify(tls):
+        tls.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close_notify")
+        tls.unwrap()
+
+    script = "assert await get('/') == (200, [('Connection', 'close')], b'until close_notify')\ninc_counter('whole')"
+    with tls_serving(tmp_path, answer_then_close_notify) as port:
+        result = run_until(plan(port, script, protocol="https"), "whole_count", 3, duration=15)
+    assert error_counters(result) == {}
+    # A connection a response (the next may have been open at the stop).
+    assert 3 <= result.counters["response_count"] <= result.counters["conn_count"] <= result.counters["response_count"] + 1
