@@ -186,12 +186,14 @@ def run_devices(name, port, protocol, script, seconds, params=None, file=None):
 
 @dataclasses.dataclass
 class Window:
-    """What one measured window saw: seconds, the server's count, the client's CPU seconds."""
+    """What one measured window saw: seconds, the server's count, the client's CPU seconds,
+    the server core's busy share (0 to 1: at 1 the server, not the client, holds the rate)."""
     seconds: float
     count: int
     user: float
     system: float
     output: bytes
+    server_busy: float = 0.0
 
     @property
     def cpu(self):
@@ -226,8 +228,10 @@ def measure_window(name, command, count, warmup, window, what="requests"):
             time.sleep(0.05)
         time.sleep(warmup)
         cpu_0, count_0, t_0 = process.cpu_times(), count(), time.monotonic()
+        server_0 = psutil.cpu_times(percpu=True)[int(SERVER_CORE)]
         time.sleep(window)
         cpu_1, count_1, t_1 = process.cpu_times(), count(), time.monotonic()
+        server_1 = psutil.cpu_times(percpu=True)[int(SERVER_CORE)]
         if process.poll() is not None:
             raise RuntimeError(f"{name} ended inside the measured window")
     finally:
@@ -238,7 +242,15 @@ def measure_window(name, command, count, warmup, window, what="requests"):
         except subprocess.TimeoutExpired:
             process.kill()
             output, _ = process.communicate()
-    return Window(t_1 - t_0, count_1 - count_0, cpu_1.user - cpu_0.user, cpu_1.system - cpu_0.system, output)
+    return Window(t_1 - t_0, count_1 - count_0, cpu_1.user - cpu_0.user, cpu_1.system - cpu_0.system, output,
+                  _busy_share(server_0, server_1))
+
+
+def _busy_share(before, after):
+    """A core's busy share between two of its ``psutil.cpu_times`` samples."""
+    total = sum(after) - sum(before)
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    return 1 - idle / total if total > 0 else 0.0
 
 
 # -- rounds and results -------------------------------------------------------------

@@ -123,7 +123,7 @@ def measure(name, command, status_port, warmup, window):
     system_us = run.system * 1e6 / requests
     cpu_us = user_us + system_us
     print(f"{requests_line(name, rps, cpu_us)} (user {user_us:5.2f}, system {system_us:5.2f}; "
-          f"client CPU {run.cpu_percent:.0f}%)", flush=True)
+          f"client CPU {run.cpu_percent:.0f}%, nginx's core busy {100 * run.server_busy:.0f}%)", flush=True)
     return rps, cpu_us
 
 

@@ -49,7 +49,8 @@ def measure(name, command, status_port, warmup, window):
     requests = run.count - 1          # our own status request
     rps = requests / run.seconds
     cpu_us = run.cpu * 1e6 / requests
-    print(f"{requests_line(name, rps, cpu_us)}  (client CPU {run.cpu_percent:.0f}%)", flush=True)
+    print(f"{requests_line(name, rps, cpu_us)}  (client CPU {run.cpu_percent:.0f}%, "
+          f"nginx's core busy {100 * run.server_busy:.0f}%)", flush=True)
     return rps, cpu_us
 
 

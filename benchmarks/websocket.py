@@ -138,7 +138,8 @@ def measure(name, port, counter, warmup, window, size):
     run.show_errors()
     rate = run.count / run.seconds
     per_core = run.count / max(run.cpu, 1e-9)
-    print(f"{rate_line(name, rate, per_core)}  (client CPU {run.cpu_percent:.0f}%)", flush=True)
+    print(f"{rate_line(name, rate, per_core)}  (client CPU {run.cpu_percent:.0f}%, "
+          f"the server's core busy {100 * run.server_busy:.0f}%)", flush=True)
     return rate, per_core
 
 

@@ -15,7 +15,7 @@ from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
 from stressgrid._core.header_cache cimport header_pair, latin1, new_header_cache
-from stressgrid._core.request cimport strncasecmp
+from stressgrid._core.request cimport same_caseless
 
 from stressgrid.errors import RemoteProtocolError
 
@@ -100,7 +100,7 @@ cdef class ResponseHeaders:
         end = at + PyBytes_GET_SIZE(self.packed)
         while at < end:
             at = _entry(at, &n, &m)
-            if n == PyBytes_GET_SIZE(wanted) and strncasecmp(at, PyBytes_AS_STRING(wanted), n) == 0:
+            if n == PyBytes_GET_SIZE(wanted) and same_caseless(at, PyBytes_AS_STRING(wanted), n):
                 return latin1(at + n, m)
             at += n + m
         return default

@@ -35,7 +35,7 @@ from stressgrid._core.headers cimport (HeaderBlock, ResponseHeaders, block_clear
 from stressgrid._core.metrics cimport Recorder
 from stressgrid._core.request cimport (BODY_BYTES, CONNECTION_CLOSE, HAS_CONTENT_TYPE, HAS_HOST,
                                        content_kind, decode_body, named_at, normalise_headers,
-                                       request_path, strncasecmp)
+                                       request_path, same_caseless)
 
 from stressgrid._core.request import authority
 from stressgrid.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
@@ -53,7 +53,7 @@ cdef inline bint mentions_chunked(const char *value, Py_ssize_t size) noexcept:
     """``chunked`` appears in the value, whatever its case."""
     cdef Py_ssize_t i
     for i in range(size - 6):
-        if strncasecmp(value + i, b"chunked", 7) == 0:
+        if same_caseless(value + i, b"chunked", 7):
             return True
     return False
 

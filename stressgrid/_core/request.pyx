@@ -193,7 +193,7 @@ cpdef double timeout_seconds(object timeout, double default_s) except -1.0:
 
 
 cdef inline bint ends_with(const char *p, Py_ssize_t n, const char *suffix, Py_ssize_t m) noexcept:
-    return n >= m and strncasecmp(p + n - m, suffix, m) == 0
+    return n >= m and same_caseless(p + n - m, suffix, m)
 
 
 cdef int content_kind(const char *p, Py_ssize_t n) noexcept:
@@ -209,15 +209,15 @@ cdef int content_kind(const char *p, Py_ssize_t n) noexcept:
     p += start
     n = end - start
     if ends_with(p, n, b"json", 4):
-        if (n == 16 and strncasecmp(p, b"application/json", 16) == 0) \
-                or (n == 9 and strncasecmp(p, b"text/json", 9) == 0):
+        if (n == 16 and same_caseless(p, b"application/json", 16)) \
+                or (n == 9 and same_caseless(p, b"text/json", 9)):
             return BODY_JSON
         if ends_with(p, n, b"+json", 5) and has_type_slash(p, n - 5):
             return BODY_JSON
     elif ends_with(p, n, b"msgpack", 7):
-        if (n == 19 and strncasecmp(p, b"application/msgpack", 19) == 0) \
-                or (n == 21 and strncasecmp(p, b"application/x-msgpack", 21) == 0) \
-                or (n == 23 and strncasecmp(p, b"application/vnd.msgpack", 23) == 0):
+        if (n == 19 and same_caseless(p, b"application/msgpack", 19)) \
+                or (n == 21 and same_caseless(p, b"application/x-msgpack", 21)) \
+                or (n == 23 and same_caseless(p, b"application/vnd.msgpack", 23)):
             return BODY_MSGPACK
         if ends_with(p, n, b"+msgpack", 8) and has_type_slash(p, n - 8):
             return BODY_MSGPACK
