@@ -24,14 +24,17 @@ Requests are counted by nginx itself (stub_status) over the same measured
 window for all three, and CPU time is the generator process's user + system
 time over that window, so start-up costs are left out of every figure.
 
-Where ours spends its CPU (``perf record -g`` on the worker of ``--only untimed``, 50
-devices against the same pinned nginx, 4 s): the kernel 72% of samples (its loopback TCP,
-as wrk's); libpython 9.4% (the script's frame, calls, allocation); our HTTP/1 core 7.3%
-(llhttp 2.0%, the header callbacks 3.3% before a header stopped costing a bytes object per
-name and value); uvloop 3.5%; libc 2.5%; the HTTP/1 client, the device runner and the
-``Pending`` 3.1% together. Before the runner stepped scripts inside ``data_received``, a
-``Future``, a ``call_soon`` handle and a task-style wakeup per request made libpython 12.3%
-and uvloop 5.0%.
+Where ours spends its CPU (``perf record --call-graph dwarf`` on the worker of ``--only
+untimed``, 50 devices against the same pinned nginx, 3 s, after the header fields were packed
+raw): the kernel 70% of samples (its loopback TCP, as wrk's; the write of a request, which
+delivers it to nginx's socket, 57% inclusive); libpython 7.8% (the script's frame, calls,
+allocation); our HTTP/1 core 6.6% (llhttp 2.8%); uvloop 4.8%; libc 3.7%; the HTTP/1 client,
+the device runner and the ``Pending`` 4.1% together. Before, the header callbacks took 3.3%
+(a bytes object per name and value) and then 2.9% (a decoded pair per field). Before the
+runner stepped scripts inside ``data_received``, a ``Future``, a ``call_soon`` handle and a
+task-style wakeup per request made libpython 12.3% and uvloop 5.0%. Each window also shows
+how busy nginx's core was: at 90-100% it, not the generator, holds the rate, and CPU per
+request is the figure that compares generators.
 
 Then the memory of idle kept-alive devices: ``--idle-devices`` devices each do
 one GET and wait in ``delay(60000)``; the worker's RSS growth per device, once

@@ -15,8 +15,8 @@ time over that window. The last line is
     RESULT rps=<ours> rps_vs_h2load=<ours / h2load> cpu_per_req_vs_h2load=<ours / h2load>
 
 with medians over the rounds. Once both generators are under about 90% of their core,
-nginx's one core is what holds the rate: then CPU per request is the figure that compares
-them. Loopback only; every run stops by itself.
+nginx's one core is what holds the rate (each window prints how busy it was: 99-100% behind
+both, today): then CPU per request is the figure that compares them. Loopback only; every run stops by itself.
 
 Where ours spends its CPU (``perf record -g`` on ours, 3 s): the kernel 56% of samples;
 libnghttp2 15.8% (h2load runs on the same library); libpython 11.5%; libc 4.4% (much of it
