@@ -80,7 +80,7 @@ cdef class TlsLayer:
         if not self.connected:
             self._fail(ConnectionResetError(errno.ECONNRESET, "the server closed the connection during the TLS handshake"))
             return False
-        if not self.lost:
+        if not self.lost and not self.closing:
             self.protocol.eof_received()
         return False
 

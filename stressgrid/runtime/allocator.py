@@ -1,14 +1,14 @@
 """The C allocator's settings for a process that runs devices.
 
-Every read of a TLS connection takes a 256 KiB buffer (uvloop's SSL layer asks
-``ssl.SSLObject.read`` for up to that much, which allocates it and shrinks it to
-what was read). glibc serves an allocation over its mmap threshold (128 KiB) with
-``mmap``, shrinks it with ``mremap`` and frees it with ``munmap``: three system calls
-and fresh pages per read, which made a TLS request cost about four times wrk's CPU
-(``python benchmarks/http1.py --tls``). ``keep_large_buffers_on_heap`` raises the
-threshold to 1 MiB, and the trim threshold to 4 MiB so that such a buffer freed at the
-top of the heap is not handed back to the kernel each time. Elsewhere than glibc it
-does nothing.
+A read of a large response body hands the protocol one bytes object of up to 256 KiB
+(uvloop reads that much at once). glibc serves an allocation over its mmap threshold
+(128 KiB) with ``mmap``, shrinks it with ``mremap`` and frees it with ``munmap``: three
+system calls and fresh pages per read. While TLS went through the loop's own layer,
+every TLS read took such a buffer, which made a TLS request cost about four times wrk's
+CPU (``python benchmarks/http1.py --tls``); our TLS layer (``stressgrid._core.tls``) now
+reads into one 16 KiB buffer. ``keep_large_buffers_on_heap`` raises the threshold to
+1 MiB, and the trim threshold to 4 MiB so that such a buffer freed at the top of the heap
+is not handed back to the kernel each time. Elsewhere than glibc it does nothing.
 """
 import ctypes
 
