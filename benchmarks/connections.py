@@ -29,7 +29,9 @@ connection (the workers' RSS growth over the connections, from after a warm-up d
 each worker); the kernel's socket memory
 (``/proc/net/sockstat``); the ramp rate; the machine's CPU idle, the heartbeat
 latency (p50, p99, max) and the workers' loop lag (p99, max) over the window; and at
-the end a ``RESULT`` line. The target's processes run at a real-time priority (round robin),
+the end, after an abort of the run (its duration until the target holds no connection, and
+the workers the agent killed for not confirming the stop within its timeout), a ``RESULT``
+line. The target's processes run at a real-time priority (round robin),
 the agent and this process (the coordinator) at nice -10, the workers at the normal one.
 Every process it started is stopped on the way out, also on Ctrl-C or SIGTERM.
 
@@ -66,6 +68,7 @@ from tests.support.servers import free_port, require, stop_process  # noqa: E402
 
 HEARTBEAT = b"0123456789abcdef"
 HEARTBEAT_PERIOD_S = 30.0
+STOP_TIMEOUT_S = 300   # how long the abort at the end may take to close every connection
 # The script's loop is bounded: a device beats for this long at most (past any run of this benchmark).
 BEATING_S = 3600
 SCRIPT = """
@@ -543,6 +546,16 @@ def run(args):
               f"({rss / 2**20:.0f} MiB in {workers} workers)")
         print(f"over one heartbeat period ({args.heartbeat_period:g} s): {window.describe()}; "
               f"errors {errors or 'none'}")
+        # The stop: an abort, as a user's (or the run's end) sends it; the target counts the closes.
+        stop_mark = coordinator.mark()
+        coordinator.send(wire.Abort(run_id="connections"))
+        stopped = wait_until(coordinator, lambda: target.held() == 0, STOP_TIMEOUT_S)
+        stop_s = time.monotonic() - stop_mark
+        killed = [m.message for at, _, m in coordinator.received
+                  if at >= stop_mark and isinstance(m, wire.Event) and m.kind == "worker_killed"]
+        print(f"stop: the target held {target.held():,} connections {stop_s:.1f} s after the abort"
+              f"{'' if stopped else ' (gave up waiting)'}; workers killed for not stopping in time: {len(killed)}"
+              + "".join(f"\n  {line}" for line in killed[:5]))
         silences = agent.log().count("no word from the coordinator")
         print(f"control plane: the longest gap between the coordinator's heartbeats {coordinator.longest_heartbeat_gap:.2f} s; "
               f"the agent found the coordinator silent {silences} times")
@@ -553,7 +566,8 @@ def run(args):
                   "heartbeat_p99_ms": None if window.p99_ms is None else f"{window.p99_ms:.2f}",
                   "loop_lag_p99_ms": None if window.loop_lag_p99_ms is None else f"{window.loop_lag_p99_ms:.1f}",
                   "workers": workers, "target_processes": target_processes, "source_addresses": len(pool),
-                  "heartbeat_gap_s": f"{coordinator.longest_heartbeat_gap:.2f}", "agent_silences": silences}
+                  "heartbeat_gap_s": f"{coordinator.longest_heartbeat_gap:.2f}", "agent_silences": silences,
+                  "stop_s": f"{stop_s:.1f}", "workers_killed": len(killed)}
         print(" ".join(["RESULT", *(f"{name}={value}" for name, value in fields.items() if value is not None)]))
         if held_target < args.connections or held_ss < args.connections:
             print(f"FAILED: {args.connections:,} connections asked, {held_target:,} held by the target, "
