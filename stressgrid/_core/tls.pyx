@@ -70,6 +70,8 @@ cdef class TlsLayer:
         self._handshake()
 
     def data_received(self, data):
+        if self.closing:
+            return   # a failed handshake, or a closed connection: nothing more is read
         self.incoming.write(data)
         if not self.connected:
             if not self._handshake():
