@@ -137,8 +137,16 @@ cdef dict _timing_names = {}
 cdef tuple timing_names(str key):
     cdef object names = _timing_names.get(key)
     if names is None:
-        names = _timing_names[key] = (f"{key}_us", f"intended_{key}_us")
+        names = remembered(_timing_names, key, (f"{key}_us", f"intended_{key}_us"))
     return <tuple>names
+
+
+cdef object remembered(dict names, str key, object value):
+    """``value``, kept in ``names`` for ``key`` while they hold fewer than the bound: the
+    names a script's keys make are built once, however many calls use them."""
+    if len(names) < _MAX_REMEMBERED_KEYS:
+        names[key] = value
+    return value
 
 
 # The device whose DeviceRunner is stepping its script right now (runner.pyx): a
@@ -236,9 +244,7 @@ def inc_counter(key, value=1):
     cdef str text = metric_key(key)
     cdef object name = _counter_names.get(text)
     if name is None:
-        name = f"{text}_count"
-        if len(_counter_names) < _MAX_REMEMBERED_KEYS:
-            _counter_names[text] = name
+        name = remembered(_counter_names, text, f"{text}_count")
     cdef Counter counter = running_device().recorder.counter(<str>name)
     counter.value += value
 
@@ -256,9 +262,7 @@ def check(name, condition):
     cdef str key = metric_key(name)
     cdef object names = _check_names.get(key)
     if names is None:
-        names = (f"check_{key}_pass_count", f"check_{key}_fail_count")
-        if len(_check_names) < _MAX_REMEMBERED_KEYS:
-            _check_names[key] = names
+        names = remembered(_check_names, key, (f"check_{key}_pass_count", f"check_{key}_fail_count"))
     cdef bint passed = bool(condition)
     cdef Counter counter = running_device().recorder.counter(names[0] if passed else names[1])
     counter.value += 1
