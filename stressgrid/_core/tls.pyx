@@ -200,17 +200,18 @@ cdef class TlsLayer:
             except _WANT:
                 break
             except ssl.SSLZeroReturnError:
-                # The server's close_notify: the end of its data.
-                self._flush()
+                size = 0
+            except ssl.SSLError as exc:
+                self._abort_with(exc)
+                return 0
+            if size == 0:
+                # The server's close_notify (the ssl module reads it as no bytes, or raises
+                # SSLZeroReturnError): the end of its data. Ours answers it, in close().
                 if not self.lost:
                     self.protocol.eof_received()
                 self.close()
                 return 0
-            except ssl.SSLError as exc:
-                self._abort_with(exc)
-                return 0
-            if size:
-                self.protocol.data_received(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(_read_buffer), size))
+            self.protocol.data_received(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(_read_buffer), size))
             if incoming.pending == 0 and tls.pending() == 0:
                 break
         if self.outgoing.pending:
